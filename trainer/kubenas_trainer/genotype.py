@@ -1,0 +1,183 @@
+"""The genotype format shared by the search code and the trainer (no torch here).
+
+A genotype ("architecture") is a JSON object that fully describes one network, so
+that ``build_model(architecture, input_shape, num_classes)`` is a pure function.
+
+chain -- the layer-by-layer space of REINFORCE NAS (Zoph & Le 2017)::
+
+    {"type": "chain",
+     "layers": [{"op": "conv", "filters": 32, "kernel": 3, "stride": 1},
+                {"op": "max_pool", "kernel": 3, "stride": 2},
+                {"op": "identity"}]}
+
+    conv      conv(kernel, stride) -> BN -> ReLU, `filters` output channels
+    dw_conv   depthwise conv(kernel, stride) -> pointwise 1x1 -> BN -> ReLU
+    max_pool  max pool(kernel, stride), channels unchanged (no `filters`)
+    avg_pool  avg pool(kernel, stride), channels unchanged (no `filters`)
+    identity  nothing (no `filters`, `kernel`, `stride`)
+
+cell -- a NAS-Bench-201-style cell stacked into a network::
+
+    {"type": "cell", "nodes": 4,
+     "edges": [["conv_3x3"],
+               ["skip_connect", "none"],
+               ["conv_1x1", "avg_pool_3x3", "none"]],
+     "channels": 16, "cellsPerStage": 2, "stages": 3}
+
+    Node 0 is the cell input and node ``nodes - 1`` its output. ``edges[i - 1][j]``
+    is the operation on the edge from node j to node i (j < i), so row i - 1 has i
+    entries. The network is a stem conv to `channels`, then `stages` stages of
+    `cellsPerStage` cells; each stage after the first starts with a stride-2
+    residual reduction block that doubles the channels; then BN, ReLU, global
+    average pooling and a linear head.
+
+``validate_genotype`` returns the genotype or raises GenotypeError naming the
+decision at fault (for example ``layers[2].kernel``).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+CHAIN_OPS = ("conv", "dw_conv", "max_pool", "avg_pool", "identity")
+CHAIN_OPS_WITH_FILTERS = ("conv", "dw_conv")
+CHAIN_OPS_WITH_KERNEL = ("conv", "dw_conv", "max_pool", "avg_pool")
+KERNEL_SIZES = (1, 3, 5, 7)
+STRIDES = (1, 2)
+MAX_FILTERS = 4096
+MAX_CHAIN_LAYERS = 64
+
+CELL_OPS = (
+    "none",
+    "skip_connect",
+    "conv_1x1",
+    "conv_3x3",
+    "sep_conv_3x3",
+    "dil_conv_3x3",
+    "avg_pool_3x3",
+    "max_pool_3x3",
+)
+MIN_CELL_NODES, MAX_CELL_NODES = 2, 8
+MAX_STAGES = 5
+MAX_CELLS_PER_STAGE = 20
+MAX_CELL_CHANNELS = 1024
+
+SPACE_TYPES = ("chain", "cell")
+
+
+class GenotypeError(ValueError):
+    """A genotype that does not describe a buildable network.
+
+    ``path`` names the bad decision (``layers[2].kernel``, ``edges[1][0]``).
+    """
+
+    def __init__(self, path: str, message: str):
+        self.path = path
+        self.message = message
+        super().__init__(f"architecture.{path}: {message}" if path else f"architecture: {message}")
+
+
+def _require_int(value: Any, path: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise GenotypeError(path, f"must be an integer, got {value!r}")
+    if not low <= value <= high:
+        raise GenotypeError(path, f"must be between {low} and {high}, got {value}")
+    return value
+
+
+def _require_choice(value: Any, path: str, choices: tuple) -> Any:
+    if value not in choices:
+        raise GenotypeError(path, f"{value!r} is not one of {', '.join(map(str, choices))}")
+    return value
+
+
+def _validate_chain(genotype: dict) -> dict:
+    layers = genotype.get("layers")
+    if not isinstance(layers, list) or not layers:
+        raise GenotypeError("layers", "must be a non-empty list of layers")
+    if len(layers) > MAX_CHAIN_LAYERS:
+        raise GenotypeError("layers", f"at most {MAX_CHAIN_LAYERS} layers, got {len(layers)}")
+    for i, layer in enumerate(layers):
+        where = f"layers[{i}]"
+        if not isinstance(layer, dict):
+            raise GenotypeError(where, f"must be an object with an 'op', got {layer!r}")
+        op = _require_choice(layer.get("op"), f"{where}.op", CHAIN_OPS)
+        if op in CHAIN_OPS_WITH_FILTERS:
+            _require_int(layer.get("filters"), f"{where}.filters", 1, MAX_FILTERS)
+        if op in CHAIN_OPS_WITH_KERNEL:
+            _require_choice(layer.get("kernel"), f"{where}.kernel", KERNEL_SIZES)
+            _require_choice(layer.get("stride"), f"{where}.stride", STRIDES)
+    return genotype
+
+
+def _validate_cell(genotype: dict) -> dict:
+    nodes = _require_int(genotype.get("nodes"), "nodes", MIN_CELL_NODES, MAX_CELL_NODES)
+    edges = genotype.get("edges")
+    if not isinstance(edges, list) or len(edges) != nodes - 1:
+        raise GenotypeError("edges", f"must be a list of {nodes - 1} rows (one per node after the input)")
+    for i, row in enumerate(edges):
+        if not isinstance(row, list) or len(row) != i + 1:
+            raise GenotypeError(f"edges[{i}]", f"must list {i + 1} operations (one per earlier node)")
+        for j, op in enumerate(row):
+            _require_choice(op, f"edges[{i}][{j}]", CELL_OPS)
+    _require_int(genotype.get("channels"), "channels", 1, MAX_CELL_CHANNELS)
+    _require_int(genotype.get("cellsPerStage"), "cellsPerStage", 1, MAX_CELLS_PER_STAGE)
+    _require_int(genotype.get("stages"), "stages", 1, MAX_STAGES)
+    return genotype
+
+
+def validate_genotype(genotype: Any) -> dict:
+    """Return ``genotype`` if it is well formed, else raise GenotypeError."""
+    if not isinstance(genotype, dict):
+        raise GenotypeError("", f"must be an object, got {type(genotype).__name__}")
+    kind = _require_choice(genotype.get("type"), "type", SPACE_TYPES)
+    if kind == "chain":
+        return _validate_chain(genotype)
+    return _validate_cell(genotype)
+
+
+def canonical_genotype(genotype: dict) -> dict:
+    """The genotype with decisions that do not affect the network removed.
+
+    Two genotypes that build the same network have the same canonical form, which
+    is what duplicate detection hashes.
+    """
+    genotype = validate_genotype(genotype)
+    if genotype["type"] == "cell":
+        return {k: genotype[k] for k in ("type", "nodes", "edges", "channels", "cellsPerStage", "stages")}
+    layers = []
+    for layer in genotype["layers"]:
+        op = layer["op"]
+        kept = {"op": op}
+        if op in CHAIN_OPS_WITH_FILTERS:
+            kept["filters"] = layer["filters"]
+        if op in CHAIN_OPS_WITH_KERNEL:
+            kept["kernel"] = layer["kernel"]
+            kept["stride"] = layer["stride"]
+        layers.append(kept)
+    return {"type": "chain", "layers": layers}
+
+
+def genotype_hash(genotype: dict, hyperparameters: dict | None = None) -> str:
+    """A short stable hash of a candidate (canonical genotype + hyperparameters)."""
+    payload = {"architecture": canonical_genotype(genotype), "hyperparameters": hyperparameters or {}}
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def describe_genotype(genotype: dict) -> str:
+    """A one-line human summary, for leaderboards and the experiment status."""
+    if genotype.get("type") == "cell":
+        rows = ["+".join(f"{op}~{j}" for j, op in enumerate(row)) for row in genotype.get("edges", [])]
+        return "|" + "|".join(rows) + "|"
+    parts = []
+    for layer in genotype.get("layers", []):
+        op = layer.get("op")
+        if op in CHAIN_OPS_WITH_FILTERS:
+            parts.append(f"{op}{layer.get('kernel')}x{layer.get('kernel')}/{layer.get('stride')}:{layer.get('filters')}")
+        elif op in CHAIN_OPS_WITH_KERNEL:
+            parts.append(f"{op}{layer.get('kernel')}/{layer.get('stride')}")
+        else:
+            parts.append(str(op))
+    return " > ".join(parts)
