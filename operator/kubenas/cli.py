@@ -1,0 +1,141 @@
+"""The `kubenas` command: run and validate experiments locally; start the operator and
+the per-experiment controller inside a cluster."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+EXIT_INVALID = 2
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130
+
+
+def _print_issues(console: Console, path: str, issues) -> None:
+    console.print(f"[red]error[/]: {path} is not a valid NASExperiment:")
+    for issue in issues:
+        console.print(f"  [bold]{issue.path}[/]: {issue.message}", highlight=False)
+
+
+def cmd_validate(args) -> int:
+    from kubenas.api.validation import ExperimentInvalid, load_experiment_file
+
+    console = Console(stderr=True)
+    status = 0
+    for path in args.files:
+        try:
+            obj = load_experiment_file(path)
+        except ExperimentInvalid as err:
+            _print_issues(console, path, err.issues)
+            status = EXIT_INVALID
+        else:
+            console.print(f"[green]ok[/]: {path} ({obj['metadata']['name']})", highlight=False)
+    return status
+
+
+def cmd_run(args) -> int:
+    from kubenas.api.validation import ExperimentInvalid, load_experiment_file
+    from kubenas.local.rundir import RunDirMismatch
+    from kubenas.local.runner import LocalRunner
+
+    console = Console(stderr=True)
+    try:
+        experiment = load_experiment_file(args.file)
+    except ExperimentInvalid as err:
+        _print_issues(console, args.file, err.issues)
+        return EXIT_INVALID
+    run_dir = args.run_dir or f"runs/{experiment['metadata']['name']}"
+    metrics = None
+    if args.metrics_port is not None:
+        from kubenas.local.metrics import LocalMetrics
+
+        metrics = LocalMetrics.serve(args.metrics_port, experiment)
+    if args.no_progress:
+        from kubenas.local.runner import NullProgress
+        progress = NullProgress()
+    else:
+        from kubenas.local.progress import RichProgress
+        progress = RichProgress(console)
+    console.print(f"kubenas: running {experiment['metadata']['name']} in {run_dir}", highlight=False)
+    runner = LocalRunner(experiment, run_dir, progress=progress, metrics=metrics)
+    try:
+        summary = runner.run()
+    except RunDirMismatch as err:
+        console.print(f"[red]error[/]: {err}", highlight=False)
+        return EXIT_INVALID
+    except KeyboardInterrupt:
+        console.print("\n[yellow]interrupted[/]: finished trials are kept; rerun the same command to resume.")
+        return EXIT_INTERRUPTED
+    _print_summary(Console(), summary, runner, run_dir)
+    return 0 if summary.phase == "Succeeded" else EXIT_FAILED
+
+
+def _print_summary(console: Console, summary, runner, run_dir: str) -> None:
+    from kubenas.local.report import LEADERBOARD_COLUMNS, leaderboard_rows
+
+    table = Table(title=f"{runner.name}: top trials by validation {runner.metric}")
+    for column in LEADERBOARD_COLUMNS:
+        table.add_column(column, overflow="fold")
+    for row in leaderboard_rows(summary.records, runner.goal):
+        table.add_row(*map(str, row))
+    console.print(table)
+    counts = ", ".join(f"{v} {k.lower()}" for k, v in sorted(summary.counts.items())) or "no trials"
+    colour = "green" if summary.phase == "Succeeded" else "red"
+    console.print(f"[{colour}]{summary.phase}[/] ({summary.reason}): {summary.message}; {counts}", highlight=False)
+    if summary.best:
+        console.print(f"best: {summary.best['name']} reward {summary.best['reward']:.4f}; "
+                      f"results in {run_dir}/ (trials.jsonl, best.json, best_model.pt, progress.png)",
+                      highlight=False)
+
+
+def cmd_controller(args) -> int:
+    from kubenas.controller.main import run
+
+    return run(args.namespace, args.experiment) or 0
+
+
+def cmd_operator(args) -> int:
+    from kubenas.operator.main import run
+
+    return run(namespaces=args.namespace, all_namespaces=args.all_namespaces,
+               metrics_port=args.metrics_port) or 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kubenas", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run an experiment on this machine (no cluster)")
+    run.add_argument("file", help="a NASExperiment YAML file")
+    run.add_argument("--run-dir", help="where results go (default runs/<experiment name>); "
+                                       "rerunning with the same directory resumes")
+    run.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.set_defaults(func=cmd_run)
+
+    validate = sub.add_parser("validate", help="validate experiment files without running them")
+    validate.add_argument("files", nargs="+")
+    validate.set_defaults(func=cmd_validate)
+
+    controller = sub.add_parser("controller", help="(in cluster) the search controller of one experiment")
+    controller.add_argument("--namespace", required=True)
+    controller.add_argument("--experiment", required=True)
+    controller.set_defaults(func=cmd_controller)
+
+    operator = sub.add_parser("operator", help="(in cluster) the kubenas operator")
+    operator.add_argument("--namespace", action="append", help="watch this namespace (repeatable)")
+    operator.add_argument("--all-namespaces", action="store_true", help="watch every namespace")
+    operator.add_argument("--metrics-port", type=int, default=8080)
+    operator.set_defaults(func=cmd_operator)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

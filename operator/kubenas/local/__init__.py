@@ -1,0 +1,1 @@
+"""`kubenas run`: the embedded default, one experiment on one machine, no cluster."""

@@ -1,0 +1,100 @@
+"""One trial as a local process running the trainer (`python -m kubenas_trainer`).
+
+The trainer writes history.jsonl as it goes and result.json at the end; its exit code
+tells success from failure. A process that dies without a result (killed, segfault)
+still ends as a Failed trial with the tail of its log as the message.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+LOG_TAIL_CHARS = 2000
+KILL_GRACE_SECONDS = 5.0
+
+
+class TrialProcess:
+    def __init__(self, name: str, index: int, directory: Path, timeout_seconds: float, threads: int):
+        self.name = name
+        self.index = index
+        self.directory = directory
+        self.started_at = time.time()
+        self.deadline = time.monotonic() + timeout_seconds + KILL_GRACE_SECONDS
+        self.stop_reason: str | None = None  # set when we end it: Timeout, EarlyStopped, Stopped
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        self._log = open(directory / "log.txt", "ab")
+        # Own session: a Ctrl-C in the terminal reaches the runner only, which then
+        # stops its trials deliberately instead of having them die mid-write.
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "kubenas_trainer", "--trial", str(directory / "trial.json"),
+             "--out", str(directory), "--export-model"],
+            stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+    def poll(self) -> int | None:
+        if self.popen.poll() is None and time.monotonic() > self.deadline:
+            self.stop("Timeout")
+        return self.popen.poll()
+
+    def stop(self, reason: str) -> None:
+        """Terminate the trial (SIGTERM, then SIGKILL after a grace period)."""
+        if self.popen.poll() is not None:
+            return
+        self.stop_reason = self.stop_reason or reason
+        try:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            self.popen.wait(KILL_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait()
+        except ProcessLookupError:
+            pass
+
+    def history(self) -> list[dict]:
+        path = self.directory / "history.jsonl"
+        records = []
+        if path.exists():
+            for line in path.read_text().splitlines():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError:
+                    break  # the line being written right now
+        return records
+
+    def result(self, metric: str) -> dict:
+        """The trial's result once the process has ended; `metric` is the objective's."""
+        self._log.close()
+        code = self.popen.returncode
+        result = None
+        path = self.directory / "result.json"
+        if path.exists():
+            try:
+                result = json.loads(path.read_text())
+            except json.JSONDecodeError:
+                result = None
+        if self.stop_reason == "EarlyStopped":
+            history = self.history()
+            result = {"status": "EarlyStopped", "reason": "EarlyStopped", "history": history,
+                      "reward": history[-1].get(metric) if history else None,
+                      "message": "stopped by the median stopping rule", "metrics": {}}
+        elif self.stop_reason and (result is None or result.get("status") == "Succeeded" and code != 0):
+            result = {"status": "Failed", "reason": self.stop_reason, "reward": None, "metrics": {},
+                      "history": self.history(),
+                      "message": f"trial process ended by the runner ({self.stop_reason})"}
+        elif result is None:
+            result = {"status": "Failed", "reason": "InternalError", "reward": None, "metrics": {},
+                      "history": self.history(),
+                      "message": f"trainer exited with code {code} without a result: {self.log_tail()}"}
+        result.setdefault("exitCode", code)
+        return result
+
+    def log_tail(self) -> str:
+        try:
+            text = (self.directory / "log.txt").read_text(errors="replace")
+        except OSError:
+            return ""
+        return text[-LOG_TAIL_CHARS:].strip()

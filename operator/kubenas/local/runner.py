@@ -1,0 +1,269 @@
+"""Run one NASExperiment on this machine: the same strategies and trainer as a cluster.
+
+The loop, written down as a state machine of the experiment:
+
+    Running --(finished >= maxTrials | target reached)--> Succeeded
+    Running --(failed > maxFailedTrials)----------------> Failed
+    Running --(deadlineSeconds passed)------------------> Stopped
+    Running --(Ctrl-C)--> (process exits; a rerun resumes in Running)
+
+and of each trial: proposed (trial.json written) -> running (a process) -> finished
+(a line in trials.jsonl: Succeeded | Failed | EarlyStopped). A trial proposed but not
+finished when the runner died is run again, under the same index, on resume.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from kubenas.api.trials import build_trial_spec, trial_name
+from kubenas.api.validation import with_defaults
+from kubenas.early_stopping import median_stop
+from kubenas.space import SearchSpace
+from kubenas.strategies import make_strategy, rebuild
+from kubenas_trainer.genotype import genotype_hash
+
+from .budget import Outcome, decide, is_better
+from .process import TrialProcess
+from .rundir import RunDir
+
+POLL_SECONDS = 0.2
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class RunSummary:
+    phase: str
+    reason: str
+    message: str
+    counts: dict
+    best: dict | None
+    records: list = field(default_factory=list)
+
+
+class NullProgress:
+    """What the runner tells a progress display; this one shows nothing."""
+
+    def start(self, total: int, done: int) -> None: ...
+    def trial_started(self, name: str) -> None: ...
+    def trial_finished(self, record: dict, done: int, running: int, failed: int, best: float | None) -> None: ...
+    def stop(self) -> None: ...
+
+
+class LocalRunner:
+    def __init__(self, experiment: dict, run_dir: str, progress=None, metrics=None):
+        self.experiment = experiment
+        self.name = experiment["metadata"]["name"]
+        self.spec = with_defaults(experiment["spec"])
+        self.run_dir = RunDir(run_dir)
+        self.progress = progress or NullProgress()
+        self.metrics = metrics
+        self.goal = self.spec["objective"]["goal"]
+        self.metric = self.spec["objective"]["metric"]
+        budget = self.spec["budget"]
+        self.parallel = budget["parallelTrials"]
+        self.threads = max(1, (os.cpu_count() or 1) // self.parallel)
+        self.running: dict[int, TrialProcess] = {}
+
+    # -- setup and resume ------------------------------------------------------------
+
+    def _restore(self):
+        space = SearchSpace.from_spec(self.spec["searchSpace"])
+        strategy = make_strategy(self.spec["strategy"], space, self.goal)
+        finished = self.run_dir.finished()
+        proposed = self.run_dir.proposed()
+        if not self._load_checkpoint(strategy, len(proposed), len(finished)):
+            rebuild(strategy,
+                    proposed=[(t["index"], _candidate(t)) for t in proposed],
+                    finished=[(r["index"], _candidate(r), _strategy_reward(r)) for r in finished])
+        return strategy, proposed, finished
+
+    def _load_checkpoint(self, strategy, proposed: int, finished: int) -> bool:
+        """Use the checkpoint when it matches the history exactly; else replay history."""
+        path = self.run_dir.checkpoint_file
+        if not path.exists():
+            return False
+        try:
+            checkpoint = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            return False
+        if (checkpoint.get("version"), checkpoint.get("proposed"), checkpoint.get("finished")) != (
+                CHECKPOINT_VERSION, proposed, finished):
+            return False
+        strategy.load_state_dict(checkpoint["state"])
+        return True
+
+    def _checkpoint(self, strategy, proposed: int, finished: int) -> None:
+        self.run_dir.save_checkpoint({"version": CHECKPOINT_VERSION, "proposed": proposed,
+                                      "finished": finished, "state": strategy.state_dict()})
+
+    # -- the loop --------------------------------------------------------------------
+
+    def run(self) -> RunSummary:
+        self.run_dir.bind(self.experiment)
+        strategy, proposed, records = self._restore()
+        state = self.run_dir.load_state()
+        started = state.get("startTime") or _now()
+        self.run_dir.save_state({**state, "phase": "Running", "startTime": started, "reason": "", "message": ""})
+        started_epoch = datetime.fromisoformat(started).timestamp()
+
+        finished_indices = {r["index"] for r in records}
+        unfinished = [t for t in proposed if t["index"] not in finished_indices]
+        proposed_count = len(proposed)
+        next_index = max((t["index"] for t in proposed), default=-1) + 1
+        hashes = {r.get("hash"): r for r in records if r.get("status") == "Succeeded" and r.get("hash")}
+
+        self.progress.start(self.spec["budget"]["maxTrials"], len(records))
+        outcome = None
+        try:
+            while True:
+                counts, best = _counts(records), _best_reward(records, self.goal)
+                outcome = decide(self.spec, counts, best, time.time() - started_epoch)
+                if outcome is not None:
+                    break
+                # Fill the free slots: unfinished trials from a killed run first.
+                while len(self.running) < self.parallel and len(records) + len(self.running) < self.spec["budget"]["maxTrials"]:
+                    if unfinished:
+                        trial = unfinished.pop(0)
+                    else:
+                        candidate = strategy.propose(next_index)
+                        trial = build_trial_spec(self.name, self.spec, next_index, candidate)
+                        self.run_dir.write_trial(trial_name(self.name, next_index), trial)
+                        next_index += 1
+                        proposed_count += 1
+                        twin = hashes.get(genotype_hash(trial["architecture"], trial["hyperparameters"]))
+                        if twin is not None:  # duplicates are not retrained
+                            record = _duplicate_record(trial, twin, self.name)
+                            records.append(record)
+                            self._finish(strategy, record, records, proposed_count)
+                            continue
+                    self._launch(trial)
+                self._poll(strategy, records, proposed_count, hashes)
+                time.sleep(POLL_SECONDS)
+        except KeyboardInterrupt:
+            self._stop_all("Stopped")
+            self.progress.stop()
+            self.run_dir.save_state({"phase": "Running", "startTime": started, "reason": "Interrupted",
+                                     "message": "stopped by the user; rerun the same command to resume"})
+            raise
+        self._stop_all("Stopped")
+        self.progress.stop()
+        return self._conclude(outcome, records, started)
+
+    def _launch(self, trial: dict) -> None:
+        name = trial_name(self.name, trial["index"])
+        directory = self.run_dir.trial_dir(name)
+        for stale in ("result.json", "history.jsonl"):  # from a run killed mid-trial
+            (directory / stale).unlink(missing_ok=True)
+        self.running[trial["index"]] = TrialProcess(name, trial["index"], directory,
+                                                    trial["timeoutSeconds"], self.threads)
+        self.progress.trial_started(name)
+        if self.metrics:
+            self.metrics.trial_started(self.name)
+
+    def _poll(self, strategy, records: list, proposed_count: int, hashes: dict) -> None:
+        stopping = self.spec["earlyStopping"]
+        completed = None
+        for index, proc in list(self.running.items()):
+            if proc.poll() is None:
+                if stopping["type"] == "median":
+                    if completed is None:
+                        completed = [r.get("history") or [] for r in records if r.get("status") == "Succeeded"]
+                    if median_stop(proc.history(), completed, self.metric, self.goal,
+                                   stopping["minTrials"], stopping["startEpoch"]):
+                        proc.stop("EarlyStopped")
+                continue
+            del self.running[index]
+            trial = json.loads((proc.directory / "trial.json").read_text())
+            record = _record(trial, proc, self.name, self.metric)
+            records.append(record)
+            if record["status"] == "Succeeded":
+                hashes.setdefault(record["hash"], record)
+            self._finish(strategy, record, records, proposed_count)
+
+    def _finish(self, strategy, record: dict, records: list, proposed_count: int) -> None:
+        self.run_dir.append_finished(record)
+        strategy.observe(record["index"], _candidate(record), _strategy_reward(record))
+        self._checkpoint(strategy, proposed_count, len(records))
+        counts = _counts(records)
+        best = _best_reward(records, self.goal)
+        self.progress.trial_finished(record, len(records), len(self.running), counts.get("Failed", 0), best)
+        if self.metrics:
+            self.metrics.trial_finished(self.name, record, best)
+
+    def _stop_all(self, reason: str) -> None:
+        for proc in self.running.values():
+            proc.stop(reason)
+        self.running.clear()
+
+    def _conclude(self, outcome: Outcome, records: list, started: str) -> RunSummary:
+        from . import report
+
+        best = report.write_best(self.run_dir, records, self.goal)
+        report.write_plot(self.run_dir, records, self.goal, self.metric)
+        self.run_dir.save_state({"phase": outcome.phase, "reason": outcome.reason, "message": outcome.message,
+                                 "startTime": started, "completionTime": _now()})
+        return RunSummary(outcome.phase, outcome.reason, outcome.message, _counts(records), best, records)
+
+
+# -- records ---------------------------------------------------------------------------
+
+
+def _record(trial: dict, proc: TrialProcess, experiment: str, metric: str) -> dict:
+    result = proc.result(metric)
+    return {
+        "name": trial_name(experiment, trial["index"]),
+        "index": trial["index"],
+        "architecture": trial["architecture"],
+        "hyperparameters": trial.get("hyperparameters") or {},
+        "hash": genotype_hash(trial["architecture"], trial.get("hyperparameters")),
+        "status": result.get("status", "Failed"),
+        "reward": result.get("reward"),
+        "reason": result.get("reason"),
+        "message": result.get("message") or "",
+        "metrics": result.get("metrics") or {},
+        "history": result.get("history") or [],
+        "exitCode": result.get("exitCode"),
+        "startTime": datetime.fromtimestamp(proc.started_at, timezone.utc).isoformat(),
+        "completionTime": _now(),
+    }
+
+
+def _duplicate_record(trial: dict, twin: dict, experiment: str) -> dict:
+    now = _now()
+    return {**{k: twin[k] for k in ("status", "reward", "metrics", "history", "hash")},
+            "name": trial_name(experiment, trial["index"]), "index": trial["index"],
+            "architecture": trial["architecture"], "hyperparameters": trial.get("hyperparameters") or {},
+            "reason": "Duplicate", "message": f"same candidate as {twin['name']}; result reused, not retrained",
+            "duplicateOf": twin["name"], "exitCode": None, "startTime": now, "completionTime": now}
+
+
+def _candidate(trial: dict) -> dict:
+    return {"architecture": trial["architecture"], "hyperparameters": trial.get("hyperparameters") or {}}
+
+
+def _strategy_reward(record: dict) -> float | None:
+    """What a strategy learns from: the reward of a finished trial, None if it failed."""
+    return record.get("reward") if record.get("status") in ("Succeeded", "EarlyStopped") else None
+
+
+def _counts(records: list) -> dict:
+    counts: dict = {}
+    for r in records:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    return counts
+
+
+def _best_reward(records: list, goal: str) -> float | None:
+    best = None
+    for r in records:
+        if r.get("status") == "Succeeded" and r.get("reward") is not None and is_better(r["reward"], best, goal):
+            best = r["reward"]
+    return best
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat()
