@@ -22,7 +22,7 @@ def _print_issues(console: Console, path: str, issues) -> None:
 def cmd_validate(args) -> int:
     from kubenas.api.validation import ExperimentInvalid, load_experiment_file
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     status = 0
     for path in args.files:
         try:
@@ -40,7 +40,7 @@ def cmd_run(args) -> int:
     from kubenas.local.rundir import RunDirMismatch
     from kubenas.local.runner import LocalRunner
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     try:
         experiment = load_experiment_file(args.file)
     except ExperimentInvalid as err:
@@ -68,7 +68,7 @@ def cmd_run(args) -> int:
     except KeyboardInterrupt:
         console.print("\n[yellow]interrupted[/]: finished trials are kept; rerun the same command to resume.")
         return EXIT_INTERRUPTED
-    _print_summary(Console(), summary, runner, run_dir)
+    _print_summary(Console(soft_wrap=True), summary, runner, run_dir)
     return 0 if summary.phase == "Succeeded" else EXIT_FAILED
 
 

@@ -1,0 +1,125 @@
+"""Experiment validation: the CRD schema, unknown fields and semantic checks."""
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kubenas.api.validation import (ExperimentInvalid, load_experiment_file, validate_experiment,
+                                    with_defaults)
+from kubenas.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted((ROOT / "deploy" / "examples").glob("*.yaml"))
+
+
+@pytest.fixture
+def experiment():
+    return yaml.safe_load((ROOT / "deploy/examples/digits-evolution.yaml").read_text())
+
+
+def paths(obj):
+    return [issue.path for issue in validate_experiment(obj)]
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_every_example_is_valid(path):
+    assert validate_experiment(yaml.safe_load(path.read_text())) == []
+
+
+def test_wrong_type_names_the_field(experiment):
+    experiment["spec"]["budget"]["maxTrials"] = "twenty"
+    assert paths(experiment) == ["spec.budget.maxTrials"]
+
+
+def test_unknown_strategy_names_the_field(experiment):
+    experiment["spec"]["strategy"]["type"] = "bayesian"
+    assert "spec.strategy.type" in paths(experiment)
+
+
+def test_unknown_op_names_the_field_and_index(experiment):
+    experiment["spec"]["searchSpace"]["cell"]["operations"][2] = "conv_2x2"
+    issues = validate_experiment(experiment)
+    assert [i.path for i in issues] == ["spec.searchSpace.cell.operations[2]"]
+    assert "conv_2x2" in issues[0].message
+
+
+def test_parallel_trials_above_max_trials(experiment):
+    experiment["spec"]["budget"]["parallelTrials"] = 50
+    issues = validate_experiment(experiment)
+    assert [i.path for i in issues] == ["spec.budget.parallelTrials"]
+    assert "maxTrials" in issues[0].message
+
+
+def test_missing_required_field_is_named(experiment):
+    del experiment["spec"]["budget"]["maxTrials"]
+    assert paths(experiment) == ["spec.budget.maxTrials"]
+
+
+def test_misspelt_field_gets_a_suggestion(experiment):
+    experiment["spec"]["budget"]["maxFailedTrails"] = experiment["spec"]["budget"].pop("maxFailedTrials")
+    issues = validate_experiment(experiment)
+    assert [i.path for i in issues] == ["spec.budget.maxFailedTrails"]
+    assert "maxFailedTrials" in issues[0].message
+
+
+def test_dataset_read_from_files_needs_a_path(experiment):
+    experiment["spec"]["trial"]["dataset"] = {"name": "cifar10"}
+    assert paths(experiment) == ["spec.trial.dataset.path"]
+
+
+def test_settings_of_another_strategy_are_refused(experiment):
+    experiment["spec"]["strategy"]["reinforce"] = {"learningRate": 0.01}
+    assert paths(experiment) == ["spec.strategy.reinforce"]
+
+
+def test_tournament_larger_than_population(experiment):
+    experiment["spec"]["strategy"]["evolution"] = {"populationSize": 4, "sampleSize": 6}
+    assert paths(experiment) == ["spec.strategy.evolution.sampleSize"]
+
+
+def test_name_too_long_for_trial_names(experiment):
+    experiment["metadata"]["name"] = "x" * 60
+    assert paths(experiment) == ["metadata.name"]
+
+
+def test_goal_must_match_metric(experiment):
+    experiment["spec"]["objective"] = {"metric": "loss", "goal": "maximize"}
+    assert paths(experiment) == ["spec.objective.goal"]
+
+
+def test_defaults_fill_every_setting_without_touching_input(experiment):
+    before = copy.deepcopy(experiment)
+    spec = with_defaults(experiment["spec"])
+    assert experiment == before
+    assert spec["budget"]["maxFailedTrials"] == 4  # given in the file
+    assert spec["trial"]["training"]["schedule"] == "cosine"
+    assert spec["earlyStopping"]["type"] == "none"
+    assert with_defaults({"objective": {"metric": "loss"}, "budget": {"maxTrials": 50}})["budget"]["maxFailedTrials"] == 8
+
+
+def test_load_reports_yaml_errors_with_the_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("spec: [unclosed")
+    with pytest.raises(ExperimentInvalid) as err:
+        load_experiment_file(bad)
+    assert str(bad) in err.value.issues[0].path
+
+
+@pytest.mark.parametrize("change, field", [
+    (lambda s: s["budget"].update(maxTrials="twenty"), "spec.budget.maxTrials"),
+    (lambda s: s["strategy"].update(type="annealing"), "spec.strategy.type"),
+    (lambda s: s["searchSpace"]["cell"]["operations"].append("conv_9x9"), "spec.searchSpace.cell.operations[5]"),
+    (lambda s: s["budget"].update(parallelTrials=21), "spec.budget.parallelTrials"),
+])
+def test_cli_validate_exits_non_zero_and_names_the_field(tmp_path, capsys, experiment, change, field):
+    change(experiment["spec"])
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(experiment))
+    assert main(["validate", str(path)]) == 2
+    assert field in capsys.readouterr().err
+
+
+def test_cli_validate_accepts_an_example(capsys):
+    assert main(["validate", str(EXAMPLES[0])]) == 0
+    assert "ok" in capsys.readouterr().err
