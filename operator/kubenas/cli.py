@@ -3,6 +3,7 @@ the per-experiment controller inside a cluster."""
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from rich.console import Console
@@ -60,6 +61,8 @@ def cmd_run(args) -> int:
         progress = RichProgress(console)
     console.print(f"kubenas: running {experiment['metadata']['name']} in {run_dir}", highlight=False)
     runner = LocalRunner(experiment, run_dir, progress=progress, metrics=metrics)
+    # SIGTERM (kill, a closing terminal) stops as cleanly as Ctrl-C does.
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         summary = runner.run()
     except RunDirMismatch as err:
@@ -70,6 +73,10 @@ def cmd_run(args) -> int:
         return EXIT_INTERRUPTED
     _print_summary(Console(soft_wrap=True), summary, runner, run_dir)
     return 0 if summary.phase == "Succeeded" else EXIT_FAILED
+
+
+def _raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _print_summary(console: Console, summary, runner, run_dir: str) -> None:

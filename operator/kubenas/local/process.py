@@ -6,6 +6,7 @@ still ends as a Failed trial with the tail of its log as the message.
 """
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
@@ -16,6 +17,18 @@ from pathlib import Path
 
 LOG_TAIL_CHARS = 2000
 KILL_GRACE_SECONDS = 5.0
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child: be killed if the runner dies, so a killed runner leaves no orphan
+    trainer writing into a trial folder that the resumed run reuses (Linux only)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
+        pass
 
 
 class TrialProcess:
@@ -33,7 +46,8 @@ class TrialProcess:
         self.popen = subprocess.Popen(
             [sys.executable, "-m", "kubenas_trainer", "--trial", str(directory / "trial.json"),
              "--out", str(directory), "--export-model"],
-            stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            preexec_fn=_die_with_parent)
 
     def poll(self) -> int | None:
         if self.popen.poll() is None and time.monotonic() > self.deadline:
