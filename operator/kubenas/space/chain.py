@@ -1,0 +1,85 @@
+"""The chain space: one operation per layer, as in REINFORCE NAS (Zoph & Le 2017) and the
+ENAS macro space (Pham et al. 2018).
+
+Per layer the decisions are ``op``, then ``filters`` (convolutions only), ``kernel`` and
+``stride`` (convolutions and pooling); identity has nothing more to decide.
+"""
+from __future__ import annotations
+
+from kubenas_trainer.genotype import (
+    CHAIN_OPS,
+    CHAIN_OPS_WITH_FILTERS,
+    CHAIN_OPS_WITH_KERNEL,
+    KERNEL_SIZES,
+    MAX_CHAIN_LAYERS,
+    MAX_FILTERS,
+    STRIDES,
+)
+
+from .base import Decision, SearchSpace
+from .errors import CandidateError
+from .hyperparameters import Hyperparameter
+from .spec import check_int, expect_mapping, one_of, read_int, read_list, reject_unknown_keys
+
+DEFAULT_LAYERS = 6
+DEFAULT_FILTERS = (16, 32, 64)
+DEFAULT_KERNEL_SIZES = (3, 5)
+DEFAULT_STRIDES = (1, 2)
+LAYER_FIELDS = ("op", "filters", "kernel", "stride")
+
+
+class ChainSpace(SearchSpace):
+    type = "chain"
+
+    def __init__(self, layers: int, operations: tuple, filters: tuple, kernel_sizes: tuple, strides: tuple,
+                 hyperparameters: list[Hyperparameter]):
+        self.layers = layers
+        self.operations = tuple(operations)
+        decisions: list[Decision] = []
+        with_filters = frozenset(i for i, op in enumerate(self.operations) if op in CHAIN_OPS_WITH_FILTERS)
+        with_kernel = frozenset(i for i, op in enumerate(self.operations) if op in CHAIN_OPS_WITH_KERNEL)
+        for layer in range(layers):
+            op_position = len(decisions)
+            decisions += [
+                Decision(f"layers[{layer}].op", self.operations, gene=layer),
+                Decision(f"layers[{layer}].filters", tuple(filters), layer, op_position, with_filters),
+                Decision(f"layers[{layer}].kernel", tuple(kernel_sizes), layer, op_position, with_kernel),
+                Decision(f"layers[{layer}].stride", tuple(strides), layer, op_position, with_kernel),
+            ]
+        super().__init__(decisions, hyperparameters)
+
+    @classmethod
+    def from_block(cls, block: dict | None, hyperparameters: list[Hyperparameter],
+                   path: str = "searchSpace.chain") -> "ChainSpace":
+        block = expect_mapping({} if block is None else block, path)
+        reject_unknown_keys(block, ("layers", "operations", "filters", "kernelSizes", "strides"), path)
+        return cls(
+            layers=read_int(block, "layers", path, default=DEFAULT_LAYERS, low=1, high=MAX_CHAIN_LAYERS),
+            operations=read_list(block, "operations", path, CHAIN_OPS, one_of(CHAIN_OPS)),
+            filters=read_list(block, "filters", path, DEFAULT_FILTERS, lambda v, w: check_int(v, w, 1, MAX_FILTERS)),
+            kernel_sizes=read_list(block, "kernelSizes", path, DEFAULT_KERNEL_SIZES, one_of(KERNEL_SIZES)),
+            strides=read_list(block, "strides", path, DEFAULT_STRIDES, one_of(STRIDES)),
+            hyperparameters=hyperparameters,
+        )
+
+    def _genotype(self, values: list) -> dict:
+        layers = []
+        for start in range(0, len(values), len(LAYER_FIELDS)):
+            fields = zip(LAYER_FIELDS, values[start:start + len(LAYER_FIELDS)])
+            layers.append({field: value for field, value in fields if value is not None})
+        return {"type": "chain", "layers": layers}
+
+    def _architecture_values(self, genotype: dict) -> list:
+        layers = genotype["layers"]
+        if len(layers) != self.layers:
+            raise CandidateError("architecture.layers", f"the space has {self.layers} layers, got {len(layers)}")
+        values: list = []
+        for layer in layers:
+            op = layer["op"]
+            values += [
+                op,
+                layer["filters"] if op in CHAIN_OPS_WITH_FILTERS else None,
+                layer["kernel"] if op in CHAIN_OPS_WITH_KERNEL else None,
+                layer["stride"] if op in CHAIN_OPS_WITH_KERNEL else None,
+            ]
+        return values

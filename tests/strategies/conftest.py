@@ -1,0 +1,127 @@
+"""Shared fixtures: small search spaces, toy objectives and an asynchronous driver that
+plays the controller (k trials in flight, results in a shuffled order, some failures)."""
+from __future__ import annotations
+
+import copy
+import math
+import random
+
+import pytest
+
+from kubenas.space import SearchSpace
+
+CHAIN_SPEC = {
+    "type": "chain",
+    "chain": {"layers": 4, "operations": ["conv", "dw_conv", "max_pool", "avg_pool", "identity"],
+              "filters": [16, 32, 64], "kernelSizes": [3, 5], "strides": [1, 2]},
+    "hyperparameters": [
+        {"name": "learningRate", "type": "logUniform", "min": 0.001, "max": 0.1},
+        {"name": "momentum", "type": "uniform", "min": 0.5, "max": 0.99},
+        {"name": "batchSize", "type": "int", "min": 32, "max": 128, "step": 32},
+        {"name": "optimizer", "type": "categorical", "values": ["sgd", "adam"]},
+    ],
+}
+CELL_SPEC = {
+    "type": "cell",
+    "cell": {"nodes": 4, "operations": ["none", "skip_connect", "conv_1x1", "conv_3x3", "avg_pool_3x3"],
+             "channels": 16, "cellsPerStage": 1, "stages": 3},
+    "hyperparameters": [{"name": "learningRate", "type": "logUniform", "min": 0.01, "max": 0.1, "grid": 4}],
+}
+# 1 layer: conv with 2 filter sizes x 2 kernels, or identity -> 5 candidates; x 3 learning rates = 15.
+TINY_SPEC = {
+    "type": "chain",
+    "chain": {"layers": 1, "operations": ["conv", "identity"], "filters": [16, 32], "kernelSizes": [3, 5],
+              "strides": [1]},
+    "hyperparameters": [{"name": "learningRate", "type": "logUniform", "min": 0.01, "max": 0.1, "grid": 3}],
+}
+
+
+@pytest.fixture
+def chain_space() -> SearchSpace:
+    return SearchSpace.from_spec(copy.deepcopy(CHAIN_SPEC))
+
+
+@pytest.fixture
+def cell_space() -> SearchSpace:
+    return SearchSpace.from_spec(copy.deepcopy(CELL_SPEC))
+
+
+@pytest.fixture
+def tiny_space() -> SearchSpace:
+    return SearchSpace.from_spec(copy.deepcopy(TINY_SPEC))
+
+
+def toy_reward(candidate: dict) -> float:
+    """Convolutions are good, learning rates near 0.01 are good: a landscape with a slope."""
+    architecture = candidate["architecture"]
+    if architecture["type"] == "chain":
+        good = sum(layer["op"] == "conv" for layer in architecture["layers"]) / len(architecture["layers"])
+    else:
+        edges = [op for row in architecture["edges"] for op in row]
+        good = sum(op == "conv_3x3" for op in edges) / len(edges)
+    learning_rate = candidate["hyperparameters"].get("learningRate", 0.01)
+    return good - abs(math.log10(learning_rate) + 2.0) / 10.0
+
+
+class AsyncRun:
+    """Plays the controller: keeps ``parallel`` trials in flight and finishes one at a time,
+    chosen by a seeded rng (so completion order differs from proposal order), failing every
+    trial whose index is in ``fail``."""
+
+    def __init__(self, strategy, parallel: int = 3, order_seed: int = 0, reward=toy_reward, fail=()):
+        self.strategy = strategy
+        self.parallel = parallel
+        self.order_rng = random.Random(order_seed)
+        self.reward = reward
+        self.fail = set(fail)
+        self.next_index = 0
+        self.in_flight: list[tuple[int, dict]] = []
+        self.proposed: list[tuple[int, dict]] = []
+        self.finished: list[tuple[int, dict, float | None]] = []
+
+    def fill(self) -> None:
+        while len(self.in_flight) < self.parallel:
+            candidate = self.strategy.propose(self.next_index)
+            self.in_flight.append((self.next_index, candidate))
+            self.proposed.append((self.next_index, candidate))
+            self.next_index += 1
+
+    def finish_one(self) -> None:
+        index, candidate = self.in_flight.pop(self.order_rng.randrange(len(self.in_flight)))
+        reward = None if index in self.fail else self.reward(candidate)
+        self.finished.append((index, candidate, reward))
+        self.strategy.observe(index, candidate, reward)
+
+    def run(self, steps: int) -> "AsyncRun":
+        for _ in range(steps):
+            self.fill()
+            self.finish_one()
+        self.fill()
+        return self
+
+    def fork(self, strategy) -> "AsyncRun":
+        """The same controller state driving another strategy object."""
+        twin = copy.copy(self)
+        twin.strategy = strategy
+        twin.order_rng = copy.deepcopy(self.order_rng)
+        twin.fail = set(self.fail)
+        twin.in_flight = list(self.in_flight)
+        twin.proposed = list(self.proposed)
+        twin.finished = list(self.finished)
+        return twin
+
+
+@pytest.fixture
+def async_run():
+    """The AsyncRun class (fixtures are how test modules share helpers without imports)."""
+    return AsyncRun
+
+
+@pytest.fixture
+def reward():
+    return toy_reward
+
+
+@pytest.fixture
+def specs():
+    return {"chain": copy.deepcopy(CHAIN_SPEC), "cell": copy.deepcopy(CELL_SPEC), "tiny": copy.deepcopy(TINY_SPEC)}
