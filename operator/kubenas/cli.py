@@ -71,7 +71,10 @@ def cmd_run(args) -> int:
     except KeyboardInterrupt:
         console.print("\n[yellow]interrupted[/]: finished trials are kept; rerun the same command to resume.")
         return EXIT_INTERRUPTED
-    _print_summary(Console(soft_wrap=True), summary, runner, run_dir)
+    out = Console(soft_wrap=True)
+    if not out.is_terminal:
+        out = Console(soft_wrap=True, width=200)  # logs and pipes: no folding of long names
+    _print_summary(out, summary, runner, run_dir)
     return 0 if summary.phase == "Succeeded" else EXIT_FAILED
 
 

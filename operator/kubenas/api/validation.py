@@ -135,22 +135,24 @@ def _search_space_issues(spec: dict) -> list[Issue]:
 
 
 def _strategy_issues(spec: dict) -> list[Issue]:
+    from kubenas.space import SpaceError
+    from kubenas.strategies import check_strategy_spec
+
     strategy, budget = spec["strategy"], spec["budget"]
-    issues = []
     for other in ("random", "evolution", "reinforce"):
         if other != strategy["type"] and other in strategy:
-            issues.append(Issue(f"spec.strategy.{other}", f"is set but strategy.type is {strategy['type']}; "
-                                f"remove it or set type: {other}"))
-    evolution = strategy.get("evolution") or {}
-    population, sample = evolution.get("populationSize"), evolution.get("sampleSize")
-    if population is not None and sample is not None and sample > population:
-        issues.append(Issue("spec.strategy.evolution.sampleSize",
-                            f"the tournament sample ({sample}) cannot exceed populationSize ({population})"))
-    if strategy["type"] == "evolution" and population is not None and population >= budget["maxTrials"]:
-        issues.append(Issue("spec.strategy.evolution.populationSize",
-                            f"{population} >= budget.maxTrials ({budget['maxTrials']}): evolution would never "
-                            "evolve; lower populationSize or raise maxTrials"))
-    return issues
+            return [Issue(f"spec.strategy.{other}", f"is set but strategy.type is {strategy['type']}; "
+                          f"remove it or set type: {other}")]
+    try:
+        checked = check_strategy_spec(strategy, spec["objective"]["goal"])
+    except SpaceError as err:
+        return [Issue(_spec_path(err.path, "strategy"), err.message)]
+    population = checked["settings"].get("populationSize")
+    if strategy["type"] == "evolution" and population >= budget["maxTrials"]:
+        return [Issue("spec.strategy.evolution.populationSize",
+                      f"{population} >= budget.maxTrials ({budget['maxTrials']}): evolution would never "
+                      "evolve; lower populationSize or raise maxTrials")]
+    return []
 
 
 def _budget_issues(spec: dict) -> list[Issue]:

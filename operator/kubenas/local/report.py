@@ -41,7 +41,7 @@ def write_best(run_dir: RunDir, records: list[dict], goal: str) -> dict | None:
     return best
 
 
-def write_plot(run_dir: RunDir, records: list[dict], goal: str, metric: str) -> bool:
+def write_plot(run_dir: RunDir, records: list[dict], goal: str, metric: str, title: str) -> bool:
     """Reward of each trial and the best so far, over trial index."""
     try:
         import matplotlib
@@ -67,7 +67,7 @@ def write_plot(run_dir: RunDir, records: list[dict], goal: str, metric: str) -> 
         ax.scatter(failed, [low] * len(failed), marker="x", color="tab:red", label="failed")
     ax.set_xlabel("trial index")
     ax.set_ylabel(f"reward (validation {metric})")
-    ax.set_title(run_dir.root.name)
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right" if goal == "maximize" else "upper right")
     fig.tight_layout()
@@ -82,11 +82,20 @@ def leaderboard_rows(records: list[dict], goal: str, top: int = 10) -> list[tupl
         m = r.get("metrics") or {}
         rows.append((rank, r["name"], f"{r['reward']:.4f}", _fmt(m.get("testAccuracy"), ".4f"),
                      _fmt(m.get("parameters"), ",.0f"), _fmt(m.get("wallSeconds"), ".1f"),
+                     describe_hyperparameters(r.get("hyperparameters") or {}),
                      describe_genotype(r["architecture"])))
     return rows
 
 
-LEADERBOARD_COLUMNS = ("#", "trial", "reward", "test acc", "params", "train s", "architecture")
+LEADERBOARD_COLUMNS = ("#", "trial", "reward", "test acc", "params", "train s", "hyperparameters", "architecture")
+
+
+def describe_hyperparameters(values: dict) -> str:
+    return " ".join(f"{k}={_short(v)}" for k, v in sorted(values.items())) or "-"
+
+
+def _short(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def _fmt(value, spec: str) -> str:

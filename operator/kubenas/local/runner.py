@@ -203,7 +203,7 @@ class LocalRunner:
         from . import report
 
         best = report.write_best(self.run_dir, records, self.goal)
-        report.write_plot(self.run_dir, records, self.goal, self.metric)
+        report.write_plot(self.run_dir, records, self.goal, self.metric, self.name)
         self.run_dir.save_state({"phase": outcome.phase, "reason": outcome.reason, "message": outcome.message,
                                  "startTime": started, "completionTime": _now()})
         return RunSummary(outcome.phase, outcome.reason, outcome.message, _counts(records), best, records)

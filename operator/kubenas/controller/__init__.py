@@ -1,0 +1,1 @@
+"""The per-experiment controller pod: runs the search strategy against the cluster."""

@@ -1,0 +1,219 @@
+"""The kopf wiring: thin handlers that call the reconcilers.
+
+No changing handlers (on.create/update), no timers, no daemons: kubenas puts no
+finalizer on anything, so deleting an experiment never waits for the operator, and the
+garbage collector removes what it owns (controller Deployment, checkpoint ConfigMap,
+trials, and through the trials their Jobs and pods).
+
+* ``on.event`` for experiments, trials and trainer Jobs: react at once.
+* ``index`` of trial summaries by experiment: what status folding and the median rule
+  need, in memory, rebuilt from the API on every start (kopf fills indexes before any
+  handler runs, so a restarted operator never folds a partial view).
+* a resync loop (started at startup): folds experiments whose trials changed (debounced)
+  and, every ``resync_seconds``, reconciles every experiment and every unfinished trial
+  again (deadlines, missed events, failed writes).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import dataclass, field
+
+import kopf
+
+from kubenas.api import EXPERIMENT_PLURAL, GROUP, TRIAL_PLURAL, VERSION
+
+from . import kube, metrics
+from .manifests import LABEL_COMPONENT, LABEL_MANAGED_BY, MANAGED_BY, Settings
+from .reconcile import EXPERIMENT_TERMINAL, Reconciler
+from .status import trial_summary
+from .trial_state import ACTIVE
+
+log = logging.getLogger("kubenas.operator")
+
+registry = kopf.OperatorRegistry()
+
+EXPERIMENTS = dict(group=GROUP, version=VERSION, plural=EXPERIMENT_PLURAL)
+TRIALS = dict(group=GROUP, version=VERSION, plural=TRIAL_PLURAL)
+TRAINER_JOBS = dict(group="batch", version="v1", plural="jobs",
+                    labels={LABEL_MANAGED_BY: MANAGED_BY, LABEL_COMPONENT: "trainer"})
+
+
+@dataclass
+class Options:
+    """How the operator runs (from `kubenas operator` flags / the environment)."""
+
+    settings: Settings = field(default_factory=Settings.from_env)
+    manage_rbac: bool = True
+    resync_seconds: float = 30.0   # full pass over experiments and unfinished trials
+    debounce_seconds: float = 0.5  # how soon trial changes reach the experiment status
+    namespaces: tuple[str, ...] = ()  # empty: the whole cluster
+
+
+class App:
+    """Per-process state kept in kopf's memo."""
+
+    def __init__(self, options: Options):
+        self.options = options
+        self.reconciler = Reconciler(kube.Kube("operator"), options.settings, manage_rbac=options.manage_rbac)
+        self.dirty: set[tuple[str, str]] = set()
+        self.wakeup = asyncio.Event()
+        self.task: asyncio.Task | None = None
+
+    def mark(self, namespace: str, experiment: str) -> None:
+        self.dirty.add((namespace, experiment))
+        self.wakeup.set()
+
+
+def _summaries(index, namespace: str, experiment: str) -> list[dict]:
+    try:
+        return list(index[(namespace, experiment)])
+    except KeyError:
+        return []
+
+
+def _guard(kind: str, fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except Exception:  # noqa: BLE001 - the resync loop retries; never kill the handler machinery
+        metrics.reconcile_error(kind)
+        log.exception("reconciling a %s failed; it will be retried", kind)
+        return None
+
+
+# ------------------------------------------------------------------------- activities
+
+_options: Options | None = None
+
+
+def configure(options: Options) -> None:
+    """Set the options before kopf starts (main.run does this)."""
+    global _options
+    _options = options
+
+
+@kopf.on.startup(registry=registry)
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, trial_summaries: kopf.Index, **_):
+    settings.scanning.disabled = True          # no CRD/namespace watching: less RBAC
+    settings.posting.enabled = False           # Events are posted by the reconcilers
+    settings.watching.server_timeout = 600
+    settings.watching.client_timeout = 660
+    settings.networking.request_timeout = 60
+    settings.execution.max_workers = int(os.environ.get("KUBENAS_OPERATOR_WORKERS", "8"))
+    app = App(_options or Options())
+    memo["app"] = app
+    app.task = asyncio.create_task(_resync_loop(app, trial_summaries))
+
+
+@kopf.on.cleanup(registry=registry)
+async def cleanup(memo: kopf.Memo, **_):
+    app: App | None = memo.get("app")
+    if app and app.task:
+        app.task.cancel()
+        await asyncio.gather(app.task, return_exceptions=True)
+        app.reconciler.kube.close()
+
+
+@kopf.on.login(registry=registry)
+def login(**kwargs):
+    conf = kube.override()
+    if conf is not None:
+        return kopf.ConnectionInfo(server=conf.host, insecure=True, token=(conf.api_key or {}).get("authorization"))
+    return kopf.login_via_client(**kwargs)
+
+
+@kopf.on.probe(id="experiments", registry=registry)
+def probe(trial_summaries: kopf.Index, **_):
+    return sum(len(store) for store in trial_summaries.values())
+
+
+# ----------------------------------------------------------------------------- index
+
+@kopf.index(**TRIALS, registry=registry)
+def trial_summaries(namespace, spec, body, **_):
+    return {(namespace, spec.get("experiment")): trial_summary(dict(body))}
+
+
+# -------------------------------------------------------------------------- handlers
+
+@kopf.on.event(**EXPERIMENTS, registry=registry)
+def experiment_event(type, namespace, name, memo: kopf.Memo, trial_summaries: kopf.Index, **_):
+    app: App = memo["app"]
+    if type == "DELETED":
+        app.reconciler.forget("experiment", namespace, name)
+        return
+    _guard("experiment", app.reconciler.experiment, namespace, name, _summaries(trial_summaries, namespace, name))
+
+
+@kopf.on.event(**TRIALS, registry=registry)
+def trial_event(type, namespace, name, spec, body, memo: kopf.Memo, trial_summaries: kopf.Index, **_):
+    app: App = memo["app"]
+    experiment = spec.get("experiment")
+    if type == "DELETED":
+        app.reconciler.forget("trial", namespace, name)
+    else:
+        _guard("trial", app.reconciler.trial, namespace, name, _summaries(trial_summaries, namespace, experiment),
+               body=dict(body))
+    if experiment:
+        app.mark(namespace, experiment)
+
+
+@kopf.on.event(**TRAINER_JOBS, registry=registry)
+def job_event(type, namespace, body, memo: kopf.Memo, trial_summaries: kopf.Index, **_):
+    app: App = memo["app"]
+    owners = [o for o in (body.get("metadata", {}).get("ownerReferences") or []) if o.get("kind") == "NASTrial"]
+    if not owners:
+        return
+    trial = owners[0]["name"]
+    experiment = (body.get("metadata", {}).get("labels") or {}).get("kubenas.io/experiment", "")
+    _guard("trial", app.reconciler.trial, namespace, trial, _summaries(trial_summaries, namespace, experiment))
+
+
+# ------------------------------------------------------------------------ resync loop
+
+async def _resync_loop(app: App, index: kopf.Index) -> None:
+    loop = asyncio.get_running_loop()
+    next_full = loop.time() + app.options.resync_seconds
+    while True:
+        timeout = max(0.0, next_full - loop.time())
+        try:
+            await asyncio.wait_for(app.wakeup.wait(), timeout=timeout)
+            await asyncio.sleep(app.options.debounce_seconds)  # gather a burst of trial changes
+        except asyncio.TimeoutError:
+            pass
+        app.wakeup.clear()
+        dirty, app.dirty = app.dirty, set()
+        full = loop.time() >= next_full
+        if full:
+            next_full = loop.time() + app.options.resync_seconds
+        try:
+            await asyncio.to_thread(_resync, app, index, dirty, full)
+        except Exception:  # noqa: BLE001
+            log.exception("resync failed; retrying on the next pass")
+
+
+def _resync(app: App, index: kopf.Index, dirty: set, full: bool) -> None:
+    r = app.reconciler
+    for namespace, name in sorted(dirty):
+        _guard("experiment", r.experiment, namespace, name, _summaries(index, namespace, name))
+    if not full:
+        return
+    if app.options.namespaces:
+        experiments = [e for ns in app.options.namespaces
+                       for e in (_guard("experiment", r.kube.list_custom, EXPERIMENT_PLURAL, ns) or [])]
+    else:
+        experiments = ((_guard("experiment", lambda: r.kube.custom.list_cluster_custom_object(
+            GROUP, VERSION, EXPERIMENT_PLURAL)) or {}).get("items") or [])
+    for exp in experiments:
+        meta = exp["metadata"]
+        key = (meta["namespace"], meta["name"])
+        summaries = _summaries(index, *key)
+        if (exp.get("status") or {}).get("phase") in EXPERIMENT_TERMINAL and not any(
+                s["phase"] in ACTIVE for s in summaries):
+            continue
+        if key not in dirty:
+            _guard("experiment", r.experiment, *key, summaries)
+        for s in summaries:
+            if s["phase"] in ACTIVE:
+                _guard("trial", r.trial, key[0], s["name"], summaries)

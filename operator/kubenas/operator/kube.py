@@ -1,0 +1,237 @@
+"""Kubernetes API access shared by the operator and the controller (official client, sync).
+
+One place decides where the API server is: a test override (``use_config``), the pod's
+in-cluster ServiceAccount, else the kubeconfig. Each component sends its own User-Agent
+(``kubenas-operator/...``, ``kubenas-controller/...``) so that audit logs, and the RBAC
+coverage test, can tell their requests apart.
+
+Writes are idempotent by convention: ``create`` treats 409 as "already there",
+``delete`` treats 404 as "already gone".
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+
+from kubenas.api import GROUP, VERSION
+
+log = logging.getLogger(__name__)
+
+try:
+    from importlib.metadata import version as _version
+
+    KUBENAS_VERSION = _version("kubenas")
+except Exception:  # pragma: no cover - source checkout without metadata
+    KUBENAS_VERSION = "0.0.0"
+
+_override: k8s.Configuration | None = None
+_loaded: k8s.Configuration | None = None
+_lock = threading.Lock()
+
+
+def use_config(configuration: k8s.Configuration | None) -> None:
+    """Point every client made afterwards at this configuration (tests; None resets)."""
+    global _override, _loaded
+    with _lock:
+        _override = configuration
+        _loaded = None
+
+
+def override() -> k8s.Configuration | None:
+    return _override
+
+
+def configuration() -> k8s.Configuration:
+    """The override, else in-cluster config, else the kubeconfig ($KUBECONFIG)."""
+    global _loaded
+    with _lock:
+        if _override is not None:
+            return _override
+        if _loaded is None:
+            conf = k8s.Configuration()
+            if os.environ.get("KUBERNETES_SERVICE_HOST"):
+                k8s_config.load_incluster_config(client_configuration=conf)
+            else:
+                k8s_config.load_kube_config(client_configuration=conf)
+            _loaded = conf
+        return _loaded
+
+
+def api_client(component: str) -> k8s.ApiClient:
+    api = k8s.ApiClient(configuration())
+    api.user_agent = f"kubenas-{component}/{KUBENAS_VERSION}"
+    return api
+
+
+def status_of(err: BaseException) -> int | None:
+    return err.status if isinstance(err, ApiException) else None
+
+
+class Kube:
+    """The few API calls kubenas makes, with 404/409 as expected answers."""
+
+    def __init__(self, component: str, api: k8s.ApiClient | None = None):
+        self.api = api or api_client(component)
+        self.custom = k8s.CustomObjectsApi(self.api)
+        self.core = k8s.CoreV1Api(self.api)
+        self.batch = k8s.BatchV1Api(self.api)
+        self.apps = k8s.AppsV1Api(self.api)
+        self.rbac = k8s.RbacAuthorizationV1Api(self.api)
+
+    def close(self) -> None:
+        self.api.close()
+
+    # ------------------------------------------------------------------ custom resources
+
+    def get_custom(self, plural: str, namespace: str, name: str) -> dict | None:
+        try:
+            return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def list_custom(self, plural: str, namespace: str, label_selector: str | None = None) -> list[dict]:
+        kwargs = {"label_selector": label_selector} if label_selector else {}
+        answer = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural, **kwargs)
+        return list(answer.get("items") or [])
+
+    def create_custom(self, plural: str, namespace: str, body: dict) -> bool:
+        """True if created, False if it already existed (409)."""
+        try:
+            self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, plural, body)
+            return True
+        except ApiException as err:
+            if err.status == 409:
+                return False
+            raise
+
+    def patch_custom(self, plural: str, namespace: str, name: str, patch: dict) -> dict | None:
+        try:
+            return self.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, plural, name, patch)
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def patch_custom_status(self, plural: str, namespace: str, name: str, patch: dict) -> dict | None:
+        """Merge-patch the status subresource; None if the object is gone.
+
+        A ``metadata.resourceVersion`` in the patch makes it conditional (409 if stale).
+        """
+        try:
+            return self.custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, plural, name, patch)
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    # ------------------------------------------------------------------------- builtins
+
+    def create(self, kind: str, namespace: str, body: dict) -> bool:
+        """Create a Job, Deployment, ConfigMap, ServiceAccount or RoleBinding; False on 409."""
+        calls = {
+            "Job": self.batch.create_namespaced_job,
+            "Deployment": self.apps.create_namespaced_deployment,
+            "ConfigMap": self.core.create_namespaced_config_map,
+            "ServiceAccount": self.core.create_namespaced_service_account,
+            "RoleBinding": self.rbac.create_namespaced_role_binding,
+        }
+        try:
+            calls[kind](namespace, body)
+            return True
+        except ApiException as err:
+            if err.status == 409:
+                return False
+            raise
+
+    def get(self, kind: str, namespace: str, name: str) -> dict | None:
+        calls = {
+            "Job": self.batch.read_namespaced_job,
+            "Deployment": self.apps.read_namespaced_deployment,
+            "ConfigMap": self.core.read_namespaced_config_map,
+            "ServiceAccount": self.core.read_namespaced_service_account,
+            "RoleBinding": self.rbac.read_namespaced_role_binding,
+        }
+        try:
+            obj = calls[kind](name, namespace, _preload_content=False)
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+        import json
+
+        return json.loads(obj.data)
+
+    def delete(self, kind: str, namespace: str, name: str) -> bool:
+        """Delete with background propagation (its pods go too); False if already gone."""
+        calls = {
+            "Job": self.batch.delete_namespaced_job,
+            "Deployment": self.apps.delete_namespaced_deployment,
+            "ConfigMap": self.core.delete_namespaced_config_map,
+        }
+        try:
+            calls[kind](name, namespace, propagation_policy="Background")
+            return True
+        except ApiException as err:
+            if err.status == 404:
+                return False
+            raise
+
+    def patch(self, kind: str, namespace: str, name: str, patch: dict) -> dict | None:
+        calls = {
+            "ConfigMap": self.core.patch_namespaced_config_map,
+            "Deployment": self.apps.patch_namespaced_deployment,
+        }
+        try:
+            return calls[kind](name, namespace, patch)
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def list_pods(self, namespace: str, label_selector: str) -> list[dict]:
+        import json
+
+        answer = self.core.list_namespaced_pod(namespace, label_selector=label_selector, _preload_content=False)
+        return list(json.loads(answer.data).get("items") or [])
+
+
+def event_body(obj: dict, type_: str, reason: str, message: str, component: str, now: str) -> dict:
+    """A core/v1 Event about ``obj`` (shown by ``kubectl describe``)."""
+    import time
+
+    meta = obj.get("metadata") or {}
+    involved = {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "name": meta.get("name"),
+                "namespace": meta.get("namespace")}
+    if meta.get("uid"):
+        involved["uid"] = meta["uid"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": f"{meta.get('name')}.{time.time_ns():x}", "namespace": meta.get("namespace")},
+        "involvedObject": involved,
+        "reason": reason,
+        "message": message[:1024],
+        "type": type_,
+        "source": {"component": component},
+        "reportingComponent": f"kubenas.io/{component}",
+        "reportingInstance": os.environ.get("HOSTNAME", component)[:128],
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }
+
+
+def post_event(kube: "Kube", obj: dict, type_: str, reason: str, message: str, component: str, now: str) -> None:
+    """Best effort: an Event that cannot be posted is logged, never raised."""
+    body = event_body(obj, type_, reason, message, component, now)
+    try:
+        kube.core.create_namespaced_event(body["metadata"]["namespace"], body)
+    except Exception as err:  # noqa: BLE001
+        log.warning("cannot post Event %s/%s: %s", reason, body["metadata"]["name"], err)

@@ -1,0 +1,399 @@
+"""Pure functions that build every object the operator creates (no API calls here).
+
+Each builder returns a plain dict ready for the API server; tests deserialize them into
+the official client's models (V1Job, V1Deployment, ...) and check names and labels
+against Kubernetes' limits.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+
+from kubenas.api import API_VERSION, EXPERIMENT_KIND, TRIAL_KIND
+
+# Labels and annotations (the API of kubenas towards kubectl and selectors).
+LABEL_NAME = "app.kubernetes.io/name"
+LABEL_PART_OF = "app.kubernetes.io/part-of"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+LABEL_EXPERIMENT = "kubenas.io/experiment"
+LABEL_TRIAL = "kubenas.io/trial"
+LABEL_INDEX = "kubenas.io/trial-index"
+MANAGED_BY = "kubenas-operator"
+# The spec the operator accepted (defaults filled, JSON): what the controller and the
+# Jobs use. Only budget.maxTrials and budget.parallelTrials may change after acceptance.
+ANNOTATION_ACCEPTED_SPEC = "kubenas.io/accepted-spec"
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+
+TRAINER_CONTAINER = "trainer"
+CONTROLLER_CONTAINER = "controller"
+TRAINER_COMMAND = ["kubenas-train", "--from-cluster"]
+TRAINER_SERVICE_ACCOUNT = "kubenas-trainer"
+CONTROLLER_SERVICE_ACCOUNT = "kubenas-controller"
+TRAINER_CLUSTER_ROLE = "kubenas-trainer"
+CONTROLLER_CLUSTER_ROLE = "kubenas-controller"
+# Trainer exit codes that are final answers (docs/formats.md): never retried.
+TRAINER_FINAL_EXIT_CODES = [1, 2, 3, 4, 5, 6]
+
+NON_ROOT_UID = 65532
+POD_SECURITY_CONTEXT = {
+    "runAsNonRoot": True,
+    "runAsUser": NON_ROOT_UID,
+    "runAsGroup": NON_ROOT_UID,
+    "fsGroup": NON_ROOT_UID,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+CONTAINER_SECURITY_CONTEXT = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+}
+
+DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Operator-wide settings (from the operator Deployment's environment)."""
+
+    trainer_image: str = "ghcr.io/kubenas/kubenas-trainer:0.1.0"
+    controller_image: str = "ghcr.io/kubenas/kubenas-operator:0.1.0"
+    image_pull_policy: str = "IfNotPresent"
+    job_ttl_seconds: int = 86400
+    controller_resources: dict = field(default_factory=lambda: {
+        "requests": {"cpu": "100m", "memory": "256Mi"},
+        "limits": {"memory": "1Gi"},
+    })
+    # How often the controller pod lists its trials (seconds).
+    controller_poll_seconds: float = 3.0
+
+    @classmethod
+    def from_env(cls, env: dict | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        default = cls()
+        return cls(
+            trainer_image=env.get("KUBENAS_TRAINER_IMAGE", default.trainer_image),
+            controller_image=env.get("KUBENAS_CONTROLLER_IMAGE", default.controller_image),
+            image_pull_policy=env.get("KUBENAS_IMAGE_PULL_POLICY", default.image_pull_policy),
+            job_ttl_seconds=int(env.get("KUBENAS_JOB_TTL_SECONDS", default.job_ttl_seconds)),
+            controller_poll_seconds=float(env.get("KUBENAS_CONTROLLER_POLL_SECONDS",
+                                                  default.controller_poll_seconds)),
+        )
+
+
+def label_value(value: str) -> str:
+    """A valid label value (<= 63 chars); long or odd values get a stable hashed form."""
+    value = str(value)
+    if len(value) <= 63 and LABEL_VALUE.match(value):
+        return value
+    digest = hashlib.sha256(value.encode()).hexdigest()[:10]
+    clean = re.sub(r"[^A-Za-z0-9_.-]", "-", value)[:50].strip("-_.")
+    return f"{clean}-{digest}" if clean else digest
+
+
+def common_labels(component: str, experiment: str) -> dict:
+    return {
+        LABEL_NAME: "kubenas",
+        LABEL_PART_OF: "kubenas",
+        LABEL_MANAGED_BY: MANAGED_BY,
+        LABEL_COMPONENT: component,
+        LABEL_EXPERIMENT: label_value(experiment),
+    }
+
+
+def owner_reference(obj: dict, *, controller: bool = True) -> dict:
+    meta = obj["metadata"]
+    return {
+        "apiVersion": obj.get("apiVersion", API_VERSION),
+        "kind": obj["kind"],
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": controller,
+        "blockOwnerDeletion": True,
+    }
+
+
+def accepted_spec(experiment: dict) -> dict | None:
+    """The spec the operator accepted for this experiment, or None before acceptance."""
+    text = ((experiment.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_ACCEPTED_SPEC)
+    if not text:
+        return None
+    try:
+        spec = json.loads(text)
+    except ValueError:
+        return None
+    return spec if isinstance(spec, dict) else None
+
+
+def accepted_spec_annotation(spec: dict) -> str:
+    return json.dumps(spec, sort_keys=True, separators=(",", ":"))
+
+
+def controller_name(experiment: str) -> str:
+    return f"{experiment}-controller"
+
+
+def checkpoint_name(experiment: str) -> str:
+    return f"{experiment}-strategy"
+
+
+# --------------------------------------------------------------------------- trial Job
+
+
+def _trainer_env(trial_name: str, template_env: list) -> list:
+    env = [
+        {"name": "KUBENAS_TRIAL", "value": trial_name},
+        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        # The root filesystem is read-only: caches (torch, matplotlib, sklearn) go to /tmp.
+        {"name": "HOME", "value": "/tmp"},
+        {"name": "XDG_CACHE_HOME", "value": "/tmp/.cache"},
+        {"name": "MPLCONFIGDIR", "value": "/tmp/.matplotlib"},
+        {"name": "PYTHONUNBUFFERED", "value": "1"},
+    ]
+    ours = {e["name"] for e in env}
+    # The user's env may add variables but never replace the ones the trainer relies on.
+    env += [copy.deepcopy(e) for e in template_env or [] if e.get("name") not in ours]
+    return env
+
+
+def job_for_trial(trial: dict, spec: dict, settings: Settings = Settings()) -> dict:
+    """The batch/v1 Job that trains one NASTrial.
+
+    `trial` is the NASTrial object (its uid owns the Job); `spec` the experiment's
+    accepted spec with defaults, whose ``trial.template`` shapes the pod.
+    """
+    meta = trial["metadata"]
+    name, namespace = meta["name"], meta["namespace"]
+    experiment = trial["spec"]["experiment"]
+    template = spec.get("trial", {}).get("template") or {}
+    budget = spec.get("budget", {})
+    timeout = int(trial["spec"].get("timeoutSeconds") or budget.get("trialTimeoutSeconds") or 3600)
+
+    labels = common_labels("trainer", experiment)
+    labels[LABEL_TRIAL] = label_value(name)
+    labels[LABEL_INDEX] = str(trial["spec"].get("index", ""))
+    job_labels = dict(labels)
+    if template.get("queueName"):
+        job_labels[KUEUE_QUEUE_LABEL] = label_value(template["queueName"])
+    pod_labels = {**(template.get("labels") or {}), **labels}
+
+    # Writable /tmp and a /dev/shm for data loaders, unless the template brings its own.
+    user_volumes = copy.deepcopy(template.get("volumes") or [])
+    user_mounts = copy.deepcopy(template.get("volumeMounts") or [])
+    taken_names = {v.get("name") for v in user_volumes}
+    taken_paths = {m.get("mountPath") for m in user_mounts}
+    volumes, mounts = [], []
+    for vol_name, path, source in (("tmp", "/tmp", {}), ("dshm", "/dev/shm", {"medium": "Memory"})):
+        if vol_name not in taken_names and path not in taken_paths:
+            volumes.append({"name": vol_name, "emptyDir": source})
+            mounts.append({"name": vol_name, "mountPath": path})
+    volumes += user_volumes
+    mounts += user_mounts
+
+    container = {
+        "name": TRAINER_CONTAINER,
+        "image": template.get("image") or settings.trainer_image,
+        "imagePullPolicy": template.get("imagePullPolicy") or settings.image_pull_policy,
+        "command": list(TRAINER_COMMAND),
+        "env": _trainer_env(name, template.get("env") or []),
+        "resources": copy.deepcopy(template.get("resources") or {}),
+        "volumeMounts": mounts,
+        "securityContext": copy.deepcopy(CONTAINER_SECURITY_CONTEXT),
+        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    pod_spec = {
+        "restartPolicy": "Never",
+        "serviceAccountName": template.get("serviceAccountName") or TRAINER_SERVICE_ACCOUNT,
+        "securityContext": copy.deepcopy(POD_SECURITY_CONTEXT),
+        "containers": [container],
+        "volumes": volumes,
+        "enableServiceLinks": False,
+    }
+    for key in ("nodeSelector", "tolerations", "affinity", "priorityClassName", "imagePullSecrets"):
+        if template.get(key):
+            pod_spec[key] = copy.deepcopy(template[key])
+
+    job_spec = {
+        "backoffLimit": int(budget.get("maxRetries", 3)),
+        "activeDeadlineSeconds": timeout,
+        "ttlSecondsAfterFinished": settings.job_ttl_seconds,
+        # Trainer exit codes are final answers; evictions and preemptions (pod
+        # condition DisruptionTarget) do not count against backoffLimit. Servers older
+        # than 1.26 drop this field and count every pod failure instead.
+        "podFailurePolicy": {"rules": [
+            {"action": "FailJob",
+             "onExitCodes": {"containerName": TRAINER_CONTAINER, "operator": "In",
+                             "values": list(TRAINER_FINAL_EXIT_CODES)}},
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+        ]},
+        "template": {
+            "metadata": {"labels": pod_labels,
+                         "annotations": copy.deepcopy(template.get("annotations") or {})},
+            "spec": pod_spec,
+        },
+    }
+    if template.get("queueName"):
+        job_spec["suspend"] = True  # Kueue admits (unsuspends) it
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": job_labels,
+            "ownerReferences": [owner_reference({**trial, "kind": trial.get("kind", TRIAL_KIND)})],
+        },
+        "spec": job_spec,
+    }
+
+
+# ------------------------------------------------------------------ controller Deployment
+
+
+def controller_image(spec: dict, settings: Settings) -> str:
+    """The controller image: spec.controller.image, else the operator's default.
+
+    The reinforce strategy needs torch, which only the trainer image has.
+    """
+    image = (spec.get("controller") or {}).get("image")
+    if image:
+        return image
+    if (spec.get("strategy") or {}).get("type") == "reinforce":
+        return settings.trainer_image
+    return settings.controller_image
+
+
+def controller_deployment(experiment: dict, spec: dict, settings: Settings = Settings()) -> dict:
+    """The experiment's controller: one pod running `kubenas controller`.
+
+    Recreate, so that a spec-triggered rollout never runs two controllers at once.
+    """
+    meta = experiment["metadata"]
+    name, namespace = meta["name"], meta["namespace"]
+    labels = common_labels("controller", name)
+    selector = {LABEL_EXPERIMENT: labels[LABEL_EXPERIMENT], LABEL_COMPONENT: "controller"}
+    ctl = spec.get("controller") or {}
+    resources = copy.deepcopy(ctl.get("resources") or settings.controller_resources)
+    container = {
+        "name": CONTROLLER_CONTAINER,
+        "image": controller_image(spec, settings),
+        "imagePullPolicy": ctl.get("imagePullPolicy") or settings.image_pull_policy,
+        "command": ["kubenas", "controller", "--namespace", namespace, "--experiment", name],
+        "env": [
+            {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+            {"name": "KUBENAS_CONTROLLER_POLL_SECONDS", "value": str(settings.controller_poll_seconds)},
+            {"name": "HOME", "value": "/tmp"},
+            {"name": "PYTHONUNBUFFERED", "value": "1"},
+        ],
+        "resources": resources,
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "securityContext": copy.deepcopy(CONTAINER_SECURITY_CONTEXT),
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": controller_name(name),
+            "namespace": namespace,
+            "labels": labels,
+            "ownerReferences": [owner_reference({**experiment, "kind": experiment.get("kind", EXPERIMENT_KIND)})],
+        },
+        "spec": {
+            "replicas": 1,
+            "strategy": {"type": "Recreate"},
+            "revisionHistoryLimit": 2,
+            "selector": {"matchLabels": selector},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "serviceAccountName": CONTROLLER_SERVICE_ACCOUNT,
+                    "securityContext": copy.deepcopy(POD_SECURITY_CONTEXT),
+                    "containers": [container],
+                    "volumes": [{"name": "tmp", "emptyDir": {}}],
+                    "enableServiceLinks": False,
+                    "terminationGracePeriodSeconds": 10,
+                },
+            },
+        },
+    }
+
+
+# -------------------------------------------------- per-namespace identities (RBAC model)
+
+
+def namespace_service_accounts(namespace: str) -> list[dict]:
+    """The controller's and the trainer's ServiceAccounts in an experiment namespace."""
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount",
+         "metadata": {"name": sa, "namespace": namespace,
+                      "labels": {LABEL_PART_OF: "kubenas", LABEL_MANAGED_BY: MANAGED_BY,
+                                 LABEL_COMPONENT: component}}}
+        for sa, component in ((CONTROLLER_SERVICE_ACCOUNT, "controller"), (TRAINER_SERVICE_ACCOUNT, "trainer"))
+    ]
+
+
+def namespace_role_bindings(namespace: str) -> list[dict]:
+    """RoleBindings granting the kubenas-controller / kubenas-trainer ClusterRoles in
+    this namespace only (the operator may bind exactly these two roles)."""
+    return [
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": {"name": role, "namespace": namespace,
+                      "labels": {LABEL_PART_OF: "kubenas", LABEL_MANAGED_BY: MANAGED_BY,
+                                 LABEL_COMPONENT: component}},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+         "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": namespace}]}
+        for role, sa, component in (
+            (CONTROLLER_CLUSTER_ROLE, CONTROLLER_SERVICE_ACCOUNT, "controller"),
+            (TRAINER_CLUSTER_ROLE, TRAINER_SERVICE_ACCOUNT, "trainer"),
+        )
+    ]
+
+
+# ------------------------------------------------------------------ strategy checkpoint
+
+
+def checkpoint_configmap(experiment: dict, payload: dict) -> dict:
+    """The controller's strategy checkpoint, owned by the experiment."""
+    meta = experiment["metadata"]
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": checkpoint_name(meta["name"]),
+            "namespace": meta["namespace"],
+            "labels": common_labels("controller", meta["name"]),
+            "ownerReferences": [owner_reference({**experiment, "kind": experiment.get("kind", EXPERIMENT_KIND)})],
+        },
+        "data": {"checkpoint.json": json.dumps(payload, sort_keys=True, separators=(",", ":"))},
+    }
+
+
+# ----------------------------------------------------------------------------- NASTrial
+
+
+def trial_object(experiment: dict, spec: dict, index: int, candidate: dict) -> dict:
+    """The NASTrial the controller creates for candidate ``index`` (deterministic name)."""
+    from kubenas.api.trials import build_trial_spec, trial_name
+
+    meta = experiment["metadata"]
+    name = trial_name(meta["name"], index)
+    labels = common_labels("trial", meta["name"])
+    labels[LABEL_INDEX] = str(index)
+    return {
+        "apiVersion": API_VERSION,
+        "kind": TRIAL_KIND,
+        "metadata": {
+            "name": name,
+            "namespace": meta["namespace"],
+            "labels": labels,
+            "ownerReferences": [owner_reference({**experiment, "kind": experiment.get("kind", EXPERIMENT_KIND)})],
+        },
+        "spec": build_trial_spec(meta["name"], spec, index, candidate),
+    }

@@ -1,0 +1,316 @@
+"""The operator's reconcilers: thin glue between the pure decisions and the API.
+
+Everything here is idempotent and level-triggered: it reads what is, decides with the
+pure functions (trial_state, status, budget, changes, manifests) and writes only the
+differences. 404 and 409 are expected answers. Killing the operator at any point and
+running these again converges to the same state, with no duplicate Job (Jobs are named
+after their trial) and no lost result (results live in NASTrial.status).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime, timezone
+
+from kubernetes.client.exceptions import ApiException
+
+from kubenas.api import API_VERSION, EXPERIMENT_KIND, EXPERIMENT_PLURAL, TRIAL_PLURAL
+from kubenas.api.validation import validate_experiment, with_defaults
+from kubenas.early_stopping import median_stop
+
+from . import metrics
+from .budget import elapsed_seconds, experiment_outcome, now_iso
+from .changes import compare
+from .kube import Kube, post_event
+from .manifests import (ANNOTATION_ACCEPTED_SPEC, Settings, accepted_spec, accepted_spec_annotation,
+                        controller_deployment, controller_name, job_for_trial, namespace_role_bindings,
+                        namespace_service_accounts)
+from .status import fold, get_condition, set_condition, status_patch
+from .trial_state import ACTIVE, SUCCEEDED, TERMINAL, Decision, decide, early_stop_decision
+
+log = logging.getLogger("kubenas.operator")
+
+EXPERIMENT_TERMINAL = frozenset({"Succeeded", "Failed", "Stopped"})
+COMPONENT = "operator"
+
+
+def _now(now: datetime | None) -> datetime:
+    return now or datetime.now(timezone.utc)
+
+
+def _clean_experiment(exp: dict) -> dict:
+    """The parts of a stored experiment that validation looks at (no status, no server metadata)."""
+    return {"apiVersion": exp.get("apiVersion", API_VERSION), "kind": exp.get("kind", EXPERIMENT_KIND),
+            "metadata": {"name": exp["metadata"]["name"]}, "spec": exp.get("spec")}
+
+
+class Reconciler:
+    def __init__(self, kube: Kube, settings: Settings | None = None, *, manage_rbac: bool = True):
+        self.kube = kube
+        self.settings = settings or Settings()
+        self.manage_rbac = manage_rbac
+        self._locks: dict = {}
+        self._locks_guard = threading.Lock()
+        self._namespaces_ready: set[str] = set()
+
+    def lock(self, *key) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def forget(self, *key) -> None:
+        with self._locks_guard:
+            self._locks.pop(key, None)
+
+    def event(self, obj: dict, type_: str, reason: str, message: str, now: str) -> None:
+        post_event(self.kube, obj, type_, reason, message, COMPONENT, now)
+
+    # ================================================================= experiments
+
+    def experiment(self, namespace: str, name: str, summaries: list[dict], now: datetime | None = None) -> None:
+        """Reconcile one experiment, read fresh from the API."""
+        with self.lock("experiment", namespace, name):
+            exp = self.kube.get_custom(EXPERIMENT_PLURAL, namespace, name)
+            if exp is None or (exp.get("metadata") or {}).get("deletionTimestamp"):
+                return
+            self._experiment(exp, summaries, _now(now))
+
+    def _experiment(self, exp: dict, summaries: list[dict], now_dt: datetime) -> None:
+        meta = exp["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        generation = meta.get("generation")
+        now = now_iso(now_dt)
+        status = exp.get("status") or {}
+        phase = status.get("phase")
+        accepted = accepted_spec(exp)
+        wanted: dict = {}
+        conditions = status.get("conditions") or []
+
+        if phase in EXPERIMENT_TERMINAL:
+            # Finished: the controller goes; late trial changes (stopped trials) still count.
+            self.kube.delete("Deployment", namespace, controller_name(name))
+            if accepted is not None:
+                wanted.update(fold(summaries, accepted["objective"]["goal"]))
+                self._stop_in_flight(namespace, summaries, now)
+            self._patch_status(exp, status, wanted)
+            return
+
+        if accepted is None:
+            issues = validate_experiment(_clean_experiment(exp))
+            if issues:
+                message = "; ".join(str(issue) for issue in issues[:8])
+                conditions = set_condition(conditions, "Valid", "False", "InvalidSpec", message,
+                                           now=now, generation=generation)
+                wanted.update({"phase": "Failed", "message": message, "conditions": conditions,
+                               "observedGeneration": generation, "completionTime": now})
+                if self._patch_status(exp, status, wanted):
+                    self.event(exp, "Warning", "InvalidSpec", message, now)
+                    metrics.experiment_finished(namespace, "Failed", "InvalidSpec")
+                return
+            accepted = with_defaults(exp["spec"])
+            self._ensure_namespace(exp, now)
+            self.kube.patch_custom(EXPERIMENT_PLURAL, namespace, name, {
+                "metadata": {"annotations": {ANNOTATION_ACCEPTED_SPEC: accepted_spec_annotation(accepted)}}})
+            conditions = set_condition(conditions, "Valid", "True", "SpecAccepted", "the spec is valid",
+                                       now=now, generation=generation)
+            self.event(exp, "Normal", "Accepted",
+                       f"spec accepted: {accepted['strategy']['type']} search, up to "
+                       f"{accepted['budget']['maxTrials']} trials, {accepted['budget']['parallelTrials']} at a time",
+                       now)
+        else:
+            accepted, conditions = self._spec_change(exp, accepted, conditions, now, generation)
+
+        self._ensure_namespace(exp, now)
+        wanted.update(fold(summaries, accepted["objective"]["goal"]))
+        start = status.get("startTime") or now
+        outcome = experiment_outcome(accepted, summaries, elapsed_seconds(start, now_dt))
+        if outcome is None:
+            if self.kube.create("Deployment", namespace, controller_deployment(exp, accepted, self.settings)):
+                self.event(exp, "Normal", "ControllerCreated", f"created controller Deployment {controller_name(name)}", now)
+            conditions = set_condition(conditions, "Running", "True", "TrialsRunning",
+                                       "the controller proposes trials", now=now)
+            wanted.update({"phase": "Running", "startTime": start, "conditions": conditions,
+                           "observedGeneration": generation, "message": None})
+            self._patch_status(exp, status, wanted)
+            return
+
+        # The experiment ends: record why first, then stop the controller and running trials.
+        conditions = set_condition(conditions, "Running", "False", outcome.reason, outcome.message, now=now)
+        conditions = set_condition(conditions, "Complete", "True", outcome.reason, outcome.message, now=now)
+        wanted.update({"phase": outcome.phase, "startTime": start, "completionTime": now, "message": outcome.message,
+                       "conditions": conditions, "observedGeneration": generation})
+        if self._patch_status(exp, status, wanted):
+            self.event(exp, "Warning" if outcome.phase == "Failed" else "Normal", outcome.reason, outcome.message, now)
+            metrics.experiment_finished(namespace, outcome.phase, outcome.reason)
+        self.kube.delete("Deployment", namespace, controller_name(name))
+        self._stop_in_flight(namespace, summaries, now)
+
+    def _spec_change(self, exp: dict, accepted: dict, conditions: list, now: str, generation) -> tuple[dict, list]:
+        meta = exp["metadata"]
+        change = compare(accepted, exp.get("spec") or {})
+        refused = list(change.refused)
+        if change.applied:
+            issues = validate_experiment({**_clean_experiment(exp), "spec": change.effective})
+            if issues:
+                refused += [f"{issue.path} ({issue.message})" for issue in issues]
+            else:
+                self.kube.patch_custom(EXPERIMENT_PLURAL, meta["namespace"], meta["name"], {
+                    "metadata": {"annotations": {ANNOTATION_ACCEPTED_SPEC: accepted_spec_annotation(change.effective)}}})
+                text = ", ".join(f"{path} {old} -> {new}" for path, (old, new) in change.applied.items())
+                self.event(exp, "Normal", "BudgetChanged", text, now)
+                accepted = change.effective
+        previous = get_condition(conditions, "SpecChangeRefused")
+        if refused:
+            message = ("only spec.budget.maxTrials and spec.budget.parallelTrials may change while an experiment "
+                       "runs; the accepted spec stays in force. Refused: " + ", ".join(refused[:10]))
+            conditions = set_condition(conditions, "SpecChangeRefused", "True", "ImmutableField", message,
+                                       now=now, generation=generation)
+            if not previous or previous.get("status") != "True" or previous.get("message") != message:
+                self.event(exp, "Warning", "SpecChangeRefused", message, now)
+        elif previous and previous.get("status") == "True":
+            conditions = set_condition(conditions, "SpecChangeRefused", "False", "SpecMatches",
+                                       "the spec matches the accepted spec", now=now, generation=generation)
+        return accepted, conditions
+
+    def _patch_status(self, obj: dict, current: dict, wanted: dict) -> bool:
+        patch = status_patch(current, wanted)
+        if not patch:
+            return False
+        meta = obj["metadata"]
+        plural = EXPERIMENT_PLURAL if obj.get("kind", EXPERIMENT_KIND) == EXPERIMENT_KIND else TRIAL_PLURAL
+        return self.kube.patch_custom_status(plural, meta["namespace"], meta["name"], {"status": patch}) is not None
+
+    def _stop_in_flight(self, namespace: str, summaries: list[dict], now: str) -> None:
+        for summary in summaries:
+            if summary["phase"] in ACTIVE:
+                self.trial(namespace, summary["name"], summaries)
+
+    def _ensure_namespace(self, exp: dict, now: str) -> None:
+        """The controller's and trainer's ServiceAccounts and RoleBindings (docs/architecture.md)."""
+        namespace = exp["metadata"]["namespace"]
+        if not self.manage_rbac or namespace in self._namespaces_ready:
+            return
+        try:
+            for body in namespace_service_accounts(namespace):
+                self.kube.create("ServiceAccount", namespace, body)
+            for body in namespace_role_bindings(namespace):
+                self.kube.create("RoleBinding", namespace, body)
+        except ApiException as err:
+            if err.status != 403:
+                raise
+            self.event(exp, "Warning", "RBACNotManaged",
+                       f"cannot create the kubenas-controller/kubenas-trainer ServiceAccounts and RoleBindings in "
+                       f"{namespace} ({err.reason}); apply deploy/namespace-rbac to this namespace", now)
+        self._namespaces_ready.add(namespace)
+
+    # ====================================================================== trials
+
+    def trial(self, namespace: str, name: str, peers: list[dict] | None = None,
+              body: dict | None = None, now: datetime | None = None) -> Decision | None:
+        """Reconcile one trial (read fresh unless ``body`` is given)."""
+        with self.lock("trial", namespace, name):
+            trial = body if body is not None else self.kube.get_custom(TRIAL_PLURAL, namespace, name)
+            if trial is None or (trial.get("metadata") or {}).get("deletionTimestamp"):
+                return None
+            return self._trial(trial, peers or [], _now(now))
+
+    def _trial(self, trial: dict, peers: list[dict], now_dt: datetime) -> Decision | None:
+        meta = trial["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        status = trial.get("status") or {}
+        experiment_name = (trial.get("spec") or {}).get("experiment")
+        exp = self.kube.get_custom(EXPERIMENT_PLURAL, namespace, experiment_name) if experiment_name else None
+        if exp is None:
+            return None  # the garbage collector removes orphans; nothing to run for them
+        spec = accepted_spec(exp)
+        if spec is None:
+            return None
+        exp_over = (exp.get("status") or {}).get("phase") in EXPERIMENT_TERMINAL
+        now = now_iso(now_dt)
+        if status.get("phase") in TERMINAL:
+            self._acknowledge(trial, experiment_name, now)
+            if status.get("phase") != "EarlyStopped":
+                return None  # nothing left to do; skip the Job lookup
+        job = self.kube.get("Job", namespace, name)
+        pods = None
+        if job is not None and not exp_over and status.get("phase") not in TERMINAL:
+            conditions = {c.get("type") for c in (job.get("status") or {}).get("conditions") or []
+                          if c.get("status") == "True"}
+            if conditions & {"Failed", "FailureTarget"}:
+                pods = self.kube.list_pods(namespace, f"job-name={name}")
+        decision = decide(trial, job, pods, now=now, experiment_over=exp_over)
+        if (not decision.status and not decision.create_job and status.get("phase") == "Running"
+                and job is not None):
+            decision = self._early_stop(trial, spec, peers, now) or decision
+        self._apply(trial, exp, spec, decision, now)
+        return decision
+
+    def _early_stop(self, trial: dict, spec: dict, peers: list[dict], now: str) -> Decision | None:
+        stopping = spec.get("earlyStopping") or {}
+        if stopping.get("type") != "median":
+            return None
+        metric, goal = spec["objective"]["metric"], spec["objective"]["goal"]
+        history = (trial.get("status") or {}).get("history") or []
+        completed = [[{metric: v} for v in p.get("values") or []]
+                     for p in peers if p["phase"] == SUCCEEDED and p["name"] != trial["metadata"]["name"]]
+        if not median_stop(history, completed, metric, goal, int(stopping.get("minTrials", 5)),
+                           int(stopping.get("startEpoch", 2))):
+            return None
+        detail = (f"after epoch {len(history)} its best {metric} is worse than the median of "
+                  f"{len(completed)} completed trials (median stopping rule)")
+        return early_stop_decision(trial["metadata"]["name"], now, detail)
+
+    @staticmethod
+    def _finished_condition(trial: dict, status: dict, now: str) -> list:
+        current = (trial.get("status") or {}).get("conditions")
+        reason = status.get("reason") or status["phase"]
+        return set_condition(current, "Finished", "True", reason, status.get("message") or status["phase"], now=now)
+
+    def _acknowledge(self, trial: dict, experiment: str, now: str) -> None:
+        """A terminal phase written by the trainer: record it once (condition, Event, metric)."""
+        status = trial.get("status") or {}
+        if get_condition(status.get("conditions"), "Finished"):
+            return
+        meta = trial["metadata"]
+        conditions = self._finished_condition(trial, status, now)
+        if self.kube.patch_custom_status(TRIAL_PLURAL, meta["namespace"], meta["name"],
+                                         {"status": {"conditions": conditions}}) is None:
+            return
+        metrics.trial_finished(meta["namespace"], experiment, status["phase"])
+        if status["phase"] == SUCCEEDED:
+            reward = status.get("reward")
+            text = f"trial {meta['name']} succeeded" + (f", reward {reward:.4g}" if isinstance(reward, (int, float)) else "")
+            self.event(trial, "Normal", "Succeeded", text, now)
+        else:
+            text = f"trial {meta['name']} {status['phase']}: {status.get('reason') or ''} {status.get('message') or ''}"
+            self.event(trial, "Warning" if status["phase"] == "Failed" else "Normal", status["phase"], text.strip(), now)
+
+    def _apply(self, trial: dict, exp: dict, spec: dict, decision: Decision, now: str) -> None:
+        meta = trial["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        experiment = exp["metadata"]["name"]
+        if decision.create_job:
+            if self.kube.create("Job", namespace, job_for_trial(trial, spec, self.settings)):
+                metrics.trial_job_created(namespace, experiment)
+                self.event(trial, "Normal", "JobCreated", f"created Job {name}", now)
+        if decision.status:
+            patch = {"status": dict(decision.status)}
+            if decision.phase in TERMINAL:
+                patch["status"]["conditions"] = self._finished_condition(trial, decision.status, now)
+            if decision.phase in TERMINAL and meta.get("resourceVersion"):
+                # Conditional: a terminal phase written meanwhile (by the trainer) wins.
+                patch["metadata"] = {"resourceVersion": meta["resourceVersion"]}
+            try:
+                done = self.kube.patch_custom_status(TRIAL_PLURAL, namespace, name, patch)
+            except ApiException as err:
+                if err.status != 409:
+                    raise
+                log.info("trial %s/%s changed meanwhile; it will be reconciled again", namespace, name)
+                return
+            if done is None:
+                return
+            if decision.phase in TERMINAL:
+                metrics.trial_finished(namespace, experiment, decision.phase)
+            if decision.event:
+                self.event(trial, *decision.event, now)
+        if decision.delete_job:
+            self.kube.delete("Job", namespace, name)

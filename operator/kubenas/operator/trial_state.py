@@ -1,0 +1,192 @@
+"""The NASTrial state machine, as a pure function of the trial, its Job and its pods.
+
+::
+
+                 Job created           a pod runs           trainer reports / Job Complete
+    (none) ──────────────> Pending ──────────────> Running ───────────────────────> Succeeded
+                             │  ^ suspended (Kueue)   │  │
+                             │  └─────────────────────┘  ├── Job Failed / trainer reports Failed ──> Failed
+                             │                           ├── Job Complete without a reward ─────────> Failed (NoReward)
+                             └──────── (any) ────────────┴── median rule / experiment over ────────> EarlyStopped
+
+Terminal phases (Succeeded, Failed, EarlyStopped) are sticky: whoever writes one first
+(the trainer through the status subresource, or the operator) wins, and nothing moves
+a trial out of it. The trainer's own report is preferred over what the Job says,
+because it carries the precise reason (Diverged, InvalidArchitecture, ...).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+PENDING, RUNNING, SUCCEEDED, FAILED, EARLY_STOPPED = "Pending", "Running", "Succeeded", "Failed", "EarlyStopped"
+TERMINAL = frozenset({SUCCEEDED, FAILED, EARLY_STOPPED})
+ACTIVE = frozenset({PENDING, RUNNING})
+
+# docs/formats.md: trainer exit codes.
+EXIT_REASONS = {1: "InternalError", 2: "InvalidArchitecture", 3: "Diverged", 4: "OutOfMemory",
+                5: "Timeout", 6: "DataError"}
+MAX_MESSAGE = 1024
+
+
+@dataclass
+class Decision:
+    """What to do about one trial: a status patch (only changed fields), Job actions, an Event."""
+
+    status: dict = field(default_factory=dict)
+    create_job: bool = False
+    delete_job: bool = False
+    event: tuple[str, str, str] | None = None  # (type Normal|Warning, reason, message)
+
+    @property
+    def phase(self) -> str | None:
+        return self.status.get("phase")
+
+
+def is_terminal(trial: dict) -> bool:
+    return (trial.get("status") or {}).get("phase") in TERMINAL
+
+
+def _true_conditions(job: dict) -> dict:
+    return {c.get("type"): c for c in ((job.get("status") or {}).get("conditions") or [])
+            if c.get("status") == "True"}
+
+
+def _short(text: str | None) -> str:
+    text = (text or "").strip()
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
+
+
+def _changed(current: dict, wanted: dict) -> dict:
+    return {k: v for k, v in wanted.items() if current.get(k) != v}
+
+
+def pod_failure(pods: list[dict]) -> tuple[str | None, str]:
+    """(reason, message) from the most recent failed pod of a Job: OOMKilled, Evicted,
+    or the trainer's exit code, with its termination message."""
+    failed = [p for p in pods if (p.get("status") or {}).get("phase") == "Failed"]
+    failed.sort(key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "")
+    for pod in reversed(failed):
+        status = pod.get("status") or {}
+        if status.get("reason") == "Evicted":
+            return "Evicted", _short(status.get("message") or "the pod was evicted")
+        for cs in status.get("containerStatuses") or []:
+            terminated = (cs.get("state") or {}).get("terminated") or (cs.get("lastState") or {}).get("terminated")
+            if not terminated:
+                continue
+            if terminated.get("reason") == "OOMKilled":
+                return "OOMKilled", "the trainer container ran out of memory (OOMKilled); raise its memory limit"
+            code = terminated.get("exitCode")
+            detail = termination_detail(terminated.get("message"))
+            reason = EXIT_REASONS.get(code)
+            if reason:
+                return reason, _short(detail or f"the trainer exited with code {code} ({reason})")
+            if code:
+                return None, _short(detail or f"the trainer exited with code {code}")
+        if status.get("reason") or status.get("message"):
+            return status.get("reason"), _short(status.get("message"))
+    return None, ""
+
+
+def termination_detail(message: str | None) -> str:
+    """The trainer writes a short JSON result to /dev/termination-log; show its message."""
+    if not message:
+        return ""
+    try:
+        data = json.loads(message)
+    except ValueError:
+        return message.strip()
+    if isinstance(data, dict):
+        parts = [str(data.get(k)) for k in ("status", "reason") if data.get(k)]
+        text = " ".join(parts)
+        if data.get("message"):
+            text = f"{text}: {data['message']}" if text else str(data["message"])
+        return text
+    return message.strip()
+
+
+def decide(trial: dict, job: dict | None, pods: list[dict] | None = None, *, now: str,
+           experiment_over: bool = False) -> Decision:
+    """The next step for one trial (pure). ``pods`` matter only once the Job failed."""
+    status = trial.get("status") or {}
+    phase = status.get("phase")
+    name = trial["metadata"]["name"]
+
+    if phase in TERMINAL:
+        # An early-stopped trial's Job must go (the trainer may still be running).
+        return Decision(delete_job=phase == EARLY_STOPPED and job is not None and not _finished(job))
+
+    if experiment_over:
+        return Decision(
+            status={"phase": EARLY_STOPPED, "reason": "ExperimentFinished",
+                    "message": "the experiment finished before this trial did", "completionTime": now},
+            delete_job=job is not None,
+            event=("Normal", "EarlyStopped", f"trial {name} stopped: the experiment finished"))
+
+    if job is None:
+        wanted = {"phase": phase or PENDING, "jobName": name}
+        if not status.get("createdTime"):
+            wanted["createdTime"] = now
+        return Decision(status=_changed(status, wanted), create_job=True)
+
+    job_status = job.get("status") or {}
+    conditions = _true_conditions(job)
+    retries = int(job_status.get("failed") or 0)
+
+    if "Complete" in conditions or "SuccessCriteriaMet" in conditions:
+        completion = job_status.get("completionTime") or now
+        if status.get("reward") is not None:
+            wanted = {"phase": SUCCEEDED, "completionTime": status.get("completionTime") or completion}
+            return Decision(status=_changed(status, wanted),
+                            event=("Normal", "Succeeded", f"trial {name} succeeded, reward {status['reward']:.4g}"))
+        message = ("the trainer's Job succeeded but no reward was reported to the trial's status; check that "
+                   "the trainer runs `kubenas-train --from-cluster` under a ServiceAccount allowed to patch "
+                   "nastrials/status (kubenas-trainer)")
+        wanted = {"phase": FAILED, "reason": "NoReward", "message": message, "completionTime": completion}
+        return Decision(status=_changed(status, wanted), event=("Warning", "NoReward", f"trial {name}: {message}"))
+
+    if "Failed" in conditions or "FailureTarget" in conditions:
+        cond = conditions.get("Failed") or conditions["FailureTarget"]
+        job_reason = cond.get("reason") or "JobFailed"
+        pod_reason, pod_message = pod_failure(pods or [])
+        if job_reason == "DeadlineExceeded":
+            timeout = (job.get("spec") or {}).get("activeDeadlineSeconds")
+            reason = "DeadlineExceeded"
+            message = f"the trial ran longer than its timeout ({timeout}s, budget.trialTimeoutSeconds)"
+        elif pod_reason:
+            reason, message = pod_reason, pod_message
+        else:
+            reason = job_reason
+            message = _short(cond.get("message") or pod_message or f"the Job failed ({job_reason})")
+        if job_reason == "BackoffLimitExceeded" and retries:
+            message = _short(f"{message} (after {retries} failed pods)")
+        wanted = {"phase": FAILED, "reason": reason, "message": message,
+                  "completionTime": status.get("completionTime") or now, "retries": retries}
+        return Decision(status=_changed(status, wanted), event=("Warning", "Failed", f"trial {name} failed: {reason}: {message}"))
+
+    suspended = (job.get("spec") or {}).get("suspend") or "Suspended" in conditions
+    active = int(job_status.get("active") or 0)
+    if active > 0 and not suspended:
+        wanted = {"phase": RUNNING, "jobName": job["metadata"]["name"], "retries": retries}
+        if not status.get("startTime"):
+            wanted["startTime"] = job_status.get("startTime") or now
+        changed = _changed(status, wanted)
+        event = ("Normal", "Running", f"trial {name} is running") if changed.get("phase") == RUNNING else None
+        return Decision(status=changed, event=event)
+    wanted = {"phase": phase if phase == RUNNING and not suspended else PENDING,
+              "jobName": job["metadata"]["name"], "retries": retries}
+    if suspended:
+        wanted["message"] = "the Job is suspended (waiting for Kueue admission)"
+    return Decision(status=_changed(status, wanted))
+
+
+def _finished(job: dict) -> bool:
+    conditions = _true_conditions(job)
+    return bool({"Complete", "Failed", "SuccessCriteriaMet"} & set(conditions))
+
+
+def early_stop_decision(name: str, now: str, reason_detail: str) -> Decision:
+    return Decision(
+        status={"phase": EARLY_STOPPED, "reason": "EarlyStopped", "message": reason_detail, "completionTime": now},
+        delete_job=True,
+        event=("Normal", "EarlyStopped", f"trial {name} stopped early: {reason_detail}"))
