@@ -1,0 +1,89 @@
+"""``kubenas-train``: train one trial described by a JSON/YAML file.
+
+    kubenas-train --trial trial.yaml --out DIR [--export-model] [--save-weights]
+
+Writes DIR/history.jsonl (one line per epoch), DIR/result.json, and on request
+DIR/model.pt (TorchScript) and DIR/weights.pt. The exit code says how the trial ended
+(docs/formats.md). This module only parses arguments, picks a reporter and calls
+``run_trial``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import errors
+from .report import FileReporter, Reporter
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="kubenas-train", description="Train one kubenas trial.")
+    p.add_argument("--from-cluster", action="store_true",
+                   help="read the NASTrial $KUBENAS_TRIAL and report into its status (see k8s_report.py)")
+    p.add_argument("--trial", required="--from-cluster" not in (sys.argv[1:] if argv is None else argv), type=Path,
+                   help="trial file (.json, .yaml): a Trial object, or a NASTrial whose spec is one")
+    p.add_argument("--out", required="--from-cluster" not in (sys.argv[1:] if argv is None else argv), type=Path,
+                   help="output directory")
+    p.add_argument("--export-model", action="store_true", help="write OUT/model.pt (TorchScript)")
+    p.add_argument("--save-weights", action="store_true", help="write OUT/weights.pt (state dict + metadata)")
+    return p.parse_args(argv)
+
+
+def load_trial(path: Path) -> dict:
+    """The Trial object in ``path``; raises errors.InvalidTrial if it cannot be read."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise errors.InvalidTrial(f"cannot read trial file {path}: {exc}") from exc
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            doc = yaml.safe_load(text)
+        else:
+            doc = json.loads(text)
+    except Exception as exc:  # noqa: BLE001 - any parse error
+        raise errors.InvalidTrial(f"trial file {path} is not valid {path.suffix.lstrip('.') or 'JSON'}: {exc}") from exc
+    if isinstance(doc, dict) and doc.get("kind") == "NASTrial" and isinstance(doc.get("spec"), dict):
+        spec = dict(doc["spec"])
+        spec.setdefault("name", (doc.get("metadata") or {}).get("name", ""))
+        return spec
+    if not isinstance(doc, dict):
+        raise errors.InvalidTrial(f"trial file {path} must hold an object, got {type(doc).__name__}")
+    return doc
+
+
+def make_reporter(args: argparse.Namespace) -> Reporter:
+    return FileReporter(args.out)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.from_cluster:
+        from .k8s_report import main_from_cluster
+
+        return main_from_cluster(args)
+    reporter = make_reporter(args)
+    try:
+        trial = load_trial(args.trial)
+    except errors.TrialFailure as exc:
+        result = {"status": errors.FAILED, "reward": None, "reason": exc.reason, "message": exc.message,
+                  "metrics": {}, "history": [], "device": "cpu"}
+    else:
+        from .train import run_trial  # torch is imported only once there is a trial to run
+
+        result = run_trial(trial, on_epoch=reporter.epoch,
+                           model_path=args.out / "model.pt" if args.export_model else None,
+                           weights_path=args.out / "weights.pt" if args.save_weights else None)
+    reporter.final(result)
+    status = result["status"] if result.get("reason") is None else f"{result['status']} ({result['reason']})"
+    reward = result.get("reward")
+    print(f"kubenas-train: {status}" + (f", reward {reward:.4f}" if isinstance(reward, float) else "")
+          + (f": {result['message']}" if result.get("message") else ""), file=sys.stderr)
+    return errors.exit_code(result)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

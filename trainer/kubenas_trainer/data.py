@@ -1,0 +1,429 @@
+"""Datasets for image classification trials, and the deterministic splits.
+
+``load_dataset(spec, seed)`` reads the ``dataset`` object of a trial (docs/formats.md)
+and returns a ``Dataset``: three in-memory splits (train / validation / test) of raw
+images ``N x C x H x W`` (uint8 or float32) with int64 labels, plus what is needed to
+normalise them: ``x * scale`` maps pixels to [0, 1], then per-channel ``(x - mean) / std``
+with mean and std measured on the training split.
+
+- The validation split is carved out of the training data, stratified by class, from
+  ``seed``; the same seed gives the same split. The test split is the dataset's own
+  (``digits`` has none, so a fixed stratified 20% is held out with a constant seed,
+  independent of the trial's seed). The test split is never used for the reward.
+- ``limit: N`` caps every split at N examples (a random, roughly class-balanced
+  subset): for tests and smoke runs.
+
+Problems with the spec raise InvalidTrial naming the field; problems with the files
+raise DataError.
+"""
+from __future__ import annotations
+
+import functools
+import gzip
+import os
+import pickle
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import DataError, InvalidTrial
+
+DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "npz", "image-folder")
+SPEC_FIELDS = ("name", "path", "validationFraction", "seed", "limit", "layout", "imageSize")
+DEFAULT_VALIDATION_FRACTION = 0.2
+DIGITS_TEST_FRACTION = 0.2
+DIGITS_TEST_SEED = 20240601  # constant: the digits test split never depends on a trial
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".pgm", ".ppm", ".tif", ".tiff", ".webp")
+
+FASHION_CLASSES = ("t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt",
+                   "sneaker", "bag", "ankle boot")
+
+
+@dataclass
+class Split:
+    x: torch.Tensor  # N x C x H x W, uint8 or float32, raw units (multiply by Dataset.scale)
+    y: torch.Tensor  # N, int64
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+
+@dataclass
+class Dataset:
+    name: str
+    train: Split
+    val: Split
+    test: Split
+    num_classes: int
+    classes: list[str]
+    scale: float
+    mean: list[float]
+    std: list[float]
+    info: dict = field(default_factory=dict)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        c, h, w = self.train.x.shape[1:]
+        return int(c), int(h), int(w)
+
+    def affine(self, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(a, b) of shape 1 x C x 1 x 1 so that ``x * a + b`` is the normalised input."""
+        std = torch.tensor(self.std, dtype=torch.float32).view(1, -1, 1, 1)
+        mean = torch.tensor(self.mean, dtype=torch.float32).view(1, -1, 1, 1)
+        a, b = self.scale / std, -mean / std
+        return a.to(device), b.to(device)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = self.affine(x.device)
+        return x.float() * a + b
+
+
+# --------------------------------------------------------------------------- readers
+# Each returns (x_train, y_train, x_test, y_test, classes, scale), x as N x C x H x W.
+
+
+def _read_digits(spec: dict):
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = bunch.images.astype(np.uint8)[:, None]  # values 0..16
+    y = bunch.target.astype(np.int64)
+    train_idx, test_idx = _stratified_split(y, DIGITS_TEST_FRACTION, np.random.RandomState(DIGITS_TEST_SEED))
+    classes = [str(c) for c in bunch.target_names]
+    return x[train_idx], y[train_idx], x[test_idx], y[test_idx], classes, 1.0 / 16.0
+
+
+def _open_maybe_gz(path: Path) -> bytes:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        return f.read()
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An array from an idx file (the MNIST format), optionally gzipped."""
+    data = _open_maybe_gz(path)
+    if len(data) < 4 or data[0] != 0 or data[1] != 0:
+        raise DataError(f"{path}: not an idx file (bad magic number)")
+    if data[2] != 0x08:
+        raise DataError(f"{path}: idx element type 0x{data[2]:02x} is not supported (only unsigned bytes)")
+    ndim = data[3]
+    dims = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
+    expected = int(np.prod(dims))
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != expected:
+        raise DataError(f"{path}: header says {dims} ({expected} values) but the file has {body.size}")
+    return body.reshape(dims)
+
+
+def _find_file(root: Path, subdirs: tuple[str, ...], names: tuple[str, ...], what: str) -> Path:
+    tried = []
+    for sub in subdirs:
+        for name in names:
+            for candidate in (root / sub / name, root / sub / (name + ".gz")):
+                if candidate.is_file():
+                    return candidate
+                tried.append(str(candidate))
+    raise DataError(f"{what} not found under {root} (looked for {', '.join(names)} [.gz] in "
+                    f"{', '.join(repr(s or '.') for s in subdirs)})")
+
+
+def _read_idx_dataset(spec: dict, flavour: str):
+    root = _require_path(spec)
+    sub = "MNIST" if flavour == "mnist" else "FashionMNIST"
+    subdirs = ("", "raw", f"{sub}/raw", sub, flavour)
+    arrays = []
+    for stem in ("train-images", "train-labels", "t10k-images", "t10k-labels"):
+        kind = "idx3" if stem.endswith("images") else "idx1"
+        path = _find_file(root, subdirs, (f"{stem}-{kind}-ubyte", f"{stem}.{kind}-ubyte"), f"{flavour} {stem}")
+        arrays.append(read_idx(path))
+    x_tr, y_tr, x_te, y_te = arrays
+    for x, y, which in ((x_tr, y_tr, "train"), (x_te, y_te, "t10k")):
+        if x.ndim != 3 or y.ndim != 1 or x.shape[0] != y.shape[0]:
+            raise DataError(f"{flavour} {which}: images {x.shape} and labels {y.shape} do not match")
+    classes = [str(i) for i in range(10)] if flavour == "mnist" else list(FASHION_CLASSES)
+    return x_tr[:, None], y_tr.astype(np.int64), x_te[:, None], y_te.astype(np.int64), classes, 1.0 / 255.0
+
+
+def _read_cifar10(spec: dict):
+    root = _require_path(spec)
+    base = root / "cifar-10-batches-py" if (root / "cifar-10-batches-py").is_dir() else root
+
+    def load(name: str) -> dict:
+        path = base / name
+        if not path.is_file():
+            raise DataError(f"cifar10: {path} not found (expected the python-pickle batches "
+                            "data_batch_1..5 and test_batch)")
+        try:
+            with open(path, "rb") as f:
+                return pickle.load(f, encoding="bytes")
+        except Exception as exc:  # noqa: BLE001 - any unpickling problem is a data problem
+            raise DataError(f"cifar10: cannot read {path}: {exc}") from exc
+
+    def arrays(batch: dict, name: str):
+        try:
+            x = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+            y = np.asarray(batch[b"labels"], dtype=np.int64)
+        except (KeyError, ValueError) as exc:
+            raise DataError(f"cifar10: {name} is not a CIFAR-10 batch ({exc})") from exc
+        return x, y
+
+    train = [arrays(load(f"data_batch_{i}"), f"data_batch_{i}") for i in range(1, 6)]
+    x_te, y_te = arrays(load("test_batch"), "test_batch")
+    classes = [str(i) for i in range(10)]
+    if (base / "batches.meta").is_file():
+        meta = load("batches.meta")
+        classes = [n.decode() if isinstance(n, bytes) else str(n) for n in meta.get(b"label_names", classes)]
+    x_tr = np.concatenate([x for x, _ in train])
+    y_tr = np.concatenate([y for _, y in train])
+    return x_tr, y_tr, x_te, y_te, classes, 1.0 / 255.0
+
+
+def _to_nchw(x: np.ndarray, layout: str, where: str) -> np.ndarray:
+    if x.ndim == 3:
+        return x[:, None]
+    if x.ndim != 4:
+        raise DataError(f"{where}: images must be N x H x W or N x C x H x W, got shape {x.shape}")
+    if layout == "auto":
+        layout = "NHWC" if x.shape[3] in (1, 3, 4) and x.shape[1] not in (1, 3, 4) else "NCHW"
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if layout == "NHWC" else x
+
+
+def _read_npz(spec: dict):
+    path = _require_path(spec)
+    if not path.is_file():
+        raise DataError(f"npz: {path} is not a file")
+    layout = spec.get("layout", "auto")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in npz.files]
+            if missing:
+                raise DataError(f"npz: {path} lacks the array(s) {', '.join(missing)} "
+                                f"(has {', '.join(npz.files) or 'none'})")
+            arrays = {k: npz[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+            names = [str(c) for c in npz["classes"]] if "classes" in npz.files else None
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise DataError(f"npz: cannot read {path}: {exc}") from exc
+    xs, ys = [], []
+    for part in ("train", "test"):
+        x, y = arrays[f"x_{part}"], arrays[f"y_{part}"]
+        x = _to_nchw(x, layout, f"npz x_{part}")
+        y = np.asarray(y).reshape(-1)
+        if x.shape[0] != y.shape[0]:
+            raise DataError(f"npz: x_{part} has {x.shape[0]} images but y_{part} has {y.shape[0]} labels")
+        if y.size and (not np.issubdtype(y.dtype, np.number) or np.any(y != np.round(y)) or y.min() < 0):
+            raise DataError(f"npz: y_{part} must hold non-negative integer class indices")
+        if x.dtype != np.uint8:
+            if not np.issubdtype(x.dtype, np.number):
+                raise DataError(f"npz: x_{part} has non-numeric dtype {x.dtype}")
+            x = x.astype(np.float32)
+            if not np.all(np.isfinite(x)):
+                raise DataError(f"npz: x_{part} contains NaN or infinite values")
+        xs.append(x)
+        ys.append(y.astype(np.int64))
+    if xs[0].shape[1:] != xs[1].shape[1:]:
+        raise DataError(f"npz: x_train images are {xs[0].shape[1:]} but x_test images are {xs[1].shape[1:]}")
+    if xs[0].dtype != xs[1].dtype:
+        xs = [x.astype(np.float32) for x in xs]
+    num_classes = int(max(ys[0].max(initial=0), ys[1].max(initial=0))) + 1
+    classes = names if names and len(names) >= num_classes else [str(i) for i in range(num_classes)]
+    scale = 1.0 / 255.0 if xs[0].dtype == np.uint8 else 1.0
+    return xs[0], ys[0], xs[1], ys[1], classes, scale
+
+
+def _read_image_folder(spec: dict):
+    from PIL import Image
+
+    root = _require_path(spec)
+    size = spec.get("imageSize")
+    train_dir, test_dir = root / "train", root / "test"
+    for d in (train_dir, test_dir):
+        if not d.is_dir():
+            raise DataError(f"image-folder: {d} is not a directory (expected train/<class>/*.png and "
+                            "test/<class>/*.png)")
+    classes = sorted(p.name for p in train_dir.iterdir() if p.is_dir())
+    if len(classes) < 2:
+        raise DataError(f"image-folder: {train_dir} must hold one directory per class (found {len(classes)})")
+    index = {c: i for i, c in enumerate(classes)}
+
+    def files(split_dir: Path):
+        out = []
+        for d in sorted(p for p in split_dir.iterdir() if p.is_dir()):
+            if d.name not in index:
+                raise DataError(f"image-folder: class {d.name!r} in {split_dir} is not a class of {train_dir}")
+            out += [(f, index[d.name]) for f in sorted(d.iterdir()) if f.suffix.lower() in IMAGE_EXTENSIONS]
+        if not out:
+            raise DataError(f"image-folder: no images under {split_dir}")
+        return out
+
+    train_files, test_files = files(train_dir), files(test_dir)
+    with Image.open(train_files[0][0]) as first:
+        mode = "L" if first.mode in ("1", "L", "I", "I;16", "F") else "RGB"
+        target = (int(size[1]), int(size[0])) if size else first.size  # PIL sizes are (w, h)
+
+    def load(items):
+        xs = []
+        for path, _ in items:
+            try:
+                with Image.open(path) as img:
+                    img = img.convert(mode)
+                    if img.size != target:
+                        if not size:
+                            raise DataError(f"image-folder: {path} is {img.size[0]}x{img.size[1]} but the first "
+                                            f"image is {target[0]}x{target[1]}; set dataset.imageSize to resize")
+                        img = img.resize(target, Image.BILINEAR)
+                    a = np.asarray(img, dtype=np.uint8)
+            except DataError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                raise DataError(f"image-folder: cannot read {path}: {exc}") from exc
+            xs.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
+        return np.stack(xs), np.array([c for _, c in items], dtype=np.int64)
+
+    x_tr, y_tr = load(train_files)
+    x_te, y_te = load(test_files)
+    return x_tr, y_tr, x_te, y_te, classes, 1.0 / 255.0
+
+
+READERS = {
+    "digits": _read_digits,
+    "mnist": lambda spec: _read_idx_dataset(spec, "mnist"),
+    "fashion-mnist": lambda spec: _read_idx_dataset(spec, "fashion-mnist"),
+    "cifar10": _read_cifar10,
+    "npz": _read_npz,
+    "image-folder": _read_image_folder,
+}
+
+
+# --------------------------------------------------------------------------- split + load
+
+
+def _require_path(spec: dict) -> Path:
+    path = spec.get("path")
+    if not path:
+        raise InvalidTrial(f"dataset.path: required for dataset {spec.get('name')!r}")
+    p = Path(os.path.expanduser(str(path)))
+    if not p.exists():
+        raise DataError(f"dataset.path: {p} does not exist")
+    return p
+
+
+def _stratified_split(y: np.ndarray, fraction: float, rng: np.random.RandomState) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held-out) index arrays, each shuffled; ``fraction`` of every class held out."""
+    kept, held = [], []
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        rng.shuffle(idx)
+        k = int(round(len(idx) * fraction))
+        if len(idx) > 1:
+            k = min(max(k, 1), len(idx) - 1)
+        held.append(idx[:k])
+        kept.append(idx[k:])
+    kept_all, held_all = np.concatenate(kept), np.concatenate(held)
+    return kept_all[rng.permutation(len(kept_all))], held_all[rng.permutation(len(held_all))]
+
+
+@functools.lru_cache(maxsize=2)
+def _read_cached(name: str, path: str | None, layout: str | None, image_size: tuple | None):
+    spec = {"name": name, "path": path, "layout": layout or "auto", "imageSize": image_size}
+    arrays = READERS[name](spec)
+    for a in arrays[:4]:
+        a.setflags(write=False)
+    return arrays
+
+
+def check_spec(spec) -> dict:
+    """Validate the dataset spec, naming the bad field; returns it with defaults filled."""
+    if spec is None:
+        spec = {"name": "digits"}
+    if not isinstance(spec, dict):
+        raise InvalidTrial(f"dataset: must be an object, got {spec!r}")
+    unknown = sorted(set(spec) - set(SPEC_FIELDS))
+    if unknown:
+        raise InvalidTrial(f"dataset.{unknown[0]}: unknown field (known: {', '.join(SPEC_FIELDS)})")
+    name = spec.get("name", "digits")
+    if name not in DATASETS:
+        raise InvalidTrial(f"dataset.name: {name!r} is not one of {', '.join(DATASETS)}")
+    fraction = spec.get("validationFraction", DEFAULT_VALIDATION_FRACTION)
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
+        raise InvalidTrial(f"dataset.validationFraction: must be a number strictly between 0 and 1, got {fraction!r}")
+    limit = spec.get("limit")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 2):
+        raise InvalidTrial(f"dataset.limit: must be an integer >= 2, got {limit!r}")
+    seed = spec.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise InvalidTrial(f"dataset.seed: must be an integer, got {seed!r}")
+    layout = spec.get("layout", "auto")
+    if layout not in ("auto", "NCHW", "NHWC"):
+        raise InvalidTrial(f"dataset.layout: {layout!r} is not one of auto, NCHW, NHWC")
+    size = spec.get("imageSize")
+    if size is not None and (not isinstance(size, (list, tuple)) or len(size) != 2
+                             or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
+        raise InvalidTrial(f"dataset.imageSize: must be [height, width] in pixels, got {size!r}")
+    return {**spec, "name": name, "validationFraction": float(fraction), "layout": layout}
+
+
+def _channel_stats(x: torch.Tensor, scale: float, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std of ``x * scale``, in chunks (no full float64 copy)."""
+    c = x.shape[1]
+    total = torch.zeros(c, dtype=torch.float64)
+    total_sq = torch.zeros(c, dtype=torch.float64)
+    for start in range(0, x.shape[0], chunk):
+        part = x[start:start + chunk].to(torch.float64) * scale
+        total += part.sum(dim=(0, 2, 3))
+        total_sq += (part * part).sum(dim=(0, 2, 3))
+    n = x.shape[0] * x.shape[2] * x.shape[3]
+    mean = total / n
+    std = (total_sq / n - mean * mean).clamp_min(0).sqrt()
+    return mean, torch.where(std > 1e-6, std, torch.ones_like(std))
+
+
+def load_dataset(spec: dict | None, seed: int | None = None) -> Dataset:
+    """Load the dataset a trial names and split it (see the module docstring).
+
+    ``spec["seed"]`` wins over ``seed``; both absent means 0.
+    """
+    spec = check_spec(spec)
+    split_seed = spec.get("seed", seed if seed is not None else 0)
+    size = spec.get("imageSize")
+    path = str(Path(os.path.expanduser(str(spec["path"]))).resolve()) if spec.get("path") else None
+    try:
+        x_all, y_all, x_te, y_te, classes, scale = _read_cached(
+            spec["name"], path, spec["layout"], tuple(size) if size else None)
+    except (DataError, InvalidTrial):
+        raise
+    except OSError as exc:
+        raise DataError(f"dataset {spec['name']}: {exc}") from exc
+    if len(y_all) < 2:
+        raise DataError(f"dataset {spec['name']}: needs at least 2 training examples, has {len(y_all)}")
+    if len(y_te) == 0:
+        raise DataError(f"dataset {spec['name']}: the test split is empty")
+    num_classes = max(len(classes), int(y_all.max()) + 1, int(y_te.max()) + 1)
+    if num_classes < 2:
+        raise DataError(f"dataset {spec['name']}: needs at least 2 classes")
+
+    rng = np.random.RandomState(split_seed)
+    train_idx, val_idx = _stratified_split(y_all, spec["validationFraction"], rng)
+    test_idx = np.arange(len(y_te))
+    limit = spec.get("limit")
+    if limit:
+        train_idx, val_idx = train_idx[:limit], val_idx[:limit]
+        test_idx = np.sort(np.random.RandomState(DIGITS_TEST_SEED).permutation(len(y_te))[:limit])
+    if len(val_idx) == 0 or len(train_idx) == 0:
+        raise DataError(f"dataset {spec['name']}: too few examples for a train/validation split")
+
+    def split(x, y, idx) -> Split:
+        return Split(torch.from_numpy(np.ascontiguousarray(x[idx])), torch.from_numpy(np.ascontiguousarray(y[idx])))
+
+    train, val, test = split(x_all, y_all, train_idx), split(x_all, y_all, val_idx), split(x_te, y_te, test_idx)
+    mean, std = _channel_stats(train.x, scale)
+    return Dataset(
+        name=spec["name"], train=train, val=val, test=test, num_classes=num_classes,
+        classes=list(classes) + [str(i) for i in range(len(classes), num_classes)],
+        scale=float(scale), mean=[float(v) for v in mean], std=[float(v) for v in std],
+        info={"seed": split_seed, "validationFraction": spec["validationFraction"], "limit": limit},
+    )

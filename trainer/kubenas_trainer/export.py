@@ -1,0 +1,89 @@
+"""Export a trained model as a self-contained TorchScript file.
+
+The file loads with plain ``torch.jit.load`` (no kubenas needed). The exported module
+takes float images ``N x C x H x W`` with pixel values scaled to [0, 1] (what
+torchvision's ``ToTensor`` gives; digits: value / 16, MNIST / CIFAR: value / 255) and
+returns logits; the dataset normalisation is built in. Metadata (classes, input shape,
+normalisation, genotype) travels inside the file as ``kubenas.json``::
+
+    extra = {"kubenas.json": ""}
+    model = torch.jit.load("model.pt", _extra_files=extra)
+    meta = json.loads(extra["kubenas.json"])
+"""
+from __future__ import annotations
+
+import copy
+import json
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import nn
+
+METADATA_FILE = "kubenas.json"
+
+
+class NormalizedClassifier(nn.Module):
+    """``net((x - mean) / std)``, with mean/std per channel as buffers."""
+
+    def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float]):
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.mean) / self.std)
+
+
+def export_torchscript(model: nn.Module, path: str | Path, input_shape: tuple[int, int, int],
+                       mean: Sequence[float], std: Sequence[float], metadata: dict | None = None) -> Path:
+    """Write ``model`` (a copy, on CPU, float32, eval mode) as TorchScript to ``path``.
+
+    Scripting is tried first (works for every kubenas model); tracing is the fallback
+    for foreign modules. The saved file is reloaded and checked against the eager model.
+    """
+    net = copy.deepcopy(model).to(device="cpu", dtype=torch.float32, memory_format=torch.contiguous_format)
+    wrapper = NormalizedClassifier(net, mean, std).eval()
+    example = torch.rand(2, *input_shape)
+    with warnings.catch_warnings():
+        # TorchScript is deprecated in favour of torch.export, but it is still the one
+        # format that loads with plain torch.jit.load in any torch 2.x, C++ included.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            scripted = torch.jit.script(wrapper)
+        except Exception:  # noqa: BLE001 - fall back to tracing for non-scriptable modules
+            with torch.no_grad():
+                scripted = torch.jit.trace(wrapper, example)
+    meta = {
+        "format": "kubenas-torchscript/v1",
+        "input": "float32 N x C x H x W, pixel values scaled to [0, 1]; normalisation is built in",
+        "inputShape": list(input_shape),
+        "mean": list(mean),
+        "std": list(std),
+        **(metadata or {}),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(scripted, str(tmp), _extra_files={METADATA_FILE: json.dumps(meta)})
+        loaded = torch.jit.load(str(tmp), map_location="cpu")
+    with torch.no_grad():
+        expected, got = wrapper(example), loaded(example)
+    if not torch.allclose(expected, got, rtol=1e-4, atol=1e-5):
+        raise RuntimeError(f"exported TorchScript disagrees with the model (max diff "
+                           f"{(expected - got).abs().max().item():.3g})")
+    tmp.replace(path)
+    return path
+
+
+def load_metadata(path: str | Path) -> dict:
+    """The ``kubenas.json`` metadata of an exported model."""
+    extra = {METADATA_FILE: ""}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    return json.loads(extra[METADATA_FILE])

@@ -1,0 +1,258 @@
+"""Cluster mode of the trainer: `kubenas-train --from-cluster`.
+
+Inside a trial's Job the trainer reads its NASTrial (namespace from $POD_NAMESPACE or
+the pod's ServiceAccount namespace file, name from $KUBENAS_TRIAL) with the official
+client and the pod's ServiceAccount (``kubenas-trainer``: get nastrials, patch
+nastrials/status, nothing else), and reports through the status subresource:
+
+* at start: ``phase: Running``, ``startTime``;
+* per epoch: ``history`` (bounded to 1000 epochs), at most every ``min_interval``
+  seconds (10 by default), plus the last epoch at the end;
+* at the end: ``phase`` (Succeeded / Failed / EarlyStopped), ``reward``, ``reason``,
+  ``message``, ``metrics``, ``device``, ``completionTime``.
+
+A terminal phase already on the trial (the operator stopped it early) is never
+overwritten: terminal writes are conditional on the resourceVersion just read. Seeing
+``EarlyStopped`` on the trial, ``epoch()`` asks training to stop. A short JSON result
+also goes to /dev/termination-log, so ``kubectl describe pod`` shows it and the operator
+can name the cause of a failure even when the status could not be written.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import errors
+
+log = logging.getLogger("kubenas.trainer")
+
+GROUP, VERSION, PLURAL = "kubenas.io", "v1alpha1", "nastrials"
+SA_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+TERMINATION_LOG = "/dev/termination-log"
+HISTORY_LIMIT = 1000
+TERMINAL = ("Succeeded", "Failed", "EarlyStopped")
+MAX_MESSAGE = 4000
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _safe(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _safe(v) for k, v in value.items() if _safe(v) is not None}
+    if isinstance(value, (list, tuple)):
+        return [_safe(v) for v in value]
+    return value
+
+
+def _numbers(values: dict | None) -> dict:
+    return {k: float(v) for k, v in (values or {}).items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))}
+
+
+def cluster_namespace(env=os.environ, sa_file: str = SA_NAMESPACE_FILE) -> str | None:
+    if env.get("POD_NAMESPACE"):
+        return env["POD_NAMESPACE"]
+    try:
+        return Path(sa_file).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def default_api_client():
+    from kubernetes import client, config
+
+    conf = client.Configuration()
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        config.load_incluster_config(client_configuration=conf)
+    else:
+        config.load_kube_config(client_configuration=conf)
+    api = client.ApiClient(conf)
+    api.user_agent = "kubenas-trainer"
+    return api
+
+
+class KubernetesReporter:
+    """Reports one trial's progress and result into its NASTrial status."""
+
+    def __init__(self, namespace: str, name: str, api_client=None, *, min_interval: float = 10.0,
+                 clock=time.monotonic, retries: int = 6, retry_delay: float = 1.0):
+        from kubernetes import client
+
+        self.namespace, self.name = namespace, name
+        self.api = client.CustomObjectsApi(api_client or default_api_client())
+        self.min_interval = min_interval
+        self.clock = clock
+        self.retries, self.retry_delay = retries, retry_delay
+        self.history: list[dict] = []
+        self._flushed = 0          # history entries already written
+        self._last_flush: float | None = None
+        self.stop_requested = False
+
+    # ------------------------------------------------------------------ API calls
+
+    def _call(self, fn, *args):
+        """Retry transient failures (connection errors, 5xx, 429) with backoff."""
+        from kubernetes.client.exceptions import ApiException
+
+        delay = self.retry_delay
+        for attempt in range(self.retries + 1):
+            try:
+                return fn(*args)
+            except ApiException as err:
+                if err.status not in (429, 500, 502, 503, 504) or attempt == self.retries:
+                    raise
+            except OSError:
+                if attempt == self.retries:
+                    raise
+            except Exception as err:  # urllib3 errors are not OSErrors
+                if "urllib3" not in type(err).__module__ or attempt == self.retries:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 15.0)
+        raise RuntimeError("unreachable")
+
+    def get(self) -> dict:
+        return self._call(self.api.get_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL, self.name)
+
+    def _patch(self, status: dict, resource_version: str | None = None) -> dict:
+        body: dict = {"status": _safe(status)}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
+        return self._call(self.api.patch_namespaced_custom_object_status, GROUP, VERSION, self.namespace, PLURAL,
+                          self.name, body)
+
+    def _patch_unless_terminal(self, status: dict) -> dict | None:
+        """Conditional patch; None if the trial is already terminal (someone else decided)."""
+        from kubernetes.client.exceptions import ApiException
+
+        for _ in range(5):
+            current = self.get()
+            phase = (current.get("status") or {}).get("phase")
+            if phase in TERMINAL:
+                if phase == "EarlyStopped":
+                    self.stop_requested = True
+                return None
+            try:
+                return self._patch(status, (current.get("metadata") or {}).get("resourceVersion"))
+            except ApiException as err:
+                if err.status != 409:
+                    raise
+        raise RuntimeError(f"trial {self.namespace}/{self.name} keeps changing; giving up the status write")
+
+    # -------------------------------------------------------------- the reporter
+
+    def load_trial(self) -> dict:
+        """The trial spec (the trainer's input), with its name."""
+        trial = self.get()
+        spec = dict(trial.get("spec") or {})
+        spec.setdefault("name", self.name)
+        if (trial.get("status") or {}).get("phase") == "EarlyStopped":
+            self.stop_requested = True
+        return spec
+
+    def start(self) -> None:
+        self._patch_unless_terminal({"phase": "Running", "startTime": _now()})
+
+    def _flush(self) -> None:
+        answer = self._patch({"history": self.history[:HISTORY_LIMIT]})
+        self._flushed = len(self.history)
+        self._last_flush = self.clock()
+        if ((answer or {}).get("status") or {}).get("phase") == "EarlyStopped":
+            self.stop_requested = True
+
+    def epoch(self, record: dict) -> str | None:
+        self.history.append(_safe(dict(record)))
+        due = self._last_flush is None or self.clock() - self._last_flush >= self.min_interval
+        if due:
+            try:
+                self._flush()
+            except Exception as err:  # noqa: BLE001 - progress is best effort; the result is not
+                log.warning("cannot report epoch %s: %s", record.get("epoch"), err)
+        return "stop" if self.stop_requested else None
+
+    def final(self, result: dict) -> None:
+        status = {
+            "phase": result.get("status") or "Failed",
+            "reward": _safe(result.get("reward")),
+            "reason": result.get("reason"),
+            "message": (result.get("message") or "")[:MAX_MESSAGE],
+            "metrics": _numbers(result.get("metrics")),
+            "history": [_safe(h) for h in (result.get("history") or self.history)][:HISTORY_LIMIT],
+            "device": result.get("device"),
+            "completionTime": _now(),
+        }
+        if status["phase"] == "Succeeded" and status["reward"] is None:
+            status.update(phase="Failed", reason="NoReward", message="the trainer produced no finite reward")
+        status = {k: v for k, v in status.items() if v is not None}
+        if self._patch_unless_terminal(status) is None:
+            log.info("trial %s/%s was already finished; result not written", self.namespace, self.name)
+
+
+def termination_message(result: dict) -> str:
+    short = {"status": result.get("status"), "reward": _safe(result.get("reward")),
+             "reason": result.get("reason"), "message": (result.get("message") or "")[:400]}
+    return json.dumps({k: v for k, v in short.items() if v is not None}, separators=(",", ":"))
+
+
+def write_termination_log(result: dict, path: str = TERMINATION_LOG) -> None:
+    try:
+        with open(path, "w") as f:
+            f.write(termination_message(result))
+    except OSError:
+        pass  # not in a pod (or no writable termination log): nothing to do
+
+
+def failed(reason: str, message: str) -> dict:
+    return {"status": errors.FAILED, "reward": None, "reason": reason, "message": message,
+            "metrics": {}, "history": [], "device": "cpu"}
+
+
+def main_from_cluster(args=None, *, env=os.environ, api_client=None, termination_log: str = TERMINATION_LOG,
+                      run=None) -> int:
+    """`kubenas-train --from-cluster`; returns the exit code (docs/formats.md)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    namespace, name = cluster_namespace(env), env.get("KUBENAS_TRIAL")
+    if not namespace or not name:
+        result = failed(errors.INVALID_TRIAL, "--from-cluster needs $KUBENAS_TRIAL and $POD_NAMESPACE "
+                                              "(or a ServiceAccount namespace file)")
+        write_termination_log(result, termination_log)
+        print(f"kubenas-train: {result['message']}", file=sys.stderr)
+        return errors.exit_code(result)
+    interval = float(env.get("KUBENAS_REPORT_INTERVAL_SECONDS", "10"))
+    reporter = KubernetesReporter(namespace, name, api_client, min_interval=interval)
+    try:
+        trial = reporter.load_trial()
+    except Exception as err:  # noqa: BLE001
+        result = failed(errors.INVALID_TRIAL, f"cannot read NASTrial {namespace}/{name}: {err}"[:MAX_MESSAGE])
+        write_termination_log(result, termination_log)
+        print(f"kubenas-train: {result['message']}", file=sys.stderr)
+        return errors.exit_code(result)
+    if reporter.stop_requested:
+        return 0
+    reporter.start()
+    if run is None:
+        from .train import run_trial as run  # torch only once there is a trial to run
+    model_dir = env.get("KUBENAS_MODEL_DIR")
+    model_path = Path(model_dir) / name / "model.pt" if model_dir else None
+    if model_path is not None:
+        model_path.parent.mkdir(parents=True, exist_ok=True)
+    result = run(trial, on_epoch=reporter.epoch, model_path=model_path)
+    write_termination_log(result, termination_log)
+    try:
+        reporter.final(result)
+    except Exception as err:  # noqa: BLE001 - the operator then reports NoReward with this log
+        log.error("cannot write the result to NASTrial %s/%s: %s", namespace, name, err)
+    print(f"kubenas-train: {namespace}/{name} {result.get('status')}"
+          + (f" ({result['reason']})" if result.get("reason") else "")
+          + (f", reward {result['reward']:.4f}" if isinstance(result.get("reward"), float) else ""), file=sys.stderr)
+    return errors.exit_code(result)

@@ -1,0 +1,151 @@
+"""Genotype -> PyTorch model, for both search spaces (see genotype.py for the format).
+
+``build_model(architecture, input_shape, num_classes)`` is a pure function of its
+arguments (plus torch's RNG for the initial weights). The result takes a normalised
+float batch ``N x C x H x W`` of any spatial size that is at least 1x1 and returns
+logits ``N x num_classes``. Models are TorchScript-scriptable.
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Sequence
+
+import torch
+from torch import nn
+
+from .genotype import GenotypeError, validate_genotype
+from .ops import ResidualReduction, cell_op, chain_op, init_weights
+
+__all__ = ["build_model", "GenotypeError", "ChainNet", "CellNet", "live_edges"]
+
+
+class ClassifierHead(nn.Module):
+    """Global average pooling -> linear."""
+
+    def __init__(self, channels: int, num_classes: int):
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+class ChainNet(nn.Module):
+    """The layers of a chain genotype in order, then the head."""
+
+    def __init__(self, layers: Sequence[dict], in_channels: int, num_classes: int):
+        super().__init__()
+        modules, channels = [], in_channels
+        for layer in layers:
+            module, channels = chain_op(layer, channels)
+            modules.append(module)
+        self.features = nn.Sequential(*modules)
+        self.head = ClassifierHead(channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class CellNode(nn.Module):
+    """One intermediate/output node: the sum of its incoming edges' outputs."""
+
+    def __init__(self, ops: List[nn.Module], sources: List[int]):
+        super().__init__()
+        self.ops = nn.ModuleList(ops)
+        self.sources: List[int] = list(sources)
+
+    def forward(self, states: List[torch.Tensor]) -> torch.Tensor:
+        total: Optional[torch.Tensor] = None
+        for i, op in enumerate(self.ops):
+            y = op(states[self.sources[i]])
+            if total is None:
+                total = y
+            else:
+                total = total + y
+        if total is None:  # every incoming edge is "none": the node is zero
+            return torch.zeros_like(states[0])
+        return total
+
+
+def live_edges(nodes: int, edges: Sequence[Sequence[str]]) -> list[list[tuple[int, str]]]:
+    """For each node 1..nodes-1, the (source, op) edges that can affect the cell output.
+
+    ``none`` edges are dropped, and so are the edges into nodes from which the output
+    node cannot be reached: they change neither the function nor the gradients, and
+    leaving them out keeps parameter and MAC counts honest.
+    """
+    live = {nodes - 1}
+    for i in range(nodes - 1, 0, -1):
+        if i in live:
+            live.update(j for j, op in enumerate(edges[i - 1]) if op != "none")
+    return [
+        [(j, op) for j, op in enumerate(edges[i - 1]) if op != "none"] if i in live else []
+        for i in range(1, nodes)
+    ]
+
+
+class Cell(nn.Module):
+    """A NAS-Bench-201-style cell: node 0 is the input, the last node the output."""
+
+    def __init__(self, nodes: int, edges: Sequence[Sequence[str]], channels: int):
+        super().__init__()
+        self.nodes = nn.ModuleList(
+            CellNode([cell_op(op, channels) for _, op in node_edges], [j for j, _ in node_edges])
+            for node_edges in live_edges(nodes, edges)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        states: List[torch.Tensor] = [x]
+        for node in self.nodes:
+            states.append(node(states))
+        return states[-1]
+
+
+class CellNet(nn.Module):
+    """stem conv+BN -> stages of cells (stride-2 residual reduction between stages)
+    -> BN -> ReLU -> global average pooling -> linear."""
+
+    def __init__(self, genotype: dict, in_channels: int, num_classes: int):
+        super().__init__()
+        c = genotype["channels"]
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c))
+        blocks: list[nn.Module] = []
+        for stage in range(genotype["stages"]):
+            if stage > 0:
+                blocks.append(ResidualReduction(c, 2 * c))
+                c *= 2
+            blocks.extend(Cell(genotype["nodes"], genotype["edges"], c) for _ in range(genotype["cellsPerStage"]))
+        self.cells = nn.Sequential(*blocks)
+        self.last_act = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(inplace=True))
+        self.head = ClassifierHead(c, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.last_act(self.cells(self.stem(x))))
+
+
+def _check_input(input_shape, num_classes) -> tuple[int, int, int]:
+    try:
+        c, h, w = (int(v) for v in input_shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"input_shape must be (channels, height, width), got {input_shape!r}") from None
+    if min(c, h, w) < 1:
+        raise ValueError(f"input_shape must be positive, got {(c, h, w)}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+    return c, h, w
+
+
+def build_model(architecture: dict, input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
+    """Build the network a genotype describes.
+
+    Raises GenotypeError (naming the decision, e.g. ``architecture.layers[2].kernel``)
+    for an invalid genotype, ValueError for a bad input shape or class count.
+    """
+    genotype = validate_genotype(architecture)
+    c, _, _ = _check_input(input_shape, num_classes)
+    if genotype["type"] == "chain":
+        model: nn.Module = ChainNet(genotype["layers"], c, num_classes)
+    else:
+        model = CellNet(genotype, c, num_classes)
+    init_weights(model)
+    return model

@@ -1,0 +1,323 @@
+"""Train one trial: ``run_trial(trial) -> result`` (docs/formats.md).
+
+The same function runs in a trainer pod (through the ``kubenas-train`` CLI) and in the
+local runner. It never raises for a trial-level failure: an architecture that does
+not build, bad settings, missing data, a diverging loss, out-of-memory or a timeout
+all come back as ``{"status": "Failed", "reason": ..., "message": ...}``.
+"""
+from __future__ import annotations
+
+import contextlib
+import gc
+import math
+import os
+import random
+import time
+import traceback
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import errors
+from .data import Dataset, load_dataset
+from .errors import DataError, Diverged, InvalidArchitecture, InvalidTrial, TrialFailure, TrialTimeout
+from .genotype import GenotypeError, describe_genotype
+from .loader import BatchLoader
+from .measure import count_macs, count_parameters, measure_latency
+from .models import build_model
+from .settings import TrialConfig, resolve_trial
+
+OnEpoch = Callable[[dict], object]
+
+
+def _is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, (MemoryError, torch.cuda.OutOfMemoryError)):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+class _Clock:
+    """Deadline bookkeeping; ``check()`` raises TrialTimeout between batches."""
+
+    def __init__(self, start: float, deadline: float | None, timeout_seconds: float | None):
+        limits = [d for d in (deadline, start + timeout_seconds if timeout_seconds else None) if d is not None]
+        self.start = start
+        self.deadline = min(limits) if limits else None
+        self.where = "before training"
+
+    def check(self) -> None:
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise TrialTimeout(f"time limit of {self.deadline - self.start:.1f} s reached {self.where}")
+
+
+def _seed_everything(seed: int, deterministic: bool, cuda: bool) -> torch.Generator:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    if cuda:
+        torch.backends.cudnn.deterministic = deterministic
+        torch.backends.cudnn.benchmark = not deterministic
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    if deterministic and cuda:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    return torch.Generator().manual_seed(seed)
+
+
+def _select_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InvalidTrial("training.device: cuda requested but no CUDA device is available")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def _lr_lambda(schedule: str, total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        if schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        if schedule == "step":  # x0.1 at 50% and again at 75% of training
+            return 0.1 ** ((progress >= 0.5) + (progress >= 0.75))
+        return 1.0
+
+    return factor
+
+
+def _make_optimizer(model: nn.Module, t: dict) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if t["optimizer"] == "sgd":
+        return torch.optim.SGD(params, lr=t["learningRate"], momentum=t["momentum"],
+                               nesterov=t["nesterov"], weight_decay=t["weightDecay"])
+    cls = torch.optim.AdamW if t["optimizer"] == "adamw" else torch.optim.Adam
+    return cls(params, lr=t["learningRate"], weight_decay=t["weightDecay"])
+
+
+def evaluate(model: nn.Module, loader: BatchLoader, autocast, clock: _Clock | None = None) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) of ``model`` over ``loader``."""
+    model.eval()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=loader.device)
+    correct = torch.zeros((), dtype=torch.int64, device=loader.device)
+    with torch.inference_mode():
+        for xb, yb in loader:
+            if clock is not None:
+                clock.check()
+            with autocast():
+                out = model(xb)
+            loss_sum += F.cross_entropy(out.float(), yb, reduction="sum")
+            correct += (out.argmax(1) == yb).sum()
+    model.train()
+    n = loader.n
+    return correct.item() / n, loss_sum.item() / n
+
+
+def _result(status: str, *, reward=None, reason=None, message="", metrics=None, history=None,
+            device="cpu") -> dict:
+    return {"status": status, "reward": reward, "reason": reason, "message": message,
+            "metrics": metrics or {}, "history": history or [], "device": device}
+
+
+def _atomic_save(obj, path: str | os.PathLike) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+def run_trial(trial: dict, *, on_epoch: OnEpoch | None = None, model_path=None, weights_path=None,
+              deadline: float | None = None) -> dict:
+    """Train and evaluate one trial; returns the Trial-result dict of docs/formats.md.
+
+    ``on_epoch(record)`` is called after every epoch with the history record; returning
+    ``"stop"`` ends training early (status ``EarlyStopped``, reward = that epoch's
+    validation metric). ``model_path`` / ``weights_path``: where to write the TorchScript
+    model / the weights when the trial ends with a reward. ``deadline`` is an absolute
+    ``time.monotonic()`` value; ``trial["timeoutSeconds"]`` also applies.
+    """
+    start = time.monotonic()
+    history: list[dict] = []
+    metrics: dict = {}
+    state = {"device": "cpu"}
+    threads_before = torch.get_num_threads()
+    # Only strings survive an exception: its traceback holds the frames (model, optimizer,
+    # batches), which must be freed before the GPU cache is emptied.
+    try:
+        return _run(trial, on_epoch, model_path, weights_path, _Clock(start, deadline, None), history, metrics,
+                    state)
+    except TrialFailure as exc:
+        reason, message = exc.reason, exc.message
+    except GenotypeError as exc:
+        reason, message = errors.INVALID_ARCHITECTURE, str(exc)
+    except Exception as exc:  # noqa: BLE001 - the trial fails, the caller does not
+        if _is_oom(exc):
+            reason = errors.OUT_OF_MEMORY
+            message = f"out of memory on {state['device']}: {str(exc).splitlines()[0][:300]}"
+        else:
+            tb = traceback.extract_tb(exc.__traceback__)
+            where = f" ({Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
+            reason, message = errors.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}{where}"
+    finally:
+        if torch.get_num_threads() != threads_before:
+            torch.set_num_threads(threads_before)
+        if state["device"].startswith("cuda"):
+            gc.collect()
+            torch.cuda.empty_cache()
+    metrics["wallSeconds"] = round(time.monotonic() - start, 3)
+    return _result(errors.FAILED, reason=reason, message=message, metrics=metrics, history=history,
+                   device=state["device"])
+
+
+def _run(trial, on_epoch, model_path, weights_path, clock: _Clock, history: list, metrics: dict,
+         state: dict) -> dict:
+    cfg: TrialConfig = resolve_trial(trial)
+    t = cfg.training
+    if cfg.timeout_seconds:
+        clock = _Clock(clock.start, clock.deadline, cfg.timeout_seconds)
+    clock.check()
+    if t["numThreads"]:
+        torch.set_num_threads(t["numThreads"])
+    device = _select_device(t["device"])
+    state["device"] = device.type
+    cuda = device.type == "cuda"
+    shuffle_gen = _seed_everything(t["seed"], t["deterministic"], cuda)
+
+    clock.where = "while loading the dataset"
+    data: Dataset = load_dataset(cfg.dataset, cfg.dataset.get("seed", t["seed"]))
+    clock.check()
+
+    clock.where = "while building the model"
+    try:
+        model = build_model(cfg.architecture, data.input_shape, data.num_classes)
+    except GenotypeError as exc:
+        raise InvalidArchitecture(str(exc)) from None
+    except ValueError as exc:
+        raise DataError(f"dataset {data.name}: {exc}") from None
+    metrics["parameters"] = count_parameters(model)
+    try:
+        metrics["macs"] = count_macs(model, data.input_shape)
+    except RuntimeError as exc:
+        if _is_oom(exc):
+            raise
+        raise InvalidArchitecture(f"architecture: the model does not run on inputs of shape "
+                                  f"{data.input_shape}: {str(exc).splitlines()[0]}") from None
+    clock.check()
+
+    memory_format = torch.channels_last if cuda and t["channelsLast"] else torch.contiguous_format
+    model = model.to(device, memory_format=memory_format)
+    amp_dtype = None
+    if cuda and t["mixedPrecision"]:
+        amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if amp_dtype else contextlib.nullcontext
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+
+    train_loader = BatchLoader(data.train, data, t["batchSize"], device, shuffle=True, generator=shuffle_gen,
+                               memory_format=memory_format, max_batches=t["maxTrainBatches"])
+    val_loader = BatchLoader(data.val, data, t["evalBatchSize"], device, shuffle=False, memory_format=memory_format)
+    test_loader = BatchLoader(data.test, data, t["evalBatchSize"], device, shuffle=False,
+                              memory_format=memory_format)
+    steps_per_epoch = len(train_loader)
+    optimizer = _make_optimizer(model, t)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(
+        t["schedule"], t["epochs"] * steps_per_epoch, int(round(t["warmupEpochs"] * steps_per_epoch))))
+    criterion = nn.CrossEntropyLoss(label_smoothing=t["labelSmoothing"])
+    check_every = 25 if cuda else 1  # a finiteness check syncs the GPU: not every batch there
+
+    status = errors.SUCCEEDED
+    train_seconds, train_images = 0.0, 0
+    model.train()
+    for epoch in range(1, t["epochs"] + 1):
+        epoch_start = time.monotonic()
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device) if cuda else 0.0
+        correct = torch.zeros((), dtype=torch.int64, device=device)
+        seen = 0
+        for step, (xb, yb) in enumerate(train_loader, 1):
+            clock.where = f"in epoch {epoch}, batch {step} of {steps_per_epoch}"
+            clock.check()
+            with autocast():
+                out = model(xb)
+                loss = criterion(out, yb)
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                if t["gradientClipNorm"]:
+                    scaler.unscale_(optimizer)
+                    nn.utils.clip_grad_norm_(model.parameters(), t["gradientClipNorm"])
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                if t["gradientClipNorm"]:
+                    nn.utils.clip_grad_norm_(model.parameters(), t["gradientClipNorm"])
+                optimizer.step()
+            scheduler.step()
+            seen += yb.shape[0]
+            correct += (out.detach().argmax(1) == yb).sum()
+            if cuda:  # accumulate on the GPU; a finiteness check syncs, so only every few batches
+                loss_sum += loss.detach() * yb.shape[0]
+                finite = not (step % check_every == 0 or step == steps_per_epoch) or torch.isfinite(loss_sum).item()
+            else:  # on the CPU reading the loss costs nothing
+                value = loss.item()
+                loss_sum += value * yb.shape[0]
+                finite = math.isfinite(value)
+            if not finite:
+                raise Diverged(f"training loss became {loss.item()} in epoch {epoch}, batch {step} "
+                               f"(learningRate={t['learningRate']:g}, optimizer={t['optimizer']})")
+        if cuda:
+            torch.cuda.synchronize(device)
+        train_seconds += time.monotonic() - epoch_start
+        train_images += seen
+
+        clock.where = f"while validating epoch {epoch}"
+        val_acc, val_loss = evaluate(model, val_loader, autocast, clock)
+        if not math.isfinite(val_loss):
+            raise Diverged(f"validation loss is {val_loss} after epoch {epoch}")
+        record = {"epoch": epoch, "accuracy": val_acc, "loss": val_loss, "trainLoss": float(loss_sum) / seen,
+                  "trainAccuracy": correct.item() / seen, "learningRate": optimizer.param_groups[0]["lr"],
+                  "seconds": round(time.monotonic() - epoch_start, 4)}
+        history.append(record)
+        if on_epoch is not None:
+            try:
+                answer = on_epoch(dict(record))
+            except Exception as exc:  # noqa: BLE001
+                raise TrialFailure(f"on_epoch callback failed after epoch {epoch}: {type(exc).__name__}: {exc}",
+                                   errors.INTERNAL_ERROR) from exc
+            if answer == "stop":
+                status = errors.EARLY_STOPPED
+                break
+
+    last = history[-1]
+    reward = last[cfg.metric]
+    if not math.isfinite(reward):
+        raise Diverged(f"validation {cfg.metric} is {reward}")
+    metrics.update(accuracy=last["accuracy"], loss=last["loss"])
+    metrics["trainImagesPerSecond"] = round(train_images / train_seconds, 1) if train_seconds > 0 else None
+
+    clock.where = "while evaluating the test split"
+    metrics["testAccuracy"], _ = evaluate(model, test_loader, autocast, clock)
+    if t["measureLatency"]:
+        clock.where = "while measuring latency"
+        metrics["latencyMs"] = round(measure_latency(model, data.input_shape, device, memory_format=memory_format,
+                                                     check=clock.check), 4)
+    clock.where = "while saving the model"
+    if weights_path:
+        _atomic_save({"architecture": cfg.architecture, "inputShape": list(data.input_shape),
+                      "numClasses": data.num_classes, "classes": data.classes, "scale": data.scale,
+                      "mean": data.mean, "std": data.std,
+                      "stateDict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}, weights_path)
+    if model_path:
+        from .export import export_torchscript
+
+        export_torchscript(model, model_path, data.input_shape, data.mean, data.std, metadata={
+            "architecture": cfg.architecture, "summary": describe_genotype(cfg.architecture),
+            "classes": data.classes, "numClasses": data.num_classes, "dataset": data.name,
+            "objective": {"metric": cfg.metric, "goal": cfg.goal}, "reward": reward, "trial": cfg.name})
+    message = "" if status == errors.SUCCEEDED else f"stopped early after epoch {last['epoch']} of {t['epochs']}"
+    metrics["wallSeconds"] = round(time.monotonic() - clock.start, 3)
+    return _result(status, reward=reward, message=message, metrics=metrics, history=history, device=state["device"])
