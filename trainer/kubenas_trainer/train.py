@@ -55,6 +55,27 @@ class _Clock:
             raise TrialTimeout(f"time limit of {self.deadline - self.start:.1f} s reached {self.where}")
 
 
+def cgroup_cpu_limit() -> int | None:
+    """The container's CPU limit (cgroup v2 ``cpu.max`` or v1 CFS quota), rounded up; None if unlimited.
+
+    torch sizes its thread pool by the host's cores, not by the pod's CPU limit; more
+    threads than the quota allows stall at every parallel region.
+    """
+    try:
+        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()[:2]
+        if quota != "max":
+            return max(1, math.ceil(int(quota) / int(period)))
+        return None
+    except (OSError, ValueError):
+        pass
+    try:
+        quota = int(open("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read())
+        period = int(open("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read())
+        return max(1, math.ceil(quota / period)) if quota > 0 and period > 0 else None
+    except (OSError, ValueError):
+        return None
+
+
 def _seed_everything(seed: int, deterministic: bool, cuda: bool) -> torch.Generator:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -181,8 +202,9 @@ def _run(trial, on_epoch, model_path, weights_path, clock: _Clock, history: list
     if cfg.timeout_seconds:
         clock = _Clock(clock.start, clock.deadline, cfg.timeout_seconds)
     clock.check()
-    if t["numThreads"]:
-        torch.set_num_threads(t["numThreads"])
+    threads = t["numThreads"] or min(torch.get_num_threads(), cgroup_cpu_limit() or torch.get_num_threads())
+    if threads != torch.get_num_threads():
+        torch.set_num_threads(threads)
     device = _select_device(t["device"])
     state["device"] = device.type
     cuda = device.type == "cuda"
