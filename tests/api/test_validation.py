@@ -123,3 +123,31 @@ def test_cli_validate_exits_non_zero_and_names_the_field(tmp_path, capsys, exper
 def test_cli_validate_accepts_an_example(capsys):
     assert main(["validate", str(EXAMPLES[0])]) == 0
     assert "ok" in capsys.readouterr().err
+
+
+def _crd_trial_properties(kind_file: str, *path: str) -> set:
+    crd = yaml.safe_load((ROOT / "crds" / kind_file).read_text())
+    node = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    for key in path:
+        node = node["properties"][key]
+    return set(node["properties"])
+
+
+@pytest.mark.parametrize("kind_file, prefix", [
+    ("kubenas.io_nasexperiments.yaml", ("spec", "trial")),
+    ("kubenas.io_nastrials.yaml", ("spec",)),
+])
+def test_crds_know_every_trainer_setting(kind_file, prefix):
+    """The CRDs and the trainer accept the same training and dataset fields."""
+    from kubenas_trainer.data import SPEC_FIELDS
+    from kubenas_trainer.settings import SETTINGS
+
+    assert _crd_trial_properties(kind_file, *prefix, "training") == set(SETTINGS)
+    assert _crd_trial_properties(kind_file, *prefix, "dataset") == set(SPEC_FIELDS)
+
+
+def test_searchable_hyperparameters_are_trainer_settings():
+    from kubenas.space.hyperparameters import MEANINGS as ALLOWED_NAMES
+    from kubenas_trainer.settings import SETTINGS
+
+    assert set(ALLOWED_NAMES) <= set(SETTINGS)

@@ -25,19 +25,16 @@ DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DATASETS_WITH_PATH = ("mnist", "fashion-mnist", "cifar10", "npz", "image-folder")
 METRIC_GOALS = {"accuracy": "maximize", "loss": "minimize"}
 
-DEFAULT_TRAINING = {
-    "epochs": 10,
-    "batchSize": 64,
-    "optimizer": "sgd",
-    "learningRate": 0.05,
-    "momentum": 0.9,
-    "weightDecay": 5e-4,
-    "schedule": "cosine",
-    "labelSmoothing": 0.0,
-    "seed": 0,
-    "device": "auto",
-    "mixedPrecision": True,
-}
+
+def _training_defaults() -> dict:
+    """The trainer's own defaults (kubenas_trainer.settings, torch-free): one source.
+
+    learningRate is left out: its default depends on the optimizer, which may itself
+    be a searched hyperparameter, so the trainer picks it per trial.
+    """
+    from kubenas_trainer.settings import SETTINGS
+
+    return {name: default for name, (_, default, _) in SETTINGS.items() if default is not None}
 
 
 @dataclass(frozen=True)
@@ -229,7 +226,7 @@ def with_defaults(spec: dict) -> dict:
     dataset.setdefault("validationFraction", 0.2)
     dataset.setdefault("seed", 0)
     training = trial.setdefault("training", {})
-    for key, value in DEFAULT_TRAINING.items():
+    for key, value in _training_defaults().items():
         training.setdefault(key, value)
     trial.setdefault("template", {})
     spec.setdefault("controller", {})

@@ -38,7 +38,8 @@ class TrialProcess:
         self.directory = directory
         self.started_at = time.time()
         self.deadline = time.monotonic() + timeout_seconds + KILL_GRACE_SECONDS
-        self.stop_reason: str | None = None  # set when we end it: Timeout, EarlyStopped, Stopped
+        self.stop_reason: str | None = None  # set when we kill it: Timeout, Stopped
+        self.early_stop_requested = False
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
         self._log = open(directory / "log.txt", "ab")
         # Own session: a Ctrl-C in the terminal reaches the runner only, which then
@@ -53,6 +54,13 @@ class TrialProcess:
         if self.popen.poll() is None and time.monotonic() > self.deadline:
             self.stop("Timeout")
         return self.popen.poll()
+
+    def request_early_stop(self) -> None:
+        """Ask the trainer to stop after the current epoch (it then reports EarlyStopped
+        with its metrics so far); the trial timeout still bounds how long that takes."""
+        if not self.early_stop_requested:
+            self.early_stop_requested = True
+            (self.directory / "stop").touch()
 
     def stop(self, reason: str) -> None:
         """Terminate the trial (SIGTERM, then SIGKILL after a grace period)."""
@@ -79,8 +87,8 @@ class TrialProcess:
                     break  # the line being written right now
         return records
 
-    def result(self, metric: str) -> dict:
-        """The trial's result once the process has ended; `metric` is the objective's."""
+    def result(self) -> dict:
+        """The trial's result once the process has ended."""
         self._log.close()
         code = self.popen.returncode
         result = None
@@ -90,12 +98,7 @@ class TrialProcess:
                 result = json.loads(path.read_text())
             except json.JSONDecodeError:
                 result = None
-        if self.stop_reason == "EarlyStopped":
-            history = self.history()
-            result = {"status": "EarlyStopped", "reason": "EarlyStopped", "history": history,
-                      "reward": history[-1].get(metric) if history else None,
-                      "message": "stopped by the median stopping rule", "metrics": {}}
-        elif self.stop_reason and (result is None or result.get("status") == "Succeeded" and code != 0):
+        if result is None and self.stop_reason:
             result = {"status": "Failed", "reason": self.stop_reason, "reward": None, "metrics": {},
                       "history": self.history(),
                       "message": f"trial process ended by the runner ({self.stop_reason})"}

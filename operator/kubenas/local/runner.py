@@ -156,7 +156,7 @@ class LocalRunner:
     def _launch(self, trial: dict) -> None:
         name = trial_name(self.name, trial["index"])
         directory = self.run_dir.trial_dir(name)
-        for stale in ("result.json", "history.jsonl"):  # from a run killed mid-trial
+        for stale in ("result.json", "history.jsonl", "stop"):  # from a run killed mid-trial
             (directory / stale).unlink(missing_ok=True)
         self.running[trial["index"]] = TrialProcess(name, trial["index"], directory,
                                                     trial["timeoutSeconds"], self.threads)
@@ -172,13 +172,14 @@ class LocalRunner:
                 if stopping["type"] == "median":
                     if completed is None:
                         completed = [r.get("history") or [] for r in records if r.get("status") == "Succeeded"]
-                    if median_stop(proc.history(), completed, self.metric, self.goal,
-                                   stopping["minTrials"], stopping["startEpoch"]):
-                        proc.stop("EarlyStopped")
+                    if not proc.early_stop_requested and median_stop(
+                            proc.history(), completed, self.metric, self.goal,
+                            stopping["minTrials"], stopping["startEpoch"]):
+                        proc.request_early_stop()
                 continue
             del self.running[index]
             trial = json.loads((proc.directory / "trial.json").read_text())
-            record = _record(trial, proc, self.name, self.metric)
+            record = _record(trial, proc, self.name)
             records.append(record)
             if record["status"] == "Succeeded":
                 hashes.setdefault(record["hash"], record)
@@ -212,8 +213,8 @@ class LocalRunner:
 # -- records ---------------------------------------------------------------------------
 
 
-def _record(trial: dict, proc: TrialProcess, experiment: str, metric: str) -> dict:
-    result = proc.result(metric)
+def _record(trial: dict, proc: TrialProcess, experiment: str) -> dict:
+    result = proc.result()
     return {
         "name": trial_name(experiment, trial["index"]),
         "index": trial["index"],
