@@ -59,11 +59,13 @@ class App:
         self.reconciler = Reconciler(kube.Kube("operator"), options.settings, manage_rbac=options.manage_rbac)
         self.dirty: set[tuple[str, str]] = set()
         self.wakeup = asyncio.Event()
+        self.loop = asyncio.get_running_loop()
         self.task: asyncio.Task | None = None
 
     def mark(self, namespace: str, experiment: str) -> None:
+        """Fold this experiment's status soon (called from handler threads)."""
         self.dirty.add((namespace, experiment))
-        self.wakeup.set()
+        self.loop.call_soon_threadsafe(self.wakeup.set)
 
 
 def _summaries(index, namespace: str, experiment: str) -> list[dict]:
@@ -85,6 +87,7 @@ def _guard(kind: str, fn, *args, **kwargs):
 # ------------------------------------------------------------------------- activities
 
 _options: Options | None = None
+current_app: App | None = None  # the running operator's state (tests and debugging)
 
 
 def configure(options: Options) -> None:
@@ -101,8 +104,11 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, trial_summar
     settings.watching.client_timeout = 660
     settings.networking.request_timeout = 60
     settings.execution.max_workers = int(os.environ.get("KUBENAS_OPERATOR_WORKERS", "8"))
+    global current_app
     app = App(_options or Options())
+    app.index = trial_summaries
     memo["app"] = app
+    current_app = app
     app.task = asyncio.create_task(_resync_loop(app, trial_summaries))
 
 

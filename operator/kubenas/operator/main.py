@@ -28,12 +28,35 @@ def options_from_env(namespaces: Sequence[str] = ()) -> Options:
     )
 
 
+class _ForeignTasks:
+    """The tasks kopf must not wait for at shutdown: those that existed before it
+    started, plus (when embedded, as in tests) those ``foreign`` says are not its own."""
+
+    def __init__(self, existing, foreign=None):
+        self.existing = set(existing)
+        self.foreign = foreign
+
+    def __contains__(self, task) -> bool:
+        return task in self.existing or bool(self.foreign and self.foreign(task))
+
+    def __iter__(self):
+        return iter(self.existing)
+
+    def __len__(self) -> int:
+        return len(self.existing)
+
+
 async def operator(options: Options, *, stop_flag: asyncio.Event | threading.Event | None = None,
                    ready_flag: asyncio.Event | threading.Event | None = None,
-                   liveness_endpoint: str | None = None) -> None:
-    """Run the operator in the current event loop until ``stop_flag`` is set."""
+                   liveness_endpoint: str | None = None, foreign_task=None) -> None:
+    """Run the operator in the current event loop until ``stop_flag`` is set.
+
+    ``foreign_task(task) -> bool`` marks tasks of an embedding application (an
+    in-process API server in tests) that kopf should neither wait for nor cancel.
+    """
     handlers.configure(options)
-    await kopf.operator(
+    ignored = _ForeignTasks(asyncio.all_tasks(), foreign_task)
+    tasks = await kopf.spawn_tasks(
         registry=handlers.registry,
         standalone=True,  # one replica (Recreate): no peering objects, no extra RBAC
         clusterwide=not options.namespaces,
@@ -43,6 +66,7 @@ async def operator(options: Options, *, stop_flag: asyncio.Event | threading.Eve
         liveness_endpoint=liveness_endpoint,
         memo=kopf.Memo(),
     )
+    await kopf.run_tasks(tasks, ignored=ignored)
 
 
 def run(namespaces: Sequence[str] = (), *, liveness_port: int | None = 8080, verbose: bool = False) -> int:

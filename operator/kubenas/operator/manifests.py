@@ -96,6 +96,20 @@ def label_value(value: str) -> str:
     return f"{clean}-{digest}" if clean else digest
 
 
+def quantities(resources: dict | None) -> dict:
+    """Resource requirements with every quantity as a string ("1", "500m", "2Gi"), as
+    core/v1 ResourceRequirements wants them (YAML lets users write `nvidia.com/gpu: 1`)."""
+    out = {}
+    for key in ("limits", "requests"):
+        values = (resources or {}).get(key)
+        if values:
+            out[key] = {name: str(value) for name, value in values.items()}
+    for key, value in (resources or {}).items():
+        if key not in ("limits", "requests"):
+            out[key] = copy.deepcopy(value)
+    return out
+
+
 def common_labels(component: str, experiment: str) -> dict:
     return {
         LABEL_NAME: "kubenas",
@@ -202,7 +216,7 @@ def job_for_trial(trial: dict, spec: dict, settings: Settings = Settings()) -> d
         "imagePullPolicy": template.get("imagePullPolicy") or settings.image_pull_policy,
         "command": list(TRAINER_COMMAND),
         "env": _trainer_env(name, template.get("env") or []),
-        "resources": copy.deepcopy(template.get("resources") or {}),
+        "resources": quantities(template.get("resources")),
         "volumeMounts": mounts,
         "securityContext": copy.deepcopy(CONTAINER_SECURITY_CONTEXT),
         "terminationMessagePath": "/dev/termination-log",
@@ -280,7 +294,7 @@ def controller_deployment(experiment: dict, spec: dict, settings: Settings = Set
     labels = common_labels("controller", name)
     selector = {LABEL_EXPERIMENT: labels[LABEL_EXPERIMENT], LABEL_COMPONENT: "controller"}
     ctl = spec.get("controller") or {}
-    resources = copy.deepcopy(ctl.get("resources") or settings.controller_resources)
+    resources = quantities(ctl.get("resources") or settings.controller_resources)
     container = {
         "name": CONTROLLER_CONTAINER,
         "image": controller_image(spec, settings),

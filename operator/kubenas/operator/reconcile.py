@@ -296,8 +296,9 @@ class Reconciler:
             patch = {"status": dict(decision.status)}
             if decision.phase in TERMINAL:
                 patch["status"]["conditions"] = self._finished_condition(trial, decision.status, now)
-            if decision.phase in TERMINAL and meta.get("resourceVersion"):
-                # Conditional: a terminal phase written meanwhile (by the trainer) wins.
+            if meta.get("resourceVersion"):
+                # Conditional on what was decided from: the trainer writes the same
+                # status, and its terminal phase must win over a stale decision.
                 patch["metadata"] = {"resourceVersion": meta["resourceVersion"]}
             try:
                 done = self.kube.patch_custom_status(TRIAL_PLURAL, namespace, name, patch)

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import kmock
+import pytest
+from kubernetes import client as k8s
+
+from kubenas.operator import kube
+
+from .cluster import FakeCluster
+from .emulator import RealisticEmulator
+
+
+@pytest.fixture()
+async def emulator():
+    emu = RealisticEmulator()
+    async with emu, kmock.Server(emu) as server:
+        conf = k8s.Configuration(host=str(server.url).rstrip("/"))
+        kube.use_config(conf)
+        emu.conf = conf
+        try:
+            yield emu
+        finally:
+            kube.use_config(None)
+
+
+@pytest.fixture()
+async def cluster(emulator):
+    c = FakeCluster(emulator, emulator.conf)
+    await c.start()
+    try:
+        yield c
+    finally:
+        await c.close()
+    assert not c.errors, c.errors
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "integration" in str(item.fspath):
+            item.add_marker(pytest.mark.timeout(120))

@@ -1,0 +1,74 @@
+"""Killing the operator or the controller mid-experiment: no duplicates, nothing lost."""
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+from .cluster import FakeCluster, Script, digits_experiment, wait_for
+
+
+def status(cluster, name):
+    return (cluster.experiment(name) or {}).get("status") or {}
+
+
+def slow(index):
+    return Script(values=[0.3 + 0.01 * index, 0.5, 0.6 + 0.02 * index], epoch_seconds=0.15)
+
+
+def created_names(emulator, plural):
+    """Names of the objects successfully POSTed (the emulator answers 409 to repeats)."""
+    return [o["metadata"]["name"] for (res, _ns, _n), o in emulator.objects.items() if res.plural == plural]
+
+
+async def test_operator_restart_mid_experiment(emulator):
+    cluster = FakeCluster(emulator, emulator.conf, script=slow)
+    await cluster.start()
+    try:
+        await cluster.create_experiment(digits_experiment("op", maxTrials=6, parallelTrials=2))
+        await wait_for(lambda: len(cluster.objects("jobs")) >= 2, 20, "first Jobs")
+        await cluster.stop_operator()
+        # Meanwhile: trainers finish and report, the controller creates the next trials.
+        await wait_for(lambda: len(cluster.trials("op")) >= 3, 20, "trials created while the operator is down")
+        await asyncio.sleep(0.5)
+        await cluster.start_operator()
+        await wait_for(lambda: status(cluster, "op").get("phase") == "Succeeded", 60, "Succeeded")
+        st = status(cluster, "op")
+        assert st["trials"]["succeeded"] == 6 and st["trials"]["created"] == 6
+        jobs = created_names(emulator, "jobs")
+        assert sorted(jobs) == [f"op-{i}" for i in range(6)]  # one Job per trial, never two
+        assert all(t["status"].get("reward") is not None for t in cluster.trials("op"))
+        job_posts = [c for c in emulator.calls if c[1] == "POST" and c[2].endswith("/jobs")]
+        assert len(job_posts) >= 6
+    finally:
+        await cluster.close()
+    assert not cluster.errors, cluster.errors
+
+
+async def test_controller_restart_restores_strategy(emulator):
+    cluster = FakeCluster(emulator, emulator.conf, script=slow)
+    await cluster.start()
+    try:
+        body = digits_experiment("ctl", maxTrials=6, parallelTrials=2)
+        body["spec"]["strategy"] = {"type": "evolution", "seed": 1,
+                                    "evolution": {"populationSize": 2, "sampleSize": 2}}
+        await cluster.create_experiment(body)
+        await wait_for(lambda: sum(1 for t in cluster.trials("ctl")
+                                   if (t.get("status") or {}).get("phase") == "Succeeded") >= 2,
+                       30, "two finished trials")
+        first = cluster.controller_incarnations[0]
+        saved = first.strategy.state_dict()
+        await asyncio.to_thread(cluster.kill_controller, "research", "ctl")
+        await wait_for(lambda: len(cluster.controller_incarnations) >= 2, 10, "a new controller pod")
+        second = cluster.controller_incarnations[1]
+        await wait_for(lambda: second.strategy is not None, 10, "the new controller's strategy")
+        assert second.restored  # from the checkpoint ConfigMap
+        restored = second.strategy.state_dict()
+        assert set(saved["observed"]) <= set(restored["observed"])
+        await wait_for(lambda: status(cluster, "ctl").get("phase") == "Succeeded", 60, "Succeeded")
+        names = created_names(emulator, "nastrials")
+        assert sorted(names) == [f"ctl-{i}" for i in range(6)]
+        assert Counter(names).most_common(1)[0][1] == 1
+        assert status(cluster, "ctl")["trials"]["succeeded"] == 6
+    finally:
+        await cluster.close()
+    assert not cluster.errors, cluster.errors
