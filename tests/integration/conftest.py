@@ -6,8 +6,12 @@ from kubernetes import client as k8s
 
 from kubenas.operator import kube
 
+from . import rbac
 from .cluster import FakeCluster
 from .emulator import RealisticEmulator
+
+# Permissions used by the code across the whole integration run (see test_zz_rbac.py).
+USED_PERMISSIONS: set = set()
 
 
 @pytest.fixture()
@@ -21,6 +25,9 @@ async def emulator():
             yield emu
         finally:
             kube.use_config(None)
+        violations, used = rbac.check_calls(emu.calls)
+        USED_PERMISSIONS.update(used)
+        assert not violations, "calls deploy/rbac.yaml does not allow:\n" + "\n".join(sorted(set(violations)))
 
 
 @pytest.fixture()

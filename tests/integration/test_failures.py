@@ -76,8 +76,9 @@ async def test_budget_exhausted_by_failures(emulator):
                                    for t in cluster.trials()), 20, "in-flight trials stopped")
         stopped = [t for t in cluster.trials() if t["status"]["phase"] == "EarlyStopped"]
         assert all(t["status"]["reason"] == "ExperimentFinished" for t in stopped)
-        live_jobs = {j["metadata"]["name"] for j in cluster.objects("jobs")}
-        assert not live_jobs & {t["metadata"]["name"] for t in stopped}
+        stopped_names = {t["metadata"]["name"] for t in stopped}
+        await wait_for(lambda: not {j["metadata"]["name"] for j in cluster.objects("jobs")} & stopped_names,
+                       10, "the stopped trials' Jobs deleted")
         assert len(cluster.trials()) <= 5  # no new trials once the budget is spent
     finally:
         await cluster.close()

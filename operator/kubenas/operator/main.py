@@ -69,14 +69,19 @@ async def operator(options: Options, *, stop_flag: asyncio.Event | threading.Eve
     await kopf.run_tasks(tasks, ignored=ignored)
 
 
-def run(namespaces: Sequence[str] = (), *, liveness_port: int | None = 8080, verbose: bool = False) -> int:
-    """`kubenas operator [--namespace NS ...]`: serve until SIGTERM.
+def run(namespaces: Sequence[str] | None = None, all_namespaces: bool = False, metrics_port: int | None = None,
+        *, liveness_port: int | None = 8080, verbose: bool = False) -> int:
+    """`kubenas operator [--namespace NS ...] [--all-namespaces]`: serve until SIGTERM.
 
-    Liveness: http://:8080/healthz (kopf's probe endpoint).
+    Watches the whole cluster unless namespaces are given. Liveness probe:
+    http://:8080/healthz (kopf). ``metrics_port`` is where issue 5's Prometheus
+    endpoint will listen (kubenas.operator.metrics); it must differ from the liveness port.
     """
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    options = options_from_env(namespaces)
+    if metrics_port is not None and metrics_port == liveness_port:
+        raise SystemExit(f"--metrics-port {metrics_port} is the liveness port; use another one (9090)")
+    options = options_from_env(() if all_namespaces else (namespaces or ()))
     liveness = f"http://0.0.0.0:{liveness_port}/healthz" if liveness_port else None
     asyncio.run(operator(options, liveness_endpoint=liveness))
     return 0

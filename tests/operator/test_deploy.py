@@ -1,0 +1,88 @@
+"""deploy/: the kustomize base renders to objects a real API server accepts."""
+from __future__ import annotations
+
+import filecmp
+import pathlib
+import shutil
+import subprocess
+
+import pytest
+import yaml
+from kubernetes import client as k8s
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+MODELS = {
+    "Namespace": k8s.V1Namespace, "ServiceAccount": k8s.V1ServiceAccount, "ClusterRole": k8s.V1ClusterRole,
+    "ClusterRoleBinding": k8s.V1ClusterRoleBinding, "RoleBinding": k8s.V1RoleBinding,
+    "Deployment": k8s.V1Deployment, "Service": k8s.V1Service,
+    "CustomResourceDefinition": k8s.V1CustomResourceDefinition,
+}
+
+
+def load_base() -> list[dict]:
+    with open(DEPLOY / "kustomization.yaml") as f:
+        kustomization = yaml.safe_load(f)
+    docs = []
+    for resource in kustomization["resources"]:
+        with open(DEPLOY / resource) as f:
+            docs += [d for d in yaml.safe_load_all(f) if d]
+    return docs
+
+
+def test_deploy_crds_are_copies_of_crds():
+    for name in ("kubenas.io_nasexperiments.yaml", "kubenas.io_nastrials.yaml"):
+        assert filecmp.cmp(ROOT / "crds" / name, DEPLOY / "crds" / name, shallow=False), \
+            f"deploy/crds/{name} differs from crds/{name}: run deploy/sync-crds.sh"
+
+
+def test_every_base_object_is_a_valid_model():
+    kinds = []
+    for doc in load_base():
+        MODELS[doc["kind"]].from_dict(doc)
+        kinds.append(doc["kind"])
+    assert kinds.count("CustomResourceDefinition") == 2 and "Deployment" in kinds
+
+
+def test_operator_deployment_follows_the_rules():
+    (dep,) = [d for d in load_base() if d["kind"] == "Deployment"]
+    spec = dep["spec"]
+    assert spec["replicas"] == 1 and spec["strategy"]["type"] == "Recreate"
+    pod = spec["template"]["spec"]
+    (container,) = pod["containers"]
+    assert pod["serviceAccountName"] == "kubenas-operator"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["resources"]["requests"]
+    assert container["command"][:2] == ["kubenas", "operator"]
+    from kubenas.cli import build_parser  # the flags exist
+
+    build_parser().parse_args(container["command"][1:])
+
+
+def test_namespace_rbac_component_matches_the_managed_identities():
+    from kubenas.operator.manifests import namespace_role_bindings, namespace_service_accounts
+
+    with open(DEPLOY / "namespace-rbac" / "identities.yaml") as f:
+        docs = [d for d in yaml.safe_load_all(f) if d]
+    managed = namespace_service_accounts("ns") + namespace_role_bindings("ns")
+    assert sorted((d["kind"], d["metadata"]["name"]) for d in docs) == \
+        sorted((d["kind"], d["metadata"]["name"]) for d in managed)
+    for doc in docs:
+        if doc["kind"] == "RoleBinding":
+            managed_rb = [m for m in managed if m["kind"] == "RoleBinding" and m["metadata"]["name"] == doc["metadata"]["name"]][0]
+            assert doc["roleRef"] == managed_rb["roleRef"]
+
+
+def kubectl() -> str | None:
+    return shutil.which("kubectl")
+
+
+@pytest.mark.skipif(kubectl() is None, reason="kubectl not installed")
+def test_kubectl_kustomize_renders_the_base():
+    out = subprocess.run([kubectl(), "kustomize", str(DEPLOY)], check=True, capture_output=True, text=True).stdout
+    docs = [d for d in yaml.safe_load_all(out) if d]
+    assert sorted(d["kind"] for d in docs) == sorted(d["kind"] for d in load_base())
+    for doc in docs:
+        if doc["kind"] not in ("ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Namespace"):
+            assert doc["metadata"]["namespace"] == "kubenas-system"

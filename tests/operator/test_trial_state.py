@@ -1,0 +1,109 @@
+"""The trial state machine (pure)."""
+from __future__ import annotations
+
+import json
+
+from kubenas.operator.trial_state import decide, pod_failure, termination_detail
+
+NOW = "2024-05-01T10:00:00Z"
+
+
+def trial(**status):
+    return {"metadata": {"name": "e-1", "namespace": "ns", "resourceVersion": "3"},
+            "spec": {"experiment": "e", "index": 1}, "status": status}
+
+
+def job(*conditions, active=0, failed=0, suspend=False, start="2024-05-01T09:59:00Z"):
+    return {"metadata": {"name": "e-1"}, "spec": {"activeDeadlineSeconds": 600, "suspend": suspend},
+            "status": {"active": active, "failed": failed, "startTime": start,
+                       "conditions": [{"type": t, "status": "True", "reason": r, "message": m}
+                                      for t, r, m in conditions]}}
+
+
+def test_no_job_creates_one_and_goes_pending():
+    d = decide(trial(), None, now=NOW)
+    assert d.create_job and d.status == {"phase": "Pending", "jobName": "e-1", "createdTime": NOW}
+
+
+def test_a_vanished_job_is_recreated_for_an_unfinished_trial():
+    d = decide(trial(phase="Running", jobName="e-1", createdTime="x"), None, now=NOW)
+    assert d.create_job and d.status == {}
+
+
+def test_active_job_makes_running_once():
+    d = decide(trial(phase="Pending", jobName="e-1", retries=0), job(active=1), now=NOW)
+    assert d.status == {"phase": "Running", "startTime": "2024-05-01T09:59:00Z"}
+    assert d.event[1] == "Running"
+    again = decide(trial(phase="Running", jobName="e-1", retries=0, startTime="t"), job(active=1), now=NOW)
+    assert again.status == {} and again.event is None
+
+
+def test_suspended_job_waits_for_kueue():
+    d = decide(trial(phase="Pending", jobName="e-1", retries=0), job(suspend=True), now=NOW)
+    assert "Kueue" in d.status["message"]
+
+
+def test_complete_with_reward_succeeds_without_reward_fails():
+    ok = decide(trial(phase="Running", reward=0.9), job(("Complete", None, None)), now=NOW)
+    assert ok.status["phase"] == "Succeeded"
+    bad = decide(trial(phase="Running"), job(("Complete", None, None)), now=NOW)
+    assert bad.status["phase"] == "Failed" and bad.status["reason"] == "NoReward"
+    assert "nastrials/status" in bad.status["message"]
+
+
+def test_terminal_phases_are_sticky():
+    for phase in ("Succeeded", "Failed"):
+        d = decide(trial(phase=phase), job(("Failed", "BackoffLimitExceeded", "")), now=NOW)
+        assert d.status == {} and not d.create_job and not d.delete_job
+    stopped = decide(trial(phase="EarlyStopped"), job(active=1), now=NOW)
+    assert stopped.delete_job and stopped.status == {}
+
+
+def test_deadline_exceeded():
+    d = decide(trial(phase="Running"), job(("Failed", "DeadlineExceeded", "Job was active longer")), now=NOW)
+    assert d.status["reason"] == "DeadlineExceeded" and "600s" in d.status["message"]
+
+
+def pod(phase="Failed", reason=None, exit_code=None, term_reason="Error", message=None, created="2024"):
+    status = {"phase": phase}
+    if reason:
+        status["reason"] = reason
+        status["message"] = "The node was low on resource: memory."
+    if exit_code is not None:
+        status["containerStatuses"] = [{"name": "trainer", "state": {"terminated": {
+            "exitCode": exit_code, "reason": term_reason, "message": message}}}]
+    return {"metadata": {"creationTimestamp": created}, "status": status}
+
+
+def test_failure_reasons_from_pods():
+    oom = decide(trial(phase="Running"), job(("Failed", "BackoffLimitExceeded", ""), failed=4),
+                 [pod(exit_code=137, term_reason="OOMKilled")], now=NOW)
+    assert oom.status["reason"] == "OOMKilled" and oom.status["retries"] == 4
+    assert "after 4 failed pods" in oom.status["message"]
+    evicted = decide(trial(phase="Running"), job(("Failed", "BackoffLimitExceeded", "")), [pod(reason="Evicted")],
+                     now=NOW)
+    assert evicted.status["reason"] == "Evicted"
+    term = json.dumps({"status": "Failed", "reason": "Diverged", "message": "loss is nan"})
+    diverged = decide(trial(phase="Running"), job(("Failed", "PodFailurePolicy", "")),
+                      [pod(exit_code=3, message=term)], now=NOW)
+    assert diverged.status["reason"] == "Diverged" and "loss is nan" in diverged.status["message"]
+    unknown = decide(trial(phase="Running"), job(("Failed", "BackoffLimitExceeded", "too many")), [], now=NOW)
+    assert unknown.status["reason"] == "BackoffLimitExceeded"
+
+
+def test_latest_failed_pod_wins():
+    reason, _ = pod_failure([pod(exit_code=137, term_reason="OOMKilled", created="2024-01-02"),
+                             pod(reason="Evicted", created="2024-01-01")])
+    assert reason == "OOMKilled"
+
+
+def test_experiment_over_stops_unfinished_trials():
+    d = decide(trial(phase="Running"), job(active=1), now=NOW, experiment_over=True)
+    assert d.status["phase"] == "EarlyStopped" and d.status["reason"] == "ExperimentFinished" and d.delete_job
+
+
+def test_termination_detail():
+    assert termination_detail('{"status":"Failed","reason":"DataError","message":"no file"}') == \
+        "Failed DataError: no file"
+    assert termination_detail("plain text\n") == "plain text"
+    assert termination_detail(None) == ""
