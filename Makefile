@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 EXAMPLE ?= deploy/examples/digits-evolution.yaml
 RUN_DIR ?= runs/demo
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint clean sync-crds
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,3 +28,8 @@ test: install
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info
+
+# kustomize cannot read files above deploy/, so deploy/crds/ is a copy of crds/
+# (tests/operator/test_deploy.py fails when they drift).
+sync-crds:
+	sh deploy/sync-crds.sh

@@ -25,17 +25,19 @@ import threading
 from datetime import datetime, timezone
 
 from kubenas.api import EXPERIMENT_PLURAL, TRIAL_PLURAL
+from kubenas.api.trials import strategy_reward
 
 from ..operator.budget import elapsed_seconds, trials_to_start
 from ..operator.kube import Kube
 from ..operator.manifests import (LABEL_EXPERIMENT, accepted_spec, checkpoint_configmap, checkpoint_name,
                                   label_value, trial_object)
 from ..operator.status import trial_summary
-from ..operator.trial_state import SUCCEEDED, TERMINAL
+from ..operator.trial_state import TERMINAL
 
 log = logging.getLogger("kubenas.controller")
 
 EXPERIMENT_TERMINAL = ("Succeeded", "Failed", "Stopped")
+MAX_CHECKPOINT_BYTES = 900 * 1024  # a ConfigMap holds 1 MiB, keys and metadata included
 
 
 def _candidate(trial: dict) -> dict:
@@ -58,6 +60,7 @@ class Controller:
         self.restored = False          # True when the strategy was restored from a checkpoint
         self._saved_state: dict | None = None
         self.created: list[str] = []   # trials this incarnation created (tests, logs)
+        self._warned_checkpoint_size = False
 
     # --------------------------------------------------------------------- strategy
 
@@ -87,6 +90,16 @@ class Controller:
         if state == self._saved_state:
             return
         body = checkpoint_configmap(experiment, {"experimentUid": experiment["metadata"].get("uid"), "state": state})
+        size = len(body["data"]["checkpoint.json"])
+        if size > MAX_CHECKPOINT_BYTES:
+            # A ConfigMap holds at most 1 MiB. Without a checkpoint a restarted
+            # controller replays the trials instead, which restores the same state.
+            if not self._warned_checkpoint_size:
+                log.warning("strategy checkpoint is %d bytes, over the %d a ConfigMap can hold; "
+                            "a restart will rebuild the strategy from the trials instead", size, MAX_CHECKPOINT_BYTES)
+                self._warned_checkpoint_size = True
+            self._saved_state = state
+            return
         if not self.kube.create("ConfigMap", self.namespace, body):
             self.kube.patch("ConfigMap", self.namespace, body["metadata"]["name"], {"data": body["data"]})
         self._saved_state = state
@@ -114,7 +127,7 @@ class Controller:
         trials = self.trials()
         proposed = [(t["spec"]["index"], _candidate(t)) for t in trials]
         finished = [(t["spec"]["index"], _candidate(t),
-                     (t.get("status") or {}).get("reward") if (t.get("status") or {}).get("phase") == SUCCEEDED else None)
+                     strategy_reward((t.get("status") or {}).get("phase"), (t.get("status") or {}).get("reward")))
                     for t in sorted(trials, key=_completion_key)
                     if (t.get("status") or {}).get("phase") in TERMINAL]
         rebuild(self.strategy, proposed, finished)

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from kubenas.api.trials import build_trial_spec, trial_name
+from kubenas.api.trials import build_trial_spec, strategy_reward, trial_name
 from kubenas.api.validation import with_defaults
 from kubenas.early_stopping import median_stop
 from kubenas.space import SearchSpace
@@ -247,8 +247,7 @@ def _candidate(trial: dict) -> dict:
 
 
 def _strategy_reward(record: dict) -> float | None:
-    """What a strategy learns from: the reward of a finished trial, None if it failed."""
-    return record.get("reward") if record.get("status") in ("Succeeded", "EarlyStopped") else None
+    return strategy_reward(record.get("status"), record.get("reward"))
 
 
 def _counts(records: list) -> dict:

@@ -1,0 +1,280 @@
+#!/usr/bin/env python
+"""Search efficiency of the kubenas strategies against a known optimum (tabular benchmark).
+
+Every strategy runs many seeds against the exhaustive table of ``bench/generate_table.py``
+through ``bench/tabular.py`` (the real strategy objects, driven as the controller drives
+them, rewards looked up instead of trained). Reported at budgets of 25, 50, 100 and 200
+finished trials: regret (optimum - best validation accuracy found, in percentage points)
+and the rank of the best found (1 = the optimum; ties share a rank), as mean +- std and
+median [IQR] over seeds; the paired difference to random search under the same seed
+(mean and 95% bootstrap interval; under one seed evolution's random start proposes what
+random search does); the test accuracy of the architecture each search would report; and
+the strategy's own time per proposal and per observation.
+
+    .venv/bin/python bench/search_efficiency.py                     # 3 strategies x 50 seeds, parallel 1 and 4
+    .venv/bin/python bench/search_efficiency.py --sweep             # the settings sweep used to pick defaults
+    .venv/bin/python bench/search_efficiency.py --config 'evolution:populationSize=32,sampleSize=8' --seeds 100
+
+A budget-200 run gives the 25/50/100 numbers by prefix (the first n finished trials);
+with ``parallel: 1`` that is exactly a budget-n run, as a proposal depends only on
+earlier results. Set torch to one thread (done here) and run on an idle core for the
+timings.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from tabular import DEFAULT_TABLE, SearchRun, Table, run_search, summarize  # noqa: E402
+
+BUDGETS = (25, 50, 100, 200)
+STRATEGIES = ("random", "evolution", "reinforce")
+RESULTS = HERE / "results"
+
+
+def parse_config(text: str) -> tuple[str, dict]:
+    """'evolution:populationSize=32,sampleSize=8' -> (label, strategy spec without seed)."""
+    kind, _, rest = text.partition(":")
+    settings: dict = {}
+    for item in filter(None, rest.split(",")):
+        key, _, value = item.partition("=")
+        settings[key] = None if value == "null" else json.loads(value)
+    spec = {"type": kind}
+    if settings:
+        spec[kind] = settings
+    return text, spec
+
+
+def sweep_configs() -> list[tuple[str, dict]]:
+    """One-at-a-time variations around the defaults, plus a few combinations."""
+    texts = ["random"]
+    for p, s in [(8, 2), (8, 4), (16, 2), (16, 4), (16, 8), (32, 4), (32, 8), (32, 16), (64, 8), (64, 16)]:
+        texts.append(f"evolution:populationSize={p},sampleSize={s}")
+    texts += ["evolution:crossoverProbability=0.5"]
+    texts += ["reinforce"]
+    texts += [f"reinforce:learningRate={v}" for v in (0.01, 0.03, 0.1)]
+    texts += [f"reinforce:entropyWeight={v}" for v in (0.001, 0.01)]
+    texts += [f"reinforce:baselineDecay={v}" for v in (0.8, 0.9, 0.99)]
+    texts += [f"reinforce:temperature={v}" for v in ("null", 2.0)]
+    texts += [f"reinforce:tanhConstant={v}" for v in ("null", 1.5)]
+    texts += ["reinforce:learningRate=0.03,temperature=null", "reinforce:learningRate=0.03,baselineDecay=0.9",
+              "reinforce:learningRate=0.1,temperature=null"]
+    return [parse_config(t) for t in texts]
+
+
+def run_config(table: Table, spec: dict, seeds: range, budget: int, parallel: int) -> list[SearchRun]:
+    runs = []
+    for seed in seeds:
+        runs.append(run_search(table, {**spec, "seed": seed}, budget, parallel))
+    return runs
+
+
+def bootstrap_interval(differences: list[float], rounds: int = 2000, seed: int = 0) -> tuple[float, float]:
+    rng = random.Random(seed)
+    n = len(differences)
+    means = sorted(sum(rng.choice(differences) for _ in range(n)) / n for _ in range(rounds))
+    return means[int(0.025 * rounds)], means[int(0.975 * rounds) - 1]
+
+
+def evaluate(table: Table, runs: list[SearchRun], budgets=BUDGETS) -> dict:
+    """Per budget: regret and rank summaries, raw per-seed regrets (for pairing), test accuracy."""
+    out: dict = {"budgets": {}}
+    for budget in budgets:
+        regrets, ranks, tests, found = [], [], [], 0
+        for run in runs:
+            best, test = run.best_after(budget)
+            if best is None:  # every trial failed: count as the worst architecture
+                best, test = table._sorted_rewards[0], None
+            regrets.append(100.0 * table.regret(best))
+            ranks.append(table.rank(best))
+            found += best == table.optimum
+            if test is not None:
+                tests.append(100.0 * test)
+        out["budgets"][budget] = {"regret": summarize(regrets), "rank": summarize(ranks),
+                                  "test": summarize(tests) if tests else None,
+                                  "foundOptimum": found / len(runs), "perSeedRegret": regrets}
+    proposes = [s for run in runs for s in run.propose_seconds]
+    observes = [s for run in runs for s in run.observe_seconds]
+    out["msPerProposal"] = 1000.0 * sum(proposes) / len(proposes)
+    out["msPerObservation"] = 1000.0 * sum(observes) / len(observes)
+    out["failedFraction"] = sum(r is None for run in runs for r in run.rewards) / sum(len(run.rewards) for run in runs)
+    worst = table._sorted_rewards[0]
+    length = max(len(run.rewards) for run in runs)
+    curve = [0.0] * length
+    for run in runs:
+        best = worst
+        for n in range(length):
+            reward = run.rewards[n] if n < len(run.rewards) else None
+            if reward is not None and reward > best:
+                best = reward
+            curve[n] += 100.0 * table.regret(best) / len(runs)
+    out["meanRegretCurve"] = curve
+    return out
+
+
+def fmt(s: dict, digits: int = 2) -> str:
+    return f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f}"
+
+
+def fmt_iqr(s: dict, digits: int = 2) -> str:
+    return f"{s['median']:.{digits}f} [{s['q25']:.{digits}f}, {s['q75']:.{digits}f}]"
+
+
+def markdown(table: Table, results: dict[str, dict], parallel: int, seeds: int, budgets=BUDGETS,
+             baseline: str = "random") -> str:
+    lines = [f"parallel {parallel}, {seeds} seeds; regret in percentage points of validation accuracy "
+             f"(optimum {100 * table.optimum:.2f} %); rank among {len(table.rows)} architectures (1 = optimum).",
+             "",
+             "| strategy | budget | regret mean ± std | regret median [IQR] | Δ regret vs random (95% CI) "
+             "| rank mean ± std | rank median [IQR] | P(optimum) | test acc. of pick |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    base = results.get(baseline)
+    for label, res in results.items():
+        for budget in budgets:
+            b = res["budgets"][budget]
+            delta = "—"
+            if base is not None and label != baseline:
+                diffs = [x - y for x, y in zip(b["perSeedRegret"], base["budgets"][budget]["perSeedRegret"])]
+                low, high = bootstrap_interval(diffs)
+                delta = f"{sum(diffs) / len(diffs):+.2f} ({low:+.2f}, {high:+.2f})"
+            test = f"{b['test']['mean']:.2f}" if b["test"] else "—"
+            lines.append(f"| {label} | {budget} | {fmt(b['regret'])} | {fmt_iqr(b['regret'])} | {delta} | "
+                         f"{fmt(b['rank'], 1)} | {fmt_iqr(b['rank'], 0)} | {b['foundOptimum']:.2f} | {test} |")
+    lines += ["", "| strategy | ms per proposal | ms per observation | failed trials |", "|---|---:|---:|---:|"]
+    for label, res in results.items():
+        lines.append(f"| {label} | {res['msPerProposal']:.3f} | {res['msPerObservation']:.3f} | "
+                     f"{100 * res['failedFraction']:.1f} % |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(results_by_parallel: dict[int, dict[str, dict]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results_by_parallel), figsize=(6 * len(results_by_parallel), 4.2), squeeze=False)
+    for ax, (parallel, results) in zip(axes[0], results_by_parallel.items()):
+        for label, res in results.items():
+            curve = res["meanRegretCurve"]
+            ax.plot(range(1, len(curve) + 1), curve, label=label)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("finished trials")
+        ax.set_ylabel("mean regret (percentage points, val. acc.)")
+        ax.set_title(f"{title}, parallel {parallel}")
+        for budget in BUDGETS:
+            ax.axvline(budget, color="0.85", lw=0.8, zorder=0)
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+def describe_table(table: Table) -> str:
+    """What the reward landscape looks like: spread, ties at the top, val/test agreement."""
+    from scipy.stats import kendalltau, spearmanr
+
+    rows = [r for r in table.rows.values() if r["valAccuracy"] is not None]
+    val = [100 * r["valAccuracy"] for r in rows]
+    test = [100 * r["testAccuracy"] for r in rows]
+    top = sorted(set(val), reverse=True)[:5]
+    ties = [sum(v == t for v in val) for t in top]
+    chance = sum(v < 20 for v in val)
+    tau = kendalltau(val, test).statistic
+    rho = spearmanr(val, test).statistic
+    n = len(val)
+    best_val = sorted(range(n), key=lambda i: -val[i])[: max(1, n // 100)]
+    return (f"{len(table.rows)} architectures ({len(table.rows) - n} failed), {len(set(val))} distinct rewards; "
+            f"val. acc. mean {sum(val) / n:.2f} %, median {sorted(val)[n // 2]:.2f} %, {chance} at chance level "
+            f"(< 20 %); top rewards {', '.join(f'{t:.2f} % (x{k})' for t, k in zip(top, ties))}; "
+            f"val/test Kendall tau {tau:.3f}, Spearman {rho:.3f}; mean test acc. of the top 1 % by val. "
+            f"{sum(test[i] for i in best_val) / len(best_val):.2f} %")
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import torch
+
+    return f"{cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}, torch {torch.__version__} (1 thread)"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--table", type=Path, default=DEFAULT_TABLE)
+    parser.add_argument("--seeds", type=int, default=50)
+    parser.add_argument("--budget", type=int, default=max(BUDGETS))
+    parser.add_argument("--parallel", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--config", action="append", default=None,
+                        help="'type[:key=value,...]' (repeatable); default: each strategy with its defaults")
+    parser.add_argument("--sweep", action="store_true", help="run the settings sweep (parallel 1)")
+    parser.add_argument("--name", default=None, help="output file stem under bench/results/")
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(1)
+    table = Table.load(args.table)
+    if not table.complete:
+        print(f"WARNING: partial table ({len(table.rows)} of {table.space.size()} architectures); "
+              "missing ones count as failed trials", file=sys.stderr)
+    if args.sweep:
+        configs, parallels, name = sweep_configs(), [1], args.name or "sweep"
+    else:
+        configs = [parse_config(c) for c in (args.config or STRATEGIES)]
+        parallels, name = args.parallel, args.name or "search_efficiency"
+    budgets = tuple(b for b in BUDGETS if b <= args.budget) or (args.budget,)
+
+    header = (f"table {args.table.name}: {len(table.rows)} architectures, optimum val. acc. "
+              f"{100 * table.optimum:.2f} % (test acc. of the best-validation architecture "
+              f"{100 * table.test_of_optimum:.2f} %, best test acc. {100 * table.test_optimum:.2f} %)\n"
+              f"landscape: {describe_table(table)}\n"
+              f"machine: {machine()}\ndate: {time.strftime('%Y-%m-%d %H:%M %Z')}\n"
+              f"command: {' '.join([Path(sys.executable).name] + sys.argv)}\n")
+    print(header, flush=True)
+    all_results: dict[int, dict[str, dict]] = {}
+    text = [header]
+    for parallel in parallels:
+        results: dict[str, dict] = {}
+        for label, spec in configs:
+            started = time.monotonic()
+            runs = run_config(table, spec, range(args.seeds), args.budget, parallel)
+            results[label] = evaluate(table, runs, budgets)
+            b = results[label]["budgets"][100 if 100 in budgets else budgets[-1]]
+            print(f"  parallel {parallel} {label}: {time.monotonic() - started:.1f} s; regret@"
+                  f"{100 if 100 in budgets else budgets[-1]} {fmt(b['regret'])}, "
+                  f"{results[label]['msPerProposal']:.2f} ms/proposal", flush=True)
+        all_results[parallel] = results
+        section = markdown(table, results, parallel, args.seeds, budgets)
+        print(section, flush=True)
+        text.append(f"### parallel {parallel}\n\n{section}")
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.md").write_text("\n".join(text))
+    slim = {str(p): {label: {k: v for k, v in res.items()} for label, res in results.items()}
+            for p, results in all_results.items()}
+    (RESULTS / f"{name}.json").write_text(json.dumps({"header": header, "results": slim}) + "\n")
+    plot(all_results, RESULTS / f"{name}.png", title=args.table.stem)
+    print(f"wrote {RESULTS / name}.md, .json, .png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
