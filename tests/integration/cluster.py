@@ -40,6 +40,7 @@ class Script:
     report: bool = True           # False: exit 0 without touching the trial (NoReward)
     oom: bool = False             # killed by the kernel, no report (OOMKilled)
     epoch_seconds: float = 0.0
+    evictions: int = 0            # pods evicted (spot reclaim, drain) before one runs the trainer
 
 
 def default_script(index: int) -> Script:
@@ -220,6 +221,9 @@ class FakeCluster:
         index = int(job["metadata"]["labels"]["kubenas.io/trial-index"])
         script = self.script(index)
         self.batch.patch_namespaced_job_status(name, NS, {"status": {"active": 1, "startTime": _now()}})
+        for attempt in range(script.evictions):
+            if not self._evict_pod(job, attempt):
+                return
         killed = threading.Event()
 
         def fake_run(trial, on_epoch=None, model_path=None):
@@ -266,6 +270,34 @@ class FakeCluster:
         if killed.is_set() or not self._job_exists(name):
             return
         self._finish_job(job, code, termination, terminated_reason)
+
+    def _evict_pod(self, job: dict, attempt: int) -> bool:
+        """What the Job controller does when its pod is evicted (pod condition
+        DisruptionTarget, counted against backoffLimit): replace it, or fail the Job.
+        Returns whether the Job goes on."""
+        name = job["metadata"]["name"]
+        now = _now()
+        self.core.create_namespaced_pod(NS, {
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": f"{name}-ev{attempt}", "namespace": NS,
+                         "labels": {"job-name": name, **job["spec"]["template"]["metadata"]["labels"]},
+                         "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": name,
+                                              "uid": job["metadata"]["uid"], "controller": True}]},
+            "spec": copy.deepcopy(job["spec"]["template"]["spec"]),
+            "status": {"phase": "Failed", "reason": "Evicted", "message": "The node was low on resource: memory.",
+                       "conditions": [{"type": "DisruptionTarget", "status": "True", "reason": "TerminationByKubelet",
+                                       "lastTransitionTime": now}]},
+        })
+        failed = attempt + 1
+        if failed > int(job["spec"].get("backoffLimit", 6)):
+            status = {"active": 0, "failed": failed, "conditions": [{
+                "type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                "message": "Job has reached the specified backoff limit", "lastTransitionTime": now}]}
+            self.batch.patch_namespaced_job_status(name, NS, {"status": status})
+            return False
+        self.batch.patch_namespaced_job_status(name, NS, {"status": {"active": 1, "failed": failed}})
+        time.sleep(0.5)  # the replacement pod starts a moment later
+        return True
 
     def _finish_job(self, job: dict, code: int, termination: str, terminated_reason: str | None) -> None:
         name = job["metadata"]["name"]

@@ -22,6 +22,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from datetime import datetime, timezone
 
 from kubenas.api import EXPERIMENT_PLURAL, TRIAL_PLURAL
@@ -33,6 +34,7 @@ from ..operator.manifests import (LABEL_EXPERIMENT, accepted_spec, checkpoint_co
                                   label_value, trial_object)
 from ..operator.status import trial_summary
 from ..operator.trial_state import TERMINAL
+from . import metrics
 
 log = logging.getLogger("kubenas.controller")
 
@@ -61,6 +63,7 @@ class Controller:
         self._saved_state: dict | None = None
         self.created: list[str] = []   # trials this incarnation created (tests, logs)
         self._warned_checkpoint_size = False
+        self._observed = 0             # finished trials the strategy has taken in (metrics)
 
     # --------------------------------------------------------------------- strategy
 
@@ -130,7 +133,11 @@ class Controller:
                      strategy_reward((t.get("status") or {}).get("phase"), (t.get("status") or {}).get("reward")))
                     for t in sorted(trials, key=_completion_key)
                     if (t.get("status") or {}).get("phase") in TERMINAL]
+        started = time.perf_counter()
         rebuild(self.strategy, proposed, finished)
+        if len(finished) > self._observed:  # the strategy took in new results
+            metrics.strategy_updated(self.namespace, self.name, time.perf_counter() - started)
+            self._observed = len(finished)
 
         phase = (experiment.get("status") or {}).get("phase")
         if phase in EXPERIMENT_TERMINAL:
@@ -143,6 +150,7 @@ class Controller:
             body = trial_object(experiment, spec, index, candidate)
             if self.kube.create_custom(TRIAL_PLURAL, self.namespace, body):
                 self.created.append(body["metadata"]["name"])
+                metrics.proposal(self.namespace, self.name)
                 log.info("created trial %s", body["metadata"]["name"])
         self._save_checkpoint(experiment)
         return "running"
@@ -170,4 +178,6 @@ def run(namespace: str, experiment: str) -> int:
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
     poll = float(os.environ.get("KUBENAS_CONTROLLER_POLL_SECONDS", "3"))
+    if os.environ.get("KUBENAS_CONTROLLER_METRICS_PORT"):
+        metrics.serve(int(os.environ["KUBENAS_CONTROLLER_METRICS_PORT"]))
     return Controller(namespace, experiment, poll_seconds=poll).run(stop)

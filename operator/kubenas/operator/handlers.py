@@ -107,6 +107,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, trial_summar
     global current_app
     app = App(_options or Options())
     app.index = trial_summaries
+    metrics.bind_trial_index(lambda: trial_summaries)
     memo["app"] = app
     current_app = app
     app.task = asyncio.create_task(_resync_loop(app, trial_summaries))
@@ -144,8 +145,9 @@ def trial_summaries(namespace, spec, body, **_):
 # -------------------------------------------------------------------------- handlers
 
 @kopf.on.event(**EXPERIMENTS, registry=registry)
-def experiment_event(type, namespace, name, memo: kopf.Memo, trial_summaries: kopf.Index, **_):
+def experiment_event(type, namespace, name, body, memo: kopf.Memo, trial_summaries: kopf.Index, **_):
     app: App = memo["app"]
+    metrics.observe_experiment(namespace, name, dict(body), deleted=type == "DELETED")
     if type == "DELETED":
         app.reconciler.forget("experiment", namespace, name)
         return
@@ -156,6 +158,7 @@ def experiment_event(type, namespace, name, memo: kopf.Memo, trial_summaries: ko
 def trial_event(type, namespace, name, spec, body, memo: kopf.Memo, trial_summaries: kopf.Index, **_):
     app: App = memo["app"]
     experiment = spec.get("experiment")
+    metrics.observe_trial(namespace, name, dict(body), deleted=type == "DELETED")
     if type == "DELETED":
         app.reconciler.forget("trial", namespace, name)
     else:

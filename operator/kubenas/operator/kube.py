@@ -101,6 +101,30 @@ class Kube:
         answer = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural, **kwargs)
         return list(answer.get("items") or [])
 
+    def list_custom_with_version(self, plural: str, namespace: str,
+                                 label_selector: str | None = None) -> tuple[list[dict], str | None]:
+        """The items and the list's resourceVersion (where a watch of changes starts)."""
+        kwargs = {"label_selector": label_selector} if label_selector else {}
+        answer = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural, **kwargs)
+        return list(answer.get("items") or []), (answer.get("metadata") or {}).get("resourceVersion")
+
+    def watch_custom(self, plural: str, namespace: str, label_selector: str | None = None,
+                     resource_version: str | None = None, timeout_seconds: int = 300):
+        """Watch events (dicts with ``type`` and ``object``) from ``resource_version`` on.
+        Ends when the server closes the watch; raises on errors (410 Gone: list again)."""
+        from kubernetes import watch
+
+        kwargs: dict = {"timeout_seconds": timeout_seconds, "allow_watch_bookmarks": True}
+        if label_selector:
+            kwargs["label_selector"] = label_selector
+        if resource_version:
+            kwargs["resource_version"] = resource_version
+        w = watch.Watch()
+        try:
+            yield from w.stream(self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, plural, **kwargs)
+        finally:
+            w.stop()
+
     def create_custom(self, plural: str, namespace: str, body: dict) -> bool:
         """True if created, False if it already existed (409)."""
         try:

@@ -74,8 +74,8 @@ def run(namespaces: Sequence[str] | None = None, all_namespaces: bool = False, m
     """`kubenas operator [--namespace NS ...] [--all-namespaces]`: serve until SIGTERM.
 
     Watches the whole cluster unless namespaces are given. Liveness probe:
-    http://:8080/healthz (kopf). ``metrics_port`` is where issue 5's Prometheus
-    endpoint will listen (kubenas.operator.metrics); it must differ from the liveness port.
+    http://:8080/healthz (kopf). Prometheus metrics: http://:``metrics_port``/metrics
+    (kubenas.operator.metrics; docs/observability.md); it must differ from the liveness port.
     """
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -83,5 +83,9 @@ def run(namespaces: Sequence[str] | None = None, all_namespaces: bool = False, m
         raise SystemExit(f"--metrics-port {metrics_port} is the liveness port; use another one (9090)")
     options = options_from_env(() if all_namespaces else (namespaces or ()))
     liveness = f"http://0.0.0.0:{liveness_port}/healthz" if liveness_port else None
+    if metrics_port is not None:
+        from . import metrics
+
+        metrics.serve(metrics_port)
     asyncio.run(operator(options, liveness_endpoint=liveness))
     return 0

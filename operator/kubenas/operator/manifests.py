@@ -238,14 +238,16 @@ def job_for_trial(trial: dict, spec: dict, settings: Settings = Settings()) -> d
         "backoffLimit": int(budget.get("maxRetries", 3)),
         "activeDeadlineSeconds": timeout,
         "ttlSecondsAfterFinished": settings.job_ttl_seconds,
-        # Trainer exit codes are final answers; evictions and preemptions (pod
-        # condition DisruptionTarget) do not count against backoffLimit. Servers older
-        # than 1.26 drop this field and count every pod failure instead.
+        # Trainer exit codes are final answers (a bad architecture is not retried).
+        # Evictions and preemptions (pod condition DisruptionTarget: spot reclaim,
+        # node drain, Kueue/priority preemption) are retried, up to backoffLimit =
+        # budget.maxRetries, and show as status.retries on the trial. Servers older
+        # than 1.26 drop this field and count every pod failure against backoffLimit.
         "podFailurePolicy": {"rules": [
             {"action": "FailJob",
              "onExitCodes": {"containerName": TRAINER_CONTAINER, "operator": "In",
                              "values": list(TRAINER_FINAL_EXIT_CODES)}},
-            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+            {"action": "Count", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
         ]},
         "template": {
             "metadata": {"labels": pod_labels,
@@ -269,6 +271,9 @@ def job_for_trial(trial: dict, spec: dict, settings: Settings = Settings()) -> d
 
 
 # ------------------------------------------------------------------ controller Deployment
+
+
+CONTROLLER_METRICS_PORT = 9091  # kubenas.controller.metrics; scraped by the PodMonitor
 
 
 def controller_image(spec: dict, settings: Settings) -> str:
@@ -303,10 +308,12 @@ def controller_deployment(experiment: dict, spec: dict, settings: Settings = Set
         "env": [
             {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
             {"name": "KUBENAS_CONTROLLER_POLL_SECONDS", "value": str(settings.controller_poll_seconds)},
+            {"name": "KUBENAS_CONTROLLER_METRICS_PORT", "value": str(CONTROLLER_METRICS_PORT)},
             {"name": "HOME", "value": "/tmp"},
             {"name": "PYTHONUNBUFFERED", "value": "1"},
         ],
         "resources": resources,
+        "ports": [{"name": "metrics", "containerPort": CONTROLLER_METRICS_PORT}],
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
         "securityContext": copy.deepcopy(CONTAINER_SECURITY_CONTEXT),
     }

@@ -1,31 +1,77 @@
-"""A seam for the operator's Prometheus metrics (issue 5 fills it in).
+"""The operator's Prometheus metrics (docs/observability.md has the catalogue).
 
-The reconcilers call these functions at each state change; they only count here.
-Names follow DESIGN.md section 5 (``kubenas_`` prefix, ``_total`` counters, bounded
-label cardinality: namespace, experiment, phase, never a trial name).
+Names follow DESIGN.md section 5: ``kubenas_`` prefix, counters end in ``_total``,
+durations are histograms in seconds, labels have bounded cardinality (namespace,
+experiment, phase, outcome, reason; never a trial name).
+
+Two kinds of metrics:
+
+* **State gauges** (experiments by phase, trials by phase, best reward, GPUs requested
+  by pending and running trials) are computed at scrape time by a custom collector from
+  what the operator already holds in memory: the kopf index of trial summaries and the
+  last seen phase of each experiment. They cannot drift, and after a restart they are
+  right as soon as kopf has listed the objects.
+* **Transition counters and histograms** (trials created, finished, retried; trial
+  duration; queue wait; experiments finished; reconcile errors) are updated when a
+  transition is seen. Trial transitions are derived from the trial objects the watch
+  delivers (:func:`observe_trial`), and each is counted once per operator lifetime: a
+  trial first seen already finished (acknowledged by an earlier operator incarnation)
+  is not counted again; one first seen already running adds no queue-wait sample.
+  Memory stays flat: only unfinished trials are tracked.
 """
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter
+import logging
+import threading
+from datetime import datetime
 
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.process_collector import ProcessCollector
+
+log = logging.getLogger("kubenas.operator")
+
+disable_created_metrics()  # no *_created series next to every counter and histogram
 REGISTRY = CollectorRegistry(auto_describe=True)
+ProcessCollector(registry=REGISTRY)  # process_resident_memory_bytes & co: the operator's memory stays flat
 
-TRIALS_CREATED = Counter("kubenas_trial_jobs_created_total", "Trial Jobs created by the operator",
+# Trials take from seconds (digits on a CPU) to a day (CIFAR-10 on a GPU).
+DURATION_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800, 86400)
+# Queue wait: the pod starts at once, or waits for Kueue admission / a GPU node to come up.
+QUEUE_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 21600, 86400)
+
+EXPERIMENT_PHASES = ("Pending", "Running", "Succeeded", "Failed", "Stopped")
+TRIAL_PHASES = ("Pending", "Running", "Succeeded", "Failed", "EarlyStopped")
+TERMINAL = frozenset({"Succeeded", "Failed", "EarlyStopped"})
+
+TRIALS_CREATED = Counter("kubenas_trials_created_total", "Trials whose Job the operator created",
                          ["namespace", "experiment"], registry=REGISTRY)
-TRIALS_FINISHED = Counter("kubenas_trials_finished_total", "Trials that reached a terminal phase",
-                          ["namespace", "experiment", "phase"], registry=REGISTRY)
-EXPERIMENTS_FINISHED = Counter("kubenas_experiments_finished_total", "Experiments that finished",
-                               ["namespace", "phase", "reason"], registry=REGISTRY)
-RECONCILE_ERRORS = Counter("kubenas_reconcile_errors_total", "Reconciliations that raised",
+TRIALS_FINISHED = Counter("kubenas_trials_finished_total",
+                          "Trials that reached a terminal phase, by outcome (Succeeded, Failed, EarlyStopped)",
+                          ["namespace", "experiment", "outcome"], registry=REGISTRY)
+TRIAL_RETRIES = Counter("kubenas_trial_retries_total",
+                        "Trial pods that failed for a retryable reason (evicted, preempted, node lost) and were "
+                        "replaced; these do not count as failed trials", ["namespace", "experiment"],
+                        registry=REGISTRY)
+TRIAL_DURATION = Histogram("kubenas_trial_duration_seconds",
+                           "Trial run time, from its pod starting to the trial's completion",
+                           ["namespace", "experiment", "outcome"], buckets=DURATION_BUCKETS, registry=REGISTRY)
+QUEUE_WAIT = Histogram("kubenas_trial_queue_wait_seconds",
+                       "Time from a trial's creation to its pod running (Kueue admission, scheduling, "
+                       "GPU node scale-up, image pull)", ["namespace", "experiment"],
+                       buckets=QUEUE_BUCKETS, registry=REGISTRY)
+EXPERIMENTS_FINISHED = Counter("kubenas_experiments_finished_total",
+                               "Experiments that finished, by outcome (Succeeded, Failed, Stopped) and reason",
+                               ["namespace", "outcome", "reason"], registry=REGISTRY)
+RECONCILE_ERRORS = Counter("kubenas_reconcile_errors_total", "Reconciliations that raised (they are retried)",
                            ["kind"], registry=REGISTRY)
+
+
+# ------------------------------------------------------------------ reconciler calls
 
 
 def trial_job_created(namespace: str, experiment: str) -> None:
     TRIALS_CREATED.labels(namespace, experiment).inc()
-
-
-def trial_finished(namespace: str, experiment: str, phase: str) -> None:
-    TRIALS_FINISHED.labels(namespace, experiment, phase).inc()
 
 
 def experiment_finished(namespace: str, phase: str, reason: str) -> None:
@@ -34,3 +80,229 @@ def experiment_finished(namespace: str, phase: str, reason: str) -> None:
 
 def reconcile_error(kind: str) -> None:
     RECONCILE_ERRORS.labels(kind).inc()
+
+
+# ------------------------------------------------------------------ helpers (pure)
+
+
+def parse_time(text) -> datetime | None:
+    if not text or not isinstance(text, str):
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def seconds_between(start, end) -> float | None:
+    a, b = parse_time(start), parse_time(end)
+    if a is None or b is None:
+        return None
+    return max(0.0, (b - a).total_seconds())
+
+
+def _quantity(value) -> float:
+    try:
+        return float(str(value))
+    except ValueError:
+        return 0.0
+
+
+def gpus_per_trial(spec: dict | None) -> float:
+    """GPUs one trial pod asks for: every ``*/gpu`` extended resource (nvidia.com/gpu,
+    amd.com/gpu, ...) of ``spec.trial.template.resources``; limits first, as Kubernetes
+    requires extended-resource requests to equal limits."""
+    resources = (((spec or {}).get("trial") or {}).get("template") or {}).get("resources") or {}
+    for key in ("limits", "requests"):
+        values = resources.get(key) or {}
+        total = sum(_quantity(v) for k, v in values.items() if str(k).endswith("/gpu"))
+        if total:
+            return total
+    return 0.0
+
+
+def _finished_acknowledged(status: dict) -> bool:
+    if status.get("phase") not in TERMINAL:
+        return False
+    return any(c.get("type") == "Finished" and c.get("status") == "True" for c in status.get("conditions") or [])
+
+
+# ------------------------------------------------------------------ tracked state
+
+
+class _State:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.experiments: dict[tuple[str, str], dict] = {}
+        self.unfinished: dict[tuple[str, str], int] = {}      # trial -> retries seen
+        self.not_started: dict[tuple[str, str], str] = {}     # trial -> creation time
+        self.trial_index = None                              # () -> kopf.Index of trial summaries
+
+    def reset(self) -> None:
+        with self.lock:
+            self.experiments.clear()
+            self.unfinished.clear()
+            self.not_started.clear()
+            self.trial_index = None
+
+
+STATE = _State()
+
+
+def bind_trial_index(source) -> None:
+    """``source()`` returns the operator's kopf index of trial summaries by (namespace, experiment)."""
+    STATE.trial_index = source
+
+
+def _never_raise(fn):
+    """Metrics must never break a handler."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception:  # noqa: BLE001
+            log.exception("updating metrics failed")
+            return None
+    return wrapper
+
+
+@_never_raise
+def observe_experiment(namespace: str, name: str, body: dict | None, deleted: bool = False) -> None:
+    """Remember an experiment's phase, goal and GPUs per trial (from every watch event)."""
+    key = (namespace, name)
+    if deleted or body is None:
+        with STATE.lock:
+            STATE.experiments.pop(key, None)
+        return
+    from .manifests import accepted_spec  # late: manifests imports nothing from here, but keep it light
+
+    spec = accepted_spec(body) or body.get("spec") or {}
+    info = {"phase": (body.get("status") or {}).get("phase") or "Pending",
+            "goal": (spec.get("objective") or {}).get("goal") or "maximize",
+            "gpus": gpus_per_trial(spec)}
+    with STATE.lock:
+        STATE.experiments[key] = info
+
+
+@_never_raise
+def observe_trial(namespace: str, name: str, body: dict | None, deleted: bool = False) -> None:
+    """Count a trial's transitions from its object, once per operator lifetime."""
+    key = (namespace, name)
+    if deleted or body is None:
+        with STATE.lock:
+            STATE.unfinished.pop(key, None)
+            STATE.not_started.pop(key, None)
+        return
+    status = body.get("status") or {}
+    experiment = (body.get("spec") or {}).get("experiment") or ""
+    phase = status.get("phase") or "Pending"
+    start = status.get("startTime")
+    acknowledged = _finished_acknowledged(status)
+    with STATE.lock:
+        if not acknowledged and key not in STATE.unfinished:
+            STATE.unfinished[key] = int(status.get("retries") or 0)
+            if not start and phase not in TERMINAL:
+                STATE.not_started[key] = (status.get("createdTime")
+                                          or (body.get("metadata") or {}).get("creationTimestamp") or "")
+        if key in STATE.not_started and (start or phase in TERMINAL):
+            created = STATE.not_started.pop(key)
+            wait = seconds_between(created, start) if start else None
+            if wait is not None:
+                QUEUE_WAIT.labels(namespace, experiment).observe(wait)
+        if key in STATE.unfinished:
+            retries = int(status.get("retries") or 0)
+            if retries > STATE.unfinished[key]:
+                TRIAL_RETRIES.labels(namespace, experiment).inc(retries - STATE.unfinished[key])
+                STATE.unfinished[key] = retries
+            if acknowledged:
+                del STATE.unfinished[key]
+                TRIALS_FINISHED.labels(namespace, experiment, phase).inc()
+                duration = seconds_between(start, status.get("completionTime"))
+                if duration is not None:
+                    TRIAL_DURATION.labels(namespace, experiment, phase).observe(duration)
+
+
+# ------------------------------------------------------------------ scrape-time gauges
+
+
+def _snapshot_index() -> dict:
+    source = STATE.trial_index
+    if source is None:
+        return {}
+    index = source() if callable(source) else source
+    if index is None:
+        return {}
+    for _ in range(5):  # kopf mutates the index from its event loop while we read it here
+        try:
+            return {key: list(store) for key, store in list(index.items())}
+        except RuntimeError:
+            continue
+    return {}
+
+
+class StateCollector:
+    """Gauges computed at scrape time from the operator's in-memory view."""
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        from .status import ranked  # late import: status imports the trainer's genotype helpers
+
+        with STATE.lock:
+            experiments = dict(STATE.experiments)
+        by_experiment: dict[tuple[str, str], list[dict]] = {}
+        for key, summaries in _snapshot_index().items():
+            if isinstance(key, tuple) and len(key) == 2 and key[1]:
+                by_experiment.setdefault(key, []).extend(summaries)
+
+        exp_phase = GaugeMetricFamily("kubenas_experiments", "Experiments by phase", labels=["namespace", "phase"])
+        counts: dict[str, dict[str, int]] = {}
+        for (namespace, _), info in experiments.items():
+            per = counts.setdefault(namespace, {p: 0 for p in EXPERIMENT_PHASES})
+            per[info["phase"]] = per.get(info["phase"], 0) + 1
+        for namespace, per in sorted(counts.items()):
+            for phase, n in sorted(per.items()):
+                exp_phase.add_metric([namespace, phase], n)
+        yield exp_phase
+
+        trials = GaugeMetricFamily("kubenas_trials", "Trials by phase", labels=["namespace", "experiment", "phase"])
+        best = GaugeMetricFamily("kubenas_experiment_best_reward",
+                                 "Best reward (objective metric) of the experiment's succeeded trials",
+                                 labels=["namespace", "experiment"])
+        gpus = GaugeMetricFamily("kubenas_gpus_requested",
+                                 "GPUs requested by the experiment's trials, by trial phase: Pending is the demand "
+                                 "a GPU node pool autoscaler has to meet, Running what is in use",
+                                 labels=["namespace", "experiment", "phase"])
+        for key in sorted(set(experiments) | set(by_experiment)):
+            namespace, name = key
+            summaries = by_experiment.get(key, [])
+            info = experiments.get(key) or {"goal": "maximize", "gpus": 0.0}
+            per = {p: 0 for p in TRIAL_PHASES}
+            for s in summaries:
+                per[s.get("phase") or "Pending"] = per.get(s.get("phase") or "Pending", 0) + 1
+            for phase, n in per.items():
+                trials.add_metric([namespace, name, phase], n)
+            ranked_trials = ranked(summaries, info["goal"])
+            if ranked_trials:
+                best.add_metric([namespace, name], ranked_trials[0]["reward"])
+            for phase in ("Pending", "Running"):
+                gpus.add_metric([namespace, name, phase], per[phase] * info["gpus"])
+        yield trials
+        yield best
+        yield gpus
+
+
+REGISTRY.register(StateCollector())
+
+
+# ----------------------------------------------------------------------------- serving
+
+
+def serve(port: int, addr: str = "0.0.0.0"):
+    """Serve ``/metrics`` on ``port`` (0: any free port) in a daemon thread; returns the server."""
+    server, _thread = start_http_server(port, addr=addr, registry=REGISTRY)
+    log.info("serving Prometheus metrics on %s:%d/metrics", addr, server.server_port)
+    return server

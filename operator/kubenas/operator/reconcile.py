@@ -130,7 +130,8 @@ class Reconciler:
                                        "the controller proposes trials", now=now)
             wanted.update({"phase": "Running", "startTime": start, "conditions": conditions,
                            "observedGeneration": generation, "message": None})
-            self._patch_status(exp, status, wanted)
+            if self._patch_status(exp, status, wanted) and phase != "Running":
+                self.event(exp, "Normal", "Started", "the experiment is running: its controller proposes trials", now)
             return
 
         # The experiment ends: record why first, then stop the controller and running trials.
@@ -227,7 +228,7 @@ class Reconciler:
         exp_over = (exp.get("status") or {}).get("phase") in EXPERIMENT_TERMINAL
         now = now_iso(now_dt)
         if status.get("phase") in TERMINAL:
-            self._acknowledge(trial, experiment_name, now)
+            self._acknowledge(trial, experiment_name, now, exp)
             if status.get("phase") != "EarlyStopped":
                 return None  # nothing left to do; skip the Job lookup
         job = self.kube.get("Job", namespace, name)
@@ -265,7 +266,7 @@ class Reconciler:
         reason = status.get("reason") or status["phase"]
         return set_condition(current, "Finished", "True", reason, status.get("message") or status["phase"], now=now)
 
-    def _acknowledge(self, trial: dict, experiment: str, now: str) -> None:
+    def _acknowledge(self, trial: dict, experiment: str, now: str, exp: dict | None = None) -> None:
         """A terminal phase written by the trainer: record it once (condition, Event, metric)."""
         status = trial.get("status") or {}
         if get_condition(status.get("conditions"), "Finished"):
@@ -275,7 +276,6 @@ class Reconciler:
         if self.kube.patch_custom_status(TRIAL_PLURAL, meta["namespace"], meta["name"],
                                          {"status": {"conditions": conditions}}) is None:
             return
-        metrics.trial_finished(meta["namespace"], experiment, status["phase"])
         if status["phase"] == SUCCEEDED:
             reward = status.get("reward")
             text = f"trial {meta['name']} succeeded" + (f", reward {reward:.4g}" if isinstance(reward, (int, float)) else "")
@@ -283,6 +283,19 @@ class Reconciler:
         else:
             text = f"trial {meta['name']} {status['phase']}: {status.get('reason') or ''} {status.get('message') or ''}"
             self.event(trial, "Warning" if status["phase"] == "Failed" else "Normal", status["phase"], text.strip(), now)
+        self._trial_finished_event(exp, trial, status, now)
+
+    def _trial_finished_event(self, exp: dict | None, trial: dict, status: dict, now: str) -> None:
+        """Each trial's end also shows on its experiment (`kubectl describe nasexperiment`)."""
+        if exp is None:
+            return
+        phase, reward = status.get("phase"), status.get("reward")
+        text = f"trial {trial['metadata']['name']} {phase}"
+        if isinstance(reward, (int, float)) and phase == SUCCEEDED:
+            text += f", reward {reward:.4g}"
+        if status.get("reason") and phase != SUCCEEDED:
+            text += f": {status['reason']}"
+        self.event(exp, "Warning" if phase == "Failed" else "Normal", f"Trial{phase}", text, now)
 
     def _apply(self, trial: dict, exp: dict, spec: dict, decision: Decision, now: str) -> None:
         meta = trial["metadata"]
@@ -309,9 +322,9 @@ class Reconciler:
                 return
             if done is None:
                 return
-            if decision.phase in TERMINAL:
-                metrics.trial_finished(namespace, experiment, decision.phase)
             if decision.event:
                 self.event(trial, *decision.event, now)
+            if decision.phase in TERMINAL:
+                self._trial_finished_event(exp, trial, {**(trial.get("status") or {}), **decision.status}, now)
         if decision.delete_job:
             self.kube.delete("Job", namespace, name)

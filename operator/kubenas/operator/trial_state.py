@@ -165,19 +165,30 @@ def decide(trial: dict, job: dict | None, pods: list[dict] | None = None, *, now
         return Decision(status=_changed(status, wanted), event=("Warning", "Failed", f"trial {name} failed: {reason}: {message}"))
 
     suspended = (job.get("spec") or {}).get("suspend") or "Suspended" in conditions
+    # A pod that failed for a retryable reason (evicted, preempted, node lost: counted
+    # against backoffLimit = budget.maxRetries) was replaced: the trial goes on.
+    retry_event = None
+    if retries > int(status.get("retries") or 0):
+        limit = (job.get("spec") or {}).get("backoffLimit")
+        retry_event = ("Warning", "Retrying",
+                       f"trial {name}: its pod failed (evicted, preempted or lost with its node) and was replaced; "
+                       f"retry {retries}" + (f" of {limit}" if limit is not None else ""))
     active = int(job_status.get("active") or 0)
-    if active > 0 and not suspended:
+    # `ready` (Kubernetes 1.24+) counts pods that run; `active` also counts pods still
+    # waiting for a node (a GPU pool scaling up). Without `ready`, `active` it is.
+    running = int(job_status["ready"] or 0) > 0 if "ready" in job_status else active > 0
+    if running and not suspended:
         wanted = {"phase": RUNNING, "jobName": job["metadata"]["name"], "retries": retries}
         if not status.get("startTime"):
-            wanted["startTime"] = job_status.get("startTime") or now
+            wanted["startTime"] = now if "ready" in job_status else (job_status.get("startTime") or now)
         changed = _changed(status, wanted)
-        event = ("Normal", "Running", f"trial {name} is running") if changed.get("phase") == RUNNING else None
+        event = ("Normal", "Running", f"trial {name} is running") if changed.get("phase") == RUNNING else retry_event
         return Decision(status=changed, event=event)
     wanted = {"phase": phase if phase == RUNNING and not suspended else PENDING,
               "jobName": job["metadata"]["name"], "retries": retries}
     if suspended:
         wanted["message"] = "the Job is suspended (waiting for Kueue admission)"
-    return Decision(status=_changed(status, wanted))
+    return Decision(status=_changed(status, wanted), event=retry_event)
 
 
 def _finished(job: dict) -> bool:
