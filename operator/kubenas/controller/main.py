@@ -3,9 +3,13 @@
 Each pass (every ``poll_seconds``):
 
 1. read the experiment and the spec the operator accepted (annotation);
-2. list the experiment's NASTrials and bring the strategy up to date with them
-   (``rebuild``: register every existing proposal, observe every finished trial in
-   completion order; both are idempotent);
+2. bring its view of the experiment's NASTrials up to date and the strategy with it
+   (``rebuild``: register every new proposal, observe every newly finished trial in
+   completion order; both are idempotent). The view is an informer: one LIST when the
+   controller starts (and whenever its watch ends or fails), then a WATCH of changes in a
+   background thread that also wakes the loop at once, so a pass costs O(changes), not
+   O(trials), and a finished trial is replaced without waiting for the next poll. Only a
+   small record per trial is kept (index, phase, reward, completion time);
 3. create NASTrials (deterministic names ``<experiment>-<index>``) to keep
    ``parallelTrials`` in flight, until the budget is spent;
 4. checkpoint ``strategy.state_dict()`` into the ConfigMap ``<experiment>-strategy``
@@ -32,19 +36,27 @@ from ..operator.budget import elapsed_seconds, trials_to_start
 from ..operator.kube import Kube
 from ..operator.manifests import (LABEL_EXPERIMENT, accepted_spec, checkpoint_configmap, checkpoint_name,
                                   label_value, trial_object)
-from ..operator.status import trial_summary
-from ..operator.trial_state import TERMINAL
+from ..operator.status import _number
+from ..operator.trial_state import PENDING, TERMINAL
 from . import metrics
 
 log = logging.getLogger("kubenas.controller")
 
 EXPERIMENT_TERMINAL = ("Succeeded", "Failed", "Stopped")
+WAKE_DEBOUNCE_SECONDS = 0.05  # after a trial change, before the pass that reacts to it
 MAX_CHECKPOINT_BYTES = 900 * 1024  # a ConfigMap holds 1 MiB, keys and metadata included
 
 
 def _candidate(trial: dict) -> dict:
     spec = trial.get("spec") or {}
     return {"architecture": spec.get("architecture") or {}, "hyperparameters": spec.get("hyperparameters") or {}}
+
+
+def _record(trial: dict) -> dict:
+    """What the controller remembers about a trial: what the budget decisions read."""
+    status = trial.get("status") or {}
+    return {"name": trial["metadata"]["name"], "index": (trial.get("spec") or {}).get("index"),
+            "phase": status.get("phase") or PENDING, "reward": _number(status.get("reward"))}
 
 
 def _completion_key(trial: dict):
@@ -64,6 +76,15 @@ class Controller:
         self.created: list[str] = []   # trials this incarnation created (tests, logs)
         self._warned_checkpoint_size = False
         self._observed = 0             # finished trials the strategy has taken in (metrics)
+        # The informer: small records of this experiment's trials, and what changed since the last pass.
+        self._records: dict[str, dict] = {}
+        self._changes: dict[str, dict | None] = {}  # name -> latest object (None: deleted)
+        self._changes_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._watch_generation = 0
+        self._watching = False
+        self._watcher = None
+        self._closed = False
 
     # --------------------------------------------------------------------- strategy
 
@@ -109,10 +130,80 @@ class Controller:
 
     # ------------------------------------------------------------------------- loop
 
-    def trials(self) -> list[dict]:
-        items = self.kube.list_custom(TRIAL_PLURAL, self.namespace, f"{LABEL_EXPERIMENT}={label_value(self.name)}")
+    def _selector(self) -> str:
+        return f"{LABEL_EXPERIMENT}={label_value(self.name)}"
+
+    def _ours(self, trial: dict) -> bool:
         # Filter again: a selector is an optimization, the spec is the truth.
-        return [t for t in items if (t.get("spec") or {}).get("experiment") == self.name]
+        return (trial.get("spec") or {}).get("experiment") == self.name
+
+    def trials(self) -> list[dict]:
+        """Every trial of the experiment, listed now (the informer's LIST)."""
+        return [t for t in self.kube.list_custom(TRIAL_PLURAL, self.namespace, self._selector()) if self._ours(t)]
+
+    def _sync_trials(self) -> list[dict]:
+        """Bring ``_records`` up to date; returns the trials that are new or changed since
+        the last pass (all of them after a (re)list)."""
+        if not self._watching:
+            items, version = self.kube.list_custom_with_version(TRIAL_PLURAL, self.namespace, self._selector())
+            with self._changes_lock:
+                self._watch_generation += 1
+                self._changes = {}
+                self._watching = True
+                generation = self._watch_generation
+            self._records = {}
+            threading.Thread(target=self._watch, args=(generation, version), daemon=True,
+                             name=f"watch-trials-{self.name}").start()
+            return [t for t in items if self._ours(t)]
+        with self._changes_lock:
+            changes, self._changes = self._changes, {}
+        changed = []
+        for name, trial in changes.items():
+            if trial is None:
+                self._records.pop(name, None)
+            elif self._ours(trial):
+                changed.append(trial)
+        return changed
+
+    def _watch(self, generation: int, version: str | None) -> None:
+        """Background thread: feed trial changes to the loop until the watch ends."""
+        from kubernetes import watch
+
+        self._watcher = watcher = watch.Watch()
+        try:
+            if self._closed:
+                return
+            for event in self.kube.watch_custom(TRIAL_PLURAL, self.namespace, self._selector(), version,
+                                                watcher=watcher):
+                if self._closed or generation != self._watch_generation:
+                    return
+                kind, obj = event.get("type"), event.get("object")
+                if kind == "ERROR":
+                    log.info("trial watch ended: %s", obj)
+                    break
+                if kind not in ("ADDED", "MODIFIED", "DELETED") or not isinstance(obj, dict):
+                    continue  # BOOKMARK
+                name = (obj.get("metadata") or {}).get("name")
+                with self._changes_lock:
+                    if generation == self._watch_generation:
+                        self._changes[name] = None if kind == "DELETED" else obj
+                self._wake.set()
+        except Exception as err:  # noqa: BLE001 - list again on the next pass
+            if not self._closed:
+                log.info("trial watch failed (%s); listing again", err)
+        finally:
+            with self._changes_lock:
+                if generation == self._watch_generation:
+                    self._watching = False
+            self._wake.set()
+
+    def close(self) -> None:
+        """Stop watching (closes the watch connection)."""
+        self._closed = True
+        self._wake.set()
+        watcher = self._watcher
+        if watcher is not None:
+            watcher.stop()
 
     def step(self, now: datetime | None = None) -> str:
         """One pass. Returns "gone", "waiting", "running" or "done"."""
@@ -127,29 +218,38 @@ class Controller:
             self.strategy = self._build_strategy(experiment, spec)
         from kubenas.strategies import rebuild
 
-        trials = self.trials()
-        proposed = [(t["spec"]["index"], _candidate(t)) for t in trials]
-        finished = [(t["spec"]["index"], _candidate(t),
-                     strategy_reward((t.get("status") or {}).get("phase"), (t.get("status") or {}).get("reward")))
-                    for t in sorted(trials, key=_completion_key)
-                    if (t.get("status") or {}).get("phase") in TERMINAL]
+        changed = self._sync_trials()
+        new = [t for t in changed if t["metadata"]["name"] not in self._records]
+        finished = []
+        for t in sorted(changed, key=_completion_key):
+            status = t.get("status") or {}
+            record = _record(t)
+            previous = self._records.get(record["name"])
+            self._records[record["name"]] = record
+            if record["phase"] in TERMINAL and (previous is None or previous["phase"] not in TERMINAL):
+                finished.append((t["spec"]["index"], _candidate(t),
+                                 strategy_reward(status.get("phase"), status.get("reward"))))
         started = time.perf_counter()
-        rebuild(self.strategy, proposed, finished)
-        if len(finished) > self._observed:  # the strategy took in new results
+        # Incremental: what the strategy has already registered or observed is skipped.
+        rebuild(self.strategy, [(t["spec"]["index"], _candidate(t)) for t in new], finished)
+        done = sum(1 for r in self._records.values() if r["phase"] in TERMINAL)
+        if done > self._observed:  # the strategy took in new results
             metrics.strategy_updated(self.namespace, self.name, time.perf_counter() - started)
-            self._observed = len(finished)
+            self._observed = done
 
         phase = (experiment.get("status") or {}).get("phase")
         if phase in EXPERIMENT_TERMINAL:
             self._save_checkpoint(experiment)
             return "done"
-        summaries = [trial_summary(t) for t in trials]
+        summaries = list(self._records.values())
         elapsed = elapsed_seconds((experiment.get("status") or {}).get("startTime"), now)
         for index in trials_to_start(spec, summaries, elapsed):
             candidate = self.strategy.propose(index)
             body = trial_object(experiment, spec, index, candidate)
             if self.kube.create_custom(TRIAL_PLURAL, self.namespace, body):
                 self.created.append(body["metadata"]["name"])
+                # Read-your-writes: count it in flight now; the watch brings its updates.
+                self._records.setdefault(body["metadata"]["name"], _record(body))
                 metrics.proposal(self.namespace, self.name)
                 log.info("created trial %s", body["metadata"]["name"])
         self._save_checkpoint(experiment)
@@ -157,17 +257,33 @@ class Controller:
 
     def run(self, stop: threading.Event | None = None) -> int:
         stop = stop or threading.Event()
+        try:
+            while not stop.is_set():
+                try:
+                    state = self.step()
+                except Exception:  # noqa: BLE001 - log, wait, try again: the pod must not crash-loop
+                    log.exception("controller pass failed; retrying")
+                    state = "error"
+                if state == "gone":
+                    log.info("experiment %s/%s is gone; exiting", self.namespace, self.name)
+                    return 0
+                self._wait(stop)
+            return 0
+        finally:
+            self.close()
+
+    def _wait(self, stop: threading.Event) -> None:
+        """Until a trial changes (the watch wakes us), ``poll_seconds`` pass, or ``stop``."""
+        deadline = time.monotonic() + self.poll_seconds
         while not stop.is_set():
-            try:
-                state = self.step()
-            except Exception:  # noqa: BLE001 - log, wait, try again: the pod must not crash-loop
-                log.exception("controller pass failed; retrying")
-                state = "error"
-            if state == "gone":
-                log.info("experiment %s/%s is gone; exiting", self.namespace, self.name)
-                return 0
-            stop.wait(self.poll_seconds)
-        return 0
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            if self._wake.wait(min(left, 0.5)):
+                # Let a burst of changes (several trials finishing together) gather.
+                stop.wait(WAKE_DEBOUNCE_SECONDS)
+                break
+        self._wake.clear()
 
 
 def run(namespace: str, experiment: str) -> int:

@@ -203,6 +203,8 @@ class LocalRunner:
     def _conclude(self, outcome: Outcome, records: list, started: str) -> RunSummary:
         from . import report
 
+        if self.metrics and hasattr(self.metrics, "experiment_finished"):
+            self.metrics.experiment_finished(outcome.phase)
         best = report.write_best(self.run_dir, records, self.goal)
         report.write_plot(self.run_dir, records, self.goal, self.metric, self.name)
         self.run_dir.save_state({"phase": outcome.phase, "reason": outcome.reason, "message": outcome.message,

@@ -109,9 +109,10 @@ class Kube:
         return list(answer.get("items") or []), (answer.get("metadata") or {}).get("resourceVersion")
 
     def watch_custom(self, plural: str, namespace: str, label_selector: str | None = None,
-                     resource_version: str | None = None, timeout_seconds: int = 300):
+                     resource_version: str | None = None, timeout_seconds: int = 300, watcher=None):
         """Watch events (dicts with ``type`` and ``object``) from ``resource_version`` on.
-        Ends when the server closes the watch; raises on errors (410 Gone: list again)."""
+        Ends when the server closes the watch; raises on errors (410 Gone: list again).
+        ``watcher`` (a ``kubernetes.watch.Watch``): its ``stop()``, from any thread, ends it."""
         from kubernetes import watch
 
         kwargs: dict = {"timeout_seconds": timeout_seconds, "allow_watch_bookmarks": True}
@@ -119,7 +120,7 @@ class Kube:
             kwargs["label_selector"] = label_selector
         if resource_version:
             kwargs["resource_version"] = resource_version
-        w = watch.Watch()
+        w = watcher or watch.Watch()
         try:
             yield from w.stream(self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, plural, **kwargs)
         finally:

@@ -65,6 +65,8 @@ EXPERIMENTS_FINISHED = Counter("kubenas_experiments_finished_total",
                                ["namespace", "outcome", "reason"], registry=REGISTRY)
 RECONCILE_ERRORS = Counter("kubenas_reconcile_errors_total", "Reconciliations that raised (they are retried)",
                            ["kind"], registry=REGISTRY)
+for _kind in ("experiment", "trial"):
+    RECONCILE_ERRORS.labels(_kind)  # exported as 0 from the start: rate() and alerts need the series
 
 
 # ------------------------------------------------------------------ reconciler calls

@@ -273,8 +273,15 @@ class Reconciler:
             return
         meta = trial["metadata"]
         conditions = self._finished_condition(trial, status, now)
-        if self.kube.patch_custom_status(TRIAL_PLURAL, meta["namespace"], meta["name"],
-                                         {"status": {"conditions": conditions}}) is None:
+        patch: dict = {"status": {"conditions": conditions}}
+        if meta.get("resourceVersion"):
+            patch["metadata"] = {"resourceVersion": meta["resourceVersion"]}  # a stale body must not ack twice
+        try:
+            if self.kube.patch_custom_status(TRIAL_PLURAL, meta["namespace"], meta["name"], patch) is None:
+                return
+        except ApiException as err:
+            if err.status != 409:
+                raise
             return
         if status["phase"] == SUCCEEDED:
             reward = status.get("reward")

@@ -182,7 +182,8 @@ def decide(trial: dict, job: dict | None, pods: list[dict] | None = None, *, now
         if not status.get("startTime"):
             wanted["startTime"] = now if "ready" in job_status else (job_status.get("startTime") or now)
         changed = _changed(status, wanted)
-        event = ("Normal", "Running", f"trial {name} is running") if changed.get("phase") == RUNNING else retry_event
+        event = retry_event or (("Normal", "Running", f"trial {name} is running")
+                                if changed.get("phase") == RUNNING else None)
         return Decision(status=changed, event=event)
     wanted = {"phase": phase if phase == RUNNING and not suspended else PENDING,
               "jobName": job["metadata"]["name"], "retries": retries}
