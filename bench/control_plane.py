@@ -91,8 +91,8 @@ def _fast_dispatch() -> None:
         return
 
     async def handle(self, request):
-        if request.resource is None:
-            return await original(self, request)
+        if request.resource is None or not getattr(request.resource, "plural", None):
+            return await original(self, request)  # discovery, /version, ...
         cache = self.__dict__.setdefault("_bench_dispatch", {})
         key = (request.method, request.action, request.subresource is None)
         payload = cache.get(key)

@@ -216,6 +216,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--table", type=Path, default=DEFAULT_TABLE)
     parser.add_argument("--seeds", type=int, default=50)
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="seeds are first-seed .. first-seed + seeds - 1 (confirm a sweep on fresh seeds)")
     parser.add_argument("--budget", type=int, default=max(BUDGETS))
     parser.add_argument("--parallel", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--config", action="append", default=None,
@@ -251,7 +253,7 @@ def main() -> int:
         results: dict[str, dict] = {}
         for label, spec in configs:
             started = time.monotonic()
-            runs = run_config(table, spec, range(args.seeds), args.budget, parallel)
+            runs = run_config(table, spec, range(args.first_seed, args.first_seed + args.seeds), args.budget, parallel)
             results[label] = evaluate(table, runs, budgets)
             b = results[label]["budgets"][100 if 100 in budgets else budgets[-1]]
             print(f"  parallel {parallel} {label}: {time.monotonic() - started:.1f} s; regret@"

@@ -225,7 +225,8 @@ def test_reinforce_updates_each_trial_with_its_own_reward(chain_space):
 
 
 def test_reinforce_defaults_come_from_enas():
-    assert DEFAULTS["reinforce"] == {"learningRate": 0.0035, "hiddenSize": 64, "entropyWeight": 0.0001,
+    # learningRate: ENAS uses 0.0035; 0.01 was chosen on the tabular benchmark (bench/RESULTS.md).
+    assert DEFAULTS["reinforce"] == {"learningRate": 0.01, "hiddenSize": 64, "entropyWeight": 0.0001,
                                      "baselineDecay": 0.95, "temperature": 5.0, "tanhConstant": 2.5}
 
 
