@@ -471,15 +471,17 @@ class Run:
                 phase = "Timeout"
                 break
             for role, proc in self.procs.items():
-                if proc.poll() is not None and role != "controller":
+                if proc.poll() is not None:
                     raise RuntimeError(f"{role} exited ({proc.returncode}); see {self.workdir / (role + '.log')}")
             if "controller" not in self.procs:
                 deps = apps.list_namespaced_deployment(NS, _preload_content=False)
                 items = json.loads(deps.data).get("items") or []
                 if items:  # the fake kubelet: run the controller pod with the Deployment's env
                     container = items[0]["spec"]["template"]["spec"]["containers"][0]
+                    # Its own process is not its own pod: drop the metrics port (it would clash
+                    # with the operator's on this one network namespace).
                     dep_env = {e["name"]: str(e.get("value", "")) for e in container.get("env") or []
-                               if "value" in e}
+                               if "value" in e and not e["name"].endswith("METRICS_PORT")}
                     cmd = container.get("command", []) + container.get("args", [])
                     assert cmd[cmd.index("--experiment") + 1] == name
                     self._spawn("controller", "--url", url, "--namespace", NS, "--experiment", name, env=dep_env)
