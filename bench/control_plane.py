@@ -177,6 +177,34 @@ def make_bench_emulator():
             result.update(self._resources_seen.values())
             return list(result)
 
+        async def _serve_watch(self, request):
+            """End a watch after its ``timeoutSeconds``, as an API server does (kmock
+            streams until the client goes; aiohttp does not cancel a handler whose client
+            left, so every abandoned watch would buffer all later events forever)."""
+            try:
+                timeout = float(request.params.get("timeoutSeconds") or 0)
+            except ValueError:
+                timeout = 0.0
+            inner = super()._serve_watch(request)
+            if timeout <= 0:
+                async for item in inner:
+                    yield item
+                return
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            try:
+                while True:
+                    left = deadline - loop.time()
+                    if left <= 0:
+                        return
+                    try:
+                        item = await asyncio.wait_for(inner.__anext__(), left)
+                    except (StopAsyncIteration, asyncio.TimeoutError):
+                        return
+                    yield item
+            finally:
+                await inner.aclose()
+
         async def _collect_garbage(self) -> None:
             # The bench deletes nothing but the controller Deployment (which owns nothing
             # here); skip the full scans of the test emulator's collector.
@@ -276,20 +304,41 @@ def _quiet(verbose: bool = False) -> None:
 
 
 def _run_operator(url: str) -> None:
-    from kubenas.operator.handlers import Options
-    from kubenas.operator.main import operator
-    from kubenas.operator.manifests import Settings
+    from kubenas.operator.main import operator, options_from_env
 
     _quiet()
     _use(url)
     stop = asyncio.Event()
+    trace = os.environ.get("BENCH_TRACEMALLOC")  # a file: where the operator's memory goes
+    if trace:
+        import tracemalloc
+
+        tracemalloc.start(8)
 
     async def main():
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
-        await operator(Options(settings=Settings.from_env()), stop_flag=stop)
+        await operator(options_from_env(), stop_flag=stop)
 
     asyncio.run(main())
+    if trace:
+        _dump_allocations(Path(trace))
+
+
+def _dump_allocations(path: Path) -> None:
+    import gc
+    import tracemalloc
+
+    gc.collect()
+    snapshot = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
+    lines = [f"traced now: {tracemalloc.get_traced_memory()[0] / 2**20:.1f} MiB, "
+             f"peak {tracemalloc.get_traced_memory()[1] / 2**20:.1f} MiB", "", "by line:"]
+    lines += [str(s) for s in snapshot.statistics("lineno")[:40]]
+    lines += ["", "by traceback:"]
+    for stat in snapshot.statistics("traceback")[:15]:
+        lines.append(f"{stat.size / 2**20:.2f} MiB in {stat.count} blocks")
+        lines += ["    " + line for line in stat.traceback.format()]
+    path.write_text("\n".join(lines) + "\n")
 
 
 def _run_controller(url: str, namespace: str, experiment: str) -> None:
@@ -521,7 +570,7 @@ class Run:
                 proc.terminate()
         for proc in self.procs.values():
             try:
-                proc.wait(15)
+                proc.wait(60)
             except subprocess.TimeoutExpired:
                 proc.kill()
 

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from kubenas.api.validation import with_defaults
 from kubenas.operator.budget import elapsed_seconds, experiment_outcome, trials_to_start
 from kubenas.operator.changes import compare
-from kubenas.operator.status import fold, set_condition, status_patch, trial_summary
+from kubenas.operator.status import fold, set_condition, status_patch, trial_details, trial_summary
 
 SPEC = with_defaults({"objective": {"metric": "accuracy"}, "searchSpace": {"type": "chain"},
                       "strategy": {"type": "random"}, "budget": {"maxTrials": 6, "parallelTrials": 2,
@@ -17,7 +17,7 @@ SPEC = with_defaults({"objective": {"metric": "accuracy"}, "searchSpace": {"type
 
 def s(index, phase, reward=None):
     return {"name": f"e-{index}", "index": index, "phase": phase, "reward": reward, "architecture": "a",
-            "hyperparameters": {}, "metrics": {}, "values": []}
+            "acknowledged": phase in ("Succeeded", "Failed", "EarlyStopped"), "values": ()}
 
 
 def test_fold_is_bounded_and_ranks_by_goal():
@@ -32,14 +32,41 @@ def test_fold_is_bounded_and_ranks_by_goal():
     assert fold([], "maximize")["bestTrial"] is None
 
 
+def test_fold_reads_details_of_the_best_trial_only():
+    summaries = [s(i, "Succeeded", i / 100) for i in range(50)]
+    asked = []
+
+    def details(name):
+        asked.append(name)
+        return {"hyperparameters": {"learningRate": 0.1}, "metrics": {"loss": 0.2}}
+
+    best = fold(summaries, "maximize", details)["bestTrial"]
+    assert asked == ["e-49"]
+    assert best["hyperparameters"] == {"learningRate": 0.1} and best["metrics"] == {"loss": 0.2}
+
+
 def test_trial_summary_ignores_garbage():
     trial = {"metadata": {"name": "e-0"}, "spec": {"index": 0, "objective": {"metric": "accuracy"},
                                                    "architecture": {"type": "chain", "layers": [{"op": "identity"}]}},
              "status": {"phase": "Succeeded", "reward": float("nan"), "metrics": {"a": 1, "b": "x"},
                         "history": [{"epoch": 1, "accuracy": 0.5}, {"epoch": 2}]}}
     summary = trial_summary(trial)
-    assert summary["reward"] is None and summary["metrics"] == {"a": 1} and summary["values"] == [0.5, None]
-    assert summary["architecture"] == "identity"
+    assert summary["reward"] is None and summary["values"] == (0.5, None)
+    assert summary["architecture"] == "identity" and summary["acknowledged"] is False
+    assert trial_details(trial)["metrics"] == {"a": 1}
+
+
+def test_trial_summary_keeps_only_what_folding_reads():
+    """Per-trial memory of the operator: no hyperparameters, metrics or history of running trials."""
+    trial = {"metadata": {"name": "e-1"},
+             "spec": {"index": 1, "architecture": {"type": "chain", "layers": [{"op": "identity"}]},
+                      "hyperparameters": {"learningRate": 0.1}},
+             "status": {"phase": "Running", "metrics": {"a": 1}, "history": [{"epoch": 1, "accuracy": 0.5}]}}
+    summary = trial_summary(trial)
+    assert set(summary) == {"name", "index", "phase", "reward", "acknowledged", "architecture"}
+    done = {**trial, "status": {"phase": "Succeeded", "reward": 0.5, "history": [{"accuracy": 0.5}],
+                                "conditions": [{"type": "Finished", "status": "True"}]}}
+    assert trial_summary(done)["acknowledged"] is True and trial_summary(done)["values"] == (0.5,)
 
 
 def test_conditions_keep_transition_time_unless_status_changes():

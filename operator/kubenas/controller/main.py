@@ -13,7 +13,10 @@ Each pass (every ``poll_seconds``):
 3. create NASTrials (deterministic names ``<experiment>-<index>``) to keep
    ``parallelTrials`` in flight, until the budget is spent;
 4. checkpoint ``strategy.state_dict()`` into the ConfigMap ``<experiment>-strategy``
-   (owned by the experiment) when it changed.
+   (owned by the experiment) when it changed, at most every ``checkpoint_seconds`` and
+   once more when the experiment ends or the controller stops: the state grows with the
+   trials (hashes of seen candidates), so writing it on every pass would cost O(trials)
+   per pass; what a restart finds missing from it, it replays from the trials.
 
 Killing the pod at any moment loses nothing: trials are the source of truth, the
 checkpoint restores learned policies exactly, and a retried create of the same index
@@ -45,6 +48,7 @@ log = logging.getLogger("kubenas.controller")
 EXPERIMENT_TERMINAL = ("Succeeded", "Failed", "Stopped")
 WAKE_DEBOUNCE_SECONDS = 0.05  # after a trial change, before the pass that reacts to it
 MAX_CHECKPOINT_BYTES = 900 * 1024  # a ConfigMap holds 1 MiB, keys and metadata included
+CHECKPOINT_SECONDS = 60.0
 
 
 def _candidate(trial: dict) -> dict:
@@ -65,11 +69,17 @@ def _completion_key(trial: dict):
 
 
 class Controller:
-    def __init__(self, namespace: str, experiment: str, kube: Kube | None = None, poll_seconds: float = 3.0):
+    def __init__(self, namespace: str, experiment: str, kube: Kube | None = None, poll_seconds: float = 3.0,
+                 checkpoint_seconds: float = CHECKPOINT_SECONDS):
         self.namespace = namespace
         self.name = experiment
         self.kube = kube or Kube("controller")
         self.poll_seconds = poll_seconds
+        self.checkpoint_seconds = checkpoint_seconds
+        self._checkpoint_at: float | None = None   # monotonic time of the last checkpoint write
+        self._checkpoint_exists = False
+        self._experiment: dict | None = None       # last read, for the checkpoint on stop
+        self._finished = 0                          # records in a terminal phase
         self.strategy = None
         self.restored = False          # True when the strategy was restored from a checkpoint
         self._saved_state: dict | None = None
@@ -109,10 +119,17 @@ class Controller:
                 strategy = make_strategy(spec["strategy"], space, spec["objective"]["goal"])
         return strategy
 
-    def _save_checkpoint(self, experiment: dict) -> None:
+    def _save_checkpoint(self, experiment: dict, *, force: bool = False) -> None:
+        if self.strategy is None:
+            return
+        now = time.monotonic()
+        if (not force and self._checkpoint_at is not None
+                and now - self._checkpoint_at < self.checkpoint_seconds):
+            return  # not yet: state_dict() alone is O(trials)
         state = self.strategy.state_dict()
         if state == self._saved_state:
             return
+        self._checkpoint_at = now
         body = checkpoint_configmap(experiment, {"experimentUid": experiment["metadata"].get("uid"), "state": state})
         size = len(body["data"]["checkpoint.json"])
         if size > MAX_CHECKPOINT_BYTES:
@@ -124,8 +141,11 @@ class Controller:
                 self._warned_checkpoint_size = True
             self._saved_state = state
             return
-        if not self.kube.create("ConfigMap", self.namespace, body):
-            self.kube.patch("ConfigMap", self.namespace, body["metadata"]["name"], {"data": body["data"]})
+        name = body["metadata"]["name"]
+        if not (self._checkpoint_exists and self.kube.patch("ConfigMap", self.namespace, name, {"data": body["data"]})):
+            if not self.kube.create("ConfigMap", self.namespace, body):  # exists: an earlier incarnation's
+                self.kube.patch("ConfigMap", self.namespace, name, {"data": body["data"]})
+        self._checkpoint_exists = True
         self._saved_state = state
 
     # ------------------------------------------------------------------------- loop
@@ -151,7 +171,7 @@ class Controller:
                 self._changes = {}
                 self._watching = True
                 generation = self._watch_generation
-            self._records = {}
+            self._records, self._finished = {}, 0
             threading.Thread(target=self._watch, args=(generation, version), daemon=True,
                              name=f"watch-trials-{self.name}").start()
             return [t for t in items if self._ours(t)]
@@ -160,7 +180,8 @@ class Controller:
         changed = []
         for name, trial in changes.items():
             if trial is None:
-                self._records.pop(name, None)
+                gone = self._records.pop(name, None)
+                self._finished -= bool(gone and gone["phase"] in TERMINAL)
             elif self._ours(trial):
                 changed.append(trial)
         return changed
@@ -210,6 +231,7 @@ class Controller:
         now = now or datetime.now(timezone.utc)
         experiment = self.kube.get_custom(EXPERIMENT_PLURAL, self.namespace, self.name)
         if experiment is None:
+            self._experiment = None  # nothing to checkpoint for: its ConfigMap goes with it
             return "gone"
         spec = accepted_spec(experiment)
         if spec is None:
@@ -226,20 +248,21 @@ class Controller:
             record = _record(t)
             previous = self._records.get(record["name"])
             self._records[record["name"]] = record
+            self._finished += (record["phase"] in TERMINAL) - (previous is not None and previous["phase"] in TERMINAL)
             if record["phase"] in TERMINAL and (previous is None or previous["phase"] not in TERMINAL):
                 finished.append((t["spec"]["index"], _candidate(t),
                                  strategy_reward(status.get("phase"), status.get("reward"))))
         started = time.perf_counter()
         # Incremental: what the strategy has already registered or observed is skipped.
         rebuild(self.strategy, [(t["spec"]["index"], _candidate(t)) for t in new], finished)
-        done = sum(1 for r in self._records.values() if r["phase"] in TERMINAL)
-        if done > self._observed:  # the strategy took in new results
+        if self._finished > self._observed:  # the strategy took in new results
             metrics.strategy_updated(self.namespace, self.name, time.perf_counter() - started)
-            self._observed = done
+            self._observed = self._finished
 
+        self._experiment = experiment
         phase = (experiment.get("status") or {}).get("phase")
         if phase in EXPERIMENT_TERMINAL:
-            self._save_checkpoint(experiment)
+            self._save_checkpoint(experiment, force=True)
             return "done"
         summaries = list(self._records.values())
         elapsed = elapsed_seconds((experiment.get("status") or {}).get("startTime"), now)
@@ -257,6 +280,16 @@ class Controller:
 
     def run(self, stop: threading.Event | None = None) -> int:
         stop = stop or threading.Event()
+        try:
+            return self._loop(stop)
+        finally:
+            if self._experiment is not None:  # what the last passes learned: a restart resumes from it
+                try:
+                    self._save_checkpoint(self._experiment, force=True)
+                except Exception:  # noqa: BLE001 - stopping anyway; a restart replays the trials
+                    log.warning("could not save the strategy checkpoint on stop", exc_info=True)
+
+    def _loop(self, stop: threading.Event) -> int:
         try:
             while not stop.is_set():
                 try:
@@ -294,6 +327,7 @@ def run(namespace: str, experiment: str) -> int:
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
     poll = float(os.environ.get("KUBENAS_CONTROLLER_POLL_SECONDS", "3"))
+    checkpoint = float(os.environ.get("KUBENAS_CONTROLLER_CHECKPOINT_SECONDS", str(CHECKPOINT_SECONDS)))
     if os.environ.get("KUBENAS_CONTROLLER_METRICS_PORT"):
         metrics.serve(int(os.environ["KUBENAS_CONTROLLER_METRICS_PORT"]))
-    return Controller(namespace, experiment, poll_seconds=poll).run(stop)
+    return Controller(namespace, experiment, poll_seconds=poll, checkpoint_seconds=checkpoint).run(stop)

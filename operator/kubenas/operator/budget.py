@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 from kubenas.local.budget import Outcome, decide
 
-from .status import finished_counts, ranked
+from .status import best_reward, finished_counts
 from .trial_state import ACTIVE
 
 __all__ = ["Outcome", "experiment_outcome", "trials_to_start", "elapsed_seconds", "parse_time", "now_iso"]
@@ -38,8 +38,7 @@ def elapsed_seconds(start: str | None, now: datetime) -> float:
 
 def experiment_outcome(spec: dict, summaries: list[dict], elapsed: float) -> Outcome | None:
     """None while the experiment goes on; else its final phase, reason and message."""
-    best = ranked(summaries, spec["objective"]["goal"])
-    return decide(spec, finished_counts(summaries), best[0]["reward"] if best else None, elapsed)
+    return decide(spec, finished_counts(summaries), best_reward(summaries, spec["objective"]["goal"]), elapsed)
 
 
 def trials_to_start(spec: dict, summaries: list[dict], elapsed: float = 0.0) -> list[int]:

@@ -5,10 +5,14 @@ finalizer on anything, so deleting an experiment never waits for the operator, a
 garbage collector removes what it owns (controller Deployment, checkpoint ConfigMap,
 trials, and through the trials their Jobs and pods).
 
-* ``on.event`` for experiments, trials and trainer Jobs: react at once.
+* ``on.event`` for experiments, trials and trainer Jobs: react at once. Objects that
+  need nothing are recognised from their body alone, with no API call: kopf lists
+  every object again whenever a watch ends (every ``watch_seconds``), and at 10,000
+  trials that must not cost 10,000 reads (bench/RESULTS.md, control-plane cost).
 * ``index`` of trial summaries by experiment: what status folding and the median rule
   need, in memory, rebuilt from the API on every start (kopf fills indexes before any
-  handler runs, so a restarted operator never folds a partial view).
+  handler runs, so a restarted operator never folds a partial view); and an index of
+  the experiments themselves, so that reconciling a trial need not read its experiment.
 * a resync loop (started at startup): folds experiments whose trials changed (debounced)
   and, every ``resync_seconds``, reconciles every experiment and every unfinished trial
   again (deadlines, missed events, failed writes).
@@ -27,8 +31,8 @@ from kubenas.api import EXPERIMENT_PLURAL, GROUP, TRIAL_PLURAL, VERSION
 from . import kube, metrics
 from .manifests import LABEL_COMPONENT, LABEL_MANAGED_BY, MANAGED_BY, Settings
 from .reconcile import EXPERIMENT_TERMINAL, Reconciler
-from .status import trial_summary
-from .trial_state import ACTIVE
+from .status import acknowledged, trial_summary
+from .trial_state import ACTIVE, EARLY_STOPPED, job_finished
 
 log = logging.getLogger("kubenas.operator")
 
@@ -48,6 +52,7 @@ class Options:
     manage_rbac: bool = True
     resync_seconds: float = 30.0   # full pass over experiments and unfinished trials
     debounce_seconds: float = 0.5  # how soon trial changes reach the experiment status
+    watch_seconds: float = 600.0   # server-side watch timeout; kopf lists everything again after each
     namespaces: tuple[str, ...] = ()  # empty: the whole cluster
 
 
@@ -61,6 +66,8 @@ class App:
         self.wakeup = asyncio.Event()
         self.loop = asyncio.get_running_loop()
         self.task: asyncio.Task | None = None
+        self.index = None        # kopf.Index of trial summaries by (namespace, experiment)
+        self.experiments = None  # kopf.Index of experiment bodies by (namespace, name)
 
     def mark(self, namespace: str, experiment: str) -> None:
         """Fold this experiment's status soon (called from handler threads)."""
@@ -97,16 +104,19 @@ def configure(options: Options) -> None:
 
 
 @kopf.on.startup(registry=registry)
-async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, trial_summaries: kopf.Index, **_):
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, trial_summaries: kopf.Index,
+                  experiments: kopf.Index, **_):
+    options = _options or Options()
     settings.scanning.disabled = True          # no CRD/namespace watching: less RBAC
     settings.posting.enabled = False           # Events are posted by the reconcilers
-    settings.watching.server_timeout = 600
-    settings.watching.client_timeout = 660
+    settings.watching.server_timeout = options.watch_seconds
+    settings.watching.client_timeout = options.watch_seconds + 60
     settings.networking.request_timeout = 60
     settings.execution.max_workers = int(os.environ.get("KUBENAS_OPERATOR_WORKERS", "8"))
     global current_app
-    app = App(_options or Options())
+    app = App(options)
     app.index = trial_summaries
+    app.experiments = experiments
     metrics.bind_trial_index(lambda: trial_summaries)
     memo["app"] = app
     current_app = app
@@ -142,6 +152,37 @@ def trial_summaries(namespace, spec, body, **_):
     return {(namespace, spec.get("experiment")): trial_summary(dict(body))}
 
 
+@kopf.index(**EXPERIMENTS, registry=registry)
+def experiments(namespace, name, body, **_):
+    return {(namespace, name): dict(body)}
+
+
+def _experiment(index, namespace: str, name: str | None) -> dict | None:
+    """The last watched version of an experiment (the reconcilers read it when needed)."""
+    try:
+        return next(iter(index[(namespace, name)]))
+    except (KeyError, StopIteration):
+        return None
+
+
+def trial_needs_reconcile(event_type: str | None, body: dict) -> bool:
+    """False for a trial whose terminal phase the operator has already recorded: there is
+    nothing left to do (kopf's re-listing replays every such trial). An early-stopped
+    trial's Job is deleted by the reconcile that stopped it; a change to such a trial
+    (not a re-listing) is reconciled, in case that deletion did not happen."""
+    status = body.get("status") or {}
+    if not acknowledged(status):
+        return True
+    return status.get("phase") == EARLY_STOPPED and event_type is not None
+
+
+def job_needs_reconcile(event_type: str | None, body: dict) -> bool:
+    """False for a finished Job seen by a (re-)listing (event type None): its trial has
+    either recorded the outcome, or is still active and then reconciled by the resync
+    pass, which reads the Job. Every real change of a Job is reconciled."""
+    return event_type is not None or not job_finished(body)
+
+
 # -------------------------------------------------------------------------- handlers
 
 @kopf.on.event(**EXPERIMENTS, registry=registry)
@@ -155,28 +196,28 @@ def experiment_event(type, namespace, name, body, memo: kopf.Memo, trial_summari
 
 
 @kopf.on.event(**TRIALS, registry=registry)
-def trial_event(type, namespace, name, spec, body, memo: kopf.Memo, trial_summaries: kopf.Index, **_):
+def trial_event(type, namespace, name, spec, body, memo: kopf.Memo, trial_summaries: kopf.Index,
+                experiments: kopf.Index, **_):
     app: App = memo["app"]
     experiment = spec.get("experiment")
     metrics.observe_trial(namespace, name, dict(body), deleted=type == "DELETED")
-    if type == "DELETED":
-        app.reconciler.forget("trial", namespace, name)
-    else:
+    if type != "DELETED" and trial_needs_reconcile(type, body):
         _guard("trial", app.reconciler.trial, namespace, name, _summaries(trial_summaries, namespace, experiment),
-               body=dict(body))
+               body=dict(body), experiment=_experiment(experiments, namespace, experiment))
     if experiment:
         app.mark(namespace, experiment)
 
 
 @kopf.on.event(**TRAINER_JOBS, registry=registry)
-def job_event(type, namespace, body, memo: kopf.Memo, trial_summaries: kopf.Index, **_):
+def job_event(type, namespace, body, memo: kopf.Memo, trial_summaries: kopf.Index, experiments: kopf.Index, **_):
     app: App = memo["app"]
     owners = [o for o in (body.get("metadata", {}).get("ownerReferences") or []) if o.get("kind") == "NASTrial"]
-    if not owners:
+    if not owners or not job_needs_reconcile(type, body):
         return
     trial = owners[0]["name"]
     experiment = (body.get("metadata", {}).get("labels") or {}).get("kubenas.io/experiment", "")
-    _guard("trial", app.reconciler.trial, namespace, trial, _summaries(trial_summaries, namespace, experiment))
+    _guard("trial", app.reconciler.trial, namespace, trial, _summaries(trial_summaries, namespace, experiment),
+           experiment=_experiment(experiments, namespace, experiment))
 
 
 # ------------------------------------------------------------------------ resync loop
@@ -208,15 +249,10 @@ def _resync(app: App, index: kopf.Index, dirty: set, full: bool) -> None:
         _guard("experiment", r.experiment, namespace, name, _summaries(index, namespace, name))
     if not full:
         return
-    if app.options.namespaces:
-        experiments = [e for ns in app.options.namespaces
-                       for e in (_guard("experiment", r.kube.list_custom, EXPERIMENT_PLURAL, ns) or [])]
-    else:
-        experiments = ((_guard("experiment", lambda: r.kube.custom.list_cluster_custom_object(
-            GROUP, VERSION, EXPERIMENT_PLURAL)) or {}).get("items") or [])
-    for exp in experiments:
-        meta = exp["metadata"]
-        key = (meta["namespace"], meta["name"])
+    for key in list(app.experiments):  # the watched experiments: no LIST needed
+        exp = _experiment(app.experiments, *key)
+        if exp is None:
+            continue
         summaries = _summaries(index, *key)
         if (exp.get("status") or {}).get("phase") in EXPERIMENT_TERMINAL and not any(
                 s["phase"] in ACTIVE for s in summaries):
@@ -225,4 +261,4 @@ def _resync(app: App, index: kopf.Index, dirty: set, full: bool) -> None:
             _guard("experiment", r.experiment, *key, summaries)
         for s in summaries:
             if s["phase"] in ACTIVE:
-                _guard("trial", r.trial, key[0], s["name"], summaries)
+                _guard("trial", r.trial, key[0], s["name"], summaries, experiment=exp)

@@ -24,6 +24,7 @@ def options_from_env(namespaces: Sequence[str] = ()) -> Options:
         settings=Settings.from_env(),
         manage_rbac=_env_bool("KUBENAS_MANAGE_RBAC", True),
         resync_seconds=float(os.environ.get("KUBENAS_RESYNC_SECONDS", "30")),
+        watch_seconds=float(os.environ.get("KUBENAS_WATCH_SECONDS", "600")),
         namespaces=tuple(namespaces),
     )
 

@@ -251,7 +251,7 @@ class StateCollector:
         return []
 
     def collect(self):
-        from .status import ranked  # late import: status imports the trainer's genotype helpers
+        from .status import best_reward  # late import: status imports the trainer's genotype helpers
 
         with STATE.lock:
             experiments = dict(STATE.experiments)
@@ -287,9 +287,9 @@ class StateCollector:
                 per[s.get("phase") or "Pending"] = per.get(s.get("phase") or "Pending", 0) + 1
             for phase, n in per.items():
                 trials.add_metric([namespace, name, phase], n)
-            ranked_trials = ranked(summaries, info["goal"])
-            if ranked_trials:
-                best.add_metric([namespace, name], ranked_trials[0]["reward"])
+            reward = best_reward(summaries, info["goal"])
+            if reward is not None:
+                best.add_metric([namespace, name], reward)
             for phase in ("Pending", "Running"):
                 gpus.add_metric([namespace, name, phase], per[phase] * info["gpus"])
         yield trials

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import zlib
 from datetime import datetime, timezone
 
 from kubernetes.client.exceptions import ApiException
@@ -25,13 +26,14 @@ from .kube import Kube, post_event
 from .manifests import (ANNOTATION_ACCEPTED_SPEC, Settings, accepted_spec, accepted_spec_annotation,
                         controller_deployment, controller_name, job_for_trial, namespace_role_bindings,
                         namespace_service_accounts)
-from .status import fold, get_condition, set_condition, status_patch
+from .status import acknowledged, fold, get_condition, set_condition, status_patch, trial_details
 from .trial_state import ACTIVE, SUCCEEDED, TERMINAL, Decision, decide, early_stop_decision
 
 log = logging.getLogger("kubenas.operator")
 
 EXPERIMENT_TERMINAL = frozenset({"Succeeded", "Failed", "Stopped"})
 COMPONENT = "operator"
+TRIAL_LOCKS = 64  # striped: a lock per trial would grow with the number of trials
 
 
 def _now(now: datetime | None) -> datetime:
@@ -49,17 +51,22 @@ class Reconciler:
         self.kube = kube
         self.settings = settings or Settings()
         self.manage_rbac = manage_rbac
-        self._locks: dict = {}
+        self._locks: dict = {}  # per experiment
         self._locks_guard = threading.Lock()
+        # Trials share a fixed set of locks. Trial reconciles never nest, and an
+        # experiment's reconcile takes its own lock before any trial's, so no cycle.
+        self._trial_locks = [threading.Lock() for _ in range(TRIAL_LOCKS)]
         self._namespaces_ready: set[str] = set()
 
-    def lock(self, *key) -> threading.Lock:
+    def lock(self, kind: str, namespace: str, name: str) -> threading.Lock:
+        if kind == "trial":
+            return self._trial_locks[zlib.crc32(f"{namespace}/{name}".encode()) % TRIAL_LOCKS]
         with self._locks_guard:
-            return self._locks.setdefault(key, threading.Lock())
+            return self._locks.setdefault((kind, namespace, name), threading.Lock())
 
-    def forget(self, *key) -> None:
+    def forget(self, kind: str, namespace: str, name: str) -> None:
         with self._locks_guard:
-            self._locks.pop(key, None)
+            self._locks.pop((kind, namespace, name), None)
 
     def event(self, obj: dict, type_: str, reason: str, message: str, now: str) -> None:
         post_event(self.kube, obj, type_, reason, message, COMPONENT, now)
@@ -89,7 +96,7 @@ class Reconciler:
             # Finished: the controller goes; late trial changes (stopped trials) still count.
             self.kube.delete("Deployment", namespace, controller_name(name))
             if accepted is not None:
-                wanted.update(fold(summaries, accepted["objective"]["goal"]))
+                wanted.update(self._fold(namespace, status, summaries, accepted["objective"]["goal"]))
                 self._stop_in_flight(namespace, summaries, now)
             self._patch_status(exp, status, wanted)
             return
@@ -120,7 +127,7 @@ class Reconciler:
             accepted, conditions = self._spec_change(exp, accepted, conditions, now, generation)
 
         self._ensure_namespace(exp, now)
-        wanted.update(fold(summaries, accepted["objective"]["goal"]))
+        wanted.update(self._fold(namespace, status, summaries, accepted["objective"]["goal"]))
         start = status.get("startTime") or now
         outcome = experiment_outcome(accepted, summaries, elapsed_seconds(start, now_dt))
         if outcome is None:
@@ -144,6 +151,18 @@ class Reconciler:
             metrics.experiment_finished(namespace, outcome.phase, outcome.reason)
         self.kube.delete("Deployment", namespace, controller_name(name))
         self._stop_in_flight(namespace, summaries, now)
+
+    def _fold(self, namespace: str, status: dict, summaries: list[dict], goal: str) -> dict:
+        """The trial part of the status; the best trial's details are read from it only
+        when the best trial changes (the summaries do not keep them)."""
+        previous = status.get("bestTrial") or {}
+
+        def details(name: str) -> dict:
+            if previous.get("name") == name:
+                return previous
+            return trial_details(self.kube.get_custom(TRIAL_PLURAL, namespace, name))
+
+        return fold(summaries, goal, details)
 
     def _spec_change(self, exp: dict, accepted: dict, conditions: list, now: str, generation) -> tuple[dict, list]:
         meta = exp["metadata"]
@@ -206,20 +225,26 @@ class Reconciler:
     # ====================================================================== trials
 
     def trial(self, namespace: str, name: str, peers: list[dict] | None = None,
-              body: dict | None = None, now: datetime | None = None) -> Decision | None:
-        """Reconcile one trial (read fresh unless ``body`` is given)."""
+              body: dict | None = None, experiment: dict | None = None,
+              now: datetime | None = None) -> Decision | None:
+        """Reconcile one trial (read fresh unless ``body`` is given). ``experiment`` is
+        the watched experiment, to save reading it again; it is read when missing or
+        not accepted yet."""
         with self.lock("trial", namespace, name):
             trial = body if body is not None else self.kube.get_custom(TRIAL_PLURAL, namespace, name)
             if trial is None or (trial.get("metadata") or {}).get("deletionTimestamp"):
                 return None
-            return self._trial(trial, peers or [], _now(now))
+            return self._trial(trial, peers or [], _now(now), experiment)
 
-    def _trial(self, trial: dict, peers: list[dict], now_dt: datetime) -> Decision | None:
+    def _trial(self, trial: dict, peers: list[dict], now_dt: datetime, exp: dict | None = None) -> Decision | None:
         meta = trial["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         status = trial.get("status") or {}
         experiment_name = (trial.get("spec") or {}).get("experiment")
-        exp = self.kube.get_custom(EXPERIMENT_PLURAL, namespace, experiment_name) if experiment_name else None
+        if not experiment_name:
+            return None
+        if exp is None or accepted_spec(exp) is None or (exp.get("metadata") or {}).get("name") != experiment_name:
+            exp = self.kube.get_custom(EXPERIMENT_PLURAL, namespace, experiment_name)
         if exp is None:
             return None  # the garbage collector removes orphans; nothing to run for them
         spec = accepted_spec(exp)
@@ -269,7 +294,7 @@ class Reconciler:
     def _acknowledge(self, trial: dict, experiment: str, now: str, exp: dict | None = None) -> None:
         """A terminal phase written by the trainer: record it once (condition, Event, metric)."""
         status = trial.get("status") or {}
-        if get_condition(status.get("conditions"), "Finished"):
+        if acknowledged(status):
             return
         meta = trial["metadata"]
         conditions = self._finished_condition(trial, status, now)

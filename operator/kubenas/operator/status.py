@@ -6,6 +6,7 @@ The status size does not grow with the number of trials.
 """
 from __future__ import annotations
 
+import heapq
 import math
 
 from kubenas_trainer.genotype import describe_genotype
@@ -36,34 +37,59 @@ def architecture_summary(architecture: dict | None) -> str:
 
 
 def trial_summary(trial: dict) -> dict:
-    """What the operator remembers about one trial (small, JSON-able)."""
+    """What the operator remembers about one trial, for every trial it has: only what
+    folding, the budget and the median rule read, so memory per trial stays small
+    (the best trial's hyperparameters and metrics are read from it when it becomes
+    the best, see :func:`trial_details`)."""
     spec = trial.get("spec") or {}
     status = trial.get("status") or {}
-    metric = (spec.get("objective") or {}).get("metric") or "accuracy"
-    values = [_number(h.get(metric)) for h in (status.get("history") or [])[:HISTORY_LIMIT]]
-    return {
+    phase = status.get("phase") or PENDING
+    summary = {
         "name": trial["metadata"]["name"],
         "index": spec.get("index"),
-        "phase": status.get("phase") or PENDING,
+        "phase": phase,
         "reward": _number(status.get("reward")),
-        "reason": status.get("reason"),
-        "completionTime": status.get("completionTime"),
+        "acknowledged": acknowledged(status),
         "architecture": architecture_summary(spec.get("architecture")),
-        "hyperparameters": spec.get("hyperparameters") or {},
-        "metrics": {k: v for k, v in (status.get("metrics") or {}).items() if _number(v) is not None},
-        "values": values,
     }
+    if phase == SUCCEEDED:  # peers for the median rule: only completed trials count
+        metric = (spec.get("objective") or {}).get("metric") or "accuracy"
+        summary["values"] = tuple(_number(h.get(metric)) for h in (status.get("history") or [])[:HISTORY_LIMIT]
+                                  if isinstance(h, dict))
+    return summary
+
+
+def acknowledged(status: dict) -> bool:
+    """A terminal phase the operator has recorded (its ``Finished`` condition is set):
+    nothing is left to do for the trial."""
+    return status.get("phase") in TERMINAL and any(
+        c.get("type") == "Finished" and c.get("status") == "True" for c in status.get("conditions") or [])
+
+
+def trial_details(trial: dict | None) -> dict:
+    """The best trial's hyperparameters and numeric metrics, for ``status.bestTrial``."""
+    spec = (trial or {}).get("spec") or {}
+    status = (trial or {}).get("status") or {}
+    return {"hyperparameters": spec.get("hyperparameters") or {},
+            "metrics": {k: v for k, v in (status.get("metrics") or {}).items() if _number(v) is not None}}
 
 
 def better(a: float, b: float, goal: str) -> bool:
     return a > b if goal == "maximize" else a < b
 
 
-def ranked(summaries: list[dict], goal: str) -> list[dict]:
-    """Succeeded trials with a reward, best first (ties: lower index first)."""
-    done = [s for s in summaries if s["phase"] == SUCCEEDED and s.get("reward") is not None]
+def ranked(summaries, goal: str, limit: int | None = None) -> list[dict]:
+    """Succeeded trials with a reward, best first (ties: lower index first); only the
+    first ``limit`` when given (without sorting them all)."""
+    done = (s for s in summaries if s["phase"] == SUCCEEDED and s.get("reward") is not None)
     sign = -1.0 if goal == "maximize" else 1.0
-    return sorted(done, key=lambda s: (sign * s["reward"], s.get("index") or 0))
+    key = lambda s: (sign * s["reward"], s.get("index") or 0)  # noqa: E731
+    return sorted(done, key=key) if limit is None else heapq.nsmallest(limit, done, key=key)
+
+
+def best_reward(summaries, goal: str) -> float | None:
+    best = ranked(summaries, goal, limit=1)
+    return best[0]["reward"] if best else None
 
 
 def counts(summaries: list[dict]) -> dict:
@@ -83,16 +109,20 @@ def finished_counts(summaries: list[dict]) -> dict:
     return out
 
 
-def fold(summaries: list[dict], goal: str) -> dict:
-    """The trial part of the experiment status: ``trials``, ``bestTrial``, ``topTrials``."""
-    best = ranked(summaries, goal)
+def fold(summaries: list[dict], goal: str, details=None) -> dict:
+    """The trial part of the experiment status: ``trials``, ``bestTrial``, ``topTrials``.
+
+    ``details(name)`` gives the best trial's hyperparameters and metrics
+    (:func:`trial_details`); without it they are left empty.
+    """
+    best = ranked(summaries, goal, limit=TOP_TRIALS)
     status: dict = {"trials": counts(summaries)}
     if best:
         b = best[0]
+        extra = details(b["name"]) if details else {}
         status["bestTrial"] = {
-            "name": b["name"], "index": b.get("index"), "reward": b["reward"],
-            "architecture": b["architecture"], "hyperparameters": b.get("hyperparameters") or {},
-            "metrics": b.get("metrics") or {},
+            "name": b["name"], "index": b.get("index"), "reward": b["reward"], "architecture": b["architecture"],
+            "hyperparameters": extra.get("hyperparameters") or {}, "metrics": extra.get("metrics") or {},
         }
     else:
         status["bestTrial"] = None

@@ -52,6 +52,11 @@ def _true_conditions(job: dict) -> dict:
             if c.get("status") == "True"}
 
 
+def job_finished(job: dict) -> bool:
+    """The Job has ended (Complete or Failed): its pods will not change any more."""
+    return bool(_true_conditions(job).keys() & {"Complete", "Failed"})
+
+
 def _short(text: str | None) -> str:
     text = (text or "").strip()
     return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
