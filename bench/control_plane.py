@@ -177,34 +177,6 @@ def make_bench_emulator():
             result.update(self._resources_seen.values())
             return list(result)
 
-        async def _serve_watch(self, request):
-            """End a watch after its ``timeoutSeconds``, as an API server does (kmock
-            streams until the client goes; aiohttp does not cancel a handler whose client
-            left, so every abandoned watch would buffer all later events forever)."""
-            try:
-                timeout = float(request.params.get("timeoutSeconds") or 0)
-            except ValueError:
-                timeout = 0.0
-            inner = super()._serve_watch(request)
-            if timeout <= 0:
-                async for item in inner:
-                    yield item
-                return
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + timeout
-            try:
-                while True:
-                    left = deadline - loop.time()
-                    if left <= 0:
-                        return
-                    try:
-                        item = await asyncio.wait_for(inner.__anext__(), left)
-                    except (StopAsyncIteration, asyncio.TimeoutError):
-                        return
-                    yield item
-            finally:
-                await inner.aclose()
-
         async def _collect_garbage(self) -> None:
             # The bench deletes nothing but the controller Deployment (which owns nothing
             # here); skip the full scans of the test emulator's collector.
@@ -458,8 +430,9 @@ def _percentile(values: list[float], q: float) -> float | None:
 
 class Run:
     def __init__(self, trials: int, strategy: str, parallel: int, timeout: float, workdir: Path,
-                 poll_seconds: float | None):
+                 poll_seconds: float | None, watch_seconds: float = 120):
         self.trials, self.strategy, self.parallel, self.timeout = trials, strategy, parallel, timeout
+        self.watch_seconds = watch_seconds
         self.workdir = workdir
         self.poll_seconds = poll_seconds
         self.procs: dict[str, subprocess.Popen] = {}
@@ -505,6 +478,7 @@ class Run:
         api.user_agent = "bench-harness/0"
         custom, apps = k8s.CustomObjectsApi(api), k8s.AppsV1Api(api)
         env = {"KUBENAS_CONTROLLER_POLL_SECONDS": str(self.poll_seconds)} if self.poll_seconds else {}
+        env["KUBENAS_WATCH_SECONDS"] = str(self.watch_seconds)
         self._spawn("trainer", "--url", url)
         self._spawn("operator", "--url", url, env=env)
         name = f"bench-{self.strategy}-{self.trials}"
@@ -584,6 +558,7 @@ class Run:
         status = exp.get("status") or {}
         return {
             "trials": self.trials, "strategy": self.strategy, "parallel": self.parallel,
+            "watch_seconds": self.watch_seconds,
             "phase": phase, "wall_seconds": round(wall, 1),
             "trials_finished": len(finished), "jobs_created": len(jobs),
             "trials_per_second": round(len(finished) / span, 2) if span else None,
@@ -647,6 +622,9 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=1800, help="per run (seconds)")
     parser.add_argument("--poll-seconds", type=float, default=None,
                         help="KUBENAS_CONTROLLER_POLL_SECONDS for the operator (default: the product default)")
+    parser.add_argument("--watch-seconds", type=float, default=120,
+                        help="KUBENAS_WATCH_SECONDS for the operator: kopf lists every object again after each "
+                             "watch ends, so a short one makes long runs go through several re-lists")
     parser.add_argument("--label", default="", help="tag stored with the runs (e.g. 'before')")
     parser.add_argument("--workdir", default="/tmp/kubenas-bench-cp")
     parser.add_argument("--table", action="store_true", help="print the table of stored results and exit")
@@ -677,7 +655,7 @@ def main() -> int:
         for n in args.trials:
             print(f"run: {n} trials, {strategy}, parallel {args.parallel}", flush=True)
             run = Run(n, strategy, args.parallel, args.timeout, Path(args.workdir) / f"{strategy}-{n}",
-                      args.poll_seconds)
+                      args.poll_seconds, args.watch_seconds)
             try:
                 result = run.execute()
             finally:

@@ -3,11 +3,14 @@
 kmock is a database over HTTP. This subclass adds, simplistically:
 uid / creationTimestamp / generation / resourceVersion on writes; 409 on a stale
 ``metadata.resourceVersion`` precondition; status-subresource separation; equality
-label selectors on lists; and a garbage collector (ownerReferences cascade).
+label selectors on lists; a list's resourceVersion, from which a watch streams only
+newer objects (kmock replays every object to every watch); a watch's
+``timeoutSeconds``; and a garbage collector (ownerReferences cascade).
 It still has no Job or Deployment controllers: tests/integration/cluster.py plays them.
 """
 from __future__ import annotations
 
+import asyncio
 import datetime
 import itertools
 import uuid
@@ -119,7 +122,11 @@ class RealisticEmulator(kmock.KubernetesEmulator):
                     await self._buses[key[0]].put({"type": "DELETED", "object": raw})
 
     async def _serve_list(self, request):
+        # Taken first: whatever is written meanwhile gets a later version, so a watch
+        # from this version misses nothing (it may repeat an object, as is allowed).
+        version = str(next(self._rv))
         payload = await super()._serve_list(request)
+        payload["metadata"] = {"resourceVersion": version}
         selector = (request.params or {}).get("labelSelector")
         if selector:
             wanted = dict(part.split("=", 1) for part in selector.split(",") if "=" in part)
@@ -127,3 +134,42 @@ class RealisticEmulator(kmock.KubernetesEmulator):
                                 if all(((item.get("metadata") or {}).get("labels") or {}).get(k) == v
                                        for k, v in wanted.items())]
         return payload
+
+    async def _serve_watch(self, request):
+        """A watch from ``resourceVersion`` skips the objects no newer than it (a client
+        that has just listed them must not get them all again), and ends after
+        ``timeoutSeconds``: the client then lists again, and an abandoned watch does not
+        buffer every later event for ever (aiohttp does not cancel a handler whose
+        client left)."""
+        params = request.params or {}
+        since = _int(params.get("resourceVersion"))
+        timeout = _int(params.get("timeoutSeconds")) or 0
+        inner = super()._serve_watch(request)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout if timeout > 0 else None
+        try:
+            while True:
+                try:
+                    if deadline is None:
+                        event = await inner.__anext__()
+                    else:
+                        left = deadline - loop.time()
+                        if left <= 0:
+                            return
+                        event = await asyncio.wait_for(inner.__anext__(), left)
+                except (StopAsyncIteration, asyncio.TimeoutError):
+                    return
+                if (since is not None and isinstance(event, dict) and event.get("type") == "ADDED"
+                        and (_int(((event.get("object") or {}).get("metadata") or {}).get("resourceVersion")) or 0)
+                        <= since):
+                    continue
+                yield event
+        finally:
+            await inner.aclose()
+
+
+def _int(text) -> int | None:
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        return None

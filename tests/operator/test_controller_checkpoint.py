@@ -1,4 +1,6 @@
 """The controller's strategy checkpoint must fit a ConfigMap, or not be written at all."""
+import threading
+
 from kubenas.controller import main as controller_main
 from kubenas.controller.main import Controller
 
@@ -47,3 +49,32 @@ def test_oversize_checkpoint_is_skipped_not_sent(caplog):
     controller._save_checkpoint(EXPERIMENT)
     assert kube.writes == []
     assert "rebuild the strategy from the trials" in caplog.text
+
+
+def test_checkpoints_are_throttled_and_flushed_when_forced():
+    """The state grows with the trials: it is written at most every checkpoint_seconds,
+    and once more when the experiment ends or the controller stops."""
+    kube = RecordingKube()
+    controller = Controller("ns", "exp", kube=kube, checkpoint_seconds=3600)
+    controller.strategy = FixedStrategy({"observed": [1]})
+    controller._save_checkpoint(EXPERIMENT)
+    controller.strategy.state = {"observed": [1, 2]}
+    controller._save_checkpoint(EXPERIMENT)  # too soon: not written
+    assert [(op, kind) for op, kind, _ in kube.writes] == [("create", "ConfigMap")]
+    controller._save_checkpoint(EXPERIMENT, force=True)
+    # The ConfigMap is known to exist: patched directly, not created first.
+    assert [(op, kind) for op, kind, _ in kube.writes] == [("create", "ConfigMap"), ("patch", "ConfigMap")]
+    assert '"observed":[1,2]' in kube.writes[1][2]["data"]["checkpoint.json"]
+
+
+def test_stopping_controller_saves_its_last_state():
+    kube = RecordingKube()
+    controller = Controller("ns", "exp", kube=kube, checkpoint_seconds=3600)
+    controller.strategy = FixedStrategy({"observed": [1]})
+    controller._save_checkpoint(EXPERIMENT)
+    controller._experiment = EXPERIMENT
+    controller.strategy.state = {"observed": [1, 2, 3]}
+    stop = threading.Event()  # set: run() makes no pass, only its final save
+    stop.set()
+    assert controller.run(stop) == 0
+    assert '"observed":[1,2,3]' in kube.writes[-1][2]["data"]["checkpoint.json"]

@@ -71,6 +71,8 @@ class Settings:
     })
     # How often the controller pod lists its trials (seconds).
     controller_poll_seconds: float = 3.0
+    # How often, at most, the controller writes its strategy checkpoint (seconds).
+    controller_checkpoint_seconds: float = 60.0
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Settings":
@@ -83,6 +85,8 @@ class Settings:
             job_ttl_seconds=int(env.get("KUBENAS_JOB_TTL_SECONDS", default.job_ttl_seconds)),
             controller_poll_seconds=float(env.get("KUBENAS_CONTROLLER_POLL_SECONDS",
                                                   default.controller_poll_seconds)),
+            controller_checkpoint_seconds=float(env.get("KUBENAS_CONTROLLER_CHECKPOINT_SECONDS",
+                                                        default.controller_checkpoint_seconds)),
         )
 
 
@@ -308,6 +312,7 @@ def controller_deployment(experiment: dict, spec: dict, settings: Settings = Set
         "env": [
             {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
             {"name": "KUBENAS_CONTROLLER_POLL_SECONDS", "value": str(settings.controller_poll_seconds)},
+            {"name": "KUBENAS_CONTROLLER_CHECKPOINT_SECONDS", "value": str(settings.controller_checkpoint_seconds)},
             {"name": "KUBENAS_CONTROLLER_METRICS_PORT", "value": str(CONTROLLER_METRICS_PORT)},
             {"name": "HOME", "value": "/tmp"},
             {"name": "PYTHONUNBUFFERED", "value": "1"},
