@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import platform
@@ -149,9 +150,8 @@ def make_bench_emulator():
             raw = self._objects._objects
             if len(raw) == self._indexed:
                 return
-            for i, key in enumerate(raw):  # new keys are appended at the end of the dict
-                if i < self._indexed:
-                    continue
+            fresh = list(itertools.islice(reversed(raw), len(raw) - self._indexed))  # new keys are the last ones
+            for key in reversed(fresh):
                 res, ns, name = key
                 rk = self._rk(res)
                 self._index[rk + (ns, name)] = key

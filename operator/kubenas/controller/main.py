@@ -6,7 +6,7 @@ Each pass (every ``poll_seconds``):
 2. bring its view of the experiment's NASTrials up to date and the strategy with it
    (``rebuild``: register every new proposal, observe every newly finished trial in
    completion order; both are idempotent). The view is an informer: one LIST when the
-   controller starts (and whenever its watch ends or fails), then a WATCH of changes in a
+   controller starts (and when its watch fails, e.g. 410 Gone), then a WATCH of changes in a
    background thread that also wakes the loop at once, so a pass costs O(changes), not
    O(trials), and a finished trial is replaced without waiting for the next poll. Only a
    small record per trial is kept (index, phase, reward, completion time);
@@ -187,28 +187,36 @@ class Controller:
         return changed
 
     def _watch(self, generation: int, version: str | None) -> None:
-        """Background thread: feed trial changes to the loop until the watch ends."""
+        """Background thread: feed trial changes to the loop. When a watch ends (the
+        server's timeout) it watches again from the last version seen, as an informer
+        does; only an error (410 Gone: that version is too old) makes the next pass
+        list everything again."""
         from kubernetes import watch
 
-        self._watcher = watcher = watch.Watch()
         try:
-            if self._closed:
-                return
-            for event in self.kube.watch_custom(TRIAL_PLURAL, self.namespace, self._selector(), version,
-                                                watcher=watcher):
-                if self._closed or generation != self._watch_generation:
-                    return
-                kind, obj = event.get("type"), event.get("object")
-                if kind == "ERROR":
-                    log.info("trial watch ended: %s", obj)
-                    break
-                if kind not in ("ADDED", "MODIFIED", "DELETED") or not isinstance(obj, dict):
-                    continue  # BOOKMARK
-                name = (obj.get("metadata") or {}).get("name")
-                with self._changes_lock:
-                    if generation == self._watch_generation:
-                        self._changes[name] = None if kind == "DELETED" else obj
-                self._wake.set()
+            while not self._closed and generation == self._watch_generation:
+                self._watcher = watcher = watch.Watch()
+                started = time.monotonic()
+                for event in self.kube.watch_custom(TRIAL_PLURAL, self.namespace, self._selector(), version,
+                                                    watcher=watcher):
+                    if self._closed or generation != self._watch_generation:
+                        return
+                    kind, obj = event.get("type"), event.get("object")
+                    if kind == "ERROR":
+                        log.info("trial watch ended: %s; listing again", obj)
+                        return
+                    if not isinstance(obj, dict):
+                        continue
+                    version = (obj.get("metadata") or {}).get("resourceVersion") or version
+                    if kind not in ("ADDED", "MODIFIED", "DELETED"):
+                        continue  # BOOKMARK: only the version moves on
+                    name = (obj.get("metadata") or {}).get("name")
+                    with self._changes_lock:
+                        if generation == self._watch_generation:
+                            self._changes[name] = None if kind == "DELETED" else obj
+                    self._wake.set()
+                if time.monotonic() - started < 1.0:
+                    time.sleep(1.0)  # a server that ends watches at once must not make this spin
         except Exception as err:  # noqa: BLE001 - list again on the next pass
             if not self._closed:
                 log.info("trial watch failed (%s); listing again", err)

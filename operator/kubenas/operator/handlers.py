@@ -111,6 +111,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, trial_summar
     settings.posting.enabled = False           # Events are posted by the reconcilers
     settings.watching.server_timeout = options.watch_seconds
     settings.watching.client_timeout = options.watch_seconds + 60
+    settings.watching.chunk_size = 500         # list in pages: a start with 10,000 trials holds one page
     settings.networking.request_timeout = 60
     settings.execution.max_workers = int(os.environ.get("KUBENAS_OPERATOR_WORKERS", "8"))
     global current_app
