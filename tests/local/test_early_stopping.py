@@ -45,8 +45,11 @@ def test_runner_early_stops_a_hopeless_trial(tmp_path, tiny):
         searchSpace=space_spec, strategy={"type": "random", "seed": seed},
         budget={"maxTrials": 2, "parallelTrials": 1, "trialTimeoutSeconds": 300},
         earlyStopping={"type": "median", "minTrials": 1, "startEpoch": 1})
-    tiny["spec"]["trial"]["dataset"]["limit"] = 100
-    tiny["spec"]["trial"]["training"] = {"epochs": 200, "batchSize": 32, "maxTrainBatches": 1, "measureLatency": False}
+    # Enough data and steps that the conv trial clearly learns (its running average soon
+    # passes anything the identity trial reaches), so the rule fires whenever it is polled.
+    tiny["spec"]["trial"]["dataset"]["limit"] = 400
+    tiny["spec"]["trial"]["training"] = {"epochs": 200, "batchSize": 32, "maxTrainBatches": 4,
+                                         "optimizer": "adam", "learningRate": 0.01, "measureLatency": False}
     run_dir = tmp_path / "run"
     assert main(["run", str(write(tmp_path, tiny)), "--run-dir", str(run_dir), "--no-progress"]) == 0
     first, second = finished_lines(run_dir)
