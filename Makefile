@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 EXAMPLE ?= deploy/examples/digits-evolution.yaml
 RUN_DIR ?= runs/demo
 
-.PHONY: install demo test lint clean sync-crds
+.PHONY: install demo test clean sync-crds
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

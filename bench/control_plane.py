@@ -242,6 +242,10 @@ async def _serve_emulator(workdir: Path) -> None:
         (workdir / "url.tmp").write_text(str(server.url).rstrip("/"))
         os.replace(workdir / "url.tmp", workdir / "url")
         while not (workdir / "stop").exists():
+            if (workdir / "snapshot").exists():  # the harness asks for the request counts so far
+                (workdir / "counts.tmp").write_text(json.dumps(emu.summary()["requests"]))
+                os.replace(workdir / "counts.tmp", workdir / "counts.json")
+                (workdir / "snapshot").unlink()
             await asyncio.sleep(0.2)
         if profile is not None:
             profile.disable()
@@ -430,9 +434,11 @@ def _percentile(values: list[float], q: float) -> float | None:
 
 class Run:
     def __init__(self, trials: int, strategy: str, parallel: int, timeout: float, workdir: Path,
-                 poll_seconds: float | None, watch_seconds: float = 120):
+                 poll_seconds: float | None, watch_seconds: float = 120, restart_operator: bool = False):
         self.trials, self.strategy, self.parallel, self.timeout = trials, strategy, parallel, timeout
         self.watch_seconds = watch_seconds
+        self.restart_operator = restart_operator
+        self.restart: dict | None = None
         self.workdir = workdir
         self.poll_seconds = poll_seconds
         self.procs: dict[str, subprocess.Popen] = {}
@@ -524,6 +530,7 @@ class Run:
         time.sleep(1.5)  # let the last status fold land
         self._sample()
         exp = custom.get_namespaced_custom_object("kubenas.io", "v1alpha1", NS, "nasexperiments", name)
+        self.restart = self._restart_operator(url, env) if self.restart_operator else None
         (self.workdir / "stop").write_text("")
         deadline = time.monotonic() + 60
         while not (self.workdir / "emulator.json").exists() and time.monotonic() < deadline:
@@ -531,6 +538,45 @@ class Run:
         emu = json.loads((self.workdir / "emulator.json").read_text())
         self.stop()
         return self._result(name, phase, wall, exp, emu, controller_started is not None)
+
+    def _counts(self) -> dict:
+        """The emulator's request counts so far, by component and method."""
+        (self.workdir / "counts.json").unlink(missing_ok=True)
+        (self.workdir / "snapshot").write_text("")
+        deadline = time.monotonic() + 60
+        while not (self.workdir / "counts.json").exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError("the emulator did not report its request counts")
+            time.sleep(0.1)
+        return json.loads((self.workdir / "counts.json").read_text())
+
+    def _restart_operator(self, url: str, env: dict) -> dict:
+        """Restart the operator on the finished experiment: kopf lists every trial and Job
+        again and runs the handlers on each. Reports the new operator's requests, peak
+        RSS and how long until it is idle (no request and no CPU for 5 s)."""
+        before = self._counts().get("operator", {})
+        old = self.procs.pop("operator")
+        old.terminate()
+        old.wait(60)
+        started = time.monotonic()
+        proc = self._spawn("operator", "--url", url, env=env)
+        peak, quiet_since, last = 0, None, None
+        while time.monotonic() - started < 600:
+            time.sleep(1.0)
+            peak = max(peak, _vm(proc.pid, "VmHWM") or 0)
+            now = (json.dumps(self._counts().get("operator", {}), sort_keys=True), _cpu_seconds(proc.pid))
+            if last is not None and now[0] == last[0] and (now[1] or 0) - (last[1] or 0) < 0.05:
+                quiet_since = quiet_since or time.monotonic()
+                if time.monotonic() - quiet_since >= 5:
+                    break
+            else:
+                quiet_since = None
+            last = now
+        after = self._counts().get("operator", {})
+        requests = {m: after.get(m, 0) - before.get(m, 0) for m in after if after.get(m, 0) != before.get(m, 0)}
+        return {"requests": requests, "peak_rss_mib": round(peak / 1024, 1),
+                "seconds_to_idle": round((quiet_since or time.monotonic()) - started, 1),
+                "cpu_seconds": _cpu_seconds(proc.pid)}
 
     def stop(self) -> None:
         emulator = self.procs.get("emulator")
@@ -574,6 +620,7 @@ class Run:
             "best_reward": (status.get("bestTrial") or {}).get("reward"),
             "emulator_objects": emu.get("objects"),
             "controller_ran": controller_ran,
+            "operator_restart": self.restart,
         }
 
 
@@ -625,6 +672,9 @@ def main() -> int:
     parser.add_argument("--watch-seconds", type=float, default=120,
                         help="KUBENAS_WATCH_SECONDS for the operator: kopf lists every object again after each "
                              "watch ends, so a short one makes long runs go through several re-lists")
+    parser.add_argument("--restart-operator", action="store_true",
+                        help="after each run, restart the operator on the finished experiment and measure its "
+                             "re-list (requests, peak RSS, time until idle)")
     parser.add_argument("--label", default="", help="tag stored with the runs (e.g. 'before')")
     parser.add_argument("--workdir", default="/tmp/kubenas-bench-cp")
     parser.add_argument("--table", action="store_true", help="print the table of stored results and exit")
@@ -655,7 +705,7 @@ def main() -> int:
         for n in args.trials:
             print(f"run: {n} trials, {strategy}, parallel {args.parallel}", flush=True)
             run = Run(n, strategy, args.parallel, args.timeout, Path(args.workdir) / f"{strategy}-{n}",
-                      args.poll_seconds, args.watch_seconds)
+                      args.poll_seconds, args.watch_seconds, args.restart_operator)
             try:
                 result = run.execute()
             finally:
