@@ -3,9 +3,10 @@
 kmock is a database over HTTP. This subclass adds, simplistically:
 uid / creationTimestamp / generation / resourceVersion on writes; 409 on a stale
 ``metadata.resourceVersion`` precondition; status-subresource separation; equality
-label selectors on lists; a list's resourceVersion, from which a watch streams only
-newer objects (kmock replays every object to every watch); a watch's
-``timeoutSeconds``; and a garbage collector (ownerReferences cascade).
+label selectors on lists and watches; a list's resourceVersion, from which a watch
+streams only newer objects (kmock replays every object to every watch); resourceVersions
+that reach watchers in order; a watch's ``timeoutSeconds``; and a garbage collector
+(ownerReferences cascade).
 It still has no Job or Deployment controllers: tests/integration/cluster.py plays them.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ import kmock
 from kmock._internal import enums
 from kmock._internal.k8s import KubernetesError
 
+WRITES = (enums.action.CREATE, enums.action.UPDATE, enums.action.DELETE)
 STATUS_RESOURCES = {"nasexperiments", "nastrials", "jobs", "deployments", "pods"}
 
 RESOURCES = {
@@ -45,6 +47,7 @@ class RealisticEmulator(kmock.KubernetesEmulator):
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
         self._rv = itertools.count(1)
+        self._writes = asyncio.Lock()
         # (user agent, method, path, query) of every request, for the RBAC coverage test.
         self.calls: list[tuple[str, str, str, dict]] = []
         for key, info in RESOURCES.items():
@@ -57,6 +60,15 @@ class RealisticEmulator(kmock.KubernetesEmulator):
         return None
 
     async def _handle(self, request):
+        if request.resource is not None and request.action in WRITES:
+            # One write at a time, from its resourceVersion to its watch event: versions
+            # then reach watchers in increasing order, as from an API server, and a
+            # client resuming from the last version it saw misses nothing.
+            async with self._writes:
+                return await self._handle_one(request)
+        return await self._handle_one(request)
+
+    async def _handle_one(self, request):
         # kmock matches each request against its whole request history (quadratic);
         # keep only a short tail, and our own compact log.
         del self._requests[:-20]
@@ -127,45 +139,71 @@ class RealisticEmulator(kmock.KubernetesEmulator):
         version = str(next(self._rv))
         payload = await super()._serve_list(request)
         payload["metadata"] = {"resourceVersion": version}
-        selector = (request.params or {}).get("labelSelector")
-        if selector:
-            wanted = dict(part.split("=", 1) for part in selector.split(",") if "=" in part)
-            payload["items"] = [item for item in payload["items"]
-                                if all(((item.get("metadata") or {}).get("labels") or {}).get(k) == v
-                                       for k, v in wanted.items())]
+        wanted = _selector((request.params or {}).get("labelSelector"))
+        payload["items"] = [item for item in payload["items"] if _labelled(item, wanted)]
         return payload
 
     async def _serve_watch(self, request):
-        """A watch from ``resourceVersion`` skips the objects no newer than it (a client
-        that has just listed them must not get them all again), and ends after
-        ``timeoutSeconds``: the client then lists again, and an abandoned watch does not
-        buffer every later event for ever (aiohttp does not cancel a handler whose
-        client left)."""
+        """kmock's watch, with what clients of a real API server rely on:
+
+        * it subscribes to changes *before* it reads the current objects (kmock reads them
+          first and subscribes after streaming them all, losing whatever changed meanwhile);
+        * from a ``resourceVersion`` it sends only the objects newer than it (a client
+          that has just listed them, or resumes a watch, must not get them all again);
+        * it ends after ``timeoutSeconds``; the client then watches again, and an
+          abandoned watch does not buffer every later event for ever (aiohttp does not
+          cancel a handler whose client left).
+        """
         params = request.params or {}
         since = _int(params.get("resourceVersion"))
         timeout = _int(params.get("timeoutSeconds")) or 0
-        inner = super()._serve_watch(request)
+        wanted = _selector(params.get("labelSelector"))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout if timeout > 0 else None
+        yield b""  # send the headers now: the client is waiting for them
+        bus = self._buses[request.resource]
+        marker = await bus.mark()
+        changes = bus.stream(since=marker)
         try:
+            async with self._lock:
+                objs = [o for o in self._KubernetesEmulator__get_objs(request, strict=False) if not o.deleted]
+                current = [{"type": "ADDED", "object": o.raw} for o in objs
+                           if (since is None or (_version(o.raw) or 0) > since) and _labelled(o.raw, wanted)]
+            for event in current:
+                yield event
             while True:
                 try:
                     if deadline is None:
-                        event = await inner.__anext__()
+                        event = await changes.__anext__()
                     else:
                         left = deadline - loop.time()
                         if left <= 0:
                             return
-                        event = await asyncio.wait_for(inner.__anext__(), left)
+                        event = await asyncio.wait_for(changes.__anext__(), left)
                 except (StopAsyncIteration, asyncio.TimeoutError):
                     return
-                if (since is not None and isinstance(event, dict) and event.get("type") == "ADDED"
-                        and (_int(((event.get("object") or {}).get("metadata") or {}).get("resourceVersion")) or 0)
-                        <= since):
-                    continue
-                yield event
+                obj = event.get("object") or {}
+                meta = obj.get("metadata") or {}
+                if self._KubernetesEmulator__check(request, request.resource, meta.get("namespace"),
+                                                   meta.get("name"), strict=False) and _labelled(obj, wanted):
+                    yield event
         finally:
-            await inner.aclose()
+            await changes.aclose()
+            await bus.unmark(marker)
+
+
+def _selector(text: str | None) -> dict:
+    """Equality label selectors only (``a=b,c=d``): all kubenas uses."""
+    return dict(part.split("=", 1) for part in (text or "").split(",") if "=" in part)
+
+
+def _labelled(obj: dict, wanted: dict) -> bool:
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return all(labels.get(k) == v for k, v in wanted.items())
+
+
+def _version(raw: dict) -> int | None:
+    return _int((raw.get("metadata") or {}).get("resourceVersion"))
 
 
 def _int(text) -> int | None:
