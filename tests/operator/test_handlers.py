@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from kubenas.operator import handlers
+from kubenas.operator.book import Book
 
 FINISHED = [{"type": "Finished", "status": "True", "reason": "Succeeded"}]
 EXPERIMENT = {"metadata": {"name": "exp", "namespace": "ns"}, "status": {"phase": "Running"}}
@@ -29,10 +30,6 @@ def job(condition=None, name="exp-0"):
     return body
 
 
-class Store(list):
-    """Stands in for kopf's Store (an iterable of values)."""
-
-
 class RecordingReconciler:
     def __init__(self):
         self.calls = []
@@ -45,6 +42,9 @@ class FakeApp:
     def __init__(self):
         self.reconciler = RecordingReconciler()
         self.marked = []
+        self.book = Book()
+        self.book.put_experiment(EXPERIMENT)
+        self.book.put_trial(trial("Running", name="exp-9"))
 
     def mark(self, namespace, experiment):
         self.marked.append((namespace, experiment))
@@ -55,18 +55,13 @@ def app():
     return FakeApp()
 
 
-def indexes():
-    return {"trial_summaries": {("ns", "exp"): Store([{"name": "exp-0", "phase": "Running"}])},
-            "experiments": {("ns", "exp"): Store([EXPERIMENT])}}
-
-
 def send_trial(app, event_type, body):
     handlers.trial_event(type=event_type, namespace="ns", name=body["metadata"]["name"], spec=body["spec"],
-                         body=body, memo={"app": app}, **indexes())
+                         body=body, memo={"app": app})
 
 
 def send_job(app, event_type, body):
-    handlers.job_event(type=event_type, namespace="ns", body=body, memo={"app": app}, **indexes())
+    handlers.job_event(type=event_type, namespace="ns", body=body, memo={"app": app})
 
 
 @pytest.mark.parametrize("event_type", [None, "MODIFIED"])
@@ -75,6 +70,7 @@ def test_settled_trials_cost_nothing(app, event_type, phase):
     send_trial(app, event_type, trial(phase, FINISHED))
     assert app.reconciler.calls == []
     assert app.marked == [("ns", "exp")]  # the status fold still sees it
+    assert {s["name"]: s["phase"] for s in app.book.summaries("ns", "exp")}["exp-0"] == phase
 
 
 def test_early_stopped_trial_is_reconciled_on_a_change_not_on_a_relisting(app):
@@ -89,12 +85,13 @@ def test_unsettled_trials_are_reconciled_with_the_watched_experiment(app, body):
     send_trial(app, None, body)
     (call,) = app.reconciler.calls
     assert call["body"] == body and call["experiment"] is EXPERIMENT
-    assert call["peers"] == [{"name": "exp-0", "phase": "Running"}]
+    assert sorted(p["name"] for p in call["peers"]) == ["exp-0", "exp-9"]  # the book, with this trial in it
 
 
-def test_deleted_trial_is_not_reconciled(app):
-    send_trial(app, "DELETED", trial("Running"))
+def test_deleted_trial_is_not_reconciled_and_leaves_the_book(app):
+    send_trial(app, "DELETED", trial("Running", name="exp-9"))
     assert app.reconciler.calls == []
+    assert app.book.summaries("ns", "exp") == []
 
 
 @pytest.mark.parametrize("condition", ["Complete", "Failed"])
@@ -118,6 +115,18 @@ def test_job_without_a_trial_owner_is_ignored(app):
     assert app.reconciler.calls == []
 
 
-def test_experiment_cache_misses_are_none():
-    assert handlers._experiment({}, "ns", "missing") is None
-    assert handlers._experiment({("ns", "exp"): Store([EXPERIMENT])}, "ns", "exp") is EXPERIMENT
+def test_book_lists_in_pages_at_start_and_forgets_deleted_experiments():
+    class PagedKube:
+        def iter_custom(self, plural, namespace=None):
+            assert namespace is None  # the whole cluster
+            if plural == "nasexperiments":
+                return iter([EXPERIMENT])
+            return iter([trial("Succeeded", FINISHED, name=f"exp-{i}") for i in range(3)])
+
+    book = Book()
+    book.fill(PagedKube(), "nasexperiments", "nastrials")
+    assert book.trial_count() == 3 and book.experiment("ns", "exp") is EXPERIMENT
+    assert all(s["acknowledged"] for s in book.summaries("ns", "exp"))
+    assert book.experiment("ns", "missing") is None and book.summaries("ns", "missing") == []
+    book.drop_experiment("ns", "exp")
+    assert book.trial_count() == 0 and book.experiment_keys() == []

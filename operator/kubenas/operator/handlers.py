@@ -9,10 +9,11 @@ trials, and through the trials their Jobs and pods).
   need nothing are recognised from their body alone, with no API call: kopf lists
   every object again whenever a watch ends (every ``watch_seconds``), and at 10,000
   trials that must not cost 10,000 reads (bench/RESULTS.md, control-plane cost).
-* ``index`` of trial summaries by experiment: what status folding and the median rule
-  need, in memory, rebuilt from the API on every start (kopf fills indexes before any
-  handler runs, so a restarted operator never folds a partial view); and an index of
-  the experiments themselves, so that reconciling a trial need not read its experiment.
+* a :class:`~kubenas.operator.book.Book` of trial summaries by experiment (what status
+  folding and the median rule need) and of the watched experiments (so that reconciling
+  a trial need not read its experiment), in memory: listed in pages at startup, before
+  kopf watches anything, so a restarted operator never folds a partial view; then kept
+  up to date by the handlers.
 * a resync loop (started at startup): folds experiments whose trials changed (debounced)
   and, every ``resync_seconds``, reconciles every experiment and every unfinished trial
   again (deadlines, missed events, failed writes).
@@ -31,7 +32,8 @@ from kubenas.api import EXPERIMENT_PLURAL, GROUP, TRIAL_PLURAL, VERSION
 from . import kube, metrics
 from .manifests import LABEL_COMPONENT, LABEL_MANAGED_BY, MANAGED_BY, Settings
 from .reconcile import EXPERIMENT_TERMINAL, Reconciler
-from .status import acknowledged, trial_summary
+from .book import Book
+from .status import acknowledged
 from .trial_state import ACTIVE, EARLY_STOPPED, job_finished
 
 log = logging.getLogger("kubenas.operator")
@@ -66,20 +68,12 @@ class App:
         self.wakeup = asyncio.Event()
         self.loop = asyncio.get_running_loop()
         self.task: asyncio.Task | None = None
-        self.index = None        # kopf.Index of trial summaries by (namespace, experiment)
-        self.experiments = None  # kopf.Index of experiment bodies by (namespace, name)
+        self.book = Book()
 
     def mark(self, namespace: str, experiment: str) -> None:
         """Fold this experiment's status soon (called from handler threads)."""
         self.dirty.add((namespace, experiment))
         self.loop.call_soon_threadsafe(self.wakeup.set)
-
-
-def _summaries(index, namespace: str, experiment: str) -> list[dict]:
-    try:
-        return list(index[(namespace, experiment)])
-    except KeyError:
-        return []
 
 
 def _guard(kind: str, fn, *args, **kwargs):
@@ -104,24 +98,24 @@ def configure(options: Options) -> None:
 
 
 @kopf.on.startup(registry=registry)
-async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, trial_summaries: kopf.Index,
-                  experiments: kopf.Index, **_):
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_):
     options = _options or Options()
     settings.scanning.disabled = True          # no CRD/namespace watching: less RBAC
     settings.posting.enabled = False           # Events are posted by the reconcilers
     settings.watching.server_timeout = options.watch_seconds
     settings.watching.client_timeout = options.watch_seconds + 60
-    settings.watching.chunk_size = 500         # list in pages: a start with 10,000 trials holds one page
+    settings.watching.chunk_size = 500         # list in pages, not 10,000 objects in one answer
     settings.networking.request_timeout = 60
     settings.execution.max_workers = int(os.environ.get("KUBENAS_OPERATOR_WORKERS", "8"))
     global current_app
     app = App(options)
-    app.index = trial_summaries
-    app.experiments = experiments
-    metrics.bind_trial_index(lambda: trial_summaries)
+    # Before kopf watches anything (startup handlers come first): the whole picture.
+    await asyncio.to_thread(app.book.fill, app.reconciler.kube, EXPERIMENT_PLURAL, TRIAL_PLURAL,
+                            options.namespaces)
+    metrics.bind_trial_index(app.book)
     memo["app"] = app
     current_app = app
-    app.task = asyncio.create_task(_resync_loop(app, trial_summaries))
+    app.task = asyncio.create_task(_resync_loop(app))
 
 
 @kopf.on.cleanup(registry=registry)
@@ -141,30 +135,13 @@ def login(**kwargs):
     return kopf.login_via_client(**kwargs)
 
 
-@kopf.on.probe(id="experiments", registry=registry)
-def probe(trial_summaries: kopf.Index, **_):
-    return sum(len(store) for store in trial_summaries.values())
+@kopf.on.probe(id="trials", registry=registry)
+def probe(memo: kopf.Memo, **_):
+    app: App | None = memo.get("app")
+    return app.book.trial_count() if app else 0
 
 
-# ----------------------------------------------------------------------------- index
-
-@kopf.index(**TRIALS, registry=registry)
-def trial_summaries(namespace, spec, body, **_):
-    return {(namespace, spec.get("experiment")): trial_summary(dict(body))}
-
-
-@kopf.index(**EXPERIMENTS, registry=registry)
-def experiments(namespace, name, body, **_):
-    return {(namespace, name): dict(body)}
-
-
-def _experiment(index, namespace: str, name: str | None) -> dict | None:
-    """The last watched version of an experiment (the reconcilers read it when needed)."""
-    try:
-        return next(iter(index[(namespace, name)]))
-    except (KeyError, StopIteration):
-        return None
-
+# --------------------------------------------------------------------- decisions (pure)
 
 def trial_needs_reconcile(event_type: str | None, body: dict) -> bool:
     """False for a trial whose terminal phase the operator has already recorded: there is
@@ -187,43 +164,48 @@ def job_needs_reconcile(event_type: str | None, body: dict) -> bool:
 # -------------------------------------------------------------------------- handlers
 
 @kopf.on.event(**EXPERIMENTS, registry=registry)
-def experiment_event(type, namespace, name, body, memo: kopf.Memo, trial_summaries: kopf.Index, **_):
+def experiment_event(type, namespace, name, body, memo: kopf.Memo, **_):
     app: App = memo["app"]
     metrics.observe_experiment(namespace, name, dict(body), deleted=type == "DELETED")
     if type == "DELETED":
+        app.book.drop_experiment(namespace, name)
         app.reconciler.forget("experiment", namespace, name)
         return
-    _guard("experiment", app.reconciler.experiment, namespace, name, _summaries(trial_summaries, namespace, name))
+    app.book.put_experiment(dict(body))
+    _guard("experiment", app.reconciler.experiment, namespace, name, app.book.summaries(namespace, name))
 
 
 @kopf.on.event(**TRIALS, registry=registry)
-def trial_event(type, namespace, name, spec, body, memo: kopf.Memo, trial_summaries: kopf.Index,
-                experiments: kopf.Index, **_):
+def trial_event(type, namespace, name, spec, body, memo: kopf.Memo, **_):
     app: App = memo["app"]
     experiment = spec.get("experiment")
     metrics.observe_trial(namespace, name, dict(body), deleted=type == "DELETED")
-    if type != "DELETED" and trial_needs_reconcile(type, body):
-        _guard("trial", app.reconciler.trial, namespace, name, _summaries(trial_summaries, namespace, experiment),
-               body=dict(body), experiment=_experiment(experiments, namespace, experiment))
+    if type == "DELETED":
+        app.book.drop_trial(namespace, experiment, name)
+    else:
+        app.book.put_trial(dict(body))
+        if trial_needs_reconcile(type, body):
+            _guard("trial", app.reconciler.trial, namespace, name, app.book.summaries(namespace, experiment),
+                   body=dict(body), experiment=app.book.experiment(namespace, experiment))
     if experiment:
         app.mark(namespace, experiment)
 
 
 @kopf.on.event(**TRAINER_JOBS, registry=registry)
-def job_event(type, namespace, body, memo: kopf.Memo, trial_summaries: kopf.Index, experiments: kopf.Index, **_):
+def job_event(type, namespace, body, memo: kopf.Memo, **_):
     app: App = memo["app"]
     owners = [o for o in (body.get("metadata", {}).get("ownerReferences") or []) if o.get("kind") == "NASTrial"]
     if not owners or not job_needs_reconcile(type, body):
         return
     trial = owners[0]["name"]
     experiment = (body.get("metadata", {}).get("labels") or {}).get("kubenas.io/experiment", "")
-    _guard("trial", app.reconciler.trial, namespace, trial, _summaries(trial_summaries, namespace, experiment),
-           experiment=_experiment(experiments, namespace, experiment))
+    _guard("trial", app.reconciler.trial, namespace, trial, app.book.summaries(namespace, experiment),
+           experiment=app.book.experiment(namespace, experiment))
 
 
 # ------------------------------------------------------------------------ resync loop
 
-async def _resync_loop(app: App, index: kopf.Index) -> None:
+async def _resync_loop(app: App) -> None:
     loop = asyncio.get_running_loop()
     next_full = loop.time() + app.options.resync_seconds
     while True:
@@ -239,22 +221,22 @@ async def _resync_loop(app: App, index: kopf.Index) -> None:
         if full:
             next_full = loop.time() + app.options.resync_seconds
         try:
-            await asyncio.to_thread(_resync, app, index, dirty, full)
+            await asyncio.to_thread(_resync, app, dirty, full)
         except Exception:  # noqa: BLE001
             log.exception("resync failed; retrying on the next pass")
 
 
-def _resync(app: App, index: kopf.Index, dirty: set, full: bool) -> None:
-    r = app.reconciler
+def _resync(app: App, dirty: set, full: bool) -> None:
+    r, book = app.reconciler, app.book
     for namespace, name in sorted(dirty):
-        _guard("experiment", r.experiment, namespace, name, _summaries(index, namespace, name))
+        _guard("experiment", r.experiment, namespace, name, book.summaries(namespace, name))
     if not full:
         return
-    for key in list(app.experiments):  # the watched experiments: no LIST needed
-        exp = _experiment(app.experiments, *key)
+    for key in book.experiment_keys():  # the watched experiments: no LIST needed
+        exp = book.experiment(*key)
         if exp is None:
             continue
-        summaries = _summaries(index, *key)
+        summaries = book.summaries(*key)
         if (exp.get("status") or {}).get("phase") in EXPERIMENT_TERMINAL and not any(
                 s["phase"] in ACTIVE for s in summaries):
             continue

@@ -96,6 +96,23 @@ class Kube:
                 return None
             raise
 
+    def iter_custom(self, plural: str, namespace: str | None = None, page: int = 500):
+        """Every object of a custom resource, in one namespace or all (None), listed in
+        pages of ``page`` so that 10,000 objects are never parsed at once."""
+        token = None
+        while True:
+            kwargs: dict = {"limit": page}
+            if token:
+                kwargs["_continue"] = token
+            if namespace is None:
+                answer = self.custom.list_cluster_custom_object(GROUP, VERSION, plural, **kwargs)
+            else:
+                answer = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural, **kwargs)
+            yield from answer.get("items") or []
+            token = (answer.get("metadata") or {}).get("continue")
+            if not token:
+                return
+
     def list_custom(self, plural: str, namespace: str, label_selector: str | None = None) -> list[dict]:
         kwargs = {"label_selector": label_selector} if label_selector else {}
         answer = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural, **kwargs)

@@ -8,7 +8,7 @@ Two kinds of metrics:
 
 * **State gauges** (experiments by phase, trials by phase, best reward, GPUs requested
   by pending and running trials) are computed at scrape time by a custom collector from
-  what the operator already holds in memory: the kopf index of trial summaries and the
+  what the operator already holds in memory: its book of trial summaries and the
   last seen phase of each experiment. They cannot drift, and after a restart they are
   right as soon as kopf has listed the objects.
 * **Transition counters and histograms** (trials created, finished, retried; trial
@@ -138,7 +138,7 @@ class _State:
         self.experiments: dict[tuple[str, str], dict] = {}
         self.unfinished: dict[tuple[str, str], int] = {}      # trial -> retries seen
         self.not_started: dict[tuple[str, str], str] = {}     # trial -> creation time
-        self.trial_index = None                              # () -> kopf.Index of trial summaries
+        self.trial_index = None                              # the operator's Book (or () -> it)
 
     def reset(self) -> None:
         with self.lock:
@@ -152,7 +152,7 @@ STATE = _State()
 
 
 def bind_trial_index(source) -> None:
-    """``source()`` returns the operator's kopf index of trial summaries by (namespace, experiment)."""
+    """``source`` (or ``source()``) has ``items()``: (namespace, experiment) and its trial summaries."""
     STATE.trial_index = source
 
 
@@ -233,15 +233,10 @@ def _snapshot_index() -> dict:
     source = STATE.trial_index
     if source is None:
         return {}
-    index = source() if callable(source) else source
-    if index is None:
+    book = source() if callable(source) else source
+    if book is None:
         return {}
-    for _ in range(5):  # kopf mutates the index from its event loop while we read it here
-        try:
-            return {key: list(store) for key, store in list(index.items())}
-        except RuntimeError:
-            continue
-    return {}
+    return {key: list(summaries) for key, summaries in book.items()}  # Book.items() copies under its lock
 
 
 class StateCollector:
