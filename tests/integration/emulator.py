@@ -3,7 +3,7 @@
 kmock is a database over HTTP. This subclass adds, simplistically:
 uid / creationTimestamp / generation / resourceVersion on writes; 409 on a stale
 ``metadata.resourceVersion`` precondition; status-subresource separation; equality
-label selectors on lists and watches; a list's resourceVersion, from which a watch
+label selectors on lists and watches; pages (limit/continue); a list's resourceVersion, from which a watch
 streams only newer objects (kmock replays every object to every watch); resourceVersions
 that reach watchers in order; a watch's ``timeoutSeconds``; and a garbage collector
 (ownerReferences cascade).
@@ -136,11 +136,20 @@ class RealisticEmulator(kmock.KubernetesEmulator):
     async def _serve_list(self, request):
         # Taken first: whatever is written meanwhile gets a later version, so a watch
         # from this version misses nothing (it may repeat an object, as is allowed).
-        version = str(next(self._rv))
+        params = request.params or {}
+        offset, _, version = str(params.get("continue") or "").partition("/")
+        version = version or str(next(self._rv))
         payload = await super()._serve_list(request)
         payload["metadata"] = {"resourceVersion": version}
-        wanted = _selector((request.params or {}).get("labelSelector"))
-        payload["items"] = [item for item in payload["items"] if _labelled(item, wanted)]
+        wanted = _selector(params.get("labelSelector"))
+        items = [item for item in payload["items"] if _labelled(item, wanted)]
+        # Pages (limit/continue), in creation order; the token carries the first page's version.
+        start, limit = _int(offset) or 0, _int(params.get("limit")) or 0
+        if limit > 0:
+            if start + limit < len(items):
+                payload["metadata"]["continue"] = f"{start + limit}/{version}"
+            items = items[start:start + limit]
+        payload["items"] = items
         return payload
 
     async def _serve_watch(self, request):

@@ -7,8 +7,8 @@ trials, and through the trials their Jobs and pods).
 
 * ``on.event`` for experiments, trials and trainer Jobs: react at once. Objects that
   need nothing are recognised from their body alone, with no API call: kopf lists
-  every object again whenever a watch ends (every ``watch_seconds``), and at 10,000
-  trials that must not cost 10,000 reads (bench/RESULTS.md, control-plane cost).
+  every object when it starts (and after 410 Gone), and at 10,000 trials that must not
+  cost 10,000 reads (bench/RESULTS.md, control-plane cost).
 * a :class:`~kubenas.operator.book.Book` of trial summaries by experiment (what status
   folding and the median rule need) and of the watched experiments (so that reconciling
   a trial need not read its experiment), in memory: listed in pages at startup, before
@@ -54,7 +54,7 @@ class Options:
     manage_rbac: bool = True
     resync_seconds: float = 30.0   # full pass over experiments and unfinished trials
     debounce_seconds: float = 0.5  # how soon trial changes reach the experiment status
-    watch_seconds: float = 600.0   # server-side watch timeout; kopf lists everything again after each
+    watch_seconds: float = 600.0   # server-side watch timeout; kopf then watches again from its last version
     namespaces: tuple[str, ...] = ()  # empty: the whole cluster
 
 
@@ -145,9 +145,9 @@ def probe(memo: kopf.Memo, **_):
 
 def trial_needs_reconcile(event_type: str | None, body: dict) -> bool:
     """False for a trial whose terminal phase the operator has already recorded: there is
-    nothing left to do (kopf's re-listing replays every such trial). An early-stopped
+    nothing left to do (kopf's listing at start replays every such trial). An early-stopped
     trial's Job is deleted by the reconcile that stopped it; a change to such a trial
-    (not a re-listing) is reconciled, in case that deletion did not happen."""
+    (not a listing) is reconciled, in case that deletion did not happen."""
     status = body.get("status") or {}
     if not acknowledged(status):
         return True

@@ -57,6 +57,7 @@ class Reconciler:
         # experiment's reconcile takes its own lock before any trial's, so no cycle.
         self._trial_locks = [threading.Lock() for _ in range(TRIAL_LOCKS)]
         self._namespaces_ready: set[str] = set()
+        self._controllers_deleted: set[tuple[str, str]] = set()  # finished experiments
 
     def lock(self, kind: str, namespace: str, name: str) -> threading.Lock:
         if kind == "trial":
@@ -67,6 +68,7 @@ class Reconciler:
     def forget(self, kind: str, namespace: str, name: str) -> None:
         with self._locks_guard:
             self._locks.pop((kind, namespace, name), None)
+        self._controllers_deleted.discard((namespace, name))
 
     def event(self, obj: dict, type_: str, reason: str, message: str, now: str) -> None:
         post_event(self.kube, obj, type_, reason, message, COMPONENT, now)
@@ -94,7 +96,7 @@ class Reconciler:
 
         if phase in EXPERIMENT_TERMINAL:
             # Finished: the controller goes; late trial changes (stopped trials) still count.
-            self.kube.delete("Deployment", namespace, controller_name(name))
+            self._delete_controller(namespace, name)
             if accepted is not None:
                 wanted.update(self._fold(namespace, status, summaries, accepted["objective"]["goal"]))
                 self._stop_in_flight(namespace, summaries, now)
@@ -149,8 +151,15 @@ class Reconciler:
         if self._patch_status(exp, status, wanted):
             self.event(exp, "Warning" if outcome.phase == "Failed" else "Normal", outcome.reason, outcome.message, now)
             metrics.experiment_finished(namespace, outcome.phase, outcome.reason)
-        self.kube.delete("Deployment", namespace, controller_name(name))
+        self._delete_controller(namespace, name)
         self._stop_in_flight(namespace, summaries, now)
+
+    def _delete_controller(self, namespace: str, name: str) -> None:
+        """Once per finished experiment and operator lifetime, not on every later fold."""
+        key = (namespace, name)
+        if key not in self._controllers_deleted:
+            self.kube.delete("Deployment", namespace, controller_name(name))
+            self._controllers_deleted.add(key)
 
     def _fold(self, namespace: str, status: dict, summaries: list[dict], goal: str) -> dict:
         """The trial part of the status; the best trial's details are read from it only
