@@ -1,6 +1,6 @@
 """Fold trial summaries into the experiment's bounded status (pure).
 
-The operator keeps one small summary per trial in memory (a kopf index) and folds
+The operator keeps one small summary per trial in memory (its Book) and folds
 them into ``NASExperiment.status``: counts by phase, the best trial and the top 10.
 The status size does not grow with the number of trials.
 """
