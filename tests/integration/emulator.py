@@ -20,6 +20,7 @@ import kmock
 from kmock._internal import enums
 from kmock._internal.k8s import KubernetesError
 
+INTEGER_PARAMS = ("timeoutSeconds", "limit", "gracePeriodSeconds")
 WRITES = (enums.action.CREATE, enums.action.UPDATE, enums.action.DELETE)
 STATUS_RESOURCES = {"nasexperiments", "nastrials", "jobs", "deployments", "pods"}
 
@@ -50,6 +51,8 @@ class RealisticEmulator(kmock.KubernetesEmulator):
         self._writes = asyncio.Lock()
         # (user agent, method, path, query) of every request, for the RBAC coverage test.
         self.calls: list[tuple[str, str, str, dict]] = []
+        # Fault injection: the next N watches of a plural are answered with this status.
+        self.failing_watches: dict[str, list[int]] = {}
         for key, info in RESOURCES.items():
             self.resources[key] = kmock.ResourceInfo(**info)
 
@@ -69,6 +72,17 @@ class RealisticEmulator(kmock.KubernetesEmulator):
         return await self._handle_one(request)
 
     async def _handle_one(self, request):
+        params = request.params or {}
+        # As the API server does (strconv.ParseInt): a float here is a 400, not a number.
+        for key in INTEGER_PARAMS:
+            if key in params and _int(params[key]) is None:
+                self.calls.append((request.headers.get("User-Agent", ""), "BAD", request.url.path, dict(params)))
+                raise KubernetesError(status=400, reason="BadRequest",
+                                      message=f'strconv.ParseInt: parsing "{params[key]}": invalid syntax')
+        plural = getattr(request.resource, "plural", None)
+        if params.get("watch") in ("true", "1") and self.failing_watches.get(plural):
+            code = self.failing_watches[plural].pop(0)
+            raise KubernetesError(status=code, reason="InjectedFault", message=f"injected {code} on a watch")
         # kmock matches each request against its whole request history (quadratic);
         # keep only a short tail, and our own compact log.
         del self._requests[:-20]

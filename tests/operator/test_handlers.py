@@ -130,3 +130,15 @@ def test_book_lists_in_pages_at_start_and_forgets_deleted_experiments():
     assert book.experiment("ns", "missing") is None and book.summaries("ns", "missing") == []
     book.drop_experiment("ns", "exp")
     assert book.trial_count() == 0 and book.experiment_keys() == []
+
+
+def test_watch_seconds_from_the_environment_are_whole_seconds(monkeypatch):
+    import pytest
+
+    from kubenas.operator.main import options_from_env
+
+    monkeypatch.setenv("KUBENAS_WATCH_SECONDS", "600.0")
+    assert options_from_env().watch_seconds == 600 and isinstance(options_from_env().watch_seconds, int)
+    monkeypatch.setenv("KUBENAS_WATCH_SECONDS", "ten")
+    with pytest.raises(SystemExit, match="KUBENAS_WATCH_SECONDS='ten' is not a number"):
+        options_from_env()

@@ -54,7 +54,7 @@ class Options:
     manage_rbac: bool = True
     resync_seconds: float = 30.0   # full pass over experiments and unfinished trials
     debounce_seconds: float = 0.5  # how soon trial changes reach the experiment status
-    watch_seconds: float = 600.0   # server-side watch timeout; kopf then watches again from its last version
+    watch_seconds: int = 600       # server-side watch timeout (whole seconds: the API server refuses 600.0)
     namespaces: tuple[str, ...] = ()  # empty: the whole cluster
 
 
@@ -102,12 +102,14 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_):
     options = _options or Options()
     settings.scanning.disabled = True          # no CRD/namespace watching: less RBAC
     settings.posting.enabled = False           # Events are posted by the reconcilers
-    settings.watching.server_timeout = options.watch_seconds
+    settings.watching.server_timeout = int(options.watch_seconds)  # timeoutSeconds=600.0 is a 400
     settings.watching.client_timeout = options.watch_seconds + 60
     settings.watching.chunk_size = 500         # list in pages, not 10,000 objects in one answer
     settings.networking.request_timeout = 60
     settings.execution.max_workers = int(os.environ.get("KUBENAS_OPERATOR_WORKERS", "8"))
     global current_app
+    if current_app is not None and current_app.task is not None:  # kopf restarted after a failure
+        current_app.task.cancel()
     app = App(options)
     # Before kopf watches anything (startup handlers come first): the whole picture.
     await asyncio.to_thread(app.book.fill, app.reconciler.kube, EXPERIMENT_PLURAL, TRIAL_PLURAL,

@@ -9,7 +9,9 @@ from collections.abc import Sequence
 
 import kopf
 
-from . import handlers
+log = logging.getLogger("kubenas.operator")
+
+from . import handlers, metrics
 from .handlers import Options
 from .manifests import Settings
 
@@ -19,12 +21,27 @@ def _env_bool(name: str, default: bool) -> bool:
     return default if value is None else value.strip().lower() in ("1", "true", "yes", "on")
 
 
+def _env_seconds(name: str, default: int) -> int:
+    """A whole number of seconds: the API server parses timeoutSeconds as an integer and
+    answers 400 to "600.0" (which once crash-looped the operator on a real cluster)."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SystemExit(f"{name}={raw!r} is not a number of seconds; set it to a whole number such as {default}")
+    if value < 1:
+        raise SystemExit(f"{name}={raw!r} must be at least 1 second; set it to a whole number such as {default}")
+    return int(value)
+
+
 def options_from_env(namespaces: Sequence[str] = ()) -> Options:
     return Options(
         settings=Settings.from_env(),
         manage_rbac=_env_bool("KUBENAS_MANAGE_RBAC", True),
         resync_seconds=float(os.environ.get("KUBENAS_RESYNC_SECONDS", "30")),
-        watch_seconds=float(os.environ.get("KUBENAS_WATCH_SECONDS", "600")),
+        watch_seconds=_env_seconds("KUBENAS_WATCH_SECONDS", 600),
         namespaces=tuple(namespaces),
     )
 
@@ -49,25 +66,75 @@ class _ForeignTasks:
 
 async def operator(options: Options, *, stop_flag: asyncio.Event | threading.Event | None = None,
                    ready_flag: asyncio.Event | threading.Event | None = None,
-                   liveness_endpoint: str | None = None, foreign_task=None) -> None:
-    """Run the operator in the current event loop until ``stop_flag`` is set.
+                   liveness_endpoint: str | None = None, foreign_task=None,
+                   backoff: Backoff | None = None) -> None:
+    """Run the operator in the current event loop until ``stop_flag`` is set or a signal
+    (SIGTERM, SIGINT) asks kopf to stop.
+
+    kopf ends all of its tasks when any watch fails with an error it does not retry
+    itself (a 400, 403 or 500 answer to a watch, an ERROR event other than 410 Gone). The
+    operator does not exit then: it logs the cause, waits (``backoff``: exponential with
+    jitter, reset after a healthy run) and starts kopf again, which lists and watches
+    anew (the Book is refilled first). It exits only when asked to stop, or when its
+    options are wrong (SystemExit before this point).
 
     ``foreign_task(task) -> bool`` marks tasks of an embedding application (an
     in-process API server in tests) that kopf should neither wait for nor cancel.
     """
     handlers.configure(options)
-    ignored = _ForeignTasks(asyncio.all_tasks(), foreign_task)
-    tasks = await kopf.spawn_tasks(
-        registry=handlers.registry,
-        standalone=True,  # one replica (Recreate): no peering objects, no extra RBAC
-        clusterwide=not options.namespaces,
-        namespaces=list(options.namespaces),
-        stop_flag=stop_flag,
-        ready_flag=ready_flag,
-        liveness_endpoint=liveness_endpoint,
-        memo=kopf.Memo(),
-    )
-    await kopf.run_tasks(tasks, ignored=ignored)
+    backoff = backoff or Backoff()
+    loop = asyncio.get_running_loop()
+    while True:
+        ignored = _ForeignTasks(asyncio.all_tasks(), foreign_task)
+        started = loop.time()
+        try:
+            tasks = await kopf.spawn_tasks(
+                registry=handlers.registry,
+                standalone=True,  # one replica (Recreate): no peering objects, no extra RBAC
+                clusterwide=not options.namespaces,
+                namespaces=list(options.namespaces),
+                stop_flag=stop_flag,
+                ready_flag=ready_flag,
+                liveness_endpoint=liveness_endpoint,
+                memo=kopf.Memo(),
+            )
+            await kopf.run_tasks(tasks, ignored=ignored)
+            return  # asked to stop (stop_flag or a signal)
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:  # noqa: BLE001 - any failure of kopf's machinery: watch again
+            if _stopping(stop_flag):
+                return
+            delay = backoff.next(healthy_for=loop.time() - started)
+            metrics.operator_restart(type(err).__name__)
+            log.error("kopf stopped: %s: %s; listing and watching again in %.1f s",
+                      type(err).__name__, err, delay)
+        await asyncio.sleep(delay)
+        if _stopping(stop_flag):
+            return
+
+
+def _stopping(flag) -> bool:
+    return flag is not None and flag.is_set()
+
+
+class Backoff:
+    """Delays between restarts of kopf's watches: ``base * 2**n`` with full jitter,
+    capped at ``cap``; n resets after a run that stayed healthy for ``reset_after`` s."""
+
+    def __init__(self, base: float = 1.0, cap: float = 60.0, reset_after: float = 300.0, rng=None):
+        import random
+
+        self.base, self.cap, self.reset_after = base, cap, reset_after
+        self.failures = 0
+        self.rng = rng or random.Random()
+
+    def next(self, healthy_for: float = 0.0) -> float:
+        if healthy_for >= self.reset_after:
+            self.failures = 0
+        ceiling = min(self.cap, self.base * 2 ** self.failures)
+        self.failures += 1
+        return ceiling / 2 + self.rng.uniform(0, ceiling / 2)
 
 
 def run(namespaces: Sequence[str] | None = None, all_namespaces: bool = False, metrics_port: int | None = None,

@@ -67,6 +67,9 @@ RECONCILE_ERRORS = Counter("kubenas_reconcile_errors_total", "Reconciliations th
                            ["kind"], registry=REGISTRY)
 for _kind in ("experiment", "trial"):
     RECONCILE_ERRORS.labels(_kind)  # exported as 0 from the start: rate() and alerts need the series
+WATCH_RESTARTS = Counter("kubenas_operator_watch_restarts_total",
+                         "Times kopf's watches failed and the operator listed and watched again, by error type",
+                         ["error"], registry=REGISTRY)
 
 
 # ------------------------------------------------------------------ reconciler calls
@@ -82,6 +85,10 @@ def experiment_finished(namespace: str, phase: str, reason: str) -> None:
 
 def reconcile_error(kind: str) -> None:
     RECONCILE_ERRORS.labels(kind).inc()
+
+
+def operator_restart(error: str) -> None:
+    WATCH_RESTARTS.labels(error[:64]).inc()
 
 
 # ------------------------------------------------------------------ helpers (pure)
