@@ -3,21 +3,39 @@ the per-experiment controller inside a cluster."""
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
+import tempfile
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 EXIT_INVALID = 2
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
+MAX_SHOWN_ISSUES = 50
+
+
+# Everything printed goes through rich.Text: file names, field paths, values and YAML
+# snippets are user text, never rich markup (a "[/" in a value must not crash the CLI).
+
+
+def _say(console: Console, label: str, style: str, *parts: str) -> None:
+    console.print(Text.assemble((label, style), ": ", *parts), highlight=False)
 
 
 def _print_issues(console: Console, path: str, issues) -> None:
-    console.print(f"[red]error[/]: {path} is not a valid NASExperiment:")
-    for issue in issues:
-        console.print(f"  [bold]{issue.path}[/]: {issue.message}", highlight=False)
+    _say(console, "error", "red", f"{path} is not a valid NASExperiment:")
+    for issue in issues[:MAX_SHOWN_ISSUES]:
+        lines = str(issue.message).split("\n")
+        console.print(Text.assemble("  ", (str(issue.path), "bold"), ": ", lines[0]), highlight=False)
+        for line in lines[1:]:
+            console.print(Text("  " + line), highlight=False)
+    if len(issues) > MAX_SHOWN_ISSUES:
+        console.print(Text(f"  ... and {len(issues) - MAX_SHOWN_ISSUES} more; fix these first"), highlight=False)
 
 
 def cmd_validate(args) -> int:
@@ -32,7 +50,7 @@ def cmd_validate(args) -> int:
             _print_issues(console, path, err.issues)
             status = EXIT_INVALID
         else:
-            console.print(f"[green]ok[/]: {path} ({obj['metadata']['name']})", highlight=False)
+            _say(console, "ok", "green", f"{path} ({obj['metadata']['name']})")
     return status
 
 
@@ -48,29 +66,47 @@ def cmd_run(args) -> int:
         _print_issues(console, args.file, err.issues)
         return EXIT_INVALID
     run_dir = args.run_dir or f"runs/{experiment['metadata']['name']}"
+    problem = run_dir_problem(run_dir)
+    if problem:
+        _say(console, "error", "red", problem)
+        return EXIT_INVALID
     metrics = None
     if args.metrics_port is not None:
         from kubenas.local.metrics import LocalMetrics
 
-        metrics = LocalMetrics.serve(args.metrics_port, experiment)
+        try:
+            metrics = LocalMetrics.serve(args.metrics_port, experiment)
+        except (OSError, OverflowError) as err:
+            _say(console, "error", "red", f"--metrics-port {args.metrics_port}: cannot serve metrics there "
+                 f"({getattr(err, 'strerror', None) or err}); pick a free port from 1 to 65535, or leave "
+                 "--metrics-port out")
+            return EXIT_INVALID
     if args.no_progress:
         from kubenas.local.runner import NullProgress
         progress = NullProgress()
     else:
         from kubenas.local.progress import RichProgress
         progress = RichProgress(console)
-    console.print(f"kubenas: running {experiment['metadata']['name']} in {run_dir}", highlight=False)
+    console.print(Text(f"kubenas: running {experiment['metadata']['name']} in {run_dir}"), highlight=False)
     runner = LocalRunner(experiment, run_dir, progress=progress, metrics=metrics)
     # SIGTERM (kill, a closing terminal) stops as cleanly as Ctrl-C does.
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         summary = runner.run()
     except RunDirMismatch as err:
-        console.print(f"[red]error[/]: {err}", highlight=False)
+        _say(console, "error", "red", str(err))
         return EXIT_INVALID
     except KeyboardInterrupt:
-        console.print("\n[yellow]interrupted[/]: finished trials are kept; rerun the same command to resume.")
+        console.print()
+        _say(console, "interrupted", "yellow", "finished trials are kept; rerun the same command to resume.")
         return EXIT_INTERRUPTED
+    except OSError as err:
+        if not _is_under(err.filename, run_dir):
+            raise
+        _say(console, "error", "red", f"{err.filename}: {err.strerror or err} while writing the run directory "
+             f"{run_dir}; free some space or fix its permissions, or pass another --run-dir, then rerun "
+             "to resume")
+        return EXIT_FAILED
     out = Console(soft_wrap=True)
     if not out.is_terminal:
         out = Console(soft_wrap=True, width=200)  # logs and pipes: no folding of long names
@@ -82,21 +118,54 @@ def _raise_keyboard_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def _is_under(filename, run_dir: str) -> bool:
+    """Whether an OSError's filename lies in the run directory."""
+    if not isinstance(filename, (str, bytes)) or not filename:
+        return False
+    try:
+        where, root = Path(os.fsdecode(filename)).resolve(), Path(run_dir).resolve()
+    except (OSError, RuntimeError, ValueError):
+        return False
+    return where == root or root in where.parents
+
+
+def run_dir_problem(run_dir: str) -> str | None:
+    """Why results cannot be written under ``run_dir`` (with the fix), or None.
+
+    The directory is created if missing, and a probe file written and removed, so an
+    unwritable place is named before any trial runs."""
+    path = Path(run_dir)
+    fix = "pass --run-dir a directory you can write to (it is created if missing)"
+    if path.exists() and not path.is_dir():
+        return f"--run-dir {run_dir} is a file, not a directory; {fix}"
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            return f"--run-dir {run_dir} is under {parent}, which is a file, not a directory; {fix}"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".kubenas-probe-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        return f"--run-dir {run_dir} cannot be written ({err.strerror or err}); {fix}"
+    return None
+
+
 def _print_summary(console: Console, summary, runner, run_dir: str) -> None:
     from kubenas.local.report import LEADERBOARD_COLUMNS, leaderboard_rows
 
-    table = Table(title=f"{runner.name}: top trials by validation {runner.metric}")
+    table = Table(title=Text(f"{runner.name}: top trials by validation {runner.metric}"))
     for column in LEADERBOARD_COLUMNS:
         table.add_column(column, overflow="fold")
     for row in leaderboard_rows(summary.records, runner.goal):
-        table.add_row(*map(str, row))
+        table.add_row(*(Text(str(cell)) for cell in row))
     console.print(table)
     counts = ", ".join(f"{v} {k.lower()}" for k, v in sorted(summary.counts.items())) or "no trials"
     colour = "green" if summary.phase == "Succeeded" else "red"
-    console.print(f"[{colour}]{summary.phase}[/] ({summary.reason}): {summary.message}; {counts}", highlight=False)
+    _say(console, str(summary.phase), colour, f"({summary.reason}): {summary.message}; {counts}")
     if summary.best:
-        console.print(f"best: {summary.best['name']} reward {summary.best['reward']:.4f}; "
-                      f"results in {run_dir}/ (trials.jsonl, best.json, best_model.pt, progress.png)",
+        console.print(Text(f"best: {summary.best['name']} reward {summary.best['reward']:.4f}; "
+                           f"results in {run_dir}/ (trials.jsonl, best.json, best_model.pt, progress.png)"),
                       highlight=False)
 
 

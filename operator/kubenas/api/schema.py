@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from pathlib import Path
 
 import yaml
-from jsonschema import Draft4Validator
+from jsonschema import Draft4Validator, ValidationError, validators
 
 CRD_DIR_ENV = "KUBENAS_CRD_DIR"
 CRD_FILES = {
@@ -44,19 +45,45 @@ def openapi_schema(kind: str) -> dict:
     return version["schema"]["openAPIV3Schema"]
 
 
+def _pattern(validator, pattern, instance, schema):
+    """`pattern` as the API server applies it (RE2): `$` matches only at the very end,
+    where Python's would also match before a trailing newline ("2Gi\n")."""
+    if not validator.is_type(instance, "string"):
+        return
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1] + r"\Z"
+    if not re.search(pattern, instance):
+        yield ValidationError(f"{instance!r} does not match {schema['pattern']!r}")
+
+
+_KubeValidator = validators.extend(Draft4Validator, {"pattern": _pattern})
+
+
 @functools.lru_cache(maxsize=None)
 def validator(kind: str) -> Draft4Validator:
-    # OpenAPI v3.0 schemas use draft-4 semantics (boolean exclusiveMinimum);
-    # the x-kubernetes-* keywords are ignored here and checked by the API server.
-    return Draft4Validator(openapi_schema(kind))
+    # OpenAPI v3.0 schemas use draft-4 semantics (boolean exclusiveMinimum). The
+    # x-kubernetes-* keywords (CEL rules among them) are ignored here and checked by the
+    # API server; kubenas.api.validation repeats the CEL rules in Python.
+    return _KubeValidator(openapi_schema(kind))
+
+
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+MAX_SHOWN_KEY = 64  # a key longer than this is cut in messages
 
 
 def format_path(parts) -> str:
-    """['spec', 'budget', 'maxTrials'] -> 'spec.budget.maxTrials'; list indices as [i]."""
+    """['spec', 'budget', 'maxTrials'] -> 'spec.budget.maxTrials'; list indices as [i],
+    and map keys that are not plain names as Kubernetes writes them: requests[nvidia.com/gpu]."""
     out = ""
     for part in parts:
         if isinstance(part, int):
             out += f"[{part}]"
+            continue
+        part = str(part)
+        if len(part) > MAX_SHOWN_KEY:
+            part = f"{part[:MAX_SHOWN_KEY - 3]}..."
+        if _PLAIN_KEY.match(part):
+            out += ("." if out else "") + part
         else:
-            out += ("." if out else "") + str(part)
+            out += f"[{part}]"
     return out

@@ -55,6 +55,9 @@ class ExperimentInvalid(ValueError):
 # ----------------------------------------------------------------------------- schema
 
 
+QUANTITY_EXAMPLES = "an integer or a string such as 500m, 2, 1.5, 4Gi or 512Mi"
+
+
 def _schema_issues(obj: dict) -> list[Issue]:
     issues = []
     for error in sorted(validator("NASExperiment").iter_errors(obj), key=lambda e: list(map(str, e.absolute_path))):
@@ -64,8 +67,38 @@ def _schema_issues(obj: dict) -> list[Issue]:
             path = f"{path}.{missing}" if error.absolute_path else missing
             issues.append(Issue(path, "is required"))
         else:
-            issues.append(Issue(path, error.message))
+            issues.append(Issue(path, _schema_message(error)))
     return issues
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _schema_message(error) -> str:
+    """jsonschema's message, made short and actionable for the keywords whose default
+    text would echo a whole oversized value or a regular expression."""
+    kind, limit, schema, value = error.validator, error.validator_value, error.schema, error.instance
+    quantity = schema.get("x-kubernetes-int-or-string") and "pattern" in schema
+    if kind == "maxLength":
+        return f"is {len(value)} characters long; at most {limit} are allowed: shorten it"
+    if kind == "maxItems":
+        return f"has {len(value)} items; at most {limit} are allowed: remove some"
+    if kind == "maxProperties":
+        return f"has {len(value)} entries; at most {limit} are allowed: remove some"
+    if kind == "pattern" and quantity:
+        return f"{_shown(value)} is not a Kubernetes quantity; use {QUANTITY_EXAMPLES}"
+    if kind == "pattern":
+        return f"{_shown(value)} does not match the pattern {limit}"
+    if kind == "anyOf" and schema.get("x-kubernetes-int-or-string"):
+        what = "a Kubernetes quantity" if quantity else "an integer or a string"
+        return f"{_shown(value)} is not {what}; use {QUANTITY_EXAMPLES if quantity else 'one of those'}"
+    if kind == "enum":
+        return f"{_shown(value)} is not one of {', '.join(map(str, limit))}"
+    if kind == "type":
+        return f"{_shown(value)} is not of type {limit!r}"
+    return error.message if len(error.message) <= 300 else error.message[:300] + "..."
 
 
 def _unknown_field_issues(value: Any, schema: dict, path: list) -> list[Issue]:
@@ -95,12 +128,21 @@ def _unknown_field_issues(value: Any, schema: dict, path: list) -> list[Issue]:
 
 
 def _metadata_issues(obj: dict) -> list[Issue]:
-    name = (obj.get("metadata") or {}).get("name")
+    metadata = obj.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        return []  # the schema names it
+    name = (metadata or {}).get("name")
     if not name:
-        return [Issue("metadata.name", "is required")]
-    if len(name) > MAX_EXPERIMENT_NAME or not DNS_LABEL.match(name):
-        return [Issue("metadata.name", f"must be a DNS-1123 label of at most {MAX_EXPERIMENT_NAME} characters "
-                      "(lower-case letters, digits, '-'), because trial and Job names are built from it")]
+        return [Issue("metadata.name", "is required: name the experiment (a DNS-1123 label, "
+                      f"at most {MAX_EXPERIMENT_NAME} characters)")]
+    if not isinstance(name, str):
+        return [Issue("metadata.name", f"must be a string, got {_shown(name)}")]
+    if len(name) > MAX_EXPERIMENT_NAME:
+        return [Issue("metadata.name", f"is {len(name)} characters long; at most {MAX_EXPERIMENT_NAME} are "
+                      "allowed, because trial and Job names are built from it: shorten it")]
+    if not DNS_LABEL.match(name):
+        return [Issue("metadata.name", f"{_shown(name)} is not a DNS-1123 label: use lower-case letters, "
+                      "digits and '-', starting and ending with a letter or digit")]
     return []
 
 
@@ -177,23 +219,57 @@ def _spec_path(path: str, block: str) -> str:
     return f"spec.{path}"
 
 
+# Each semantic check, and the parts of spec it reads: it runs when those parts passed
+# the schema, so schema and semantic errors of different parts are reported together.
+SEMANTIC_CHECKS = (
+    (_objective_issues, ("spec.objective",)),
+    (_search_space_issues, ("spec.searchSpace",)),
+    (_strategy_issues, ("spec.strategy", "spec.budget", "spec.objective")),
+    (_budget_issues, ("spec.budget",)),
+    (_trial_issues, ("spec.trial.dataset",)),
+)
+
+
 def validate_experiment(obj: Any) -> list[Issue]:
     """All problems of a NASExperiment object; an empty list means it is valid."""
     if not isinstance(obj, dict):
         return [Issue("(top level)", "must be a YAML/JSON object (a NASExperiment)")]
     issues = []
     if obj.get("apiVersion") != API_VERSION:
-        issues.append(Issue("apiVersion", f"must be {API_VERSION}, got {obj.get('apiVersion')!r}"))
+        issues.append(Issue("apiVersion", f"must be {API_VERSION}, got {_shown(obj.get('apiVersion'))}"))
     if obj.get("kind") != EXPERIMENT_KIND:
-        issues.append(Issue("kind", f"must be {EXPERIMENT_KIND}, got {obj.get('kind')!r}"))
+        issues.append(Issue("kind", f"must be {EXPERIMENT_KIND}, got {_shown(obj.get('kind'))}"))
     issues += _metadata_issues(obj)
-    issues += _schema_issues(obj)
-    issues += _unknown_field_issues(obj, openapi_schema("NASExperiment"), [])
-    if issues:
-        return issues  # semantic checks assume a schema-valid object
-    spec = with_defaults(obj["spec"])
-    for check in (_objective_issues, _search_space_issues, _strategy_issues, _budget_issues, _trial_issues):
-        issues += check(spec)
+    structural = _schema_issues(obj) + _unknown_field_issues(obj, openapi_schema("NASExperiment"), [])
+    issues += structural
+    return issues + _semantic_issues(obj, [i.path for i in structural])
+
+
+def _semantic_issues(obj: dict, bad_paths: list[str]) -> list[Issue]:
+    """The semantic checks whose parts of spec passed the schema (they assume it)."""
+    if not isinstance(obj.get("spec"), dict) or any(p in ("spec", "(top level)") for p in bad_paths):
+        return []
+
+    def clean(prefix: str) -> bool:
+        return not any(p == prefix or p.startswith((prefix + ".", prefix + "[")) for p in bad_paths)
+
+    runnable = [check for check, parts in SEMANTIC_CHECKS if all(map(clean, parts))]
+    if not runnable:
+        return []
+    try:
+        spec = with_defaults(obj["spec"])
+    except (AttributeError, TypeError, KeyError, ValueError):
+        if not bad_paths:
+            raise
+        return []  # a part the defaults need is malformed; the schema issues say which
+    issues = []
+    for check in runnable:
+        try:
+            issues += check(spec)
+        except (AttributeError, TypeError, KeyError, ValueError):
+            if not bad_paths:
+                raise
+            # a malformed part outside the check's own reached it through the defaults
     return issues
 
 
@@ -235,18 +311,146 @@ def with_defaults(spec: dict) -> dict:
 
 # ------------------------------------------------------------------------------ files
 
+# Bounds on an experiment file. Real experiments are a few kilobytes with a few hundred
+# YAML nodes; the caps refuse abuse (a YAML alias bomb, a multi-megabyte list) before
+# anything walks the document, so validation never hangs or exhausts memory.
+MAX_FILE_BYTES = 1024 * 1024  # the API server's request limit is about 1.5 MiB
+MAX_YAML_NODES = 50_000  # scalars, lists and maps, counting each use of an alias in full
+MAX_YAML_DEPTH = 64
+
+
+class _InputTooLarge(yaml.YAMLError):
+    def __init__(self, message: str, mark=None):
+        super().__init__(message)
+        self.message = message
+        self.mark = mark
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses documents nested too deeply or whose aliases expand
+    past MAX_YAML_NODES, checked on the node graph before any Python object is built
+    (PyYAML composes an alias as a reference to its anchor's node, so a billion-laughs
+    file is small until something walks it)."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent, index):
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise _InputTooLarge(f"is nested more than {MAX_YAML_DEPTH} levels deep; "
+                                     "an experiment needs a handful", self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_document(self):
+        node = super().compose_document()
+        _check_expanded_size(node)
+        return node
+
+
+def _check_expanded_size(root) -> None:
+    """Count the nodes of the document as if every alias were written out in full
+    (memoized on the node graph, so linear in the file), refusing cycles."""
+    sizes: dict[int, int] = {}
+    in_progress: set[int] = set()
+    stack = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if key in sizes:
+            continue
+        if isinstance(node, yaml.ScalarNode):
+            sizes[key] = 1
+            continue
+        children = ([c for pair in node.value for c in pair] if isinstance(node, yaml.MappingNode)
+                    else list(node.value))
+        if children_done:
+            in_progress.discard(key)
+            sizes[key] = 1 + sum(sizes[id(c)] for c in children)
+            if sizes[key] > MAX_YAML_NODES:
+                raise _InputTooLarge(
+                    f"has more than {MAX_YAML_NODES} YAML values, lists and maps, counting each alias "
+                    "(*name) in full, from here on; an experiment has a few hundred: shorten the lists, "
+                    "or use fewer aliases if this is a YAML alias bomb", node.start_mark)
+            continue
+        if key in in_progress:
+            raise _InputTooLarge("holds an alias (*name) that refers to itself; a NASExperiment "
+                                 "cannot be recursive", node.start_mark)
+        in_progress.add(key)
+        stack.append((node, True))
+        for child in children:
+            if id(child) in in_progress:
+                raise _InputTooLarge("holds an alias (*name) that refers to a node containing it; a "
+                                     "NASExperiment cannot be recursive", child.start_mark)
+            if id(child) not in sizes:
+                stack.append((child, False))
+
+
+def _where(path: str, mark) -> str:
+    return f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else path
+
+
+def _snippet(mark) -> str:
+    snippet = mark.get_snippet(indent=4, max_length=100) if mark is not None else None
+    return f"\n{snippet}" if snippet else ""
+
+
+def _yaml_issue(path: str, err: yaml.YAMLError) -> Issue:
+    """A YAML error as file:line:column, what is wrong, and the line with a caret."""
+    if isinstance(err, _InputTooLarge):
+        return Issue(_where(path, err.mark), f"{err.message}{_snippet(err.mark)}")
+    if isinstance(err, yaml.MarkedYAMLError):
+        mark = err.problem_mark or err.context_mark
+        problem = err.problem or "invalid syntax"
+        context = ""
+        if err.context:
+            context = f" ({err.context}"
+            if err.context_mark is not None and err.context_mark is not mark:
+                context += f" at line {err.context_mark.line + 1}, column {err.context_mark.column + 1}"
+            context += ")"
+        return Issue(_where(path, mark), f"is not valid YAML: {problem}{context}; "
+                     f"fix the syntax at the caret{_snippet(mark)}")
+    return Issue(path, f"is not valid YAML: {err}")
+
+
+def load_experiment_text(text: str, path: str = "<input>") -> list:
+    """The YAML documents of ``text``, loaded with the bounds above; ExperimentInvalid if bad."""
+    documents = []
+    loader = _BoundedLoader(text)
+    try:
+        while loader.check_data():
+            documents.append(loader.get_data())
+    except yaml.YAMLError as err:
+        raise ExperimentInvalid([_yaml_issue(path, err)]) from None
+    finally:
+        loader.dispose()
+    return documents
+
 
 def load_experiment_file(path: str | Path) -> dict:
     """Read one NASExperiment from a YAML or JSON file; raise ExperimentInvalid if bad."""
     path = Path(path)
     try:
-        text = path.read_text()
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except IsADirectoryError:
+        raise ExperimentInvalid([Issue(str(path), "is a directory; pass the NASExperiment YAML file")]) from None
     except OSError as err:
-        raise ExperimentInvalid([Issue(str(path), f"cannot read the file: {err.strerror}")]) from err
+        raise ExperimentInvalid([Issue(str(path), f"cannot read the file: {err.strerror or err}; "
+                                       "check the path and its permissions")]) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ExperimentInvalid([Issue(str(path), f"is larger than {MAX_FILE_BYTES // 1024} KiB; "
+                                       "a NASExperiment is a few KiB: is this the right file?")])
     try:
-        documents = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as err:
-        raise ExperimentInvalid([Issue(str(path), f"is not valid YAML: {err}")]) from err
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ExperimentInvalid([Issue(str(path), f"is not UTF-8 text (byte {err.start}); "
+                                       "save it as UTF-8 YAML or JSON")]) from None
+    documents = [d for d in load_experiment_text(text, str(path)) if d is not None]
     experiments = [d for d in documents if isinstance(d, dict) and d.get("kind") == EXPERIMENT_KIND]
     if len(documents) == 1:
         obj = documents[0]

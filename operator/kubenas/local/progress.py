@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 
 class RichProgress:
@@ -26,9 +27,11 @@ class RichProgress:
     def trial_finished(self, record: dict, done: int, running: int, failed: int, best: float | None) -> None:
         self.running = running
         reward = record.get("reward")
-        detail = f"reward {reward:.4f}" if reward is not None else f"{record.get('reason')}: {record.get('message', '')[:120]}"
+        detail = f"reward {reward:.4f}" if reward is not None else f"{record.get('reason')}: {(record.get('message') or '')[:120]}"
         style = {"Succeeded": "green", "Failed": "red"}.get(record["status"], "yellow")
-        self.progress.console.print(f"[{style}]{record['status']:<12}[/] {record['name']:<32} {detail}")
+        # Text, not markup: a trial's error message is user text ("[/data/x.npz}: not found").
+        self.progress.console.print(Text.assemble((f"{record['status']:<12}", style), f" {record['name']:<32} {detail}"),
+                                    highlight=False)
         self.progress.update(self.task, completed=done, running=running, failed=failed,
                              best="-" if best is None else f"{best:.4f}")
 
