@@ -147,7 +147,6 @@ def test_crds_know_every_trainer_setting(kind_file, prefix):
 
 
 def test_searchable_hyperparameters_are_trainer_settings():
-    from kubenas.space.hyperparameters import MEANINGS as ALLOWED_NAMES
-    from kubenas_trainer.settings import SETTINGS
+    from kubenas.contract.settings import SEARCHABLE, SETTINGS
 
-    assert set(ALLOWED_NAMES) <= set(SETTINGS)
+    assert set(SEARCHABLE) <= set(SETTINGS)

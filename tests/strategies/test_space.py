@@ -11,9 +11,12 @@ import sys
 import pytest
 
 from kubenas.space import CandidateError, SearchSpace, SpaceError
-from kubenas_trainer.genotype import CELL_OPS, CHAIN_OPS, validate_genotype
+from kubenas.contract import ops
+from kubenas.contract.genotype import validate_genotype
 
 SPACES = ["chain_space", "cell_space", "tiny_space"]
+
+CHAIN_OPS, CELL_OPS = tuple(ops.CHAIN_OPS), tuple(ops.CELL_OPS)
 
 
 def active_differences(space, a, b) -> list[str]:

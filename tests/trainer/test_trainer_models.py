@@ -7,11 +7,14 @@ pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from kubenas_trainer.genotype import CELL_OPS, CHAIN_OPS, KERNEL_SIZES, GenotypeError
+from kubenas.contract import ops
+from kubenas.contract.genotype import GenotypeError
 from kubenas_trainer.measure import count_macs, count_parameters
 from kubenas_trainer.models import build_model, live_edges
 
 SHAPES = [(1, 8, 8), (3, 32, 32), (1, 28, 28)]
+
+CHAIN_OPS, CELL_OPS, KERNEL_SIZES = tuple(ops.CHAIN_OPS), tuple(ops.CELL_OPS), ops.KERNEL_SIZES
 
 
 def chain_layer(op, kernel=3, stride=1, filters=6):

@@ -6,34 +6,24 @@ the matching exit code. Nothing here imports torch.
 """
 from __future__ import annotations
 
-SUCCEEDED = "Succeeded"
-FAILED = "Failed"
-EARLY_STOPPED = "EarlyStopped"
-
-INVALID_ARCHITECTURE = "InvalidArchitecture"
-INVALID_TRIAL = "InvalidTrial"
-DIVERGED = "Diverged"
-OUT_OF_MEMORY = "OutOfMemory"
-TIMEOUT = "Timeout"
-DATA_ERROR = "DataError"
-INTERNAL_ERROR = "InternalError"
-
-EXIT_CODES = {
-    SUCCEEDED: 0,
-    EARLY_STOPPED: 0,
-    INTERNAL_ERROR: 1,
-    INVALID_ARCHITECTURE: 2,
-    INVALID_TRIAL: 2,
-    DIVERGED: 3,
-    OUT_OF_MEMORY: 4,
-    TIMEOUT: 5,
-    DATA_ERROR: 6,
-}
-REASONS = tuple(r for r in EXIT_CODES if r not in (SUCCEEDED, EARLY_STOPPED))
+from kubenas.contract import (  # noqa: F401 - re-exported: the trainer's names for them
+    DATA_ERROR,
+    DIVERGED,
+    EARLY_STOPPED,
+    EXIT_CODES,
+    FAILED,
+    INTERNAL_ERROR,
+    INVALID_ARCHITECTURE,
+    INVALID_TRIAL,
+    OUT_OF_MEMORY,
+    SUCCEEDED,
+    TIMEOUT,
+    TRAINER_REASONS as REASONS,
+)
 
 
 class TrialFailure(Exception):
-    """A trial-level failure: becomes ``{"status": "Failed", "reason": ..., "message": ...}``."""
+    """A trial-level failure: becomes a result with status Failed, its ``reason`` and ``message``."""
 
     reason = INTERNAL_ERROR
 
@@ -72,7 +62,6 @@ class DataError(TrialFailure):
 
 def exit_code(result: dict) -> int:
     """The process exit code for a trial result dict."""
-    status = result.get("status")
-    if status in (SUCCEEDED, EARLY_STOPPED):
+    if result.get("status") in (SUCCEEDED, EARLY_STOPPED):
         return 0
     return EXIT_CODES.get(result.get("reason") or INTERNAL_ERROR, 1)

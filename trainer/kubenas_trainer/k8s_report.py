@@ -28,15 +28,17 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from kubenas.contract import EARLY_STOPPED, GROUP, HISTORY_LIMIT, NO_REWARD, RUNNING, SUCCEEDED, TRIAL_PLURAL
+from kubenas.contract import TRIAL_TERMINAL as TERMINAL
+from kubenas.contract import VERSION
+
 from . import errors
 
 log = logging.getLogger("kubenas.trainer")
 
-GROUP, VERSION, PLURAL = "kubenas.io", "v1alpha1", "nastrials"
+PLURAL = TRIAL_PLURAL
 SA_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 TERMINATION_LOG = "/dev/termination-log"
-HISTORY_LIMIT = 1000
-TERMINAL = ("Succeeded", "Failed", "EarlyStopped")
 MAX_MESSAGE = 4000
 
 
@@ -139,7 +141,7 @@ class KubernetesReporter:
             current = self.get()
             phase = (current.get("status") or {}).get("phase")
             if phase in TERMINAL:
-                if phase == "EarlyStopped":
+                if phase == EARLY_STOPPED:
                     self.stop_requested = True
                 return None
             try:
@@ -156,18 +158,18 @@ class KubernetesReporter:
         trial = self.get()
         spec = dict(trial.get("spec") or {})
         spec.setdefault("name", self.name)
-        if (trial.get("status") or {}).get("phase") == "EarlyStopped":
+        if (trial.get("status") or {}).get("phase") == EARLY_STOPPED:
             self.stop_requested = True
         return spec
 
     def start(self) -> None:
-        self._patch_unless_terminal({"phase": "Running", "startTime": _now()})
+        self._patch_unless_terminal({"phase": RUNNING, "startTime": _now()})
 
     def _flush(self) -> None:
         answer = self._patch({"history": self.history[:HISTORY_LIMIT]})
         self._flushed = len(self.history)
         self._last_flush = self.clock()
-        if ((answer or {}).get("status") or {}).get("phase") == "EarlyStopped":
+        if ((answer or {}).get("status") or {}).get("phase") == EARLY_STOPPED:
             self.stop_requested = True
 
     def epoch(self, record: dict) -> str | None:
@@ -182,7 +184,7 @@ class KubernetesReporter:
 
     def final(self, result: dict) -> None:
         status = {
-            "phase": result.get("status") or "Failed",
+            "phase": result.get("status") or errors.FAILED,
             "reward": _safe(result.get("reward")),
             "reason": result.get("reason"),
             "message": (result.get("message") or "")[:MAX_MESSAGE],
@@ -191,8 +193,8 @@ class KubernetesReporter:
             "device": result.get("device"),
             "completionTime": _now(),
         }
-        if status["phase"] == "Succeeded" and status["reward"] is None:
-            status.update(phase="Failed", reason="NoReward", message="the trainer produced no finite reward")
+        if status["phase"] == SUCCEEDED and status["reward"] is None:
+            status.update(phase=errors.FAILED, reason=NO_REWARD, message="the trainer produced no finite reward")
         status = {k: v for k, v in status.items() if v is not None}
         if self._patch_unless_terminal(status) is None:
             log.info("trial %s/%s was already finished; result not written", self.namespace, self.name)

@@ -12,7 +12,7 @@ from typing import List, Optional, Sequence
 import torch
 from torch import nn
 
-from .genotype import GenotypeError, validate_genotype
+from kubenas.contract.genotype import GenotypeError, validate_genotype
 from .ops import ResidualReduction, cell_op, chain_op, init_weights
 
 __all__ = ["build_model", "GenotypeError", "ChainNet", "CellNet", "live_edges"]

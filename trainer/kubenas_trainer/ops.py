@@ -11,8 +11,12 @@ Conventions
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
+
+from kubenas.contract.ops import CELL_OPS, CHAIN_OPS
 
 
 def _pad(kernel: int, dilation: int = 1) -> int:
@@ -54,20 +58,20 @@ def avg_pool(kernel: int, stride: int) -> nn.Module:
     return nn.AvgPool2d(kernel, stride, _pad(kernel), count_include_pad=False)
 
 
+# name -> builder(layer, channels in) -> (module, channels out); one per kubenas.contract.ops.CHAIN_OPS.
+CHAIN_OP_BUILDERS: dict[str, Callable[[dict, int], tuple[nn.Module, int]]] = {
+    "conv": lambda layer, c: (ConvBNReLU(c, layer["filters"], layer["kernel"], layer["stride"]), layer["filters"]),
+    "dw_conv": lambda layer, c: (DWConvBNReLU(c, layer["filters"], layer["kernel"], layer["stride"]),
+                                 layer["filters"]),
+    "max_pool": lambda layer, c: (max_pool(layer["kernel"], layer["stride"]), c),
+    "avg_pool": lambda layer, c: (avg_pool(layer["kernel"], layer["stride"]), c),
+    "identity": lambda layer, c: (nn.Identity(), c),
+}
+
+
 def chain_op(layer: dict, c_in: int) -> tuple[nn.Module, int]:
     """Build one validated chain layer; returns (module, output channels)."""
-    op = layer["op"]
-    if op == "conv":
-        return ConvBNReLU(c_in, layer["filters"], layer["kernel"], layer["stride"]), layer["filters"]
-    if op == "dw_conv":
-        return DWConvBNReLU(c_in, layer["filters"], layer["kernel"], layer["stride"]), layer["filters"]
-    if op == "max_pool":
-        return max_pool(layer["kernel"], layer["stride"]), c_in
-    if op == "avg_pool":
-        return avg_pool(layer["kernel"], layer["stride"]), c_in
-    if op == "identity":
-        return nn.Identity(), c_in
-    raise ValueError(f"unknown chain op {op!r}")  # unreachable after validation
+    return CHAIN_OP_BUILDERS[layer["op"]](layer, c_in)
 
 
 # --------------------------------------------------------------------------- cell ops
@@ -110,7 +114,8 @@ class SepConv(nn.Sequential):
         super().__init__(DilConv(c_in, c_in, kernel, stride, 1), DilConv(c_in, c_out, kernel, 1, 1))
 
 
-CELL_OP_FACTORIES = {
+# name -> builder(channels); one per kubenas.contract.ops.CELL_OPS.
+CELL_OP_BUILDERS: dict[str, Callable[[int], nn.Module]] = {
     "none": lambda c: Zero(),
     "skip_connect": lambda c: nn.Identity(),
     "conv_1x1": lambda c: ReLUConvBN(c, c, 1),
@@ -124,7 +129,18 @@ CELL_OP_FACTORIES = {
 
 def cell_op(name: str, channels: int) -> nn.Module:
     """A cell edge op: shape-preserving, ``channels`` in and out."""
-    return CELL_OP_FACTORIES[name](channels)
+    return CELL_OP_BUILDERS[name](channels)
+
+
+def _check_registry() -> None:
+    """Every op of the contract has exactly one builder here, and no builder is extra."""
+    for space, names, builders in (("chain", CHAIN_OPS, CHAIN_OP_BUILDERS), ("cell", CELL_OPS, CELL_OP_BUILDERS)):
+        if set(names) != set(builders):
+            raise ImportError(f"{space} ops of kubenas.contract.ops and kubenas_trainer.ops differ: "
+                              f"{sorted(set(names) ^ set(builders))}")
+
+
+_check_registry()
 
 
 class ResidualReduction(nn.Module):

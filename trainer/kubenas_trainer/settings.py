@@ -11,39 +11,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubenas.contract import GOALS, METRICS, TASKS
+from kubenas.contract.settings import DEFAULT_LEARNING_RATE, SETTINGS
+
 from .errors import InvalidTrial
-
-OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("cosine", "constant", "step")
-DEVICES = ("auto", "cpu", "cuda")
-METRICS = ("accuracy", "loss")
-GOALS = ("maximize", "minimize")
-TASKS = ("image-classification",)
-DEFAULT_LEARNING_RATE = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3}
-
-# name -> (kind, default, constraint)
-SETTINGS: dict[str, tuple[str, Any, Any]] = {
-    "epochs": ("int", 8, (1, 100_000)),
-    "batchSize": ("int", 64, (2, 1 << 20)),
-    "optimizer": ("choice", "sgd", OPTIMIZERS),
-    "learningRate": ("float", None, "positive"),  # default depends on the optimizer
-    "momentum": ("float", 0.9, (0.0, 1.0)),
-    "nesterov": ("bool", False, None),
-    "weightDecay": ("float", 5e-4, "non-negative"),
-    "schedule": ("choice", "cosine", SCHEDULES),
-    "warmupEpochs": ("float", 0.0, "non-negative"),
-    "labelSmoothing": ("float", 0.0, (0.0, 1.0)),
-    "gradientClipNorm": ("float", 0.0, "non-negative"),
-    "seed": ("int", 0, (0, 2**63 - 1)),
-    "device": ("choice", "auto", DEVICES),
-    "mixedPrecision": ("bool", True, None),
-    "channelsLast": ("bool", True, None),
-    "deterministic": ("bool", False, None),
-    "maxTrainBatches": ("int", None, (1, 1 << 40)),
-    "evalBatchSize": ("int", 512, (1, 1 << 20)),
-    "numThreads": ("int", None, (1, 4096)),
-    "measureLatency": ("bool", True, None),
-}
 
 
 @dataclass
@@ -59,42 +30,35 @@ class TrialConfig:
 
 
 def _coerce(name: str, where: str, value: Any) -> Any:
-    kind, _, constraint = SETTINGS[name]
+    setting = SETTINGS[name]
     path = f"{where}.{name}"
     if value is None:
-        if SETTINGS[name][1] is None:
+        if setting.nullable:
             return None
         raise InvalidTrial(f"{path}: must not be null")
-    if kind == "bool":
+    if setting.kind == "bool":
         if not isinstance(value, bool):
             raise InvalidTrial(f"{path}: must be true or false, got {value!r}")
         return value
-    if kind == "choice":
+    if setting.kind == "choice":
         if isinstance(value, str):
             value = value.lower()
-        if value not in constraint:
-            raise InvalidTrial(f"{path}: {value!r} is not one of {', '.join(constraint)}")
+        if value not in setting.choices:
+            raise InvalidTrial(f"{path}: {value!r} is not one of {', '.join(setting.choices)}")
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidTrial(f"{path}: must be a number, got {value!r}")
     if not math.isfinite(value):
         raise InvalidTrial(f"{path}: must be finite, got {value!r}")
-    if kind == "int":
+    if setting.kind == "int":
         if value != int(value):
             raise InvalidTrial(f"{path}: must be an integer, got {value!r}")
         value = int(value)
     else:
         value = float(value)
-    if constraint == "positive" and not value > 0:
-        raise InvalidTrial(f"{path}: must be > 0, got {value!r}")
-    if constraint == "non-negative" and not value >= 0:
-        raise InvalidTrial(f"{path}: must be >= 0, got {value!r}")
-    if isinstance(constraint, tuple):
-        low, high = constraint
-        ok = low <= value <= high if kind == "int" else low <= value < high
-        if not ok:
-            bound = f"<= {high}" if kind == "int" else f"< {high}"
-            raise InvalidTrial(f"{path}: must be >= {low} and {bound}, got {value!r}")
+    problem = setting.limit.violation(value) if setting.limit else None
+    if problem:
+        raise InvalidTrial(f"{path}: {problem}")
     return value
 
 
@@ -125,8 +89,8 @@ def resolve_trial(trial: Any) -> TrialConfig:
             if name not in SETTINGS:
                 raise InvalidTrial(f"{where}.{name}: unknown setting (known: {', '.join(SETTINGS)})")
             resolved[name] = _coerce(name, where, value)
-    for name, (_, default, _) in SETTINGS.items():
-        resolved.setdefault(name, default)
+    for name, setting in SETTINGS.items():
+        resolved.setdefault(name, setting.default)
     if resolved["learningRate"] is None:
         resolved["learningRate"] = DEFAULT_LEARNING_RATE[resolved["optimizer"]]
     if resolved["nesterov"] and resolved["optimizer"] == "sgd" and resolved["momentum"] == 0:

@@ -3,7 +3,7 @@
 The same function runs in a trainer pod (through the ``kubenas-train`` CLI) and in the
 local runner. It never raises for a trial-level failure: an architecture that does
 not build, bad settings, missing data, a diverging loss, out-of-memory or a timeout
-all come back as ``{"status": "Failed", "reason": ..., "message": ...}``.
+all come back as a result with status Failed, a ``reason`` and a ``message``.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from torch import nn
 from . import errors
 from .data import Dataset, load_dataset
 from .errors import DataError, Diverged, InvalidArchitecture, InvalidTrial, TrialFailure, TrialTimeout
-from .genotype import GenotypeError, describe_genotype
+from kubenas.contract.genotype import GenotypeError, describe_genotype
 from .loader import BatchLoader
 from .measure import count_macs, count_parameters, measure_latency
 from .models import build_model

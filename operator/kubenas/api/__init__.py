@@ -1,9 +1,12 @@
-"""The kubenas.io/v1alpha1 API: names, schema, validation, defaults (no torch)."""
+"""The kubenas.io/v1alpha1 API: the CRD schema of crds/, validation, defaults, trial specs.
+Owns what a NASExperiment may say and how it becomes trials; imports kubenas.contract and kubenas.space only (no torch)."""
 
-GROUP = "kubenas.io"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
-EXPERIMENT_KIND = "NASExperiment"
-EXPERIMENT_PLURAL = "nasexperiments"
-TRIAL_KIND = "NASTrial"
-TRIAL_PLURAL = "nastrials"
+from kubenas.contract import (  # noqa: F401 - the API's names, defined once in the contract
+    API_VERSION,
+    EXPERIMENT_KIND,
+    EXPERIMENT_PLURAL,
+    GROUP,
+    TRIAL_KIND,
+    TRIAL_PLURAL,
+    VERSION,
+)

@@ -10,11 +10,7 @@ chain -- the layer-by-layer space of REINFORCE NAS (Zoph & Le 2017)::
                 {"op": "max_pool", "kernel": 3, "stride": 2},
                 {"op": "identity"}]}
 
-    conv      conv(kernel, stride) -> BN -> ReLU, `filters` output channels
-    dw_conv   depthwise conv(kernel, stride) -> pointwise 1x1 -> BN -> ReLU
-    max_pool  max pool(kernel, stride), channels unchanged (no `filters`)
-    avg_pool  avg pool(kernel, stride), channels unchanged (no `filters`)
-    identity  nothing (no `filters`, `kernel`, `stride`)
+    The ops, and the fields each takes, are the table ``ops.CHAIN_OPS``.
 
 cell -- a NAS-Bench-201-style cell stacked into a network::
 
@@ -40,30 +36,23 @@ import hashlib
 import json
 from typing import Any
 
-CHAIN_OPS = ("conv", "dw_conv", "max_pool", "avg_pool", "identity")
-CHAIN_OPS_WITH_FILTERS = ("conv", "dw_conv")
-CHAIN_OPS_WITH_KERNEL = ("conv", "dw_conv", "max_pool", "avg_pool")
-KERNEL_SIZES = (1, 3, 5, 7)
-STRIDES = (1, 2)
-MAX_FILTERS = 4096
-MAX_CHAIN_LAYERS = 64
-
-CELL_OPS = (
-    "none",
-    "skip_connect",
-    "conv_1x1",
-    "conv_3x3",
-    "sep_conv_3x3",
-    "dil_conv_3x3",
-    "avg_pool_3x3",
-    "max_pool_3x3",
+from .ops import (
+    CELL_OPS,
+    CHAIN_LAYER_FIELDS,
+    CHAIN_OPS,
+    KERNEL_SIZES,
+    MAX_CELL_CHANNELS,
+    MAX_CELL_NODES,
+    MAX_CELLS_PER_STAGE,
+    MAX_CHAIN_LAYERS,
+    MAX_FILTERS,
+    MAX_STAGES,
+    MIN_CELL_NODES,
+    SPACE_TYPES,
+    STRIDES,
 )
-MIN_CELL_NODES, MAX_CELL_NODES = 2, 8
-MAX_STAGES = 5
-MAX_CELLS_PER_STAGE = 20
-MAX_CELL_CHANNELS = 1024
 
-SPACE_TYPES = ("chain", "cell")
+CELL_SKELETON_FIELDS = ("channels", "cellsPerStage", "stages")
 
 
 class GenotypeError(ValueError):
@@ -102,11 +91,12 @@ def _validate_chain(genotype: dict) -> dict:
         where = f"layers[{i}]"
         if not isinstance(layer, dict):
             raise GenotypeError(where, f"must be an object with an 'op', got {layer!r}")
-        op = _require_choice(layer.get("op"), f"{where}.op", CHAIN_OPS)
-        if op in CHAIN_OPS_WITH_FILTERS:
+        op = CHAIN_OPS[_require_choice(layer.get("op"), f"{where}.op", tuple(CHAIN_OPS))]
+        if op.takes("filters"):
             _require_int(layer.get("filters"), f"{where}.filters", 1, MAX_FILTERS)
-        if op in CHAIN_OPS_WITH_KERNEL:
+        if op.takes("kernel"):
             _require_choice(layer.get("kernel"), f"{where}.kernel", KERNEL_SIZES)
+        if op.takes("stride"):
             _require_choice(layer.get("stride"), f"{where}.stride", STRIDES)
     return genotype
 
@@ -120,7 +110,7 @@ def _validate_cell(genotype: dict) -> dict:
         if not isinstance(row, list) or len(row) != i + 1:
             raise GenotypeError(f"edges[{i}]", f"must list {i + 1} operations (one per earlier node)")
         for j, op in enumerate(row):
-            _require_choice(op, f"edges[{i}][{j}]", CELL_OPS)
+            _require_choice(op, f"edges[{i}][{j}]", tuple(CELL_OPS))
     _require_int(genotype.get("channels"), "channels", 1, MAX_CELL_CHANNELS)
     _require_int(genotype.get("cellsPerStage"), "cellsPerStage", 1, MAX_CELLS_PER_STAGE)
     _require_int(genotype.get("stages"), "stages", 1, MAX_STAGES)
@@ -145,17 +135,9 @@ def canonical_genotype(genotype: dict) -> dict:
     """
     genotype = validate_genotype(genotype)
     if genotype["type"] == "cell":
-        return {k: genotype[k] for k in ("type", "nodes", "edges", "channels", "cellsPerStage", "stages")}
-    layers = []
-    for layer in genotype["layers"]:
-        op = layer["op"]
-        kept = {"op": op}
-        if op in CHAIN_OPS_WITH_FILTERS:
-            kept["filters"] = layer["filters"]
-        if op in CHAIN_OPS_WITH_KERNEL:
-            kept["kernel"] = layer["kernel"]
-            kept["stride"] = layer["stride"]
-        layers.append(kept)
+        return {k: genotype[k] for k in ("type", "nodes", "edges", *CELL_SKELETON_FIELDS)}
+    layers = [{"op": layer["op"], **{f: layer[f] for f in CHAIN_LAYER_FIELDS if CHAIN_OPS[layer["op"]].takes(f)}}
+              for layer in genotype["layers"]]
     return {"type": "chain", "layers": layers}
 
 
@@ -174,9 +156,10 @@ def describe_genotype(genotype: dict) -> str:
     parts = []
     for layer in genotype.get("layers", []):
         op = layer.get("op")
-        if op in CHAIN_OPS_WITH_FILTERS:
+        entry = CHAIN_OPS.get(op)
+        if entry is not None and entry.takes("filters"):
             parts.append(f"{op}{layer.get('kernel')}x{layer.get('kernel')}/{layer.get('stride')}:{layer.get('filters')}")
-        elif op in CHAIN_OPS_WITH_KERNEL:
+        elif entry is not None and entry.takes("kernel"):
             parts.append(f"{op}{layer.get('kernel')}/{layer.get('stride')}")
         else:
             parts.append(str(op))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import shutil
 
-from kubenas_trainer.genotype import describe_genotype
+from kubenas.contract.genotype import describe_genotype
 
 from .budget import is_better
 from .rundir import RunDir, _atomic_write

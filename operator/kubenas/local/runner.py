@@ -24,7 +24,7 @@ from kubenas.api.validation import with_defaults
 from kubenas.early_stopping import median_stop
 from kubenas.space import SearchSpace
 from kubenas.strategies import make_strategy, rebuild
-from kubenas_trainer.genotype import genotype_hash
+from kubenas.contract.genotype import genotype_hash
 
 from .budget import Outcome, decide, is_better
 from .process import TrialProcess

@@ -9,7 +9,7 @@ from __future__ import annotations
 import heapq
 import math
 
-from kubenas_trainer.genotype import describe_genotype
+from kubenas.contract.genotype import describe_genotype
 
 from .trial_state import EARLY_STOPPED, FAILED, PENDING, RUNNING, SUCCEEDED, TERMINAL
 

@@ -7,7 +7,7 @@ from .base import Candidate, Decision, SearchSpace
 from .cell import CellSpace
 from .chain import ChainSpace
 from .errors import CandidateError, SpaceError
-from .hyperparameters import OPTIMIZERS, Hyperparameter
+from .hyperparameters import Hyperparameter
 
 __all__ = [
     "Candidate",
@@ -16,7 +16,6 @@ __all__ = [
     "ChainSpace",
     "Decision",
     "Hyperparameter",
-    "OPTIMIZERS",
     "SearchSpace",
     "SpaceError",
 ]

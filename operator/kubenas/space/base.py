@@ -27,7 +27,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
-from kubenas_trainer.genotype import GenotypeError, genotype_hash, validate_genotype
+from kubenas.contract.genotype import GenotypeError, genotype_hash, validate_genotype
 
 from .errors import CandidateError
 from .hyperparameters import Hyperparameter

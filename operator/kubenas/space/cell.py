@@ -6,7 +6,8 @@ controller (Zoph et al. 2018; Pham et al. 2018) builds a cell node after node.
 """
 from __future__ import annotations
 
-from kubenas_trainer.genotype import (
+from kubenas.contract.genotype import CELL_SKELETON_FIELDS as SKELETON_FIELDS
+from kubenas.contract.ops import (
     CELL_OPS,
     MAX_CELL_CHANNELS,
     MAX_CELL_NODES,
@@ -25,7 +26,6 @@ DEFAULT_OPERATIONS = ("none", "skip_connect", "conv_1x1", "conv_3x3", "avg_pool_
 DEFAULT_CHANNELS = 16
 DEFAULT_CELLS_PER_STAGE = 1
 DEFAULT_STAGES = 3
-SKELETON_FIELDS = ("channels", "cellsPerStage", "stages")
 
 
 class CellSpace(SearchSpace):
@@ -49,7 +49,7 @@ class CellSpace(SearchSpace):
         reject_unknown_keys(block, ("nodes", "operations") + SKELETON_FIELDS, path)
         return cls(
             nodes=read_int(block, "nodes", path, default=DEFAULT_NODES, low=MIN_CELL_NODES, high=MAX_CELL_NODES),
-            operations=read_list(block, "operations", path, DEFAULT_OPERATIONS, one_of(CELL_OPS)),
+            operations=read_list(block, "operations", path, DEFAULT_OPERATIONS, one_of(tuple(CELL_OPS))),
             channels=read_int(block, "channels", path, default=DEFAULT_CHANNELS, low=1, high=MAX_CELL_CHANNELS),
             cells_per_stage=read_int(block, "cellsPerStage", path, default=DEFAULT_CELLS_PER_STAGE,
                                      low=1, high=MAX_CELLS_PER_STAGE),

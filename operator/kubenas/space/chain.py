@@ -6,15 +6,7 @@ Per layer the decisions are ``op``, then ``filters`` (convolutions only), ``kern
 """
 from __future__ import annotations
 
-from kubenas_trainer.genotype import (
-    CHAIN_OPS,
-    CHAIN_OPS_WITH_FILTERS,
-    CHAIN_OPS_WITH_KERNEL,
-    KERNEL_SIZES,
-    MAX_CHAIN_LAYERS,
-    MAX_FILTERS,
-    STRIDES,
-)
+from kubenas.contract.ops import CHAIN_LAYER_FIELDS, CHAIN_OPS, KERNEL_SIZES, MAX_CHAIN_LAYERS, MAX_FILTERS, STRIDES
 
 from .base import Decision, SearchSpace
 from .errors import CandidateError
@@ -25,7 +17,7 @@ DEFAULT_LAYERS = 6
 DEFAULT_FILTERS = (16, 32, 64)
 DEFAULT_KERNEL_SIZES = (3, 5)
 DEFAULT_STRIDES = (1, 2)
-LAYER_FIELDS = ("op", "filters", "kernel", "stride")
+LAYER_FIELDS = ("op",) + CHAIN_LAYER_FIELDS
 
 
 class ChainSpace(SearchSpace):
@@ -36,16 +28,15 @@ class ChainSpace(SearchSpace):
         self.layers = layers
         self.operations = tuple(operations)
         decisions: list[Decision] = []
-        with_filters = frozenset(i for i, op in enumerate(self.operations) if op in CHAIN_OPS_WITH_FILTERS)
-        with_kernel = frozenset(i for i, op in enumerate(self.operations) if op in CHAIN_OPS_WITH_KERNEL)
+        choices = {"filters": tuple(filters), "kernel": tuple(kernel_sizes), "stride": tuple(strides)}
+        # For each layer field, the op choices (by index) under which it is decided.
+        taken_by = {field: frozenset(i for i, op in enumerate(self.operations) if CHAIN_OPS[op].takes(field))
+                    for field in CHAIN_LAYER_FIELDS}
         for layer in range(layers):
             op_position = len(decisions)
-            decisions += [
-                Decision(f"layers[{layer}].op", self.operations, gene=layer),
-                Decision(f"layers[{layer}].filters", tuple(filters), layer, op_position, with_filters),
-                Decision(f"layers[{layer}].kernel", tuple(kernel_sizes), layer, op_position, with_kernel),
-                Decision(f"layers[{layer}].stride", tuple(strides), layer, op_position, with_kernel),
-            ]
+            decisions.append(Decision(f"layers[{layer}].op", self.operations, gene=layer))
+            decisions += [Decision(f"layers[{layer}].{field}", choices[field], layer, op_position, taken_by[field])
+                          for field in CHAIN_LAYER_FIELDS]
         super().__init__(decisions, hyperparameters)
 
     @classmethod
@@ -55,7 +46,7 @@ class ChainSpace(SearchSpace):
         reject_unknown_keys(block, ("layers", "operations", "filters", "kernelSizes", "strides"), path)
         return cls(
             layers=read_int(block, "layers", path, default=DEFAULT_LAYERS, low=1, high=MAX_CHAIN_LAYERS),
-            operations=read_list(block, "operations", path, CHAIN_OPS, one_of(CHAIN_OPS)),
+            operations=read_list(block, "operations", path, tuple(CHAIN_OPS), one_of(tuple(CHAIN_OPS))),
             filters=read_list(block, "filters", path, DEFAULT_FILTERS, lambda v, w: check_int(v, w, 1, MAX_FILTERS)),
             kernel_sizes=read_list(block, "kernelSizes", path, DEFAULT_KERNEL_SIZES, one_of(KERNEL_SIZES)),
             strides=read_list(block, "strides", path, DEFAULT_STRIDES, one_of(STRIDES)),
@@ -75,11 +66,6 @@ class ChainSpace(SearchSpace):
             raise CandidateError("architecture.layers", f"the space has {self.layers} layers, got {len(layers)}")
         values: list = []
         for layer in layers:
-            op = layer["op"]
-            values += [
-                op,
-                layer["filters"] if op in CHAIN_OPS_WITH_FILTERS else None,
-                layer["kernel"] if op in CHAIN_OPS_WITH_KERNEL else None,
-                layer["stride"] if op in CHAIN_OPS_WITH_KERNEL else None,
-            ]
+            op = CHAIN_OPS[layer["op"]]
+            values += [layer["op"], *(layer[field] if op.takes(field) else None for field in CHAIN_LAYER_FIELDS)]
         return values

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubenas_trainer.genotype import SPACE_TYPES
+from kubenas.contract.ops import SPACE_TYPES
 
 from .base import SearchSpace
 from .cell import CellSpace

@@ -11,11 +11,12 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from kubenas.contract.settings import SEARCHABLE, SETTINGS, Setting
+
 from .errors import SpaceError
-from .spec import check_int, check_range, expect_mapping, is_int, is_number, read_int, reject_unknown_keys
+from .spec import check_int, expect_mapping, is_int, is_number, read_int, reject_unknown_keys
 
 HYPERPARAMETER_TYPES = ("logUniform", "uniform", "int", "categorical")
-OPTIMIZERS = ("sgd", "adam", "adamw")  # what the trainer implements (docs/formats.md)
 DEFAULT_GRID_POINTS = 8
 MAX_GRID_POINTS = 1024
 MAX_CHOICES = 4096
@@ -23,33 +24,11 @@ MAX_CHOICES = 4096
 # (0.001931, not 0.0019306977288832496) and exactly stable through JSON.
 SIGNIFICANT_DIGITS = 4
 
-
-@dataclass(frozen=True)
-class _Meaning:
-    """What a hyperparameter name means to the trainer, hence which values make sense."""
-
-    kind: str  # "float" | "int" | "optimizer"
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    high_open: bool = False
-
-
-# The names a trial's `training` section accepts (docs/formats.md, "Candidate").
-MEANINGS = {
-    "learningRate": _Meaning("float", low=0.0, low_open=True),
-    "momentum": _Meaning("float", low=0.0, high=1.0),
-    "weightDecay": _Meaning("float", low=0.0),
-    "labelSmoothing": _Meaning("float", low=0.0, high=1.0, high_open=True),
-    "batchSize": _Meaning("int", low=1),
-    "epochs": _Meaning("int", low=1),
-    "optimizer": _Meaning("optimizer"),
-}
-
+# Which hyperparameter types make sense for a setting of each kind (kubenas.contract.settings).
 _TYPES_FOR_KIND = {
     "float": ("logUniform", "uniform", "categorical"),
     "int": ("int", "categorical"),
-    "optimizer": ("categorical",),
+    "choice": ("categorical",),
 }
 _FIELDS_FOR_TYPE = {
     "logUniform": ("name", "type", "min", "max", "grid"),
@@ -83,9 +62,9 @@ def parse_hyperparameters(spec: Any, path: str = "searchSpace.hyperparameters") 
 def parse_hyperparameter(item: Any, path: str) -> Hyperparameter:
     item = expect_mapping(item, path)
     name = item.get("name")
-    if name not in MEANINGS:
-        raise SpaceError(f"{path}.name", f"{name!r} is not one of {', '.join(MEANINGS)}")
-    meaning = MEANINGS[name]
+    if name not in SEARCHABLE:
+        raise SpaceError(f"{path}.name", f"{name!r} is not one of {', '.join(SEARCHABLE)}")
+    meaning = SETTINGS[name]
     kind = item.get("type")
     if kind not in _TYPES_FOR_KIND[meaning.kind]:
         raise SpaceError(f"{path}.type", f"{name} takes type {' or '.join(_TYPES_FOR_KIND[meaning.kind])}, got {kind!r}")
@@ -99,20 +78,23 @@ def parse_hyperparameter(item: Any, path: str) -> Hyperparameter:
     return Hyperparameter(name=name, type=kind, values=values)
 
 
-def _check_meaning(value: Any, where: str, meaning: _Meaning) -> Any:
-    if meaning.kind == "optimizer":
-        if value not in OPTIMIZERS:
-            raise SpaceError(where, f"{value!r} is not one of {', '.join(OPTIMIZERS)}")
+def _check_meaning(value: Any, where: str, meaning: Setting) -> Any:
+    """A value the trainer accepts for this setting (the same limits: kubenas.contract.settings)."""
+    if meaning.kind == "choice":
+        if value not in meaning.choices:
+            raise SpaceError(where, f"{value!r} is not one of {', '.join(meaning.choices)}")
         return value
     if meaning.kind == "int" and not is_int(value):
         raise SpaceError(where, f"must be an integer, got {value!r}")
     if not is_number(value):
         raise SpaceError(where, f"must be a finite number, got {value!r}")
-    check_range(value, where, meaning.low, meaning.high, meaning.low_open, meaning.high_open)
+    problem = meaning.limit.violation(value) if meaning.limit else None
+    if problem:
+        raise SpaceError(where, problem)
     return value
 
 
-def _categorical_values(item: dict, path: str, meaning: _Meaning) -> tuple:
+def _categorical_values(item: dict, path: str, meaning: Setting) -> tuple:
     values = item.get("values")
     if not isinstance(values, list) or not values:
         raise SpaceError(f"{path}.values", "must be a non-empty list")
@@ -125,7 +107,7 @@ def _categorical_values(item: dict, path: str, meaning: _Meaning) -> tuple:
     return tuple(checked)
 
 
-def _min_max(item: dict, path: str, meaning: _Meaning) -> tuple:
+def _min_max(item: dict, path: str, meaning: Setting) -> tuple:
     for key in ("min", "max"):
         if key not in item:
             raise SpaceError(f"{path}.{key}", "is required")
@@ -136,7 +118,7 @@ def _min_max(item: dict, path: str, meaning: _Meaning) -> tuple:
     return low, high
 
 
-def _integer_values(item: dict, path: str, meaning: _Meaning) -> tuple:
+def _integer_values(item: dict, path: str, meaning: Setting) -> tuple:
     low, high = _min_max(item, path, meaning)
     step = read_int(item, "step", path, default=1, low=1)
     count = (high - low) // step + 1
@@ -145,7 +127,7 @@ def _integer_values(item: dict, path: str, meaning: _Meaning) -> tuple:
     return tuple(range(low, high + 1, step))
 
 
-def _grid_values(item: dict, path: str, meaning: _Meaning, logarithmic: bool) -> tuple:
+def _grid_values(item: dict, path: str, meaning: Setting, logarithmic: bool) -> tuple:
     low, high = _min_max(item, path, meaning)
     if logarithmic and low <= 0:
         raise SpaceError(f"{path}.min", f"must be positive for logUniform, got {low}")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Iterable
 
+from kubenas.contract.settings import Limit
+
 from .errors import SpaceError
 
 _MISSING = object()
@@ -73,10 +75,9 @@ def read_number(mapping: dict, key: str, path: str, default: Any = _MISSING,
 
 def check_range(value: float, where: str, low: float | None = None, high: float | None = None,
                 low_open: bool = False, high_open: bool = False) -> None:
-    if low is not None and (value <= low if low_open else value < low):
-        raise SpaceError(where, f"must be {'greater than' if low_open else 'at least'} {low}, got {value}")
-    if high is not None and (value >= high if high_open else value > high):
-        raise SpaceError(where, f"must be {'less than' if high_open else 'at most'} {high}, got {value}")
+    problem = Limit(low, high, low_open, high_open).violation(value)
+    if problem:
+        raise SpaceError(where, problem)
 
 
 def read_list(mapping: dict, key: str, path: str, default: Iterable[Any],

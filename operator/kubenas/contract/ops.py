@@ -1,0 +1,60 @@
+"""The op registry of both search spaces: one table each (names, what each op takes).
+
+The search spaces, genotype validation and summaries read these tables; the trainer
+registers one builder per name (``kubenas_trainer.ops``) and refuses to import if a
+name has none. The CRD enums of the operations lists are checked against them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SPACE_TYPES = ("chain", "cell")
+
+
+@dataclass(frozen=True)
+class ChainOp:
+    """A chain layer op and the genotype fields it takes besides ``op``."""
+
+    fields: tuple[str, ...]
+    doc: str
+
+    def takes(self, field: str) -> bool:
+        return field in self.fields
+
+
+# Layer fields in the order a policy decides them (after the op).
+CHAIN_LAYER_FIELDS = ("filters", "kernel", "stride")
+
+CHAIN_OPS: dict[str, ChainOp] = {
+    "conv": ChainOp(("filters", "kernel", "stride"), "conv(kernel, stride) -> BN -> ReLU, `filters` output channels"),
+    "dw_conv": ChainOp(("filters", "kernel", "stride"),
+                       "depthwise conv(kernel, stride) -> pointwise 1x1 -> BN -> ReLU"),
+    "max_pool": ChainOp(("kernel", "stride"), "max pool(kernel, stride), channels unchanged"),
+    "avg_pool": ChainOp(("kernel", "stride"), "avg pool(kernel, stride), channels unchanged"),
+    "identity": ChainOp((), "nothing"),
+}
+KERNEL_SIZES = (1, 3, 5, 7)
+STRIDES = (1, 2)
+MAX_FILTERS = 4096
+MAX_CHAIN_LAYERS = 64
+
+# Cell edge ops: shape-preserving, channels in = channels out.
+CELL_OPS: dict[str, str] = {
+    "none": "the edge carries nothing (dropped from the network)",
+    "skip_connect": "identity",
+    "conv_1x1": "ReLU -> conv 1x1 -> BN",
+    "conv_3x3": "ReLU -> conv 3x3 -> BN",
+    "sep_conv_3x3": "two ReLU -> depthwise 3x3 -> pointwise -> BN blocks (DARTS)",
+    "dil_conv_3x3": "ReLU -> depthwise 3x3 dilation 2 -> pointwise -> BN (DARTS)",
+    "avg_pool_3x3": "avg pool 3x3, stride 1",
+    "max_pool_3x3": "max pool 3x3, stride 1",
+}
+MIN_CELL_NODES, MAX_CELL_NODES = 2, 8
+MAX_STAGES = 5
+MAX_CELLS_PER_STAGE = 20
+MAX_CELL_CHANNELS = 1024
+
+
+def chain_ops_taking(field: str) -> tuple[str, ...]:
+    """The chain op names that take ``field`` (``filters``, ``kernel``, ``stride``)."""
+    return tuple(name for name, op in CHAIN_OPS.items() if op.takes(field))

@@ -1,0 +1,89 @@
+"""Training settings: every name a trial's ``training`` (and ``hyperparameters``) accepts,
+its kind, default and limits (docs/formats.md).
+
+One table for the three places that check them: the trainer (``resolve_trial``), the
+search space (a searched hyperparameter's values) and the CRD schema (tests/contract
+compares crds/*.yaml with this table).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("cosine", "constant", "step")
+DEVICES = ("auto", "cpu", "cuda")
+DEFAULT_LEARNING_RATE = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3}
+INT64_MAX = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A closed or half-open range; None is unbounded on that side."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def contains(self, value: float) -> bool:
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        if self.high is not None and (value >= self.high if self.high_open else value > self.high):
+            return False
+        return True
+
+    def violation(self, value: float) -> str | None:
+        """What is wrong with ``value`` ("must be at least 2, got 1"), or None."""
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return f"must be {'greater than' if self.low_open else 'at least'} {self.low}, got {value}"
+        if self.high is not None and (value >= self.high if self.high_open else value > self.high):
+            return f"must be {'less than' if self.high_open else 'at most'} {self.high}, got {value}"
+        return None
+
+
+@dataclass(frozen=True)
+class Setting:
+    kind: str                    # "int" | "float" | "bool" | "choice"
+    default: Any                 # None: no default (or one that depends on others)
+    limit: Limit | None = None   # int and float
+    choices: tuple = ()          # choice
+
+    @property
+    def nullable(self) -> bool:
+        return self.default is None
+
+    def __iter__(self):  # (kind, default, limit): the tuple form older callers unpack
+        return iter((self.kind, self.default, self.limit or self.choices))
+
+
+SETTINGS: dict[str, Setting] = {
+    "epochs": Setting("int", 8, Limit(1, 100_000)),
+    "batchSize": Setting("int", 64, Limit(2, 1 << 20)),
+    "optimizer": Setting("choice", "sgd", choices=OPTIMIZERS),
+    "learningRate": Setting("float", None, Limit(0.0, low_open=True)),  # default depends on the optimizer
+    "momentum": Setting("float", 0.9, Limit(0.0, 1.0, high_open=True)),
+    "nesterov": Setting("bool", False),
+    "weightDecay": Setting("float", 5e-4, Limit(0.0)),
+    "schedule": Setting("choice", "cosine", choices=SCHEDULES),
+    "warmupEpochs": Setting("float", 0.0, Limit(0.0)),
+    "labelSmoothing": Setting("float", 0.0, Limit(0.0, 1.0, high_open=True)),
+    "gradientClipNorm": Setting("float", 0.0, Limit(0.0)),
+    "seed": Setting("int", 0, Limit(0, INT64_MAX)),
+    "device": Setting("choice", "auto", choices=DEVICES),
+    "mixedPrecision": Setting("bool", True),
+    "channelsLast": Setting("bool", True),
+    "deterministic": Setting("bool", False),
+    "maxTrainBatches": Setting("int", None, Limit(1, 1 << 40)),
+    "evalBatchSize": Setting("int", 512, Limit(1, 1 << 20)),
+    "numThreads": Setting("int", None, Limit(1, 4096)),
+    "measureLatency": Setting("bool", True),
+}
+
+# The settings a search space may search (searchSpace.hyperparameters[].name).
+SEARCHABLE = ("learningRate", "momentum", "weightDecay", "labelSmoothing", "batchSize", "epochs", "optimizer")
+
+
+def defaults() -> dict:
+    """The settings that have a default, filled in (learningRate is chosen per trial)."""
+    return {name: s.default for name, s in SETTINGS.items() if s.default is not None}
