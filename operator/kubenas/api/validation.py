@@ -257,7 +257,7 @@ def _semantic_issues(obj: dict, bad_paths: list[str]) -> list[Issue]:
     if not runnable:
         return []
     try:
-        spec = with_defaults(obj["spec"])
+        spec = with_defaults(_without(obj["spec"], bad_paths))
     except (AttributeError, TypeError, KeyError, ValueError):
         if not bad_paths:
             raise
@@ -271,6 +271,22 @@ def _semantic_issues(obj: dict, bad_paths: list[str]) -> list[Issue]:
                 raise
             # a malformed part outside the check's own reached it through the defaults
     return issues
+
+
+def _without(spec: dict, bad_paths: list[str]) -> dict:
+    """A shallow copy of spec without the malformed blocks two levels deep (spec.budget,
+    spec.trial.training): the checks reading them are skipped, and with_defaults fills
+    them in for the others."""
+    spec = dict(spec)
+    for path in bad_paths:
+        parts = path.split(".")
+        if parts[0] != "spec" or len(parts) not in (2, 3):
+            continue
+        if len(parts) == 2:
+            spec.pop(parts[1], None)
+        elif isinstance(spec.get(parts[1]), dict):
+            spec[parts[1]] = {k: v for k, v in spec[parts[1]].items() if k != parts[2]}
+    return spec
 
 
 # --------------------------------------------------------------------------- defaults
