@@ -147,6 +147,47 @@ def _read_idx_dataset(spec: dict, flavour: str):
     return x_tr[:, None], y_tr.astype(np.int64), x_te[:, None], y_te.astype(np.int64), classes, 1.0 / 255.0
 
 
+class UnsafePickle(DataError):
+    """A pickle that names a callable a CIFAR-10 batch never holds: refused, not run."""
+
+
+# Everything a CIFAR-10 python batch (dicts, lists, bytes, str, ints and numpy arrays)
+# needs to be unpickled; any other global (os.system, builtins.eval, ...) is refused
+# before it is called. numpy.core is numpy 1's name of numpy._core.
+_CIFAR_GLOBALS = frozenset(
+    [(f"numpy.{core}.multiarray", name) for core in ("core", "_core") for name in ("_reconstruct", "scalar")]
+    + [(f"numpy.{core}.numeric", "_frombuffer") for core in ("core", "_core")]
+    + [("numpy", "ndarray"), ("numpy", "dtype")]
+    + [("_codecs", "encode")]  # bytes in protocol-2 pickles written by Python 3
+)
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _CIFAR_GLOBALS:
+            raise UnsafePickle(f"refers to {module}.{name}, which a CIFAR-10 batch never holds")
+        return super().find_class(module, name)
+
+    def persistent_load(self, pid):
+        raise UnsafePickle("uses persistent ids, which a CIFAR-10 batch never does")
+
+
+def load_cifar_pickle(path: Path) -> dict:
+    """One CIFAR-10 python batch: unpickled with only the globals a batch needs."""
+    with open(path, "rb") as f:
+        try:
+            batch = _CifarUnpickler(f, encoding="bytes").load()
+        except UnsafePickle as exc:
+            raise UnsafePickle(
+                f"cifar10: refused to unpickle {path}: it {exc.message}. It is not a CIFAR-10 python "
+                "batch (or was tampered with): replace it with the files of cifar-10-python.tar.gz "
+                "from https://www.cs.toronto.edu/~kriz/cifar.html") from None
+    if not isinstance(batch, dict):
+        raise DataError(f"cifar10: {path} holds a {type(batch).__name__}, not a CIFAR-10 batch (a dict); "
+                        "replace it with the files of cifar-10-python.tar.gz")
+    return batch
+
+
 def _read_cifar10(spec: dict):
     root = _require_path(spec)
     base = root / "cifar-10-batches-py" if (root / "cifar-10-batches-py").is_dir() else root
@@ -157,8 +198,9 @@ def _read_cifar10(spec: dict):
             raise DataError(f"cifar10: {path} not found (expected the python-pickle batches "
                             "data_batch_1..5 and test_batch)")
         try:
-            with open(path, "rb") as f:
-                return pickle.load(f, encoding="bytes")
+            return load_cifar_pickle(path)
+        except DataError:
+            raise
         except Exception as exc:  # noqa: BLE001 - any unpickling problem is a data problem
             raise DataError(f"cifar10: cannot read {path}: {exc}") from exc
 
@@ -166,7 +208,7 @@ def _read_cifar10(spec: dict):
         try:
             x = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
             y = np.asarray(batch[b"labels"], dtype=np.int64)
-        except (KeyError, ValueError) as exc:
+        except (KeyError, ValueError, TypeError) as exc:
             raise DataError(f"cifar10: {name} is not a CIFAR-10 batch ({exc})") from exc
         return x, y
 
