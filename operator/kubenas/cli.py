@@ -162,7 +162,8 @@ def _print_summary(console: Console, summary, runner, run_dir: str) -> None:
     console.print(table)
     counts = ", ".join(f"{v} {k.lower()}" for k, v in sorted(summary.counts.items())) or "no trials"
     colour = "green" if summary.phase == "Succeeded" else "red"
-    _say(console, str(summary.phase), colour, f"({summary.reason}): {summary.message}; {counts}")
+    console.print(Text.assemble((str(summary.phase), colour), f" ({summary.reason}): {summary.message}; {counts}"),
+                  highlight=False)
     if summary.best:
         console.print(Text(f"best: {summary.best['name']} reward {summary.best['reward']:.4f}; "
                            f"results in {run_dir}/ (trials.jsonl, best.json, best_model.pt, progress.png)"),

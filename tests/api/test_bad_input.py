@@ -278,3 +278,47 @@ def test_run_names_a_run_dir_under_a_file(tmp_path):
     assert result.returncode == 2
     assert result.stderr.startswith(f"error: --run-dir {tmp_path / 'f' / 'run'} is under {tmp_path / 'f'}, "
                                     "which is a file, not a directory; pass --run-dir a directory")
+
+
+# ------------------------------------------------------------ run output is plain text too
+
+
+def test_run_summary_prints_markup_like_text_literally():
+    import io
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from kubenas.cli import _print_summary
+
+    record = {"name": "exp-0", "index": 0, "status": "Succeeded", "reward": 0.5,
+              "hyperparameters": {"optimizer": "[/sgd]"}, "metrics": {},
+              "architecture": {"type": "chain", "layers": [{"op": "conv", "filters": 8, "kernel": 3, "stride": 1}]}}
+    summary = SimpleNamespace(records=[record], counts={"Succeeded": 1}, phase="Succeeded", reason="MaxTrialsReached",
+                              message="done [/bold] :smile:", best=record)
+    runner = SimpleNamespace(name="exp", metric="accuracy", goal="maximize")
+    out = io.StringIO()
+    _print_summary(Console(file=out, width=300), summary, runner, "runs/[red]x")
+    text = out.getvalue()
+    assert "optimizer=[/sgd]" in text
+    assert "Succeeded (MaxTrialsReached): done [/bold] :smile:; 1 succeeded" in text
+    assert "results in runs/[red]x/" in text
+
+
+def test_progress_prints_a_trial_error_literally():
+    import io
+
+    from rich.console import Console
+
+    from kubenas.local.progress import RichProgress
+
+    out = io.StringIO()
+    progress = RichProgress(Console(file=out, width=300))
+    progress.start(total=2, done=0)
+    progress.trial_finished({"name": "exp-0", "status": "Failed", "reason": "DataError",
+                             "message": "dataset.path: [/data/x.npz} does not exist"}, 1, 0, 1, None)
+    progress.trial_finished({"name": "exp-1", "status": "Failed", "reason": "InternalError", "message": None},
+                            2, 0, 2, None)
+    progress.stop()
+    assert "DataError: dataset.path: [/data/x.npz} does not exist" in out.getvalue()
+    assert "exp-1" in out.getvalue()

@@ -389,9 +389,9 @@ def _check_expanded_size(root) -> None:
             sizes[key] = 1 + sum(sizes[id(c)] for c in children)
             if sizes[key] > MAX_YAML_NODES:
                 raise _InputTooLarge(
-                    f"has more than {MAX_YAML_NODES} YAML values, lists and maps, counting each alias "
-                    "(*name) in full, from here on; an experiment has a few hundred: shorten the lists, "
-                    "or use fewer aliases if this is a YAML alias bomb", node.start_mark)
+                    f"holds, from here on, more than {MAX_YAML_NODES} YAML values, lists and maps once "
+                    "each alias (*name) is counted in full; an experiment has a few hundred: shorten the "
+                    "lists, or drop the aliases if this is a YAML alias bomb", node.start_mark)
             continue
         if key in in_progress:
             raise _InputTooLarge("holds an alias (*name) that refers to itself; a NASExperiment "
