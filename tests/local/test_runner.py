@@ -111,3 +111,19 @@ def test_killed_run_resumes_to_exactly_max_trials(tmp_path, tiny, sig):
     records = finished_lines(run_dir)
     assert sorted(r["index"] for r in records) == list(range(6))
     assert records[:len(kept)] == kept  # nothing finished was lost or rewritten
+
+
+def test_size_penalty_makes_the_small_model_best(tmp_path, tiny):
+    """objective.penalties end to end: spec -> trial spec -> trainer -> reward -> best.json."""
+    tiny["spec"]["objective"]["penalties"] = [{"metric": "parameters", "target": 100, "weight": -1.0}]
+    tiny["spec"]["searchSpace"] = {"type": "chain", "chain": {"layers": 1, "operations": ["conv"],
+                                                              "filters": [4, 128], "kernelSizes": [3], "strides": [1]}}
+    tiny["spec"]["budget"].update(maxTrials=2, parallelTrials=2)
+    run_dir = tmp_path / "run"
+    assert main(["run", str(write(tmp_path, tiny)), "--run-dir", str(run_dir), "--no-progress"]) == 0
+    records = {r["architecture"]["layers"][0]["filters"]: r for r in finished_lines(run_dir)}
+    for record in records.values():
+        m = record["metrics"]
+        assert record["reward"] == pytest.approx(m["accuracy"] * (m["parameters"] / 100) ** -1.0)
+    best = json.loads((run_dir / "best.json").read_text())
+    assert best["architecture"]["layers"][0]["filters"] == 4, records

@@ -159,3 +159,21 @@ def test_max_train_batches_and_weights(tmp_path):
     model = build_model(saved["architecture"], tuple(saved["inputShape"]), saved["numClasses"])
     model.load_state_dict(saved["stateDict"])
     assert saved["classes"] == [str(i) for i in range(10)]
+
+
+def test_penalties_shape_the_reward_and_measure_what_they_need():
+    """objective.penalties is applied by the trainer: latencyMs is measured for a latency
+    penalty even with measureLatency false; the metrics keep the unpenalized values."""
+    penalties = [{"metric": "parameters", "target": 100, "weight": -0.5},
+                 {"metric": "latencyMs", "target": 1000.0, "weight": -0.01}]
+    result = run_trial({**tiny(), "objective": {"metric": "accuracy", "penalties": penalties}})
+    m = result["metrics"]
+    assert result["status"] == "Succeeded" and "latencyMs" in m, result["message"]
+    expected = m["accuracy"] * (m["parameters"] / 100) ** -0.5 * (max(m["latencyMs"], 1e-12) / 1000.0) ** -0.01
+    assert result["reward"] == pytest.approx(expected) and m["accuracy"] == result["history"][-1]["accuracy"]
+
+
+def test_malformed_penalties_fail_the_trial_as_invalid():
+    result = run_trial({**tiny(), "objective": {"penalties": [{"metric": "flops", "target": 1, "weight": -1}]}})
+    assert (result["status"], result["reason"]) == ("Failed", "InvalidTrial")
+    assert "objective.penalties[0].metric" in result["message"]

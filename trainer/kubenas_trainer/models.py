@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from kubenas.contract.genotype import GenotypeError, validate_genotype
+
 from .ops import ResidualReduction, cell_op, chain_op, init_weights
 
 __all__ = ["build_model", "GenotypeError", "ChainNet", "CellNet", "live_edges"]

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubenas.contract import GOALS, METRICS, TASKS
+from kubenas.contract.reward import check_penalties
 from kubenas.contract.settings import DEFAULT_LEARNING_RATE, SETTINGS
 
 from .errors import InvalidTrial
@@ -27,6 +28,11 @@ class TrialConfig:
     timeout_seconds: float | None = None
     name: str = ""
     hyperparameters: dict = field(default_factory=dict)
+    penalties: list = field(default_factory=list)  # objective.penalties (kubenas.contract.reward)
+
+    @property
+    def objective(self) -> dict:
+        return {"metric": self.metric, "goal": self.goal, "penalties": self.penalties}
 
 
 def _coerce(name: str, where: str, value: Any) -> Any:
@@ -106,6 +112,10 @@ def resolve_trial(trial: Any) -> TrialConfig:
     goal = objective.get("goal", "minimize" if metric == "loss" else "maximize")
     if goal not in GOALS:
         raise InvalidTrial(f"objective.goal: {goal!r} is not one of {', '.join(GOALS)}")
+    try:
+        penalties = check_penalties(objective.get("penalties"))
+    except ValueError as err:
+        raise InvalidTrial(str(err)) from None
 
     timeout = trial.get("timeoutSeconds")
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
@@ -120,5 +130,5 @@ def resolve_trial(trial: Any) -> TrialConfig:
     return TrialConfig(
         architecture=trial["architecture"], dataset=dict(dataset or {"name": "digits"}), training=resolved,
         metric=metric, goal=goal, timeout_seconds=float(timeout) if timeout is not None else None,
-        name=str(name), hyperparameters=dict(_object(trial, "hyperparameters")),
+        name=str(name), hyperparameters=dict(_object(trial, "hyperparameters")), penalties=list(penalties),
     )

@@ -22,10 +22,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kubenas.contract.genotype import GenotypeError, describe_genotype
+from kubenas.contract.reward import compute_reward
+
 from . import errors
 from .data import Dataset, load_dataset
 from .errors import DataError, Diverged, InvalidArchitecture, InvalidTrial, TrialFailure, TrialTimeout
-from kubenas.contract.genotype import GenotypeError, describe_genotype
 from .loader import BatchLoader
 from .measure import count_macs, count_parameters, measure_latency
 from .models import build_model
@@ -315,18 +317,22 @@ def _run(trial, on_epoch, model_path, weights_path, clock: _Clock, history: list
                 break
 
     last = history[-1]
-    reward = last[cfg.metric]
-    if not math.isfinite(reward):
-        raise Diverged(f"validation {cfg.metric} is {reward}")
+    if not math.isfinite(last[cfg.metric]):
+        raise Diverged(f"validation {cfg.metric} is {last[cfg.metric]}")
     metrics.update(accuracy=last["accuracy"], loss=last["loss"])
     metrics["trainImagesPerSecond"] = round(train_images / train_seconds, 1) if train_seconds > 0 else None
 
     clock.where = "while evaluating the test split"
     metrics["testAccuracy"], _ = evaluate(model, test_loader, autocast, clock)
-    if t["measureLatency"]:
+    if t["measureLatency"] or any(p["metric"] == "latencyMs" for p in cfg.penalties):
         clock.where = "while measuring latency"
         metrics["latencyMs"] = round(measure_latency(model, data.input_shape, device, memory_format=memory_format,
                                                      check=clock.check), 4)
+    # The objective metric after the last epoch trained, with the penalties applied.
+    try:
+        reward = compute_reward(cfg.objective, metrics)
+    except ValueError as exc:
+        raise Diverged(f"reward: {exc}") from None
     clock.where = "while saving the model"
     if weights_path:
         _atomic_save({"architecture": cfg.architecture, "inputShape": list(data.input_shape),
