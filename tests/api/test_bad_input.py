@@ -165,7 +165,7 @@ def test_cross_field_budget_rule_alongside_a_schema_error():
 
 @pytest.mark.parametrize("quantity", [1, 0, "1", "500m", "1.5", "4Gi", "512Mi", "1e3", "2E", "+1", ".5", "100k"])
 def test_valid_quantities_pass(quantity):
-    obj = mutated(_set("spec.trial.template.resources.limits[nvidia.com/gpu]", quantity))
+    obj = mutated(_set("spec.trial.template.resources", {"limits": {"cpu": quantity}}))
     assert validate_experiment(obj) == []
 
 
@@ -322,3 +322,31 @@ def test_progress_prints_a_trial_error_literally():
     progress.stop()
     assert "DataError: dataset.path: [/data/x.npz} does not exist" in out.getvalue()
     assert "exp-1" in out.getvalue()
+
+
+@pytest.mark.parametrize("resources, field, fragment", [
+    ({"limits": {"nvidia.com/gpu": "0.5"}}, "spec.trial.template.resources.limits[nvidia.com/gpu]",
+     "0.5: an extended resource is counted in whole units"),
+    ({"limits": {"nvidia.com/gpu": "500m"}}, "spec.trial.template.resources.limits[nvidia.com/gpu]",
+     "whole units"),
+    ({"requests": {"memory": "4Gi"}, "limits": {"memory": "2Gi"}}, "spec.trial.template.resources.requests.memory",
+     "4Gi is more than its limit 2Gi (spec.trial.template.resources.limits.memory)"),
+    ({"requests": {"cpu": "1500m"}, "limits": {"cpu": 1}}, "spec.trial.template.resources.requests.cpu",
+     "1500m is more than its limit 1"),
+    ({"limits": {"gpu": 1}}, "spec.trial.template.resources.limits.gpu", "'gpu' is not a resource name"),
+    ({"limits": {"cpu": "-1"}}, "spec.trial.template.resources.limits.cpu", "-1 is negative"),
+])
+def test_resources_the_api_server_would_refuse_at_pod_creation(resources, field, fragment):
+    obj = mutated(_set("spec.trial.template.resources", resources))
+    issues = validate_experiment(obj)
+    assert [i.path for i in issues] == [field]
+    assert fragment in issues[0].message
+
+
+@pytest.mark.parametrize("resources", [
+    {"limits": {"nvidia.com/gpu": 2, "memory": "2Gi", "hugepages-2Mi": "1Gi"}, "requests": {"memory": "2048Mi"}},
+    {"requests": {"cpu": "500m", "ephemeral-storage": "1G"}, "limits": {"cpu": "0.5"}},
+    {"limits": {"amd.com/gpu": "1", "memory": "1e9"}, "requests": {"memory": "1G"}},
+])
+def test_real_resource_blocks_pass(resources):
+    assert validate_experiment(mutated(_set("spec.trial.template.resources", resources))) == []

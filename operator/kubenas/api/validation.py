@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import difflib
 import re
+from decimal import Decimal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -210,6 +211,72 @@ def _trial_issues(spec: dict) -> list[Issue]:
     return []
 
 
+QUANTITY = re.compile(r"^([+-]?)((?:[0-9]+(?:\.[0-9]*)?)|(?:\.[0-9]+))"
+                      r"(?:(Ki|Mi|Gi|Ti|Pi|Ei)|([numkMGTPE])|[eE]([+-]?(?:(?:[0-9]+(?:\.[0-9]*)?)|(?:\.[0-9]+))))?\Z")
+_BINARY = {"Ki": 1, "Mi": 2, "Gi": 3, "Ti": 4, "Pi": 5, "Ei": 6}
+_DECIMAL = {"n": -9, "u": -6, "m": -3, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
+RESOURCE_NAME = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+                           r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+STANDARD_RESOURCES = ("cpu", "memory", "ephemeral-storage")
+
+
+def parse_quantity(value) -> Decimal | None:
+    """A Kubernetes quantity (an int, or a string such as 500m, 1.5, 4Gi, 1e3) as a
+    Decimal; None if it is not one (the CRD's pattern already said so)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return Decimal(value)
+    match = QUANTITY.match(value) if isinstance(value, str) else None
+    if not match:
+        return None
+    sign, number, binary, decimal, exponent = match.groups()
+    amount = Decimal(sign + number)
+    if binary:
+        return amount * (Decimal(1024) ** _BINARY[binary])
+    if decimal:
+        return amount.scaleb(_DECIMAL[decimal])
+    if exponent:
+        return amount * Decimal(10) ** Decimal(exponent) if abs(Decimal(exponent)) <= 100 else None
+    return amount
+
+
+def _resources_issues(spec: dict) -> list[Issue]:
+    """What the API server would refuse only when it creates the pod: unknown resource
+    names, fractional extended resources (nvidia.com/gpu: 0.5), requests above limits."""
+    issues = []
+    blocks = ((["spec", "trial", "template", "resources"], spec["trial"]["template"].get("resources")),
+              (["spec", "controller", "resources"], spec["controller"].get("resources")))
+    for where, resources in blocks:
+        resources = resources or {}
+        limits, requests = resources.get("limits") or {}, resources.get("requests") or {}
+        for part, values in (("limits", limits), ("requests", requests)):
+            for name, value in values.items():
+                field = format_path(where + [part, name])
+                amount = parse_quantity(value)
+                if not RESOURCE_NAME.match(name) or len(name) > 253 or (
+                        "/" not in name and name not in STANDARD_RESOURCES and not name.startswith("hugepages-")):
+                    issues.append(Issue(field, f"{name!r} is not a resource name; use cpu, memory, "
+                                        "ephemeral-storage, hugepages-<size> or a domain-prefixed name "
+                                        "such as nvidia.com/gpu"))
+                elif amount is None:
+                    continue  # the schema named it
+                elif amount < 0:
+                    issues.append(Issue(field, f"{value} is negative; use 0 or more"))
+                elif "/" in name and not name.startswith("kubernetes.io/") and amount != amount.to_integral_value():
+                    issues.append(Issue(field, f"{value}: an extended resource is counted in whole units; "
+                                        "use an integer such as 1"))
+        for name, value in requests.items():
+            if name not in limits:
+                continue
+            request, limit = parse_quantity(value), parse_quantity(limits[name])
+            if request is not None and limit is not None and request > limit:
+                issues.append(Issue(format_path(where + ["requests", name]),
+                                    f"{value} is more than its limit {limits[name]} "
+                                    f"({format_path(where + ['limits', name])}); lower the request or raise the limit"))
+    return issues
+
+
 def _spec_path(path: str, block: str) -> str:
     path = path or block
     if path.startswith("spec."):
@@ -227,6 +294,7 @@ SEMANTIC_CHECKS = (
     (_strategy_issues, ("spec.strategy", "spec.budget", "spec.objective")),
     (_budget_issues, ("spec.budget",)),
     (_trial_issues, ("spec.trial.dataset",)),
+    (_resources_issues, ("spec.trial.template", "spec.controller")),
 )
 
 
