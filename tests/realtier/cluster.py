@@ -1,0 +1,155 @@
+"""Handles on a cluster for the end-to-end tests: the local real-API-server tier
+(:class:`LocalCluster`) or any cluster named by a kubeconfig (:class:`ExternalCluster`),
+with the same methods (kubectl, install, namespaces, pod logs, restarts)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from .controlplane import ControlPlane, ControlPlaneError
+from .node import pod_log
+
+REPO = Path(__file__).resolve().parents[2]
+OPERATOR_NS = "kubenas-system"
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.5):
+    """Poll ``predicate`` until it returns something true; fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+
+
+class _Cluster:
+    kubeconfig: str
+
+    def kubectl(self, *args, input=None, check=True, user: str | None = None,
+                timeout: float = 120) -> subprocess.CompletedProcess:
+        config = self.kubeconfig if user is None else self.user_kubeconfig(user)
+        done = subprocess.run(["kubectl", "--kubeconfig", str(config), *args], input=input, text=True,
+                              capture_output=True, timeout=timeout)
+        if check and done.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({done.returncode}):\n{done.stderr}")
+        return done
+
+    def get_json(self, *args, user: str | None = None) -> dict:
+        return json.loads(self.kubectl("get", *args, "-o", "json", user=user).stdout)
+
+    def user_kubeconfig(self, user: str) -> str:
+        raise NotImplementedError
+
+    def new_namespace(self, prefix: str = "kubenas-e2e") -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+        self.kubectl("create", "namespace", name)
+        return name
+
+    def install(self) -> None:
+        self.kubectl("apply", "--dry-run=server", "-f", str(REPO / "crds"))
+        self.kubectl("apply", "-k", str(REPO / "deploy"))
+        self.kubectl("wait", "--for=condition=Established", "crd/nasexperiments.kubenas.io",
+                     "crd/nastrials.kubenas.io", "--timeout=60s")
+        self.customise()
+        self.kubectl("-n", OPERATOR_NS, "rollout", "status", "deployment/kubenas-operator", "--timeout=300s",
+                     timeout=320)
+
+    def customise(self) -> None:
+        pass
+
+    def pods(self, namespace: str, selector: str | None = None) -> list[dict]:
+        args = ["pods", "-n", namespace] + (["-l", selector] if selector else [])
+        return self.get_json(*args)["items"]
+
+    def restarts(self, namespace: str, selector: str) -> int:
+        return sum(cs.get("restartCount", 0) for p in self.pods(namespace, selector)
+                   for cs in (p.get("status") or {}).get("containerStatuses") or [])
+
+    def logs(self, namespace: str, pod: str) -> str:
+        return self.kubectl("logs", "-n", namespace, pod, "--all-containers", check=False).stdout
+
+
+class ExternalCluster(_Cluster):
+    """A cluster that pulls the images itself (KUBENAS_E2E_KUBECONFIG)."""
+
+    def __init__(self, kubeconfig: str):
+        self.kubeconfig = kubeconfig
+        self.operator_image = os.environ.get("KUBENAS_E2E_OPERATOR_IMAGE")
+        self.trainer_image = os.environ.get("KUBENAS_E2E_TRAINER_IMAGE")
+
+    def customise(self) -> None:
+        env = [f"KUBENAS_TRAINER_IMAGE={self.trainer_image}"] if self.trainer_image else []
+        if self.operator_image:
+            self.kubectl("-n", OPERATOR_NS, "set", "image", "deployment/kubenas-operator",
+                         f"operator={self.operator_image}")
+            env.append(f"KUBENAS_CONTROLLER_IMAGE={self.operator_image}")
+        if env:
+            self.kubectl("-n", OPERATOR_NS, "set", "env", "deployment/kubenas-operator", *env)
+
+
+class LocalCluster(_Cluster):
+    """The real-API-server tier on this machine: control plane + node stand-in."""
+
+    def __init__(self, workdir: Path, max_backoff: float = 10.0):
+        self.workdir = Path(workdir)
+        self.plane = ControlPlane(self.workdir / "controlplane")
+        self.state = self.workdir / "node"
+        self.node: subprocess.Popen | None = None
+        self.max_backoff = max_backoff
+
+    @property
+    def kubeconfig(self) -> str:
+        return str(self.plane.kubeconfig("admin"))
+
+    def user_kubeconfig(self, user: str) -> str:
+        return str(self.plane.kubeconfig(user))
+
+    def start(self) -> None:
+        self.plane.start()
+        self.start_node()
+
+    def start_node(self) -> None:
+        self.state.mkdir(parents=True, exist_ok=True)
+        path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "/usr/bin:/bin")])
+        out = open(self.state / "node.log", "ab")
+        self.node = subprocess.Popen(
+            [sys.executable, "-m", "tests.realtier.node", "--kubeconfig", self.kubeconfig, "--state",
+             str(self.state), "--apiserver-port", str(self.plane.port), "--ca-file", str(self.plane.ca_file),
+             "--path", path, "--max-backoff", str(self.max_backoff)],
+            cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        out.close()
+        wait_until(lambda: self.node.poll() is not None or self.kubectl("get", "node", "kubenas-node",
+                                                                        check=False).returncode == 0,
+                   60, "the node stand-in to register")
+        if self.node.poll() is not None:
+            raise ControlPlaneError(f"the node stand-in exited: {(self.state / 'node.log').read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.node and self.node.poll() is None:
+            self.node.send_signal(signal.SIGTERM)
+            try:
+                self.node.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.node.pid, signal.SIGKILL)
+        self.plane.stop()
+
+    def customise(self) -> None:
+        # Quicker passes than a production install; the same code paths.
+        self.kubectl("-n", OPERATOR_NS, "set", "env", "deployment/kubenas-operator",
+                     "KUBENAS_RESYNC_SECONDS=10", "KUBENAS_CONTROLLER_POLL_SECONDS=1")
+
+    def logs(self, namespace: str, pod: str) -> str:
+        return pod_log(self.state, namespace, pod)
+
+    def all_logs(self, namespace: str, prefix: str) -> str:
+        return "".join(p.read_text(errors="replace")
+                       for p in sorted((self.state / "logs").glob(f"{namespace}_{prefix}*.log")))

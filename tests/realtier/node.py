@@ -1,0 +1,674 @@
+"""A node stand-in for the real-API-server tier: a kubelet, as far as kubenas needs one.
+
+There are no container images on the test machines, so this agent runs each pod's
+container command as a local process (the console scripts the images would run, from
+this checkout's virtual environment), in a network and mount namespace of its own
+(:mod:`tests.realtier.podinit`). Everything else is the real control plane: the Job,
+ReplicaSet/Deployment and garbage-collector controllers of kube-controller-manager
+create and delete the pods, and RBAC authorises every call a pod makes, with a real
+ServiceAccount token from the TokenRequest API (bound to the pod) mounted where
+in-cluster config looks.
+
+What it does, as a kubelet would:
+
+* registers a Ready ``Node`` (with ``nvidia.com/gpu`` capacity, so GPU trials fit) and
+  binds every unscheduled pod to it (it is also the scheduler);
+* runs the pod's single container; writes pod status: phase, conditions, container
+  state (running, terminated with exit code, reason and the termination message read
+  from ``terminationMessagePath``, or the log tail with ``FallbackToLogsOnError``),
+  ``restartCount``; restarts containers of ``restartPolicy: Always`` (and ``OnFailure``
+  after a failure) with the kubelet's back-off (10 s doubling to 5 min, reset after 10
+  min running), showing ``CrashLoopBackOff`` meanwhile;
+* on graceful deletion: SIGTERM, then SIGKILL after ``terminationGracePeriodSeconds``,
+  then removes the pod (delete with grace 0); a pod removed outright is killed at once;
+* enforces a pod's ``activeDeadlineSeconds`` (Failed, reason DeadlineExceeded).
+
+Not simulated: images (any image runs this checkout's code), resource limits (no
+cgroups: no OOMKilled, no CPU throttling), probes, init and sidecar containers, user
+IDs (processes run as the agent's user), scheduling constraints (every pod fits).
+
+Pod logs: ``<state>/logs/<namespace>_<pod>_<container>.log`` (all restarts appended;
+:func:`pod_log` reads them). Run: ``python -m tests.realtier.node --kubeconfig K
+--state DIR`` (the ``node`` fixture does).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import queue
+import shutil
+import signal
+import socket
+import socketserver
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes import watch
+from kubernetes.client.exceptions import ApiException
+
+log = logging.getLogger("kubenas.testnode")
+HERE = Path(__file__).resolve().parent
+NODE = "kubenas-node"
+TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+BACKOFF_START, BACKOFF_CAP, BACKOFF_RESET = 10.0, 300.0, 600.0
+REPO = HERE.parents[1]
+# What the images (deploy/docker/*.Dockerfile) hold besides the installed package: their
+# files come from this checkout, their ENV lines are the defaults under the pod's env.
+IMAGE_FILES = {"/opt/kubenas/crds": REPO / "crds"}
+# The package the images install is this checkout's source (ahead of any installed copy).
+IMAGE_ENV = {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", "KUBENAS_CRD_DIR": "/opt/kubenas/crds",
+             "MPLCONFIGDIR": "/tmp/.matplotlib",
+             "PYTHONPATH": os.pathsep.join([str(REPO / "operator"), str(REPO / "trainer")])}
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def pod_log(state: Path, namespace: str, pod: str, container: str | None = None) -> str:
+    """Everything a pod's container(s) printed (all restarts)."""
+    out = []
+    for path in sorted((state / "logs").glob(f"{namespace}_{pod}_{container or '*'}.log")):
+        out.append(path.read_text(errors="replace"))
+    return "".join(out)
+
+
+class Relay(socketserver.ThreadingUnixStreamServer):
+    """The node's end of each pod's path to the API server: Unix socket -> TCP."""
+
+    daemon_threads = True
+
+    def __init__(self, path: str, port: int):
+        self.port = port
+        super().__init__(path, _RelayHandler)
+
+
+class _RelayHandler(socketserver.BaseRequestHandler):
+    def handle(self):
+        from .podinit import _relay
+
+        try:
+            upstream = socket.create_connection(("127.0.0.1", self.server.port), timeout=10)
+        except OSError:
+            return
+        upstream.settimeout(None)
+        t = threading.Thread(target=_relay, args=(upstream, self.request), daemon=True)
+        t.start()
+        _relay(self.request, upstream)
+        t.join()
+
+
+class PodRunner(threading.Thread):
+    """Runs one pod's container until it is done or the pod is deleted."""
+
+    def __init__(self, agent: "Agent", pod: dict):
+        meta = pod["metadata"]
+        super().__init__(name=f"pod-{meta['namespace']}/{meta['name']}", daemon=True)
+        self.agent = agent
+        self.pod = pod
+        self.ns, self.name, self.uid = meta["namespace"], meta["name"], meta["uid"]
+        self.dir = agent.state / "pods" / self.uid
+        self.proc: subprocess.Popen | None = None
+        self.deleting = threading.Event()
+        self.grace = float(pod["spec"].get("terminationGracePeriodSeconds", 30))
+        self.restarts = 0
+        self.started_at = now()
+
+    # --------------------------------------------------------------- lifecycle
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except Exception:  # noqa: BLE001
+            log.exception("pod %s/%s: runner failed", self.ns, self.name)
+        finally:
+            self.agent.runner_done(self)
+
+    def _run(self) -> None:
+        spec = self.pod["spec"]
+        containers = spec.get("containers") or []
+        if len(containers) != 1 or spec.get("initContainers"):
+            self._finish_unsupported("the test node runs pods with exactly one container and no init containers")
+            return
+        container = containers[0]
+        policy = spec.get("restartPolicy", "Always")
+        deadline = spec.get("activeDeadlineSeconds")
+        start = time.monotonic()
+        backoff = BACKOFF_START
+        last_state = None
+        while not self.deleting.is_set():
+            try:
+                launch = self._prepare(container)
+            except Exception as err:  # noqa: BLE001 - e.g. a missing Secret: the kubelet retries too
+                self._status_waiting(container, "CreateContainerConfigError", str(err)[:500], last_state)
+                if self.deleting.wait(5):
+                    break
+                continue
+            began = time.monotonic()
+            started_at = now()
+            self.proc = self._spawn(launch)
+            self._status_running(container, started_at, last_state)
+            code = self._wait(deadline, start)
+            finished_at = now()
+            message = self._termination_message(container, code, launch)
+            if code == "deadline":
+                self._status_terminated(container, 137, "DeadlineExceeded", message, started_at, finished_at,
+                                        phase="Failed", pod_reason="DeadlineExceeded",
+                                        pod_message=f"Pod was active on the node longer than the specified "
+                                                    f"deadline ({deadline} s)")
+                return
+            reason = "Completed" if code == 0 else "Error"
+            terminated = {"exitCode": code, "reason": reason, "startedAt": started_at, "finishedAt": finished_at}
+            if message:
+                terminated["message"] = message
+            again = not self.deleting.is_set() and (policy == "Always" or (policy == "OnFailure" and code != 0))
+            if not again:
+                phase = "Succeeded" if code == 0 else "Failed"
+                if self.deleting.is_set() and policy == "Always":
+                    phase = "Failed" if code != 0 else "Succeeded"
+                self._status_terminated(container, code, reason, message, started_at, finished_at, phase=phase)
+                return
+            if time.monotonic() - began >= BACKOFF_RESET:
+                backoff = BACKOFF_START
+            self.restarts += 1
+            last_state = {"terminated": terminated}
+            self._status_waiting(container, "CrashLoopBackOff",
+                                 f"back-off {backoff:.0f}s restarting failed container={container['name']} "
+                                 f"pod={self.name}", last_state)
+            if self.deleting.wait(min(backoff, self.agent.max_backoff)):
+                break
+            backoff = min(backoff * 2, BACKOFF_CAP)
+        self._status_terminated(container, 137, "Error", "", self.started_at, now(), phase="Failed")
+
+    def stop(self) -> None:
+        """Graceful deletion: SIGTERM, SIGKILL after the grace period."""
+        self.deleting.set()
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except OSError:
+            return
+        threading.Thread(target=self._kill_after, args=(proc, self.grace), daemon=True).start()
+
+    def kill(self) -> None:
+        self.deleting.set()
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+    @staticmethod
+    def _kill_after(proc: subprocess.Popen, grace: float) -> None:
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+    def _wait(self, deadline, start):
+        while True:
+            try:
+                code = self.proc.wait(0.5)
+                # podinit is gone; anything it left in its process group goes too.
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except OSError:
+                    pass
+                return code
+            except subprocess.TimeoutExpired:
+                if deadline is not None and time.monotonic() - start > float(deadline):
+                    self.kill()
+                    self.proc.wait()
+                    return "deadline"
+
+    # --------------------------------------------------------------- the container
+
+    def _prepare(self, container: dict) -> dict:
+        spec = self.pod["spec"]
+        self.dir.mkdir(parents=True, exist_ok=True)
+        home = self.dir / "root"
+        home.mkdir(exist_ok=True)
+        mounts = []
+        volumes = {v["name"]: v for v in spec.get("volumes") or []}
+        sources = {name: self._volume(name, v) for name, v in volumes.items()}
+        for m in container.get("volumeMounts") or []:
+            src = sources.get(m["name"])
+            if src is None:
+                raise RuntimeError(f"volume {m['name']!r} is not supported by the test node")
+            if m.get("subPath"):
+                src = src / m["subPath"]
+            mounts.append({"source": str(src), "target": m["mountPath"], "readOnly": bool(m.get("readOnly"))})
+        for target, source in IMAGE_FILES.items():
+            mounts.insert(0, {"source": str(source), "target": target, "readOnly": True})
+        term = self.dir / "termination-log"
+        term.write_text("")
+        mounts.append({"source": str(term),
+                       "target": container.get("terminationMessagePath", "/dev/termination-log")})
+        env = self._env(container, home)
+        argv = list(container.get("command") or []) + list(container.get("args") or [])
+        if not argv:
+            raise RuntimeError("the container has no command; the test node has no images to take one from")
+        argv = [_expand(a, env) for a in argv]
+        exe = shutil.which(argv[0], path=env["PATH"])
+        if exe:
+            argv[0] = exe
+        launch = {"argv": argv, "env": env, "mounts": mounts, "workingDir": container.get("workingDir"),
+                  "home": str(home), "apiserver_port": 443, "apiserver_socket": self.agent.socket_path,
+                  "termination_file": str(term)}
+        (self.dir / "launch.json").write_text(json.dumps(launch))
+        return launch
+
+    def _spawn(self, launch: dict) -> subprocess.Popen:
+        logs = self.agent.state / "logs"
+        logs.mkdir(exist_ok=True)
+        container = self.pod["spec"]["containers"][0]["name"]
+        out = open(logs / f"{self.ns}_{self.name}_{container}.log", "ab")
+        try:
+            return subprocess.Popen(
+                ["unshare", "--net", "--mount", "--propagation", "private", sys.executable, str(HERE / "podinit.py"),
+                 str(self.dir / "launch.json")],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+        finally:
+            out.close()
+
+    def _termination_message(self, container: dict, code, launch: dict) -> str:
+        try:
+            text = Path(launch["termination_file"]).read_text(errors="replace")[:4096]
+        except OSError:
+            text = ""
+        if not text and code not in (0, "deadline") and \
+                container.get("terminationMessagePolicy") == "FallbackToLogsOnError":
+            lines = pod_log(self.agent.state, self.ns, self.name, container["name"]).splitlines()[-80:]
+            text = "\n".join(lines)[-2048:]
+        return text
+
+    def _token(self, audience: str | None, seconds: int) -> str:
+        """A bound token for the pod's ServiceAccount (TokenRequest API), as the kubelet
+        gets for a projected serviceAccountToken volume."""
+        sa = self.pod["spec"].get("serviceAccountName") or "default"
+        spec: dict = {"expirationSeconds": seconds,
+                      "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": self.name, "uid": self.uid}}
+        if audience:
+            spec["audiences"] = [audience]
+        answer = self.agent.core.create_namespaced_service_account_token(sa, self.ns, {
+            "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec})
+        return answer.status.token
+
+    def _projected(self, base: Path, volume: dict) -> None:
+        """serviceAccountToken, configMap, secret and downwardAPI sources (the
+        ServiceAccount admission plugin's kube-api-access-* volume uses three of them)."""
+        import base64
+
+        for source in volume.get("sources") or []:
+            if "serviceAccountToken" in source:
+                t = source["serviceAccountToken"]
+                (base / t["path"]).write_text(self._token(t.get("audience"), int(t.get("expirationSeconds", 3600))))
+            elif "configMap" in source or "secret" in source:
+                ref = source.get("configMap") or source.get("secret")
+                if "configMap" in source:
+                    if ref["name"] == "kube-root-ca.crt":
+                        data = {"ca.crt": Path(self.agent.ca_file).read_text()}
+                    else:
+                        data = dict(self.agent.core.read_namespaced_config_map(ref["name"], self.ns).data or {})
+                else:
+                    raw = self.agent.core.read_namespaced_secret(ref["name"], self.ns).data or {}
+                    data = {k: base64.b64decode(v).decode(errors="replace") for k, v in raw.items()}
+                items = ref.get("items") or [{"key": k, "path": k} for k in data]
+                for item in items:
+                    (base / item["path"]).parent.mkdir(parents=True, exist_ok=True)
+                    (base / item["path"]).write_text(data[item["key"]])
+            elif "downwardAPI" in source:
+                fields = {"metadata.namespace": self.ns, "metadata.name": self.name, "metadata.uid": self.uid}
+                for item in source["downwardAPI"].get("items") or []:
+                    path = (item.get("fieldRef") or {}).get("fieldPath")
+                    (base / item["path"]).write_text(fields.get(path, ""))
+
+    def _volume(self, name: str, volume: dict) -> Path | None:
+        base = self.dir / "volumes" / name
+        if "emptyDir" in volume:
+            base.mkdir(parents=True, exist_ok=True)
+            return base
+        if "hostPath" in volume:
+            path = Path(volume["hostPath"]["path"])
+            if volume["hostPath"].get("type") in ("DirectoryOrCreate",):
+                path.mkdir(parents=True, exist_ok=True)
+            return path
+        if "projected" in volume:
+            base.mkdir(parents=True, exist_ok=True)
+            self._projected(base, volume["projected"])
+            return base
+        if "configMap" in volume or "secret" in volume:
+            base.mkdir(parents=True, exist_ok=True)
+            if "configMap" in volume:
+                obj = self.agent.core.read_namespaced_config_map(volume["configMap"]["name"], self.ns)
+                data = dict(obj.data or {})
+            else:
+                import base64
+
+                obj = self.agent.core.read_namespaced_secret(volume["secret"]["secretName"], self.ns)
+                data = {k: base64.b64decode(v).decode(errors="replace") for k, v in (obj.data or {}).items()}
+            for key, value in data.items():
+                (base / key).write_text(value)
+            return base
+        if "persistentVolumeClaim" in volume:
+            claim = self.agent.core.read_namespaced_persistent_volume_claim(
+                volume["persistentVolumeClaim"]["claimName"], self.ns)
+            pv = self.agent.core.read_persistent_volume(claim.spec.volume_name) if claim.spec.volume_name else None
+            if pv is None or pv.spec.host_path is None:
+                raise RuntimeError(f"PVC {claim.metadata.name} is not bound to a hostPath PersistentVolume")
+            return Path(pv.spec.host_path.path)
+        return None
+
+    def _env(self, container: dict, home: Path) -> dict:
+        env = {
+            **IMAGE_ENV,
+            "PATH": self.agent.path,
+            "HOME": str(home),
+            "HOSTNAME": self.name,
+            "KUBERNETES_SERVICE_HOST": "127.0.0.1",
+            "KUBERNETES_SERVICE_PORT": "443",
+            "LANG": "C.UTF-8",
+        }
+        for extra in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS"):
+            if extra in os.environ:
+                env[extra] = os.environ[extra]
+        for source in container.get("envFrom") or []:
+            prefix = source.get("prefix", "")
+            if "configMapRef" in source:
+                data = self.agent.core.read_namespaced_config_map(source["configMapRef"]["name"], self.ns).data
+                env.update({prefix + k: v for k, v in (data or {}).items()})
+        meta = self.pod["metadata"]
+        fields = {"metadata.name": self.name, "metadata.namespace": self.ns, "metadata.uid": self.uid,
+                  "spec.nodeName": NODE, "spec.serviceAccountName": self.pod["spec"].get("serviceAccountName", ""),
+                  "status.podIP": "127.0.0.1", "status.hostIP": "127.0.0.1"}
+        for item in container.get("env") or []:
+            if "value" in item:
+                env[item["name"]] = _expand(item["value"], env)
+                continue
+            ref = item.get("valueFrom") or {}
+            if "fieldRef" in ref:
+                path = ref["fieldRef"]["fieldPath"]
+                if path.startswith("metadata.labels['"):
+                    env[item["name"]] = (meta.get("labels") or {}).get(path[17:-2], "")
+                else:
+                    env[item["name"]] = fields.get(path, "")
+            elif "configMapKeyRef" in ref:
+                r = ref["configMapKeyRef"]
+                env[item["name"]] = (self.agent.core.read_namespaced_config_map(r["name"], self.ns).data or {})[r["key"]]
+            elif "secretKeyRef" in ref:
+                import base64
+
+                r = ref["secretKeyRef"]
+                data = self.agent.core.read_namespaced_secret(r["name"], self.ns).data or {}
+                env[item["name"]] = base64.b64decode(data[r["key"]]).decode()
+            elif "resourceFieldRef" in ref:
+                env[item["name"]] = "1"
+        return env
+
+    # --------------------------------------------------------------- status
+
+    def _conditions(self, ready: bool) -> list[dict]:
+        t = now()
+        r = "True" if ready else "False"
+        return [{"type": "PodScheduled", "status": "True", "lastTransitionTime": self.started_at},
+                {"type": "Initialized", "status": "True", "lastTransitionTime": self.started_at},
+                {"type": "ContainersReady", "status": r, "lastTransitionTime": t},
+                {"type": "Ready", "status": r, "lastTransitionTime": t}]
+
+    def _container_status(self, container: dict, state: dict, ready: bool, last_state) -> dict:
+        status = {"name": container["name"], "image": container.get("image", ""), "imageID": "",
+                  "containerID": f"kubenas-test://{self.uid}-{self.restarts}", "ready": ready,
+                  "started": "running" in state, "restartCount": self.restarts, "state": state}
+        if last_state:
+            status["lastState"] = last_state
+        return status
+
+    def _status_running(self, container, started_at, last_state) -> None:
+        self._put_status({"phase": "Running", "conditions": self._conditions(True),
+                          "containerStatuses": [self._container_status(
+                              container, {"running": {"startedAt": started_at}}, True, last_state)]})
+
+    def _status_waiting(self, container, reason, message, last_state) -> None:
+        self._put_status({"phase": "Running" if self.restarts else "Pending", "conditions": self._conditions(False),
+                          "containerStatuses": [self._container_status(
+                              container, {"waiting": {"reason": reason, "message": message}}, False, last_state)]})
+
+    def _status_terminated(self, container, code, reason, message, started_at, finished_at, *, phase,
+                           pod_reason=None, pod_message=None) -> None:
+        terminated = {"exitCode": code, "reason": reason, "startedAt": started_at, "finishedAt": finished_at}
+        if message:
+            terminated["message"] = message
+        status = {"phase": phase, "conditions": self._conditions(False),
+                  "containerStatuses": [self._container_status(container, {"terminated": terminated}, False, None)]}
+        if pod_reason:
+            status["reason"], status["message"] = pod_reason, pod_message
+        self._put_status(status)
+
+    def _finish_unsupported(self, message: str) -> None:
+        self._put_status({"phase": "Failed", "reason": "UnsupportedByTestNode", "message": message,
+                          "conditions": self._conditions(False)})
+
+    def _put_status(self, status: dict) -> None:
+        status.update({"hostIP": "127.0.0.1", "podIP": "127.0.0.1", "podIPs": [{"ip": "127.0.0.1"}],
+                       "startTime": self.started_at})
+        for attempt in range(20):
+            try:
+                pod = self.agent.core.read_namespaced_pod(self.name, self.ns, _preload_content=False)
+                body = json.loads(pod.data)
+                if body["metadata"]["uid"] != self.uid:
+                    return
+                old_phase = (body.get("status") or {}).get("phase")
+                if old_phase in ("Succeeded", "Failed"):
+                    return  # terminal phases are final, as on a kubelet
+                body["status"] = {**(body.get("status") or {}), **status}
+                self.agent.core.replace_namespaced_pod_status(self.name, self.ns, body)
+                return
+            except ApiException as err:
+                if err.status == 404:
+                    return
+                if err.status not in (409, 429, 500, 503):
+                    log.warning("pod %s/%s: status write failed: %s %s", self.ns, self.name, err.reason,
+                                (err.body or "")[:500])
+                    return
+            time.sleep(min(0.05 * 2 ** attempt, 1.0))
+
+
+def _expand(text: str, env: dict) -> str:
+    """$(VAR) references, as Kubernetes expands them in command, args and env values."""
+    import re
+
+    return re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: env.get(m.group(1), m.group(0)), text)
+
+
+class Agent:
+    def __init__(self, kubeconfig: str, state: Path, apiserver_port: int, ca_file: str, path: str,
+                 max_backoff: float = BACKOFF_CAP):
+        conf = k8s.Configuration()
+        k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=conf)
+        self.api = k8s.ApiClient(conf)
+        self.api.user_agent = "kubenas-test-node"
+        self.core = k8s.CoreV1Api(self.api)
+        self.state = state
+        self.ca_file = ca_file
+        self.path = path
+        self.max_backoff = max_backoff
+        self.runners: dict[str, PodRunner] = {}
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.socket_path = str(state / "apiserver.sock")
+        if os.path.exists(self.socket_path):
+            os.unlink(self.socket_path)
+        self.relay = Relay(self.socket_path, apiserver_port)
+        threading.Thread(target=self.relay.serve_forever, daemon=True, name="relay").start()
+        self.events: queue.Queue = queue.Queue()
+
+    def register(self) -> None:
+        body = {"apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": NODE, "labels": {"kubernetes.io/hostname": NODE, "kubernetes.io/os": "linux",
+                                                      "kubernetes.io/arch": "amd64"}}}
+        try:
+            self.core.create_node(body)
+        except ApiException as err:
+            if err.status != 409:
+                raise
+        capacity = {"cpu": "64", "memory": "256Gi", "pods": "1000", "nvidia.com/gpu": "8",
+                    "ephemeral-storage": "100Gi"}
+        t = now()
+        self.core.patch_node_status(NODE, {"status": {
+            "capacity": capacity, "allocatable": capacity,
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                            "message": "kubenas test node", "lastHeartbeatTime": t, "lastTransitionTime": t}],
+            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": NODE}],
+            "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux", "kubeletVersion": "v0.0.0-test",
+                         "bootID": "", "containerRuntimeVersion": "kubenas-test://0", "kernelVersion": "",
+                         "kubeProxyVersion": "", "machineID": "", "osImage": "", "systemUUID": ""}}})
+
+    def serve(self) -> None:
+        self.register()
+        threading.Thread(target=self._watch, daemon=True, name="watch").start()
+        while not self.stopping.is_set():
+            try:
+                kind, pod = self.events.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            try:
+                self.handle(kind, pod)
+            except Exception:  # noqa: BLE001
+                log.exception("handling %s of pod %s failed", kind, pod.get("metadata", {}).get("name"))
+
+    def _watch(self) -> None:
+        version = None
+        while not self.stopping.is_set():
+            try:
+                if version is None:
+                    answer = json.loads(self.core.list_pod_for_all_namespaces(_preload_content=False).data)
+                    version = answer["metadata"]["resourceVersion"]
+                    for pod in answer.get("items") or []:
+                        self.events.put(("ADDED", pod))
+                w = watch.Watch()
+                for event in w.stream(self.core.list_pod_for_all_namespaces, resource_version=version,
+                                      timeout_seconds=300, allow_watch_bookmarks=True, _preload_content=False):
+                    raw = event["raw_object"]
+                    if event["type"] == "ERROR":
+                        version = None
+                        break
+                    version = raw["metadata"]["resourceVersion"]
+                    if event["type"] != "BOOKMARK":
+                        self.events.put((event["type"], raw))
+            except ApiException as err:
+                if err.status == 410:
+                    version = None
+                else:
+                    log.warning("pod watch failed: %s", err)
+                    time.sleep(1)
+            except Exception as err:  # noqa: BLE001
+                log.warning("pod watch failed: %s", err)
+                time.sleep(1)
+
+    def handle(self, kind: str, pod: dict) -> None:
+        meta, spec = pod["metadata"], pod.get("spec") or {}
+        uid = meta["uid"]
+        phase = (pod.get("status") or {}).get("phase")
+        with self.lock:
+            runner = self.runners.get(uid)
+        if kind == "DELETED":
+            if runner:
+                runner.kill()
+            return
+        if meta.get("deletionTimestamp"):
+            if runner:
+                runner.grace = float(meta.get("deletionGracePeriodSeconds", runner.grace))
+                runner.stop()
+            elif spec.get("nodeName") == NODE:
+                self._remove(pod)
+            return
+        if not spec.get("nodeName"):
+            if spec.get("schedulerName", "default-scheduler") == "default-scheduler" \
+                    and not spec.get("schedulingGates"):
+                self._bind(pod)
+            return
+        if spec["nodeName"] != NODE or runner is not None or phase in ("Succeeded", "Failed"):
+            return
+        with self.lock:
+            if uid in self.runners or self.stopping.is_set():
+                return
+            runner = self.runners[uid] = PodRunner(self, pod)
+        runner.start()
+
+    def _bind(self, pod: dict) -> None:
+        meta = pod["metadata"]
+        body = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": meta["name"], "uid": meta["uid"]},
+                "target": {"apiVersion": "v1", "kind": "Node", "name": NODE}}
+        try:
+            self.core.create_namespaced_pod_binding(meta["name"], meta["namespace"], body, _preload_content=False)
+        except ApiException as err:
+            if err.status not in (404, 409):
+                log.warning("binding %s/%s failed: %s", meta["namespace"], meta["name"], err.reason)
+
+    def _remove(self, pod: dict) -> None:
+        meta = pod["metadata"]
+        try:
+            # In the body: the client's grace_period_seconds query parameter is dropped
+            # when a body is sent too.
+            self.core.delete_namespaced_pod(meta["name"], meta["namespace"],
+                                            body={"gracePeriodSeconds": 0, "preconditions": {"uid": meta["uid"]}})
+        except ApiException as err:
+            if err.status not in (404, 409):
+                log.warning("removing %s/%s failed: %s", meta["namespace"], meta["name"], err.reason)
+
+    def runner_done(self, runner: PodRunner) -> None:
+        with self.lock:
+            self.runners.pop(runner.uid, None)
+        if runner.deleting.is_set():
+            self._remove(runner.pod)
+        shutil.rmtree(runner.dir / "volumes", ignore_errors=True)
+
+    def shutdown(self) -> None:
+        self.stopping.set()
+        with self.lock:
+            runners = list(self.runners.values())
+        for r in runners:
+            r.kill()
+        self.relay.shutdown()
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--kubeconfig", required=True)
+    p.add_argument("--state", required=True, type=Path)
+    p.add_argument("--apiserver-port", required=True, type=int)
+    p.add_argument("--ca-file", required=True)
+    p.add_argument("--path", default=os.environ.get("PATH", ""), help="PATH for the pods' commands")
+    p.add_argument("--max-backoff", type=float, default=BACKOFF_CAP,
+                   help="cap on the crash-loop back-off (the kubelet's is 300 s)")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args.state.mkdir(parents=True, exist_ok=True)
+    agent = Agent(args.kubeconfig, args.state, args.apiserver_port, args.ca_file, args.path, args.max_backoff)
+
+    def stop(*_):
+        agent.shutdown()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    agent.serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""The first process of a pod on the node stand-in (tests/realtier/node.py): what a
+container runtime and the pause container do, as far as kubenas' pods need.
+
+Started by the node as ``unshare --net --mount --propagation private python podinit.py
+SPEC.json``, so it runs in a network namespace and a mount namespace of its own (two
+pods may listen on the same port, as in a cluster). It then
+
+* brings up the loopback interface and forwards ``127.0.0.1:443`` (the API server, as
+  ``KUBERNETES_SERVICE_HOST``/``PORT`` say) to the node's Unix socket, which relays to
+  the real API server: a Unix socket is the one thing both namespaces share;
+* bind-mounts the pod's volumes (ServiceAccount token at
+  ``/var/run/secrets/kubernetes.io/serviceaccount``, emptyDirs, ConfigMaps, Secrets,
+  hostPaths) and a file at the container's ``terminationMessagePath``;
+* runs the container's command as its child in ``workingDir``, forwards SIGTERM and
+  SIGINT to it, and exits with its exit code (128 + N when killed by signal N).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+
+
+def _relay(a: socket.socket, b: socket.socket) -> None:
+    try:
+        while True:
+            data = a.recv(65536)
+            if not data:
+                break
+            b.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def forward(listen_port: int, unix_path: str) -> None:
+    # Connect through an O_PATH descriptor: a volume mounted over the socket's folder
+    # (an emptyDir at /tmp) must not hide it.
+    unix_path = f"/proc/{os.getpid()}/fd/{os.open(unix_path, os.O_PATH)}"
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", listen_port))
+    server.listen(256)
+
+    def serve() -> None:
+        while True:
+            conn, _ = server.accept()
+            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                upstream.connect(unix_path)
+            except OSError:
+                conn.close()
+                continue
+            threading.Thread(target=_relay, args=(conn, upstream), daemon=True).start()
+            threading.Thread(target=_relay, args=(upstream, conn), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True, name="apiserver-forward").start()
+
+
+def bind_mounts(mounts: list[dict]) -> None:
+    """Bind-mount every volume at its target, parents before children. Each source is
+    opened first and mounted through /proc/self/fd: a volume mounted over /tmp must not
+    hide the sources of the others (which may lie under /tmp on the node)."""
+    opened = []
+    for m in mounts:
+        source = m["source"]
+        if not os.path.exists(source):
+            raise SystemExit(f"podinit: volume source {source} does not exist")
+        opened.append((m, os.open(source, os.O_PATH)))
+    for m, fd in sorted(opened, key=lambda item: item[0]["target"].rstrip("/").count("/")):
+        target = m["target"]
+        if os.path.isdir(m["source"]):
+            os.makedirs(target, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            if not os.path.exists(target):
+                open(target, "a").close()
+        via = f"/proc/{os.getpid()}/fd/{fd}"
+        subprocess.run(["mount", "--bind", via, target], check=True)
+        if m.get("readOnly"):
+            subprocess.run(["mount", "-o", "remount,bind,ro", target], check=True)
+        os.close(fd)
+
+
+def main(spec_path: str) -> int:
+    with open(spec_path) as f:
+        spec = json.load(f)
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    forward(spec["apiserver_port"], spec["apiserver_socket"])
+    bind_mounts(spec["mounts"])
+    cwd = spec.get("workingDir") or spec["home"]
+    os.makedirs(cwd, exist_ok=True)
+    try:
+        child = subprocess.Popen(spec["argv"], env=spec["env"], cwd=cwd, stdin=subprocess.DEVNULL)
+    except OSError as err:
+        print(f"podinit: cannot start {spec['argv'][:1]}: {err}", file=sys.stderr, flush=True)
+        return 127
+
+    def pass_on(signum, _frame):
+        try:
+            child.send_signal(signum)
+        except OSError:
+            pass
+
+    signal.signal(signal.SIGTERM, pass_on)
+    signal.signal(signal.SIGINT, pass_on)
+    code = child.wait()
+    return 128 - code if code < 0 else code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
