@@ -4,17 +4,20 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# The CPU wheel of torch; set TORCH_SPEC="torch" for your platform's default build.
+# torch from PyPI: on Linux that is the CUDA build (several GB; it also runs on a CPU).
+# For the much smaller CPU build on a laptop:
+#   make demo TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
+# Debian/Ubuntu: `python3 -m venv` needs the python3-venv package.
 TORCH_SPEC ?= torch==2.13.0
 EXAMPLE ?= deploy/examples/digits-evolution.yaml
 RUN_DIR ?= runs/demo
 
-.PHONY: install demo test clean sync-crds
+.PHONY: install demo test kube clean sync-crds
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q "$(TORCH_SPEC)"
+	$(BIN)/pip install -q $(TORCH_SPEC)
 	$(BIN)/pip install -q -e ".[train,test]"
 	touch $@
 
@@ -23,7 +26,12 @@ install: $(BIN)/.installed
 demo: install
 	$(BIN)/kubenas run $(EXAMPLE) --run-dir $(RUN_DIR)
 
-test: install
+# The real-API-server tier (tests/e2e): etcd, kube-apiserver and kube-controller-manager
+# built from their Go modules once, into ~/.cache/kubenas (hack/kube/build.sh; needs Go).
+kube:
+	bash hack/kube/build.sh >/dev/null
+
+test: install kube
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -259,7 +259,7 @@ async def _serve_emulator(workdir: Path) -> None:
 def _use(url: str, agent: str | None = None):
     from kubernetes import client as k8s
 
-    from kubenas.operator import kube
+    from kubenas.cluster import kube
 
     conf = k8s.Configuration(host=url)
     kube.use_config(conf)

@@ -13,6 +13,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from kubenas.contract import SUCCEEDED
+
 EXIT_INVALID = 2
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
@@ -111,7 +113,7 @@ def cmd_run(args) -> int:
     if not out.is_terminal:
         out = Console(soft_wrap=True, width=200)  # logs and pipes: no folding of long names
     _print_summary(out, summary, runner, run_dir)
-    return 0 if summary.phase == "Succeeded" else EXIT_FAILED
+    return 0 if summary.phase == SUCCEEDED else EXIT_FAILED
 
 
 def _raise_keyboard_interrupt(signum, frame):
@@ -161,7 +163,7 @@ def _print_summary(console: Console, summary, runner, run_dir: str) -> None:
         table.add_row(*(Text(str(cell)) for cell in row))
     console.print(table)
     counts = ", ".join(f"{v} {k.lower()}" for k, v in sorted(summary.counts.items())) or "no trials"
-    colour = "green" if summary.phase == "Succeeded" else "red"
+    colour = "green" if summary.phase == SUCCEEDED else "red"
     console.print(Text.assemble((str(summary.phase), colour), f" ({summary.reason}): {summary.message}; {counts}"),
                   highlight=False)
     if summary.best:

@@ -1,4 +1,5 @@
 """The median stopping rule (Golovin et al. 2017, Google Vizier), as a pure function.
+Owns when a running trial stops early; imports nothing from kubenas.
 
 Stop a trial at epoch s if its best objective value so far is worse than the median,
 over completed trials, of their running averages up to epoch s. Used alike by the

@@ -20,7 +20,7 @@ import kmock
 from kubernetes import client as k8s
 
 from kubenas.controller.main import Controller
-from kubenas.operator import kube
+from kubenas.cluster import kube
 from kubenas.operator.handlers import Options
 from kubenas.operator.main import operator as run_operator
 from kubenas.operator.manifests import Settings

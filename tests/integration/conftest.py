@@ -4,7 +4,7 @@ import kmock
 import pytest
 from kubernetes import client as k8s
 
-from kubenas.operator import kube
+from kubenas.cluster import kube
 
 from . import rbac
 from .cluster import FakeCluster

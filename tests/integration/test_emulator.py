@@ -6,7 +6,7 @@ import asyncio
 
 from kubernetes import client as k8s
 
-from kubenas.operator.kube import Kube
+from kubenas.cluster.kube import Kube
 
 from .cluster import NS
 

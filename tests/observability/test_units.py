@@ -6,7 +6,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from kubenas.operator import metrics
 from kubenas.operator.manifests import job_for_trial
-from kubenas.operator.trial_state import decide
+from kubenas.operator.trial_state import next_action as decide
 
 NOW = "2024-05-01T10:00:00Z"
 

@@ -52,7 +52,7 @@ def spec(experiment):
 
 @pytest.fixture()
 def trial(experiment, spec):
-    from kubenas.operator.manifests import trial_object
+    from kubenas.cluster.objects import trial_object
 
     candidate = {"architecture": {"type": "chain", "layers": [{"op": "conv", "filters": 8, "kernel": 3, "stride": 1}]},
                  "hyperparameters": {"learningRate": 0.01}}

@@ -1,7 +1,7 @@
 """The controller's strategy checkpoint must fit a ConfigMap, or not be written at all."""
 import threading
 
-from kubenas.controller import main as controller_main
+from kubenas.controller.checkpoint import MAX_CHECKPOINT_BYTES, CheckpointStore
 from kubenas.controller.main import Controller
 
 EXPERIMENT = {"apiVersion": "kubenas.io/v1alpha1", "kind": "NASExperiment",
@@ -9,8 +9,12 @@ EXPERIMENT = {"apiVersion": "kubenas.io/v1alpha1", "kind": "NASExperiment",
 
 
 class RecordingKube:
-    def __init__(self):
+    def __init__(self, stored=None):
         self.writes = []
+        self.stored = stored
+
+    def get(self, kind, namespace, name):
+        return self.stored
 
     def create(self, kind, namespace, body):
         self.writes.append(("create", kind, body))
@@ -21,6 +25,58 @@ class RecordingKube:
         return True
 
 
+def ops(kube):
+    return [(op, kind) for op, kind, _ in kube.writes]
+
+
+def test_small_checkpoint_is_saved_once():
+    kube = RecordingKube()
+    store = CheckpointStore(kube, "ns", "exp")
+    assert store.save(EXPERIMENT, lambda: {"observed": [1, 2, 3]})
+    assert not store.save(EXPERIMENT, lambda: {"observed": [1, 2, 3]})  # unchanged state: no second write
+    assert ops(kube) == [("create", "ConfigMap")]
+    assert '"observed":[1,2,3]' in kube.writes[0][2]["data"]["checkpoint.json"]
+
+
+def test_oversize_checkpoint_is_skipped_not_sent(caplog):
+    kube = RecordingKube()
+    assert not CheckpointStore(kube, "ns", "exp").save(EXPERIMENT, lambda: {"blob": "x" * (MAX_CHECKPOINT_BYTES + 1)})
+    assert kube.writes == []
+    assert "rebuild the strategy from the trials" in caplog.text
+
+
+def test_checkpoints_are_throttled_and_flushed_when_forced():
+    """The state grows with the trials: it is written at most every interval seconds,
+    and once more when the experiment ends or the controller stops."""
+    kube = RecordingKube()
+    store = CheckpointStore(kube, "ns", "exp", interval=3600)
+    asked = []
+
+    def state(value):
+        return lambda: asked.append(value) or value
+
+    store.save(EXPERIMENT, state({"observed": [1]}))
+    store.save(EXPERIMENT, state({"observed": [1, 2]}))  # too soon: neither asked for nor written
+    assert ops(kube) == [("create", "ConfigMap")] and asked == [{"observed": [1]}]
+    store.save(EXPERIMENT, state({"observed": [1, 2]}), force=True)
+    # The ConfigMap is known to exist: patched directly, not created first.
+    assert ops(kube) == [("create", "ConfigMap"), ("patch", "ConfigMap")]
+    assert '"observed":[1,2]' in kube.writes[1][2]["data"]["checkpoint.json"]
+
+
+def test_a_checkpoint_of_another_experiment_is_refused():
+    stored = {"data": {"checkpoint.json": '{"experimentUid": "u-0", "state": {}}'}}
+    store = CheckpointStore(RecordingKube(stored), "ns", "exp")
+    try:
+        store.load(EXPERIMENT)
+    except ValueError as err:
+        assert "earlier experiment" in str(err)
+    else:
+        raise AssertionError("a foreign checkpoint was loaded")
+    mine = {"data": {"checkpoint.json": '{"experimentUid": "u-1", "state": {"observed": [4]}}'}}
+    assert CheckpointStore(RecordingKube(mine), "ns", "exp").load(EXPERIMENT) == {"observed": [4]}
+
+
 class FixedStrategy:
     def __init__(self, state):
         self.state = state
@@ -29,52 +85,14 @@ class FixedStrategy:
         return self.state
 
 
-def controller_with(state):
-    kube = RecordingKube()
-    controller = Controller("ns", "exp", kube=kube)
-    controller.strategy = FixedStrategy(state)
-    return controller, kube
-
-
-def test_small_checkpoint_is_saved_once():
-    controller, kube = controller_with({"observed": [1, 2, 3]})
-    controller._save_checkpoint(EXPERIMENT)
-    controller._save_checkpoint(EXPERIMENT)  # unchanged state: no second write
-    assert [(op, kind) for op, kind, _ in kube.writes] == [("create", "ConfigMap")]
-    assert '"observed":[1,2,3]' in kube.writes[0][2]["data"]["checkpoint.json"]
-
-
-def test_oversize_checkpoint_is_skipped_not_sent(caplog):
-    controller, kube = controller_with({"blob": "x" * (controller_main.MAX_CHECKPOINT_BYTES + 1)})
-    controller._save_checkpoint(EXPERIMENT)
-    assert kube.writes == []
-    assert "rebuild the strategy from the trials" in caplog.text
-
-
-def test_checkpoints_are_throttled_and_flushed_when_forced():
-    """The state grows with the trials: it is written at most every checkpoint_seconds,
-    and once more when the experiment ends or the controller stops."""
-    kube = RecordingKube()
-    controller = Controller("ns", "exp", kube=kube, checkpoint_seconds=3600)
-    controller.strategy = FixedStrategy({"observed": [1]})
-    controller._save_checkpoint(EXPERIMENT)
-    controller.strategy.state = {"observed": [1, 2]}
-    controller._save_checkpoint(EXPERIMENT)  # too soon: not written
-    assert [(op, kind) for op, kind, _ in kube.writes] == [("create", "ConfigMap")]
-    controller._save_checkpoint(EXPERIMENT, force=True)
-    # The ConfigMap is known to exist: patched directly, not created first.
-    assert [(op, kind) for op, kind, _ in kube.writes] == [("create", "ConfigMap"), ("patch", "ConfigMap")]
-    assert '"observed":[1,2]' in kube.writes[1][2]["data"]["checkpoint.json"]
-
-
 def test_stopping_controller_saves_its_last_state():
     kube = RecordingKube()
     controller = Controller("ns", "exp", kube=kube, checkpoint_seconds=3600)
     controller.strategy = FixedStrategy({"observed": [1]})
-    controller._save_checkpoint(EXPERIMENT)
-    controller._experiment = EXPERIMENT
+    controller.save_checkpoint(EXPERIMENT)
     controller.strategy.state = {"observed": [1, 2, 3]}
-    stop = threading.Event()  # set: run() makes no pass, only its final save
-    stop.set()
+    controller.last_experiment = EXPERIMENT  # what the passes before the stop read
+    stop = threading.Event()
+    stop.set()  # set: run() makes no pass, only its final save
     assert controller.run(stop) == 0
     assert '"observed":[1,2,3]' in kube.writes[-1][2]["data"]["checkpoint.json"]

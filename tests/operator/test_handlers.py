@@ -70,7 +70,7 @@ def test_settled_trials_cost_nothing(app, event_type, phase):
     send_trial(app, event_type, trial(phase, FINISHED))
     assert app.reconciler.calls == []
     assert app.marked == [("ns", "exp")]  # the status fold still sees it
-    assert {s["name"]: s["phase"] for s in app.book.summaries("ns", "exp")}["exp-0"] == phase
+    assert {s.name: s.phase for s in app.book.summaries("ns", "exp")}["exp-0"] == phase
 
 
 def test_early_stopped_trial_is_reconciled_on_a_change_not_on_a_relisting(app):
@@ -85,7 +85,7 @@ def test_unsettled_trials_are_reconciled_with_the_watched_experiment(app, body):
     send_trial(app, None, body)
     (call,) = app.reconciler.calls
     assert call["body"] == body and call["experiment"] is EXPERIMENT
-    assert sorted(p["name"] for p in call["peers"]) == ["exp-0", "exp-9"]  # the book, with this trial in it
+    assert sorted(p.name for p in call["peers"]) == ["exp-0", "exp-9"]  # the book, with this trial in it
 
 
 def test_deleted_trial_is_not_reconciled_and_leaves_the_book(app):
@@ -126,7 +126,7 @@ def test_book_lists_in_pages_at_start_and_forgets_deleted_experiments():
     book = Book()
     book.fill(PagedKube(), "nasexperiments", "nastrials")
     assert book.trial_count() == 3 and book.experiment("ns", "exp") is EXPERIMENT
-    assert all(s["acknowledged"] for s in book.summaries("ns", "exp"))
+    assert all(s.acknowledged for s in book.summaries("ns", "exp"))
     assert book.experiment("ns", "missing") is None and book.summaries("ns", "missing") == []
     book.drop_experiment("ns", "exp")
     assert book.trial_count() == 0 and book.experiment_keys() == []

@@ -11,11 +11,11 @@ import yaml
 from kubernetes import client as k8s
 
 from kubenas.api.validation import validate_experiment, with_defaults
-from kubenas.operator import kube
-from kubenas.operator.manifests import (ANNOTATION_ACCEPTED_SPEC, TRAINER_COMMAND, Settings, accepted_spec,
-                                        accepted_spec_annotation, checkpoint_configmap, controller_deployment,
-                                        job_for_trial, label_value, namespace_role_bindings,
-                                        namespace_service_accounts, trial_object)
+from kubenas.cluster import kube
+from kubenas.cluster.objects import (ANNOTATION_ACCEPTED_SPEC, accepted_spec, accepted_spec_annotation,
+                                     checkpoint_configmap, label_value, trial_object)
+from kubenas.operator.manifests import (TRAINER_COMMAND, Settings, controller_deployment, job_for_trial,
+                                        namespace_role_bindings, namespace_service_accounts)
 
 DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS_1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")

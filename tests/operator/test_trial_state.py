@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import json
 
-from kubenas.operator.trial_state import decide, pod_failure, termination_detail
+from kubenas.operator.trial_state import next_action as decide
+from kubenas.operator.trial_state import pod_failure, termination_detail
 
 NOW = "2024-05-01T10:00:00Z"
 

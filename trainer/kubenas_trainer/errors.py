@@ -36,28 +36,16 @@ class TrialFailure(Exception):
         self.message = message
 
 
-class InvalidTrial(TrialFailure):
-    reason = INVALID_TRIAL
+def _failure(name: str, reason: str) -> type[TrialFailure]:
+    return type(name, (TrialFailure,), {"reason": reason, "__doc__": f"A trial failure with reason {reason}."})
 
 
-class InvalidArchitecture(TrialFailure):
-    reason = INVALID_ARCHITECTURE
-
-
-class Diverged(TrialFailure):
-    reason = DIVERGED
-
-
-class OutOfMemory(TrialFailure):
-    reason = OUT_OF_MEMORY
-
-
-class TrialTimeout(TrialFailure):
-    reason = TIMEOUT
-
-
-class DataError(TrialFailure):
-    reason = DATA_ERROR
+InvalidTrial = _failure("InvalidTrial", INVALID_TRIAL)
+InvalidArchitecture = _failure("InvalidArchitecture", INVALID_ARCHITECTURE)
+Diverged = _failure("Diverged", DIVERGED)
+OutOfMemory = _failure("OutOfMemory", OUT_OF_MEMORY)
+TrialTimeout = _failure("TrialTimeout", TIMEOUT)
+DataError = _failure("DataError", DATA_ERROR)
 
 
 def exit_code(result: dict) -> int:

@@ -22,10 +22,14 @@ CRD_FILES = {
 
 
 def crd_dir() -> Path:
-    """Where the CRDs are: $KUBENAS_CRD_DIR (images), else the source checkout's crds/."""
+    """Where the CRDs are: $KUBENAS_CRD_DIR (images), else the copy an installed wheel
+    carries (kubenas/crds, made from crds/ at build time), else the source checkout's crds/."""
     env = os.environ.get(CRD_DIR_ENV)
     if env:
         return Path(env)
+    packaged = Path(__file__).resolve().parents[1] / "crds"
+    if (packaged / CRD_FILES["NASExperiment"]).is_file():
+        return packaged
     return Path(__file__).resolve().parents[3] / "crds"
 
 

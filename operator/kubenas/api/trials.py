@@ -30,14 +30,3 @@ def build_trial_spec(experiment_name: str, spec: dict, index: int, candidate: di
         "training": copy.deepcopy(trial["training"]),
         "timeoutSeconds": spec["budget"]["trialTimeoutSeconds"],
     }
-
-
-# Early-stopped trials carry their reward at the epoch they were stopped: an honest,
-# if pessimistic, signal that the strategy learns from (the median rule stops only
-# trials that trail the others). Failed trials teach nothing but "seen".
-LEARNED_PHASES = ("Succeeded", "EarlyStopped")
-
-
-def strategy_reward(phase: str | None, reward) -> float | None:
-    """What a strategy observes for a finished trial: its reward, or None (failed)."""
-    return reward if phase in LEARNED_PHASES else None

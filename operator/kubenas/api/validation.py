@@ -28,14 +28,14 @@ METRIC_GOALS = {"accuracy": "maximize", "loss": "minimize"}
 
 
 def _training_defaults() -> dict:
-    """The trainer's own defaults (kubenas_trainer.settings, torch-free): one source.
+    """The trainer's own defaults (kubenas.contract.settings): one source.
 
     learningRate is left out: its default depends on the optimizer, which may itself
     be a searched hyperparameter, so the trainer picks it per trial.
     """
-    from kubenas_trainer.settings import SETTINGS
+    from kubenas.contract.settings import defaults
 
-    return {name: default for name, (_, default, _) in SETTINGS.items() if default is not None}
+    return defaults()
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ name is written down exactly once.
 from __future__ import annotations
 
 import math
+import numbers
 
 # -------------------------------------------------------------------- API coordinates
 
@@ -81,6 +82,15 @@ STOPPED_EARLY = EARLY_STOPPED               # stopped by the median rule
 DUPLICATE = "Duplicate"                     # local mode: the result of an identical trial reused
 STOPPED_BY_RUNNER = STOPPED                 # local mode: the runner ended the process
 
+# Words of Kubernetes' own that the operator reads (Job conditions, pod phase and reason).
+JOB_COMPLETE = "Complete"
+JOB_SUCCESS_CRITERIA_MET = "SuccessCriteriaMet"
+JOB_FAILED = FAILED
+JOB_FAILURE_TARGET = "FailureTarget"
+JOB_SUSPENDED = "Suspended"
+POD_FAILED = FAILED
+BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
+
 # Why an experiment ended.
 MAX_TRIALS_REACHED = "MaxTrialsReached"
 TARGET_REACHED = "TargetReached"
@@ -106,7 +116,7 @@ def finite_number(value) -> float | None:
     How every reader of a reward or metric sanitises what a status or a file holds:
     a diverged trainer's NaN or garbage in a status must count as "no reward".
     """
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return None
     value = float(value)
     return value if math.isfinite(value) else None

@@ -54,7 +54,3 @@ MAX_STAGES = 5
 MAX_CELLS_PER_STAGE = 20
 MAX_CELL_CHANNELS = 1024
 
-
-def chain_ops_taking(field: str) -> tuple[str, ...]:
-    """The chain op names that take ``field`` (``filters``, ``kernel``, ``stride``)."""
-    return tuple(name for name, op in CHAIN_OPS.items() if op.takes(field))

@@ -53,9 +53,6 @@ class Setting:
     def nullable(self) -> bool:
         return self.default is None
 
-    def __iter__(self):  # (kind, default, limit): the tuple form older callers unpack
-        return iter((self.kind, self.default, self.limit or self.choices))
-
 
 SETTINGS: dict[str, Setting] = {
     "epochs": Setting("int", 8, Limit(1, 100_000)),

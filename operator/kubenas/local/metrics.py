@@ -13,7 +13,9 @@ import threading
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 
-from kubenas.operator.metrics import DURATION_BUCKETS, EXPERIMENT_PHASES, TRIAL_PHASES, seconds_between
+from kubenas.contract import EXPERIMENT_PHASES, FAILED, RUNNING, TRIAL_PHASES
+from kubenas.experiment import seconds_between
+from kubenas.experiment.times import DURATION_BUCKETS
 
 NAMESPACE = "local"
 
@@ -25,7 +27,7 @@ class LocalMetrics:
         self.goal = ((experiment.get("spec") or {}).get("objective") or {}).get("goal") or "maximize"
         self.registry = registry or CollectorRegistry(auto_describe=True)
         self.lock = threading.Lock()
-        self.phase = "Running"
+        self.phase = RUNNING
         self.running = 0
         self.finished: dict[str, int] = {}
         self.best: float | None = None
@@ -64,7 +66,7 @@ class LocalMetrics:
         self.created.labels(NAMESPACE, experiment).inc()
 
     def trial_finished(self, experiment: str, record: dict, best_reward: float | None) -> None:
-        outcome = record.get("status") or "Failed"
+        outcome = record.get("status") or FAILED
         with self.lock:
             self.running = max(0, self.running - 1)
             self.finished[outcome] = self.finished.get(outcome, 0) + 1
@@ -97,7 +99,7 @@ class _Gauges:
         yield experiments
         trials = GaugeMetricFamily("kubenas_trials", "Trials by phase", labels=["namespace", "experiment", "phase"])
         for p in TRIAL_PHASES:
-            trials.add_metric([NAMESPACE, m.name, p], running if p == "Running" else finished.get(p, 0))
+            trials.add_metric([NAMESPACE, m.name, p], running if p == RUNNING else finished.get(p, 0))
         yield trials
         reward = GaugeMetricFamily("kubenas_experiment_best_reward", "Best reward of the experiment's trials",
                                    labels=["namespace", "experiment"])

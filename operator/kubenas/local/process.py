@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from kubenas.contract import FAILED, INTERNAL_ERROR, TIMEOUT
+
 LOG_TAIL_CHARS = 2000
 KILL_GRACE_SECONDS = 5.0
 
@@ -38,7 +40,7 @@ class TrialProcess:
         self.directory = directory
         self.started_at = time.time()
         self.deadline = time.monotonic() + timeout_seconds + KILL_GRACE_SECONDS
-        self.stop_reason: str | None = None  # set when we kill it: Timeout, Stopped
+        self.stop_reason: str | None = None  # set when we kill it: contract.TIMEOUT or STOPPED_BY_RUNNER
         self.early_stop_requested = False
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
         self._log = open(directory / "log.txt", "ab")
@@ -52,7 +54,7 @@ class TrialProcess:
 
     def poll(self) -> int | None:
         if self.popen.poll() is None and time.monotonic() > self.deadline:
-            self.stop("Timeout")
+            self.stop(TIMEOUT)
         return self.popen.poll()
 
     def request_early_stop(self) -> None:
@@ -99,11 +101,11 @@ class TrialProcess:
             except json.JSONDecodeError:
                 result = None
         if result is None and self.stop_reason:
-            result = {"status": "Failed", "reason": self.stop_reason, "reward": None, "metrics": {},
+            result = {"status": FAILED, "reason": self.stop_reason, "reward": None, "metrics": {},
                       "history": self.history(),
                       "message": f"trial process ended by the runner ({self.stop_reason})"}
         elif result is None:
-            result = {"status": "Failed", "reason": "InternalError", "reward": None, "metrics": {},
+            result = {"status": FAILED, "reason": INTERNAL_ERROR, "reward": None, "metrics": {},
                       "history": self.history(),
                       "message": f"trainer exited with code {code} without a result: {self.log_tail()}"}
         result.setdefault("exitCode", code)

@@ -5,6 +5,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
+from kubenas.contract import FAILED, SUCCEEDED
+
 
 class RichProgress:
     def __init__(self, console: Console | None = None):
@@ -28,7 +30,7 @@ class RichProgress:
         self.running = running
         reward = record.get("reward")
         detail = f"reward {reward:.4f}" if reward is not None else f"{record.get('reason')}: {(record.get('message') or '')[:120]}"
-        style = {"Succeeded": "green", "Failed": "red"}.get(record["status"], "yellow")
+        style = {SUCCEEDED: "green", FAILED: "red"}.get(record["status"], "yellow")
         # Text, not markup: a trial's error message is user text ("[/data/x.npz}: not found").
         self.progress.console.print(Text.assemble((f"{record['status']:<12}", style), f" {record['name']:<32} {detail}"),
                                     highlight=False)

@@ -4,28 +4,23 @@ from __future__ import annotations
 import json
 import shutil
 
+from kubenas import experiment
+from kubenas.contract import FAILED, SUCCEEDED
 from kubenas.contract.genotype import describe_genotype
 
-from .budget import is_better
 from .rundir import RunDir, _atomic_write
 
-RANKED_PHASES = ("Succeeded",)
+
+def ranked(rows: list[dict], goal: str) -> list[dict]:
+    """The rows of ranked trials (kubenas.experiment.ranked), best first."""
+    by_name = {row["name"]: row for row in rows}
+    return [by_name[r.name] for r in experiment.ranked([experiment.from_row(row, details=False) for row in rows],
+                                                        goal)]
 
 
-def ranked(records: list[dict], goal: str) -> list[dict]:
-    """Succeeded trials, best first (ties: earlier index first)."""
-    done = [r for r in records if r.get("status") in RANKED_PHASES and r.get("reward") is not None]
-    sign = -1 if goal == "maximize" else 1
-    return sorted(done, key=lambda r: (sign * r["reward"], r["index"]))
-
-
-def best_trial(records: list[dict], goal: str) -> dict | None:
-    best = None
-    for record in records:
-        if record.get("status") in RANKED_PHASES and record.get("reward") is not None:
-            if best is None or is_better(record["reward"], best["reward"], goal):
-                best = record
-    return best
+def best_trial(rows: list[dict], goal: str) -> dict | None:
+    top = ranked(rows, goal)
+    return top[0] if top else None
 
 
 def write_best(run_dir: RunDir, records: list[dict], goal: str) -> dict | None:
@@ -51,14 +46,14 @@ def write_plot(run_dir: RunDir, records: list[dict], goal: str, metric: str, tit
     except ImportError:
         return False
     points = sorted((r["index"], r["reward"]) for r in records
-                    if r.get("status") == "Succeeded" and r.get("reward") is not None)
-    failed = sorted(r["index"] for r in records if r.get("status") == "Failed")
+                    if r.get("status") == SUCCEEDED and r.get("reward") is not None)
+    failed = sorted(r["index"] for r in records if r.get("status") == FAILED)
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
     if points:
         xs, ys = zip(*points)
         best, best_so_far = None, []
         for y in ys:
-            best = y if is_better(y, best, goal) else best
+            best = y if experiment.is_better(y, best, goal) else best
             best_so_far.append(best)
         ax.scatter(xs, ys, s=14, label="trial reward", color="tab:blue")
         ax.step(xs, best_so_far, where="post", label="best so far", color="tab:orange")

@@ -19,14 +19,15 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from kubenas.api.trials import build_trial_spec, strategy_reward, trial_name
+from kubenas.api.trials import build_trial_spec, trial_name
 from kubenas.api.validation import with_defaults
+from kubenas.contract import DUPLICATE, FAILED, RUNNING, STOPPED_BY_RUNNER, SUCCEEDED
+from kubenas.contract.genotype import genotype_hash
 from kubenas.early_stopping import median_stop
+from kubenas.experiment import Outcome, best_reward, counts_by_phase, experiment_outcome, from_row, strategy_reward
 from kubenas.space import SearchSpace
 from kubenas.strategies import make_strategy, rebuild
-from kubenas.contract.genotype import genotype_hash
 
-from .budget import Outcome, decide, is_better
 from .process import TrialProcess
 from .rundir import RunDir
 
@@ -67,6 +68,7 @@ class LocalRunner:
         self.parallel = budget["parallelTrials"]
         self.threads = max(1, (os.cpu_count() or 1) // self.parallel)
         self.running: dict[int, TrialProcess] = {}
+        self.trial_records: list = []  # the finished rows as kubenas.experiment.TrialRecords (what decides)
 
     # -- setup and resume ------------------------------------------------------------
 
@@ -105,23 +107,23 @@ class LocalRunner:
     def run(self) -> RunSummary:
         self.run_dir.bind(self.experiment)
         strategy, proposed, records = self._restore()
+        self.trial_records = [from_row(r, details=False) for r in records]
         state = self.run_dir.load_state()
         started = state.get("startTime") or _now()
-        self.run_dir.save_state({**state, "phase": "Running", "startTime": started, "reason": "", "message": ""})
+        self.run_dir.save_state({**state, "phase": RUNNING, "startTime": started, "reason": "", "message": ""})
         started_epoch = datetime.fromisoformat(started).timestamp()
 
         finished_indices = {r["index"] for r in records}
         unfinished = [t for t in proposed if t["index"] not in finished_indices]
         proposed_count = len(proposed)
         next_index = max((t["index"] for t in proposed), default=-1) + 1
-        hashes = {r.get("hash"): r for r in records if r.get("status") == "Succeeded" and r.get("hash")}
+        hashes = {r.get("hash"): r for r in records if r.get("status") == SUCCEEDED and r.get("hash")}
 
         self.progress.start(self.spec["budget"]["maxTrials"], len(records))
         outcome = None
         try:
             while True:
-                counts, best = _counts(records), _best_reward(records, self.goal)
-                outcome = decide(self.spec, counts, best, time.time() - started_epoch)
+                outcome = experiment_outcome(self.spec, self.trial_records, time.time() - started_epoch)
                 if outcome is not None:
                     break
                 # Fill the free slots: unfinished trials from a killed run first.
@@ -144,12 +146,12 @@ class LocalRunner:
                 self._poll(strategy, records, proposed_count, hashes)
                 time.sleep(POLL_SECONDS)
         except KeyboardInterrupt:
-            self._stop_all("Stopped")
+            self._stop_all(STOPPED_BY_RUNNER)
             self.progress.stop()
-            self.run_dir.save_state({"phase": "Running", "startTime": started, "reason": "Interrupted",
+            self.run_dir.save_state({"phase": RUNNING, "startTime": started, "reason": "Interrupted",
                                      "message": "stopped by the user; rerun the same command to resume"})
             raise
-        self._stop_all("Stopped")
+        self._stop_all(STOPPED_BY_RUNNER)
         self.progress.stop()
         return self._conclude(outcome, records, started)
 
@@ -171,7 +173,7 @@ class LocalRunner:
             if proc.poll() is None:
                 if stopping["type"] == "median":
                     if completed is None:
-                        completed = [r.get("history") or [] for r in records if r.get("status") == "Succeeded"]
+                        completed = [r.get("history") or [] for r in records if r.get("status") == SUCCEEDED]
                     if not proc.early_stop_requested and median_stop(
                             proc.history(), completed, self.metric, self.goal,
                             stopping["minTrials"], stopping["startEpoch"]):
@@ -181,7 +183,7 @@ class LocalRunner:
             trial = json.loads((proc.directory / "trial.json").read_text())
             record = _record(trial, proc, self.name)
             records.append(record)
-            if record["status"] == "Succeeded":
+            if record["status"] == SUCCEEDED:
                 hashes.setdefault(record["hash"], record)
             self._finish(strategy, record, records, proposed_count)
 
@@ -189,9 +191,10 @@ class LocalRunner:
         self.run_dir.append_finished(record)
         strategy.observe(record["index"], _candidate(record), _strategy_reward(record))
         self._checkpoint(strategy, proposed_count, len(records))
-        counts = _counts(records)
-        best = _best_reward(records, self.goal)
-        self.progress.trial_finished(record, len(records), len(self.running), counts.get("Failed", 0), best)
+        self.trial_records.append(from_row(record, details=False))
+        best = best_reward(self.trial_records, self.goal)
+        failed = counts_by_phase(self.trial_records).get(FAILED, 0)
+        self.progress.trial_finished(record, len(records), len(self.running), failed, best)
         if self.metrics:
             self.metrics.trial_finished(self.name, record, best)
 
@@ -209,7 +212,8 @@ class LocalRunner:
         report.write_plot(self.run_dir, records, self.goal, self.metric, self.name)
         self.run_dir.save_state({"phase": outcome.phase, "reason": outcome.reason, "message": outcome.message,
                                  "startTime": started, "completionTime": _now()})
-        return RunSummary(outcome.phase, outcome.reason, outcome.message, _counts(records), best, records)
+        return RunSummary(outcome.phase, outcome.reason, outcome.message, counts_by_phase(self.trial_records),
+                          best, records)
 
 
 # -- records ---------------------------------------------------------------------------
@@ -223,7 +227,7 @@ def _record(trial: dict, proc: TrialProcess, experiment: str) -> dict:
         "architecture": trial["architecture"],
         "hyperparameters": trial.get("hyperparameters") or {},
         "hash": genotype_hash(trial["architecture"], trial.get("hyperparameters")),
-        "status": result.get("status", "Failed"),
+        "status": result.get("status", FAILED),
         "reward": result.get("reward"),
         "reason": result.get("reason"),
         "message": result.get("message") or "",
@@ -240,7 +244,7 @@ def _duplicate_record(trial: dict, twin: dict, experiment: str) -> dict:
     return {**{k: twin[k] for k in ("status", "reward", "metrics", "history", "hash")},
             "name": trial_name(experiment, trial["index"]), "index": trial["index"],
             "architecture": trial["architecture"], "hyperparameters": trial.get("hyperparameters") or {},
-            "reason": "Duplicate", "message": f"same candidate as {twin['name']}; result reused, not retrained",
+            "reason": DUPLICATE, "message": f"same candidate as {twin['name']}; result reused, not retrained",
             "duplicateOf": twin["name"], "exitCode": None, "startTime": now, "completionTime": now}
 
 
@@ -250,21 +254,6 @@ def _candidate(trial: dict) -> dict:
 
 def _strategy_reward(record: dict) -> float | None:
     return strategy_reward(record.get("status"), record.get("reward"))
-
-
-def _counts(records: list) -> dict:
-    counts: dict = {}
-    for r in records:
-        counts[r["status"]] = counts.get(r["status"], 0) + 1
-    return counts
-
-
-def _best_reward(records: list, goal: str) -> float | None:
-    best = None
-    for r in records:
-        if r.get("status") == "Succeeded" and r.get("reward") is not None and is_better(r["reward"], best, goal):
-            best = r["reward"]
-    return best
 
 
 def _now() -> str:

@@ -1,6 +1,6 @@
 """What the operator remembers of its trials and experiments, in memory.
 
-One small summary per trial (``status.trial_summary``), grouped by experiment, and the
+One small record per trial (``kubenas.experiment.TrialRecord``), grouped by experiment, and the
 last watched version of each experiment. Filled by a paged LIST at startup, before kopf
 starts watching, so that no handler ever folds a partial view; then kept up to date by
 the watch handlers (every event, kopf's own listing included). Thread-safe: handlers run
@@ -14,23 +14,23 @@ from __future__ import annotations
 
 import threading
 
-from .status import trial_summary
+from kubenas.experiment import TrialRecord, from_trial_object
 
 
 class Book:
     def __init__(self):
         self._lock = threading.Lock()
-        self._trials: dict[tuple[str, str], dict[str, dict]] = {}  # (namespace, experiment) -> name -> summary
+        self._trials: dict[tuple[str, str], dict[str, TrialRecord]] = {}  # (namespace, experiment) -> name -> record
         self._experiments: dict[tuple[str, str], dict] = {}        # (namespace, name) -> body
 
     # ---------------------------------------------------------------- trials
 
-    def put_trial(self, trial: dict) -> dict:
-        summary = trial_summary(trial)
+    def put_trial(self, trial: dict) -> TrialRecord:
+        record = from_trial_object(trial)
         key = (trial["metadata"].get("namespace"), (trial.get("spec") or {}).get("experiment"))
         with self._lock:
-            self._trials.setdefault(key, {})[summary["name"]] = summary
-        return summary
+            self._trials.setdefault(key, {})[record.name] = record
+        return record
 
     def drop_trial(self, namespace: str, experiment: str | None, name: str) -> None:
         with self._lock:
@@ -40,13 +40,13 @@ class Book:
                 if not trials:
                     del self._trials[(namespace, experiment)]
 
-    def summaries(self, namespace: str, experiment: str | None) -> list[dict]:
-        """The experiment's trial summaries now (a copy: safe to iterate while others write)."""
+    def summaries(self, namespace: str, experiment: str | None) -> list[TrialRecord]:
+        """The experiment's trial records now (a copy: safe to iterate while others write)."""
         with self._lock:
             return list((self._trials.get((namespace, experiment)) or {}).values())
 
-    def items(self) -> list[tuple[tuple[str, str], list[dict]]]:
-        """Every experiment's trial summaries (for the metrics collector)."""
+    def items(self) -> list[tuple[tuple[str, str], list[TrialRecord]]]:
+        """Every experiment's trial records (for the metrics collector)."""
         with self._lock:
             return [(key, list(trials.values())) for key, trials in self._trials.items()]
 

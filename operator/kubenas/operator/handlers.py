@@ -9,7 +9,7 @@ trials, and through the trials their Jobs and pods).
   need nothing are recognised from their body alone, with no API call: kopf lists
   every object when it starts (and after 410 Gone), and at 10,000 trials that must not
   cost 10,000 reads (bench/RESULTS.md, control-plane cost).
-* a :class:`~kubenas.operator.book.Book` of trial summaries by experiment (what status
+* a :class:`~kubenas.operator.book.Book` of trial records by experiment (what status
   folding and the median rule need) and of the watched experiments (so that reconciling
   a trial need not read its experiment), in memory: listed in pages at startup, before
   kopf watches anything, so a restarted operator never folds a partial view; then kept
@@ -27,14 +27,18 @@ from dataclasses import dataclass, field
 
 import kopf
 
-from kubenas.api import EXPERIMENT_PLURAL, GROUP, TRIAL_PLURAL, VERSION
+from kubenas.cluster import kube
+from kubenas.cluster.objects import LABEL_COMPONENT, LABEL_EXPERIMENT, LABEL_MANAGED_BY, MANAGED_BY
+from kubenas.contract import EARLY_STOPPED, EXPERIMENT_PLURAL, EXPERIMENT_TERMINAL, GROUP, TRIAL_KIND, TRIAL_PLURAL
+from kubenas.contract import TRIAL_ACTIVE as ACTIVE
+from kubenas.contract import VERSION
+from kubenas.experiment import acknowledged
 
-from . import kube, metrics
-from .manifests import LABEL_COMPONENT, LABEL_MANAGED_BY, MANAGED_BY, Settings
-from .reconcile import EXPERIMENT_TERMINAL, Reconciler
+from . import metrics
 from .book import Book
-from .status import acknowledged
-from .trial_state import ACTIVE, EARLY_STOPPED, job_finished
+from .manifests import Settings
+from .reconcile import Reconciler
+from .trial_state import job_finished
 
 log = logging.getLogger("kubenas.operator")
 
@@ -196,11 +200,11 @@ def trial_event(type, namespace, name, spec, body, memo: kopf.Memo, **_):
 @kopf.on.event(**TRAINER_JOBS, registry=registry)
 def job_event(type, namespace, body, memo: kopf.Memo, **_):
     app: App = memo["app"]
-    owners = [o for o in (body.get("metadata", {}).get("ownerReferences") or []) if o.get("kind") == "NASTrial"]
+    owners = [o for o in (body.get("metadata", {}).get("ownerReferences") or []) if o.get("kind") == TRIAL_KIND]
     if not owners or not job_needs_reconcile(type, body):
         return
     trial = owners[0]["name"]
-    experiment = (body.get("metadata", {}).get("labels") or {}).get("kubenas.io/experiment", "")
+    experiment = (body.get("metadata", {}).get("labels") or {}).get(LABEL_EXPERIMENT, "")
     _guard("trial", app.reconciler.trial, namespace, trial, app.book.summaries(namespace, experiment),
            experiment=app.book.experiment(namespace, experiment))
 
@@ -240,10 +244,10 @@ def _resync(app: App, dirty: set, full: bool) -> None:
             continue
         summaries = book.summaries(*key)
         if (exp.get("status") or {}).get("phase") in EXPERIMENT_TERMINAL and not any(
-                s["phase"] in ACTIVE for s in summaries):
+                s.phase in ACTIVE for s in summaries):
             continue
         if key not in dirty:
             _guard("experiment", r.experiment, *key, summaries)
         for s in summaries:
-            if s["phase"] in ACTIVE:
-                _guard("trial", r.trial, key[0], s["name"], summaries, experiment=exp)
+            if s.phase in ACTIVE:
+                _guard("trial", r.trial, key[0], s.name, summaries, experiment=exp)

@@ -1,4 +1,6 @@
-"""Pure functions that build every object the operator creates (no API calls here).
+"""Pure functions that build the objects only the operator creates (no API calls here):
+trial Jobs, controller Deployments, per-namespace identities. Names, labels and the
+objects the controller builds too live in kubenas.cluster.objects.
 
 Each builder returns a plain dict ready for the API server; tests deserialize them into
 the official client's models (V1Job, V1Deployment, ...) and check names and labels
@@ -7,26 +9,24 @@ against Kubernetes' limits.
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import os
-import re
 from dataclasses import dataclass, field
 
-from kubenas.api import API_VERSION, EXPERIMENT_KIND, TRIAL_KIND
+from kubenas.cluster.objects import (
+    LABEL_COMPONENT,
+    LABEL_EXPERIMENT,
+    LABEL_INDEX,
+    LABEL_MANAGED_BY,
+    LABEL_PART_OF,
+    LABEL_TRIAL,
+    MANAGED_BY,
+    common_labels,
+    label_value,
+    owned_by_experiment,
+    owner_reference,
+)
+from kubenas.contract import FINAL_EXIT_CODES, TRIAL_KIND
 
-# Labels and annotations (the API of kubenas towards kubectl and selectors).
-LABEL_NAME = "app.kubernetes.io/name"
-LABEL_PART_OF = "app.kubernetes.io/part-of"
-LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
-LABEL_COMPONENT = "app.kubernetes.io/component"
-LABEL_EXPERIMENT = "kubenas.io/experiment"
-LABEL_TRIAL = "kubenas.io/trial"
-LABEL_INDEX = "kubenas.io/trial-index"
-MANAGED_BY = "kubenas-operator"
-# The spec the operator accepted (defaults filled, JSON): what the controller and the
-# Jobs use. Only budget.maxTrials and budget.parallelTrials may change after acceptance.
-ANNOTATION_ACCEPTED_SPEC = "kubenas.io/accepted-spec"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 
 TRAINER_CONTAINER = "trainer"
@@ -37,7 +37,7 @@ CONTROLLER_SERVICE_ACCOUNT = "kubenas-controller"
 TRAINER_CLUSTER_ROLE = "kubenas-trainer"
 CONTROLLER_CLUSTER_ROLE = "kubenas-controller"
 # Trainer exit codes that are final answers (docs/formats.md): never retried.
-TRAINER_FINAL_EXIT_CODES = [1, 2, 3, 4, 5, 6]
+TRAINER_FINAL_EXIT_CODES = list(FINAL_EXIT_CODES)
 
 NON_ROOT_UID = 65532
 POD_SECURITY_CONTEXT = {
@@ -53,10 +53,6 @@ CONTAINER_SECURITY_CONTEXT = {
     "capabilities": {"drop": ["ALL"]},
 }
 
-DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-
-
 @dataclass(frozen=True)
 class Settings:
     """Operator-wide settings (from the operator Deployment's environment)."""
@@ -69,7 +65,7 @@ class Settings:
         "requests": {"cpu": "100m", "memory": "256Mi"},
         "limits": {"memory": "1Gi"},
     })
-    # How often the controller pod lists its trials (seconds).
+    # How often, at least, the controller pod makes a pass (it also wakes on every trial change it watches).
     controller_poll_seconds: float = 3.0
     # How often, at most, the controller writes its strategy checkpoint (seconds).
     controller_checkpoint_seconds: float = 60.0
@@ -90,16 +86,6 @@ class Settings:
         )
 
 
-def label_value(value: str) -> str:
-    """A valid label value (<= 63 chars); long or odd values get a stable hashed form."""
-    value = str(value)
-    if len(value) <= 63 and LABEL_VALUE.match(value):
-        return value
-    digest = hashlib.sha256(value.encode()).hexdigest()[:10]
-    clean = re.sub(r"[^A-Za-z0-9_.-]", "-", value)[:50].strip("-_.")
-    return f"{clean}-{digest}" if clean else digest
-
-
 def quantities(resources: dict | None) -> dict:
     """Resource requirements with every quantity as a string ("1", "500m", "2Gi"), as
     core/v1 ResourceRequirements wants them (YAML lets users write `nvidia.com/gpu: 1`)."""
@@ -114,50 +100,8 @@ def quantities(resources: dict | None) -> dict:
     return out
 
 
-def common_labels(component: str, experiment: str) -> dict:
-    return {
-        LABEL_NAME: "kubenas",
-        LABEL_PART_OF: "kubenas",
-        LABEL_MANAGED_BY: MANAGED_BY,
-        LABEL_COMPONENT: component,
-        LABEL_EXPERIMENT: label_value(experiment),
-    }
-
-
-def owner_reference(obj: dict, *, controller: bool = True) -> dict:
-    meta = obj["metadata"]
-    return {
-        "apiVersion": obj.get("apiVersion", API_VERSION),
-        "kind": obj["kind"],
-        "name": meta["name"],
-        "uid": meta["uid"],
-        "controller": controller,
-        "blockOwnerDeletion": True,
-    }
-
-
-def accepted_spec(experiment: dict) -> dict | None:
-    """The spec the operator accepted for this experiment, or None before acceptance."""
-    text = ((experiment.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_ACCEPTED_SPEC)
-    if not text:
-        return None
-    try:
-        spec = json.loads(text)
-    except ValueError:
-        return None
-    return spec if isinstance(spec, dict) else None
-
-
-def accepted_spec_annotation(spec: dict) -> str:
-    return json.dumps(spec, sort_keys=True, separators=(",", ":"))
-
-
 def controller_name(experiment: str) -> str:
     return f"{experiment}-controller"
-
-
-def checkpoint_name(experiment: str) -> str:
-    return f"{experiment}-strategy"
 
 
 # --------------------------------------------------------------------------- trial Job
@@ -329,7 +273,7 @@ def controller_deployment(experiment: dict, spec: dict, settings: Settings = Set
             "name": controller_name(name),
             "namespace": namespace,
             "labels": labels,
-            "ownerReferences": [owner_reference({**experiment, "kind": experiment.get("kind", EXPERIMENT_KIND)})],
+            "ownerReferences": owned_by_experiment(experiment),
         },
         "spec": {
             "replicas": 1,
@@ -380,46 +324,3 @@ def namespace_role_bindings(namespace: str) -> list[dict]:
             (TRAINER_CLUSTER_ROLE, TRAINER_SERVICE_ACCOUNT, "trainer"),
         )
     ]
-
-
-# ------------------------------------------------------------------ strategy checkpoint
-
-
-def checkpoint_configmap(experiment: dict, payload: dict) -> dict:
-    """The controller's strategy checkpoint, owned by the experiment."""
-    meta = experiment["metadata"]
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": checkpoint_name(meta["name"]),
-            "namespace": meta["namespace"],
-            "labels": common_labels("controller", meta["name"]),
-            "ownerReferences": [owner_reference({**experiment, "kind": experiment.get("kind", EXPERIMENT_KIND)})],
-        },
-        "data": {"checkpoint.json": json.dumps(payload, sort_keys=True, separators=(",", ":"))},
-    }
-
-
-# ----------------------------------------------------------------------------- NASTrial
-
-
-def trial_object(experiment: dict, spec: dict, index: int, candidate: dict) -> dict:
-    """The NASTrial the controller creates for candidate ``index`` (deterministic name)."""
-    from kubenas.api.trials import build_trial_spec, trial_name
-
-    meta = experiment["metadata"]
-    name = trial_name(meta["name"], index)
-    labels = common_labels("trial", meta["name"])
-    labels[LABEL_INDEX] = str(index)
-    return {
-        "apiVersion": API_VERSION,
-        "kind": TRIAL_KIND,
-        "metadata": {
-            "name": name,
-            "namespace": meta["namespace"],
-            "labels": labels,
-            "ownerReferences": [owner_reference({**experiment, "kind": experiment.get("kind", EXPERIMENT_KIND)})],
-        },
-        "spec": build_trial_spec(meta["name"], spec, index, candidate),
-    }

@@ -23,11 +23,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.process_collector import ProcessCollector
+
+from kubenas.cluster.objects import accepted_spec
+from kubenas.contract import EXPERIMENT_PHASES, PENDING, RUNNING, TRIAL_PHASES
+from kubenas.contract import TRIAL_TERMINAL as TERMINAL
+from kubenas.experiment import TrialRecord, acknowledged, best_reward, seconds_between
+from kubenas.experiment.times import DURATION_BUCKETS
 
 log = logging.getLogger("kubenas.operator")
 
@@ -35,14 +40,9 @@ disable_created_metrics()  # no *_created series next to every counter and histo
 REGISTRY = CollectorRegistry(auto_describe=True)
 ProcessCollector(registry=REGISTRY)  # process_resident_memory_bytes & co: the operator's memory stays flat
 
-# Trials take from seconds (digits on a CPU) to a day (CIFAR-10 on a GPU).
-DURATION_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800, 86400)
 # Queue wait: the pod starts at once, or waits for Kueue admission / a GPU node to come up.
 QUEUE_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 21600, 86400)
 
-EXPERIMENT_PHASES = ("Pending", "Running", "Succeeded", "Failed", "Stopped")
-TRIAL_PHASES = ("Pending", "Running", "Succeeded", "Failed", "EarlyStopped")
-TERMINAL = frozenset({"Succeeded", "Failed", "EarlyStopped"})
 
 TRIALS_CREATED = Counter("kubenas_trials_created_total", "Trials whose Job the operator created",
                          ["namespace", "experiment"], registry=REGISTRY)
@@ -94,22 +94,6 @@ def operator_restart(error: str) -> None:
 # ------------------------------------------------------------------ helpers (pure)
 
 
-def parse_time(text) -> datetime | None:
-    if not text or not isinstance(text, str):
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
-def seconds_between(start, end) -> float | None:
-    a, b = parse_time(start), parse_time(end)
-    if a is None or b is None:
-        return None
-    return max(0.0, (b - a).total_seconds())
-
-
 def _quantity(value) -> float:
     try:
         return float(str(value))
@@ -130,12 +114,6 @@ def gpus_per_trial(spec: dict | None) -> float:
     return 0.0
 
 
-def _finished_acknowledged(status: dict) -> bool:
-    if status.get("phase") not in TERMINAL:
-        return False
-    return any(c.get("type") == "Finished" and c.get("status") == "True" for c in status.get("conditions") or [])
-
-
 # ------------------------------------------------------------------ tracked state
 
 
@@ -146,6 +124,11 @@ class _State:
         self.unfinished: dict[tuple[str, str], int] = {}      # trial -> retries seen
         self.not_started: dict[tuple[str, str], str] = {}     # trial -> creation time
         self.trial_index = None                              # the operator's Book (or () -> it)
+
+    def forget(self, key: tuple[str, str], *tables: dict) -> None:
+        with self.lock:
+            for table in tables:
+                table.pop(key, None)
 
     def reset(self) -> None:
         with self.lock:
@@ -159,7 +142,7 @@ STATE = _State()
 
 
 def bind_trial_index(source) -> None:
-    """``source`` (or ``source()``) has ``items()``: (namespace, experiment) and its trial summaries."""
+    """``source`` (or ``source()``) has ``items()``: (namespace, experiment) and its trial records."""
     STATE.trial_index = source
 
 
@@ -182,13 +165,9 @@ def observe_experiment(namespace: str, name: str, body: dict | None, deleted: bo
     """Remember an experiment's phase, goal and GPUs per trial (from every watch event)."""
     key = (namespace, name)
     if deleted or body is None:
-        with STATE.lock:
-            STATE.experiments.pop(key, None)
-        return
-    from .manifests import accepted_spec  # late: manifests imports nothing from here, but keep it light
-
+        return STATE.forget(key, STATE.experiments)
     spec = accepted_spec(body) or body.get("spec") or {}
-    info = {"phase": (body.get("status") or {}).get("phase") or "Pending",
+    info = {"phase": (body.get("status") or {}).get("phase") or PENDING,
             "goal": (spec.get("objective") or {}).get("goal") or "maximize",
             "gpus": gpus_per_trial(spec)}
     with STATE.lock:
@@ -200,17 +179,14 @@ def observe_trial(namespace: str, name: str, body: dict | None, deleted: bool = 
     """Count a trial's transitions from its object, once per operator lifetime."""
     key = (namespace, name)
     if deleted or body is None:
-        with STATE.lock:
-            STATE.unfinished.pop(key, None)
-            STATE.not_started.pop(key, None)
-        return
+        return STATE.forget(key, STATE.unfinished, STATE.not_started)
     status = body.get("status") or {}
     experiment = (body.get("spec") or {}).get("experiment") or ""
-    phase = status.get("phase") or "Pending"
+    phase = status.get("phase") or PENDING
     start = status.get("startTime")
-    acknowledged = _finished_acknowledged(status)
+    recorded = acknowledged(status)
     with STATE.lock:
-        if not acknowledged and key not in STATE.unfinished:
+        if not recorded and key not in STATE.unfinished:
             STATE.unfinished[key] = int(status.get("retries") or 0)
             if not start and phase not in TERMINAL:
                 STATE.not_started[key] = (status.get("createdTime")
@@ -225,7 +201,7 @@ def observe_trial(namespace: str, name: str, body: dict | None, deleted: bool = 
             if retries > STATE.unfinished[key]:
                 TRIAL_RETRIES.labels(namespace, experiment).inc(retries - STATE.unfinished[key])
                 STATE.unfinished[key] = retries
-            if acknowledged:
+            if recorded:
                 del STATE.unfinished[key]
                 TRIALS_FINISHED.labels(namespace, experiment, phase).inc()
                 duration = seconds_between(start, status.get("completionTime"))
@@ -253,11 +229,9 @@ class StateCollector:
         return []
 
     def collect(self):
-        from .status import best_reward  # late import: status imports the trainer's genotype helpers
-
         with STATE.lock:
             experiments = dict(STATE.experiments)
-        by_experiment: dict[tuple[str, str], list[dict]] = {}
+        by_experiment: dict[tuple[str, str], list[TrialRecord]] = {}
         for key, summaries in _snapshot_index().items():
             if isinstance(key, tuple) and len(key) == 2 and key[1]:
                 by_experiment.setdefault(key, []).extend(summaries)
@@ -286,13 +260,13 @@ class StateCollector:
             info = experiments.get(key) or {"goal": "maximize", "gpus": 0.0}
             per = {p: 0 for p in TRIAL_PHASES}
             for s in summaries:
-                per[s.get("phase") or "Pending"] = per.get(s.get("phase") or "Pending", 0) + 1
+                per[s.phase] = per.get(s.phase, 0) + 1
             for phase, n in per.items():
                 trials.add_metric([namespace, name, phase], n)
             reward = best_reward(summaries, info["goal"])
             if reward is not None:
                 best.add_metric([namespace, name], reward)
-            for phase in ("Pending", "Running"):
+            for phase in (PENDING, RUNNING):
                 gpus.add_metric([namespace, name, phase], per[phase] * info["gpus"])
         yield trials
         yield best

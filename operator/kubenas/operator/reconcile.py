@@ -15,23 +15,36 @@ from datetime import datetime, timezone
 
 from kubernetes.client.exceptions import ApiException
 
-from kubenas.api import API_VERSION, EXPERIMENT_KIND, EXPERIMENT_PLURAL, TRIAL_PLURAL
 from kubenas.api.validation import validate_experiment, with_defaults
+from kubenas.cluster.kube import Kube, post_event
+from kubenas.cluster.objects import ANNOTATION_ACCEPTED_SPEC, accepted_spec, accepted_spec_annotation
+from kubenas.contract import (
+    API_VERSION,
+    EARLY_STOPPED,
+    EXPERIMENT_KIND,
+    EXPERIMENT_PLURAL,
+    EXPERIMENT_TERMINAL,
+    FAILED,
+    JOB_FAILED,
+    JOB_FAILURE_TARGET,
+    RUNNING,
+    SUCCEEDED,
+    TRIAL_PLURAL,
+)
+from kubenas.contract import TRIAL_ACTIVE as ACTIVE
+from kubenas.contract import TRIAL_TERMINAL as TERMINAL
 from kubenas.early_stopping import median_stop
+from kubenas.experiment import TrialRecord, acknowledged, elapsed_seconds, experiment_outcome, now_iso
 
 from . import metrics
-from .budget import elapsed_seconds, experiment_outcome, now_iso
 from .changes import compare
-from .kube import Kube, post_event
-from .manifests import (ANNOTATION_ACCEPTED_SPEC, Settings, accepted_spec, accepted_spec_annotation,
-                        controller_deployment, controller_name, job_for_trial, namespace_role_bindings,
+from .manifests import (Settings, controller_deployment, controller_name, job_for_trial, namespace_role_bindings,
                         namespace_service_accounts)
-from .status import acknowledged, fold, get_condition, set_condition, status_patch, trial_details
-from .trial_state import ACTIVE, SUCCEEDED, TERMINAL, Decision, decide, early_stop_decision
+from .status import fold, get_condition, set_condition, status_patch, trial_details
+from .trial_state import TrialAction, early_stop_action, next_action
 
 log = logging.getLogger("kubenas.operator")
 
-EXPERIMENT_TERMINAL = frozenset({"Succeeded", "Failed", "Stopped"})
 COMPONENT = "operator"
 TRIAL_LOCKS = 64  # striped: a lock per trial would grow with the number of trials
 
@@ -75,7 +88,7 @@ class Reconciler:
 
     # ================================================================= experiments
 
-    def experiment(self, namespace: str, name: str, summaries: list[dict], now: datetime | None = None) -> None:
+    def experiment(self, namespace: str, name: str, summaries: list[TrialRecord], now: datetime | None = None) -> None:
         """Reconcile one experiment, read fresh from the API."""
         with self.lock("experiment", namespace, name):
             exp = self.kube.get_custom(EXPERIMENT_PLURAL, namespace, name)
@@ -83,7 +96,7 @@ class Reconciler:
                 return
             self._experiment(exp, summaries, _now(now))
 
-    def _experiment(self, exp: dict, summaries: list[dict], now_dt: datetime) -> None:
+    def _experiment(self, exp: dict, summaries: list[TrialRecord], now_dt: datetime) -> None:
         meta = exp["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         generation = meta.get("generation")
@@ -109,11 +122,11 @@ class Reconciler:
                 message = "; ".join(str(issue) for issue in issues[:8])
                 conditions = set_condition(conditions, "Valid", "False", "InvalidSpec", message,
                                            now=now, generation=generation)
-                wanted.update({"phase": "Failed", "message": message, "conditions": conditions,
+                wanted.update({"phase": FAILED, "message": message, "conditions": conditions,
                                "observedGeneration": generation, "completionTime": now})
                 if self._patch_status(exp, status, wanted):
                     self.event(exp, "Warning", "InvalidSpec", message, now)
-                    metrics.experiment_finished(namespace, "Failed", "InvalidSpec")
+                    metrics.experiment_finished(namespace, FAILED, "InvalidSpec")
                 return
             accepted = with_defaults(exp["spec"])
             self._ensure_namespace(exp, now)
@@ -135,21 +148,21 @@ class Reconciler:
         if outcome is None:
             if self.kube.create("Deployment", namespace, controller_deployment(exp, accepted, self.settings)):
                 self.event(exp, "Normal", "ControllerCreated", f"created controller Deployment {controller_name(name)}", now)
-            conditions = set_condition(conditions, "Running", "True", "TrialsRunning",
+            conditions = set_condition(conditions, RUNNING, "True", "TrialsRunning",
                                        "the controller proposes trials", now=now)
-            wanted.update({"phase": "Running", "startTime": start, "conditions": conditions,
+            wanted.update({"phase": RUNNING, "startTime": start, "conditions": conditions,
                            "observedGeneration": generation, "message": None})
-            if self._patch_status(exp, status, wanted) and phase != "Running":
+            if self._patch_status(exp, status, wanted) and phase != RUNNING:
                 self.event(exp, "Normal", "Started", "the experiment is running: its controller proposes trials", now)
             return
 
         # The experiment ends: record why first, then stop the controller and running trials.
-        conditions = set_condition(conditions, "Running", "False", outcome.reason, outcome.message, now=now)
+        conditions = set_condition(conditions, RUNNING, "False", outcome.reason, outcome.message, now=now)
         conditions = set_condition(conditions, "Complete", "True", outcome.reason, outcome.message, now=now)
         wanted.update({"phase": outcome.phase, "startTime": start, "completionTime": now, "message": outcome.message,
                        "conditions": conditions, "observedGeneration": generation})
         if self._patch_status(exp, status, wanted):
-            self.event(exp, "Warning" if outcome.phase == "Failed" else "Normal", outcome.reason, outcome.message, now)
+            self.event(exp, "Warning" if outcome.phase == FAILED else "Normal", outcome.reason, outcome.message, now)
             metrics.experiment_finished(namespace, outcome.phase, outcome.reason)
         self._delete_controller(namespace, name)
         self._stop_in_flight(namespace, summaries, now)
@@ -161,7 +174,7 @@ class Reconciler:
             self.kube.delete("Deployment", namespace, controller_name(name))
             self._controllers_deleted.add(key)
 
-    def _fold(self, namespace: str, status: dict, summaries: list[dict], goal: str) -> dict:
+    def _fold(self, namespace: str, status: dict, summaries: list[TrialRecord], goal: str) -> dict:
         """The trial part of the status; the best trial's details are read from it only
         when the best trial changes (the summaries do not keep them)."""
         previous = status.get("bestTrial") or {}
@@ -208,10 +221,10 @@ class Reconciler:
         plural = EXPERIMENT_PLURAL if obj.get("kind", EXPERIMENT_KIND) == EXPERIMENT_KIND else TRIAL_PLURAL
         return self.kube.patch_custom_status(plural, meta["namespace"], meta["name"], {"status": patch}) is not None
 
-    def _stop_in_flight(self, namespace: str, summaries: list[dict], now: str) -> None:
-        for summary in summaries:
-            if summary["phase"] in ACTIVE:
-                self.trial(namespace, summary["name"], summaries)
+    def _stop_in_flight(self, namespace: str, summaries: list[TrialRecord], now: str) -> None:
+        for record in summaries:
+            if record.phase in ACTIVE:
+                self.trial(namespace, record.name, summaries)
 
     def _ensure_namespace(self, exp: dict, now: str) -> None:
         """The controller's and trainer's ServiceAccounts and RoleBindings (docs/architecture.md)."""
@@ -233,9 +246,9 @@ class Reconciler:
 
     # ====================================================================== trials
 
-    def trial(self, namespace: str, name: str, peers: list[dict] | None = None,
+    def trial(self, namespace: str, name: str, peers: list[TrialRecord] | None = None,
               body: dict | None = None, experiment: dict | None = None,
-              now: datetime | None = None) -> Decision | None:
+              now: datetime | None = None) -> TrialAction | None:
         """Reconcile one trial (read fresh unless ``body`` is given). ``experiment`` is
         the watched experiment, to save reading it again; it is read when missing or
         not accepted yet."""
@@ -245,7 +258,8 @@ class Reconciler:
                 return None
             return self._trial(trial, peers or [], _now(now), experiment)
 
-    def _trial(self, trial: dict, peers: list[dict], now_dt: datetime, exp: dict | None = None) -> Decision | None:
+    def _trial(self, trial: dict, peers: list[TrialRecord], now_dt: datetime,
+               exp: dict | None = None) -> TrialAction | None:
         meta = trial["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         status = trial.get("status") or {}
@@ -263,36 +277,36 @@ class Reconciler:
         now = now_iso(now_dt)
         if status.get("phase") in TERMINAL:
             self._acknowledge(trial, experiment_name, now, exp)
-            if status.get("phase") != "EarlyStopped":
+            if status.get("phase") != EARLY_STOPPED:
                 return None  # nothing left to do; skip the Job lookup
         job = self.kube.get("Job", namespace, name)
         pods = None
         if job is not None and not exp_over and status.get("phase") not in TERMINAL:
             conditions = {c.get("type") for c in (job.get("status") or {}).get("conditions") or []
                           if c.get("status") == "True"}
-            if conditions & {"Failed", "FailureTarget"}:
+            if conditions & {JOB_FAILED, JOB_FAILURE_TARGET}:
                 pods = self.kube.list_pods(namespace, f"job-name={name}")
-        decision = decide(trial, job, pods, now=now, experiment_over=exp_over)
-        if (not decision.status and not decision.create_job and status.get("phase") == "Running"
+        decision = next_action(trial, job, pods, now=now, experiment_over=exp_over)
+        if (not decision.status and not decision.create_job and status.get("phase") == RUNNING
                 and job is not None):
             decision = self._early_stop(trial, spec, peers, now) or decision
         self._apply(trial, exp, spec, decision, now)
         return decision
 
-    def _early_stop(self, trial: dict, spec: dict, peers: list[dict], now: str) -> Decision | None:
+    def _early_stop(self, trial: dict, spec: dict, peers: list[TrialRecord], now: str) -> TrialAction | None:
         stopping = spec.get("earlyStopping") or {}
         if stopping.get("type") != "median":
             return None
         metric, goal = spec["objective"]["metric"], spec["objective"]["goal"]
         history = (trial.get("status") or {}).get("history") or []
-        completed = [[{metric: v} for v in p.get("values") or []]
-                     for p in peers if p["phase"] == SUCCEEDED and p["name"] != trial["metadata"]["name"]]
+        completed = [[{metric: v} for v in p.values]
+                     for p in peers if p.phase == SUCCEEDED and p.name != trial["metadata"]["name"]]
         if not median_stop(history, completed, metric, goal, int(stopping.get("minTrials", 5)),
                            int(stopping.get("startEpoch", 2))):
             return None
         detail = (f"after epoch {len(history)} its best {metric} is worse than the median of "
                   f"{len(completed)} completed trials (median stopping rule)")
-        return early_stop_decision(trial["metadata"]["name"], now, detail)
+        return early_stop_action(trial["metadata"]["name"], now, detail)
 
     @staticmethod
     def _finished_condition(trial: dict, status: dict, now: str) -> list:
@@ -320,10 +334,10 @@ class Reconciler:
         if status["phase"] == SUCCEEDED:
             reward = status.get("reward")
             text = f"trial {meta['name']} succeeded" + (f", reward {reward:.4g}" if isinstance(reward, (int, float)) else "")
-            self.event(trial, "Normal", "Succeeded", text, now)
+            self.event(trial, "Normal", SUCCEEDED, text, now)
         else:
             text = f"trial {meta['name']} {status['phase']}: {status.get('reason') or ''} {status.get('message') or ''}"
-            self.event(trial, "Warning" if status["phase"] == "Failed" else "Normal", status["phase"], text.strip(), now)
+            self.event(trial, "Warning" if status["phase"] == FAILED else "Normal", status["phase"], text.strip(), now)
         self._trial_finished_event(exp, trial, status, now)
 
     def _trial_finished_event(self, exp: dict | None, trial: dict, status: dict, now: str) -> None:
@@ -336,9 +350,9 @@ class Reconciler:
             text += f", reward {reward:.4g}"
         if status.get("reason") and phase != SUCCEEDED:
             text += f": {status['reason']}"
-        self.event(exp, "Warning" if phase == "Failed" else "Normal", f"Trial{phase}", text, now)
+        self.event(exp, "Warning" if phase == FAILED else "Normal", f"Trial{phase}", text, now)
 
-    def _apply(self, trial: dict, exp: dict, spec: dict, decision: Decision, now: str) -> None:
+    def _apply(self, trial: dict, exp: dict, spec: dict, decision: TrialAction, now: str) -> None:
         meta = trial["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         experiment = exp["metadata"]["name"]

@@ -1,4 +1,5 @@
-"""The NASTrial state machine, as a pure function of the trial, its Job and its pods.
+"""The NASTrial state machine, as a pure function of the trial, its Job and its pods
+(``next_action``: a ``TrialAction``).
 
 ::
 
@@ -19,18 +20,36 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-PENDING, RUNNING, SUCCEEDED, FAILED, EARLY_STOPPED = "Pending", "Running", "Succeeded", "Failed", "EarlyStopped"
-TERMINAL = frozenset({SUCCEEDED, FAILED, EARLY_STOPPED})
-ACTIVE = frozenset({PENDING, RUNNING})
+from kubenas.contract import (
+    BACKOFF_LIMIT_EXCEEDED,
+    DEADLINE_EXCEEDED,
+    EARLY_STOPPED,
+    EVICTED,
+    EXIT_REASONS,
+    EXPERIMENT_FINISHED,
+    FAILED,
+    JOB_COMPLETE,
+    JOB_FAILED,
+    JOB_FAILURE_TARGET,
+    JOB_SUCCESS_CRITERIA_MET,
+    JOB_SUSPENDED,
+    NO_REWARD,
+    OOM_KILLED,
+    PENDING,
+    POD_FAILED,
+    RUNNING,
+    STOPPED_EARLY,
+    SUCCEEDED,
+)
+from kubenas.contract import TRIAL_ACTIVE as ACTIVE
+from kubenas.contract import TRIAL_TERMINAL as TERMINAL
 
-# docs/formats.md: trainer exit codes.
-EXIT_REASONS = {1: "InternalError", 2: "InvalidArchitecture", 3: "Diverged", 4: "OutOfMemory",
-                5: "Timeout", 6: "DataError"}
 MAX_MESSAGE = 1024
+JOB_DONE = frozenset({JOB_COMPLETE, JOB_FAILED, JOB_SUCCESS_CRITERIA_MET})
 
 
 @dataclass
-class Decision:
+class TrialAction:
     """What to do about one trial: a status patch (only changed fields), Job actions, an Event."""
 
     status: dict = field(default_factory=dict)
@@ -43,10 +62,6 @@ class Decision:
         return self.status.get("phase")
 
 
-def is_terminal(trial: dict) -> bool:
-    return (trial.get("status") or {}).get("phase") in TERMINAL
-
-
 def _true_conditions(job: dict) -> dict:
     return {c.get("type"): c for c in ((job.get("status") or {}).get("conditions") or [])
             if c.get("status") == "True"}
@@ -54,7 +69,7 @@ def _true_conditions(job: dict) -> dict:
 
 def job_finished(job: dict) -> bool:
     """The Job has ended (Complete or Failed): its pods will not change any more."""
-    return bool(_true_conditions(job).keys() & {"Complete", "Failed"})
+    return bool(_true_conditions(job).keys() & {JOB_COMPLETE, JOB_FAILED})
 
 
 def _short(text: str | None) -> str:
@@ -69,18 +84,18 @@ def _changed(current: dict, wanted: dict) -> dict:
 def pod_failure(pods: list[dict]) -> tuple[str | None, str]:
     """(reason, message) from the most recent failed pod of a Job: OOMKilled, Evicted,
     or the trainer's exit code, with its termination message."""
-    failed = [p for p in pods if (p.get("status") or {}).get("phase") == "Failed"]
+    failed = [p for p in pods if (p.get("status") or {}).get("phase") == POD_FAILED]
     failed.sort(key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "")
     for pod in reversed(failed):
         status = pod.get("status") or {}
-        if status.get("reason") == "Evicted":
-            return "Evicted", _short(status.get("message") or "the pod was evicted")
+        if status.get("reason") == EVICTED:
+            return EVICTED, _short(status.get("message") or "the pod was evicted")
         for cs in status.get("containerStatuses") or []:
             terminated = (cs.get("state") or {}).get("terminated") or (cs.get("lastState") or {}).get("terminated")
             if not terminated:
                 continue
-            if terminated.get("reason") == "OOMKilled":
-                return "OOMKilled", "the trainer container ran out of memory (OOMKilled); raise its memory limit"
+            if terminated.get("reason") == OOM_KILLED:
+                return OOM_KILLED, "the trainer container ran out of memory (OOMKilled); raise its memory limit"
             code = terminated.get("exitCode")
             detail = termination_detail(terminated.get("message"))
             reason = EXIT_REASONS.get(code)
@@ -110,8 +125,8 @@ def termination_detail(message: str | None) -> str:
     return message.strip()
 
 
-def decide(trial: dict, job: dict | None, pods: list[dict] | None = None, *, now: str,
-           experiment_over: bool = False) -> Decision:
+def next_action(trial: dict, job: dict | None, pods: list[dict] | None = None, *, now: str,
+                experiment_over: bool = False) -> TrialAction:
     """The next step for one trial (pure). ``pods`` matter only once the Job failed."""
     status = trial.get("status") or {}
     phase = status.get("phase")
@@ -119,57 +134,57 @@ def decide(trial: dict, job: dict | None, pods: list[dict] | None = None, *, now
 
     if phase in TERMINAL:
         # An early-stopped trial's Job must go (the trainer may still be running).
-        return Decision(delete_job=phase == EARLY_STOPPED and job is not None and not _finished(job))
+        return TrialAction(delete_job=phase == EARLY_STOPPED and job is not None and not _finished(job))
 
     if experiment_over:
-        return Decision(
-            status={"phase": EARLY_STOPPED, "reason": "ExperimentFinished",
+        return TrialAction(
+            status={"phase": EARLY_STOPPED, "reason": EXPERIMENT_FINISHED,
                     "message": "the experiment finished before this trial did", "completionTime": now},
             delete_job=job is not None,
-            event=("Normal", "EarlyStopped", f"trial {name} stopped: the experiment finished"))
+            event=("Normal", EARLY_STOPPED, f"trial {name} stopped: the experiment finished"))
 
     if job is None:
         wanted = {"phase": phase or PENDING, "jobName": name}
         if not status.get("createdTime"):
             wanted["createdTime"] = now
-        return Decision(status=_changed(status, wanted), create_job=True)
+        return TrialAction(status=_changed(status, wanted), create_job=True)
 
     job_status = job.get("status") or {}
     conditions = _true_conditions(job)
     retries = int(job_status.get("failed") or 0)
 
-    if "Complete" in conditions or "SuccessCriteriaMet" in conditions:
+    if JOB_COMPLETE in conditions or JOB_SUCCESS_CRITERIA_MET in conditions:
         completion = job_status.get("completionTime") or now
         if status.get("reward") is not None:
             wanted = {"phase": SUCCEEDED, "completionTime": status.get("completionTime") or completion}
-            return Decision(status=_changed(status, wanted),
-                            event=("Normal", "Succeeded", f"trial {name} succeeded, reward {status['reward']:.4g}"))
+            return TrialAction(status=_changed(status, wanted),
+                            event=("Normal", SUCCEEDED, f"trial {name} succeeded, reward {status['reward']:.4g}"))
         message = ("the trainer's Job succeeded but no reward was reported to the trial's status; check that "
                    "the trainer runs `kubenas-train --from-cluster` under a ServiceAccount allowed to patch "
                    "nastrials/status (kubenas-trainer)")
-        wanted = {"phase": FAILED, "reason": "NoReward", "message": message, "completionTime": completion}
-        return Decision(status=_changed(status, wanted), event=("Warning", "NoReward", f"trial {name}: {message}"))
+        wanted = {"phase": FAILED, "reason": NO_REWARD, "message": message, "completionTime": completion}
+        return TrialAction(status=_changed(status, wanted), event=("Warning", NO_REWARD, f"trial {name}: {message}"))
 
-    if "Failed" in conditions or "FailureTarget" in conditions:
-        cond = conditions.get("Failed") or conditions["FailureTarget"]
+    if JOB_FAILED in conditions or JOB_FAILURE_TARGET in conditions:
+        cond = conditions.get(JOB_FAILED) or conditions[JOB_FAILURE_TARGET]
         job_reason = cond.get("reason") or "JobFailed"
         pod_reason, pod_message = pod_failure(pods or [])
-        if job_reason == "DeadlineExceeded":
+        if job_reason == DEADLINE_EXCEEDED:
             timeout = (job.get("spec") or {}).get("activeDeadlineSeconds")
-            reason = "DeadlineExceeded"
+            reason = DEADLINE_EXCEEDED
             message = f"the trial ran longer than its timeout ({timeout}s, budget.trialTimeoutSeconds)"
         elif pod_reason:
             reason, message = pod_reason, pod_message
         else:
             reason = job_reason
             message = _short(cond.get("message") or pod_message or f"the Job failed ({job_reason})")
-        if job_reason == "BackoffLimitExceeded" and retries:
+        if job_reason == BACKOFF_LIMIT_EXCEEDED and retries:
             message = _short(f"{message} (after {retries} failed pods)")
         wanted = {"phase": FAILED, "reason": reason, "message": message,
                   "completionTime": status.get("completionTime") or now, "retries": retries}
-        return Decision(status=_changed(status, wanted), event=("Warning", "Failed", f"trial {name} failed: {reason}: {message}"))
+        return TrialAction(status=_changed(status, wanted), event=("Warning", FAILED, f"trial {name} failed: {reason}: {message}"))
 
-    suspended = (job.get("spec") or {}).get("suspend") or "Suspended" in conditions
+    suspended = (job.get("spec") or {}).get("suspend") or JOB_SUSPENDED in conditions
     # A pod that failed for a retryable reason (evicted, preempted, node lost: counted
     # against backoffLimit = budget.maxRetries) was replaced: the trial goes on.
     retry_event = None
@@ -187,23 +202,22 @@ def decide(trial: dict, job: dict | None, pods: list[dict] | None = None, *, now
         if not status.get("startTime"):
             wanted["startTime"] = now if "ready" in job_status else (job_status.get("startTime") or now)
         changed = _changed(status, wanted)
-        event = retry_event or (("Normal", "Running", f"trial {name} is running")
+        event = retry_event or (("Normal", RUNNING, f"trial {name} is running")
                                 if changed.get("phase") == RUNNING else None)
-        return Decision(status=changed, event=event)
+        return TrialAction(status=changed, event=event)
     wanted = {"phase": phase if phase == RUNNING and not suspended else PENDING,
               "jobName": job["metadata"]["name"], "retries": retries}
     if suspended:
         wanted["message"] = "the Job is suspended (waiting for Kueue admission)"
-    return Decision(status=_changed(status, wanted), event=retry_event)
+    return TrialAction(status=_changed(status, wanted), event=retry_event)
 
 
 def _finished(job: dict) -> bool:
-    conditions = _true_conditions(job)
-    return bool({"Complete", "Failed", "SuccessCriteriaMet"} & set(conditions))
+    return bool(JOB_DONE & set(_true_conditions(job)))
 
 
-def early_stop_decision(name: str, now: str, reason_detail: str) -> Decision:
-    return Decision(
-        status={"phase": EARLY_STOPPED, "reason": "EarlyStopped", "message": reason_detail, "completionTime": now},
+def early_stop_action(name: str, now: str, reason_detail: str) -> TrialAction:
+    return TrialAction(
+        status={"phase": EARLY_STOPPED, "reason": STOPPED_EARLY, "message": reason_detail, "completionTime": now},
         delete_job=True,
-        event=("Normal", "EarlyStopped", f"trial {name} stopped early: {reason_detail}"))
+        event=("Normal", EARLY_STOPPED, f"trial {name} stopped early: {reason_detail}"))

@@ -1,7 +1,9 @@
 """Search spaces: chain and cell architectures plus jointly searched hyperparameters.
+Owns decisions, encoding and variation of candidates; imports kubenas.contract only (torch-free).
 
-Torch-free, so the operator and the controller pod can import it. Use
-``SearchSpace.from_spec(experiment["spec"]["searchSpace"])``.
+Use ``SearchSpace.from_spec(experiment["spec"]["searchSpace"])``. (A space's
+``Decision`` is one categorical choice of the policy, not the operator's
+``TrialAction``.)
 """
 from .base import Candidate, Decision, SearchSpace
 from .cell import CellSpace

@@ -33,14 +33,13 @@ class CellSpace(SearchSpace):
 
     def __init__(self, nodes: int, operations: tuple, channels: int, cells_per_stage: int, stages: int,
                  hyperparameters: list[Hyperparameter]):
+        self.skeleton = {"channels": channels, "cellsPerStage": cells_per_stage, "stages": stages}
         self.nodes = nodes
         self.operations = tuple(operations)
-        self.skeleton = {"channels": channels, "cellsPerStage": cells_per_stage, "stages": stages}
-        decisions = []
-        for row in range(nodes - 1):
-            for source in range(row + 1):
-                decisions.append(Decision(f"edges[{row}][{source}]", self.operations, gene=len(decisions)))
-        super().__init__(decisions, hyperparameters)
+        # One decision (and gene) per edge, row by row: edges[row][source], source < row + 1.
+        edges = [(row, source) for row in range(nodes - 1) for source in range(row + 1)]
+        super().__init__([Decision(f"edges[{row}][{source}]", self.operations, gene=gene)
+                          for gene, (row, source) in enumerate(edges)], hyperparameters)
 
     @classmethod
     def from_block(cls, block: dict | None, hyperparameters: list[Hyperparameter],

@@ -1,4 +1,5 @@
 """Search strategies: random search, regularized evolution and REINFORCE.
+Owns proposing and learning from candidates; imports kubenas.contract and kubenas.space (torch only for reinforce).
 
 ``make_strategy(spec["strategy"], space, spec["objective"]["goal"])`` builds one. All of
 them are seeded, asynchronous, and resumable (``rebuild`` from the trials, or

@@ -16,9 +16,10 @@ it would have proposed anyway.
 from __future__ import annotations
 
 import copy
-import math
 import random
 from typing import Any
+
+from kubenas.contract import finite_number
 
 from ..space import Candidate, CandidateError, SearchSpace
 from .settings import DEFAULTS
@@ -152,13 +153,8 @@ class Strategy:
         A reward that is not a finite number (a diverged trainer reporting NaN, garbage in
         a status) counts as a failure: one NaN must not poison a population or a policy.
         """
-        if reward is None or isinstance(reward, bool):
-            return None
-        try:
-            reward = float(reward)
-        except (TypeError, ValueError):
-            return None
-        if not math.isfinite(reward):
+        reward = finite_number(reward)
+        if reward is None:
             return None
         return reward if self.goal == "maximize" else -reward
 

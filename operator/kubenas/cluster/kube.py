@@ -10,6 +10,7 @@ Writes are idempotent by convention: ``create`` treats 409 as "already there",
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -18,7 +19,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
-from kubenas.api import GROUP, VERSION
+from kubenas.contract import GROUP, VERSION
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +69,35 @@ def api_client(component: str) -> k8s.ApiClient:
     return api
 
 
-def status_of(err: BaseException) -> int | None:
-    return err.status if isinstance(err, ApiException) else None
+def _or_none(call, *args, **kwargs):
+    """The answer, or None if the object is not there (404)."""
+    try:
+        return call(*args, **kwargs)
+    except ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+
+
+def _done(call, *args, expected: int, **kwargs) -> bool:
+    """True if the call did it, False if it was already done (``expected``: 409 on create, 404 on delete)."""
+    try:
+        call(*args, **kwargs)
+        return True
+    except ApiException as err:
+        if err.status == expected:
+            return False
+        raise
+
+
+# kind -> (API group attribute of Kube, method name stem): the built-in objects kubenas writes.
+BUILTINS = {
+    "Job": ("batch", "namespaced_job"),
+    "Deployment": ("apps", "namespaced_deployment"),
+    "ConfigMap": ("core", "namespaced_config_map"),
+    "ServiceAccount": ("core", "namespaced_service_account"),
+    "RoleBinding": ("rbac", "namespaced_role_binding"),
+}
 
 
 class Kube:
@@ -86,15 +114,14 @@ class Kube:
     def close(self) -> None:
         self.api.close()
 
+    def _builtin(self, verb: str, kind: str):
+        group, stem = BUILTINS[kind]
+        return getattr(getattr(self, group), f"{verb}_{stem}")
+
     # ------------------------------------------------------------------ custom resources
 
     def get_custom(self, plural: str, namespace: str, name: str) -> dict | None:
-        try:
-            return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
-        except ApiException as err:
-            if err.status == 404:
-                return None
-            raise
+        return _or_none(self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name)
 
     def iter_custom(self, plural: str, namespace: str | None = None, page: int = 500):
         """Every object of a custom resource, in one namespace or all (None), listed in
@@ -112,11 +139,6 @@ class Kube:
             token = (answer.get("metadata") or {}).get("continue")
             if not token:
                 return
-
-    def list_custom(self, plural: str, namespace: str, label_selector: str | None = None) -> list[dict]:
-        kwargs = {"label_selector": label_selector} if label_selector else {}
-        answer = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural, **kwargs)
-        return list(answer.get("items") or [])
 
     def list_custom_with_version(self, plural: str, namespace: str,
                                  label_selector: str | None = None) -> tuple[list[dict], str | None]:
@@ -145,101 +167,38 @@ class Kube:
 
     def create_custom(self, plural: str, namespace: str, body: dict) -> bool:
         """True if created, False if it already existed (409)."""
-        try:
-            self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, plural, body)
-            return True
-        except ApiException as err:
-            if err.status == 409:
-                return False
-            raise
+        return _done(self.custom.create_namespaced_custom_object, GROUP, VERSION, namespace, plural, body,
+                     expected=409)
 
     def patch_custom(self, plural: str, namespace: str, name: str, patch: dict) -> dict | None:
-        try:
-            return self.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, plural, name, patch)
-        except ApiException as err:
-            if err.status == 404:
-                return None
-            raise
+        return _or_none(self.custom.patch_namespaced_custom_object, GROUP, VERSION, namespace, plural, name, patch)
 
     def patch_custom_status(self, plural: str, namespace: str, name: str, patch: dict) -> dict | None:
         """Merge-patch the status subresource; None if the object is gone.
 
         A ``metadata.resourceVersion`` in the patch makes it conditional (409 if stale).
         """
-        try:
-            return self.custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, plural, name, patch)
-        except ApiException as err:
-            if err.status == 404:
-                return None
-            raise
+        return _or_none(self.custom.patch_namespaced_custom_object_status, GROUP, VERSION, namespace, plural, name,
+                        patch)
 
     # ------------------------------------------------------------------------- builtins
 
     def create(self, kind: str, namespace: str, body: dict) -> bool:
         """Create a Job, Deployment, ConfigMap, ServiceAccount or RoleBinding; False on 409."""
-        calls = {
-            "Job": self.batch.create_namespaced_job,
-            "Deployment": self.apps.create_namespaced_deployment,
-            "ConfigMap": self.core.create_namespaced_config_map,
-            "ServiceAccount": self.core.create_namespaced_service_account,
-            "RoleBinding": self.rbac.create_namespaced_role_binding,
-        }
-        try:
-            calls[kind](namespace, body)
-            return True
-        except ApiException as err:
-            if err.status == 409:
-                return False
-            raise
+        return _done(self._builtin("create", kind), namespace, body, expected=409)
 
     def get(self, kind: str, namespace: str, name: str) -> dict | None:
-        calls = {
-            "Job": self.batch.read_namespaced_job,
-            "Deployment": self.apps.read_namespaced_deployment,
-            "ConfigMap": self.core.read_namespaced_config_map,
-            "ServiceAccount": self.core.read_namespaced_service_account,
-            "RoleBinding": self.rbac.read_namespaced_role_binding,
-        }
-        try:
-            obj = calls[kind](name, namespace, _preload_content=False)
-        except ApiException as err:
-            if err.status == 404:
-                return None
-            raise
-        import json
-
-        return json.loads(obj.data)
+        answer = _or_none(self._builtin("read", kind), name, namespace, _preload_content=False)
+        return None if answer is None else json.loads(answer.data)
 
     def delete(self, kind: str, namespace: str, name: str) -> bool:
         """Delete with background propagation (its pods go too); False if already gone."""
-        calls = {
-            "Job": self.batch.delete_namespaced_job,
-            "Deployment": self.apps.delete_namespaced_deployment,
-            "ConfigMap": self.core.delete_namespaced_config_map,
-        }
-        try:
-            calls[kind](name, namespace, propagation_policy="Background")
-            return True
-        except ApiException as err:
-            if err.status == 404:
-                return False
-            raise
+        return _done(self._builtin("delete", kind), name, namespace, propagation_policy="Background", expected=404)
 
     def patch(self, kind: str, namespace: str, name: str, patch: dict) -> dict | None:
-        calls = {
-            "ConfigMap": self.core.patch_namespaced_config_map,
-            "Deployment": self.apps.patch_namespaced_deployment,
-        }
-        try:
-            return calls[kind](name, namespace, patch)
-        except ApiException as err:
-            if err.status == 404:
-                return None
-            raise
+        return _or_none(self._builtin("patch", kind), name, namespace, patch)
 
     def list_pods(self, namespace: str, label_selector: str) -> list[dict]:
-        import json
-
         answer = self.core.list_namespaced_pod(namespace, label_selector=label_selector, _preload_content=False)
         return list(json.loads(answer.data).get("items") or [])
 

@@ -1,0 +1,28 @@
+"""What an experiment is, whatever runs it: the trial record, the ending rule, ranking and counts.
+Owns the decisions local mode, the operator and the controller share; imports kubenas.contract only (no API calls, no torch)."""
+from .outcome import Outcome, experiment_outcome, is_better, target_reached, trials_to_start
+from .ranking import best, best_reward, counts_by_phase, finished_counts, ranked
+from .record import TrialRecord, acknowledged, from_row, from_trial_object, strategy_reward
+from .times import elapsed_seconds, now_iso, parse_time, seconds_between
+
+__all__ = [
+    "Outcome",
+    "TrialRecord",
+    "acknowledged",
+    "best",
+    "best_reward",
+    "counts_by_phase",
+    "elapsed_seconds",
+    "experiment_outcome",
+    "finished_counts",
+    "from_row",
+    "from_trial_object",
+    "is_better",
+    "now_iso",
+    "parse_time",
+    "ranked",
+    "seconds_between",
+    "strategy_reward",
+    "target_reached",
+    "trials_to_start",
+]

@@ -1,0 +1,82 @@
+"""When an experiment ends, and how many trials to start: pure decisions over trial records.
+
+The same rule in both modes: every finished trial, whatever its outcome, uses one unit
+of ``budget.maxTrials``; more than ``maxFailedTrials`` failures fail the experiment;
+reaching ``objective.target`` or ``deadlineSeconds`` ends it early.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from kubenas.contract import (
+    FAILED,
+    MAX_TRIALS_REACHED,
+    STOPPED,
+    SUCCEEDED,
+    TARGET_REACHED,
+    TOO_MANY_FAILED_TRIALS,
+    TRIAL_ACTIVE,
+    DEADLINE_EXCEEDED,
+)
+
+from .ranking import best_reward, finished_counts
+from .record import TrialRecord
+
+
+@dataclass(frozen=True)
+class Outcome:
+    phase: str    # Succeeded | Failed | Stopped
+    reason: str   # MaxTrialsReached | TargetReached | TooManyFailedTrials | DeadlineExceeded
+    message: str
+
+
+def is_better(a: float, b: float | None, goal: str) -> bool:
+    return b is None or (a > b if goal == "maximize" else a < b)
+
+
+def target_reached(reward: float | None, target: float | None, goal: str) -> bool:
+    if reward is None or target is None:
+        return False
+    return reward >= target if goal == "maximize" else reward <= target
+
+
+def experiment_outcome(spec: dict, records: Sequence[TrialRecord], elapsed_seconds: float) -> Outcome | None:
+    """None while the experiment should go on; else how and why it ends.
+
+    ``spec`` has defaults filled (kubenas.api.validation.with_defaults).
+    """
+    budget, objective = spec["budget"], spec["objective"]
+    counts = finished_counts(records)
+    failed = counts.get(FAILED, 0)
+    finished = sum(counts.values())
+    best = best_reward(records, objective["goal"])
+    if failed > budget["maxFailedTrials"]:
+        return Outcome(FAILED, TOO_MANY_FAILED_TRIALS,
+                       f"{failed} trials failed, more than budget.maxFailedTrials ({budget['maxFailedTrials']})")
+    if target_reached(best, objective.get("target"), objective["goal"]):
+        return Outcome(SUCCEEDED, TARGET_REACHED, f"best reward {best:.4g} reached objective.target {objective['target']}")
+    if finished >= budget["maxTrials"]:
+        return Outcome(SUCCEEDED, MAX_TRIALS_REACHED, f"{finished} trials finished (budget.maxTrials)")
+    deadline = budget.get("deadlineSeconds")
+    if deadline is not None and elapsed_seconds >= deadline:
+        return Outcome(STOPPED, DEADLINE_EXCEEDED, f"ran {elapsed_seconds:.0f}s, budget.deadlineSeconds is {deadline}")
+    return None
+
+
+def trials_to_start(spec: dict, records: Sequence[TrialRecord], elapsed: float = 0.0) -> list[int]:
+    """The indices of the trials to create now, given the records of the existing trials.
+
+    Keeps ``parallelTrials`` in flight without ever exceeding ``maxTrials`` finished plus
+    in flight; stops once the experiment's outcome is decided. New indices follow the
+    highest existing one, so a retried create hits the same deterministic name.
+    """
+    budget = spec["budget"]
+    in_flight = sum(1 for r in records if r.phase in TRIAL_ACTIVE)
+    finished = len(records) - in_flight
+    room = min(int(budget["parallelTrials"]) - in_flight, int(budget["maxTrials"]) - finished - in_flight)
+    if room <= 0 or experiment_outcome(spec, records, elapsed) is not None:
+        return []
+    indices = [int(r.index) for r in records if r.index is not None]
+    start = max(indices) + 1 if indices else 0
+    return list(range(start, start + room))

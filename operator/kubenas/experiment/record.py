@@ -1,0 +1,89 @@
+"""One type for a trial as the deciding code sees it, and its two sources.
+
+``from_trial_object`` reads a NASTrial (cluster mode: the operator's Book, the
+controller's informer); ``from_row`` reads a line of trials.jsonl (local mode). Both
+sanitise the reward the same way: a reward that is not a finite number is no reward.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from kubenas.contract import HISTORY_LIMIT, LEARNED_PHASES, PENDING, SUCCEEDED, TRIAL_TERMINAL, finite_number
+from kubenas.contract.genotype import describe_genotype
+
+MAX_SUMMARY = 200  # characters of the one-line architecture summary
+
+
+@dataclass(frozen=True, slots=True)
+class TrialRecord:
+    """What the budget, ranking, status folding and the median rule read of a trial.
+
+    Small on purpose: the operator keeps one per trial in memory.
+    """
+
+    name: str
+    index: int | None
+    phase: str = PENDING
+    reward: float | None = None      # finite, or None
+    acknowledged: bool = False       # its terminal phase is recorded (cluster: condition Finished)
+    architecture: str = ""           # one-line summary
+    values: tuple = ()               # per-epoch objective values; kept for Succeeded trials only
+
+    @property
+    def finished(self) -> bool:
+        return self.phase in TRIAL_TERMINAL
+
+
+def architecture_summary(architecture: dict | None) -> str:
+    try:
+        text = describe_genotype(architecture or {})
+    except Exception:  # noqa: BLE001 - a summary must never break folding
+        text = str((architecture or {}).get("type", "?"))
+    return text if len(text) <= MAX_SUMMARY else text[: MAX_SUMMARY - 3] + "..."
+
+
+def _values(phase: str, history, metric: str) -> tuple:
+    if phase != SUCCEEDED:  # peers for the median rule: only completed trials count
+        return ()
+    return tuple(finite_number(h.get(metric)) for h in (history or [])[:HISTORY_LIMIT] if isinstance(h, dict))
+
+
+def acknowledged(status: dict) -> bool:
+    """A terminal phase the operator has recorded (its ``Finished`` condition is set):
+    nothing is left to do for the trial."""
+    return status.get("phase") in TRIAL_TERMINAL and any(
+        c.get("type") == "Finished" and c.get("status") == "True" for c in status.get("conditions") or [])
+
+
+def from_trial_object(trial: dict, *, details: bool = True) -> TrialRecord:
+    """A NASTrial as a record (its status may be missing or hold garbage).
+
+    ``details=False`` leaves out the architecture summary and the per-epoch values (what
+    the controller keeps: only what the budget reads).
+    """
+    spec = trial.get("spec") or {}
+    status = trial.get("status") or {}
+    phase = status.get("phase") or PENDING
+    record = TrialRecord(name=trial["metadata"]["name"], index=spec.get("index"), phase=phase,
+                         reward=finite_number(status.get("reward")), acknowledged=acknowledged(status))
+    if not details:
+        return record
+    metric = (spec.get("objective") or {}).get("metric") or "accuracy"
+    return replace(record, architecture=architecture_summary(spec.get("architecture")),
+                   values=_values(phase, status.get("history"), metric))
+
+
+def from_row(row: dict, metric: str = "accuracy", *, details: bool = True) -> TrialRecord:
+    """A line of trials.jsonl as a record (every such trial is finished and recorded)."""
+    phase = row.get("status") or PENDING
+    record = TrialRecord(name=row.get("name", ""), index=row.get("index"), phase=phase,
+                         reward=finite_number(row.get("reward")), acknowledged=True)
+    if not details:
+        return record
+    return replace(record, architecture=architecture_summary(row.get("architecture")),
+                   values=_values(phase, row.get("history"), metric))
+
+
+def strategy_reward(phase: str | None, reward) -> float | None:
+    """What a strategy observes for a finished trial: its reward, or None (failed)."""
+    return finite_number(reward) if phase in LEARNED_PHASES else None
