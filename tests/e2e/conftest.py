@@ -57,3 +57,19 @@ def local_only(cluster):
     if not isinstance(cluster, LocalCluster):
         pytest.skip("needs the local real-API-server tier (node stand-in, audit log)")
     return cluster
+
+
+@pytest.fixture(scope="module")
+def faulty_cluster(tmp_path_factory):
+    """A second local tier whose pods reach the API server through the fault proxy."""
+    if os.environ.get("KUBENAS_E2E_KUBECONFIG"):
+        pytest.skip("fault injection needs the local real-API-server tier")
+    from tests.realtier.faults import FaultPlan
+
+    c = LocalCluster(tmp_path_factory.mktemp("faulty"), faults=FaultPlan())
+    c.start()
+    try:
+        c.install()
+        yield c
+    finally:
+        c.stop()

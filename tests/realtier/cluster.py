@@ -77,6 +77,18 @@ class _Cluster:
     def logs(self, namespace: str, pod: str) -> str:
         return self.kubectl("logs", "-n", namespace, pod, "--all-containers", check=False).stdout
 
+    def restarts_ever(self, namespace: str, prefix: str) -> int:
+        """Container restarts of the pods whose name starts with ``prefix``, including
+        pods already deleted where the cluster can tell (here: only live pods)."""
+        return sum(cs.get("restartCount", 0) for p in self.pods(namespace)
+                   if p["metadata"]["name"].startswith(prefix)
+                   for cs in (p.get("status") or {}).get("containerStatuses") or [])
+
+    def logs_ever(self, namespace: str, prefix: str) -> str:
+        """What the pods whose name starts with ``prefix`` printed (here: live pods)."""
+        return "".join(self.logs(namespace, p["metadata"]["name"]) for p in self.pods(namespace)
+                       if p["metadata"]["name"].startswith(prefix))
+
 
 class ExternalCluster(_Cluster):
     """A cluster that pulls the images itself (KUBENAS_E2E_KUBECONFIG)."""
@@ -99,12 +111,14 @@ class ExternalCluster(_Cluster):
 class LocalCluster(_Cluster):
     """The real-API-server tier on this machine: control plane + node stand-in."""
 
-    def __init__(self, workdir: Path, max_backoff: float = 10.0):
+    def __init__(self, workdir: Path, max_backoff: float = 10.0, faults=None):
         self.workdir = Path(workdir)
         self.plane = ControlPlane(self.workdir / "controlplane")
         self.state = self.workdir / "node"
         self.node: subprocess.Popen | None = None
         self.max_backoff = max_backoff
+        self.faults = faults  # a tests.realtier.faults.FaultPlan: pods reach the API server through it
+        self.proxy = None
 
     @property
     def kubeconfig(self) -> str:
@@ -115,6 +129,12 @@ class LocalCluster(_Cluster):
 
     def start(self) -> None:
         self.plane.start()
+        if self.faults is not None:
+            from .faults import FaultProxy
+
+            pki = self.plane.workdir / "pki"
+            self.proxy = FaultProxy(self.plane.port, str(pki / "ca.crt"), str(pki / "apiserver.crt"),
+                                    str(pki / "apiserver.key"), self.faults).start()
         self.start_node()
 
     def start_node(self) -> None:
@@ -123,7 +143,8 @@ class LocalCluster(_Cluster):
         out = open(self.state / "node.log", "ab")
         self.node = subprocess.Popen(
             [sys.executable, "-m", "tests.realtier.node", "--kubeconfig", self.kubeconfig, "--state",
-             str(self.state), "--apiserver-port", str(self.plane.port), "--ca-file", str(self.plane.ca_file),
+             str(self.state), "--apiserver-port", str(self.proxy.port if self.proxy else self.plane.port),
+             "--ca-file", str(self.plane.ca_file),
              "--path", path, "--max-backoff", str(self.max_backoff)],
             cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         out.close()
@@ -140,6 +161,8 @@ class LocalCluster(_Cluster):
                 self.node.wait(20)
             except subprocess.TimeoutExpired:
                 os.killpg(self.node.pid, signal.SIGKILL)
+        if self.proxy:
+            self.proxy.stop()
         self.plane.stop()
 
     def customise(self) -> None:
@@ -150,6 +173,14 @@ class LocalCluster(_Cluster):
     def logs(self, namespace: str, pod: str) -> str:
         return pod_log(self.state, namespace, pod)
 
-    def all_logs(self, namespace: str, prefix: str) -> str:
+    def logs_ever(self, namespace: str, prefix: str) -> str:
         return "".join(p.read_text(errors="replace")
                        for p in sorted((self.state / "logs").glob(f"{namespace}_{prefix}*.log")))
+
+    def restarts_ever(self, namespace: str, prefix: str) -> int:
+        path = self.state / "starts.log"
+        if not path.exists():
+            return 0
+        return sum(int(restarts) > 0 for ns, pod, _c, restarts in
+                   (line.split() for line in path.read_text().splitlines())
+                   if ns == namespace and pod.startswith(prefix))
