@@ -16,7 +16,9 @@ MODELS = {
     "Namespace": k8s.V1Namespace, "ServiceAccount": k8s.V1ServiceAccount, "ClusterRole": k8s.V1ClusterRole,
     "ClusterRoleBinding": k8s.V1ClusterRoleBinding, "RoleBinding": k8s.V1RoleBinding,
     "Deployment": k8s.V1Deployment, "Service": k8s.V1Service,
-    "CustomResourceDefinition": k8s.V1CustomResourceDefinition,
+    "CustomResourceDefinition": k8s.V1CustomResourceDefinition, "ConfigMap": k8s.V1ConfigMap,
+    "ValidatingAdmissionPolicy": k8s.V1ValidatingAdmissionPolicy,
+    "ValidatingAdmissionPolicyBinding": k8s.V1ValidatingAdmissionPolicyBinding,
 }
 
 
@@ -42,6 +44,25 @@ def test_every_base_object_is_a_valid_model():
         MODELS[doc["kind"]].from_dict(doc)
         kinds.append(doc["kind"])
     assert kinds.count("CustomResourceDefinition") == 2 and "Deployment" in kinds
+
+
+def test_admission_policies_read_only_parameters_the_configmap_ships():
+    """deploy/admission.yaml reads params.data keys; deploy/admission-params.yaml ships each
+    (tests/e2e/test_admission.py runs the policies on a real API server)."""
+    import re
+
+    docs = load_base()
+    (params,) = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "kubenas-admission-policy"]
+    policies = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ValidatingAdmissionPolicy"}
+    bindings = [d for d in docs if d["kind"] == "ValidatingAdmissionPolicyBinding"]
+    assert sorted(b["spec"]["policyName"] for b in bindings) == sorted(policies)
+    for binding in bindings:
+        assert binding["spec"]["validationActions"] == ["Deny"]
+        ref = binding["spec"].get("paramRef")
+        if ref:
+            assert (ref["name"], ref["namespace"]) == (params["metadata"]["name"], params["metadata"]["namespace"])
+    read = set(re.findall(r"params\.\?data\.\?(\w+)", yaml.safe_dump(policies["kubenas-experiment-spec"], width=10**6)))
+    assert read and read == set(params["data"]), (read, set(params["data"]))
 
 
 def test_operator_deployment_follows_the_rules():
