@@ -31,7 +31,7 @@ from datetime import datetime, timezone
 from kubenas.cluster.kube import Kube
 from kubenas.cluster.objects import accepted_spec, trial_object
 from kubenas.contract import EXPERIMENT_PLURAL, EXPERIMENT_TERMINAL, TRIAL_PLURAL
-from kubenas.experiment import elapsed_seconds, strategy_reward, trials_to_start
+from kubenas.experiment import candidate, elapsed_seconds, strategy_reward, trials_to_start
 
 from . import metrics
 from .checkpoint import CHECKPOINT_SECONDS, CheckpointStore
@@ -43,8 +43,7 @@ WAKE_DEBOUNCE_SECONDS = 0.05  # after a trial change, before the pass that react
 
 
 def _candidate(trial: dict) -> dict:
-    spec = trial.get("spec") or {}
-    return {"architecture": spec.get("architecture") or {}, "hyperparameters": spec.get("hyperparameters") or {}}
+    return candidate(trial.get("spec") or {})
 
 
 class Controller:
@@ -123,8 +122,8 @@ class Controller:
             return "done"
         elapsed = elapsed_seconds((experiment.get("status") or {}).get("startTime"), now)
         for index in trials_to_start(spec, self.informer.records(), elapsed):
-            candidate = self.strategy.propose(index)
-            body = trial_object(experiment, spec, index, candidate)
+            proposal = self.strategy.propose(index)
+            body = trial_object(experiment, spec, index, proposal)
             if self.kube.create_custom(TRIAL_PLURAL, self.namespace, body):
                 self.created.append(body["metadata"]["name"])
                 # Read-your-writes: count it in flight now; the watch brings its updates.

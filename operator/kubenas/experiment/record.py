@@ -84,6 +84,13 @@ def from_row(row: dict, metric: str = "accuracy", *, details: bool = True) -> Tr
                    values=_values(phase, row.get("history"), metric))
 
 
+def candidate(trial_spec: dict) -> dict:
+    """What a strategy proposed for a trial, from its spec (a NASTrial's ``spec``, a
+    trial.json, or a trials.jsonl row: they carry the same two fields)."""
+    return {"architecture": trial_spec.get("architecture") or {},
+            "hyperparameters": trial_spec.get("hyperparameters") or {}}
+
+
 def strategy_reward(phase: str | None, reward) -> float | None:
     """What a strategy observes for a finished trial: its reward, or None (failed)."""
     return finite_number(reward) if phase in LEARNED_PHASES else None

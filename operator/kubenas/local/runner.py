@@ -24,7 +24,8 @@ from kubenas.api.validation import with_defaults
 from kubenas.contract import DUPLICATE, FAILED, RUNNING, STOPPED_BY_RUNNER, SUCCEEDED
 from kubenas.contract.genotype import genotype_hash
 from kubenas.early_stopping import median_stop
-from kubenas.experiment import Outcome, best_reward, counts_by_phase, experiment_outcome, from_row, strategy_reward
+from kubenas.experiment import (Outcome, best_reward, candidate, counts_by_phase, experiment_outcome, from_row,
+                                strategy_reward)
 from kubenas.space import SearchSpace
 from kubenas.strategies import make_strategy, rebuild
 
@@ -79,8 +80,8 @@ class LocalRunner:
         proposed = self.run_dir.proposed()
         if not self._load_checkpoint(strategy, len(proposed), len(finished)):
             rebuild(strategy,
-                    proposed=[(t["index"], _candidate(t)) for t in proposed],
-                    finished=[(r["index"], _candidate(r), _strategy_reward(r)) for r in finished])
+                    proposed=[(t["index"], candidate(t)) for t in proposed],
+                    finished=[(r["index"], candidate(r), _strategy_reward(r)) for r in finished])
         return strategy, proposed, finished
 
     def _load_checkpoint(self, strategy, proposed: int, finished: int) -> bool:
@@ -131,8 +132,8 @@ class LocalRunner:
                     if unfinished:
                         trial = unfinished.pop(0)
                     else:
-                        candidate = strategy.propose(next_index)
-                        trial = build_trial_spec(self.name, self.spec, next_index, candidate)
+                        proposal = strategy.propose(next_index)
+                        trial = build_trial_spec(self.name, self.spec, next_index, proposal)
                         self.run_dir.write_trial(trial_name(self.name, next_index), trial)
                         next_index += 1
                         proposed_count += 1
@@ -189,7 +190,7 @@ class LocalRunner:
 
     def _finish(self, strategy, record: dict, records: list, proposed_count: int) -> None:
         self.run_dir.append_finished(record)
-        strategy.observe(record["index"], _candidate(record), _strategy_reward(record))
+        strategy.observe(record["index"], candidate(record), _strategy_reward(record))
         self._checkpoint(strategy, proposed_count, len(records))
         self.trial_records.append(from_row(record, details=False))
         best = best_reward(self.trial_records, self.goal)
@@ -246,10 +247,6 @@ def _duplicate_record(trial: dict, twin: dict, experiment: str) -> dict:
             "architecture": trial["architecture"], "hyperparameters": trial.get("hyperparameters") or {},
             "reason": DUPLICATE, "message": f"same candidate as {twin['name']}; result reused, not retrained",
             "duplicateOf": twin["name"], "exitCode": None, "startTime": now, "completionTime": now}
-
-
-def _candidate(trial: dict) -> dict:
-    return {"architecture": trial["architecture"], "hyperparameters": trial.get("hyperparameters") or {}}
 
 
 def _strategy_reward(record: dict) -> float | None:
