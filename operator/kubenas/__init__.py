@@ -1,2 +1,2 @@
 """kubenas, the control plane: CLI, API validation, search spaces, strategies, local runner, operator, controller.
-Layers, lowest first: contract; experiment, early_stopping; space; api, strategies; cluster, local; operator, controller; cli."""
+Layers, lowest first (docs/architecture.md): contract; space, experiment, early_stopping; strategies; api; cluster; operator, controller, local; cli."""
