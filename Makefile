@@ -6,9 +6,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # torch from PyPI: on Linux that is the CUDA build (several GB; it also runs on a CPU).
 # For the much smaller CPU build on a laptop:
-#   make demo TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
+#   make demo TORCH_INDEX=https://download.pytorch.org/whl/cpu
 # Debian/Ubuntu: `python3 -m venv` needs the python3-venv package.
 TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
 EXAMPLE ?= deploy/examples/digits-evolution.yaml
 RUN_DIR ?= runs/demo
 
@@ -17,7 +18,7 @@ RUN_DIR ?= runs/demo
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q $(TORCH_SPEC)
+	$(BIN)/pip install -q "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url "$(TORCH_INDEX)")
 	$(BIN)/pip install -q -e ".[train,test]"
 	touch $@
 
