@@ -22,6 +22,9 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if "/e2e/" in str(item.fspath):
             item.add_marker(pytest.mark.e2e)
+            if item.get_closest_marker("timeout") is None:
+                # Whole experiments on 2 cores, with the cluster's start in the first one.
+                item.add_marker(pytest.mark.timeout(1800))
 
 
 @pytest.fixture(scope="session")

@@ -75,7 +75,6 @@ class FakeCluster:
         self.options = operator_options or Options(
             settings=Settings(controller_poll_seconds=0.2), resync_seconds=2.0, debounce_seconds=0.1)
         self._op_task: asyncio.Task | None = None
-        self.backoff = None  # the operator's restart back-off (kubenas.operator.main.Backoff)
         self._op_stop: asyncio.Event | None = None
         self._thread = threading.Thread(target=self._loop, name="fake-kcm", daemon=True)
 
@@ -100,7 +99,7 @@ class FakeCluster:
         self._op_stop = asyncio.Event()
         ready = asyncio.Event()
         self._op_task = asyncio.create_task(run_operator(self.options, stop_flag=self._op_stop, ready_flag=ready,
-                                                         foreign_task=_server_task, backoff=self.backoff))
+                                                         foreign_task=_server_task))
         await asyncio.wait_for(ready.wait(), 20)
 
     async def stop_operator(self) -> None:

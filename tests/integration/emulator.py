@@ -51,8 +51,7 @@ class RealisticEmulator(kmock.KubernetesEmulator):
         self._writes = asyncio.Lock()
         # (user agent, method, path, query) of every request, for the RBAC coverage test.
         self.calls: list[tuple[str, str, str, dict]] = []
-        # Fault injection: the next N watches of a plural are answered with this status.
-        self.failing_watches: dict[str, list[int]] = {}
+
         for key, info in RESOURCES.items():
             self.resources[key] = kmock.ResourceInfo(**info)
 
@@ -79,10 +78,6 @@ class RealisticEmulator(kmock.KubernetesEmulator):
                 self.calls.append((request.headers.get("User-Agent", ""), "BAD", request.url.path, dict(params)))
                 raise KubernetesError(status=400, reason="BadRequest",
                                       message=f'strconv.ParseInt: parsing "{params[key]}": invalid syntax')
-        plural = getattr(request.resource, "plural", None)
-        if params.get("watch") in ("true", "1") and self.failing_watches.get(plural):
-            code = self.failing_watches[plural].pop(0)
-            raise KubernetesError(status=code, reason="InjectedFault", message=f"injected {code} on a watch")
         # kmock matches each request against its whole request history (quadratic);
         # keep only a short tail, and our own compact log.
         del self._requests[:-20]

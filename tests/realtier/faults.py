@@ -9,7 +9,7 @@ random with a fixed seed and up to a budget:
 * any non-watch request: 429 Too Many Requests (Retry-After: 1) or 500, not applied;
   a stall of several seconds before it is forwarded; or a lost answer: applied, then
   the connection is dropped before the client reads the result;
-* watches: an ERROR event with 410 Gone (the client must list again), a stream cut after
+* watches: a 400 (scripted once, for the operator), an ERROR event with 410 Gone (the client must list again), a stream cut after
   a few seconds, or a stream that sends nothing for a while and then ends.
 
 ``injected`` counts what was done, so a test can show the faults really happened.
@@ -41,6 +41,14 @@ class FaultPlan:
     watch_cut: float = 0.15
     watch_stall: float = 0.05
     stall_seconds: tuple[float, float] = (2.0, 8.0)
+    # The first watches get these faults in this order (watches are few and long, so
+    # chance alone may leave a kind untried), then chance decides.
+    # "kind@agent" applies to the first watch of a client whose User-Agent starts with
+    # agent: a 400 on the operator's (kopf's) first watch is a failure kopf does not
+    # retry by itself (as the float timeoutSeconds was); the operator must list and
+    # watch again without exiting.
+    first_watches: tuple[str, ...] = ("watch_rejected@kopf", "watch_gone", "watch_cut", "watch_stall",
+                                      "watch_gone", "watch_cut")
     max_faults: int = 400
     seed: int = 1
 
@@ -51,6 +59,7 @@ class FaultProxy:
         self.plan = plan
         self.rng = random.Random(plan.seed)
         self.injected: Counter = Counter()
+        self._scripted = list(plan.first_watches)
         self.requests = 0
         self.client_ssl = ssl.create_default_context(cafile=ca_file)
         self.server_ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -96,8 +105,15 @@ class FaultProxy:
 
     # ------------------------------------------------------------------ faults
 
-    def _fault(self, name: str, p: float) -> bool:
-        if sum(self.injected.values()) >= self.plan.max_faults or self.rng.random() >= p:
+    def _fault(self, name: str, p: float, agent: str = "") -> bool:
+        if sum(self.injected.values()) >= self.plan.max_faults:
+            return False
+        if name.startswith("watch_") and self._scripted:
+            kind, _, who = self._scripted[0].partition("@")
+            if kind != name or not agent.startswith(who):
+                return False
+            self._scripted.pop(0)
+        elif self.rng.random() >= p:
             return False
         self.injected[name] += 1
         return True
@@ -113,7 +129,12 @@ class FaultProxy:
         watch = request.query.get("watch") in ("true", "1")
         method = request.method
         if watch:
-            if self._fault("watch_gone", self.plan.watch_gone):
+            agent = request.headers.get("User-Agent", "")
+            kind = next((k for k in ("watch_rejected", "watch_gone", "watch_cut", "watch_stall")
+                         if self._fault(k, getattr(self.plan, k, 0.0), agent)), None)
+            if kind == "watch_rejected":
+                return self._status(400, "BadRequest", 'strconv.ParseInt: parsing "600.0": invalid syntax')
+            if kind == "watch_gone":
                 response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
                 await response.prepare(request)
                 event = {"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "status": "Failure",
@@ -122,9 +143,8 @@ class FaultProxy:
                 await response.write(json.dumps(event).encode() + b"\n")
                 await response.write_eof()
                 return response
-            cut = self.rng.uniform(0.5, 5.0) if self._fault("watch_cut", self.plan.watch_cut) else None
-            stall = self.rng.uniform(*self.plan.stall_seconds) if self._fault(
-                "watch_stall", self.plan.watch_stall) else None
+            cut = self.rng.uniform(0.5, 5.0) if kind == "watch_cut" else None
+            stall = self.rng.uniform(*self.plan.stall_seconds) if kind == "watch_stall" else None
             return await self._forward_stream(request, cut, stall)
         if method in ("PATCH", "PUT") and self._fault("write_conflict", self.plan.write_conflict):
             return self._status(409, "Conflict", "the object has been modified; please apply your changes "
@@ -147,8 +167,12 @@ class FaultProxy:
 
     async def _forward(self, request: web.Request):
         data = await request.read()
+        # As sent: the Python client posts JSON without a Content-Type (the API server
+        # takes JSON then), where aiohttp would add application/octet-stream (a 415).
+        skip = () if "Content-Type" in request.headers else ("Content-Type",)
         async with self.session.request(request.method, self.upstream + request.path_qs, data=data or None,
-                                        headers=self._headers(request), ssl=self.client_ssl) as answer:
+                                        headers=self._headers(request), ssl=self.client_ssl,
+                                        skip_auto_headers=skip) as answer:
             body = await answer.read()
             headers = {k: v for k, v in answer.headers.items() if k.lower() not in HOP_HEADERS}
             return answer.status, headers, body

@@ -238,6 +238,7 @@ def _resync(app: App, dirty: set, full: bool) -> None:
         _guard("experiment", r.experiment, namespace, name, book.summaries(namespace, name))
     if not full:
         return
+    r.new_full_pass()
     for key in book.experiment_keys():  # the watched experiments: no LIST needed
         exp = book.experiment(*key)
         if exp is None:

@@ -71,6 +71,11 @@ class Reconciler:
         self._trial_locks = [threading.Lock() for _ in range(TRIAL_LOCKS)]
         self._namespaces_ready: set[str] = set()
         self._controllers_deleted: set[tuple[str, str]] = set()  # finished experiments
+        # Running experiments whose controller Deployment this operator created or found
+        # (409) since the last full resync: not created again on every fold (each was a
+        # 409 on a real API server). A full resync clears it, so a deleted Deployment
+        # comes back within KUBENAS_RESYNC_SECONDS.
+        self._controllers_ensured: set[tuple[str, str]] = set()
 
     def lock(self, kind: str, namespace: str, name: str) -> threading.Lock:
         if kind == "trial":
@@ -82,6 +87,12 @@ class Reconciler:
         with self._locks_guard:
             self._locks.pop((kind, namespace, name), None)
         self._controllers_deleted.discard((namespace, name))
+        self._controllers_ensured.discard((namespace, name))
+
+    def new_full_pass(self) -> None:
+        """A full resync starts: check again that each running experiment's controller
+        Deployment exists (one create each, answered 409 when it does)."""
+        self._controllers_ensured.clear()
 
     def event(self, obj: dict, type_: str, reason: str, message: str, now: str) -> None:
         post_event(self.kube, obj, type_, reason, message, COMPONENT, now)
@@ -146,8 +157,7 @@ class Reconciler:
         start = status.get("startTime") or now
         outcome = experiment_outcome(accepted, summaries, elapsed_seconds(start, now_dt))
         if outcome is None:
-            if self.kube.create("Deployment", namespace, controller_deployment(exp, accepted, self.settings)):
-                self.event(exp, "Normal", "ControllerCreated", f"created controller Deployment {controller_name(name)}", now)
+            self._ensure_controller(exp, accepted, now)
             conditions = set_condition(conditions, RUNNING, "True", "TrialsRunning",
                                        "the controller proposes trials", now=now)
             wanted.update({"phase": RUNNING, "startTime": start, "conditions": conditions,
@@ -166,6 +176,16 @@ class Reconciler:
             metrics.experiment_finished(namespace, outcome.phase, outcome.reason)
         self._delete_controller(namespace, name)
         self._stop_in_flight(namespace, summaries, now)
+
+    def _ensure_controller(self, exp: dict, accepted: dict, now: str) -> None:
+        meta = exp["metadata"]
+        key = (meta["namespace"], meta["name"])
+        if key in self._controllers_ensured:
+            return
+        if self.kube.create("Deployment", key[0], controller_deployment(exp, accepted, self.settings)):
+            self.event(exp, "Normal", "ControllerCreated", f"created controller Deployment {controller_name(key[1])}",
+                       now)
+        self._controllers_ensured.add(key)
 
     def _delete_controller(self, namespace: str, name: str) -> None:
         """Once per finished experiment and operator lifetime, not on every later fold."""
