@@ -352,17 +352,17 @@ class Reconciler:
                 raise
             return
         if status["phase"] == SUCCEEDED:
-            reward = status.get("reward")
-            text = f"trial {meta['name']} succeeded" + (f", reward {reward:.4g}" if isinstance(reward, (int, float)) else "")
-            self.event(trial, "Normal", SUCCEEDED, text, now)
+            return  # routine: the status, the leaderboard and the metrics show it; Events are for attention
         else:
             text = f"trial {meta['name']} {status['phase']}: {status.get('reason') or ''} {status.get('message') or ''}"
             self.event(trial, "Warning" if status["phase"] == FAILED else "Normal", status["phase"], text.strip(), now)
         self._trial_finished_event(exp, trial, status, now)
 
     def _trial_finished_event(self, exp: dict | None, trial: dict, status: dict, now: str) -> None:
-        """Each trial's end also shows on its experiment (`kubectl describe nasexperiment`)."""
-        if exp is None:
+        """A trial that failed or was stopped also shows on its experiment (`kubectl
+        describe nasexperiment`). Succeeded trials post no Event: at thousands of trials
+        that was two writes each, and the status and leaderboard show them."""
+        if exp is None or status.get("phase") == SUCCEEDED:
             return
         phase, reward = status.get("phase"), status.get("reward")
         text = f"trial {trial['metadata']['name']} {phase}"
@@ -378,8 +378,7 @@ class Reconciler:
         experiment = exp["metadata"]["name"]
         if decision.create_job:
             if self.kube.create("Job", namespace, job_for_trial(trial, spec, self.settings)):
-                metrics.trial_job_created(namespace, experiment)
-                self.event(trial, "Normal", "JobCreated", f"created Job {name}", now)
+                metrics.trial_job_created(namespace, experiment)  # no Event: the Job controller posts its own
         if decision.status:
             patch = {"status": dict(decision.status)}
             if decision.phase in TERMINAL:

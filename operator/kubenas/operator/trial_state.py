@@ -157,8 +157,7 @@ def next_action(trial: dict, job: dict | None, pods: list[dict] | None = None, *
         completion = job_status.get("completionTime") or now
         if status.get("reward") is not None:
             wanted = {"phase": SUCCEEDED, "completionTime": status.get("completionTime") or completion}
-            return TrialAction(status=_changed(status, wanted),
-                            event=("Normal", SUCCEEDED, f"trial {name} succeeded, reward {status['reward']:.4g}"))
+            return TrialAction(status=_changed(status, wanted))
         message = ("the trainer's Job succeeded but no reward was reported to the trial's status; check that "
                    "the trainer runs `kubenas-train --from-cluster` under a ServiceAccount allowed to patch "
                    "nastrials/status (kubenas-trainer)")
@@ -201,10 +200,7 @@ def next_action(trial: dict, job: dict | None, pods: list[dict] | None = None, *
         wanted = {"phase": RUNNING, "jobName": job["metadata"]["name"], "retries": retries}
         if not status.get("startTime"):
             wanted["startTime"] = now if "ready" in job_status else (job_status.get("startTime") or now)
-        changed = _changed(status, wanted)
-        event = retry_event or (("Normal", RUNNING, f"trial {name} is running")
-                                if changed.get("phase") == RUNNING else None)
-        return TrialAction(status=changed, event=event)
+        return TrialAction(status=_changed(status, wanted), event=retry_event)
     wanted = {"phase": phase if phase == RUNNING and not suspended else PENDING,
               "jobName": job["metadata"]["name"], "retries": retries}
     if suspended:
