@@ -628,11 +628,12 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 1)
 
 
-def _merge(results: list[dict], meta: dict) -> dict:
+def _merge(results: list[dict], meta: dict, path: Path = RESULTS) -> dict:
+    """Store runs in ``path``, replacing those of the same (trials, strategy, parallel, label)."""
     data = {"runs": []}
-    if RESULTS.exists():
+    if path.exists():
         try:
-            data = json.loads(RESULTS.read_text())
+            data = json.loads(path.read_text())
         except ValueError:
             pass
     key = lambda r: (r["trials"], r["strategy"], r["parallel"], r.get("label", ""))  # noqa: E731
@@ -640,8 +641,8 @@ def _merge(results: list[dict], meta: dict) -> dict:
     data["runs"] = [r for r in data.get("runs", []) if key(r) not in fresh] + results
     data["runs"].sort(key=lambda r: (r.get("label", ""), r["strategy"], r["trials"]))
     data["meta"] = meta
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(data, indent=1) + "\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1) + "\n")
     return data
 
 

@@ -40,7 +40,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.control_plane import _machine, _ms, _percentile, _vm, experiment_body  # noqa: E402
+from bench.control_plane import _machine, _merge, _ms, _percentile, _vm, experiment_body  # noqa: E402
 from tests.realtier.cluster import LocalCluster, wait_until  # noqa: E402
 from tests.realtier.node import INSTANT_TRAINER_IMAGE  # noqa: E402
 
@@ -205,19 +205,6 @@ def table(runs: list[dict]) -> str:
     return head + "\n" + "\n".join(rows)
 
 
-def merge(results: list[dict], meta: dict) -> None:
-    data = {"runs": []}
-    if RESULTS.exists():
-        data = json.loads(RESULTS.read_text())
-    key = lambda r: (r["trials"], r["strategy"], r["parallel"], r.get("label", ""))  # noqa: E731
-    fresh = {key(r) for r in results}
-    data["runs"] = sorted([r for r in data["runs"] if key(r) not in fresh] + results,
-                          key=lambda r: (r.get("label", ""), r["strategy"], r["trials"]))
-    data["meta"] = meta
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(data, indent=1) + "\n")
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--trials", type=int, nargs="+", default=[100, 1000])
@@ -243,9 +230,9 @@ def main() -> int:
             result["label"] = args.label
             print(json.dumps(result, indent=1), flush=True)
             results.append(result)
-            merge([result], {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "machine": _machine(),
+            _merge([result], {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "machine": _machine(),
                              "python": platform.python_version(), "kubernetes": "v1.36.3 (hack/kube)",
-                             "command": " ".join(["python"] + sys.argv)})
+                             "command": " ".join(["python"] + sys.argv)}, RESULTS)
     print(table(results))
     return 0
 

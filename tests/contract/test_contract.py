@@ -104,6 +104,13 @@ def test_crd_space_and_trainer_accept_the_same_values(name):
             assert _space_accepts(name, value) == expected, (name, value)
 
 
+def test_the_space_takes_the_crds_grid_sizes():
+    from kubenas.space.hyperparameters import MAX_GRID_POINTS
+
+    grid = at(EXPERIMENT, "spec.searchSpace.hyperparameters.[].grid")
+    assert (grid["minimum"], grid["maximum"]) == (2, MAX_GRID_POINTS)
+
+
 def test_searchable_settings_are_the_crds_hyperparameter_names():
     assert tuple(at(EXPERIMENT, "spec.searchSpace.hyperparameters.[].name")["enum"]) == SEARCHABLE
     assert set(SEARCHABLE) <= set(SETTINGS)
