@@ -123,3 +123,43 @@ def test_api_faults_cause_no_crash_duplicate_or_lost_result(faulty_cluster):
     assert "kopf stopped: APIClientError" in cluster.logs_ever(OPERATOR_NS, "kubenas-operator")
     assert cluster.restarts_ever(OPERATOR_NS, "kubenas-operator") == 0
     assert cluster.restarts_ever(namespace, "faults-controller") == 0
+
+
+def test_a_failed_final_status_write_still_yields_the_reward(cluster):
+    """The API server refuses the trainer's final status write (here: a policy that
+    denies it, as a webhook outage or a lost connection would): the trainer has already
+    written its result to the termination log, and the operator takes the reward from
+    the pod, which only the kubelet of this trial's pod can write."""
+    namespace = cluster.new_namespace("kubenas-lostwrite")
+    cluster.kubectl("label", "namespace", namespace, "kubenas-test/lost-final-write=true")
+    name = f"deny-final-write-{namespace}"
+    policy = {
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": name},
+        "spec": {"failurePolicy": "Fail",
+                 "matchConstraints": {"resourceRules": [{"apiGroups": ["kubenas.io"], "apiVersions": ["*"],
+                                                         "operations": ["UPDATE"], "resources": ["nastrials/status"]}]},
+                 "validations": [{"expression": "!request.userInfo.username.endsWith(':kubenas-trainer') || "
+                                                "!has(object.status.phase) || object.status.phase != 'Succeeded'",
+                                  "message": "test: the trainer's final write is refused"}]}}
+    binding = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+               "metadata": {"name": name},
+               "spec": {"policyName": name, "validationActions": ["Deny"],
+                        "matchResources": {"namespaceSelector": {"matchLabels": {
+                            "kubenas-test/lost-final-write": "true"}}}}}
+    cluster.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
+                                                          "items": [policy, binding]}))
+    try:
+        body = experiment("lost", maxTrials=1, parallelTrials=1)
+        body["spec"]["trial"]["training"]["epochs"] = 2
+        apply(cluster, namespace, body)
+        wait_until(lambda: phase(cluster, namespace, "lost") in ("Succeeded", "Failed"), 600, "the experiment", 2)
+        trial = cluster.get_json("nastrial", "lost-0", "-n", namespace)
+        assert trial["status"]["phase"] == "Succeeded", trial["status"]
+        assert trial["status"]["reason"] == "ResultFromTerminationMessage"
+        assert 0 < trial["status"]["reward"] <= 1
+        status = cluster.get_json("nasexperiment", "lost", "-n", namespace)["status"]
+        assert status["phase"] == "Succeeded" and status["bestTrial"]["reward"] == trial["status"]["reward"]
+    finally:
+        cluster.kubectl("delete", "validatingadmissionpolicybinding,validatingadmissionpolicy", name, check=False)
+        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)

@@ -142,3 +142,39 @@ def test_watch_seconds_from_the_environment_are_whole_seconds(monkeypatch):
     monkeypatch.setenv("KUBENAS_WATCH_SECONDS", "ten")
     with pytest.raises(SystemExit, match="KUBENAS_WATCH_SECONDS='ten' is not a number"):
         options_from_env()
+
+
+def test_a_trial_its_experiment_did_not_make_is_not_counted_and_gets_no_job():
+    """Only the experiment's controller makes its trials (they carry its owner reference
+    with its uid); a trial that merely names the experiment counts for nothing and runs
+    nothing, even where no admission policy stops its creation."""
+    from unittest import mock
+
+    from kubenas.cluster.objects import owned_by, owner_reference
+    from kubenas.operator.reconcile import NOT_OWNED, Reconciler
+
+    exp = {"apiVersion": "kubenas.io/v1alpha1", "kind": "NASExperiment",
+           "metadata": {"name": "exp", "namespace": "ns", "uid": "u-1",
+                        "annotations": {"kubenas.io/accepted-spec": "{}"}},
+           "status": {"phase": "Running"}}
+    ours = {"metadata": {"name": "exp-0", "namespace": "ns", "resourceVersion": "1",
+                         "ownerReferences": [owner_reference(exp)]},
+            "spec": {"experiment": "exp", "index": 0}, "status": {}}
+    forged = {"metadata": {"name": "exp-7", "namespace": "ns", "resourceVersion": "1",
+                           "ownerReferences": [{**owner_reference(exp), "uid": "someone-else"}]},
+              "spec": {"experiment": "exp", "index": 7}, "status": {"phase": "Succeeded", "reward": 1.0}}
+    assert owned_by(ours, exp) and not owned_by(forged, exp)
+    book = Book()
+    book.put_experiment(exp)
+    book.put_trial(ours)
+    book.put_trial(forged)
+    assert [s.name for s in book.summaries("ns", "exp")] == ["exp-0"]
+
+    kube = mock.Mock()
+    kube.patch_custom_status.return_value = {}
+    r = Reconciler(kube)
+    with mock.patch("kubenas.operator.reconcile.accepted_spec", return_value={"budget": {}}):
+        r.trial("ns", "exp-7", [], body={**forged, "status": {}}, experiment=exp)
+    kube.create.assert_not_called()
+    (_, _, _, patch), _ = kube.patch_custom_status.call_args
+    assert patch["status"]["phase"] == "Failed" and patch["status"]["reason"] == NOT_OWNED

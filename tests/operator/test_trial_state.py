@@ -108,3 +108,20 @@ def test_termination_detail():
         "Failed DataError: no file"
     assert termination_detail("plain text\n") == "plain text"
     assert termination_detail(None) == ""
+
+
+def test_a_failed_final_status_write_still_yields_the_reward_from_the_termination_message():
+    """The trainer wrote its result to /dev/termination-log, then could not write the
+    trial's status: the Job completed, and the operator takes the reward from the pod."""
+    done = pod(phase="Succeeded", exit_code=0, term_reason="Completed",
+               message=json.dumps({"status": "Succeeded", "reward": 0.9312}))
+    d = decide(trial(phase="Running"), job(("Complete", None, None)), [done], now=NOW)
+    assert d.status["phase"] == "Succeeded" and d.status["reward"] == 0.9312
+    assert d.status["reason"] == "ResultFromTerminationMessage" and d.event[0] == "Warning"
+    # Not from a failed pod, not a non-finite or missing reward, not a Failed result.
+    for bad in (pod(phase="Failed", exit_code=0, message=json.dumps({"status": "Succeeded", "reward": 0.9})),
+                pod(phase="Succeeded", exit_code=0, message=json.dumps({"status": "Succeeded", "reward": "nan"})),
+                pod(phase="Succeeded", exit_code=0, message=json.dumps({"status": "Failed", "reward": 0.9})),
+                pod(phase="Succeeded", exit_code=0, message="not json")):
+        d = decide(trial(phase="Running"), job(("Complete", None, None)), [bad], now=NOW)
+        assert d.status["phase"] == "Failed" and d.status["reason"] == "NoReward", bad

@@ -52,6 +52,13 @@ def experiment_selector(experiment: str) -> str:
     return f"{LABEL_EXPERIMENT}={label_value(experiment)}"
 
 
+def owned_by(obj: dict, experiment: dict) -> bool:
+    """``obj``'s ownerReferences name this very experiment (by uid, not only by name)."""
+    uid = (experiment.get("metadata") or {}).get("uid")
+    return bool(uid) and any(o.get("kind") == EXPERIMENT_KIND and o.get("uid") == uid
+                             for o in (obj.get("metadata") or {}).get("ownerReferences") or [])
+
+
 def owner_reference(obj: dict, *, controller: bool = True) -> dict:
     meta = obj["metadata"]
     return {

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 
+from kubenas.cluster.objects import owned_by
 from kubenas.experiment import TrialRecord, from_trial_object
 
 
@@ -29,6 +30,9 @@ class Book:
         record = from_trial_object(trial)
         key = (trial["metadata"].get("namespace"), (trial.get("spec") or {}).get("experiment"))
         with self._lock:
+            experiment = self._experiments.get(key)
+            if experiment is not None and experiment["metadata"].get("uid") and not owned_by(trial, experiment):
+                return record  # not made by this experiment's controller: it counts for nothing
             self._trials.setdefault(key, {})[record.name] = record
         return record
 

@@ -17,7 +17,7 @@ from kubernetes.client.exceptions import ApiException
 
 from kubenas.api.validation import validate_experiment, with_defaults
 from kubenas.cluster.kube import Kube, post_event
-from kubenas.cluster.objects import ANNOTATION_ACCEPTED_SPEC, accepted_spec, accepted_spec_annotation
+from kubenas.cluster.objects import ANNOTATION_ACCEPTED_SPEC, accepted_spec, accepted_spec_annotation, owned_by
 from kubenas.contract import (
     API_VERSION,
     EARLY_STOPPED,
@@ -25,8 +25,10 @@ from kubenas.contract import (
     EXPERIMENT_PLURAL,
     EXPERIMENT_TERMINAL,
     FAILED,
+    JOB_COMPLETE,
     JOB_FAILED,
     JOB_FAILURE_TARGET,
+    JOB_SUCCESS_CRITERIA_MET,
     RUNNING,
     SUCCEEDED,
     TRIAL_PLURAL,
@@ -47,6 +49,9 @@ log = logging.getLogger("kubenas.operator")
 
 COMPONENT = "operator"
 TRIAL_LOCKS = 64  # striped: a lock per trial would grow with the number of trials
+
+
+NOT_OWNED = "NotOwnedByExperiment"
 
 
 def _now(now: datetime | None) -> datetime:
@@ -293,6 +298,17 @@ class Reconciler:
         spec = accepted_spec(exp)
         if spec is None:
             return None
+        if not owned_by(trial, exp):
+            # Not made by this experiment's controller (whose trials carry its owner
+            # reference, uid included): run nothing for it, say why once.
+            if (trial.get("status") or {}).get("reason") != NOT_OWNED:
+                self._apply(trial, exp, spec, TrialAction(
+                    status={"phase": FAILED, "reason": NOT_OWNED, "completionTime": now_iso(now_dt),
+                            "message": f"the trial names experiment {experiment_name} but is not owned by it "
+                                       f"(ownerReferences uid); only its controller creates its trials"},
+                    event=("Warning", NOT_OWNED, f"trial {name} is not owned by experiment {experiment_name}; "
+                                                 f"no Job is created for it")), now_iso(now_dt))
+            return None
         exp_over = (exp.get("status") or {}).get("phase") in EXPERIMENT_TERMINAL
         now = now_iso(now_dt)
         if status.get("phase") in TERMINAL:
@@ -304,7 +320,8 @@ class Reconciler:
         if job is not None and not exp_over and status.get("phase") not in TERMINAL:
             conditions = {c.get("type") for c in (job.get("status") or {}).get("conditions") or []
                           if c.get("status") == "True"}
-            if conditions & {JOB_FAILED, JOB_FAILURE_TARGET}:
+            no_reward = status.get("reward") is None and conditions & {JOB_COMPLETE, JOB_SUCCESS_CRITERIA_MET}
+            if conditions & {JOB_FAILED, JOB_FAILURE_TARGET} or no_reward:
                 pods = self.kube.list_pods(namespace, f"job-name={name}")
         decision = next_action(trial, job, pods, now=now, experiment_over=exp_over)
         if (not decision.status and not decision.create_job and status.get("phase") == RUNNING

@@ -40,6 +40,7 @@ from kubenas.contract import (
     RUNNING,
     STOPPED_EARLY,
     SUCCEEDED,
+    finite_number,
 )
 from kubenas.contract import TRIAL_ACTIVE as ACTIVE
 from kubenas.contract import TRIAL_TERMINAL as TERMINAL
@@ -108,6 +109,29 @@ def pod_failure(pods: list[dict]) -> tuple[str | None, str]:
     return None, ""
 
 
+RESULT_FROM_TERMINATION_MESSAGE = "ResultFromTerminationMessage"
+
+
+def reported_result(pods: list[dict]) -> float | None:
+    """The reward a trainer left in its succeeded pod's termination message (the kubelet
+    copies the pod's own /dev/termination-log, so it comes from this trial's pod only):
+    the result when the trainer's final status write failed."""
+    done = [p for p in pods if (p.get("status") or {}).get("phase") == SUCCEEDED]
+    done.sort(key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "", reverse=True)
+    for pod in done:
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            message = ((cs.get("state") or {}).get("terminated") or {}).get("message")
+            try:
+                data = json.loads(message or "")
+            except ValueError:
+                continue
+            if isinstance(data, dict) and data.get("status") == SUCCEEDED:
+                reward = finite_number(data.get("reward"))
+                if reward is not None:
+                    return reward
+    return None
+
+
 def termination_detail(message: str | None) -> str:
     """The trainer writes a short JSON result to /dev/termination-log; show its message."""
     if not message:
@@ -127,7 +151,8 @@ def termination_detail(message: str | None) -> str:
 
 def next_action(trial: dict, job: dict | None, pods: list[dict] | None = None, *, now: str,
                 experiment_over: bool = False) -> TrialAction:
-    """The next step for one trial (pure). ``pods`` matter only once the Job failed."""
+    """The next step for one trial (pure). ``pods`` matter only once the Job failed, or
+    completed without a reward in the trial's status (the termination-message fallback)."""
     status = trial.get("status") or {}
     phase = status.get("phase")
     name = trial["metadata"]["name"]
@@ -158,6 +183,14 @@ def next_action(trial: dict, job: dict | None, pods: list[dict] | None = None, *
         if status.get("reward") is not None:
             wanted = {"phase": SUCCEEDED, "completionTime": status.get("completionTime") or completion}
             return TrialAction(status=_changed(status, wanted))
+        reward = reported_result(pods or [])
+        if reward is not None:
+            message = ("the trainer could not write its result to the trial's status; the reward is taken from "
+                       "its pod's termination message")
+            wanted = {"phase": SUCCEEDED, "reward": reward, "reason": RESULT_FROM_TERMINATION_MESSAGE,
+                      "message": message, "completionTime": completion}
+            return TrialAction(status=_changed(status, wanted),
+                               event=("Warning", RESULT_FROM_TERMINATION_MESSAGE, f"trial {name}: {message}"))
         message = ("the trainer's Job succeeded but no reward was reported to the trial's status; check that "
                    "the trainer runs `kubenas-train --from-cluster` under a ServiceAccount allowed to patch "
                    "nastrials/status (kubenas-trainer)")
