@@ -125,11 +125,12 @@ def test_api_faults_cause_no_crash_duplicate_or_lost_result(faulty_cluster):
     assert cluster.restarts_ever(namespace, "faults-controller") == 0
 
 
-def test_a_failed_final_status_write_still_yields_the_reward(cluster):
+def test_a_failed_final_status_write_still_yields_the_reward(installed):
     """The API server refuses the trainer's final status write (here: a policy that
     denies it, as a webhook outage or a lost connection would): the trainer has already
     written its result to the termination log, and the operator takes the reward from
     the pod, which only the kubelet of this trial's pod can write."""
+    cluster = installed
     namespace = cluster.new_namespace("kubenas-lostwrite")
     cluster.kubectl("label", "namespace", namespace, "kubenas-test/lost-final-write=true")
     name = f"deny-final-write-{namespace}"
