@@ -309,7 +309,9 @@ class PodRunner(threading.Thread):
         exe = shutil.which(argv[0], path=env["PATH"])
         if exe:
             argv[0] = exe
-        launch = {"argv": argv, "env": env, "mounts": mounts, "workingDir": container.get("workingDir"),
+        keep = sorted({str(REPO), sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable))})
+        launch = {"argv": argv, "env": env, "mounts": mounts, "keep_visible": keep,
+                  "workingDir": container.get("workingDir"),
                   "home": str(home), "apiserver_port": 443, "apiserver_socket": self.agent.socket_path,
                   "termination_file": str(term)}
         (self.dir / "launch.json").write_text(json.dumps(launch))

@@ -66,10 +66,18 @@ def forward(listen_port: int, unix_path: str) -> None:
     threading.Thread(target=serve, daemon=True, name="apiserver-forward").start()
 
 
-def bind_mounts(mounts: list[dict]) -> None:
+def bind_mounts(mounts: list[dict], keep_visible: list[str] = ()) -> None:
     """Bind-mount every volume at its target, parents before children. Each source is
     opened first and mounted through /proc/self/fd: a volume mounted over /tmp must not
-    hide the sources of the others (which may lie under /tmp on the node)."""
+    hide the sources of the others (which may lie under /tmp on the node); ``mount`` must
+    not canonicalize that path (it would resolve it as text, in the new view). Then each
+    folder of ``keep_visible`` (the image's contents: this checkout, its virtual
+    environment, the Python installation) that a volume now hides is mounted again at
+    its own path, as it would be in an image: an emptyDir at /tmp must not hide a
+    checkout that lies under /tmp."""
+    targets = [m["target"].rstrip("/") or "/" for m in mounts]
+    image = [(path, os.open(path, os.O_PATH)) for path in keep_visible
+             if os.path.isdir(path) and any(path == t or path.startswith(t.rstrip("/") + "/") for t in targets)]
     opened = []
     for m in mounts:
         source = m["source"]
@@ -85,9 +93,13 @@ def bind_mounts(mounts: list[dict]) -> None:
             if not os.path.exists(target):
                 open(target, "a").close()
         via = f"/proc/{os.getpid()}/fd/{fd}"
-        subprocess.run(["mount", "--bind", via, target], check=True)
+        subprocess.run(["mount", "--no-canonicalize", "--bind", via, target], check=True)
         if m.get("readOnly"):
             subprocess.run(["mount", "-o", "remount,bind,ro", target], check=True)
+        os.close(fd)
+    for path, fd in sorted(image, key=lambda item: item[0].count("/")):
+        os.makedirs(path, exist_ok=True)
+        subprocess.run(["mount", "--no-canonicalize", "--bind", f"/proc/{os.getpid()}/fd/{fd}", path], check=True)
         os.close(fd)
 
 
@@ -96,7 +108,7 @@ def main(spec_path: str) -> int:
         spec = json.load(f)
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     forward(spec["apiserver_port"], spec["apiserver_socket"])
-    bind_mounts(spec["mounts"])
+    bind_mounts(spec["mounts"], spec.get("keep_visible") or [])
     cwd = spec.get("workingDir") or spec["home"]
     os.makedirs(cwd, exist_ok=True)
     try:

@@ -39,6 +39,7 @@ log = logging.getLogger("kubenas.trainer")
 PLURAL = TRIAL_PLURAL
 SA_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 TERMINATION_LOG = "/dev/termination-log"
+REQUEST_TIMEOUT = (10.0, 60.0)  # connect, read seconds
 MAX_MESSAGE = 4000
 
 
@@ -109,7 +110,8 @@ class KubernetesReporter:
         delay = self.retry_delay
         for attempt in range(self.retries + 1):
             try:
-                return fn(*args)
+                # A deadline on each try: a half-open connection must not hold the final write for ever.
+                return fn(*args, _request_timeout=REQUEST_TIMEOUT)
             except ApiException as err:
                 if err.status not in (429, 500, 502, 503, 504) or attempt == self.retries:
                     raise

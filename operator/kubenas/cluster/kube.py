@@ -69,8 +69,15 @@ def api_client(component: str) -> k8s.ApiClient:
     return api
 
 
+# Every call has a deadline: a half-open connection must not block a kopf worker, the
+# resync loop, the controller or a trainer's final write for ever (connect, read seconds).
+REQUEST_TIMEOUT = (10.0, float(os.environ.get("KUBENAS_API_TIMEOUT_SECONDS", "60")))
+WATCH_READ_MARGIN = 30.0  # a watch reads nothing for at most its server timeout plus this
+
+
 def _or_none(call, *args, **kwargs):
     """The answer, or None if the object is not there (404)."""
+    kwargs.setdefault("_request_timeout", REQUEST_TIMEOUT)
     try:
         return call(*args, **kwargs)
     except ApiException as err:
@@ -81,6 +88,7 @@ def _or_none(call, *args, **kwargs):
 
 def _done(call, *args, expected: int, **kwargs) -> bool:
     """True if the call did it, False if it was already done (``expected``: 409 on create, 404 on delete)."""
+    kwargs.setdefault("_request_timeout", REQUEST_TIMEOUT)
     try:
         call(*args, **kwargs)
         return True
@@ -128,7 +136,7 @@ class Kube:
         pages of ``page`` so that 10,000 objects are never parsed at once."""
         token = None
         while True:
-            kwargs: dict = {"limit": page}
+            kwargs: dict = {"limit": page, "_request_timeout": REQUEST_TIMEOUT}
             if token:
                 kwargs["_continue"] = token
             if namespace is None:
@@ -144,7 +152,8 @@ class Kube:
                                  label_selector: str | None = None) -> tuple[list[dict], str | None]:
         """The items and the list's resourceVersion (where a watch of changes starts)."""
         kwargs = {"label_selector": label_selector} if label_selector else {}
-        answer = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural, **kwargs)
+        answer = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural,
+                                                           _request_timeout=REQUEST_TIMEOUT, **kwargs)
         return list(answer.get("items") or []), (answer.get("metadata") or {}).get("resourceVersion")
 
     def watch_custom(self, plural: str, namespace: str, label_selector: str | None = None,
@@ -154,7 +163,9 @@ class Kube:
         ``watcher`` (a ``kubernetes.watch.Watch``): its ``stop()``, from any thread, ends it."""
         from kubernetes import watch
 
-        kwargs: dict = {"timeout_seconds": timeout_seconds, "allow_watch_bookmarks": True}
+        kwargs: dict = {"timeout_seconds": int(timeout_seconds), "allow_watch_bookmarks": True,
+                        # a stalled stream (no event, no bookmark, no end) fails instead of hanging
+                        "_request_timeout": (REQUEST_TIMEOUT[0], int(timeout_seconds) + WATCH_READ_MARGIN)}
         if label_selector:
             kwargs["label_selector"] = label_selector
         if resource_version:
@@ -199,7 +210,8 @@ class Kube:
         return _or_none(self._builtin("patch", kind), name, namespace, patch)
 
     def list_pods(self, namespace: str, label_selector: str) -> list[dict]:
-        answer = self.core.list_namespaced_pod(namespace, label_selector=label_selector, _preload_content=False)
+        answer = self.core.list_namespaced_pod(namespace, label_selector=label_selector, _preload_content=False,
+                                               _request_timeout=REQUEST_TIMEOUT)
         return list(json.loads(answer.data).get("items") or [])
 
 
@@ -233,6 +245,6 @@ def post_event(kube: "Kube", obj: dict, type_: str, reason: str, message: str, c
     """Best effort: an Event that cannot be posted is logged, never raised."""
     body = event_body(obj, type_, reason, message, component, now)
     try:
-        kube.core.create_namespaced_event(body["metadata"]["namespace"], body)
+        kube.core.create_namespaced_event(body["metadata"]["namespace"], body, _request_timeout=REQUEST_TIMEOUT)
     except Exception as err:  # noqa: BLE001
         log.warning("cannot post Event %s/%s: %s", reason, body["metadata"]["name"], err)

@@ -110,6 +110,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_):
     settings.watching.client_timeout = options.watch_seconds + 60
     settings.watching.chunk_size = 500         # list in pages, not 10,000 objects in one answer
     settings.networking.request_timeout = 60
+    settings.networking.connect_timeout = 10   # a dead API server fails the call, not the worker
     settings.execution.max_workers = int(os.environ.get("KUBENAS_OPERATOR_WORKERS", "8"))
     global current_app
     if current_app is not None and current_app.task is not None:  # kopf restarted after a failure
