@@ -96,3 +96,12 @@ def test_stopping_controller_saves_its_last_state():
     stop.set()  # set: run() makes no pass, only its final save
     assert controller.run(stop) == 0
     assert '"observed":[1,2,3]' in kube.writes[-1][2]["data"]["checkpoint.json"]
+
+
+def test_a_checkpoint_of_the_wrong_shape_is_a_named_error_not_a_wedge():
+    import pytest
+
+    for text in ("[]", '"x"', "1", '{"experimentUid": "u-1"}', '{"state": []}', "{not json"):
+        stored = {"data": {"checkpoint.json": text}}
+        with pytest.raises(ValueError, match="wrong shape|not JSON"):
+            CheckpointStore(RecordingKube(stored), "ns", "exp").load(EXPERIMENT)

@@ -45,6 +45,8 @@ class CheckpointStore:
             payload = json.loads((configmap.get("data") or {}).get(DATA_KEY) or "{}")
         except ValueError as err:
             raise ValueError(f"the checkpoint is not JSON ({err})") from None
+        if not isinstance(payload, dict) or not isinstance(payload.get("state"), dict):
+            raise ValueError("the checkpoint has the wrong shape (want an object with a \"state\" object)")
         if payload.get("experimentUid") not in (None, experiment["metadata"].get("uid")):
             raise ValueError("the checkpoint belongs to an earlier experiment of the same name")
         state = payload["state"]

@@ -75,7 +75,7 @@ class Controller:
                 strategy.load_state_dict(state)
                 self.restored = True
                 log.info("restored the %s strategy from %s", spec["strategy"]["type"], self.checkpoints.name)
-        except (ValueError, KeyError, TypeError) as err:
+        except (ValueError, KeyError, TypeError, AttributeError) as err:  # any corrupt checkpoint
             log.warning("ignoring checkpoint %s (%s); rebuilding from the trials", self.checkpoints.name, err)
             strategy = make_strategy(spec["strategy"], space, spec["objective"]["goal"])
         return strategy
