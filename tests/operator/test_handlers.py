@@ -178,3 +178,49 @@ def test_a_trial_its_experiment_did_not_make_is_not_counted_and_gets_no_job():
     kube.create.assert_not_called()
     (_, _, _, patch), _ = kube.patch_custom_status.call_args
     assert patch["status"]["phase"] == "Failed" and patch["status"]["reason"] == NOT_OWNED
+
+
+def test_a_job_the_api_server_refuses_for_good_ends_the_trial_with_its_reason():
+    """400/422 on creating the Job (an invalid pod template, a name too long): the trial
+    ends Failed with the API server's message and an Event, instead of a silent retry
+    loop; a 403 (an exhausted ResourceQuota, say) stays a retry."""
+    import json as _json
+    from unittest import mock
+
+    import pytest
+    from kubernetes.client.exceptions import ApiException
+
+    from kubenas.cluster.objects import owner_reference
+    from kubenas.operator.reconcile import JOB_REFUSED, Reconciler
+
+    exp = {"apiVersion": "kubenas.io/v1alpha1", "kind": "NASExperiment",
+           "metadata": {"name": "exp", "namespace": "ns", "uid": "u-1"}, "status": {"phase": "Running"}}
+    body = {"metadata": {"name": "exp-0", "namespace": "ns", "resourceVersion": "1",
+                         "ownerReferences": [owner_reference(exp)]},
+            "spec": {"experiment": "exp", "index": 0}, "status": {}}
+
+    def refused(status):
+        err = ApiException(status=status, reason="Unprocessable Entity" if status == 422 else "Forbidden")
+        err.body = _json.dumps({"kind": "Status", "message": 'Job.batch "exp-0" is invalid: spec.template.spec.'
+                                                             'volumes[0].name: Invalid value: "Data_1"'})
+        return err
+
+    for status, ends in ((422, True), (400, True), (403, False)):
+        kube = mock.Mock()
+        kube.get.return_value = None
+        kube.create.side_effect = refused(status)
+        kube.patch_custom_status.return_value = {}
+        r = Reconciler(kube)
+        with mock.patch("kubenas.operator.reconcile.accepted_spec", return_value={"budget": {}}), \
+                mock.patch("kubenas.operator.reconcile.job_for_trial", return_value={}):
+            if not ends:
+                with pytest.raises(ApiException):
+                    r.trial("ns", "exp-0", [], body=body, experiment=exp)
+                kube.patch_custom_status.assert_not_called()
+                continue
+            r.trial("ns", "exp-0", [], body=body, experiment=exp)
+        (_, _, _, patch), _ = kube.patch_custom_status.call_args
+        assert patch["status"]["phase"] == "Failed" and patch["status"]["reason"] == JOB_REFUSED
+        assert "volumes[0].name" in patch["status"]["message"], patch
+        events = [c.args for c in kube.core.create_namespaced_event.call_args_list]
+        assert any(e[1]["reason"] == JOB_REFUSED for e in events), events

@@ -8,6 +8,7 @@ after their trial) and no lost result (results live in NASTrial.status).
 """
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import zlib
@@ -52,6 +53,22 @@ TRIAL_LOCKS = 64  # striped: a lock per trial would grow with the number of tria
 
 
 NOT_OWNED = "NotOwnedByExperiment"
+JOB_REFUSED = "JobRefused"
+PERMANENT = (400, 422)  # the same Job would be refused again: the trial ends, with the API server's reason
+
+
+def api_message(err: ApiException) -> str:
+    """The API server's own message in an error answer (its Status object), else the reason."""
+    try:
+        return str(json.loads(err.body or "{}").get("message") or err.reason)
+    except (TypeError, ValueError, AttributeError):
+        return str(err.reason)
+
+
+def job_refused(name: str, err: ApiException, now: str) -> TrialAction:
+    message = f"the API server refused the trial's Job ({err.status} {err.reason}): {api_message(err)}"[:1000]
+    return TrialAction(status={"phase": FAILED, "reason": JOB_REFUSED, "message": message, "completionTime": now},
+                       event=("Warning", JOB_REFUSED, f"trial {name}: {message}"))
 
 
 def _now(now: datetime | None) -> datetime:
@@ -394,8 +411,13 @@ class Reconciler:
         namespace, name = meta["namespace"], meta["name"]
         experiment = exp["metadata"]["name"]
         if decision.create_job:
-            if self.kube.create("Job", namespace, job_for_trial(trial, spec, self.settings)):
-                metrics.trial_job_created(namespace, experiment)  # no Event: the Job controller posts its own
+            try:
+                if self.kube.create("Job", namespace, job_for_trial(trial, spec, self.settings)):
+                    metrics.trial_job_created(namespace, experiment)  # no Event: the Job controller posts its own
+            except ApiException as err:
+                if err.status not in PERMANENT:
+                    raise  # 403 (e.g. an exhausted ResourceQuota), 429, 5xx: retried by the resync loop
+                decision = job_refused(name, err, now)  # retrying the same Job would loop for ever
         if decision.status:
             patch = {"status": dict(decision.status)}
             if decision.phase in TERMINAL:
