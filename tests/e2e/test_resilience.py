@@ -164,3 +164,29 @@ def test_a_failed_final_status_write_still_yields_the_reward(installed):
     finally:
         cluster.kubectl("delete", "validatingadmissionpolicybinding,validatingadmissionpolicy", name, check=False)
         cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def test_a_job_the_api_server_refuses_ends_the_trial_with_the_servers_reason(installed):
+    """A template the CRD and the admission policies let through but the API server's
+    Job validation refuses (an invalid volume name): the trial ends Failed (JobRefused)
+    with the server's own message, and the experiment fails, instead of a silent loop."""
+    cluster = installed
+    namespace = cluster.new_namespace("kubenas-refused")
+    try:
+        body = experiment("refused", maxTrials=1, parallelTrials=1, maxFailedTrials=0)
+        template = body["spec"]["trial"]["template"]
+        template["volumes"] = [{"name": "Scratch_1", "emptyDir": {}}]
+        template["volumeMounts"] = [{"name": "Scratch_1", "mountPath": "/scratch"}]
+        apply(cluster, namespace, body)
+        wait_until(lambda: phase(cluster, namespace, "refused") in ("Succeeded", "Failed"), 300, "the end", 1)
+        trial = cluster.get_json("nastrial", "refused-0", "-n", namespace)["status"]
+        assert trial["phase"] == "Failed" and trial["reason"] == "JobRefused", trial
+        assert "Scratch_1" in trial["message"] and "422" in trial["message"], trial["message"]
+        status = cluster.get_json("nasexperiment", "refused", "-n", namespace)["status"]
+        assert status["phase"] == "Failed", status
+        assert not cluster.get_json("jobs", "-n", namespace)["items"]
+        events = cluster.kubectl("get", "events", "-n", namespace, "--field-selector",
+                                 "involvedObject.name=refused-0").stdout
+        assert "JobRefused" in events
+    finally:
+        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
