@@ -14,7 +14,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 MODELS = {
     "Namespace": k8s.V1Namespace, "ServiceAccount": k8s.V1ServiceAccount, "ClusterRole": k8s.V1ClusterRole,
-    "ClusterRoleBinding": k8s.V1ClusterRoleBinding, "RoleBinding": k8s.V1RoleBinding,
+    "ClusterRoleBinding": k8s.V1ClusterRoleBinding, "RoleBinding": k8s.V1RoleBinding, "Role": k8s.V1Role,
     "Deployment": k8s.V1Deployment, "Service": k8s.V1Service,
     "CustomResourceDefinition": k8s.V1CustomResourceDefinition, "ConfigMap": k8s.V1ConfigMap,
     "ValidatingAdmissionPolicy": k8s.V1ValidatingAdmissionPolicy,

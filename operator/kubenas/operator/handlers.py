@@ -60,6 +60,8 @@ class Options:
     debounce_seconds: float = 0.5  # how soon trial changes reach the experiment status
     watch_seconds: int = 600       # server-side watch timeout (whole seconds: the API server refuses 600.0)
     namespaces: tuple[str, ...] = ()  # empty: the whole cluster
+    leader_election: bool = False  # act only while holding the Lease kubenas-operator (leader.py)
+    lease_namespace: str = "kubenas-system"
 
 
 class App:

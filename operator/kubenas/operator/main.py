@@ -43,6 +43,8 @@ def options_from_env(namespaces: Sequence[str] = ()) -> Options:
         resync_seconds=float(os.environ.get("KUBENAS_RESYNC_SECONDS", "30")),
         watch_seconds=_env_seconds("KUBENAS_WATCH_SECONDS", 600),
         namespaces=tuple(namespaces),
+        leader_election=_env_bool("KUBENAS_LEADER_ELECTION", False),
+        lease_namespace=os.environ.get("POD_NAMESPACE", "kubenas-system"),
     )
 
 
@@ -84,21 +86,40 @@ async def operator(options: Options, *, stop_flag: asyncio.Event | threading.Eve
     handlers.configure(options)
     backoff = backoff or Backoff()
     loop = asyncio.get_running_loop()
+    elector = None
+    if options.leader_election:
+        from .leader import LeaderElector
+
+        elector = LeaderElector(options.lease_namespace)
     while True:
+        term = None
+        if elector is not None:
+            if not await _lead(elector, stop_flag):
+                return  # asked to stop while waiting to lead
+            term = _Term(elector, stop_flag)
         ignored = _ForeignTasks(asyncio.all_tasks(), foreign_task)
         started = loop.time()
+        delay = 0.0
         try:
             tasks = await kopf.spawn_tasks(
                 registry=handlers.registry,
-                standalone=True,  # one replica (Recreate): no peering objects, no extra RBAC
+                standalone=True,  # no kopf peering: the Lease (leader.py) decides who acts
                 clusterwide=not options.namespaces,
                 namespaces=list(options.namespaces),
-                stop_flag=stop_flag,
+                stop_flag=term.flag if term else stop_flag,
                 ready_flag=ready_flag,
                 liveness_endpoint=liveness_endpoint,
                 memo=kopf.Memo(),
             )
+            if term:
+                term.start()
             await kopf.run_tasks(tasks, ignored=ignored)
+            if term and term.lost:
+                log.error("lost the lease %s/%s; stopped acting, waiting to lead again",
+                          elector.namespace, elector.name)
+                continue
+            if elector is not None:
+                await asyncio.to_thread(elector.release)
             return  # asked to stop (stop_flag or a signal)
         except asyncio.CancelledError:
             raise
@@ -109,9 +130,70 @@ async def operator(options: Options, *, stop_flag: asyncio.Event | threading.Eve
             metrics.operator_restart(type(err).__name__)
             log.error("kopf stopped: %s: %s; listing and watching again in %.1f s",
                       type(err).__name__, err, delay)
+        finally:
+            if term:
+                term.stop()
         await asyncio.sleep(delay)
         if _stopping(stop_flag):
             return
+
+
+async def _lead(elector, stop_flag) -> bool:
+    """Wait until this replica holds the Lease (True), or until asked to stop (False)."""
+    waiting_logged = False
+    while not _stopping(stop_flag):
+        try:
+            if await asyncio.to_thread(elector.try_acquire_or_renew):
+                log.info("leading: holding the lease %s/%s as %s", elector.namespace, elector.name,
+                         elector.identity)
+                return True
+        except Exception as err:  # noqa: BLE001 - the API server may be away: try again
+            log.warning("cannot read the lease %s/%s: %s", elector.namespace, elector.name, err)
+        if not waiting_logged:
+            log.info("another replica leads (lease %s/%s); standing by", elector.namespace, elector.name)
+            waiting_logged = True
+        await asyncio.sleep(elector.renew_seconds)
+    return False
+
+
+class _Term:
+    """One term as leader: renews the Lease every ``renew_seconds``; when it cannot
+    renew before the Lease would expire (or when asked to stop), sets ``flag``, which
+    stops kopf."""
+
+    def __init__(self, elector, stop_flag):
+        self.elector, self.stop_flag = elector, stop_flag
+        self.flag = asyncio.Event()
+        self.lost = False
+        self.task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._renew())
+
+    def stop(self) -> None:
+        if self.task:
+            self.task.cancel()
+
+    async def _renew(self) -> None:
+        loop = asyncio.get_running_loop()
+        renewed = loop.time()
+        margin = self.elector.lease_seconds - self.elector.renew_seconds
+        while not self.flag.is_set():
+            await asyncio.sleep(min(self.elector.renew_seconds, 0.5) if _stopping(self.stop_flag) else
+                                self.elector.renew_seconds)
+            if _stopping(self.stop_flag):
+                self.flag.set()
+                return
+            try:
+                if await asyncio.to_thread(self.elector.try_acquire_or_renew):
+                    renewed = loop.time()
+                    continue
+            except Exception as err:  # noqa: BLE001
+                log.warning("cannot renew the lease: %s", err)
+            if loop.time() - renewed >= margin:
+                self.lost = True
+                self.flag.set()
+                return
 
 
 def _stopping(flag) -> bool:
