@@ -41,7 +41,8 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.control_plane import _machine, _merge, _ms, _percentile, _vm, experiment_body  # noqa: E402
-from tests.realtier.cluster import LocalCluster, wait_until  # noqa: E402
+from tests.realtier.cluster import LocalCluster  # noqa: E402
+from tests.waiting import wait_until  # noqa: E402
 from tests.realtier.node import INSTANT_TRAINER_IMAGE  # noqa: E402
 
 NS = "research"

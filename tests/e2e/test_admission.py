@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from tests.e2e.test_cluster import apply, experiment
-from tests.realtier.cluster import OPERATOR_NS, wait_until
+from tests.realtier.cluster import OPERATOR_NS
+from tests.waiting import wait_until
 
 GROUP, VERSION = "kubenas.io", "v1alpha1"
 POLICY = "kubenas-admission-policy"

@@ -12,7 +12,8 @@ import re
 
 import yaml
 
-from tests.realtier.cluster import OPERATOR_NS, REPO, wait_until
+from tests.realtier.cluster import OPERATOR_NS, REPO
+from tests.waiting import wait_until
 
 
 def experiment(name: str, **budget) -> dict:

@@ -6,7 +6,8 @@ import json
 from collections import Counter
 
 from tests.e2e.test_cluster import apply, experiment, phase
-from tests.realtier.cluster import OPERATOR_NS, wait_until
+from tests.realtier.cluster import OPERATOR_NS
+from tests.waiting import wait_until
 
 SELECTOR = "app.kubernetes.io/component=operator"
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from tests.e2e.test_cluster import apply, experiment, phase
-from tests.realtier.cluster import OPERATOR_NS, wait_until
+from tests.realtier.cluster import OPERATOR_NS
+from tests.waiting import wait_until
 
 OPERATOR = f"system:serviceaccount:{OPERATOR_NS}:kubenas-operator"
 

@@ -9,7 +9,8 @@ import threading
 import time
 from collections import Counter
 
-from tests.realtier.cluster import OPERATOR_NS, wait_until
+from tests.realtier.cluster import OPERATOR_NS
+from tests.waiting import wait_until
 
 from tests.e2e.test_cluster import apply, experiment, phase
 

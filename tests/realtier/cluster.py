@@ -8,27 +8,16 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
+
+from tests.waiting import wait_until
 
 from .controlplane import ControlPlane, ControlPlaneError
 from .node import pod_log
 
 REPO = Path(__file__).resolve().parents[2]
 OPERATOR_NS = "kubenas-system"
-
-
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.5):
-    """Poll ``predicate`` until it returns something true; fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
 
 
 class _Cluster:

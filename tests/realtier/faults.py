@@ -60,7 +60,6 @@ class FaultProxy:
         self.rng = random.Random(plan.seed)
         self.injected: Counter = Counter()
         self._scripted = list(plan.first_watches)
-        self.requests = 0
         self.client_ssl = ssl.create_default_context(cafile=ca_file)
         self.server_ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.server_ssl.load_cert_chain(cert_file, key_file)
@@ -125,7 +124,6 @@ class FaultProxy:
         return web.json_response(body, status=code, headers=headers)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        self.requests += 1
         watch = request.query.get("watch") in ("true", "1")
         method = request.method
         if watch:

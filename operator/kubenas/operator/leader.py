@@ -11,6 +11,7 @@ stops gracefully releases the Lease so that the other replica takes over at once
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -77,8 +78,6 @@ class LeaderElector:
             if err.status != 404:
                 raise
             return self._create(now)
-        import json
-
         body = json.loads(lease.data)
         state = lease_state(body)
         if not may_take(state, self.identity, now):
