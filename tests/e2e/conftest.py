@@ -76,3 +76,20 @@ def faulty_cluster(tmp_path_factory):
         yield c
     finally:
         c.stop()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Name the real-API-server tests in the run's output (CI's log shows them, passed
+    or not, and none skipped silently)."""
+    rows = []
+    for outcome in ("passed", "failed", "error", "skipped"):
+        for report in terminalreporter.stats.get(outcome, []):
+            nodeid = getattr(report, "nodeid", "")
+            if "tests/e2e/" in nodeid and getattr(report, "when", "call") in ("call", "setup"):
+                if outcome == "passed" and report.when != "call":
+                    continue
+                rows.append(f"{outcome.upper():8} {nodeid}")
+    if rows:
+        terminalreporter.write_sep("-", f"real-API-server tier (tests/e2e): {len(rows)} results")
+        for row in rows:
+            terminalreporter.write_line(row)
