@@ -155,8 +155,8 @@ def test_a_trial_its_experiment_did_not_make_is_not_counted_and_gets_no_job():
 
     exp = {"apiVersion": "kubenas.io/v1alpha1", "kind": "NASExperiment",
            "metadata": {"name": "exp", "namespace": "ns", "uid": "u-1",
-                        "annotations": {"kubenas.io/accepted-spec": "{}"}},
-           "status": {"phase": "Running"}}
+},
+           "status": {"phase": "Running", "acceptedSpec": "{}"}}
     ours = {"metadata": {"name": "exp-0", "namespace": "ns", "resourceVersion": "1",
                          "ownerReferences": [owner_reference(exp)]},
             "spec": {"experiment": "exp", "index": 0}, "status": {}}

@@ -12,7 +12,7 @@ from kubernetes import client as k8s
 
 from kubenas.api.validation import validate_experiment, with_defaults
 from kubenas.cluster import kube
-from kubenas.cluster.objects import (ANNOTATION_ACCEPTED_SPEC, accepted_spec, accepted_spec_annotation,
+from kubenas.cluster.objects import (ANNOTATION_ACCEPTED_SPEC, accepted_spec, accepted_spec_text,
                                      checkpoint_configmap, label_value, trial_object)
 from kubenas.operator.manifests import (TRAINER_COMMAND, Settings, controller_deployment, job_for_trial,
                                         namespace_role_bindings, namespace_service_accounts)
@@ -164,11 +164,24 @@ def test_label_value_hashes_what_does_not_fit():
     assert label_value("x" * 100) == long != label_value("x" * 99 + "y")
 
 
-def test_accepted_spec_annotation_round_trips(experiment, spec):
-    experiment["metadata"]["annotations"] = {ANNOTATION_ACCEPTED_SPEC: accepted_spec_annotation(spec)}
+def test_the_accepted_spec_is_read_from_status_only(experiment, spec):
+    """status.acceptedSpec, which only the operator writes; an author's annotation of the
+    old place counts for nothing on an experiment that is not yet running (a forgery),
+    and is adopted only for one an earlier operator already started."""
+    experiment["status"] = {"acceptedSpec": accepted_spec_text(spec)}
     assert accepted_spec(experiment) == spec
-    experiment["metadata"]["annotations"][ANNOTATION_ACCEPTED_SPEC] = "{not json"
+    experiment["status"]["acceptedSpec"] = "{not json"
     assert accepted_spec(experiment) is None
+    forged = {**spec, "budget": {**spec["budget"], "maxTrials": 10**6}}
+    experiment["status"] = {}
+    experiment["metadata"]["annotations"] = {ANNOTATION_ACCEPTED_SPEC: accepted_spec_text(forged)}
+    assert accepted_spec(experiment) is None
+    experiment["status"] = {"phase": "Pending"}
+    assert accepted_spec(experiment) is None
+    experiment["status"] = {"phase": "Running"}  # started by an operator before 0.2
+    assert accepted_spec(experiment) == forged
+    experiment["status"] = {"phase": "Running", "acceptedSpec": accepted_spec_text(spec)}
+    assert accepted_spec(experiment) == spec
 
 
 @pytest.mark.parametrize("path", sorted(glob.glob("deploy/examples/*.yaml")))

@@ -69,6 +69,8 @@ class Settings:
     controller_poll_seconds: float = 3.0
     # How often, at most, the controller writes its strategy checkpoint (seconds).
     controller_checkpoint_seconds: float = 60.0
+    # Where the cluster admin's policy ConfigMap kubenas-admission-policy lives.
+    policy_namespace: str = "kubenas-system"
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Settings":
@@ -83,6 +85,7 @@ class Settings:
                                                   default.controller_poll_seconds)),
             controller_checkpoint_seconds=float(env.get("KUBENAS_CONTROLLER_CHECKPOINT_SECONDS",
                                                         default.controller_checkpoint_seconds)),
+            policy_namespace=env.get("KUBENAS_POLICY_NAMESPACE", env.get("POD_NAMESPACE", default.policy_namespace)),
         )
 
 

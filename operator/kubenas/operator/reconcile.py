@@ -16,9 +16,10 @@ from datetime import datetime, timezone
 
 from kubernetes.client.exceptions import ApiException
 
+from kubenas.api.policy import POLICY_NAME, Policy, policy_issues
 from kubenas.api.validation import validate_experiment, with_defaults
 from kubenas.cluster.kube import Kube, post_event
-from kubenas.cluster.objects import ANNOTATION_ACCEPTED_SPEC, accepted_spec, accepted_spec_annotation, owned_by
+from kubenas.cluster.objects import accepted_spec, accepted_spec_text, owned_by
 from kubenas.contract import (
     API_VERSION,
     EARLY_STOPPED,
@@ -53,6 +54,8 @@ TRIAL_LOCKS = 64  # striped: a lock per trial would grow with the number of tria
 
 
 NOT_OWNED = "NotOwnedByExperiment"
+INVALID_SPEC = "InvalidSpec"
+POLICY_DENIED = "PolicyDenied"
 JOB_REFUSED = "JobRefused"
 PERMANENT = (400, 422)  # the same Job would be refused again: the trial ends, with the API server's reason
 
@@ -150,23 +153,29 @@ class Reconciler:
             return
 
         if accepted is None:
-            issues = validate_experiment(_clean_experiment(exp))
+            issues, reason = validate_experiment(_clean_experiment(exp)), INVALID_SPEC
+            if not issues:
+                issues, reason = policy_issues(exp["spec"], self.policy()), POLICY_DENIED
             if issues:
                 message = "; ".join(str(issue) for issue in issues[:8])
-                conditions = set_condition(conditions, "Valid", "False", "InvalidSpec", message,
+                conditions = set_condition(conditions, "Valid", "False", reason, message,
                                            now=now, generation=generation)
                 wanted.update({"phase": FAILED, "message": message, "conditions": conditions,
                                "observedGeneration": generation, "completionTime": now})
                 if self._patch_status(exp, status, wanted):
-                    self.event(exp, "Warning", "InvalidSpec", message, now)
-                    metrics.experiment_finished(namespace, FAILED, "InvalidSpec")
+                    self.event(exp, "Warning", reason, message, now)
+                    metrics.experiment_finished(namespace, FAILED, reason)
                 return
             accepted = with_defaults(exp["spec"])
             self._ensure_namespace(exp, now)
-            self.kube.patch_custom(EXPERIMENT_PLURAL, namespace, name, {
-                "metadata": {"annotations": {ANNOTATION_ACCEPTED_SPEC: accepted_spec_annotation(accepted)}}})
+            # Accepted first, in status (which only the operator writes), before the
+            # controller that reads it exists.
             conditions = set_condition(conditions, "Valid", "True", "SpecAccepted", "the spec is valid",
                                        now=now, generation=generation)
+            accepting = {"acceptedSpec": accepted_spec_text(accepted), "conditions": conditions}
+            if not self._patch_status(exp, status, accepting):
+                return
+            status = {**status, **accepting}
             self.event(exp, "Normal", "Accepted",
                        f"spec accepted: {accepted['strategy']['type']} search, up to "
                        f"{accepted['budget']['maxTrials']} trials, {accepted['budget']['parallelTrials']} at a time",
@@ -198,6 +207,20 @@ class Reconciler:
             metrics.experiment_finished(namespace, outcome.phase, outcome.reason)
         self._delete_controller(namespace, name)
         self._stop_in_flight(namespace, summaries, now)
+
+    def policy(self) -> Policy:
+        """The cluster admin's policy, read when an experiment is judged (rarely): the
+        shipped defaults when its ConfigMap is missing or unreadable."""
+        try:
+            configmap = self.kube.get("ConfigMap", self.settings.policy_namespace, POLICY_NAME)
+        except ApiException as err:
+            if err.status != 403:
+                raise
+            configmap = None
+        if configmap is None:
+            log.warning("ConfigMap %s/%s not found or not readable: using the shipped tenancy policy",
+                        self.settings.policy_namespace, POLICY_NAME)
+        return Policy.from_data((configmap or {}).get("data"))
 
     def _ensure_controller(self, exp: dict, accepted: dict, now: str) -> None:
         meta = exp["metadata"]
@@ -237,8 +260,8 @@ class Reconciler:
             if issues:
                 refused += [f"{issue.path} ({issue.message})" for issue in issues]
             else:
-                self.kube.patch_custom(EXPERIMENT_PLURAL, meta["namespace"], meta["name"], {
-                    "metadata": {"annotations": {ANNOTATION_ACCEPTED_SPEC: accepted_spec_annotation(change.effective)}}})
+                self.kube.patch_custom_status(EXPERIMENT_PLURAL, meta["namespace"], meta["name"], {
+                    "status": {"acceptedSpec": accepted_spec_text(change.effective)}})
                 text = ", ".join(f"{path} {old} -> {new}" for path, (old, new) in change.applied.items())
                 self.event(exp, "Normal", "BudgetChanged", text, now)
                 accepted = change.effective
