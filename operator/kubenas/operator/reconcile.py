@@ -45,7 +45,7 @@ from .changes import compare
 from .manifests import (Settings, controller_deployment, controller_name, job_for_trial, namespace_role_bindings,
                         namespace_service_accounts)
 from .status import fold, get_condition, set_condition, status_patch, trial_details
-from .trial_state import TrialAction, early_stop_action, next_action
+from .trial_state import TrialAction, early_stop_action, next_action, pod_refusal, waiting_for_pod
 
 log = logging.getLogger("kubenas.operator")
 
@@ -57,7 +57,8 @@ NOT_OWNED = "NotOwnedByExperiment"
 INVALID_SPEC = "InvalidSpec"
 POLICY_DENIED = "PolicyDenied"
 JOB_REFUSED = "JobRefused"
-PERMANENT = (400, 422)  # the same Job would be refused again: the trial ends, with the API server's reason
+PERMANENT = (400, 422)
+POD_GRACE_SECONDS = 10  # a Job without a pod for this long: look for the Job controller's reason  # the same Job would be refused again: the trial ends, with the API server's reason
 
 
 def api_message(err: ApiException) -> str:
@@ -363,7 +364,12 @@ class Reconciler:
             no_reward = status.get("reward") is None and conditions & {JOB_COMPLETE, JOB_SUCCESS_CRITERIA_MET}
             if conditions & {JOB_FAILED, JOB_FAILURE_TARGET} or no_reward:
                 pods = self.kube.list_pods(namespace, f"job-name={name}")
-        decision = next_action(trial, job, pods, now=now, experiment_over=exp_over)
+        refusal = None
+        if (job is not None and not exp_over and status.get("phase") not in TERMINAL and waiting_for_pod(job)
+                and elapsed_seconds((job.get("metadata") or {}).get("creationTimestamp"), now_dt) >= POD_GRACE_SECONDS):
+            # No pod after a while: only the Job controller's Events say why (Pod Security, a quota).
+            refusal = pod_refusal(self.kube.list_events(namespace, "Job", name))
+        decision = next_action(trial, job, pods, now=now, experiment_over=exp_over, refusal=refusal)
         if (not decision.status and not decision.create_job and status.get("phase") == RUNNING
                 and job is not None):
             decision = self._early_stop(trial, spec, peers, now) or decision
@@ -376,7 +382,7 @@ class Reconciler:
             return None
         metric, goal = spec["objective"]["metric"], spec["objective"]["goal"]
         history = (trial.get("status") or {}).get("history") or []
-        completed = [[{metric: v} for v in p.values]
+        completed = [p.history(metric)
                      for p in peers if p.phase == SUCCEEDED and p.name != trial["metadata"]["name"]]
         if not median_stop(history, completed, metric, goal, int(stopping.get("minTrials", 5)),
                            int(stopping.get("startEpoch", 2))):
