@@ -92,6 +92,27 @@ def test_user_volumes_replace_builtin_ones_with_the_same_name(trial, spec):
     assert sorted(names) == ["dshm", "tmp"]
 
 
+def test_trial_pods_are_never_best_effort_and_scratch_space_is_bounded(trial, spec):
+    """cpu/memory requests the template leaves unset get the operator's defaults (a limit
+    alone counts: the API server requests the same); every emptyDir has a sizeLimit."""
+    template = spec["trial"]["template"]
+    template["resources"] = {"limits": {"nvidia.com/gpu": 1, "memory": "8Gi"}}
+    template["volumes"] = [{"name": "data", "emptyDir": {}}, {"name": "big", "emptyDir": {"sizeLimit": "50Gi"}}]
+    template["volumeMounts"] = [{"name": "data", "mountPath": "/data"}, {"name": "big", "mountPath": "/big"}]
+    settings = Settings.from_env({"KUBENAS_TRAINER_DEFAULT_CPU": "2", "KUBENAS_SCRATCH_SIZE_LIMIT": "5Gi"})
+    job = job_for_trial(trial, spec, settings)
+    pod = job["spec"]["template"]["spec"]
+    resources = pod["containers"][0]["resources"]
+    assert resources == {"limits": {"nvidia.com/gpu": "1", "memory": "8Gi"}, "requests": {"cpu": "2"}}
+    limits = {v["name"]: v["emptyDir"].get("sizeLimit") for v in pod["volumes"] if "emptyDir" in v}
+    assert limits == {"tmp": "5Gi", "dshm": "2Gi", "data": "5Gi", "big": "50Gi"}
+    assert template["volumes"][0]["emptyDir"] == {}  # the accepted spec is not changed
+    template.pop("resources")
+    bare = job_for_trial(trial, spec)["spec"]["template"]["spec"]["containers"][0]["resources"]
+    assert bare == {"requests": {"cpu": "1", "memory": "2Gi"}}
+    k8s.V1Job.from_dict(job)
+
+
 def test_controller_deployment_is_valid(experiment, spec):
     dep = controller_deployment(experiment, spec, Settings())
     k8s.V1Deployment.from_dict(dep)

@@ -42,6 +42,7 @@ from kubenas.experiment import TrialRecord, acknowledged, elapsed_seconds, exper
 
 from . import metrics
 from .changes import compare
+from .events import EventBudget, with_suppressed
 from .manifests import (Settings, controller_deployment, controller_name, job_for_trial, namespace_role_bindings,
                         namespace_service_accounts)
 from .status import fold, get_condition, set_condition, status_patch, trial_details
@@ -102,6 +103,7 @@ class Reconciler:
         # 409 on a real API server). A full resync clears it, so a deleted Deployment
         # comes back within KUBENAS_RESYNC_SECONDS.
         self._controllers_ensured: set[tuple[str, str]] = set()
+        self.event_budget = EventBudget()
 
     def lock(self, kind: str, namespace: str, name: str) -> threading.Lock:
         if kind == "trial":
@@ -114,6 +116,8 @@ class Reconciler:
             self._locks.pop((kind, namespace, name), None)
         self._controllers_deleted.discard((namespace, name))
         self._controllers_ensured.discard((namespace, name))
+        if kind == "experiment":
+            self.event_budget.forget((namespace, name))
 
     def new_full_pass(self) -> None:
         """A full resync starts: check again that each running experiment's controller
@@ -121,7 +125,21 @@ class Reconciler:
         self._controllers_ensured.clear()
 
     def event(self, obj: dict, type_: str, reason: str, message: str, now: str) -> None:
-        post_event(self.kube, obj, type_, reason, message, COMPONENT, now)
+        """Post an Event; those about trials (on the trial, or ``Trial*`` on its
+        experiment) within the experiment's budget (events.py)."""
+        meta = obj.get("metadata") or {}
+        experiment = (obj.get("spec") or {}).get("experiment")  # a NASTrial's
+        if experiment is None:
+            if not reason.startswith("Trial"):
+                post_event(self.kube, obj, type_, reason, message, COMPONENT, now)
+                return
+            experiment = meta.get("name")
+        suppressed = self.event_budget.take((meta.get("namespace"), experiment))
+        if suppressed is None:
+            log.info("Event %s about %s/%s not posted (rate limit): %s", reason, meta.get("namespace"),
+                     meta.get("name"), message)
+            return
+        post_event(self.kube, obj, type_, reason, with_suppressed(message, suppressed), COMPONENT, now)
 
     # ================================================================= experiments
 
