@@ -4,6 +4,7 @@ cluster refuses after the Job was created (Pod Security admission)."""
 from __future__ import annotations
 
 import json
+import pathlib
 
 from tests.e2e.test_cluster import apply, experiment, phase
 from tests.realtier.cluster import OPERATOR_NS
@@ -92,3 +93,9 @@ def test_a_pod_refused_by_pod_security_ends_its_trial(installed):
     finally:
         _set_policy(cluster, volumeTypes=original)
         cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def test_the_shipped_network_policies_are_accepted(installed, namespace):
+    deploy = pathlib.Path(__file__).resolve().parents[2] / "deploy"
+    installed.kubectl("apply", "--dry-run=server", "-f", str(deploy / "components/network-policy/networkpolicy.yaml"))
+    installed.kubectl("apply", "--dry-run=server", "-n", namespace, "-k", str(deploy / "namespace-network-policy"))
