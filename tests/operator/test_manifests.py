@@ -64,8 +64,15 @@ def test_job_for_trial_is_a_valid_v1_job(trial, spec):
     assert pod["priorityClassName"] == "nas-low"
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
-    assert {v["name"] for v in pod["volumes"]} == {"tmp", "dshm", "data"}
-    assert {m["mountPath"] for m in container["volumeMounts"]} == {"/tmp", "/dev/shm", "/data"}
+    assert {v["name"] for v in pod["volumes"]} == {"tmp", "dshm", "data", "kubenas-api-token"}
+    # The API token: in the trainer container only, for 10 minutes, renewed by the kubelet.
+    assert pod["automountServiceAccountToken"] is False
+    (token,) = [v for v in pod["volumes"] if v["name"] == "kubenas-api-token"]
+    assert token["projected"]["sources"][0] == {"serviceAccountToken": {"path": "token", "expirationSeconds": 600}}
+    assert {"name": "kubenas-api-token", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
+            "readOnly": True} in container["volumeMounts"]
+    assert {m["mountPath"] for m in container["volumeMounts"]} == {"/tmp", "/dev/shm", "/data",
+                                                                   "/var/run/secrets/kubernetes.io/serviceaccount"}
     assert job["spec"]["activeDeadlineSeconds"] == 600
     assert job["spec"]["backoffLimit"] == 3
     assert job["spec"]["ttlSecondsAfterFinished"] > 0
@@ -89,7 +96,7 @@ def test_user_volumes_replace_builtin_ones_with_the_same_name(trial, spec):
     spec["trial"]["template"]["volumeMounts"] = [{"name": "dshm", "mountPath": "/dev/shm"}]
     job = job_for_trial(trial, spec)
     names = [v["name"] for v in job["spec"]["template"]["spec"]["volumes"]]
-    assert sorted(names) == ["dshm", "tmp"]
+    assert sorted(names) == ["dshm", "kubenas-api-token", "tmp"]
 
 
 def test_trial_pods_are_never_best_effort_and_scratch_space_is_bounded(trial, spec):

@@ -140,6 +140,22 @@ def _trainer_env(trial_name: str, template_env: list) -> list:
     return env
 
 
+TOKEN_VOLUME = "kubenas-api-token"
+TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"  # where in-cluster clients look
+TOKEN_SECONDS = 600  # the API server's minimum; bound to the pod, renewed by the kubelet at 80 %
+
+
+def token_volume() -> dict:
+    """What the ServiceAccount admission plugin would mount (kube-api-access-*), with a
+    10-minute token."""
+    return {"name": TOKEN_VOLUME, "projected": {"defaultMode": 0o444, "sources": [
+        {"serviceAccountToken": {"path": "token", "expirationSeconds": TOKEN_SECONDS}},
+        {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+        {"downwardAPI": {"items": [{"path": "namespace",
+                                    "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+    ]}}
+
+
 def with_default_requests(resources: dict, defaults: dict) -> dict:
     """``resources`` with a request for each default resource it neither requests nor
     limits (a limit alone makes the API server request the same)."""
@@ -188,6 +204,11 @@ def job_for_trial(trial: dict, spec: dict, settings: Settings = Settings()) -> d
                                                else settings.scratch_size_limit)
     volumes += user_volumes
     mounts += user_mounts
+    # The trainer's API token, in the trainer container only and short-lived (the kubelet
+    # renews it; the client rereads it): not the pod-wide automounted one, which clusters
+    # that extend token expiry keep valid for a year in whatever the user's image does.
+    volumes.append(token_volume())
+    mounts.append({"name": TOKEN_VOLUME, "mountPath": TOKEN_PATH, "readOnly": True})
 
     container = {
         "name": TRAINER_CONTAINER,
@@ -204,6 +225,7 @@ def job_for_trial(trial: dict, spec: dict, settings: Settings = Settings()) -> d
     pod_spec = {
         "restartPolicy": "Never",
         "serviceAccountName": template.get("serviceAccountName") or TRAINER_SERVICE_ACCOUNT,
+        "automountServiceAccountToken": False,
         "securityContext": copy.deepcopy(POD_SECURITY_CONTEXT),
         "containers": [container],
         "volumes": volumes,
