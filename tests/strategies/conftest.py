@@ -112,10 +112,11 @@ def toy_reward(candidate: dict) -> float:
 
 
 def parameters_reward(p: dict) -> float:
-    """Learning rates near 0.01, gelu, batch norm, wide residual layers are good."""
+    """Learning rates near 0.01, gelu, batch norm, many wide residual layers are good
+    (for PARAMETERS_SPEC; FINITE_PARAMETERS_SPEC's decisions count where they exist)."""
     layers = p.get("layers", [])
-    width = sum(layer["width"] for layer in layers) / (128 * 4)
-    residual = sum(layer["kind"]["option"] == "residual" for layer in layers) / 4
+    width = sum(layer.get("width", 64) + 64 * bool(layer.get("wide")) for layer in layers) / (128 * 4)
+    residual = sum(layer.get("kind", {}).get("option") == "residual" for layer in layers) / 4
     return (width + residual + 0.5 * (p.get("activation") == "gelu")
             + 0.5 * (p.get("norm", {}).get("option") == "batch") - abs(math.log10(p.get("lr", 0.01)) + 2.0) / 2.0)
 
