@@ -12,6 +12,7 @@ COPY trainer ./trainer
 COPY crds /opt/kubenas/crds
 # torch comes from the base image; install the rest of the [train] extra around it.
 RUN pip install "numpy>=1.24" "scikit-learn>=1.3" "matplotlib>=3.7" \
+    "fsspec>=2023.6" "s3fs>=2023.6" "gcsfs>=2023.6" "adlfs>=2023.4" \
  && pip install --no-deps . \
  && pip install "kopf>=1.37" "kubernetes>=28" "prometheus-client>=0.19" "pyyaml>=6" "jsonschema>=4.18" "rich>=13" \
  && rm -rf /src \

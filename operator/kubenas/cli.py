@@ -212,6 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
     operator.add_argument("--metrics-port", type=int, default=9090,
                           help="Prometheus /metrics port (8080 serves the liveness probe)")
     operator.set_defaults(func=cmd_operator)
+
+    from kubenas.artifacts.model import add_parser as add_model_parser
+
+    add_model_parser(sub)  # kubenas model: the best model out of spec.artifacts or a run directory
     return parser
 
 

@@ -26,6 +26,7 @@ from kubenas.cluster.objects import (
     owner_reference,
 )
 from kubenas.contract import FINAL_EXIT_CODES, TRIAL_KIND
+from kubenas.contract import artifacts as art
 
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 
@@ -107,7 +108,7 @@ def controller_name(experiment: str) -> str:
 # --------------------------------------------------------------------------- trial Job
 
 
-def _trainer_env(trial_name: str, template_env: list) -> list:
+def _trainer_env(trial_name: str, template_env: list, artifacts_env: list = ()) -> list:
     env = [
         {"name": "KUBENAS_TRIAL", "value": trial_name},
         {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
@@ -117,11 +118,42 @@ def _trainer_env(trial_name: str, template_env: list) -> list:
         {"name": "XDG_CACHE_HOME", "value": "/tmp/.cache"},
         {"name": "MPLCONFIGDIR", "value": "/tmp/.matplotlib"},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
+        *copy.deepcopy(list(artifacts_env)),
     ]
     ours = {e["name"] for e in env}
     # The user's env may add variables but never replace the ones the trainer relies on.
     env += [copy.deepcopy(e) for e in template_env or [] if e.get("name") not in ours]
     return env
+
+
+def artifacts_pod_parts(spec: dict, experiment: str) -> tuple[list, list, list]:
+    """The trainer's (env, volumes, volumeMounts) for ``spec.artifacts``; all empty
+    without it. A claim is mounted by subPath at the experiment's folder only; an object
+    store's credentials come as env from secretKeyRef, one variable per name its fsspec
+    backend reads (kubenas.contract.artifacts.CREDENTIAL_VARIABLES), each optional."""
+    artifacts = spec.get("artifacts")
+    if not artifacts:
+        return [], [], []
+    location = art.experiment_location(artifacts, experiment)
+    env = [{"name": art.ENV_LOCATION, "value": location},
+           {"name": art.ENV_MODELS, "value": artifacts.get("models") or art.MODELS_ALL}]
+    if "topK" in artifacts:
+        env.append({"name": art.ENV_TOP_K, "value": str(int(artifacts["topK"]))})
+    if "maxBytes" in artifacts:
+        env.append({"name": art.ENV_MAX_BYTES, "value": str(artifacts["maxBytes"])})
+    if artifacts.get("url"):
+        env.insert(0, {"name": art.ENV_ROOT, "value": location})
+        secret = artifacts.get("credentialsSecret")
+        if secret:
+            env += [{"name": var, "valueFrom": {"secretKeyRef": {"name": secret, "key": var, "optional": True}}}
+                    for var in art.CREDENTIAL_VARIABLES[art.scheme(artifacts["url"])]]
+        return env, [], []
+    env.insert(0, {"name": art.ENV_ROOT, "value": art.MOUNT_PATH})
+    volumes = [{"name": art.VOLUME_NAME,
+                "persistentVolumeClaim": {"claimName": artifacts["persistentVolumeClaim"]["claimName"]}}]
+    mounts = [{"name": art.VOLUME_NAME, "mountPath": art.MOUNT_PATH,
+               "subPath": art.pvc_sub_path(artifacts, experiment)}]
+    return env, volumes, mounts
 
 
 def job_for_trial(trial: dict, spec: dict, settings: Settings = Settings()) -> dict:
@@ -155,15 +187,16 @@ def job_for_trial(trial: dict, spec: dict, settings: Settings = Settings()) -> d
         if vol_name not in taken_names and path not in taken_paths:
             volumes.append({"name": vol_name, "emptyDir": source})
             mounts.append({"name": vol_name, "mountPath": path})
-    volumes += user_volumes
-    mounts += user_mounts
+    artifacts_env, artifacts_volumes, artifacts_mounts = artifacts_pod_parts(spec, experiment)
+    volumes += user_volumes + artifacts_volumes
+    mounts += user_mounts + artifacts_mounts
 
     container = {
         "name": TRAINER_CONTAINER,
         "image": template.get("image") or settings.trainer_image,
         "imagePullPolicy": template.get("imagePullPolicy") or settings.image_pull_policy,
         "command": list(TRAINER_COMMAND),
-        "env": _trainer_env(name, template.get("env") or []),
+        "env": _trainer_env(name, template.get("env") or [], artifacts_env),
         "resources": quantities(template.get("resources")),
         "volumeMounts": mounts,
         "securityContext": copy.deepcopy(CONTAINER_SECURITY_CONTEXT),
