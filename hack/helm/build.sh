@@ -11,6 +11,7 @@
 # checked against the Go checksum database); nothing else is downloaded.
 set -euo pipefail
 version="v3.22.0"
+k8s_major=1 k8s_minor=37   # helm v3.22.0 builds with k8s.io/client-go v0.37
 here="$(cd "$(dirname "$0")" && pwd)"
 key="$(sha256sum < "$here/build.sh" | cut -c1-12)"
 root="${KUBENAS_KUBE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kubenas}"
@@ -27,9 +28,15 @@ rm -rf "$tmp"; mkdir -p "$tmp/bin"
 trap 'rm -rf "$tmp"' EXIT
 echo "build.sh: building helm $version into $dest (first time: a few minutes)" >&2
 start=$SECONDS
+# The Kubernetes version `helm template` assumes (.Capabilities.KubeVersion, a chart's
+# kubeVersion check) is that of helm's client-go, as helm's own Makefile sets it.
+k8s_flags=""
+for p in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+  k8s_flags+=" -X $p.k8sVersionMajor=$k8s_major -X $p.k8sVersionMinor=$k8s_minor"
+done
 # `go install module@version` builds with the module's own go.mod, outside any workspace.
 CGO_ENABLED=0 GOBIN="$tmp/bin" GOFLAGS=-buildvcs=false GOWORK=off go install -trimpath \
-  -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$version -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
+  -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$version -X helm.sh/helm/v3/internal/version.gitTreeState=clean $k8s_flags" \
   "helm.sh/helm/v3/cmd/helm@$version"
 echo "build.sh: helm built in $((SECONDS - start)) s" >&2
 rm -rf "$dest"; mv "$tmp" "$dest"; trap - EXIT

@@ -87,13 +87,13 @@ def bind_mounts(mounts: list[dict], keep_visible: list[str] = ()) -> None:
         opened.append((m, os.open(source, os.O_PATH)))
     for m, fd in sorted(opened, key=lambda item: item[0]["target"].rstrip("/").count("/")):
         target = m["target"]
-        if os.path.isdir(m["source"]):
+        via = f"/proc/{os.getpid()}/fd/{fd}"
+        if os.path.isdir(via):  # not the source's path: a volume mounted before may hide it
             os.makedirs(target, exist_ok=True)
         else:
             os.makedirs(os.path.dirname(target), exist_ok=True)
             if not os.path.exists(target):
                 open(target, "a").close()
-        via = f"/proc/{os.getpid()}/fd/{fd}"
         subprocess.run(["mount", "--no-canonicalize", "--bind", via, target], check=True)
         if m.get("readOnly"):
             subprocess.run(["mount", "-o", "remount,bind,ro", target], check=True)
