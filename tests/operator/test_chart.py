@@ -21,8 +21,8 @@ def test_the_committed_chart_is_generated_from_deploy():
 
 def test_a_deploy_file_of_another_shape_stops_the_generator():
     with pytest.raises(chart.DriftError, match="operator.yaml"):
-        chart.operator_template((REPO / "deploy/operator.yaml").read_text().replace(
-            "imagePullPolicy: IfNotPresent", "imagePullPolicy: Always"), {})
+        chart.operator_template((REPO / "deploy/operator.yaml").read_text().replace(  # the same value, unquoted
+            'value: "ghcr.io/kubenas/kubenas-trainer:0.1.0"}', "value: ghcr.io/kubenas/kubenas-trainer:0.1.0}"), {})
 
 
 def test_helm_braces_in_deploy_files_stay_literal():
