@@ -77,10 +77,10 @@ def test_artifacts_on_a_volume_and_kubenas_model(local_only, installed, namespac
     out = tmp_path / "best_model.pt"
     assert kubenas(["model", "e2e-pvc", "-n", namespace, "--kubeconfig", installed.kubeconfig,
                     "--volume-dir", str(folder), "-o", str(out)]) == 0
-    assert predicts_digits(out) > 0.5
+    assert predicts_digits(out) >= best["reward"] - 0.05  # the best trial's model, as measured
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def s3_endpoint(local_only):
     from moto.server import ThreadedMotoServer
 
@@ -120,7 +120,7 @@ def test_artifacts_in_an_object_store_keep_the_top_model(installed, namespace, s
     assert f"{BUCKET}/runs/e2e-s3/{best['name']}/model.pt" in models and len(models) <= 2, models
     out = tmp_path / "best.pt"
     assert kubenas(["model", "e2e-s3", "-n", namespace, "--kubeconfig", installed.kubeconfig, "-o", str(out)]) == 0
-    assert predicts_digits(out) > 0.5
+    assert predicts_digits(out) >= best["reward"] - 0.05  # the best trial's model, as measured
 
 
 def test_admission_checks_the_claim_and_the_secret_against_the_author(installed, namespace):

@@ -68,6 +68,19 @@ def experiment_location(artifacts: dict, experiment: str) -> str:
     return join(f"{PVC_SCHEME}://{pvc['claimName']}", *[p for p in [pvc.get("path") or ""] if p], experiment)
 
 
+def trainer_env(artifacts: dict, experiment: str, root: str) -> dict:
+    """The trainer's artifacts variables (not the credentials): where to write
+    (``root``: the mounted folder, or the URL) and which models to keep. The operator's
+    job builder and the local runner both hand these over."""
+    env = {ENV_ROOT: root, ENV_LOCATION: experiment_location(artifacts, experiment),
+           ENV_MODELS: artifacts.get("models") or MODELS_ALL}
+    if "topK" in artifacts:
+        env[ENV_TOP_K] = str(int(artifacts["topK"]))
+    if "maxBytes" in artifacts:
+        env[ENV_MAX_BYTES] = str(artifacts["maxBytes"])
+    return env
+
+
 def pvc_sub_path(artifacts: dict, experiment: str) -> str:
     """The subPath of the claim mounted into a trainer: ``<path>/<experiment>``."""
     path = (artifacts.get("persistentVolumeClaim") or {}).get("path") or ""

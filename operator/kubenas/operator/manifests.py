@@ -134,21 +134,15 @@ def artifacts_pod_parts(spec: dict, experiment: str) -> tuple[list, list, list]:
     artifacts = spec.get("artifacts")
     if not artifacts:
         return [], [], []
-    location = art.experiment_location(artifacts, experiment)
-    env = [{"name": art.ENV_LOCATION, "value": location},
-           {"name": art.ENV_MODELS, "value": artifacts.get("models") or art.MODELS_ALL}]
-    if "topK" in artifacts:
-        env.append({"name": art.ENV_TOP_K, "value": str(int(artifacts["topK"]))})
-    if "maxBytes" in artifacts:
-        env.append({"name": art.ENV_MAX_BYTES, "value": str(artifacts["maxBytes"])})
     if artifacts.get("url"):
-        env.insert(0, {"name": art.ENV_ROOT, "value": location})
+        root = art.experiment_location(artifacts, experiment)
+        env = [{"name": k, "value": v} for k, v in art.trainer_env(artifacts, experiment, root).items()]
         secret = artifacts.get("credentialsSecret")
         if secret:
             env += [{"name": var, "valueFrom": {"secretKeyRef": {"name": secret, "key": var, "optional": True}}}
                     for var in art.CREDENTIAL_VARIABLES[art.scheme(artifacts["url"])]]
         return env, [], []
-    env.insert(0, {"name": art.ENV_ROOT, "value": art.MOUNT_PATH})
+    env = [{"name": k, "value": v} for k, v in art.trainer_env(artifacts, experiment, art.MOUNT_PATH).items()]
     volumes = [{"name": art.VOLUME_NAME,
                 "persistentVolumeClaim": {"claimName": artifacts["persistentVolumeClaim"]["claimName"]}}]
     mounts = [{"name": art.VOLUME_NAME, "mountPath": art.MOUNT_PATH,
