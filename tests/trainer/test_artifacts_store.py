@@ -5,6 +5,7 @@ plain torch.jit.load. Also `kubenas model` on a volume folder and on a local run
 directory, and its named errors."""
 from __future__ import annotations
 
+import json
 import socket
 
 import pytest
@@ -15,6 +16,7 @@ from kubenas.cli import main
 from kubenas.contract import artifacts as art
 from kubenas_trainer.artifacts import Policy, publish
 from kubenas_trainer.export import export_torchscript
+from tests.trainer.test_trainer_cli import TRIAL
 
 BUCKET = "kubenas-test"
 
@@ -121,3 +123,23 @@ def test_kubenas_model_on_a_run_directory(exported, tmp_path, capsys):
     assert "best model from" in capsys.readouterr().out
     assert main(["model", str(tmp_path / "nowhere/x")]) == 1
     assert "not a run directory" in capsys.readouterr().err
+
+
+def test_a_local_run_copies_its_outputs_to_the_store(s3, tmp_path, monkeypatch):
+    """`kubenas run` with spec.artifacts.url: each trial process gets the same variables a
+    trial pod gets (kubenas.local.runner.artifacts_env) and writes there too."""
+    from kubenas.local.runner import artifacts_env
+    from kubenas_trainer.cli import main as train
+
+    spec = {"artifacts": {"url": f"s3://{BUCKET}/local", "models": "all"}}
+    for var, value in artifacts_env(spec, "digits-test").items():
+        monkeypatch.setenv(var, value)
+    assert artifacts_env({"artifacts": {"persistentVolumeClaim": {"claimName": "c"}}}, "x") == {}
+    trial = tmp_path / "trial.json"
+    trial.write_text(json.dumps({**TRIAL, "name": "digits-test-0"}))
+    assert train(["--trial", str(trial), "--out", str(tmp_path / "out"), "--export-model"]) == 0
+    result = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert result["model"] == f"s3://{BUCKET}/local/digits-test/digits-test-0/model.pt"
+    copy = copy_model(result["model"], tmp_path / "copy.pt")
+    assert copy.read_bytes() == (tmp_path / "out" / "model.pt").read_bytes()
+    assert json.loads(s3.cat_file(f"{BUCKET}/local/digits-test/digits-test-0/result.json"))["status"] == "Succeeded"
