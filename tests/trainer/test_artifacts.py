@@ -9,8 +9,7 @@ import random
 import pytest
 
 from kubenas.contract import artifacts as art
-from kubenas_trainer.artifacts import Policy, Stored, kept, parse_bytes, publish
-from kubenas_trainer.k8s_report import publish_artifacts
+from kubenas_trainer.artifacts import Policy, Stored, kept, parse_bytes, publish, publish_result
 
 HISTORY = [{"epoch": 1, "accuracy": 0.5}, {"epoch": 2, "accuracy": 0.7}]
 
@@ -104,11 +103,11 @@ def test_a_partial_view_never_drops_a_model_the_whole_experiment_keeps():
 
 def test_the_reporter_result_carries_the_model_or_the_store_error(tmp_path):
     trial = {"objective": {"goal": "maximize"}}
-    ok = publish_artifacts(Policy(str(tmp_path / "exp"), "s3://b/exp"), "exp-0", trial, result(0.8),
+    ok = publish_result(Policy(str(tmp_path / "exp"), "s3://b/exp"), "exp-0", trial, result(0.8),
                            model(tmp_path, "a", 3))
     assert ok["model"] == "s3://b/exp/exp-0/model.pt" and ok["reward"] == 0.8
     blocked = tmp_path / "file"
     blocked.write_text("not a folder")
-    bad = publish_artifacts(Policy(str(blocked), "s3://b/exp"), "exp-0", trial, result(0.8), model(tmp_path, "a", 3))
+    bad = publish_result(Policy(str(blocked), "s3://b/exp"), "exp-0", trial, result(0.8), model(tmp_path, "a", 3))
     assert "model" not in bad and bad["reward"] == 0.8 and bad["status"] == "Succeeded"
     assert "artifacts not written to s3://b/exp" in bad["message"]

@@ -159,3 +159,17 @@ def publish(policy: Policy, trial: str, goal: str, result: dict, model_file=None
         except FileNotFoundError:
             pass  # another trial removed it first
     return art.join(policy.location, trial, art.MODEL_FILE) if write_model else None
+
+
+def publish_result(policy: Policy, name: str, trial: dict, result: dict, model_file) -> dict:
+    """The trial's result with ``model`` (where its model went) once its outputs are
+    written; a store that cannot be written leaves the result as it is, with the reason
+    in its message (the reward stands: the search goes on without this model)."""
+    goal = (trial.get("objective") or {}).get("goal") or "maximize"
+    try:
+        where = publish(policy, name, goal, result, model_file)
+    except Exception as err:  # noqa: BLE001 - any store error (fsspec backends raise their own)
+        log.error("cannot write the artifacts of %s to %s: %s", name, policy.location, err)
+        note = f"artifacts not written to {policy.location}: {err}"
+        return {**result, "message": "; ".join(m for m in (result.get("message"), note) if m)}
+    return {**result, "model": where} if where else result

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from . import errors
-from .artifacts import Policy
+from .artifacts import Policy, publish_result
 from .report import FileReporter, Reporter
 
 
@@ -81,9 +81,7 @@ def main(argv=None) -> int:
                            weights_path=args.out / "weights.pt" if args.save_weights else None)
     policy = Policy.from_env()
     if policy is not None:  # spec.artifacts of a local run (an object store): the same outputs there too
-        from .k8s_report import publish_artifacts
-
-        result = publish_artifacts(policy, trial.get("name") or args.out.name, trial, result,
+        result = publish_result(policy, trial.get("name") or args.out.name, trial, result,
                                    args.out / "model.pt" if args.export_model else None)
     reporter.final(result)
     status = result["status"] if result.get("reason") is None else f"{result['status']} ({result['reason']})"

@@ -33,11 +33,10 @@ from pathlib import Path
 from kubenas.contract import EARLY_STOPPED, GROUP, HISTORY_LIMIT, NO_REWARD, RUNNING, SUCCEEDED, TRIAL_PLURAL
 from kubenas.contract import TRIAL_TERMINAL as TERMINAL
 from kubenas.contract import VERSION
-
 from kubenas.contract.artifacts import MODELS_NONE
 
 from . import errors
-from .artifacts import Policy, publish
+from .artifacts import Policy, publish_result
 
 log = logging.getLogger("kubenas.trainer")
 
@@ -227,20 +226,6 @@ def failed(reason: str, message: str) -> dict:
             "metrics": {}, "history": [], "device": "cpu"}
 
 
-def publish_artifacts(policy: Policy, name: str, trial: dict, result: dict, model_path) -> dict:
-    """The result with ``model`` (where its model went) once the outputs are written to
-    spec.artifacts; a store that cannot be written leaves the result as it is, with the
-    reason in its message (the reward stands)."""
-    goal = (trial.get("objective") or {}).get("goal") or "maximize"
-    try:
-        where = publish(policy, name, goal, result, model_path)
-    except Exception as err:  # noqa: BLE001 - any store error: the trial's reward is still valid
-        log.error("cannot write the artifacts of %s to %s: %s", name, policy.location, err)
-        note = f"artifacts not written to {policy.location}: {err}"
-        return {**result, "message": ((result.get("message") or "") + "; " + note).lstrip("; ")[:MAX_MESSAGE]}
-    return {**result, "model": where} if where else result
-
-
 def main_from_cluster(args=None, *, env=os.environ, api_client=None, termination_log: str = TERMINATION_LOG,
                       run=None) -> int:
     """`kubenas-train --from-cluster`; returns the exit code (docs/formats.md)."""
@@ -278,7 +263,7 @@ def main_from_cluster(args=None, *, env=os.environ, api_client=None, termination
         model_path.parent.mkdir(parents=True, exist_ok=True)
     result = run(trial, on_epoch=reporter.epoch, model_path=model_path)
     if policy is not None:
-        result = publish_artifacts(policy, name, trial, result, model_path)
+        result = publish_result(policy, name, trial, result, model_path)
     write_termination_log(result, termination_log)
     try:
         reporter.final(result)
