@@ -37,7 +37,6 @@ type: application
 version: {version}
 appVersion: "{version}"
 kubeVersion: ">=1.30.0-0"
-home: https://github.com/kubenas/kubenas
 keywords: [neural-architecture-search, automl, operator, pytorch]
 """
 
