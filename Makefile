@@ -13,7 +13,7 @@ TORCH_INDEX ?=
 EXAMPLE ?= deploy/examples/digits-evolution.yaml
 RUN_DIR ?= runs/demo
 
-.PHONY: install demo test kube clean sync-crds
+.PHONY: install demo test kube helm chart clean sync-crds
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,12 @@ demo: install
 kube:
 	bash hack/kube/build.sh >/dev/null
 
-test: install kube
+# helm for the chart tests (tests/e2e/test_helm.py), built from the helm.sh/helm/v3 Go
+# module once, into ~/.cache/kubenas (hack/helm/build.sh; needs Go).
+helm:
+	bash hack/helm/build.sh >/dev/null
+
+test: install kube helm
 	$(BIN)/python -m pytest -q
 
 clean:
@@ -42,3 +47,7 @@ clean:
 # (tests/operator/test_deploy.py fails when they drift).
 sync-crds:
 	sh deploy/sync-crds.sh
+
+# charts/kubenas is generated from deploy/ (tests/operator/test_chart.py fails when it drifts).
+chart: install
+	$(BIN)/python hack/helm/chart.py

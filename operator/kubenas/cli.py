@@ -91,6 +91,12 @@ def cmd_run(args) -> int:
         progress = RichProgress(console)
     console.print(Text(f"kubenas: running {experiment['metadata']['name']} in {run_dir}"), highlight=False)
     runner = LocalRunner(experiment, run_dir, progress=progress, metrics=metrics)
+    artifacts = experiment["spec"].get("artifacts") or {}
+    if artifacts.get("persistentVolumeClaim"):
+        _say(console, "note", "yellow", "spec.artifacts.persistentVolumeClaim is a cluster volume: this local run "
+             f"keeps its outputs in {run_dir} only")
+    elif artifacts.get("url"):
+        console.print(Text(f"kubenas: trial outputs also go to {artifacts['url']}"), highlight=False)
     # SIGTERM (kill, a closing terminal) stops as cleanly as Ctrl-C does.
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
@@ -212,6 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
     operator.add_argument("--metrics-port", type=int, default=9090,
                           help="Prometheus /metrics port (8080 serves the liveness probe)")
     operator.set_defaults(func=cmd_operator)
+
+    from kubenas.artifacts.model import add_parser as add_model_parser
+
+    add_model_parser(sub)  # kubenas model: the best model out of spec.artifacts or a run directory
     return parser
 
 

@@ -27,9 +27,10 @@ ALLOWED = {
                          "kubenas.cluster"},
     "kubenas.controller": {"kubenas.contract", "kubenas.experiment", "kubenas.space", "kubenas.strategies",
                            "kubenas.api", "kubenas.cluster"},
+    "kubenas.artifacts": {"kubenas.contract"},
     "kubenas_trainer": {"kubenas.contract"},
 }
-TORCH_FREE = ("kubenas.contract", "kubenas.experiment", "kubenas.space", "kubenas.api", "kubenas.cluster",
+TORCH_FREE = ("kubenas.artifacts", "kubenas.contract", "kubenas.experiment", "kubenas.space", "kubenas.api", "kubenas.cluster",
               "kubenas.operator", "kubenas.early_stopping")
 
 

@@ -159,6 +159,12 @@ class LocalCluster(_Cluster):
         self.kubectl("-n", OPERATOR_NS, "set", "env", "deployment/kubenas-operator",
                      "KUBENAS_RESYNC_SECONDS=10", "KUBENAS_CONTROLLER_POLL_SECONDS=1")
 
+    def expose_host_port(self, port: int) -> None:
+        """Let pods reach this machine's ``127.0.0.1:port`` at the same address (a test's
+        S3 server), from their next start on (the node relays it: node.host_forwards)."""
+        with open(self.state / "host-ports", "a") as f:
+            f.write(f"{port}\n")
+
     def logs(self, namespace: str, pod: str) -> str:
         return pod_log(self.state, namespace, pod)
 

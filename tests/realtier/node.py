@@ -294,6 +294,8 @@ class PodRunner(threading.Thread):
                 raise RuntimeError(f"volume {m['name']!r} is not supported by the test node")
             if m.get("subPath"):
                 src = src / m["subPath"]
+                if not src.exists():  # as the kubelet does: a missing subPath becomes a folder
+                    src.mkdir(parents=True)
             mounts.append({"source": str(src), "target": m["mountPath"], "readOnly": bool(m.get("readOnly"))})
         for target, source in IMAGE_FILES.items():
             mounts.insert(0, {"source": str(source), "target": target, "readOnly": True})
@@ -313,6 +315,7 @@ class PodRunner(threading.Thread):
         launch = {"argv": argv, "env": env, "mounts": mounts, "keep_visible": keep,
                   "workingDir": container.get("workingDir"),
                   "home": str(home), "apiserver_port": 443, "apiserver_socket": self.agent.socket_path,
+                  "forwards": self.agent.host_forwards(),
                   "termination_file": str(term)}
         (self.dir / "launch.json").write_text(json.dumps(launch))
         return launch
@@ -454,16 +457,28 @@ class PodRunner(threading.Thread):
                     env[item["name"]] = fields.get(path, "")
             elif "configMapKeyRef" in ref:
                 r = ref["configMapKeyRef"]
-                env[item["name"]] = (self.agent.core.read_namespaced_config_map(r["name"], self.ns).data or {})[r["key"]]
+                data = self._optional(r, self.agent.core.read_namespaced_config_map)
+                if r["key"] in data or not r.get("optional"):
+                    env[item["name"]] = data[r["key"]]
             elif "secretKeyRef" in ref:
                 import base64
 
                 r = ref["secretKeyRef"]
-                data = self.agent.core.read_namespaced_secret(r["name"], self.ns).data or {}
-                env[item["name"]] = base64.b64decode(data[r["key"]]).decode()
+                data = self._optional(r, self.agent.core.read_namespaced_secret)
+                if r["key"] in data or not r.get("optional"):  # optional: a missing key sets nothing
+                    env[item["name"]] = base64.b64decode(data[r["key"]]).decode()
             elif "resourceFieldRef" in ref:
                 env[item["name"]] = "1"
         return env
+
+    def _optional(self, ref: dict, read) -> dict:
+        """The data of the object a key reference names; {} for a missing one marked optional."""
+        try:
+            return read(ref["name"], self.ns).data or {}
+        except ApiException as err:
+            if err.status == 404 and ref.get("optional"):
+                return {}
+            raise
 
     # --------------------------------------------------------------- status
 
@@ -561,6 +576,27 @@ class Agent:
         self.relay = Relay(self.socket_path, apiserver_port)
         threading.Thread(target=self.relay.serve_forever, daemon=True, name="relay").start()
         self.events: queue.Queue = queue.Queue()
+        self.host_relays: dict[int, str] = {}
+
+    def host_forwards(self) -> list[dict]:
+        """Ports of this machine's loopback that pods reach at the same address, as a
+        Service would make a server reachable: one per line of ``<state>/host-ports``
+        (:meth:`tests.realtier.cluster.LocalCluster.expose_host_port` writes it), each
+        relayed through a Unix socket like the API server's."""
+        try:
+            ports = [int(line) for line in (self.state / "host-ports").read_text().split()]
+        except FileNotFoundError:
+            ports = []
+        with self.lock:
+            for port in ports:
+                if port not in self.host_relays:
+                    path = str(self.state / f"host-{port}.sock")
+                    if os.path.exists(path):
+                        os.unlink(path)
+                    relay = Relay(path, port)
+                    threading.Thread(target=relay.serve_forever, daemon=True, name=f"relay-{port}").start()
+                    self.host_relays[port] = path
+            return [{"port": port, "socket": self.host_relays[port]} for port in ports]
 
     def register(self) -> None:
         body = {"apiVersion": "v1", "kind": "Node",

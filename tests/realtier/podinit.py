@@ -7,7 +7,8 @@ pods may listen on the same port, as in a cluster). It then
 
 * brings up the loopback interface and forwards ``127.0.0.1:443`` (the API server, as
   ``KUBERNETES_SERVICE_HOST``/``PORT`` say) to the node's Unix socket, which relays to
-  the real API server: a Unix socket is the one thing both namespaces share;
+  the real API server: a Unix socket is the one thing both namespaces share; the same
+  for each port of the node's loopback a test exposed (``forwards``: an S3 server);
 * bind-mounts the pod's volumes (ServiceAccount token at
   ``/var/run/secrets/kubernetes.io/serviceaccount``, emptyDirs, ConfigMaps, Secrets,
   hostPaths) and a file at the container's ``terminationMessagePath``;
@@ -86,13 +87,13 @@ def bind_mounts(mounts: list[dict], keep_visible: list[str] = ()) -> None:
         opened.append((m, os.open(source, os.O_PATH)))
     for m, fd in sorted(opened, key=lambda item: item[0]["target"].rstrip("/").count("/")):
         target = m["target"]
-        if os.path.isdir(m["source"]):
+        via = f"/proc/{os.getpid()}/fd/{fd}"
+        if os.path.isdir(via):  # not the source's path: a volume mounted before may hide it
             os.makedirs(target, exist_ok=True)
         else:
             os.makedirs(os.path.dirname(target), exist_ok=True)
             if not os.path.exists(target):
                 open(target, "a").close()
-        via = f"/proc/{os.getpid()}/fd/{fd}"
         subprocess.run(["mount", "--no-canonicalize", "--bind", via, target], check=True)
         if m.get("readOnly"):
             subprocess.run(["mount", "-o", "remount,bind,ro", target], check=True)
@@ -108,6 +109,8 @@ def main(spec_path: str) -> int:
         spec = json.load(f)
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     forward(spec["apiserver_port"], spec["apiserver_socket"])
+    for extra in spec.get("forwards") or []:  # servers of the node's loopback the test exposed
+        forward(extra["port"], extra["socket"])
     bind_mounts(spec["mounts"], spec.get("keep_visible") or [])
     cwd = spec.get("workingDir") or spec["home"]
     os.makedirs(cwd, exist_ok=True)

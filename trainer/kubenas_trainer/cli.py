@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from . import errors
+from .artifacts import Policy, publish_result
 from .report import FileReporter, Reporter
 
 
@@ -69,6 +70,7 @@ def main(argv=None) -> int:
     try:
         trial = load_trial(args.trial)
     except errors.TrialFailure as exc:
+        trial = {}
         result = {"status": errors.FAILED, "reward": None, "reason": exc.reason, "message": exc.message,
                   "metrics": {}, "history": [], "device": "cpu"}
     else:
@@ -77,6 +79,10 @@ def main(argv=None) -> int:
         result = run_trial(trial, on_epoch=reporter.epoch,
                            model_path=args.out / "model.pt" if args.export_model else None,
                            weights_path=args.out / "weights.pt" if args.save_weights else None)
+    policy = Policy.from_env()
+    if policy is not None:  # spec.artifacts of a local run (an object store): the same outputs there too
+        result = publish_result(policy, trial.get("name") or args.out.name, trial, result,
+                                   args.out / "model.pt" if args.export_model else None)
     reporter.final(result)
     status = result["status"] if result.get("reason") is None else f"{result['status']} ({result['reason']})"
     reward = result.get("reward")

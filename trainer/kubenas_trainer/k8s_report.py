@@ -9,7 +9,8 @@ nastrials/status, nothing else), and reports through the status subresource:
 * per epoch: ``history`` (bounded to 1000 epochs), at most every ``min_interval``
   seconds (10 by default), plus the last epoch at the end;
 * at the end: ``phase`` (Succeeded / Failed / EarlyStopped), ``reward``, ``reason``,
-  ``message``, ``metrics``, ``device``, ``completionTime``.
+  ``message``, ``metrics``, ``device``, ``completionTime``, and ``model`` (where its
+  exported model went, when spec.artifacts keeps it: artifacts.py).
 
 A terminal phase already on the trial (the operator stopped it early) is never
 overwritten: terminal writes are conditional on the resourceVersion just read. Seeing
@@ -24,6 +25,7 @@ import logging
 import math
 import os
 import sys
+import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,8 +33,10 @@ from pathlib import Path
 from kubenas.contract import EARLY_STOPPED, GROUP, HISTORY_LIMIT, NO_REWARD, RUNNING, SUCCEEDED, TRIAL_PLURAL
 from kubenas.contract import TRIAL_TERMINAL as TERMINAL
 from kubenas.contract import VERSION
+from kubenas.contract.artifacts import MODELS_NONE
 
 from . import errors
+from .artifacts import Policy, publish_result
 
 log = logging.getLogger("kubenas.trainer")
 
@@ -193,6 +197,7 @@ class KubernetesReporter:
             "metrics": _numbers(result.get("metrics")),
             "history": [_safe(h) for h in (result.get("history") or self.history)][:HISTORY_LIMIT],
             "device": result.get("device"),
+            "model": result.get("model"),
             "completionTime": _now(),
         }
         if status["phase"] == SUCCEEDED and status["reward"] is None:
@@ -247,10 +252,18 @@ def main_from_cluster(args=None, *, env=os.environ, api_client=None, termination
     if run is None:
         from .train import run_trial as run  # torch only once there is a trial to run
     model_dir = env.get("KUBENAS_MODEL_DIR")
-    model_path = Path(model_dir) / name / "model.pt" if model_dir else None
+    policy = Policy.from_env(env)
+    if model_dir:
+        model_path = Path(model_dir) / name / "model.pt"
+    elif policy is not None and policy.models != MODELS_NONE:
+        model_path = Path(tempfile.mkdtemp(prefix="kubenas-model-")) / "model.pt"  # /tmp: an emptyDir
+    else:
+        model_path = None
     if model_path is not None:
         model_path.parent.mkdir(parents=True, exist_ok=True)
     result = run(trial, on_epoch=reporter.epoch, model_path=model_path)
+    if policy is not None:
+        result = publish_result(policy, name, trial, result, model_path)
     write_termination_log(result, termination_log)
     try:
         reporter.final(result)

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from . import API_VERSION, EXPERIMENT_KIND
+from kubenas.contract import artifacts as artifacts_contract
 from .schema import format_path, openapi_schema, validator
 
 # Trial names are <experiment>-<index>; Job and pod label values must stay within 63
@@ -226,6 +227,52 @@ def _user_code_issues(spec: dict) -> list[Issue]:
                   "(a callable that builds your model from it)")]
 
 
+def _artifacts_issues(spec: dict) -> list[Issue]:
+    """spec.artifacts: one destination, credentials only where a store reads them, and
+    topK/maxBytes only with models: top (no setting accepted and ignored)."""
+    art = spec.get("artifacts")
+    if art is None:
+        return []
+    issues = []
+    if bool(art.get("url")) == bool(art.get("persistentVolumeClaim")):
+        issues.append(Issue("spec.artifacts", "needs exactly one of persistentVolumeClaim (a volume) or url "
+                            "(an object store): set one"))
+    path = (art.get("persistentVolumeClaim") or {}).get("path") or ""
+    if any(part in (".", "..") for part in path.split("/")):
+        issues.append(Issue("spec.artifacts.persistentVolumeClaim.path", f"{_shown(path)} may not contain '.' or "
+                            "'..' segments: name a folder inside the volume, like results/nas"))
+    volumes = (spec.get("trial", {}).get("template") or {}).get("volumes") or []
+    if any(isinstance(v, dict) and v.get("name") == artifacts_contract.VOLUME_NAME for v in volumes):
+        issues.append(Issue("spec.trial.template.volumes", f"the volume name {artifacts_contract.VOLUME_NAME} "
+                            "is the artifacts volume the operator adds: rename your volume"))
+    url = art.get("url") or ""
+    if url:
+        proto = artifacts_contract.scheme(url)
+        if proto not in artifacts_contract.URL_SCHEMES:
+            issues.append(Issue("spec.artifacts.url", f"{_shown(url)}: use s3://, gs:// or az://"))
+        elif art.get("credentialsSecret") and not artifacts_contract.CREDENTIAL_VARIABLES[proto]:
+            issues.append(Issue("spec.artifacts.credentialsSecret", f"{proto}:// reads no credentials from a "
+                                "Secret (it uses Workload Identity or the node's default credentials): remove it"))
+    elif art.get("credentialsSecret"):
+        issues.append(Issue("spec.artifacts.credentialsSecret", "is for an object store url; a volume needs "
+                            "none: remove it"))
+    models = art.get("models", artifacts_contract.MODELS_ALL)
+    if models != artifacts_contract.MODELS_TOP:
+        for key in ("topK", "maxBytes"):
+            if key in art:
+                issues.append(Issue(f"spec.artifacts.{key}", f"applies only with models: top (models is "
+                                    f"{models}): set models: top, or remove {key}"))
+    elif "topK" not in art and "maxBytes" not in art:
+        issues.append(Issue("spec.artifacts.models", "top keeps the best models within topK and/or maxBytes: "
+                            "set at least one of them"))
+    if "maxBytes" in art:
+        size = parse_quantity(art["maxBytes"])
+        if size is None or size < 1:
+            issues.append(Issue("spec.artifacts.maxBytes", f"{_shown(art['maxBytes'])} is not a positive byte "
+                                "quantity: write e.g. 500Mi or 2Gi"))
+    return issues
+
+
 QUANTITY = re.compile(r"^([+-]?)((?:[0-9]+(?:\.[0-9]*)?)|(?:\.[0-9]+))"
                       r"(?:(Ki|Mi|Gi|Ti|Pi|Ei)|([numkMGTPE])|[eE]([+-]?(?:(?:[0-9]+(?:\.[0-9]*)?)|(?:\.[0-9]+))))?\Z")
 _BINARY = {"Ki": 1, "Mi": 2, "Gi": 3, "Ti": 4, "Pi": 5, "Ei": 6}
@@ -311,6 +358,7 @@ SEMANTIC_CHECKS = (
     (_trial_issues, ("spec.trial.dataset",)),
     (_user_code_issues, ("spec.searchSpace", "spec.trial")),
     (_resources_issues, ("spec.trial.template", "spec.controller")),
+    (_artifacts_issues, ("spec.artifacts", "spec.trial.template")),
 )
 
 
@@ -406,6 +454,8 @@ def with_defaults(spec: dict) -> dict:
         training.setdefault(key, value)
     trial.setdefault("template", {})
     spec.setdefault("controller", {})
+    if isinstance(spec.get("artifacts"), dict):
+        spec["artifacts"].setdefault("models", artifacts_contract.MODELS_ALL)
     return spec
 
 

@@ -34,7 +34,8 @@ def _die_with_parent() -> None:
 
 
 class TrialProcess:
-    def __init__(self, name: str, index: int, directory: Path, timeout_seconds: float, threads: int):
+    def __init__(self, name: str, index: int, directory: Path, timeout_seconds: float, threads: int,
+                 extra_env: dict | None = None):
         self.name = name
         self.index = index
         self.directory = directory
@@ -42,7 +43,7 @@ class TrialProcess:
         self.deadline = time.monotonic() + timeout_seconds + KILL_GRACE_SECONDS
         self.stop_reason: str | None = None  # set when we kill it: contract.TIMEOUT or STOPPED_BY_RUNNER
         self.early_stop_requested = False
-        env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), **(extra_env or {}))
         self._log = open(directory / "log.txt", "ab")
         # Own session: a Ctrl-C in the terminal reaches the runner only, which then
         # stops its trials deliberately instead of having them die mid-write.

@@ -22,12 +22,14 @@ from datetime import datetime, timezone
 from kubenas.api.trials import build_trial_spec, trial_name
 from kubenas.api.validation import with_defaults
 from kubenas.contract import DUPLICATE, FAILED, RUNNING, STOPPED_BY_RUNNER, SUCCEEDED
+from kubenas.contract import artifacts as art
 from kubenas.contract.genotype import genotype_hash
 from kubenas.early_stopping import median_stop
 from kubenas.experiment import (Outcome, best_reward, candidate, counts_by_phase, experiment_outcome, from_row,
                                 strategy_reward)
 from kubenas.space import SearchSpace
 from kubenas.strategies import make_strategy, rebuild
+
 
 from .process import TrialProcess
 from .rundir import RunDir
@@ -70,6 +72,7 @@ class LocalRunner:
         self.threads = max(1, (os.cpu_count() or 1) // self.parallel)
         self.running: dict[int, TrialProcess] = {}
         self.trial_records: list = []  # the finished rows as kubenas.experiment.TrialRecords (what decides)
+        self.artifacts_env = artifacts_env(self.spec, self.name)
 
     # -- setup and resume ------------------------------------------------------------
 
@@ -162,7 +165,7 @@ class LocalRunner:
         for stale in ("result.json", "history.jsonl", "stop"):  # from a run killed mid-trial
             (directory / stale).unlink(missing_ok=True)
         self.running[trial["index"]] = TrialProcess(name, trial["index"], directory,
-                                                    trial["timeoutSeconds"], self.threads)
+                                                    trial["timeoutSeconds"], self.threads, self.artifacts_env)
         self.progress.trial_started(name)
         if self.metrics:
             self.metrics.trial_started(self.name)
@@ -218,6 +221,16 @@ class LocalRunner:
 
 
 # -- records ---------------------------------------------------------------------------
+
+
+def artifacts_env(spec: dict, experiment: str) -> dict:
+    """What the trial processes need to copy their outputs to ``spec.artifacts.url`` too
+    (credentials: this machine's own environment). A claim is a cluster volume: a local
+    run keeps its outputs in the run directory only (``kubenas run`` says so)."""
+    artifacts = spec.get("artifacts") or {}
+    if not artifacts.get("url"):
+        return {}
+    return art.trainer_env(artifacts, experiment, art.experiment_location(artifacts, experiment))
 
 
 def _record(trial: dict, proc: TrialProcess, experiment: str) -> dict:

@@ -26,6 +26,7 @@ from kubenas.cluster.objects import (
     owner_reference,
 )
 from kubenas.contract import FINAL_EXIT_CODES, TRIAL_KIND
+from kubenas.contract import artifacts as art
 
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 
@@ -123,7 +124,7 @@ def controller_name(experiment: str) -> str:
 # --------------------------------------------------------------------------- trial Job
 
 
-def _trainer_env(trial_name: str, template_env: list) -> list:
+def _trainer_env(trial_name: str, template_env: list, artifacts_env: list = ()) -> list:
     env = [
         {"name": "KUBENAS_TRIAL", "value": trial_name},
         {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
@@ -133,6 +134,7 @@ def _trainer_env(trial_name: str, template_env: list) -> list:
         {"name": "XDG_CACHE_HOME", "value": "/tmp/.cache"},
         {"name": "MPLCONFIGDIR", "value": "/tmp/.matplotlib"},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
+        *copy.deepcopy(list(artifacts_env)),
     ]
     ours = {e["name"] for e in env}
     # The user's env may add variables but never replace the ones the trainer relies on.
@@ -164,6 +166,30 @@ def with_default_requests(resources: dict, defaults: dict) -> dict:
     if not missing:
         return resources
     return {**resources, "requests": {**missing, **(resources.get("requests") or {})}}
+
+
+def artifacts_pod_parts(spec: dict, experiment: str) -> tuple[list, list, list]:
+    """The trainer's (env, volumes, volumeMounts) for ``spec.artifacts``; all empty
+    without it. A claim is mounted by subPath at the experiment's folder only; an object
+    store's credentials come as env from secretKeyRef, one variable per name its fsspec
+    backend reads (kubenas.contract.artifacts.CREDENTIAL_VARIABLES), each optional."""
+    artifacts = spec.get("artifacts")
+    if not artifacts:
+        return [], [], []
+    if artifacts.get("url"):
+        root = art.experiment_location(artifacts, experiment)
+        env = [{"name": k, "value": v} for k, v in art.trainer_env(artifacts, experiment, root).items()]
+        secret = artifacts.get("credentialsSecret")
+        if secret:
+            env += [{"name": var, "valueFrom": {"secretKeyRef": {"name": secret, "key": var, "optional": True}}}
+                    for var in art.CREDENTIAL_VARIABLES[art.scheme(artifacts["url"])]]
+        return env, [], []
+    env = [{"name": k, "value": v} for k, v in art.trainer_env(artifacts, experiment, art.MOUNT_PATH).items()]
+    volumes = [{"name": art.VOLUME_NAME,
+                "persistentVolumeClaim": {"claimName": artifacts["persistentVolumeClaim"]["claimName"]}}]
+    mounts = [{"name": art.VOLUME_NAME, "mountPath": art.MOUNT_PATH,
+               "subPath": art.pvc_sub_path(artifacts, experiment)}]
+    return env, volumes, mounts
 
 
 def job_for_trial(trial: dict, spec: dict, settings: Settings = Settings()) -> dict:
@@ -202,20 +228,21 @@ def job_for_trial(trial: dict, spec: dict, settings: Settings = Settings()) -> d
         if isinstance(volume.get("emptyDir"), dict) and not volume["emptyDir"].get("sizeLimit"):
             volume["emptyDir"]["sizeLimit"] = (settings.shm_size_limit if volume["emptyDir"].get("medium") == "Memory"
                                                else settings.scratch_size_limit)
-    volumes += user_volumes
-    mounts += user_mounts
     # The trainer's API token, in the trainer container only and short-lived (the kubelet
     # renews it; the client rereads it): not the pod-wide automounted one, which clusters
     # that extend token expiry keep valid for a year in whatever the user's image does.
     volumes.append(token_volume())
     mounts.append({"name": TOKEN_VOLUME, "mountPath": TOKEN_PATH, "readOnly": True})
+    artifacts_env, artifacts_volumes, artifacts_mounts = artifacts_pod_parts(spec, experiment)
+    volumes += user_volumes + artifacts_volumes
+    mounts += user_mounts + artifacts_mounts
 
     container = {
         "name": TRAINER_CONTAINER,
         "image": template.get("image") or settings.trainer_image,
         "imagePullPolicy": template.get("imagePullPolicy") or settings.image_pull_policy,
         "command": list(TRAINER_COMMAND),
-        "env": _trainer_env(name, template.get("env") or []),
+        "env": _trainer_env(name, template.get("env") or [], artifacts_env),
         "resources": with_default_requests(quantities(template.get("resources")), settings.trainer_default_requests),
         "volumeMounts": mounts,
         "securityContext": copy.deepcopy(CONTAINER_SECURITY_CONTEXT),

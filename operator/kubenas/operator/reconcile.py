@@ -166,7 +166,8 @@ class Reconciler:
             # Finished: the controller goes; late trial changes (stopped trials) still count.
             self._delete_controller(namespace, name)
             if accepted is not None:
-                wanted.update(self._fold(namespace, status, summaries, accepted["objective"]["goal"]))
+                wanted.update(self._fold(namespace, status, summaries, accepted["objective"]["goal"],
+                                      accepted.get("artifacts")))
                 self._stop_in_flight(namespace, summaries, now)
             self._patch_status(exp, status, wanted)
             return
@@ -203,7 +204,8 @@ class Reconciler:
             accepted, conditions = self._spec_change(exp, accepted, conditions, now, generation)
 
         self._ensure_namespace(exp, now)
-        wanted.update(self._fold(namespace, status, summaries, accepted["objective"]["goal"]))
+        wanted.update(self._fold(namespace, status, summaries, accepted["objective"]["goal"],
+                                      accepted.get("artifacts")))
         start = status.get("startTime") or now
         outcome = experiment_outcome(accepted, summaries, elapsed_seconds(start, now_dt))
         if outcome is None:
@@ -258,7 +260,8 @@ class Reconciler:
             self.kube.delete("Deployment", namespace, controller_name(name))
             self._controllers_deleted.add(key)
 
-    def _fold(self, namespace: str, status: dict, summaries: list[TrialRecord], goal: str) -> dict:
+    def _fold(self, namespace: str, status: dict, summaries: list[TrialRecord], goal: str,
+              artifacts: dict | None = None) -> dict:
         """The trial part of the status; the best trial's details are read from it only
         when the best trial changes (the summaries do not keep them)."""
         previous = status.get("bestTrial") or {}
@@ -266,7 +269,7 @@ class Reconciler:
         def details(name: str) -> dict:
             if previous.get("name") == name:
                 return previous
-            return trial_details(self.kube.get_custom(TRIAL_PLURAL, namespace, name))
+            return trial_details(self.kube.get_custom(TRIAL_PLURAL, namespace, name), artifacts)
 
         return fold(summaries, goal, details)
 

@@ -2,11 +2,13 @@
 
 The operator keeps one small record per trial in memory (its Book: a
 ``kubenas.experiment.TrialRecord`` each) and folds them into ``NASExperiment.status``:
-counts by phase, the best trial and the top 10. The status size does not grow with the
+counts by phase, the best trial (with where its model is, ``bestTrial.model``) and
+the top 10. The status size does not grow with the
 number of trials.
 """
 from __future__ import annotations
 
+from kubenas.contract import artifacts as art
 from kubenas.contract import EARLY_STOPPED, FAILED, PENDING, RUNNING, SUCCEEDED, finite_number
 from kubenas.experiment import TrialRecord, ranked
 
@@ -16,12 +18,27 @@ COUNT_KEYS = {PENDING: "pending", RUNNING: "running", SUCCEEDED: "succeeded", FA
               EARLY_STOPPED: "earlyStopped"}
 
 
-def trial_details(trial: dict | None) -> dict:
-    """The best trial's hyperparameters and numeric metrics, for ``status.bestTrial``."""
+def model_location(trial: dict | None, artifacts: dict | None) -> str | None:
+    """Where the trial's model is, if its trainer wrote one to spec.artifacts: its
+    ``status.model``, believed only when it is the place that spec.artifacts gives this
+    trial (a trainer cannot point users at anything else)."""
+    reported = ((trial or {}).get("status") or {}).get("model")
+    if not artifacts or not reported:
+        return None
+    meta, spec = (trial or {}).get("metadata") or {}, (trial or {}).get("spec") or {}
+    expected = art.join(art.experiment_location(artifacts, spec.get("experiment", "")), meta.get("name", ""),
+                        art.MODEL_FILE)
+    return reported if reported == expected else None
+
+
+def trial_details(trial: dict | None, artifacts: dict | None = None) -> dict:
+    """The best trial's hyperparameters, numeric metrics and model location, for
+    ``status.bestTrial``."""
     spec = (trial or {}).get("spec") or {}
     status = (trial or {}).get("status") or {}
     return {"hyperparameters": spec.get("hyperparameters") or {},
-            "metrics": {k: v for k, v in (status.get("metrics") or {}).items() if finite_number(v) is not None}}
+            "metrics": {k: v for k, v in (status.get("metrics") or {}).items() if finite_number(v) is not None},
+            "model": model_location(trial, artifacts)}
 
 
 def counts(records: list[TrialRecord]) -> dict:
@@ -47,6 +64,8 @@ def fold(records: list[TrialRecord], goal: str, details=None) -> dict:
             "name": b.name, "index": b.index, "reward": b.reward, "architecture": b.architecture,
             "hyperparameters": extra.get("hyperparameters") or {}, "metrics": extra.get("metrics") or {},
         }
+        if extra.get("model"):
+            status["bestTrial"]["model"] = extra["model"]
     else:
         status["bestTrial"] = None
     status["topTrials"] = [{"name": r.name, "reward": r.reward, "architecture": r.architecture}

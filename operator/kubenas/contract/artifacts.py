@@ -1,0 +1,94 @@
+"""Where trial outputs go (``spec.artifacts``): the layout, the environment the operator
+hands the trainer, and the credential variables each object store reads. Written down
+once here because the operator builds the Job from it, the trainer writes by it and
+``kubenas model`` reads by it (docs/cluster.md, "Artifacts").
+
+Layout under the artifacts root (a folder of a PersistentVolumeClaim, or an object
+store URL)::
+
+    <root>/<experiment>/<trial>/result.json     the trial's result (reward, metrics, status)
+    <root>/<experiment>/<trial>/history.jsonl   one JSON line per epoch
+    <root>/<experiment>/<trial>/model.pt        TorchScript, when kept (``models``)
+"""
+from __future__ import annotations
+
+import posixpath
+
+MODEL_FILE = "model.pt"
+RESULT_FILE = "result.json"
+HISTORY_FILE = "history.jsonl"
+
+# Which models are kept.
+MODELS_ALL = "all"    # every succeeded trial's
+MODELS_TOP = "top"    # the best topK whose sizes add up to at most maxBytes
+MODELS_NONE = "none"  # results and history only
+MODELS = (MODELS_ALL, MODELS_TOP, MODELS_NONE)
+
+# Where a PersistentVolumeClaim is mounted in the trainer container (the experiment's
+# folder of it: <path>/<experiment>, by subPath, so a trial sees no other experiment).
+MOUNT_PATH = "/var/lib/kubenas/artifacts"
+VOLUME_NAME = "kubenas-artifacts"
+PVC_SCHEME = "pvc"
+
+# The trainer's environment (set by the operator's job builder only).
+ENV_ROOT = "KUBENAS_ARTIFACTS_ROOT"          # the experiment's folder: a local path or a URL
+ENV_LOCATION = "KUBENAS_ARTIFACTS_LOCATION"  # the same folder as users name it (pvc://..., s3://...)
+ENV_MODELS = "KUBENAS_ARTIFACTS_MODELS"
+ENV_TOP_K = "KUBENAS_ARTIFACTS_TOP_K"
+ENV_MAX_BYTES = "KUBENAS_ARTIFACTS_MAX_BYTES"
+
+# Object stores (fsspec protocols) and the variables their backends read from the
+# environment; a credentialsSecret's keys with these names become the trainer's env.
+# gs has none: gcsfs takes Workload Identity or the node's default credentials.
+CREDENTIAL_VARIABLES = {
+    "s3": ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION",
+           "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL"),
+    "gs": (),
+    "az": ("AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT_NAME", "AZURE_STORAGE_ACCOUNT_KEY",
+           "AZURE_STORAGE_SAS_TOKEN"),
+}
+URL_SCHEMES = tuple(CREDENTIAL_VARIABLES)
+
+
+def scheme(url: str) -> str:
+    return url.split("://", 1)[0] if "://" in url else ""
+
+
+def join(root: str, *parts: str) -> str:
+    """``root/part/...`` for a URL or a path (no doubled slashes)."""
+    return posixpath.join(root.rstrip("/"), *parts) if root else posixpath.join(*parts)
+
+
+def experiment_location(artifacts: dict, experiment: str) -> str:
+    """The experiment's folder as users name it: ``s3://bucket/prefix/<experiment>`` or
+    ``pvc://<claim>/<path>/<experiment>``."""
+    if artifacts.get("url"):
+        return join(artifacts["url"], experiment)
+    pvc = artifacts["persistentVolumeClaim"]
+    return join(f"{PVC_SCHEME}://{pvc['claimName']}", *[p for p in [pvc.get("path") or ""] if p], experiment)
+
+
+def trainer_env(artifacts: dict, experiment: str, root: str) -> dict:
+    """The trainer's artifacts variables (not the credentials): where to write
+    (``root``: the mounted folder, or the URL) and which models to keep. The operator's
+    job builder and the local runner both hand these over."""
+    env = {ENV_ROOT: root, ENV_LOCATION: experiment_location(artifacts, experiment),
+           ENV_MODELS: artifacts.get("models") or MODELS_ALL}
+    if "topK" in artifacts:
+        env[ENV_TOP_K] = str(int(artifacts["topK"]))
+    if "maxBytes" in artifacts:
+        env[ENV_MAX_BYTES] = str(artifacts["maxBytes"])
+    return env
+
+
+def pvc_sub_path(artifacts: dict, experiment: str) -> str:
+    """The subPath of the claim mounted into a trainer: ``<path>/<experiment>``."""
+    path = (artifacts.get("persistentVolumeClaim") or {}).get("path") or ""
+    return join(path, experiment) if path else experiment
+
+
+def pvc_parts(location: str) -> tuple[str, str]:
+    """``pvc://claim/a/b`` -> (``claim``, ``a/b``)."""
+    rest = location[len(PVC_SCHEME) + 3:]
+    claim, _, path = rest.partition("/")
+    return claim, path

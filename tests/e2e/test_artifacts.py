@@ -1,0 +1,148 @@
+"""spec.artifacts on the real-API-server tier (docs/cluster.md, "Artifacts"): trial
+outputs on a PersistentVolumeClaim (a hostPath PersistentVolume, as a PVC-like host
+folder) and in an S3 object store (moto's S3 server on this machine's loopback, relayed
+into each pod by the node stand-in like the API server); after the experiment succeeds
+`kubenas model` downloads the best model and plain torch.jit.load runs it. Also: the
+admission policy checks the claim and the credentials Secret against the author."""
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+
+from kubenas.cli import main as kubenas
+from tests.e2e.test_admission import EXPERIMENTS, accepted, grant, refused
+from tests.e2e.test_cluster import apply, experiment, phase
+from tests.waiting import wait_until
+
+BUCKET = "kubenas-e2e"
+
+
+def small(name: str, artifacts: dict) -> dict:
+    body = experiment(name, maxTrials=2, parallelTrials=2)
+    body["spec"]["trial"]["training"]["epochs"] = 4
+    body["spec"]["artifacts"] = artifacts
+    return body
+
+
+def finish(cluster, namespace: str, name: str) -> dict:
+    wait_until(lambda: phase(cluster, namespace, name) in ("Succeeded", "Failed"), 900,
+               f"experiment {name} to finish", interval=2)
+    exp = cluster.get_json("nasexperiment", name, "-n", namespace)
+    assert exp["status"]["phase"] == "Succeeded" and exp["status"].get("bestTrial"), exp["status"]
+    return exp
+
+
+def predicts_digits(path) -> float:
+    """Accuracy of the downloaded model on the digits images, loaded with torch only."""
+    import torch
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = torch.tensor(digits.images / 16.0, dtype=torch.float32).unsqueeze(1)
+    model = torch.jit.load(str(path))
+    with torch.no_grad():
+        predicted = model(x).argmax(1).numpy()
+    return float((predicted == digits.target).mean())
+
+
+def claim(cluster, namespace: str, name: str, folder) -> None:
+    """A PersistentVolumeClaim bound to a hostPath PersistentVolume on ``folder``."""
+    pv = f"{namespace}-{name}"
+    cluster.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv},
+         "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteMany"], "storageClassName": "manual",
+                  "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": str(folder), "type": "Directory"},
+                  "claimRef": {"namespace": namespace, "name": name}}},
+        {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name, "namespace": namespace},
+         "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "manual", "volumeName": pv,
+                  "resources": {"requests": {"storage": "1Gi"}}}}]}))
+
+
+def test_artifacts_on_a_volume_and_kubenas_model(local_only, installed, namespace, tmp_path):
+    folder = tmp_path / "volume"
+    folder.mkdir()
+    claim(installed, namespace, "results", folder)
+    apply(installed, namespace, small("e2e-pvc", {"persistentVolumeClaim": {"claimName": "results", "path": "nas"}}))
+    exp = finish(installed, namespace, "e2e-pvc")
+    best = exp["status"]["bestTrial"]
+    assert best["model"] == f"pvc://results/nas/e2e-pvc/{best['name']}/model.pt", best
+    for trial in ("e2e-pvc-0", "e2e-pvc-1"):  # every succeeded trial: result, history and model
+        saved = folder / "nas" / "e2e-pvc" / trial
+        result = json.loads((saved / "result.json").read_text())
+        assert result["status"] == "Succeeded" and result["reward"] > 0, result
+        assert len((saved / "history.jsonl").read_text().splitlines()) == 4
+        assert (saved / "model.pt").stat().st_size > 0
+    out = tmp_path / "best_model.pt"
+    assert kubenas(["model", "e2e-pvc", "-n", namespace, "--kubeconfig", installed.kubeconfig,
+                    "--volume-dir", str(folder), "-o", str(out)]) == 0
+    assert predicts_digits(out) >= best["reward"] - 0.05  # the best trial's model, as measured
+
+
+@pytest.fixture
+def s3_endpoint(local_only):
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    local_only.expose_host_port(port)  # pods reach it at the same address
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+def test_artifacts_in_an_object_store_keep_the_top_model(installed, namespace, s3_endpoint, tmp_path, monkeypatch):
+    import s3fs
+
+    creds = {"AWS_ACCESS_KEY_ID": "e2e", "AWS_SECRET_ACCESS_KEY": "e2e-secret", "AWS_DEFAULT_REGION": "us-east-1",
+             "AWS_ENDPOINT_URL": s3_endpoint}
+    for var, value in creds.items():  # the user's own machine has the same credentials
+        monkeypatch.setenv(var, value)
+    s3fs.S3FileSystem.clear_instance_cache()
+    fs = s3fs.S3FileSystem()
+    fs.mkdir(BUCKET)
+    installed.kubectl("create", "secret", "generic", "s3-creds", "-n", namespace,
+                      *[f"--from-literal={k}={v}" for k, v in creds.items()])
+    apply(installed, namespace, small("e2e-s3", {"url": f"s3://{BUCKET}/runs", "credentialsSecret": "s3-creds",
+                                                 "models": "top", "topK": 1}))
+    exp = finish(installed, namespace, "e2e-s3")
+    best = exp["status"]["bestTrial"]
+    assert best["model"] == f"s3://{BUCKET}/runs/e2e-s3/{best['name']}/model.pt", best
+    results = sorted(fs.glob(f"{BUCKET}/runs/e2e-s3/*/result.json"))
+    assert len(results) == 2, results
+    models = sorted(fs.glob(f"{BUCKET}/runs/e2e-s3/*/model.pt"))
+    # topK 1: only the best trial's model remains (two trials may finish at the same
+    # moment and both keep theirs until a later one decides; here the operator's best
+    # must be among them and at most two are left).
+    assert f"{BUCKET}/runs/e2e-s3/{best['name']}/model.pt" in models and len(models) <= 2, models
+    out = tmp_path / "best.pt"
+    assert kubenas(["model", "e2e-s3", "-n", namespace, "--kubeconfig", installed.kubeconfig, "-o", str(out)]) == 0
+    assert predicts_digits(out) >= best["reward"] - 0.05  # the best trial's model, as measured
+
+
+def test_admission_checks_the_claim_and_the_secret_against_the_author(installed, namespace):
+    grant(installed, namespace, "experiments", "alice", [EXPERIMENTS])
+
+    def try_apply(artifacts):
+        return installed.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", user="alice", check=False,
+                                 input=json.dumps(small("e2e-adm", artifacts)))
+
+    on_claim = {"persistentVolumeClaim": {"claimName": "team-results"}}
+    refused(try_apply(on_claim), "spec.artifacts.persistentVolumeClaim.claimName",
+            "may not get PersistentVolumeClaim team-results")
+    in_store = {"url": "s3://bucket/x", "credentialsSecret": "team-s3"}
+    refused(try_apply(in_store), "spec.artifacts.credentialsSecret", "may not get Secret team-s3")
+    grant(installed, namespace, "artifacts", "alice", [
+        {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "resourceNames": ["team-results"],
+         "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["team-s3"], "verbs": ["get"]}])
+    accepted(try_apply(on_claim))
+    accepted(try_apply(in_store))
+    # The CRD refuses a path that climbs out of the claim's folder.
+    bad = installed.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", check=False,
+                            input=json.dumps(small("e2e-adm", {"persistentVolumeClaim": {"claimName": "x",
+                                                                                       "path": "a/../../b"}})))
+    refused(bad, "spec.artifacts.persistentVolumeClaim.path")

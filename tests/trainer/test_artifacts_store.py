@@ -1,0 +1,145 @@
+"""spec.artifacts in an S3 object store (moto's S3 server on loopback, s3fs through
+fsspec) end to end on one machine: the trainer's publish writes a real exported model,
+`kubenas model` reads it back from the experiment status' location, and it loads with
+plain torch.jit.load. Also `kubenas model` on a volume folder and on a local run
+directory, and its named errors."""
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+import torch
+
+from kubenas.artifacts.model import ModelUnavailable, copy_model, fetch, location_from_status
+from kubenas.cli import main
+from kubenas.contract import artifacts as art
+from kubenas_trainer.artifacts import Policy, publish
+from kubenas_trainer.export import export_torchscript
+from tests.trainer.test_trainer_cli import TRIAL
+
+BUCKET = "kubenas-test"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def s3_server():
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch):
+    """This process' environment as a user's with S3 credentials (what s3fs reads)."""
+    import s3fs
+
+    for var, value in (("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"),
+                       ("AWS_DEFAULT_REGION", "us-east-1"), ("AWS_ENDPOINT_URL", s3_server)):
+        monkeypatch.setenv(var, value)
+    s3fs.S3FileSystem.clear_instance_cache()
+    fs = s3fs.S3FileSystem()
+    if not fs.exists(BUCKET):
+        fs.mkdir(BUCKET)
+    return fs
+
+
+@pytest.fixture
+def exported(tmp_path):
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 10))
+    return export_torchscript(net, tmp_path / "model.pt", (1, 8, 8), [0.5], [0.25])
+
+
+def experiment_status(artifacts, model):
+    return {"metadata": {"name": "exp", "namespace": "ns"}, "spec": {"artifacts": artifacts},
+            "status": {"phase": "Succeeded", "bestTrial": {"name": "exp-1", "model": model}}}
+
+
+def test_publish_to_s3_and_read_back_the_model(s3, exported, tmp_path):
+    url = f"s3://{BUCKET}/runs"
+    location = art.experiment_location({"url": url}, "exp")
+    policy = Policy(root=location, location=location, models="top", top_k=1)
+    result = {"status": "Succeeded", "reward": 0.9, "metrics": {"accuracy": 0.9},
+              "history": [{"epoch": 1, "accuracy": 0.9}]}
+    where = publish(policy, "exp-1", "maximize", result, exported)
+    assert where == f"{url}/exp/exp-1/model.pt"
+    assert s3.exists(f"{BUCKET}/runs/exp/exp-1/result.json") and s3.exists(f"{BUCKET}/runs/exp/exp-1/history.jsonl")
+    worse = publish(policy, "exp-2", "maximize", {**result, "reward": 0.5}, exported)
+    assert worse is None and not s3.exists(f"{BUCKET}/runs/exp/exp-2/model.pt")
+
+    assert location_from_status(experiment_status({"url": url}, where)) == where
+    out = copy_model(where, tmp_path / "out" / "best.pt")
+    model = torch.jit.load(str(out))
+    x = torch.rand(3, 1, 8, 8)
+    assert torch.allclose(model(x), torch.jit.load(str(exported))(x))
+
+
+def test_a_missing_object_is_named(s3, tmp_path):
+    with pytest.raises(ModelUnavailable, match="is not there"):
+        copy_model(f"s3://{BUCKET}/nothing/model.pt", tmp_path / "x.pt")
+    assert not (tmp_path / "x.pt").exists() and not (tmp_path / "x.pt.part").exists()
+
+
+def test_a_volume_model_is_read_from_the_mounted_folder(exported, tmp_path):
+    mounted = tmp_path / "claim"
+    (mounted / "nas" / "exp" / "exp-1").mkdir(parents=True)
+    (mounted / "nas" / "exp" / "exp-1" / "model.pt").write_bytes(exported.read_bytes())
+    location = "pvc://results/nas/exp/exp-1/model.pt"
+    with pytest.raises(ModelUnavailable, match="--volume-dir"):
+        copy_model(location, tmp_path / "m.pt")
+    with pytest.raises(ModelUnavailable, match="claim results is mounted"):
+        copy_model(location, tmp_path / "m.pt", volume_dir=str(tmp_path))
+    torch.jit.load(str(copy_model(location, tmp_path / "m.pt", volume_dir=str(mounted))))
+
+
+@pytest.mark.parametrize("status, words", [
+    ({"spec": {}, "status": {}}, "spec.artifacts is not set"),
+    ({"spec": {"artifacts": {"url": "s3://b"}}, "status": {"phase": "Running"}}, "no succeeded trial yet"),
+    ({"spec": {"artifacts": {"url": "s3://b", "models": "none"}}, "status": {"bestTrial": {"name": "e-1"}}},
+     "models is none"),
+])
+def test_why_there_is_no_model_is_named(status, words):
+    with pytest.raises(ModelUnavailable, match=words):
+        location_from_status({"metadata": {"name": "e", "namespace": "n"}, **status})
+
+
+def test_kubenas_model_on_a_run_directory(exported, tmp_path, capsys):
+    run_dir = tmp_path / "runs" / "demo"
+    run_dir.mkdir(parents=True)
+    with pytest.raises(ModelUnavailable, match="no best_model.pt yet"):
+        fetch(str(run_dir), tmp_path / "x.pt")
+    (run_dir / "best_model.pt").write_bytes(exported.read_bytes())
+    assert main(["model", str(run_dir), "-o", str(tmp_path / "best.pt")]) == 0
+    torch.jit.load(str(tmp_path / "best.pt"))
+    assert "best model from" in capsys.readouterr().out
+    assert main(["model", str(tmp_path / "nowhere/x")]) == 1
+    assert "not a run directory" in capsys.readouterr().err
+
+
+def test_a_local_run_copies_its_outputs_to_the_store(s3, tmp_path, monkeypatch):
+    """`kubenas run` with spec.artifacts.url: each trial process gets the same variables a
+    trial pod gets (kubenas.local.runner.artifacts_env) and writes there too."""
+    from kubenas.local.runner import artifacts_env
+    from kubenas_trainer.cli import main as train
+
+    spec = {"artifacts": {"url": f"s3://{BUCKET}/local", "models": "all"}}
+    for var, value in artifacts_env(spec, "digits-test").items():
+        monkeypatch.setenv(var, value)
+    assert artifacts_env({"artifacts": {"persistentVolumeClaim": {"claimName": "c"}}}, "x") == {}
+    trial = tmp_path / "trial.json"
+    trial.write_text(json.dumps({**TRIAL, "name": "digits-test-0"}))
+    assert train(["--trial", str(trial), "--out", str(tmp_path / "out"), "--export-model"]) == 0
+    result = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert result["model"] == f"s3://{BUCKET}/local/digits-test/digits-test-0/model.pt"
+    copy = copy_model(result["model"], tmp_path / "copy.pt")
+    assert copy.read_bytes() == (tmp_path / "out" / "model.pt").read_bytes()
+    assert json.loads(s3.cat_file(f"{BUCKET}/local/digits-test/digits-test-0/result.json"))["status"] == "Succeeded"
