@@ -32,6 +32,8 @@ KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 TRAINER_CONTAINER = "trainer"
 CONTROLLER_CONTAINER = "controller"
 TRAINER_COMMAND = ["kubenas-train", "--from-cluster"]
+# spec.trial.command runs under the wrapper, which reports for it (docs/byo.md).
+USER_COMMAND_WRAPPER = ["kubenas-trial", "--from-cluster", "--"]
 TRAINER_SERVICE_ACCOUNT = "kubenas-trainer"
 CONTROLLER_SERVICE_ACCOUNT = "kubenas-controller"
 TRAINER_CLUSTER_ROLE = "kubenas-trainer"
@@ -124,6 +126,13 @@ def _trainer_env(trial_name: str, template_env: list) -> list:
     return env
 
 
+def trial_command(spec: dict) -> list[str]:
+    """The trial container's command: the built-in trainer, or the user's program
+    (spec.trial.command, admitted by deploy/admission.yaml) under ``kubenas-trial``."""
+    command = (spec.get("trial") or {}).get("command")
+    return [*USER_COMMAND_WRAPPER, *command] if command else list(TRAINER_COMMAND)
+
+
 def job_for_trial(trial: dict, spec: dict, settings: Settings = Settings()) -> dict:
     """The batch/v1 Job that trains one NASTrial.
 
@@ -162,7 +171,7 @@ def job_for_trial(trial: dict, spec: dict, settings: Settings = Settings()) -> d
         "name": TRAINER_CONTAINER,
         "image": template.get("image") or settings.trainer_image,
         "imagePullPolicy": template.get("imagePullPolicy") or settings.image_pull_policy,
-        "command": list(TRAINER_COMMAND),
+        "command": trial_command(spec),
         "env": _trainer_env(name, template.get("env") or []),
         "resources": quantities(template.get("resources")),
         "volumeMounts": mounts,
