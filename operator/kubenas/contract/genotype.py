@@ -27,6 +27,14 @@ cell -- a NAS-Bench-201-style cell stacked into a network::
     residual reduction block that doubles the channels; then BN, ReLU, global
     average pooling and a linear head.
 
+parameters -- the assignment of a general ``parameters`` space (docs/byo.md), built by
+the user's code, not by the built-in trainer::
+
+    {"type": "parameters", "parameters": {"lr": 0.003, "layers": [{"width": 64}]}}
+
+    Its shape is ``kubenas.contract.parameters``; membership of a space is checked by
+    the space.
+
 ``validate_genotype`` returns the genotype or raises GenotypeError naming the
 decision at fault (for example ``layers[2].kernel``).
 """
@@ -51,6 +59,7 @@ from .ops import (
     SPACE_TYPES,
     STRIDES,
 )
+from .parameters import PARAMETERS_TYPE, AssignmentError, check_assignment, describe_assignment
 
 CELL_SKELETON_FIELDS = ("channels", "cellsPerStage", "stages")
 
@@ -117,11 +126,21 @@ def _validate_cell(genotype: dict) -> dict:
     return genotype
 
 
+def _validate_parameters(genotype: dict) -> dict:
+    try:
+        check_assignment(genotype.get("parameters"), "parameters")
+    except AssignmentError as error:
+        raise GenotypeError(error.path, error.message) from None
+    return genotype
+
+
 def validate_genotype(genotype: Any) -> dict:
     """Return ``genotype`` if it is well formed, else raise GenotypeError."""
     if not isinstance(genotype, dict):
         raise GenotypeError("", f"must be an object, got {type(genotype).__name__}")
     kind = _require_choice(genotype.get("type"), "type", SPACE_TYPES)
+    if kind == PARAMETERS_TYPE:
+        return _validate_parameters(genotype)
     if kind == "chain":
         return _validate_chain(genotype)
     return _validate_cell(genotype)
@@ -134,6 +153,8 @@ def canonical_genotype(genotype: dict) -> dict:
     is what duplicate detection hashes.
     """
     genotype = validate_genotype(genotype)
+    if genotype["type"] == PARAMETERS_TYPE:
+        return {"type": PARAMETERS_TYPE, "parameters": genotype["parameters"]}
     if genotype["type"] == "cell":
         return {k: genotype[k] for k in ("type", "nodes", "edges", *CELL_SKELETON_FIELDS)}
     layers = [{"op": layer["op"], **{f: layer[f] for f in CHAIN_LAYER_FIELDS if CHAIN_OPS[layer["op"]].takes(f)}}
@@ -150,6 +171,8 @@ def genotype_hash(genotype: dict, hyperparameters: dict | None = None) -> str:
 
 def describe_genotype(genotype: dict) -> str:
     """A one-line human summary, for leaderboards and the experiment status."""
+    if genotype.get("type") == PARAMETERS_TYPE and isinstance(genotype.get("parameters"), dict):
+        return describe_assignment(genotype["parameters"])
     if genotype.get("type") == "cell":
         rows = ["+".join(f"{op}~{j}" for j, op in enumerate(row)) for row in genotype.get("edges", [])]
         return "|" + "|".join(rows) + "|"

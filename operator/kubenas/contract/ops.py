@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SPACE_TYPES = ("chain", "cell")
+SPACE_TYPES = ("chain", "cell", "parameters")  # parameters: kubenas.contract.parameters
+BUILT_IN_SPACE_TYPES = ("chain", "cell")  # what the built-in trainer builds
 
 
 @dataclass(frozen=True)
