@@ -168,7 +168,7 @@ def run_command(command: list[str], trial: dict, *, on_epoch, workdir: Path, mod
             except ReportError as err:
                 problem = problem or str(err)
                 continue
-            if parsed is None:
+            if parsed is None or outcome is not None:  # after a stop, what it still prints is not its result
                 continue
             kind, values = parsed
             if kind == "final":
