@@ -1,4 +1,4 @@
-"""Search spaces: chain and cell architectures plus jointly searched hyperparameters.
+"""Search spaces: chain and cell architectures, general parameters, plus jointly searched hyperparameters.
 Owns decisions, encoding and variation of candidates; imports kubenas.contract only (torch-free).
 
 Use ``SearchSpace.from_spec(experiment["spec"]["searchSpace"])``. (A space's
@@ -10,6 +10,7 @@ from .cell import CellSpace
 from .chain import ChainSpace
 from .errors import CandidateError, SpaceError
 from .hyperparameters import Hyperparameter
+from .parameters import ParametersSpace
 
 __all__ = [
     "Candidate",
@@ -18,6 +19,7 @@ __all__ = [
     "ChainSpace",
     "Decision",
     "Hyperparameter",
+    "ParametersSpace",
     "SearchSpace",
     "SpaceError",
 ]

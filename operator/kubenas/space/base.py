@@ -12,6 +12,10 @@ that every candidate has exactly one encoding, candidates that build the same ne
 are the same candidate, and a policy gradient is never spent on a choice that changed
 nothing.
 
+A decision may be *continuous* (a float in a range, ``Decision.continuous``): its value
+is kept as drawn, while its token for the policy is the bin it falls in
+(``kubenas.space.continuous``); its ``choices`` are the bins' centres.
+
 Decisions are grouped into *genes* (a chain layer, a cell edge, one hyperparameter):
 crossover inherits whole genes, so a child never gets a kernel size from one parent's
 convolution and the op from the other's pooling layer.
@@ -29,6 +33,7 @@ from typing import Any, Iterator, Sequence
 
 from kubenas.contract.genotype import GenotypeError, genotype_hash, validate_genotype
 
+from .continuous import Continuous
 from .errors import CandidateError
 from .hyperparameters import Hyperparameter
 
@@ -42,6 +47,7 @@ class Decision:
     gene: int
     controller: int | None = None  # position of the decision that switches this one on
     active_for: frozenset = frozenset()  # controller choice indices under which it matters
+    continuous: Continuous | None = None  # a float range; choices are then its bins' centres
 
 
 def same_value(choice: Any, value: Any) -> bool:
@@ -116,7 +122,10 @@ class SearchSpace:
 
     def fingerprint(self) -> str:
         """A hash of everything that defines the space, to refuse restoring foreign state."""
-        payload = {"type": self.type, "decisions": [[d.name, list(d.choices)] for d in self._decisions],
+        payload = {"type": self.type, "decisions": [[d.name, list(d.choices)] if d.continuous is None else
+                                                    [d.name, ["log" if d.continuous.log else "uniform",
+                                                              d.continuous.low, d.continuous.high]]
+                                                    for d in self._decisions],
                    "fixed": self.fixed_fields()}
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -141,7 +150,12 @@ class SearchSpace:
     # -- encoding -------------------------------------------------------------------------
 
     def encode(self, candidate: Candidate) -> list[int]:
-        """The candidate's decision indices (inactive decisions as 0); CandidateError if foreign."""
+        """The candidate's decision indices (inactive decisions as 0, continuous ones as
+        their bin); CandidateError if foreign."""
+        return [self._index_of(position, value) for position, value in enumerate(self._values(candidate))]
+
+    def _values(self, candidate: Candidate) -> list:
+        """The candidate's decision values as given (None where inactive); CandidateError if foreign."""
         if not isinstance(candidate, dict) or not isinstance(candidate.get("architecture"), dict):
             raise CandidateError("architecture", "a candidate is {'architecture': {...}, 'hyperparameters': {...}}")
         try:
@@ -150,14 +164,27 @@ class SearchSpace:
             raise CandidateError(f"architecture.{error.path}", error.message) from None
         if genotype["type"] != self.type:
             raise CandidateError("architecture.type", f"the space is {self.type!r}, got {genotype['type']!r}")
-        values = self._architecture_values(genotype) + self._hyperparameter_values(candidate.get("hyperparameters"))
-        return [self._index_of(position, value) for position, value in enumerate(values)]
+        return self._architecture_values(genotype) + self._hyperparameter_values(candidate.get("hyperparameters"))
 
-    def decode(self, encoding: Sequence[int]) -> Candidate:
-        """The candidate for decision indices; values of inactive decisions are ignored."""
+    def decode(self, encoding: Sequence[int], rng: random.Random | None = None) -> Candidate:
+        """The candidate for decision indices; values of inactive decisions are ignored.
+
+        A continuous decision's index is a bin: its value is drawn inside the bin with
+        ``rng`` (the policy's proposals), or is the bin's centre without one.
+        """
         encoding = self._checked_encoding(encoding)
-        values = [self._decisions[p].choices[i] if self.is_active(p, encoding) else None
-                  for p, i in enumerate(encoding)]
+        return self._compose([self._value_at(p, encoding, rng) for p in range(len(encoding))])
+
+    def _value_at(self, position: int, encoding: Sequence[int], rng: random.Random | None) -> Any:
+        if not self.is_active(position, encoding):
+            return None
+        decision = self._decisions[position]
+        if decision.continuous is not None:
+            return decision.continuous.draw_in_bin(encoding[position], rng)
+        return decision.choices[encoding[position]]
+
+    def _compose(self, values: list) -> Candidate:
+        """The candidate for decision values (None where inactive)."""
         architecture_values = values[: self._architecture_size]
         hyperparameter_values = values[self._architecture_size:]
         return {
@@ -166,8 +193,26 @@ class SearchSpace:
         }
 
     def canonical(self, candidate: Candidate) -> Candidate:
-        """The candidate as this space writes it (irrelevant fields dropped, grid values exact)."""
-        return self.decode(self.encode(candidate))
+        """The candidate as this space writes it (irrelevant fields dropped, grid values
+        exact, continuous values as floats)."""
+        values, encoding = self._canonical_values(candidate)
+        return self._compose(values)
+
+    def _canonical_values(self, candidate: Candidate) -> tuple[list, list[int]]:
+        """(values, encoding) of a member: the space's own choice objects, floats for
+        continuous decisions, None where inactive; CandidateError if foreign."""
+        given = self._values(candidate)
+        encoding = [self._index_of(position, value) for position, value in enumerate(given)]
+        values = []
+        for position, value in enumerate(given):
+            decision = self._decisions[position]
+            if not self.is_active(position, encoding):
+                values.append(None)
+            elif decision.continuous is not None:
+                values.append(float(value))
+            else:
+                values.append(decision.choices[encoding[position]])
+        return values, encoding
 
     def contains(self, candidate: Candidate) -> bool:
         try:
@@ -201,10 +246,15 @@ class SearchSpace:
         decision = self._decisions[position]
         if value is None:  # inactive decision
             return 0
+        prefix = "" if decision.name.startswith("hyperparameters.") else "architecture."
+        if decision.continuous is not None:
+            if not decision.continuous.contains(value):
+                raise CandidateError(prefix + decision.name, f"{value!r} is not a number in "
+                                     f"[{decision.continuous.low}, {decision.continuous.high}]")
+            return decision.continuous.bin_of(value)
         for index, choice in enumerate(decision.choices):
             if same_value(choice, value):
                 return index
-        prefix = "" if decision.name.startswith("hyperparameters.") else "architecture."
         raise CandidateError(prefix + decision.name, f"{value!r} is not one of {', '.join(map(str, decision.choices))}")
 
     def _checked_encoding(self, encoding: Sequence[int]) -> list[int]:
@@ -220,12 +270,23 @@ class SearchSpace:
     # -- sampling and variation -----------------------------------------------------------
 
     def sample(self, rng: random.Random) -> Candidate:
-        """Each active decision uniformly at random, in order (the policy's prior)."""
+        """Each active decision uniformly at random, in order (the policy's prior);
+        continuous decisions uniformly in their (log) range."""
         encoding = [0] * len(self._decisions)
-        for position, decision in enumerate(self._decisions):
+        values: list = [None] * len(self._decisions)
+        for position in range(len(self._decisions)):
             if self.is_active(position, encoding):
-                encoding[position] = rng.randrange(len(decision.choices))
-        return self.decode(encoding)
+                self._draw(position, encoding, values, rng)
+        return self._compose(values)
+
+    def _draw(self, position: int, encoding: list[int], values: list, rng: random.Random) -> None:
+        decision = self._decisions[position]
+        if decision.continuous is not None:
+            values[position] = decision.continuous.draw(rng)
+            encoding[position] = decision.continuous.bin_of(values[position])
+        else:
+            encoding[position] = rng.randrange(len(decision.choices))
+            values[position] = decision.choices[encoding[position]]
 
     def mutate(self, candidate: Candidate, rng: random.Random) -> Candidate:
         """Change exactly one active decision to another of its choices (Real et al. 2019).
@@ -233,38 +294,47 @@ class SearchSpace:
         When the changed decision switches others on (identity -> conv needs filters, a
         kernel and a stride), those were never decided, so they are drawn fresh; those it
         switches off are dropped. A space with nothing to change returns a copy.
+        A continuous decision takes a Gaussian step (``Continuous.perturb``).
         """
-        encoding = self.encode(candidate)
+        values, encoding = self._canonical_values(candidate)
         mutable = [p for p, d in enumerate(self._decisions)
                    if len(d.choices) > 1 and self.is_active(p, encoding)]
         if not mutable:
-            return copy.deepcopy(self.canonical(candidate))
+            return copy.deepcopy(self._compose(values))
         position = rng.choice(mutable)
         was_active = self.active_mask(encoding)
-        current = encoding[position]
-        encoding[position] = rng.choice([i for i in range(len(self._decisions[position].choices)) if i != current])
+        decision = self._decisions[position]
+        if decision.continuous is not None:
+            values[position] = decision.continuous.perturb(values[position], rng)
+            encoding[position] = decision.continuous.bin_of(values[position])
+        else:
+            current = encoding[position]
+            encoding[position] = rng.choice([i for i in range(len(decision.choices)) if i != current])
+            values[position] = decision.choices[encoding[position]]
         for later in range(position + 1, len(self._decisions)):
             now_active = self.is_active(later, encoding)
             if now_active and not was_active[later]:
-                encoding[later] = rng.randrange(len(self._decisions[later].choices))
+                self._draw(later, encoding, values, rng)
             elif not now_active:
-                encoding[later] = 0
-        return self.decode(encoding)
+                encoding[later], values[later] = 0, None
+        return self._compose(values)
 
     def crossover(self, a: Candidate, b: Candidate, rng: random.Random) -> Candidate:
         """Uniform crossover of whole genes (layers, edges, hyperparameters)."""
-        encoding_a, encoding_b = self.encode(a), self.encode(b)
-        child = list(encoding_a)
+        child, _ = self._canonical_values(a)
+        values_b, _ = self._canonical_values(b)
         for gene in self._genes:
             if rng.random() < 0.5:
                 for position in gene:
-                    child[position] = encoding_b[position]
-        return self.decode(child)
+                    child[position] = values_b[position]
+        return self._compose(child)
 
     # -- size and enumeration ---------------------------------------------------------------
 
     def size(self) -> int:
         """The number of distinct candidates (may be astronomically large; exact int)."""
+        if any(len(d.choices) > 1 for d in self._decisions if d.continuous is not None):
+            return math.inf  # type: ignore[return-value]
         if self._size is None:
             self._size = math.prod(sum(1 for _ in self._gene_configurations(gene)) for gene in self._genes)
         return self._size

@@ -3,7 +3,9 @@ Reinforcement Learning", with the controller of ENAS (Pham et al. 2018).
 
 The policy emits the space's decisions one after another: at each step an LSTM cell reads
 the embedding of the previous choice, a softmax over the current decision's choices is
-sampled, and the choice's own embedding feeds the next step. Decisions that do not matter
+sampled, and the choice's own embedding feeds the next step. A continuous decision (of a
+``parameters`` space) is a softmax over equal bins of its range, and its value is drawn
+inside the chosen bin (kubenas.space.continuous). Decisions that do not matter
 given earlier ones (a pooling layer's filters) and decisions with a single choice are
 skipped, so neither the sequence nor the gradient carries noise.
 
@@ -124,7 +126,8 @@ class Reinforce(Strategy):
     def _candidate(self, index: int, rng: random.Random) -> Candidate:
         with torch.no_grad():
             encoding, _, _, _ = self._rollout(rng=rng)
-        return self.space.decode(encoding)
+        # A continuous decision's token is a bin: its value is drawn inside it with the same rng.
+        return self.space.decode(encoding, rng)
 
     def decision_probabilities(self, candidate: Candidate) -> dict[str, list[float]]:
         """The policy's distribution at each decision it makes on the way to ``candidate``
