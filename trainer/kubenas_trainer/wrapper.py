@@ -41,6 +41,7 @@ GRACE_SECONDS = 10.0
 POLL_SECONDS = 0.1
 LOG_TAIL_LINES = 20
 CLUSTER_WORKDIR = "/tmp/kubenas-trial"
+PYTHON_NAMES = ("python", "python3")
 
 
 class Terminated(Exception):
@@ -140,6 +141,8 @@ def run_command(command: list[str], trial: dict, *, on_epoch, workdir: Path, mod
     except KeyError as err:
         return _failed(INVALID_TRIAL, f"spec.trial.command: ${{{err.args[0]}}} has no scalar value in this "
                                       f"candidate (known: {', '.join(sorted(document['values']))})", [])
+    if argv and argv[0] in PYTHON_NAMES:
+        argv[0] = sys.executable  # the Python that runs kubenas (and has torch): not whatever is first on PATH
     objective = trial.get("objective") or {}
     metric = objective.get("metric", "accuracy")
     env = dict(os.environ, **environment(document, report_file=str(report_file), result_file=str(result_file),
