@@ -10,6 +10,10 @@ COPY pyproject.toml README.md* ./
 COPY operator ./operator
 COPY trainer ./trainer
 COPY crds /opt/kubenas/crds
+# The bring-your-own examples (docs/byo.md): `python -m byo_digits.train_mlp` and the
+# builder/loader byo_digits.models:build, byo_digits.data:load.
+COPY deploy/examples/byo_digits /opt/kubenas/examples/byo_digits
+ENV PYTHONPATH=/opt/kubenas/examples
 # torch comes from the base image; install the rest of the [train] extra around it.
 RUN pip install "numpy>=1.24" "scikit-learn>=1.3" "matplotlib>=3.7" \
  && pip install --no-deps . \

@@ -15,6 +15,7 @@ SOURCES = {"kubenas": ROOT / "operator" / "kubenas", "kubenas_trainer": ROOT / "
 # package -> the kubenas packages it may import (itself always).
 ALLOWED = {
     "kubenas.contract": set(),
+    "kubenas.report": {"kubenas.contract"},
     "kubenas.early_stopping": set(),
     "kubenas.experiment": {"kubenas.contract"},
     "kubenas.space": {"kubenas.contract"},
@@ -29,7 +30,7 @@ ALLOWED = {
                            "kubenas.api", "kubenas.cluster"},
     "kubenas_trainer": {"kubenas.contract"},
 }
-TORCH_FREE = ("kubenas.contract", "kubenas.experiment", "kubenas.space", "kubenas.api", "kubenas.cluster",
+TORCH_FREE = ("kubenas.contract", "kubenas.report", "kubenas.experiment", "kubenas.space", "kubenas.api", "kubenas.cluster",
               "kubenas.operator", "kubenas.early_stopping")
 
 
