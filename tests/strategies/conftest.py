@@ -35,6 +35,52 @@ TINY_SPEC = {
     "hyperparameters": [{"name": "learningRate", "type": "logUniform", "min": 0.01, "max": 0.1, "grid": 3}],
 }
 
+# The general space (docs/byo.md): continuous, int, categorical, a conditional with an
+# empty option, a repeated block with a conditional inside, plus a searched hyperparameter.
+PARAMETERS_SPEC = {
+    "type": "parameters",
+    "parameters": [
+        {"name": "lr", "type": "logUniform", "min": 1.0e-4, "max": 1.0},
+        {"name": "dropout", "type": "uniform", "min": 0.0, "max": 0.5},
+        {"name": "activation", "type": "categorical", "values": ["relu", "gelu", "tanh"]},
+        {"name": "norm", "type": "conditional", "options": [
+            {"name": "none", "parameters": []},
+            {"name": "batch", "parameters": [{"name": "momentum", "type": "uniform", "min": 0.5, "max": 0.99}]},
+            {"name": "group", "parameters": [{"name": "groups", "type": "int", "min": 1, "max": 8}]},
+        ]},
+        {"name": "layers", "type": "repeat", "min": 1, "max": 4, "parameters": [
+            {"name": "width", "type": "int", "min": 16, "max": 128, "step": 16},
+            {"name": "kind", "type": "conditional", "options": [
+                {"name": "dense", "parameters": []},
+                {"name": "residual", "parameters": [{"name": "scale", "type": "uniform", "min": 0.1, "max": 1.0}]},
+            ]},
+        ]},
+    ],
+    "hyperparameters": [{"name": "batchSize", "type": "int", "min": 32, "max": 64, "step": 32}],
+}
+# Finite (no continuous range): 2 x (1 + 3) x (2 + 2**2) = 48 candidates.
+FINITE_PARAMETERS_SPEC = {
+    "type": "parameters",
+    "parameters": [
+        {"name": "act", "type": "categorical", "values": ["relu", "gelu"]},
+        {"name": "norm", "type": "conditional", "options": [
+            {"name": "none"}, {"name": "group", "parameters": [{"name": "groups", "type": "int", "min": 1, "max": 5,
+                                                                   "step": 2}]}]},
+        {"name": "layers", "type": "repeat", "min": 1, "max": 2, "parameters": [
+            {"name": "wide", "type": "categorical", "values": [True, False]}]},
+    ],
+}
+
+
+@pytest.fixture
+def parameters_space() -> SearchSpace:
+    return SearchSpace.from_spec(copy.deepcopy(PARAMETERS_SPEC))
+
+
+@pytest.fixture
+def finite_parameters_space() -> SearchSpace:
+    return SearchSpace.from_spec(copy.deepcopy(FINITE_PARAMETERS_SPEC))
+
 
 @pytest.fixture
 def chain_space() -> SearchSpace:
@@ -54,6 +100,8 @@ def tiny_space() -> SearchSpace:
 def toy_reward(candidate: dict) -> float:
     """Convolutions are good, learning rates near 0.01 are good: a landscape with a slope."""
     architecture = candidate["architecture"]
+    if architecture["type"] == "parameters":
+        return parameters_reward(architecture["parameters"])
     if architecture["type"] == "chain":
         good = sum(layer["op"] == "conv" for layer in architecture["layers"]) / len(architecture["layers"])
     else:
@@ -61,6 +109,16 @@ def toy_reward(candidate: dict) -> float:
         good = sum(op == "conv_3x3" for op in edges) / len(edges)
     learning_rate = candidate["hyperparameters"].get("learningRate", 0.01)
     return good - abs(math.log10(learning_rate) + 2.0) / 10.0
+
+
+def parameters_reward(p: dict) -> float:
+    """Learning rates near 0.01, gelu, batch norm, many wide residual layers are good
+    (for PARAMETERS_SPEC; FINITE_PARAMETERS_SPEC's decisions count where they exist)."""
+    layers = p.get("layers", [])
+    width = sum(layer.get("width", 64) + 64 * bool(layer.get("wide")) for layer in layers) / (128 * 4)
+    residual = sum(layer.get("kind", {}).get("option") == "residual" for layer in layers) / 4
+    return (width + residual + 0.5 * (p.get("activation") == "gelu")
+            + 0.5 * (p.get("norm", {}).get("option") == "batch") - abs(math.log10(p.get("lr", 0.01)) + 2.0) / 2.0)
 
 
 class AsyncRun:
@@ -124,4 +182,5 @@ def reward():
 
 @pytest.fixture
 def specs():
-    return {"chain": copy.deepcopy(CHAIN_SPEC), "cell": copy.deepcopy(CELL_SPEC), "tiny": copy.deepcopy(TINY_SPEC)}
+    return {"chain": copy.deepcopy(CHAIN_SPEC), "cell": copy.deepcopy(CELL_SPEC), "tiny": copy.deepcopy(TINY_SPEC),
+            "parameters": copy.deepcopy(PARAMETERS_SPEC), "finite_parameters": copy.deepcopy(FINITE_PARAMETERS_SPEC)}

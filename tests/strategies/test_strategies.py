@@ -36,7 +36,7 @@ def test_same_seed_same_search_and_another_seed_another(kind, chain_space, async
     assert hashes(chain_space, other.proposed) != hashes(chain_space, first.proposed)
 
 
-@pytest.mark.parametrize("space_name", ["chain_space", "cell_space"])
+@pytest.mark.parametrize("space_name", ["chain_space", "cell_space", "parameters_space"])
 @pytest.mark.parametrize("kind", KINDS)
 def test_rebuilding_from_trials_continues_like_an_uninterrupted_run(kind, space_name, request, async_run):
     space = request.getfixturevalue(space_name)

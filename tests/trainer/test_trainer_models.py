@@ -170,3 +170,11 @@ def test_init_is_seeded():
     b = build_model(cell("conv_3x3"), (1, 8, 8), 10)
     for (na, pa), (nb, pb) in zip(a.state_dict().items(), b.state_dict().items()):
         assert na == nb and torch.equal(pa, pb)
+
+
+def test_a_parameters_assignment_is_not_built_by_the_built_in_trainer():
+    architecture = {"type": "parameters", "parameters": {"lr": 0.01, "layers": [{"width": 64}]}}
+    with pytest.raises(GenotypeError) as info:
+        build_model(architecture, (1, 8, 8), 10)
+    assert info.value.path == "type"
+    assert "trial.command" in info.value.message and "trial.model.builder" in info.value.message

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from kubenas.contract.genotype import GenotypeError, validate_genotype
+from kubenas.contract.ops import BUILT_IN_SPACE_TYPES
 
 from .ops import ResidualReduction, cell_op, chain_op, init_weights
 
@@ -143,6 +144,10 @@ def build_model(architecture: dict, input_shape: tuple[int, int, int], num_class
     for an invalid genotype, ValueError for a bad input shape or class count.
     """
     genotype = validate_genotype(architecture)
+    if genotype["type"] not in BUILT_IN_SPACE_TYPES:
+        raise GenotypeError("type", f"the built-in trainer builds {' and '.join(BUILT_IN_SPACE_TYPES)} "
+                            f"architectures, not {genotype['type']}; a parameters space needs trial.command "
+                            "or trial.model.builder (docs/byo.md)")
     c, _, _ = _check_input(input_shape, num_classes)
     if genotype["type"] == "chain":
         model: nn.Module = ChainNet(genotype["layers"], c, num_classes)

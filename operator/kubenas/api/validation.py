@@ -163,10 +163,10 @@ def _search_space_issues(spec: dict) -> list[Issue]:
     from kubenas.space import SearchSpace, SpaceError
 
     space = spec["searchSpace"]
-    other = "cell" if space["type"] == "chain" else "chain"
-    if other in space:
-        return [Issue(f"spec.searchSpace.{other}", f"is set but searchSpace.type is {space['type']}; "
-                      f"remove it or set type: {other}")]
+    for other in ("chain", "cell", "parameters"):
+        if other != space["type"] and other in space:
+            return [Issue(f"spec.searchSpace.{other}", f"is set but searchSpace.type is {space['type']}; "
+                          f"remove it or set type: {other}")]
     try:
         SearchSpace.from_spec(space)
     except SpaceError as err:
@@ -263,6 +263,21 @@ def _command_issues(spec: dict) -> list[Issue]:
     return issues
 
 
+def _user_code_issues(spec: dict) -> list[Issue]:
+    """A parameters space is built by the user's code: the built-in trainer builds chain and
+    cell architectures only (kubenas.contract.ops.BUILT_IN_SPACE_TYPES)."""
+    from kubenas.contract.ops import BUILT_IN_SPACE_TYPES
+
+    kind = spec["searchSpace"]["type"]
+    trial = spec["trial"]
+    if kind in BUILT_IN_SPACE_TYPES or trial.get("command") or (trial.get("model") or {}).get("builder"):
+        return []
+    return [Issue("spec.trial.command", f"searchSpace.type {kind} needs your training code: the built-in "
+                  f"trainer builds only {' and '.join(BUILT_IN_SPACE_TYPES)} architectures. Set trial.command "
+                  "(your program receives the assignment, docs/byo.md) or trial.model.builder "
+                  "(a callable that builds your model from it)")]
+
+
 QUANTITY = re.compile(r"^([+-]?)((?:[0-9]+(?:\.[0-9]*)?)|(?:\.[0-9]+))"
                       r"(?:(Ki|Mi|Gi|Ti|Pi|Ei)|([numkMGTPE])|[eE]([+-]?(?:(?:[0-9]+(?:\.[0-9]*)?)|(?:\.[0-9]+))))?\Z")
 _BINARY = {"Ki": 1, "Mi": 2, "Gi": 3, "Ti": 4, "Pi": 5, "Ei": 6}
@@ -346,6 +361,7 @@ SEMANTIC_CHECKS = (
     (_strategy_issues, ("spec.strategy", "spec.budget", "spec.objective")),
     (_budget_issues, ("spec.budget",)),
     (_trial_issues, ("spec.trial.dataset", "spec.trial.command", "spec.trial.model", "spec.searchSpace")),
+    (_user_code_issues, ("spec.searchSpace", "spec.trial")),
     (_resources_issues, ("spec.trial.template", "spec.controller")),
 )
 

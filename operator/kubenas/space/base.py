@@ -195,7 +195,7 @@ class SearchSpace:
     def canonical(self, candidate: Candidate) -> Candidate:
         """The candidate as this space writes it (irrelevant fields dropped, grid values
         exact, continuous values as floats)."""
-        values, encoding = self._canonical_values(candidate)
+        values, _ = self._canonical_values(candidate)
         return self._compose(values)
 
     def _canonical_values(self, candidate: Candidate) -> tuple[list, list[int]]:
@@ -332,7 +332,8 @@ class SearchSpace:
     # -- size and enumeration ---------------------------------------------------------------
 
     def size(self) -> int:
-        """The number of distinct candidates (may be astronomically large; exact int)."""
+        """The number of distinct candidates (may be astronomically large; exact int),
+        or ``math.inf`` when a continuous range is searched."""
         if any(len(d.choices) > 1 for d in self._decisions if d.continuous is not None):
             return math.inf  # type: ignore[return-value]
         if self._size is None:
