@@ -223,7 +223,7 @@ def _run(trial, on_epoch, model_path, weights_path, clock: _Clock, history: list
     if cfg.dataset.get("loader"):  # the user's data (user_code.py)
         from .user_code import dataset_from_loader
 
-        data: Dataset = dataset_from_loader(cfg.dataset["loader"], cfg.dataset.get("seed", t["seed"]))
+        data: Dataset = dataset_from_loader(cfg.dataset, t["seed"])
     else:
         data = load_dataset(cfg.dataset, cfg.dataset.get("seed", t["seed"]))
     clock.check()

@@ -21,7 +21,7 @@ from torch import nn
 
 from kubenas.contract.byo import assignment
 
-from .data import Dataset, Split, _channel_stats
+from .data import LOADER_FIELDS, Dataset, Split, _channel_stats
 from .errors import DataError, InvalidArchitecture, InvalidTrial
 
 
@@ -97,12 +97,16 @@ def _split(value, what: str) -> Split:
     return Split(x.contiguous(), y.long().contiguous())
 
 
-def dataset_from_loader(loader: str, seed: int) -> Dataset:
+def dataset_from_loader(spec: dict, seed: int) -> Dataset:
     """The loader's splits as a Dataset. It returns ``(x_train, y_train, x_val, y_val)``,
     optionally ``+ (x_test, y_test)`` (else validation is the test split too), or a dict
     ``{"train": ..., "validation": ..., "test": ..., "classes": [...]}`` whose splits are
     ``(x, y)`` pairs or map-style torch Datasets. Inputs are normalised per channel with
     the training split's mean and std, as for the built-in datasets."""
+    loader, seed = spec["loader"], spec.get("seed", seed)  # as load_dataset: the dataset's seed wins
+    extra = sorted(set(spec) - set(LOADER_FIELDS))
+    if extra:
+        raise InvalidTrial(f"dataset.{extra[0]}: applies to the built-in datasets; a loader returns its own splits")
     load = resolve(loader, "trial.dataset.loader")
     try:
         takes_seed = "seed" in inspect.signature(load).parameters
