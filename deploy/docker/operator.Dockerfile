@@ -10,8 +10,12 @@ WORKDIR /src
 COPY pyproject.toml README.md* ./
 COPY operator ./operator
 COPY trainer ./trainer
+COPY deploy/docker/*.txt ./deploy/docker/
 COPY crds /opt/kubenas/crds
-RUN pip install . && rm -rf /src && python -c "import kubenas.operator.handlers, kubenas.controller.main"
+# Every package pinned with its hash (deploy/docker/operator.txt, from lock.sh); kubenas
+# itself from this checkout, nothing else resolved at build time.
+RUN pip install --require-hashes -r deploy/docker/operator.txt \
+ && pip install --no-deps . && rm -rf /src && python -c "import kubenas.operator.handlers, kubenas.controller.main"
 USER 65532:65532
 WORKDIR /tmp
 ENTRYPOINT []

@@ -9,15 +9,16 @@ WORKDIR /src
 COPY pyproject.toml README.md* ./
 COPY operator ./operator
 COPY trainer ./trainer
+COPY deploy/docker/*.txt ./deploy/docker/
 COPY crds /opt/kubenas/crds
 # The bring-your-own examples (docs/byo.md): `python -m byo_digits.train_mlp` and the
 # builder/loader byo_digits.models:build, byo_digits.data:load.
 COPY deploy/examples/byo_digits /opt/kubenas/examples/byo_digits
 ENV PYTHONPATH=/opt/kubenas/examples
-# torch comes from the base image; install the rest of the [train] extra around it.
-RUN pip install "numpy>=1.24" "scikit-learn>=1.3" "matplotlib>=3.7" \
+# torch comes from the base image; every other package pinned with its hash
+# (deploy/docker/trainer.txt, from lock.sh), kubenas itself from this checkout.
+RUN pip install --require-hashes -r deploy/docker/trainer.txt \
  && pip install --no-deps . \
- && pip install "kopf>=1.37" "kubernetes>=28" "prometheus-client>=0.19" "pyyaml>=6" "jsonschema>=4.18" "rich>=13" \
  && rm -rf /src \
  && python -c "import torch, kubenas_trainer.k8s_report, kubenas.controller.main"
 USER 65532:65532

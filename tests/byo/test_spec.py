@@ -76,3 +76,17 @@ def test_the_report_module_prints_lines_outside_kubenas():
                            "report.final(accuracy=0.75, parameters=10)"], capture_output=True, text=True, env=env,
                           check=True)
     assert done.stdout.splitlines() == ["kubenas: epoch=1 accuracy=0.5", "kubenas: final accuracy=0.75 parameters=10.0"]
+
+
+def test_the_operator_refuses_user_code_where_it_enforces_the_policy_alone():
+    from kubenas.api.policy import Policy, policy_issues
+
+    spec = load("byo-script-digits.yaml")["spec"]
+    builder = load("byo-builder-digits.yaml")["spec"]
+    # With the admission policies, admission judges who asks (tests/e2e/test_byo.py).
+    assert policy_issues(spec, Policy.default()) == []
+    alone = Policy.from_data({"operatorEnforcesLists": "true"})
+    assert [i.path for i in policy_issues(spec, alone)] == ["spec.trial.command"]
+    assert [i.path for i in policy_issues(builder, alone)] == ["spec.trial.model.builder", "spec.trial.dataset.loader"]
+    assert "userCode" in policy_issues(spec, alone)[0].message
+    assert policy_issues(spec, Policy.from_data({"operatorEnforcesLists": "true", "userCode": "true"})) == []

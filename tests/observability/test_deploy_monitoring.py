@@ -99,3 +99,33 @@ def test_controller_pods_expose_a_metrics_port():
     assert {"name": "metrics", "containerPort": CONTROLLER_METRICS_PORT} in container["ports"]
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["KUBENAS_CONTROLLER_METRICS_PORT"] == str(CONTROLLER_METRICS_PORT)
+
+
+def test_network_policies_select_the_pods_kubenas_builds(tmp_path):
+    """components/network-policy (the operator's /metrics) and namespace-network-policy
+    (controllers' /metrics, trainers) select exactly the pods of deploy/ and of the
+    operator's builders, on the ports they serve."""
+    from kubenas.operator.manifests import CONTROLLER_METRICS_PORT, Settings, controller_deployment, job_for_trial
+
+    rel = os.path.relpath(DEPLOY, tmp_path)
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": [rel],
+        "components": [f"{rel}/components/network-policy"]}))
+    docs = _kustomize(tmp_path)
+    (operator_policy,) = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    (dep,) = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "kubenas-operator"]
+    assert operator_policy["spec"]["podSelector"]["matchLabels"].items() <= \
+        dep["spec"]["template"]["metadata"]["labels"].items()
+    assert operator_policy["spec"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 9090}]
+
+    policies = {d["metadata"]["name"]: d for d in _kustomize(DEPLOY / "namespace-network-policy")}
+    exp = {"apiVersion": "kubenas.io/v1alpha1", "kind": "NASExperiment",
+           "metadata": {"name": "e", "namespace": "ns", "uid": "u"}}
+    controller = controller_deployment(exp, {"strategy": {"type": "random"}}, Settings())
+    trial = {"metadata": {"name": "e-0", "namespace": "ns", "uid": "t"}, "spec": {"experiment": "e", "index": 0}}
+    trainer = job_for_trial(trial, {"trial": {}, "budget": {}}, Settings())
+    for name, pod_labels in (("kubenas-controller", controller["spec"]["template"]["metadata"]["labels"]),
+                             ("kubenas-trainer", trainer["spec"]["template"]["metadata"]["labels"])):
+        assert policies[name]["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items(), name
+    assert policies["kubenas-controller"]["spec"]["ingress"][0]["ports"][0]["port"] == CONTROLLER_METRICS_PORT
+    assert "ingress" not in policies["kubenas-trainer"]["spec"]  # nothing may reach a trainer

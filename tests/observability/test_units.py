@@ -76,3 +76,20 @@ def test_trial_transitions_are_counted_once():
 def test_gpus_per_trial():
     assert metrics.gpus_per_trial({"trial": {"template": {"resources": {"limits": {"nvidia.com/gpu": 2}}}}}) == 2
     assert metrics.gpus_per_trial({"trial": {"template": {"resources": {"requests": {"cpu": "4"}}}}}) == 0
+
+
+def test_a_deleted_experiments_series_go_with_it():
+    from prometheus_client import generate_latest
+
+    from kubenas.operator import metrics as m
+
+    m.trial_job_created("ns-del", "gone")
+    m.TRIALS_FINISHED.labels("ns-del", "gone", "Succeeded").inc()
+    m.TRIAL_DURATION.labels("ns-del", "gone", "Failed").observe(3)
+    m.QUEUE_WAIT.labels("ns-del", "gone").observe(1)
+    m.trial_job_created("ns-del", "kept")
+    assert 'experiment="gone"' in generate_latest(m.REGISTRY).decode()
+    m.observe_experiment("ns-del", "gone", {"metadata": {"name": "gone"}}, deleted=True)
+    text = generate_latest(m.REGISTRY).decode()
+    assert 'experiment="gone"' not in text and 'experiment="kept"' in text
+    m.observe_experiment("ns-del", "gone", None, deleted=True)  # twice: nothing left to remove, no error

@@ -48,7 +48,8 @@ def test_every_base_object_is_a_valid_model():
 
 def test_admission_policies_read_only_parameters_the_configmap_ships():
     """deploy/admission.yaml reads params.data keys; deploy/admission-params.yaml ships each
-    (tests/e2e/test_admission.py runs the policies on a real API server)."""
+    (tests/e2e/test_admission.py runs the policies on a real API server), and only the
+    operator's own key besides (operatorEnforcesLists, kubenas.api.policy)."""
     import re
 
     docs = load_base()
@@ -62,7 +63,7 @@ def test_admission_policies_read_only_parameters_the_configmap_ships():
         if ref:
             assert (ref["name"], ref["namespace"]) == (params["metadata"]["name"], params["metadata"]["namespace"])
     read = set(re.findall(r"params\.\?data\.\?(\w+)", yaml.safe_dump(policies["kubenas-experiment-spec"], width=10**6)))
-    assert read and read == set(params["data"]), (read, set(params["data"]))
+    assert read and read | {"operatorEnforcesLists"} == set(params["data"]), (read, set(params["data"]))
 
 
 def test_operator_deployment_follows_the_rules():
@@ -107,3 +108,47 @@ def test_kubectl_kustomize_renders_the_base():
     for doc in docs:
         if doc["kind"] not in ("ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Namespace"):
             assert doc["metadata"]["namespace"] == "kubenas-system"
+
+
+def test_the_images_install_only_hashed_pins_matching_pyproject():
+    """deploy/docker/*.in say what each image needs, from pyproject.toml; the .txt lock
+    files (deploy/docker/lock.sh) pin each package with hashes, satisfying the .in."""
+    import pathlib
+    import re
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    docker = pathlib.Path("deploy/docker")
+    project = tomllib.loads(pathlib.Path("pyproject.toml").read_text())["project"]
+
+    def reqs(path: pathlib.Path) -> dict:
+        out = {}
+        for line in path.read_text().splitlines():
+            line = line.split("#")[0].strip()
+            if line.startswith("-r "):
+                out.update(reqs(path.parent / line[3:]))
+            elif line:
+                r = Requirement(line)
+                out[r.name.lower()] = r
+        return out
+
+    def named(specs) -> dict:
+        return {r.name.lower(): r for r in map(Requirement, specs)}
+
+    wanted = {"operator": named(project["dependencies"]),
+              "trainer": {**named(project["dependencies"]),
+                          **{k: v for k, v in named(project["optional-dependencies"]["train"]).items() if k != "torch"}}}
+    for image, deps in wanted.items():
+        declared = reqs(docker / f"{image}.in")
+        assert {k: str(v) for k, v in declared.items()} == {k: str(v) for k, v in deps.items()}, image
+        lock = (docker / f"{image}.txt").read_text()
+        pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+) \\$", lock, re.M))
+        entries = re.split(r"\n(?=[A-Za-z0-9])", lock.strip())
+        assert all("--hash=sha256:" in e for e in entries), image
+        pins = {k.lower().replace("_", "-"): v for k, v in pins.items()}
+        for name, requirement in declared.items():
+            assert requirement.specifier.contains(pins[name.replace("_", "-")]), (image, name)
+        assert "torch" not in pins
+        dockerfile = (docker / f"{image}.Dockerfile").read_text()
+        assert f"--require-hashes -r deploy/docker/{image}.txt" in dockerfile and "pip install --no-deps ." in dockerfile

@@ -155,8 +155,8 @@ def test_a_trial_its_experiment_did_not_make_is_not_counted_and_gets_no_job():
 
     exp = {"apiVersion": "kubenas.io/v1alpha1", "kind": "NASExperiment",
            "metadata": {"name": "exp", "namespace": "ns", "uid": "u-1",
-                        "annotations": {"kubenas.io/accepted-spec": "{}"}},
-           "status": {"phase": "Running"}}
+},
+           "status": {"phase": "Running", "acceptedSpec": "{}"}}
     ours = {"metadata": {"name": "exp-0", "namespace": "ns", "resourceVersion": "1",
                          "ownerReferences": [owner_reference(exp)]},
             "spec": {"experiment": "exp", "index": 0}, "status": {}}
@@ -224,3 +224,26 @@ def test_a_job_the_api_server_refuses_for_good_ends_the_trial_with_its_reason():
         assert "volumes[0].name" in patch["status"]["message"], patch
         events = [c.args for c in kube.core.create_namespaced_event.call_args_list]
         assert any(e[1]["reason"] == JOB_REFUSED for e in events), events
+
+
+def test_liveness_fails_when_the_resync_loop_stops_making_progress():
+    """kopf answers /healthz with 500 when a probe raises: the progress probe raises once
+    the loop has been silent for longer than a pass may take (two resync periods plus
+    two slowest API calls), so the kubelet restarts a wedged operator."""
+    import time as _time
+    from types import SimpleNamespace
+
+    import pytest
+
+    from kubenas.cluster.kube import REQUEST_TIMEOUT
+    from kubenas.operator.handlers import App, Options, Stalled, progress_probe
+
+    app = SimpleNamespace(options=Options(resync_seconds=30), progress_at=_time.monotonic())
+    app.stalled_for = lambda now=None: App.stalled_for(app, now)
+    assert progress_probe(memo={"app": app}) >= 0
+    allowed = 2 * (30 + REQUEST_TIMEOUT[0] + REQUEST_TIMEOUT[1])
+    assert app.stalled_for(app.progress_at + allowed) == 0
+    app.progress_at -= allowed + 5
+    with pytest.raises(Stalled, match="no progress for 5 s"):
+        progress_probe(memo={"app": app})
+    assert progress_probe(memo={}) == 0  # not started yet: nothing to judge

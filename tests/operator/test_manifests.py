@@ -12,7 +12,7 @@ from kubernetes import client as k8s
 
 from kubenas.api.validation import validate_experiment, with_defaults
 from kubenas.cluster import kube
-from kubenas.cluster.objects import (ANNOTATION_ACCEPTED_SPEC, accepted_spec, accepted_spec_annotation,
+from kubenas.cluster.objects import (ANNOTATION_ACCEPTED_SPEC, accepted_spec, accepted_spec_text,
                                      checkpoint_configmap, label_value, trial_object)
 from kubenas.operator.manifests import (TRAINER_COMMAND, Settings, controller_deployment, job_for_trial,
                                         namespace_role_bindings, namespace_service_accounts)
@@ -64,8 +64,15 @@ def test_job_for_trial_is_a_valid_v1_job(trial, spec):
     assert pod["priorityClassName"] == "nas-low"
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
-    assert {v["name"] for v in pod["volumes"]} == {"tmp", "dshm", "data"}
-    assert {m["mountPath"] for m in container["volumeMounts"]} == {"/tmp", "/dev/shm", "/data"}
+    assert {v["name"] for v in pod["volumes"]} == {"tmp", "dshm", "data", "kubenas-api-token"}
+    # The API token: in the trainer container only, for 10 minutes, renewed by the kubelet.
+    assert pod["automountServiceAccountToken"] is False
+    (token,) = [v for v in pod["volumes"] if v["name"] == "kubenas-api-token"]
+    assert token["projected"]["sources"][0] == {"serviceAccountToken": {"path": "token", "expirationSeconds": 600}}
+    assert {"name": "kubenas-api-token", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
+            "readOnly": True} in container["volumeMounts"]
+    assert {m["mountPath"] for m in container["volumeMounts"]} == {"/tmp", "/dev/shm", "/data",
+                                                                   "/var/run/secrets/kubernetes.io/serviceaccount"}
     assert job["spec"]["activeDeadlineSeconds"] == 600
     assert job["spec"]["backoffLimit"] == 3
     assert job["spec"]["ttlSecondsAfterFinished"] > 0
@@ -89,7 +96,28 @@ def test_user_volumes_replace_builtin_ones_with_the_same_name(trial, spec):
     spec["trial"]["template"]["volumeMounts"] = [{"name": "dshm", "mountPath": "/dev/shm"}]
     job = job_for_trial(trial, spec)
     names = [v["name"] for v in job["spec"]["template"]["spec"]["volumes"]]
-    assert sorted(names) == ["dshm", "tmp"]
+    assert sorted(names) == ["dshm", "kubenas-api-token", "tmp"]
+
+
+def test_trial_pods_are_never_best_effort_and_scratch_space_is_bounded(trial, spec):
+    """cpu/memory requests the template leaves unset get the operator's defaults (a limit
+    alone counts: the API server requests the same); every emptyDir has a sizeLimit."""
+    template = spec["trial"]["template"]
+    template["resources"] = {"limits": {"nvidia.com/gpu": 1, "memory": "8Gi"}}
+    template["volumes"] = [{"name": "data", "emptyDir": {}}, {"name": "big", "emptyDir": {"sizeLimit": "50Gi"}}]
+    template["volumeMounts"] = [{"name": "data", "mountPath": "/data"}, {"name": "big", "mountPath": "/big"}]
+    settings = Settings.from_env({"KUBENAS_TRAINER_DEFAULT_CPU": "2", "KUBENAS_SCRATCH_SIZE_LIMIT": "5Gi"})
+    job = job_for_trial(trial, spec, settings)
+    pod = job["spec"]["template"]["spec"]
+    resources = pod["containers"][0]["resources"]
+    assert resources == {"limits": {"nvidia.com/gpu": "1", "memory": "8Gi"}, "requests": {"cpu": "2"}}
+    limits = {v["name"]: v["emptyDir"].get("sizeLimit") for v in pod["volumes"] if "emptyDir" in v}
+    assert limits == {"tmp": "5Gi", "dshm": "2Gi", "data": "5Gi", "big": "50Gi"}
+    assert template["volumes"][0]["emptyDir"] == {}  # the accepted spec is not changed
+    template.pop("resources")
+    bare = job_for_trial(trial, spec)["spec"]["template"]["spec"]["containers"][0]["resources"]
+    assert bare == {"requests": {"cpu": "1", "memory": "2Gi"}}
+    k8s.V1Job.from_dict(job)
 
 
 def test_controller_deployment_is_valid(experiment, spec):
@@ -164,11 +192,24 @@ def test_label_value_hashes_what_does_not_fit():
     assert label_value("x" * 100) == long != label_value("x" * 99 + "y")
 
 
-def test_accepted_spec_annotation_round_trips(experiment, spec):
-    experiment["metadata"]["annotations"] = {ANNOTATION_ACCEPTED_SPEC: accepted_spec_annotation(spec)}
+def test_the_accepted_spec_is_read_from_status_only(experiment, spec):
+    """status.acceptedSpec, which only the operator writes; an author's annotation of the
+    old place counts for nothing on an experiment that is not yet running (a forgery),
+    and is adopted only for one an earlier operator already started."""
+    experiment["status"] = {"acceptedSpec": accepted_spec_text(spec)}
     assert accepted_spec(experiment) == spec
-    experiment["metadata"]["annotations"][ANNOTATION_ACCEPTED_SPEC] = "{not json"
+    experiment["status"]["acceptedSpec"] = "{not json"
     assert accepted_spec(experiment) is None
+    forged = {**spec, "budget": {**spec["budget"], "maxTrials": 10**6}}
+    experiment["status"] = {}
+    experiment["metadata"]["annotations"] = {ANNOTATION_ACCEPTED_SPEC: accepted_spec_text(forged)}
+    assert accepted_spec(experiment) is None
+    experiment["status"] = {"phase": "Pending"}
+    assert accepted_spec(experiment) is None
+    experiment["status"] = {"phase": "Running"}  # started by an operator before 0.2
+    assert accepted_spec(experiment) == forged
+    experiment["status"] = {"phase": "Running", "acceptedSpec": accepted_spec_text(spec)}
+    assert accepted_spec(experiment) == spec
 
 
 @pytest.mark.parametrize("path", sorted(glob.glob("deploy/examples/*.yaml")))

@@ -125,3 +125,38 @@ def test_a_failed_final_status_write_still_yields_the_reward_from_the_terminatio
                 pod(phase="Succeeded", exit_code=0, message="not json")):
         d = decide(trial(phase="Running"), job(("Complete", None, None)), [bad], now=NOW)
         assert d.status["phase"] == "Failed" and d.status["reason"] == "NoReward", bad
+
+
+def test_a_pod_the_cluster_refuses_for_good_ends_the_trial_and_its_job():
+    """No pod, and the Job controller's FailedCreate Event says Pod Security refused it:
+    retrying would never help, so the trial ends Failed with the reason and the Job goes."""
+    from kubenas.operator.trial_state import pod_refusal
+
+    psa = ('pods "e-1-abcde" is forbidden: violates PodSecurity "restricted:latest": restricted volume types '
+           '(volume "h" uses restricted volume type "hostPath")')
+    events = [{"reason": "SuccessfulCreate", "message": "x", "lastTimestamp": "2024-05-01T09:59:01Z"},
+              {"reason": "FailedCreate", "message": "Error creating: " + psa, "lastTimestamp": "2024-05-01T09:59:30Z"}]
+    refusal = pod_refusal(events)
+    assert refusal == ("Error creating: " + psa, True)
+    d = decide(trial(phase="Pending", jobName="e-1", retries=0), job(), now=NOW, refusal=refusal)
+    assert d.status["phase"] == "Failed" and d.status["reason"] == "PodRefused" and d.delete_job
+    assert "violates PodSecurity" in d.status["message"] and d.event[1] == "PodRefused"
+    # A pod exists (waiting for a node, say): the Events are history, not the state.
+    d = decide(trial(phase="Pending", jobName="e-1", retries=0), job(active=1), now=NOW, refusal=refusal)
+    assert d.status.get("phase") != "Failed"
+
+
+def test_a_transient_pod_refusal_keeps_the_trial_pending_and_says_why():
+    from kubenas.operator.trial_state import pod_refusal
+
+    quota = 'Error creating: pods "e-1-x" is forbidden: exceeded quota: gpus, requested: nvidia.com/gpu=1'
+    refusal = pod_refusal([{"reason": "FailedCreate", "message": quota}])
+    assert refusal == (quota, False)
+    d = decide(trial(phase="Pending", jobName="e-1", retries=0), job(), now=NOW, refusal=refusal)
+    assert d.status == {"reason": "PodNotCreated", "message": "the trial's pod cannot be created: " + quota}
+    assert not d.delete_job and d.event is None
+    # Once a pod exists the explanation goes.
+    later = decide(trial(phase="Pending", jobName="e-1", retries=0, reason="PodNotCreated", message="m"),
+                   job(active=1), now=NOW)
+    assert later.status == {"phase": "Running", "startTime": "2024-05-01T09:59:00Z", "reason": None, "message": None}
+    assert pod_refusal([]) is None and pod_refusal([{"reason": "SuccessfulCreate", "message": "ok"}]) is None

@@ -209,6 +209,13 @@ class Kube:
     def patch(self, kind: str, namespace: str, name: str, patch: dict) -> dict | None:
         return _or_none(self._builtin("patch", kind), name, namespace, patch)
 
+    def list_events(self, namespace: str, kind: str, name: str) -> list[dict]:
+        """The Events about one object (core/v1, as controllers post them)."""
+        answer = self.core.list_namespaced_event(
+            namespace, field_selector=f"involvedObject.kind={kind},involvedObject.name={name}",
+            _preload_content=False, _request_timeout=REQUEST_TIMEOUT)
+        return json.loads(answer.data).get("items") or []
+
     def list_pods(self, namespace: str, label_selector: str) -> list[dict]:
         answer = self.core.list_namespaced_pod(namespace, label_selector=label_selector, _preload_content=False,
                                                _request_timeout=REQUEST_TIMEOUT)

@@ -20,8 +20,12 @@ LABEL_EXPERIMENT = "kubenas.io/experiment"
 LABEL_TRIAL = "kubenas.io/trial"
 LABEL_INDEX = "kubenas.io/trial-index"
 MANAGED_BY = "kubenas-operator"
-# The spec the operator accepted (defaults filled, JSON): what the controller and the
-# Jobs use. Only budget.maxTrials and budget.parallelTrials may change after acceptance.
+# The spec the operator accepted (defaults filled, canonical JSON) lives in
+# ``status.acceptedSpec``: what the controller and the Jobs use. Only the operator writes
+# an experiment's status (RBAC: nasexperiments/status), so an author cannot pre-set or
+# edit it. Only budget.maxTrials and budget.parallelTrials may change after acceptance.
+# Operators before 0.2 kept it in this annotation; it is read only to adopt an experiment
+# such an operator had already started (status.phase Running, which no author can write).
 ANNOTATION_ACCEPTED_SPEC = "kubenas.io/accepted-spec"
 
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
@@ -80,8 +84,11 @@ def owned_by_experiment(experiment: dict) -> list[dict]:
 
 def accepted_spec(experiment: dict) -> dict | None:
     """The spec the operator accepted for this experiment, or None before acceptance."""
-    text = ((experiment.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_ACCEPTED_SPEC)
-    if not text:
+    status = experiment.get("status") or {}
+    text = status.get("acceptedSpec")
+    if not text and status.get("phase") == "Running":  # started by an operator before 0.2
+        text = ((experiment.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_ACCEPTED_SPEC)
+    if not text or not isinstance(text, str):
         return None
     try:
         spec = json.loads(text)
@@ -90,7 +97,8 @@ def accepted_spec(experiment: dict) -> dict | None:
     return spec if isinstance(spec, dict) else None
 
 
-def accepted_spec_annotation(spec: dict) -> str:
+def accepted_spec_text(spec: dict) -> str:
+    """``status.acceptedSpec``: the accepted spec as canonical JSON."""
     return json.dumps(spec, sort_keys=True, separators=(",", ":"))
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 
 import kopf
@@ -75,6 +76,15 @@ class App:
         self.loop = asyncio.get_running_loop()
         self.task: asyncio.Task | None = None
         self.book = Book()
+        self.progress_at = time.monotonic()  # the resync loop's last sign of life (the liveness probe's)
+
+    def stalled_for(self, now: float | None = None) -> float:
+        """Seconds the resync loop has gone beyond its longest expected silence: one
+        resync period plus the slowest API call a pass may wait on (each has a
+        deadline), twice over. 0 when it is alive."""
+        now = time.monotonic() if now is None else now
+        allowed = 2 * (self.options.resync_seconds + kube.REQUEST_TIMEOUT[1] + kube.REQUEST_TIMEOUT[0])
+        return max(0.0, now - self.progress_at - allowed)
 
     def mark(self, namespace: str, experiment: str) -> None:
         """Fold this experiment's status soon (called from handler threads)."""
@@ -82,7 +92,9 @@ class App:
         self.loop.call_soon_threadsafe(self.wakeup.set)
 
 
-def _guard(kind: str, fn, *args, **kwargs):
+def _guard(kind: str, fn, *args, app: "App | None" = None, **kwargs):
+    if app is not None:
+        app.progress_at = time.monotonic()
     try:
         return fn(*args, **kwargs)
     except Exception:  # noqa: BLE001 - the resync loop retries; never kill the handler machinery
@@ -148,6 +160,24 @@ def login(**kwargs):
 def probe(memo: kopf.Memo, **_):
     app: App | None = memo.get("app")
     return app.book.trial_count() if app else 0
+
+
+class Stalled(kopf.PermanentError):
+    """Permanent: kopf fails the probe at once (500) instead of retrying the handler."""
+
+
+@kopf.on.probe(id="progress", registry=registry)
+def progress_probe(memo: kopf.Memo, **_):
+    """Liveness that reflects progress: /healthz fails (kopf answers 500 when a probe
+    raises) once the resync loop has made no pass and no reconcile for longer than it
+    can legitimately take, so the kubelet restarts a wedged operator."""
+    app: App | None = memo.get("app")
+    if app is None:
+        return 0
+    stalled = app.stalled_for()
+    if stalled > 0:
+        raise Stalled(f"the resync loop made no progress for {stalled:.0f} s beyond its longest expected pass")
+    return round(time.monotonic() - app.progress_at, 1)
 
 
 # --------------------------------------------------------------------- decisions (pure)
@@ -231,6 +261,7 @@ async def _resync_loop(app: App) -> None:
             next_full = loop.time() + app.options.resync_seconds
         try:
             await asyncio.to_thread(_resync, app, dirty, full)
+            app.progress_at = time.monotonic()
         except Exception:  # noqa: BLE001
             log.exception("resync failed; retrying on the next pass")
 
@@ -238,7 +269,7 @@ async def _resync_loop(app: App) -> None:
 def _resync(app: App, dirty: set, full: bool) -> None:
     r, book = app.reconciler, app.book
     for namespace, name in sorted(dirty):
-        _guard("experiment", r.experiment, namespace, name, book.summaries(namespace, name))
+        _guard("experiment", r.experiment, namespace, name, book.summaries(namespace, name), app=app)
     if not full:
         return
     r.new_full_pass()
@@ -251,7 +282,7 @@ def _resync(app: App, dirty: set, full: bool) -> None:
                 s.phase in ACTIVE for s in summaries):
             continue
         if key not in dirty:
-            _guard("experiment", r.experiment, *key, summaries)
+            _guard("experiment", r.experiment, *key, summaries, app=app)
         for s in summaries:
             if s.phase in ACTIVE:
-                _guard("trial", r.trial, key[0], s.name, summaries, experiment=exp)
+                _guard("trial", r.trial, key[0], s.name, summaries, experiment=exp, app=app)

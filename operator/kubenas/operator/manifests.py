@@ -71,6 +71,15 @@ class Settings:
     controller_poll_seconds: float = 3.0
     # How often, at most, the controller writes its strategy checkpoint (seconds).
     controller_checkpoint_seconds: float = 60.0
+    # Requests a trainer container gets for cpu/memory its template leaves unset (no
+    # BestEffort pods, first to be evicted and invisible to quotas and autoscalers).
+    trainer_default_requests: dict = field(default_factory=lambda: {"cpu": "1", "memory": "2Gi"})
+    # sizeLimit of emptyDir volumes of trial pods that set none (/tmp, and the template's).
+    scratch_size_limit: str = "20Gi"
+    # sizeLimit of the memory-backed /dev/shm (counts against the pod's memory).
+    shm_size_limit: str = "2Gi"
+    # Where the cluster admin's policy ConfigMap kubenas-admission-policy lives.
+    policy_namespace: str = "kubenas-system"
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Settings":
@@ -85,6 +94,13 @@ class Settings:
                                                   default.controller_poll_seconds)),
             controller_checkpoint_seconds=float(env.get("KUBENAS_CONTROLLER_CHECKPOINT_SECONDS",
                                                         default.controller_checkpoint_seconds)),
+            trainer_default_requests={k: v for k, v in (
+                ("cpu", env.get("KUBENAS_TRAINER_DEFAULT_CPU", default.trainer_default_requests["cpu"])),
+                ("memory", env.get("KUBENAS_TRAINER_DEFAULT_MEMORY", default.trainer_default_requests["memory"])),
+            ) if v},
+            scratch_size_limit=env.get("KUBENAS_SCRATCH_SIZE_LIMIT", default.scratch_size_limit),
+            shm_size_limit=env.get("KUBENAS_SHM_SIZE_LIMIT", default.shm_size_limit),
+            policy_namespace=env.get("KUBENAS_POLICY_NAMESPACE", env.get("POD_NAMESPACE", default.policy_namespace)),
         )
 
 
@@ -133,6 +149,32 @@ def trial_command(spec: dict) -> list[str]:
     return [*USER_COMMAND_WRAPPER, *command] if command else list(TRAINER_COMMAND)
 
 
+TOKEN_VOLUME = "kubenas-api-token"
+TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"  # where in-cluster clients look
+TOKEN_SECONDS = 600  # the API server's minimum; bound to the pod, renewed by the kubelet at 80 %
+
+
+def token_volume() -> dict:
+    """What the ServiceAccount admission plugin would mount (kube-api-access-*), with a
+    10-minute token."""
+    return {"name": TOKEN_VOLUME, "projected": {"defaultMode": 0o444, "sources": [
+        {"serviceAccountToken": {"path": "token", "expirationSeconds": TOKEN_SECONDS}},
+        {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+        {"downwardAPI": {"items": [{"path": "namespace",
+                                    "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+    ]}}
+
+
+def with_default_requests(resources: dict, defaults: dict) -> dict:
+    """``resources`` with a request for each default resource it neither requests nor
+    limits (a limit alone makes the API server request the same)."""
+    missing = {k: v for k, v in defaults.items()
+               if k not in (resources.get("requests") or {}) and k not in (resources.get("limits") or {})}
+    if not missing:
+        return resources
+    return {**resources, "requests": {**missing, **(resources.get("requests") or {})}}
+
+
 def job_for_trial(trial: dict, spec: dict, settings: Settings = Settings()) -> dict:
     """The batch/v1 Job that trains one NASTrial.
 
@@ -160,12 +202,22 @@ def job_for_trial(trial: dict, spec: dict, settings: Settings = Settings()) -> d
     taken_names = {v.get("name") for v in user_volumes}
     taken_paths = {m.get("mountPath") for m in user_mounts}
     volumes, mounts = [], []
-    for vol_name, path, source in (("tmp", "/tmp", {}), ("dshm", "/dev/shm", {"medium": "Memory"})):
+    for vol_name, path, source in (("tmp", "/tmp", {"sizeLimit": settings.scratch_size_limit}),
+                                   ("dshm", "/dev/shm", {"medium": "Memory", "sizeLimit": settings.shm_size_limit})):
         if vol_name not in taken_names and path not in taken_paths:
             volumes.append({"name": vol_name, "emptyDir": source})
             mounts.append({"name": vol_name, "mountPath": path})
+    for volume in user_volumes:  # a scratch volume without a bound could fill the node's disk
+        if isinstance(volume.get("emptyDir"), dict) and not volume["emptyDir"].get("sizeLimit"):
+            volume["emptyDir"]["sizeLimit"] = (settings.shm_size_limit if volume["emptyDir"].get("medium") == "Memory"
+                                               else settings.scratch_size_limit)
     volumes += user_volumes
     mounts += user_mounts
+    # The trainer's API token, in the trainer container only and short-lived (the kubelet
+    # renews it; the client rereads it): not the pod-wide automounted one, which clusters
+    # that extend token expiry keep valid for a year in whatever the user's image does.
+    volumes.append(token_volume())
+    mounts.append({"name": TOKEN_VOLUME, "mountPath": TOKEN_PATH, "readOnly": True})
 
     container = {
         "name": TRAINER_CONTAINER,
@@ -173,7 +225,7 @@ def job_for_trial(trial: dict, spec: dict, settings: Settings = Settings()) -> d
         "imagePullPolicy": template.get("imagePullPolicy") or settings.image_pull_policy,
         "command": trial_command(spec),
         "env": _trainer_env(name, template.get("env") or []),
-        "resources": quantities(template.get("resources")),
+        "resources": with_default_requests(quantities(template.get("resources")), settings.trainer_default_requests),
         "volumeMounts": mounts,
         "securityContext": copy.deepcopy(CONTAINER_SECURITY_CONTEXT),
         "terminationMessagePath": "/dev/termination-log",
@@ -182,6 +234,7 @@ def job_for_trial(trial: dict, spec: dict, settings: Settings = Settings()) -> d
     pod_spec = {
         "restartPolicy": "Never",
         "serviceAccountName": template.get("serviceAccountName") or TRAINER_SERVICE_ACCOUNT,
+        "automountServiceAccountToken": False,
         "securityContext": copy.deepcopy(POD_SECURITY_CONTEXT),
         "containers": [container],
         "volumes": volumes,

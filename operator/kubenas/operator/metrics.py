@@ -160,11 +160,34 @@ def _never_raise(fn):
     return wrapper
 
 
+PER_EXPERIMENT = (TRIALS_CREATED, TRIAL_RETRIES, QUEUE_WAIT)
+PER_EXPERIMENT_OUTCOME = (TRIALS_FINISHED, TRIAL_DURATION)
+
+
+def remove_experiment_series(namespace: str, name: str) -> None:
+    """A deleted experiment's labelled series go with it: one tenant's thousands of
+    experiments do not pile up in the operator's memory and every scrape, and its names
+    stop being served."""
+    for metric in PER_EXPERIMENT:
+        try:
+            metric.remove(namespace, name)
+        except KeyError:
+            pass
+    for metric in PER_EXPERIMENT_OUTCOME:
+        for outcome in TERMINAL:
+            try:
+                metric.remove(namespace, name, outcome)
+            except KeyError:
+                pass
+
+
 @_never_raise
 def observe_experiment(namespace: str, name: str, body: dict | None, deleted: bool = False) -> None:
     """Remember an experiment's phase, goal and GPUs per trial (from every watch event)."""
     key = (namespace, name)
     if deleted or body is None:
+        if deleted:
+            remove_experiment_series(namespace, name)
         return STATE.forget(key, STATE.experiments)
     spec = accepted_spec(body) or body.get("spec") or {}
     info = {"phase": (body.get("status") or {}).get("phase") or PENDING,

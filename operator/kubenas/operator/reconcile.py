@@ -16,9 +16,10 @@ from datetime import datetime, timezone
 
 from kubernetes.client.exceptions import ApiException
 
+from kubenas.api.policy import POLICY_NAME, Policy, policy_issues
 from kubenas.api.validation import validate_experiment, with_defaults
 from kubenas.cluster.kube import Kube, post_event
-from kubenas.cluster.objects import ANNOTATION_ACCEPTED_SPEC, accepted_spec, accepted_spec_annotation, owned_by
+from kubenas.cluster.objects import accepted_spec, accepted_spec_text, owned_by
 from kubenas.contract import (
     API_VERSION,
     EARLY_STOPPED,
@@ -41,10 +42,11 @@ from kubenas.experiment import TrialRecord, acknowledged, elapsed_seconds, exper
 
 from . import metrics
 from .changes import compare
+from .events import EventBudget, with_suppressed
 from .manifests import (Settings, controller_deployment, controller_name, job_for_trial, namespace_role_bindings,
                         namespace_service_accounts)
 from .status import fold, get_condition, set_condition, status_patch, trial_details
-from .trial_state import TrialAction, early_stop_action, next_action
+from .trial_state import TrialAction, early_stop_action, next_action, pod_refusal, waiting_for_pod
 
 log = logging.getLogger("kubenas.operator")
 
@@ -53,8 +55,11 @@ TRIAL_LOCKS = 64  # striped: a lock per trial would grow with the number of tria
 
 
 NOT_OWNED = "NotOwnedByExperiment"
+INVALID_SPEC = "InvalidSpec"
+POLICY_DENIED = "PolicyDenied"
 JOB_REFUSED = "JobRefused"
-PERMANENT = (400, 422)  # the same Job would be refused again: the trial ends, with the API server's reason
+PERMANENT = (400, 422)
+POD_GRACE_SECONDS = 10  # a Job without a pod for this long: look for the Job controller's reason  # the same Job would be refused again: the trial ends, with the API server's reason
 
 
 def api_message(err: ApiException) -> str:
@@ -98,6 +103,7 @@ class Reconciler:
         # 409 on a real API server). A full resync clears it, so a deleted Deployment
         # comes back within KUBENAS_RESYNC_SECONDS.
         self._controllers_ensured: set[tuple[str, str]] = set()
+        self.event_budget = EventBudget()
 
     def lock(self, kind: str, namespace: str, name: str) -> threading.Lock:
         if kind == "trial":
@@ -110,6 +116,8 @@ class Reconciler:
             self._locks.pop((kind, namespace, name), None)
         self._controllers_deleted.discard((namespace, name))
         self._controllers_ensured.discard((namespace, name))
+        if kind == "experiment":
+            self.event_budget.forget((namespace, name))
 
     def new_full_pass(self) -> None:
         """A full resync starts: check again that each running experiment's controller
@@ -117,7 +125,21 @@ class Reconciler:
         self._controllers_ensured.clear()
 
     def event(self, obj: dict, type_: str, reason: str, message: str, now: str) -> None:
-        post_event(self.kube, obj, type_, reason, message, COMPONENT, now)
+        """Post an Event; those about trials (on the trial, or ``Trial*`` on its
+        experiment) within the experiment's budget (events.py)."""
+        meta = obj.get("metadata") or {}
+        experiment = (obj.get("spec") or {}).get("experiment")  # a NASTrial's
+        if experiment is None:
+            if not reason.startswith("Trial"):
+                post_event(self.kube, obj, type_, reason, message, COMPONENT, now)
+                return
+            experiment = meta.get("name")
+        suppressed = self.event_budget.take((meta.get("namespace"), experiment))
+        if suppressed is None:
+            log.info("Event %s about %s/%s not posted (rate limit): %s", reason, meta.get("namespace"),
+                     meta.get("name"), message)
+            return
+        post_event(self.kube, obj, type_, reason, with_suppressed(message, suppressed), COMPONENT, now)
 
     # ================================================================= experiments
 
@@ -150,23 +172,29 @@ class Reconciler:
             return
 
         if accepted is None:
-            issues = validate_experiment(_clean_experiment(exp))
+            issues, reason = validate_experiment(_clean_experiment(exp)), INVALID_SPEC
+            if not issues:
+                issues, reason = policy_issues(exp["spec"], self.policy()), POLICY_DENIED
             if issues:
                 message = "; ".join(str(issue) for issue in issues[:8])
-                conditions = set_condition(conditions, "Valid", "False", "InvalidSpec", message,
+                conditions = set_condition(conditions, "Valid", "False", reason, message,
                                            now=now, generation=generation)
                 wanted.update({"phase": FAILED, "message": message, "conditions": conditions,
                                "observedGeneration": generation, "completionTime": now})
                 if self._patch_status(exp, status, wanted):
-                    self.event(exp, "Warning", "InvalidSpec", message, now)
-                    metrics.experiment_finished(namespace, FAILED, "InvalidSpec")
+                    self.event(exp, "Warning", reason, message, now)
+                    metrics.experiment_finished(namespace, FAILED, reason)
                 return
             accepted = with_defaults(exp["spec"])
             self._ensure_namespace(exp, now)
-            self.kube.patch_custom(EXPERIMENT_PLURAL, namespace, name, {
-                "metadata": {"annotations": {ANNOTATION_ACCEPTED_SPEC: accepted_spec_annotation(accepted)}}})
+            # Accepted first, in status (which only the operator writes), before the
+            # controller that reads it exists.
             conditions = set_condition(conditions, "Valid", "True", "SpecAccepted", "the spec is valid",
                                        now=now, generation=generation)
+            accepting = {"acceptedSpec": accepted_spec_text(accepted), "conditions": conditions}
+            if not self._patch_status(exp, status, accepting):
+                return
+            status = {**status, **accepting}
             self.event(exp, "Normal", "Accepted",
                        f"spec accepted: {accepted['strategy']['type']} search, up to "
                        f"{accepted['budget']['maxTrials']} trials, {accepted['budget']['parallelTrials']} at a time",
@@ -198,6 +226,20 @@ class Reconciler:
             metrics.experiment_finished(namespace, outcome.phase, outcome.reason)
         self._delete_controller(namespace, name)
         self._stop_in_flight(namespace, summaries, now)
+
+    def policy(self) -> Policy:
+        """The cluster admin's policy, read when an experiment is judged (rarely): the
+        shipped defaults when its ConfigMap is missing or unreadable."""
+        try:
+            configmap = self.kube.get("ConfigMap", self.settings.policy_namespace, POLICY_NAME)
+        except ApiException as err:
+            if err.status != 403:
+                raise
+            configmap = None
+        if configmap is None:
+            log.warning("ConfigMap %s/%s not found or not readable: using the shipped tenancy policy",
+                        self.settings.policy_namespace, POLICY_NAME)
+        return Policy.from_data((configmap or {}).get("data"))
 
     def _ensure_controller(self, exp: dict, accepted: dict, now: str) -> None:
         meta = exp["metadata"]
@@ -237,8 +279,8 @@ class Reconciler:
             if issues:
                 refused += [f"{issue.path} ({issue.message})" for issue in issues]
             else:
-                self.kube.patch_custom(EXPERIMENT_PLURAL, meta["namespace"], meta["name"], {
-                    "metadata": {"annotations": {ANNOTATION_ACCEPTED_SPEC: accepted_spec_annotation(change.effective)}}})
+                self.kube.patch_custom_status(EXPERIMENT_PLURAL, meta["namespace"], meta["name"], {
+                    "status": {"acceptedSpec": accepted_spec_text(change.effective)}})
                 text = ", ".join(f"{path} {old} -> {new}" for path, (old, new) in change.applied.items())
                 self.event(exp, "Normal", "BudgetChanged", text, now)
                 accepted = change.effective
@@ -340,7 +382,12 @@ class Reconciler:
             no_reward = status.get("reward") is None and conditions & {JOB_COMPLETE, JOB_SUCCESS_CRITERIA_MET}
             if conditions & {JOB_FAILED, JOB_FAILURE_TARGET} or no_reward:
                 pods = self.kube.list_pods(namespace, f"job-name={name}")
-        decision = next_action(trial, job, pods, now=now, experiment_over=exp_over)
+        refusal = None
+        if (job is not None and not exp_over and status.get("phase") not in TERMINAL and waiting_for_pod(job)
+                and elapsed_seconds((job.get("metadata") or {}).get("creationTimestamp"), now_dt) >= POD_GRACE_SECONDS):
+            # No pod after a while: only the Job controller's Events say why (Pod Security, a quota).
+            refusal = pod_refusal(self.kube.list_events(namespace, "Job", name))
+        decision = next_action(trial, job, pods, now=now, experiment_over=exp_over, refusal=refusal)
         if (not decision.status and not decision.create_job and status.get("phase") == RUNNING
                 and job is not None):
             decision = self._early_stop(trial, spec, peers, now) or decision
@@ -353,7 +400,7 @@ class Reconciler:
             return None
         metric, goal = spec["objective"]["metric"], spec["objective"]["goal"]
         history = (trial.get("status") or {}).get("history") or []
-        completed = [[{metric: v} for v in p.values]
+        completed = [p.history(metric)
                      for p in peers if p.phase == SUCCEEDED and p.name != trial["metadata"]["name"]]
         if not median_stop(history, completed, metric, goal, int(stopping.get("minTrials", 5)),
                            int(stopping.get("startEpoch", 2))):

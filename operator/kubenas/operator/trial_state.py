@@ -149,10 +149,38 @@ def termination_detail(message: str | None) -> str:
     return message.strip()
 
 
+# The Job controller's FailedCreate Events that will not go away by retrying the same pod:
+# Pod Security admission, an admission webhook or policy refusing the pod, an invalid pod.
+PERMANENT_POD_REFUSALS = ("violates PodSecurity", "denied the request", "denied request", "Invalid value")
+POD_REFUSED = "PodRefused"
+POD_NOT_CREATED = "PodNotCreated"
+
+
+def pod_refusal(events: list[dict]) -> tuple[str, bool] | None:
+    """The latest reason the Job controller gave for not creating the trial's pod (its
+    FailedCreate Events), and whether it is permanent; None when there is none."""
+    failed = [e for e in events if e.get("reason") == "FailedCreate" and e.get("message")]
+    if not failed:
+        return None
+    latest = max(failed, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+    message = str(latest["message"])
+    return message, any(marker in message for marker in PERMANENT_POD_REFUSALS)
+
+
+def waiting_for_pod(job: dict | None) -> bool:
+    """A Job with no pod yet (none active, none finished, not suspended): the one case
+    where the reason is only in the Job controller's Events."""
+    if job is None or _true_conditions(job) or (job.get("spec") or {}).get("suspend"):
+        return False
+    job_status = job.get("status") or {}
+    return not any(int(job_status.get(k) or 0) for k in ("active", "succeeded", "failed", "ready", "terminating"))
+
+
 def next_action(trial: dict, job: dict | None, pods: list[dict] | None = None, *, now: str,
-                experiment_over: bool = False) -> TrialAction:
+                experiment_over: bool = False, refusal: tuple[str, bool] | None = None) -> TrialAction:
     """The next step for one trial (pure). ``pods`` matter only once the Job failed, or
-    completed without a reward in the trial's status (the termination-message fallback)."""
+    completed without a reward in the trial's status (the termination-message fallback);
+    ``refusal`` (:func:`pod_refusal`) only while the Job has no pod."""
     status = trial.get("status") or {}
     phase = status.get("phase")
     name = trial["metadata"]["name"]
@@ -229,13 +257,26 @@ def next_action(trial: dict, job: dict | None, pods: list[dict] | None = None, *
     # `ready` (Kubernetes 1.24+) counts pods that run; `active` also counts pods still
     # waiting for a node (a GPU pool scaling up). Without `ready`, `active` it is.
     running = int(job_status["ready"] or 0) > 0 if "ready" in job_status else active > 0
+    # A pod exists now: the explanation of why there was none goes.
+    explained = {"reason": None, "message": None} if status.get("reason") == POD_NOT_CREATED else {}
     if running and not suspended:
-        wanted = {"phase": RUNNING, "jobName": job["metadata"]["name"], "retries": retries}
+        wanted = {"phase": RUNNING, "jobName": job["metadata"]["name"], "retries": retries, **explained}
         if not status.get("startTime"):
             wanted["startTime"] = now if "ready" in job_status else (job_status.get("startTime") or now)
         return TrialAction(status=_changed(status, wanted), event=retry_event)
+    if refusal is not None and waiting_for_pod(job):
+        message, permanent = refusal
+        message = _short(f"the trial's pod cannot be created: {message}")
+        if permanent:
+            wanted = {"phase": FAILED, "reason": POD_REFUSED, "message": message, "completionTime": now}
+            return TrialAction(status=_changed(status, wanted), delete_job=True,
+                               event=("Warning", POD_REFUSED, f"trial {name}: {message}"))
+        # Transient (an exhausted quota, say): still Pending, and the status says why.
+        wanted = {"phase": PENDING, "jobName": job["metadata"]["name"], "reason": POD_NOT_CREATED,
+                  "message": message}
+        return TrialAction(status=_changed(status, wanted))
     wanted = {"phase": phase if phase == RUNNING and not suspended else PENDING,
-              "jobName": job["metadata"]["name"], "retries": retries}
+              "jobName": job["metadata"]["name"], "retries": retries, **explained}
     if suspended:
         wanted["message"] = "the Job is suspended (waiting for Kueue admission)"
     return TrialAction(status=_changed(status, wanted), event=retry_event)
