@@ -11,6 +11,10 @@ COPY operator ./operator
 COPY trainer ./trainer
 COPY deploy/docker/*.txt ./deploy/docker/
 COPY crds /opt/kubenas/crds
+# The bring-your-own examples (docs/byo.md): `python -m byo_digits.train_mlp` and the
+# builder/loader byo_digits.models:build, byo_digits.data:load.
+COPY deploy/examples/byo_digits /opt/kubenas/examples/byo_digits
+ENV PYTHONPATH=/opt/kubenas/examples
 # torch comes from the base image; every other package pinned with its hash
 # (deploy/docker/trainer.txt, from lock.sh), kubenas itself from this checkout.
 RUN pip install --require-hashes -r deploy/docker/trainer.txt \

@@ -90,7 +90,8 @@ def cmd_run(args) -> int:
         from kubenas.local.progress import RichProgress
         progress = RichProgress(console)
     console.print(Text(f"kubenas: running {experiment['metadata']['name']} in {run_dir}"), highlight=False)
-    runner = LocalRunner(experiment, run_dir, progress=progress, metrics=metrics)
+    runner = LocalRunner(experiment, run_dir, progress=progress, metrics=metrics,
+                         python_path=[Path(args.file).resolve().parent])
     artifacts = experiment["spec"].get("artifacts") or {}
     if artifacts.get("persistentVolumeClaim"):
         _say(console, "note", "yellow", "spec.artifacts.persistentVolumeClaim is a cluster volume: this local run "

@@ -15,6 +15,7 @@ SOURCES = {"kubenas": ROOT / "operator" / "kubenas", "kubenas_trainer": ROOT / "
 # package -> the kubenas packages it may import (itself always).
 ALLOWED = {
     "kubenas.contract": set(),
+    "kubenas.report": {"kubenas.contract"},
     "kubenas.early_stopping": set(),
     "kubenas.experiment": {"kubenas.contract"},
     "kubenas.space": {"kubenas.contract"},
@@ -30,7 +31,7 @@ ALLOWED = {
     "kubenas.artifacts": {"kubenas.contract"},
     "kubenas_trainer": {"kubenas.contract"},
 }
-TORCH_FREE = ("kubenas.artifacts", "kubenas.contract", "kubenas.experiment", "kubenas.space", "kubenas.api", "kubenas.cluster",
+TORCH_FREE = ("kubenas.artifacts", "kubenas.contract", "kubenas.report", "kubenas.experiment", "kubenas.space", "kubenas.api", "kubenas.cluster",
               "kubenas.operator", "kubenas.early_stopping")
 
 

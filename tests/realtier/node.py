@@ -66,11 +66,23 @@ INSTANT_TRAINER_IMAGE = "bench.kubenas.io/instant-trainer"
 REPO = HERE.parents[1]
 # What the images (deploy/docker/*.Dockerfile) hold besides the installed package: their
 # files come from this checkout, their ENV lines are the defaults under the pod's env.
-IMAGE_FILES = {"/opt/kubenas/crds": REPO / "crds"}
+IMAGE_FILES = {"/opt/kubenas/crds": REPO / "crds", "/opt/kubenas/examples": REPO / "deploy" / "examples"}
 # The package the images install is this checkout's source (ahead of any installed copy).
 IMAGE_ENV = {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", "KUBENAS_CRD_DIR": "/opt/kubenas/crds",
              "MPLCONFIGDIR": "/tmp/.matplotlib",
-             "PYTHONPATH": os.pathsep.join([str(REPO / "operator"), str(REPO / "trainer")])}
+             "PYTHONPATH": os.pathsep.join([str(REPO / "operator"), str(REPO / "trainer"), "/opt/kubenas/examples"])}
+
+
+def console_script(name: str) -> list[str] | None:
+    """The image's console script ``name`` (pyproject.toml [project.scripts]) as a Python
+    command, for scripts this checkout declares that the venv's install does not have yet."""
+    import tomllib
+
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    if name not in scripts:
+        return None
+    module, function = scripts[name].split(":")
+    return [sys.executable, "-c", f"import sys; from {module} import {function}; sys.exit({function}())"]
 
 
 def now() -> str:
@@ -311,6 +323,8 @@ class PodRunner(threading.Thread):
         exe = shutil.which(argv[0], path=env["PATH"])
         if exe:
             argv[0] = exe
+        elif console_script(argv[0]):
+            argv = console_script(argv[0]) + argv[1:]
         keep = sorted({str(REPO), sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable))})
         launch = {"argv": argv, "env": env, "mounts": mounts, "keep_visible": keep,
                   "workingDir": container.get("workingDir"),

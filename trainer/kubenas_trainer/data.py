@@ -32,7 +32,9 @@ import torch
 from .errors import DataError, InvalidTrial
 
 DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "npz", "image-folder")
-SPEC_FIELDS = ("name", "path", "validationFraction", "seed", "limit", "layout", "imageSize")
+SPEC_FIELDS = ("name", "path", "validationFraction", "seed", "limit", "layout", "imageSize", "loader")
+# With a loader (the user's data, user_code.py) only these apply: it returns its own splits.
+LOADER_FIELDS = ("loader", "seed")
 DEFAULT_VALIDATION_FRACTION = 0.2
 DIGITS_TEST_FRACTION = 0.2
 DIGITS_TEST_SEED = 20240601  # constant: the digits test split never depends on a trial

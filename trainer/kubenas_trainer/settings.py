@@ -29,6 +29,7 @@ class TrialConfig:
     name: str = ""
     hyperparameters: dict = field(default_factory=dict)
     penalties: list = field(default_factory=list)  # objective.penalties (kubenas.contract.reward)
+    model: dict = field(default_factory=dict)  # {"builder": "module:function"} (user_code.py), or {}
 
     @property
     def objective(self) -> dict:
@@ -125,10 +126,17 @@ def resolve_trial(trial: Any) -> TrialConfig:
     dataset = trial.get("dataset")
     if dataset is not None and not isinstance(dataset, dict):
         raise InvalidTrial(f"dataset: must be an object, got {dataset!r}")
+    model = _object(trial, "model")
+    unknown = sorted(set(model) - {"builder"})
+    if unknown:
+        raise InvalidTrial(f"model.{unknown[0]}: unknown field (known: builder)")
+    if model and not isinstance(model.get("builder"), str):
+        raise InvalidTrial(f"model.builder: must be 'module:function', got {model.get('builder')!r}")
     name = trial.get("name") or (f"{trial['experiment']}-{trial['index']}"
                                  if "experiment" in trial and "index" in trial else "")
     return TrialConfig(
         architecture=trial["architecture"], dataset=dict(dataset or {"name": "digits"}), training=resolved,
         metric=metric, goal=goal, timeout_seconds=float(timeout) if timeout is not None else None,
         name=str(name), hyperparameters=dict(_object(trial, "hyperparameters")), penalties=list(penalties),
+        model=dict(model),
     )

@@ -197,6 +197,13 @@ def run_trial(trial: dict, *, on_epoch: OnEpoch | None = None, model_path=None, 
                    device=state["device"])
 
 
+def _summary(architecture) -> str:
+    try:
+        return describe_genotype(architecture)
+    except (AttributeError, TypeError, KeyError):  # a user builder's decisions: no genotype to describe
+        return ""
+
+
 def _run(trial, on_epoch, model_path, weights_path, clock: _Clock, history: list, metrics: dict,
          state: dict) -> dict:
     cfg: TrialConfig = resolve_trial(trial)
@@ -213,12 +220,22 @@ def _run(trial, on_epoch, model_path, weights_path, clock: _Clock, history: list
     shuffle_gen = _seed_everything(t["seed"], t["deterministic"], cuda)
 
     clock.where = "while loading the dataset"
-    data: Dataset = load_dataset(cfg.dataset, cfg.dataset.get("seed", t["seed"]))
+    if cfg.dataset.get("loader"):  # the user's data (user_code.py)
+        from .user_code import dataset_from_loader
+
+        data: Dataset = dataset_from_loader(cfg.dataset, t["seed"])
+    else:
+        data = load_dataset(cfg.dataset, cfg.dataset.get("seed", t["seed"]))
     clock.check()
 
     clock.where = "while building the model"
     try:
-        model = build_model(cfg.architecture, data.input_shape, data.num_classes)
+        if cfg.model.get("builder"):  # the user's model (user_code.py)
+            from .user_code import build_user_model
+
+            model = build_user_model(cfg.model["builder"], cfg.architecture, data.input_shape, data.num_classes)
+        else:
+            model = build_model(cfg.architecture, data.input_shape, data.num_classes)
     except GenotypeError as exc:
         raise InvalidArchitecture(str(exc)) from None
     except ValueError as exc:
@@ -343,7 +360,7 @@ def _run(trial, on_epoch, model_path, weights_path, clock: _Clock, history: list
         from .export import export_torchscript
 
         export_torchscript(model, model_path, data.input_shape, data.mean, data.std, metadata={
-            "architecture": cfg.architecture, "summary": describe_genotype(cfg.architecture),
+            "architecture": cfg.architecture, "summary": _summary(cfg.architecture),
             "classes": data.classes, "numClasses": data.num_classes, "dataset": data.name,
             "objective": {"metric": cfg.metric, "goal": cfg.goal}, "reward": reward, "trial": cfg.name})
     message = "" if status == errors.SUCCEEDED else f"stopped early after epoch {last['epoch']} of {t['epochs']}"

@@ -43,6 +43,7 @@ DEFAULTS = {
                           "PYTHONUSERBASE, PYTHONINSPECT"),
     "requireJobCreate": "false",
     "operatorEnforcesLists": "false",
+    "userCode": "false",
 }
 
 
@@ -60,6 +61,7 @@ class Policy:
     toleration_keys: tuple[str, ...]
     forbidden_env_names: tuple[str, ...]
     enforces_lists: bool
+    user_code: bool = False  # userCode: everybody may run their own code in trial pods (docs/byo.md)
 
     @classmethod
     def from_data(cls, data: dict | None) -> "Policy":
@@ -74,6 +76,7 @@ class Policy:
             toleration_keys=_items(merged["tolerationKeys"]),
             forbidden_env_names=_items(merged["forbiddenEnvNames"]),
             enforces_lists=merged["operatorEnforcesLists"].strip().lower() == "true",
+            user_code=merged["userCode"].strip().lower() == "true",
         )
 
     @classmethod
@@ -143,4 +146,18 @@ def policy_issues(spec: dict, policy: Policy) -> list[Issue]:
             issues.append(Issue(f"{base}.tolerations[key={key}]",
                                 f"{'a toleration without a key' if not key else key} "
                                 + beyond.format(key="tolerationKeys")))
+    if not policy.user_code:
+        issues += [Issue(path, "runs code of the author's choosing in the trial pods, and this cluster's operator "
+                               "enforces the policy without exceptions (operatorEnforcesLists) while userCode is not "
+                               f"\"true\" in {WHERE}: ask a cluster admin, or use the built-in trainer")
+                   for path in user_code_fields(spec)]
     return issues
+
+
+def user_code_fields(spec: dict) -> list[str]:
+    """The fields of ``spec`` that run the author's own code in the trial pods (docs/byo.md)."""
+    trial = spec.get("trial") or {}
+    fields = [("spec.trial.command", trial.get("command")),
+              ("spec.trial.model.builder", (trial.get("model") or {}).get("builder")),
+              ("spec.trial.dataset.loader", (trial.get("dataset") or {}).get("loader"))]
+    return [path for path, value in fields if value]

@@ -206,10 +206,62 @@ def _budget_issues(spec: dict) -> list[Issue]:
 
 def _trial_issues(spec: dict) -> list[Issue]:
     dataset = spec["trial"]["dataset"]
-    if dataset["name"] in DATASETS_WITH_PATH and not dataset.get("path"):
+    if dataset.get("loader") and dataset.get("name"):
+        return [Issue("spec.trial.dataset.name", f"is set, and so is dataset.loader ({dataset['loader']}): "
+                      "keep one, name for a built-in dataset or loader for your own")]
+    if dataset.get("loader"):
+        extra = sorted(set(dataset) - {"loader", "seed"})
+        if extra:
+            return [Issue(f"spec.trial.dataset.{extra[0]}", "applies to the built-in datasets; your loader "
+                          "returns its own splits (it gets the seed): remove it")]
+    if dataset.get("name") in DATASETS_WITH_PATH and not dataset.get("path"):
         return [Issue("spec.trial.dataset.path", f"dataset {dataset['name']} is read from files: "
                       "set path to the folder (or .npz file) that holds them")]
-    return []
+    return _command_issues(spec)
+
+
+def command_names(spec: dict) -> list[str]:
+    """The names ``${name}`` in spec.trial.command may use (kubenas.contract.byo): the
+    built-in ones, the searched hyperparameters, and the top-level decisions of a
+    ``parameters`` space."""
+    from kubenas.contract.byo import BUILTIN_NAMES
+
+    space = spec["searchSpace"]
+    names = [h.get("name") for h in space.get("hyperparameters") or [] if isinstance(h, dict)]
+    if space.get("type") == "parameters":
+        names += _decision_names(space)
+    return sorted(set(BUILTIN_NAMES) | {n for n in names if isinstance(n, str)})
+
+
+def _decision_names(space: dict) -> list[str]:
+    """Top-level decisions of a parameters space; ``${layers[0].width}``-style names below
+    them are checked against each candidate when the trial starts."""
+    return [p["name"] for p in space.get("parameters") or [] if isinstance(p, dict) and "name" in p]
+
+
+def _command_issues(spec: dict) -> list[Issue]:
+    from kubenas.contract.byo import BUILTIN_NAMES, references
+
+    trial = spec["trial"]
+    command = trial.get("command")
+    if not command:
+        return []
+    issues = []
+    for key, what in (("model", "spec.trial.model"), ("loader", "spec.trial.dataset.loader")):
+        present = trial.get("model") if key == "model" else trial["dataset"].get("loader")
+        if present:
+            issues.append(Issue(what, "is for the built-in trainer, but trial.command runs your own program, which "
+                                      "builds its model and reads its data itself: remove one of them"))
+    known = command_names(spec)
+    for index, name in references(command):
+        root = re.split(r"[.\[]", name, maxsplit=1)[0]
+        if name not in known and not (spec["searchSpace"].get("type") == "parameters" and root in known
+                                      and root not in BUILTIN_NAMES):
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean ${{{close[0]}}}? " if close else ""
+            issues.append(Issue(f"spec.trial.command[{index}]", f"${{{name}}} names no decision or hyperparameter; "
+                                f"{hint}known: {', '.join(known)} (write $${{ for a literal ${{)"))
+    return issues
 
 
 def _user_code_issues(spec: dict) -> list[Issue]:
@@ -355,7 +407,7 @@ SEMANTIC_CHECKS = (
     (_search_space_issues, ("spec.searchSpace",)),
     (_strategy_issues, ("spec.strategy", "spec.budget", "spec.objective")),
     (_budget_issues, ("spec.budget",)),
-    (_trial_issues, ("spec.trial.dataset",)),
+    (_trial_issues, ("spec.trial.dataset", "spec.trial.command", "spec.trial.model", "spec.searchSpace")),
     (_user_code_issues, ("spec.searchSpace", "spec.trial")),
     (_resources_issues, ("spec.trial.template", "spec.controller")),
     (_artifacts_issues, ("spec.artifacts", "spec.trial.template")),
@@ -446,8 +498,10 @@ def with_defaults(spec: dict) -> dict:
     stopping.setdefault("startEpoch", 2)
     trial = spec.setdefault("trial", {})
     trial.setdefault("task", "image-classification")
-    dataset = trial.setdefault("dataset", {"name": "digits"})
-    dataset.setdefault("validationFraction", 0.2)
+    dataset = trial.setdefault("dataset", {})
+    if not dataset.get("loader"):  # a loader returns its own splits (docs/byo.md)
+        dataset.setdefault("name", "digits")
+        dataset.setdefault("validationFraction", 0.2)
     dataset.setdefault("seed", 0)
     training = trial.setdefault("training", {})
     for key, value in _training_defaults().items():

@@ -1,4 +1,6 @@
-"""One trial as a local process running the trainer (`python -m kubenas_trainer`).
+"""One trial as a local process running the trainer (`python -m kubenas_trainer`), or the
+user's own program under the ``kubenas-trial`` wrapper (`python -m kubenas_trainer.wrapper`)
+when the experiment sets ``trial.command`` (docs/byo.md).
 
 The trainer writes history.jsonl as it goes and result.json at the end; its exit code
 tells success from failure. A process that dies without a result (killed, segfault)
@@ -35,7 +37,8 @@ def _die_with_parent() -> None:
 
 class TrialProcess:
     def __init__(self, name: str, index: int, directory: Path, timeout_seconds: float, threads: int,
-                 extra_env: dict | None = None):
+                 extra_env: dict | None = None, command: list[str] | None = None,
+                 python_path: list[str] | None = None):
         self.name = name
         self.index = index
         self.directory = directory
@@ -44,13 +47,16 @@ class TrialProcess:
         self.stop_reason: str | None = None  # set when we kill it: contract.TIMEOUT or STOPPED_BY_RUNNER
         self.early_stop_requested = False
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), **(extra_env or {}))
+        if python_path:  # the experiment file's folder: where a local trial finds the user's modules
+            env["PYTHONPATH"] = os.pathsep.join(python_path + [p for p in [env.get("PYTHONPATH")] if p])
+        io = ["--trial", str(directory / "trial.json"), "--out", str(directory), "--export-model"]
+        argv = ([sys.executable, "-m", "kubenas_trainer.wrapper", *io, "--", *command] if command
+                else [sys.executable, "-m", "kubenas_trainer", *io])
         self._log = open(directory / "log.txt", "ab")
         # Own session: a Ctrl-C in the terminal reaches the runner only, which then
         # stops its trials deliberately instead of having them die mid-write.
         self.popen = subprocess.Popen(
-            [sys.executable, "-m", "kubenas_trainer", "--trial", str(directory / "trial.json"),
-             "--out", str(directory), "--export-model"],
-            stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            argv, stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
             preexec_fn=_die_with_parent)
 
     def poll(self) -> int | None:

@@ -58,13 +58,16 @@ class NullProgress:
 
 
 class LocalRunner:
-    def __init__(self, experiment: dict, run_dir: str, progress=None, metrics=None):
+    def __init__(self, experiment: dict, run_dir: str, progress=None, metrics=None, python_path=None):
         self.experiment = experiment
         self.name = experiment["metadata"]["name"]
         self.spec = with_defaults(experiment["spec"])
         self.run_dir = RunDir(run_dir)
         self.progress = progress or NullProgress()
         self.metrics = metrics
+        # Folders put first on the trials' Python path (the experiment file's folder for
+        # `kubenas run`): where trial.command, model.builder and dataset.loader find user modules.
+        self.python_path = [str(p) for p in python_path or []]
         self.goal = self.spec["objective"]["goal"]
         self.metric = self.spec["objective"]["metric"]
         budget = self.spec["budget"]
@@ -165,7 +168,9 @@ class LocalRunner:
         for stale in ("result.json", "history.jsonl", "stop"):  # from a run killed mid-trial
             (directory / stale).unlink(missing_ok=True)
         self.running[trial["index"]] = TrialProcess(name, trial["index"], directory,
-                                                    trial["timeoutSeconds"], self.threads, self.artifacts_env)
+                                                    trial["timeoutSeconds"], self.threads, self.artifacts_env,
+                                                    command=self.spec["trial"].get("command"),
+                                                    python_path=self.python_path)
         self.progress.trial_started(name)
         if self.metrics:
             self.metrics.trial_started(self.name)

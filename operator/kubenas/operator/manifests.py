@@ -33,6 +33,8 @@ KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 TRAINER_CONTAINER = "trainer"
 CONTROLLER_CONTAINER = "controller"
 TRAINER_COMMAND = ["kubenas-train", "--from-cluster"]
+# spec.trial.command runs under the wrapper, which reports for it (docs/byo.md).
+USER_COMMAND_WRAPPER = ["kubenas-trial", "--from-cluster", "--"]
 TRAINER_SERVICE_ACCOUNT = "kubenas-trainer"
 CONTROLLER_SERVICE_ACCOUNT = "kubenas-controller"
 TRAINER_CLUSTER_ROLE = "kubenas-trainer"
@@ -142,6 +144,13 @@ def _trainer_env(trial_name: str, template_env: list, artifacts_env: list = ()) 
     return env
 
 
+def trial_command(spec: dict) -> list[str]:
+    """The trial container's command: the built-in trainer, or the user's program
+    (spec.trial.command, admitted by deploy/admission.yaml) under ``kubenas-trial``."""
+    command = (spec.get("trial") or {}).get("command")
+    return [*USER_COMMAND_WRAPPER, *command] if command else list(TRAINER_COMMAND)
+
+
 TOKEN_VOLUME = "kubenas-api-token"
 TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"  # where in-cluster clients look
 TOKEN_SECONDS = 600  # the API server's minimum; bound to the pod, renewed by the kubelet at 80 %
@@ -241,7 +250,7 @@ def job_for_trial(trial: dict, spec: dict, settings: Settings = Settings()) -> d
         "name": TRAINER_CONTAINER,
         "image": template.get("image") or settings.trainer_image,
         "imagePullPolicy": template.get("imagePullPolicy") or settings.image_pull_policy,
-        "command": list(TRAINER_COMMAND),
+        "command": trial_command(spec),
         "env": _trainer_env(name, template.get("env") or [], artifacts_env),
         "resources": with_default_requests(quantities(template.get("resources")), settings.trainer_default_requests),
         "volumeMounts": mounts,
