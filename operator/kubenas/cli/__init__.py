@@ -1,5 +1,7 @@
 """The `kubenas` command: run and validate experiments locally; start the operator and
-the per-experiment controller inside a cluster."""
+the per-experiment controller inside a cluster; read results of a local run or a cluster
+experiment (one module per command group, each with ``add_commands(subparsers)``:
+``results`` get/top/watch/export/logs, ``plots`` plot)."""
 from __future__ import annotations
 
 import argparse
@@ -212,12 +214,28 @@ def build_parser() -> argparse.ArgumentParser:
     operator.add_argument("--metrics-port", type=int, default=9090,
                           help="Prometheus /metrics port (8080 serves the liveness probe)")
     operator.set_defaults(func=cmd_operator)
+
+    for group in command_groups():
+        group.add_commands(sub)
     return parser
 
 
+def command_groups() -> tuple:
+    """The modules that add commands (each has ``add_commands(subparsers)``)."""
+    from . import plots, results
+
+    return (results, plots)
+
+
 def main(argv: list[str] | None = None) -> int:
+    from .sources import CliError
+
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except CliError as err:
+        _say(Console(stderr=True, soft_wrap=True), "error", "red", str(err))
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":
