@@ -13,7 +13,7 @@ from typing import Any
 
 from kubenas.contract import GOALS, METRICS, TASKS
 from kubenas.contract.reward import check_penalties
-from kubenas.contract.settings import DEFAULT_LEARNING_RATE, SETTINGS
+from kubenas.contract.settings import DEFAULT_LEARNING_RATE, SETTINGS, export_problem, resolved_export
 
 from .errors import InvalidTrial
 
@@ -29,6 +29,7 @@ class TrialConfig:
     name: str = ""
     hyperparameters: dict = field(default_factory=dict)
     penalties: list = field(default_factory=list)  # objective.penalties (kubenas.contract.reward)
+    export: dict = field(default_factory=lambda: resolved_export(None))  # formats, opset (contract.settings)
 
     @property
     def objective(self) -> dict:
@@ -125,10 +126,14 @@ def resolve_trial(trial: Any) -> TrialConfig:
     dataset = trial.get("dataset")
     if dataset is not None and not isinstance(dataset, dict):
         raise InvalidTrial(f"dataset: must be an object, got {dataset!r}")
+    problem = export_problem(trial.get("export"))
+    if problem:
+        raise InvalidTrial(f"export{'.' + problem[0] if problem[0] else ''}: {problem[1]}")
     name = trial.get("name") or (f"{trial['experiment']}-{trial['index']}"
                                  if "experiment" in trial and "index" in trial else "")
     return TrialConfig(
         architecture=trial["architecture"], dataset=dict(dataset or {"name": "digits"}), training=resolved,
         metric=metric, goal=goal, timeout_seconds=float(timeout) if timeout is not None else None,
         name=str(name), hyperparameters=dict(_object(trial, "hyperparameters")), penalties=list(penalties),
+        export=resolved_export(trial.get("export")),
     )

@@ -29,4 +29,5 @@ def build_trial_spec(experiment_name: str, spec: dict, index: int, candidate: di
         "dataset": copy.deepcopy(trial["dataset"]),
         "training": copy.deepcopy(trial["training"]),
         "timeoutSeconds": spec["budget"]["trialTimeoutSeconds"],
+        **({"export": copy.deepcopy(trial["export"])} if "export" in trial else {}),
     }

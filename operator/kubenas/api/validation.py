@@ -211,6 +211,17 @@ def _trial_issues(spec: dict) -> list[Issue]:
     return []
 
 
+def _export_issues(spec: dict) -> list[Issue]:
+    """trial.export (formats, opset): the rules the schema cannot say (contract.settings)."""
+    from kubenas.contract.settings import export_problem
+
+    problem = export_problem(spec["trial"].get("export"))
+    if problem is None:
+        return []
+    where, message = problem
+    return [Issue("spec.trial.export" + (f".{where}" if where else ""), message)]
+
+
 QUANTITY = re.compile(r"^([+-]?)((?:[0-9]+(?:\.[0-9]*)?)|(?:\.[0-9]+))"
                       r"(?:(Ki|Mi|Gi|Ti|Pi|Ei)|([numkMGTPE])|[eE]([+-]?(?:(?:[0-9]+(?:\.[0-9]*)?)|(?:\.[0-9]+))))?\Z")
 _BINARY = {"Ki": 1, "Mi": 2, "Gi": 3, "Ti": 4, "Pi": 5, "Ei": 6}
@@ -294,6 +305,7 @@ SEMANTIC_CHECKS = (
     (_strategy_issues, ("spec.strategy", "spec.budget", "spec.objective")),
     (_budget_issues, ("spec.budget",)),
     (_trial_issues, ("spec.trial.dataset",)),
+    (_export_issues, ("spec.trial.export",)),
     (_resources_issues, ("spec.trial.template", "spec.controller")),
 )
 
