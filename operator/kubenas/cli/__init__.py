@@ -1,8 +1,12 @@
-"""The `kubenas` command: run and validate experiments locally; start the operator and
-the per-experiment controller inside a cluster; read results of a local run or a cluster
-experiment (one module per command group, each with ``add_commands(subparsers)``:
-``results`` get/top/watch/export/logs, ``plots`` plot)."""
+"""The `kubenas` command: run and validate experiments locally; read the results of a
+local run or of an experiment on a cluster (get, top, watch, export, logs, plot); start
+the operator and the per-experiment controller inside a cluster."""
 from __future__ import annotations
+
+# One module per command group, each with ``add_commands(subparsers)`` listed in
+# ``command_groups``: this one (run, validate, controller, operator), ``results`` (get,
+# top, watch, export, logs), ``plots`` (plot). ``sources`` reads a run directory or a
+# cluster experiment; a new group adds a module and a line in ``command_groups``.
 
 import argparse
 import os

@@ -179,7 +179,7 @@ def api_error(err, what: str, namespace: str | None) -> CliError:
                             "or pick another --context")
         if err.status == 403:
             return CliError(f"forbidden: cannot {what}{where} ({reason}); ask an admin for read access to "
-                            "nasexperiments and nastrials there (docs/security.md), or pass -n a namespace you "
+                            "nasexperiments and nastrials there (docs/cli.md), or pass -n a namespace you "
                             "may read")
         if err.status == 404:
             return CliError(f"the API server has no kubenas.io resources ({reason}); install kubenas first "
