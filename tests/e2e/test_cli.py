@@ -1,4 +1,4 @@
-"""`kubenas get`, `watch`, `top` and `export` against a running experiment on a real API
+"""`kubenas get`, `watch`, `top`, `export` and `plot` against a running experiment on a real API
 server, as a user runs them: a subprocess given the cluster's kubeconfig. The trials
 are run by the node stand-in's instant trainer (a reward from the genotype's hash, three
 epochs of history, no training), so the test costs the control plane only.
@@ -41,7 +41,7 @@ def instant_trainer_allowed(installed):
                       "-p", json.dumps({"data": {"trainerImagePrefixes": prefixes}}))
 
 
-def test_watch_top_export_get_follow_a_running_experiment(cluster, namespace, instant_trainer_allowed):
+def test_watch_top_export_get_plot_follow_a_running_experiment(cluster, namespace, instant_trainer_allowed, tmp_path):
     body = experiment("e2e-cli", maxTrials=TRIALS, parallelTrials=2)
     body["spec"]["trial"]["template"]["image"] = INSTANT_TRAINER_IMAGE
     apply(cluster, namespace, body)
@@ -94,6 +94,16 @@ def test_watch_top_export_get_follow_a_running_experiment(cluster, namespace, in
     get = kubenas(cluster, "get", "-n", namespace)
     row = next(line for line in get.stdout.splitlines() if "e2e-cli" in line)
     assert "Succeeded" in row and f"{best['reward']:.4f}" in row and best["name"] in row
+
+    everywhere = kubenas(cluster, "get", "-A")
+    assert any(line.split("│")[1].strip() == namespace and "e2e-cli" in line for line in everywhere.stdout.splitlines()
+               if line.startswith("│")), everywhere.stdout
+
+    # plot: the run directory's plots, drawn from the NASTrials.
+    plot = kubenas(cluster, "plot", "e2e-cli", "-n", namespace, "--out", str(tmp_path / "plots"))
+    assert plot.returncode == 0, plot.stderr
+    for name in ("progress.png", "tradeoff.png", "curves.png", "ops.png"):
+        assert (tmp_path / "plots" / name).read_bytes()[:4] == b"\x89PNG"
 
     # Errors are one line naming the fix.
     missing = kubenas(cluster, "top", "nope", "-n", namespace)

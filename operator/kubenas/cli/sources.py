@@ -260,11 +260,14 @@ class ClusterExperiment:
 
         from kubenas.experiment import row_from_trial_object
 
+        from urllib3.exceptions import HTTPError
+
         trials: dict[str, dict] = {}
         version = None
         while True:
             status = self._experiment_status()
-            if version is None:
+            if version is None or status.get("phase") in EXPERIMENT_TERMINAL:
+                # (list again at the end too: trials stopped as the experiment ended)
                 items, version = self._trials()
                 trials = {t["metadata"]["name"]: t for t in items}
             snap = Snapshot([row_from_trial_object(t) for t in sorted(trials.values(), key=_index)],
@@ -292,7 +295,9 @@ class ClusterExperiment:
             except ApiException as err:
                 if err.status != 410:
                     raise api_error(err, "watch nastrials", self.namespace) from None
-                version = None
+                version = None  # 410 Gone: the version is too old; list again
+            except (HTTPError, OSError):
+                version = None  # the stream broke (a stalled or dropped connection): list again
 
     def experiments(self) -> list[dict]:
         return [experiment_summary(self.experiment)]
