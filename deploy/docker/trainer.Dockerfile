@@ -11,11 +11,11 @@ COPY operator ./operator
 COPY trainer ./trainer
 COPY crds /opt/kubenas/crds
 # torch comes from the base image; install the rest of the [train] extra around it.
-RUN pip install "numpy>=1.24" "scikit-learn>=1.3" "matplotlib>=3.7" \
+RUN pip install "numpy>=1.24" "scikit-learn>=1.3" "matplotlib>=3.7" "onnx>=1.16" "onnxruntime>=1.18" \
  && pip install --no-deps . \
  && pip install "kopf>=1.37" "kubernetes>=28" "prometheus-client>=0.19" "pyyaml>=6" "jsonschema>=4.18" "rich>=13" \
  && rm -rf /src \
- && python -c "import torch, kubenas_trainer.k8s_report, kubenas.controller.main"
+ && python -c "import torch, onnx, onnxruntime, kubenas_trainer.k8s_report, kubenas.controller.main"
 USER 65532:65532
 WORKDIR /tmp
 ENTRYPOINT []

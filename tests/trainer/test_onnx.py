@@ -111,3 +111,15 @@ def test_bad_export_fails_the_trial_naming_the_field(export, fragment):
     result = run_trial(trial)
     assert result["status"] == "Failed" and result["reason"] == "InvalidTrial"
     assert fragment in result["message"], result["message"]
+
+
+def test_onnx_without_the_package_fails_before_training(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    epochs = []
+    trial = {"architecture": chain("conv"), "dataset": {"name": "digits", "limit": 100},
+             "training": {"epochs": 1}, "export": {"formats": ["torchscript", "onnx"]}}
+    result = run_trial(trial, on_epoch=epochs.append, model_path=tmp_path / "model.pt")
+    assert (result["status"], result["reason"]) == ("Failed", "InvalidTrial")
+    assert "pip install 'kubenas[train]'" in result["message"] and epochs == []

@@ -198,10 +198,20 @@ def run_trial(trial: dict, *, on_epoch: OnEpoch | None = None, model_path=None, 
                    device=state["device"])
 
 
+def _require_onnx() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("onnx") is None:
+        raise InvalidTrial("export.formats: onnx needs the onnx package where the trainer runs; "
+                           "pip install 'kubenas[train]' (or onnx), or remove onnx from export.formats")
+
+
 def _run(trial, on_epoch, model_path, weights_path, clock: _Clock, history: list, metrics: dict,
          state: dict) -> dict:
     cfg: TrialConfig = resolve_trial(trial)
     t = cfg.training
+    if model_path and "onnx" in cfg.export["formats"]:
+        _require_onnx()  # before training, not after it
     if cfg.timeout_seconds:
         clock = _Clock(clock.start, clock.deadline, cfg.timeout_seconds)
     clock.check()
