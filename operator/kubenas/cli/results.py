@@ -91,14 +91,16 @@ def counts_line(rows: list[dict]) -> str:
 def cmd_watch(args) -> int:
     """Live progress like ``kubenas run``'s: a line per finished trial and a bar, until
     the experiment ends; then its phase and the leaderboard."""
+    from kubenas.contract import RANKED_PHASES
+    from kubenas.experiment import is_better
     from kubenas.local.progress import RichProgress
-    from kubenas.local.report import best_trial
 
     source = open_source(args.target, args)
     console = stdout_console()
     total = (source.spec.get("budget") or {}).get("maxTrials") or 0
     progress = RichProgress(console)
     shown: set[str] = set()
+    best = None  # the best reward shown so far (ranked trials only, as the leaderboard)
     started = False
     snap = None
     try:
@@ -113,8 +115,10 @@ def cmd_watch(args) -> int:
             failed = sum(r.get("status") == FAILED for r in finished)
             for row in sorted((r for r in finished if r["name"] not in shown), key=_finish_order):
                 shown.add(row["name"])
-                best = best_trial([r for r in finished if r["name"] in shown], source.goal)
-                progress.trial_finished(row, len(shown), running, failed, best and best["reward"])
+                if row.get("status") in RANKED_PHASES and row.get("reward") is not None \
+                        and is_better(row["reward"], best, source.goal):
+                    best = row["reward"]
+                progress.trial_finished(row, len(shown), running, failed, best)
     except KeyboardInterrupt:
         if started:
             progress.stop()

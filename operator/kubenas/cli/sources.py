@@ -119,8 +119,7 @@ class LocalRun:
                  "strategy": (self.spec.get("strategy") or {}).get("type", "-"),
                  "succeeded": counts.get("Succeeded", 0), "running": 0, "failed": counts.get(FAILED, 0),
                  "max": (self.spec.get("budget") or {}).get("maxTrials"),
-                 "best": best and best.get("reward"), "bestTrial": best and best.get("name"),
-                 "created": state.get("startTime")}]
+                 "best": best and best.get("reward"), "bestTrial": best and best.get("name")}]
 
     def log(self, trial: str) -> str:
         path = self.run_dir.trial_dir(trial) / "log.txt"
@@ -321,8 +320,7 @@ def experiment_summary(exp: dict) -> dict:
             "phase": status.get("phase") or "-", "strategy": (spec.get("strategy") or {}).get("type", "-"),
             "succeeded": trials.get("succeeded", 0), "running": trials.get("running", 0),
             "failed": trials.get("failed", 0), "max": (spec.get("budget") or {}).get("maxTrials"),
-            "best": best.get("reward"), "bestTrial": best.get("name"),
-            "created": exp["metadata"].get("creationTimestamp")}
+            "best": best.get("reward"), "bestTrial": best.get("name")}
 
 
 def list_experiments(kube, namespace: str | None) -> list[dict]:
