@@ -29,3 +29,5 @@ def test_digits_example_finds_an_accurate_architecture(tmp_path, example):
     best = json.loads((run_dir / "best.json").read_text())
     assert best["reward"] >= 0.95
     assert (run_dir / "best_model.pt").is_file() and (run_dir / "progress.png").is_file()
+    if "onnx" in ((yaml.safe_load(example.read_text())["spec"]["trial"].get("export") or {}).get("formats") or []):
+        assert (run_dir / "best_model.onnx").is_file()

@@ -1,4 +1,4 @@
-"""Export a trained model as a self-contained TorchScript file.
+"""Export a trained model as a self-contained TorchScript file, and as ONNX.
 
 The file loads with plain ``torch.jit.load`` (no kubenas needed). The exported module
 takes float images ``N x C x H x W`` with pixel values scaled to [0, 1] (what
@@ -9,6 +9,12 @@ normalisation, genotype) travels inside the file as ``kubenas.json``::
     extra = {"kubenas.json": ""}
     model = torch.jit.load("model.pt", _extra_files=extra)
     meta = json.loads(extra["kubenas.json"])
+
+The ONNX file (``export_onnx``) takes the same input, named ``images`` (batch size free),
+and gives ``logits``; the same metadata is its ``kubenas.json`` metadata property::
+
+    session = onnxruntime.InferenceSession("model.onnx")
+    logits = session.run(["logits"], {"images": batch})[0]
 """
 from __future__ import annotations
 
@@ -87,3 +93,77 @@ def load_metadata(path: str | Path) -> dict:
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     return json.loads(extra[METADATA_FILE])
+
+
+ONNX_INPUT, ONNX_OUTPUT = "images", "logits"
+
+
+def _cpu_wrapper(model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> NormalizedClassifier:
+    net = copy.deepcopy(model).to(device="cpu", dtype=torch.float32, memory_format=torch.contiguous_format)
+    return NormalizedClassifier(net, mean, std).eval()
+
+
+def export_onnx(model: nn.Module, path: str | Path, input_shape: tuple[int, int, int], mean: Sequence[float],
+                std: Sequence[float], opset: int, metadata: dict | None = None) -> Path:
+    """Write ``model`` (a copy, on CPU, float32, eval mode, normalisation built in) as ONNX
+    at ``opset`` to ``path``, with a free batch size.
+
+    torch's TorchScript-based exporter is used (it needs no package beyond torch; the
+    torch.export-based one needs onnxscript). The file is then run with onnxruntime, when
+    installed (the ``train`` extra has it), on a batch of another size than the one
+    traced, and must give the model's logits within rtol 1e-4, atol 1e-5.
+    """
+    import onnx
+
+    wrapper = _cpu_wrapper(model, mean, std)
+    example = torch.rand(2, *input_shape)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer notes
+        torch.onnx.export(wrapper, (example,), str(tmp), opset_version=int(opset), dynamo=False,
+                          input_names=[ONNX_INPUT], output_names=[ONNX_OUTPUT],
+                          dynamic_axes={ONNX_INPUT: {0: "batch"}, ONNX_OUTPUT: {0: "batch"}})
+    proto = onnx.load(str(tmp))
+    meta = {"format": "kubenas-onnx/v1", "opset": int(opset),
+            "input": f"{ONNX_INPUT}: float32 N x C x H x W, pixel values scaled to [0, 1]; normalisation is built in",
+            "inputShape": list(input_shape), "mean": list(mean), "std": list(std), **(metadata or {})}
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = METADATA_FILE, json.dumps(meta)
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(tmp))
+    check = onnx_disagreement(wrapper, tmp, input_shape)
+    if check is not None and check > 0:
+        tmp.unlink(missing_ok=True)
+        raise RuntimeError(f"exported ONNX disagrees with the model under onnxruntime (max diff {check:.3g})")
+    tmp.replace(path)
+    return path
+
+
+def onnx_disagreement(model: nn.Module, path: str | Path, input_shape: tuple[int, int, int],
+                      batch: int = 3, rtol: float = 1e-4, atol: float = 1e-5) -> float | None:
+    """0.0 if onnxruntime's logits for a random batch match ``model``'s within the
+    tolerance, else the largest difference; None without onnxruntime."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    x = torch.rand(batch, *input_shape)
+    with torch.no_grad():
+        expected = model(x).numpy()
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run([ONNX_OUTPUT], {ONNX_INPUT: x.numpy()})[0]
+    import numpy as np
+
+    if got.shape == expected.shape and np.allclose(got, expected, rtol=rtol, atol=atol):
+        return 0.0
+    return float(np.abs(got - expected).max()) if got.shape == expected.shape else float("inf")
+
+
+def load_onnx_metadata(path: str | Path) -> dict:
+    """The ``kubenas.json`` metadata of an exported ONNX model."""
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    return json.loads(props[METADATA_FILE])

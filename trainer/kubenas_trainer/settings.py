@@ -13,7 +13,7 @@ from typing import Any
 
 from kubenas.contract import GOALS, METRICS, TASKS
 from kubenas.contract.reward import check_penalties
-from kubenas.contract.settings import DEFAULT_LEARNING_RATE, SETTINGS
+from kubenas.contract.settings import DEFAULT_LEARNING_RATE, SETTINGS, export_problem, resolved_export
 
 from .errors import InvalidTrial
 
@@ -30,6 +30,7 @@ class TrialConfig:
     hyperparameters: dict = field(default_factory=dict)
     penalties: list = field(default_factory=list)  # objective.penalties (kubenas.contract.reward)
     model: dict = field(default_factory=dict)  # {"builder": "module:function"} (user_code.py), or {}
+    export: dict = field(default_factory=lambda: resolved_export(None))  # formats, opset (contract.settings)
 
     @property
     def objective(self) -> dict:
@@ -132,6 +133,9 @@ def resolve_trial(trial: Any) -> TrialConfig:
         raise InvalidTrial(f"model.{unknown[0]}: unknown field (known: builder)")
     if model and not isinstance(model.get("builder"), str):
         raise InvalidTrial(f"model.builder: must be 'module:function', got {model.get('builder')!r}")
+    problem = export_problem(trial.get("export"))
+    if problem:
+        raise InvalidTrial(f"export{'.' + problem[0] if problem[0] else ''}: {problem[1]}")
     name = trial.get("name") or (f"{trial['experiment']}-{trial['index']}"
                                  if "experiment" in trial and "index" in trial else "")
     return TrialConfig(
@@ -139,4 +143,5 @@ def resolve_trial(trial: Any) -> TrialConfig:
         metric=metric, goal=goal, timeout_seconds=float(timeout) if timeout is not None else None,
         name=str(name), hyperparameters=dict(_object(trial, "hyperparameters")), penalties=list(penalties),
         model=dict(model),
+        export=resolved_export(trial.get("export")),
     )

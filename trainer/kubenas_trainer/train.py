@@ -24,6 +24,7 @@ from torch import nn
 
 from kubenas.contract.genotype import GenotypeError, describe_genotype
 from kubenas.contract.reward import compute_reward
+from kubenas.contract.settings import EXPORT_SUFFIX
 
 from . import errors
 from .data import Dataset, load_dataset
@@ -204,10 +205,20 @@ def _summary(architecture) -> str:
         return ""
 
 
+def _require_onnx() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("onnx") is None:
+        raise InvalidTrial("export.formats: onnx needs the onnx package where the trainer runs; "
+                           "pip install 'kubenas[train]' (or onnx), or remove onnx from export.formats")
+
+
 def _run(trial, on_epoch, model_path, weights_path, clock: _Clock, history: list, metrics: dict,
          state: dict) -> dict:
     cfg: TrialConfig = resolve_trial(trial)
     t = cfg.training
+    if model_path and "onnx" in cfg.export["formats"]:
+        _require_onnx()  # before training, not after it
     if cfg.timeout_seconds:
         clock = _Clock(clock.start, clock.deadline, cfg.timeout_seconds)
     clock.check()
@@ -357,12 +368,18 @@ def _run(trial, on_epoch, model_path, weights_path, clock: _Clock, history: list
                       "mean": data.mean, "std": data.std,
                       "stateDict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}, weights_path)
     if model_path:
-        from .export import export_torchscript
+        from .export import export_onnx, export_torchscript
 
-        export_torchscript(model, model_path, data.input_shape, data.mean, data.std, metadata={
-            "architecture": cfg.architecture, "summary": _summary(cfg.architecture),
-            "classes": data.classes, "numClasses": data.num_classes, "dataset": data.name,
-            "objective": {"metric": cfg.metric, "goal": cfg.goal}, "reward": reward, "trial": cfg.name})
+        meta = {"architecture": cfg.architecture, "summary": _summary(cfg.architecture),
+                "classes": data.classes, "numClasses": data.num_classes, "dataset": data.name,
+                "objective": {"metric": cfg.metric, "goal": cfg.goal}, "reward": reward, "trial": cfg.name}
+        # model_path names the TorchScript file (model.pt); each format of trial.export is
+        # written beside it with its suffix (model.onnx).
+        if "torchscript" in cfg.export["formats"]:
+            export_torchscript(model, model_path, data.input_shape, data.mean, data.std, metadata=meta)
+        if "onnx" in cfg.export["formats"]:
+            export_onnx(model, Path(model_path).with_suffix(EXPORT_SUFFIX["onnx"]), data.input_shape, data.mean,
+                        data.std, opset=cfg.export["opset"], metadata=meta)
     message = "" if status == errors.SUCCEEDED else f"stopped early after epoch {last['epoch']} of {t['epochs']}"
     metrics["wallSeconds"] = round(time.monotonic() - clock.start, 3)
     return _result(status, reward=reward, message=message, metrics=metrics, history=history, device=state["device"])

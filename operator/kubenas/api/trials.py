@@ -30,4 +30,5 @@ def build_trial_spec(experiment_name: str, spec: dict, index: int, candidate: di
         "training": copy.deepcopy(trial["training"]),
         "timeoutSeconds": spec["budget"]["trialTimeoutSeconds"],
         **({"model": copy.deepcopy(trial["model"])} if trial.get("model") else {}),
+        **({"export": copy.deepcopy(trial["export"])} if "export" in trial else {}),
     }

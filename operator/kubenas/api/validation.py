@@ -325,6 +325,17 @@ def _artifacts_issues(spec: dict) -> list[Issue]:
     return issues
 
 
+def _export_issues(spec: dict) -> list[Issue]:
+    """trial.export (formats, opset): the rules the schema cannot say (contract.settings)."""
+    from kubenas.contract.settings import export_problem
+
+    problem = export_problem(spec["trial"].get("export"))
+    if problem is None:
+        return []
+    where, message = problem
+    return [Issue("spec.trial.export" + (f".{where}" if where else ""), message)]
+
+
 QUANTITY = re.compile(r"^([+-]?)((?:[0-9]+(?:\.[0-9]*)?)|(?:\.[0-9]+))"
                       r"(?:(Ki|Mi|Gi|Ti|Pi|Ei)|([numkMGTPE])|[eE]([+-]?(?:(?:[0-9]+(?:\.[0-9]*)?)|(?:\.[0-9]+))))?\Z")
 _BINARY = {"Ki": 1, "Mi": 2, "Gi": 3, "Ti": 4, "Pi": 5, "Ei": 6}
@@ -409,6 +420,7 @@ SEMANTIC_CHECKS = (
     (_budget_issues, ("spec.budget",)),
     (_trial_issues, ("spec.trial.dataset", "spec.trial.command", "spec.trial.model", "spec.searchSpace")),
     (_user_code_issues, ("spec.searchSpace", "spec.trial")),
+    (_export_issues, ("spec.trial.export",)),
     (_resources_issues, ("spec.trial.template", "spec.controller")),
     (_artifacts_issues, ("spec.artifacts", "spec.trial.template")),
 )

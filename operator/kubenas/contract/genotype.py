@@ -187,3 +187,11 @@ def describe_genotype(genotype: dict) -> str:
         else:
             parts.append(str(op))
     return " > ".join(parts)
+
+
+def genotype_ops(genotype: dict) -> list[str]:
+    """The operation at each decision of a genotype: a chain's layer ops in order, a
+    cell's edge ops row by row (what op-frequency plots count)."""
+    if genotype.get("type") == "cell":
+        return [str(op) for row in genotype.get("edges") or [] if isinstance(row, list) for op in row]
+    return [str(layer.get("op")) for layer in genotype.get("layers") or [] if isinstance(layer, dict)]

@@ -84,3 +84,51 @@ SEARCHABLE = ("learningRate", "momentum", "weightDecay", "labelSmoothing", "batc
 def defaults() -> dict:
     """The settings that have a default, filled in (learningRate is chosen per trial)."""
     return {name: s.default for name, s in SETTINGS.items() if s.default is not None}
+
+
+# ---------------------------------------------------------------- exported model formats
+
+# trial.export: which files a trained model is exported as (the trainer writes model.pt
+# and/or model.onnx; a local run copies the best as best_model.pt / best_model.onnx).
+EXPORT_FORMATS = ("torchscript", "onnx")
+EXPORT_SUFFIX = {"torchscript": ".pt", "onnx": ".onnx"}
+# ONNX opset: 17 is the default, tested with onnxruntime (tests/trainer/test_onnx.py);
+# the range is what torch's exporter writes and onnxruntime runs for the built-in ops.
+ONNX_OPSET = Setting("int", 17, Limit(13, 20))
+EXPORT_DEFAULTS = {"formats": ["torchscript"], "opset": ONNX_OPSET.default}
+
+
+def export_problem(export) -> tuple[str, str] | None:
+    """What is wrong with a ``trial.export`` object, as (field below it, message naming
+    the fix), or None. The CRD schema says as much where it can; the trainer and the
+    validator both call this."""
+    if export is None:
+        return None
+    if not isinstance(export, dict):
+        return "", f"must be an object with formats and opset, got {export!r}"
+    unknown = sorted(set(export) - {"formats", "opset"})
+    if unknown:
+        return unknown[0], "unknown field (known: formats, opset)"
+    formats = export.get("formats", EXPORT_DEFAULTS["formats"])
+    if not isinstance(formats, list) or not formats:
+        return "formats", f"must be a non-empty list of {', '.join(EXPORT_FORMATS)}"
+    for i, name in enumerate(formats):
+        if name not in EXPORT_FORMATS:
+            return f"formats[{i}]", f"{name!r} is not one of {', '.join(EXPORT_FORMATS)}"
+    if len(set(formats)) != len(formats):
+        return "formats", "lists a format twice; name each once"
+    if "opset" in export:
+        opset = export["opset"]
+        if isinstance(opset, bool) or not isinstance(opset, int):
+            return "opset", f"must be a whole number, got {opset!r}"
+        problem = ONNX_OPSET.limit.violation(opset)
+        if problem:
+            return "opset", problem
+        if "onnx" not in formats:
+            return "opset", "is read only when formats lists onnx: add onnx to formats, or remove opset"
+    return None
+
+
+def resolved_export(export) -> dict:
+    """``trial.export`` with defaults filled (call export_problem first)."""
+    return {**EXPORT_DEFAULTS, **(export or {})}

@@ -2,7 +2,8 @@
 Owns the decisions local mode, the operator and the controller share; imports kubenas.contract only (no API calls, no torch)."""
 from .outcome import Outcome, experiment_outcome, is_better, target_reached, trials_to_start
 from .ranking import best, best_reward, counts_by_phase, finished_counts, ranked
-from .record import TrialRecord, acknowledged, candidate, from_row, from_trial_object, strategy_reward
+from .record import (TrialRecord, acknowledged, candidate, from_row, from_trial_object, row_from_trial_object,
+                     strategy_reward)
 from .times import elapsed_seconds, now_iso, parse_time, seconds_between
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "now_iso",
     "parse_time",
     "ranked",
+    "row_from_trial_object",
     "seconds_between",
     "strategy_reward",
     "target_reached",

@@ -110,3 +110,27 @@ def candidate(trial_spec: dict) -> dict:
 def strategy_reward(phase: str | None, reward) -> float | None:
     """What a strategy observes for a finished trial: its reward, or None (failed)."""
     return finite_number(reward) if phase in LEARNED_PHASES else None
+
+
+def row_from_trial_object(trial: dict) -> dict:
+    """A NASTrial in the shape of a trials.jsonl row (``name``, ``index``, ``architecture``,
+    ``hyperparameters``, ``status``, ``reward``, ``metrics``, ``history``, ...), so that
+    reports, exports and plots read both modes through :func:`from_row` and one set of
+    fields (docs/formats.md). ``from_row(row_from_trial_object(t))`` ranks as
+    ``from_trial_object(t)`` does."""
+    spec = trial.get("spec") or {}
+    status = trial.get("status") or {}
+    return {
+        "name": (trial.get("metadata") or {}).get("name", ""),
+        "index": spec.get("index"),
+        "architecture": spec.get("architecture") or {},
+        "hyperparameters": spec.get("hyperparameters") or {},
+        "status": status.get("phase") or PENDING,
+        "reward": finite_number(status.get("reward")),
+        "reason": status.get("reason"),
+        "message": status.get("message") or "",
+        "metrics": status.get("metrics") or {},
+        "history": [h for h in (status.get("history") or []) if isinstance(h, dict)],
+        "startTime": status.get("startTime"),
+        "completionTime": status.get("completionTime"),
+    }

@@ -7,6 +7,7 @@ import shutil
 from kubenas import experiment
 from kubenas.contract import FAILED, SUCCEEDED
 from kubenas.contract.genotype import describe_genotype
+from kubenas.contract.settings import EXPORT_SUFFIX
 
 from .rundir import RunDir, _atomic_write
 
@@ -28,11 +29,13 @@ def write_best(run_dir: RunDir, records: list[dict], goal: str) -> dict | None:
     if best is None:
         return None
     _atomic_write(run_dir.best_file, json.dumps(best, indent=2, sort_keys=True))
-    model = run_dir.trial_dir(best["name"]) / "model.pt"
-    if model.exists():
-        tmp = run_dir.best_model_file.with_suffix(".tmp")
-        shutil.copyfile(model, tmp)
-        tmp.replace(run_dir.best_model_file)
+    for suffix in EXPORT_SUFFIX.values():  # model.pt -> best_model.pt, model.onnx -> best_model.onnx
+        model = run_dir.trial_dir(best["name"]) / f"model{suffix}"
+        target = run_dir.best_model_file.with_suffix(suffix)
+        if model.exists():
+            tmp = target.with_suffix(".tmp")
+            shutil.copyfile(model, tmp)
+            tmp.replace(target)
     return best
 
 

@@ -7,6 +7,9 @@
     state.json           phase of the experiment and why it ended
     best.json            the best trial; best_model.pt its TorchScript model
     progress.png         reward of each trial and best so far over trial index
+    tradeoff.png         reward against parameters/MACs/latency, Pareto front marked
+    curves.png           per-epoch validation metric of the top trials
+    ops.png              share of each operation chosen, over the trials
 
 trials.jsonl is the source of truth: a trial is finished exactly when its line is
 there, so a run killed at any moment resumes without losing or retraining a trial.

@@ -1,6 +1,12 @@
-"""The `kubenas` command: run and validate experiments locally; start the operator and
-the per-experiment controller inside a cluster."""
+"""The `kubenas` command: run and validate experiments locally; read the results of a
+local run or of an experiment on a cluster (get, top, watch, export, logs, plot); start
+the operator and the per-experiment controller inside a cluster."""
 from __future__ import annotations
+
+# One module per command group, each with ``add_commands(subparsers)`` listed in
+# ``command_groups``: this one (run, validate, controller, operator), ``results`` (get,
+# top, watch, export, logs), ``plots`` (plot). ``sources`` reads a run directory or a
+# cluster experiment; a new group adds a module and a line in ``command_groups``.
 
 import argparse
 import os
@@ -220,15 +226,31 @@ def build_parser() -> argparse.ArgumentParser:
                           help="Prometheus /metrics port (8080 serves the liveness probe)")
     operator.set_defaults(func=cmd_operator)
 
+    for group in command_groups():
+        group.add_commands(sub)
+
     from kubenas.artifacts.model import add_parser as add_model_parser
 
     add_model_parser(sub)  # kubenas model: the best model out of spec.artifacts or a run directory
     return parser
 
 
+def command_groups() -> tuple:
+    """The modules that add commands (each has ``add_commands(subparsers)``)."""
+    from . import plots, results
+
+    return (results, plots)
+
+
 def main(argv: list[str] | None = None) -> int:
+    from .sources import CliError
+
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except CliError as err:
+        _say(Console(stderr=True, soft_wrap=True), "error", "red", str(err))
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

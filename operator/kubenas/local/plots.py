@@ -1,0 +1,148 @@
+"""The plots of a search beside progress.png (report.write_plot), from trials.jsonl rows
+of a local run or of a cluster experiment's NASTrials alike:
+
+    tradeoff.png   reward against cost (parameters, MACs, latency), the Pareto front marked
+    curves.png     per-epoch validation metric of the top trials
+    ops.png        how often the search picked each operation, over the trials (what the
+                   strategy learned)
+
+The numbers behind each plot are pure functions (``pareto_front``, ``tradeoff_points``,
+``top_curves``, ``op_frequencies``), tested without matplotlib.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from kubenas.contract import SUCCEEDED, finite_number
+from kubenas.contract.genotype import genotype_ops
+
+from .report import ranked
+
+# metric name -> axis label; the costs the trainer measures (docs/formats.md)
+COSTS = {"parameters": "parameters", "macs": "MACs", "latencyMs": "latency (ms)"}
+TRADEOFF_FILE, CURVES_FILE, OPS_FILE = "tradeoff.png", "curves.png", "ops.png"
+
+
+def tradeoff_points(rows: list[dict], cost: str) -> list[tuple[float, float, str]]:
+    """(cost, reward, name) of each succeeded trial that measured ``cost``."""
+    points = []
+    for r in rows:
+        if r.get("status") != SUCCEEDED:
+            continue
+        x, y = finite_number((r.get("metrics") or {}).get(cost)), finite_number(r.get("reward"))
+        if x is not None and y is not None:
+            points.append((x, y, r.get("name", "")))
+    return points
+
+
+def pareto_front(points: list[tuple], goal: str) -> list[tuple]:
+    """The points no other point beats on both cost (lower) and reward (``goal``), by
+    increasing cost. Ties on cost keep the better reward."""
+    better = (lambda a, b: a > b) if goal == "maximize" else (lambda a, b: a < b)
+    order = sorted(points, key=lambda p: (p[0], -p[1] if goal == "maximize" else p[1]))
+    front, best = [], None
+    for p in order:
+        if best is None or better(p[1], best):
+            front.append(p)
+            best = p[1]
+    return front
+
+
+def top_curves(rows: list[dict], goal: str, metric: str, top: int = 5) -> list[tuple[str, list, list]]:
+    """(name, epochs, values) of the ``top`` ranked trials' per-epoch ``metric``."""
+    curves = []
+    for r in ranked(rows, goal)[:top]:
+        points = [(h.get("epoch"), finite_number(h.get(metric))) for h in r.get("history") or []
+                  if isinstance(h, dict)]
+        points = [(e, v) for e, v in points if isinstance(e, (int, float)) and v is not None]
+        if points:
+            curves.append((r["name"], [e for e, _ in points], [v for _, v in points]))
+    return curves
+
+
+def op_frequencies(rows: list[dict], windows: int = 10) -> tuple[list[float], dict[str, list[float]]]:
+    """Share of each operation among all decisions of the trials, in ``windows``
+    consecutive groups of trials by index: (mean index of each group, op -> shares)."""
+    ordered = sorted((r for r in rows if isinstance(r.get("index"), int)), key=lambda r: r["index"])
+    if not ordered:
+        return [], {}
+    windows = max(1, min(windows, len(ordered)))
+    size = len(ordered) / windows
+    groups = [ordered[round(i * size):round((i + 1) * size)] for i in range(windows)]
+    groups = [g for g in groups if g]
+    ops = sorted({op for r in ordered for op in genotype_ops(r.get("architecture") or {})})
+    centers, shares = [], {op: [] for op in ops}
+    for group in groups:
+        counted = [op for r in group for op in genotype_ops(r.get("architecture") or {})]
+        centers.append(sum(r["index"] for r in group) / len(group))
+        for op in ops:
+            shares[op].append(counted.count(op) / len(counted) if counted else 0.0)
+    return centers, shares
+
+
+def write_plots(directory: str | Path, rows: list[dict], goal: str, metric: str, title: str) -> list[Path]:
+    """Write the three plots into ``directory``; the files written (none without matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+
+    costs = [c for c in COSTS if tradeoff_points(rows, c)]
+    fig, axes = plt.subplots(1, max(1, len(costs)), figsize=(5 * max(1, len(costs)), 4), dpi=100, squeeze=False)
+    for ax, cost in zip(axes[0], costs):
+        points = tradeoff_points(rows, cost)
+        front = pareto_front(points, goal)
+        ax.scatter([p[0] for p in points], [p[1] for p in points], s=14, color="tab:blue", alpha=0.6,
+                   label="trial")
+        ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="tab:orange")
+        ax.scatter([p[0] for p in front], [p[1] for p in front], s=30, color="tab:orange", label="Pareto front")
+        if cost in ("parameters", "macs"):
+            ax.set_xscale("log")
+        ax.set_xlabel(COSTS[cost])
+        ax.set_ylabel(f"reward (validation {metric})")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best")
+    if not costs:
+        axes[0][0].text(0.5, 0.5, "no succeeded trial measured a cost", ha="center", va="center")
+    fig.suptitle(f"{title}: reward against cost")
+    fig.tight_layout()
+    written.append(_save(fig, plt, directory / TRADEOFF_FILE))
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    for name, epochs, values in top_curves(rows, goal, metric):
+        ax.plot(epochs, values, marker="o", markersize=3, label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"validation {metric}")
+    ax.set_title(f"{title}: top trials by epoch")
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="best", fontsize="small")
+    fig.tight_layout()
+    written.append(_save(fig, plt, directory / CURVES_FILE))
+
+    centers, shares = op_frequencies(rows)
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    if centers:
+        ax.stackplot(centers, *shares.values(), labels=list(shares), alpha=0.85)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
+        ax.set_ylim(0, 1)
+    ax.set_xlabel("trial index (groups of trials)")
+    ax.set_ylabel("share of decisions")
+    ax.set_title(f"{title}: operations chosen over the search")
+    fig.tight_layout()
+    written.append(_save(fig, plt, directory / OPS_FILE))
+    return written
+
+
+def _save(fig, plt, path: Path) -> Path:
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
