@@ -170,3 +170,19 @@ def test_init_is_seeded():
     b = build_model(cell("conv_3x3"), (1, 8, 8), 10)
     for (na, pa), (nb, pb) in zip(a.state_dict().items(), b.state_dict().items()):
         assert na == nb and torch.equal(pa, pb)
+
+
+def test_torch_free_cost_formula_agrees_with_the_trainers_measurement():
+    # kubenas.contract.cost is what hard constraints (maxParameters, maxMacs) reject
+    # candidates with before training; it must count exactly what the trainer builds.
+    from kubenas.contract.cost import architecture_cost
+
+    rng = random.Random(12)
+    genotypes = [random_chain(rng) for _ in range(12)] + [random_cell(rng) for _ in range(12)]
+    genotypes += [cell(op, nodes=5, channels=3, cells=2, stages=3) for op in CELL_OPS]
+    dead = {**cell("none"), "edges": [["conv_3x3"], ["conv_3x3", "conv_1x1"], ["skip_connect", "none", "none"]]}
+    for genotype in genotypes + [dead]:
+        for shape in [(1, 8, 8), (3, 13, 11)]:
+            model = build_model(genotype, shape, 7)
+            assert architecture_cost(genotype, shape, 7) == {
+                "parameters": count_parameters(model), "macs": count_macs(model, shape)}, genotype

@@ -195,6 +195,16 @@ def _strategy_issues(spec: dict) -> list[Issue]:
     return []
 
 
+def _constraints_issues(spec: dict) -> list[Issue]:
+    from kubenas.space import SpaceError, constraints_from_spec
+
+    try:
+        constraints_from_spec(spec)
+    except SpaceError as err:
+        return [Issue(_spec_path(err.path, "constraints"), err.message)]
+    return []
+
+
 def _budget_issues(spec: dict) -> list[Issue]:
     budget = spec["budget"]
     if budget["parallelTrials"] > budget["maxTrials"]:
@@ -293,6 +303,7 @@ SEMANTIC_CHECKS = (
     (_search_space_issues, ("spec.searchSpace",)),
     (_strategy_issues, ("spec.strategy", "spec.budget", "spec.objective")),
     (_budget_issues, ("spec.budget",)),
+    (_constraints_issues, ("spec.constraints", "spec.trial.dataset")),
     (_trial_issues, ("spec.trial.dataset",)),
     (_resources_issues, ("spec.trial.template", "spec.controller")),
 )

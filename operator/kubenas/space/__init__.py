@@ -7,6 +7,7 @@ Use ``SearchSpace.from_spec(experiment["spec"]["searchSpace"])``. (A space's
 """
 from .base import Candidate, Decision, SearchSpace
 from .cell import CellSpace
+from .constraints import NO_CONSTRAINTS, Constraints, constraints_from_spec
 from .chain import ChainSpace
 from .errors import CandidateError, SpaceError
 from .hyperparameters import Hyperparameter
@@ -15,6 +16,9 @@ __all__ = [
     "Candidate",
     "CandidateError",
     "CellSpace",
+    "Constraints",
+    "NO_CONSTRAINTS",
+    "constraints_from_spec",
     "ChainSpace",
     "Decision",
     "Hyperparameter",

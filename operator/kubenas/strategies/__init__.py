@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..space import SearchSpace
-from .base import Strategy, rebuild
+from ..space import Constraints, SearchSpace
+from .base import NoFeasibleCandidate, Strategy, rebuild
 from .evolution import RegularizedEvolution
 from .random_search import RandomSearch
 from .settings import DEFAULTS, GOALS, STRATEGY_TYPES, check_goal, resolve_settings
@@ -21,6 +21,7 @@ from .settings import DEFAULTS, GOALS, STRATEGY_TYPES, check_goal, resolve_setti
 __all__ = [
     "DEFAULTS",
     "GOALS",
+    "NoFeasibleCandidate",
     "STRATEGY_TYPES",
     "RandomSearch",
     "RegularizedEvolution",
@@ -41,10 +42,13 @@ def check_strategy_spec(strategy_spec: Any, goal: str = "maximize") -> dict[str,
     return {"type": kind, "seed": seed, "goal": check_goal(goal), "settings": settings}
 
 
-def make_strategy(strategy_spec: dict, space: SearchSpace, goal: str = "maximize") -> Strategy:
+def make_strategy(strategy_spec: dict, space: SearchSpace, goal: str = "maximize",
+                  constraints: Constraints | None = None) -> Strategy:
+    """``constraints`` (``kubenas.space.constraints_from_spec(spec)``): hard limits a proposal never breaks."""
     checked = check_strategy_spec(strategy_spec, goal)
     strategy_class = _strategy_class(checked["type"])
-    return strategy_class(space, seed=checked["seed"], goal=checked["goal"], settings=checked["settings"])
+    return strategy_class(space, seed=checked["seed"], goal=checked["goal"], settings=checked["settings"],
+                          constraints=constraints)
 
 
 def _strategy_class(kind: str) -> type[Strategy]:
