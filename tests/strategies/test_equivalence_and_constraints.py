@@ -46,6 +46,7 @@ def test_no_equivalent_architecture_is_proposed_twice_until_every_network_was(ki
     space = SearchSpace.from_spec(SMALL_CELL)
     networks = space.network_count()
     strategy = make_strategy(SPECS[kind], space)
+    strategy.MAX_RESAMPLES = 10  # near the end most draws are seen: reach the enumeration sooner
     run = async_run(strategy, parallel=2, fail={3}).run(networks - 2)
     assert len(run.proposed) == networks
     assert len({space.candidate_hash(c) for _, c in run.proposed}) == networks
@@ -94,6 +95,7 @@ def test_constraints_that_nothing_satisfies_are_a_named_error():
     space = SearchSpace.from_spec(DIGITS_CELL)
     strategy = make_strategy({"type": "random"}, space,
                              constraints=constraints_from_spec(experiment_spec({"maxParameters": 10})))
+    strategy.MAX_WALK_STEPS = 10  # the walk cannot succeed; the enumeration proves nothing fits
     with pytest.raises(NoFeasibleCandidate, match="raise the limits") as caught:
         strategy.propose(0)
     assert caught.value.path == "constraints"
