@@ -208,9 +208,13 @@ class Strategy:
         if not self.is_feasible(candidate):
             candidate = self._any_feasible(candidate, rng)
         if self.is_seen(candidate):
-            why = ("every distinct network of the space has been proposed" if self.exhausted else
-                   f"no unseen feasible candidate found in {self.MAX_RESAMPLES} draws and "
-                   f"{self.MAX_WALK_STEPS} mutations")
+            if self.exhausted:
+                why = "every distinct network of the space has been proposed"
+            elif self.space.size() <= self.MAX_ENUMERATION:  # the enumeration found none
+                why = "every network within the constraints has been proposed"
+            else:
+                why = (f"no unseen feasible candidate found in {self.MAX_RESAMPLES} draws and "
+                       f"{self.MAX_WALK_STEPS} mutations")
             self.repeats.append((index, why))
             log.warning("trial %d repeats an architecture already proposed (hash %s): %s",
                         index, self.space.candidate_hash(candidate), why)
