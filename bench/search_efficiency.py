@@ -241,7 +241,8 @@ def peer_searchers(table: Table) -> list[tuple[str, object]]:
     return out
 
 
-def peers_section(table: Table, table_path: Path, seeds: range, reference: str) -> tuple[str, dict]:
+def peers_section(table: Table, table_path: Path, seeds: range, reference: str,
+                  only: list[str] | None = None) -> tuple[str, dict]:
     """Run every searcher on ``seeds``; markdown of regret vs trials and vs training-seconds."""
     from budgeted import run_strategy
 
@@ -250,6 +251,8 @@ def peers_section(table: Table, table_path: Path, seeds: range, reference: str) 
     worst = table._sorted_rewards[0]
     traces: dict[str, list] = {}
     for label, run in peer_searchers(table):
+        if only and label not in only and label != "random":
+            continue
         started = time.monotonic()
         traces[label] = [run(seed, compute) for seed in seeds]
         print(f"  {table_path.stem} {label}: {time.monotonic() - started:.1f} s", flush=True)
@@ -329,14 +332,14 @@ def plot_compute(summaries: dict[str, dict], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def run_peers(tables: list[Path], seeds: range, reference: str, name: str) -> int:
+def run_peers(tables: list[Path], seeds: range, reference: str, name: str, only: list[str] | None = None) -> int:
     header = (f"machine: {machine()}\ndate: {time.strftime('%Y-%m-%d %H:%M %Z')}\n"
               f"command: {' '.join([Path(sys.executable).name] + sys.argv)}\n")
     print(header, flush=True)
     text, summaries = [header], {}
     for path in tables:
         table = Table.load(path)
-        section, summary = peers_section(table, path, seeds, reference)
+        section, summary = peers_section(table, path, seeds, reference, only)
         print(section, flush=True)
         text.append(f"### {path.stem}\n\n{section}")
         summaries[path.stem] = summary
@@ -365,10 +368,12 @@ def main() -> int:
                              "peers, regret vs trials and vs training-seconds, on every --tables table")
     parser.add_argument("--tables", type=Path, nargs="+", default=[DEFAULT_TABLE, CURVES_TABLE])
     parser.add_argument("--reference", default="evolution", help="--peers: the searcher Δ columns compare to")
+    parser.add_argument("--only", nargs="+", default=None,
+                        help="--peers: run only these searchers (random always runs: it sets the compute budget)")
     args = parser.parse_args()
     if args.peers:
         return run_peers(args.tables, range(args.first_seed, args.first_seed + args.seeds), args.reference,
-                         args.name or "peers")
+                         args.name or "peers", args.only)
 
     import torch
 
