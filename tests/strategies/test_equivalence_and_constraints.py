@@ -142,3 +142,19 @@ def test_validation_reports_constraints_that_need_a_shape():
     assert [i.path for i in issues] == ["spec.constraints.inputShape"]
     experiment["spec"]["constraints"].update(inputShape=[1, 8, 8], numClasses=10)
     assert validate_experiment(experiment) == []
+
+
+def test_validation_refuses_a_limit_below_the_cheapest_cell():
+    experiment = {
+        "apiVersion": "kubenas.io/v1alpha1", "kind": "NASExperiment", "metadata": {"name": "c"},
+        "spec": {"objective": {"metric": "accuracy"}, "searchSpace": DIGITS_CELL, "strategy": {"type": "random"},
+                 "budget": {"maxTrials": 4}, "trial": {"dataset": {"name": "digits"}},
+                 "constraints": {"maxParameters": 10}},
+    }
+    issues = validate_experiment(experiment)
+    assert [i.path for i in issues] == ["spec.constraints.maxParameters"]
+    assert "even the cheapest network" in issues[0].message
+    space = SearchSpace.from_spec(DIGITS_CELL)
+    cheapest = architecture_cost(space.decode([0] * 6)["architecture"], (1, 8, 8), 10)["parameters"]
+    experiment["spec"]["constraints"]["maxParameters"] = cheapest
+    assert validate_experiment(experiment) == []

@@ -196,12 +196,21 @@ def _strategy_issues(spec: dict) -> list[Issue]:
 
 
 def _constraints_issues(spec: dict) -> list[Issue]:
-    from kubenas.space import SpaceError, constraints_from_spec
+    from kubenas.space import SearchSpace, SpaceError, cheapest_violation, constraints_from_spec
 
     try:
-        constraints_from_spec(spec)
+        constraints = constraints_from_spec(spec)
     except SpaceError as err:
         return [Issue(_spec_path(err.path, "constraints"), err.message)]
+    try:
+        space = SearchSpace.from_spec(spec["searchSpace"])
+    except SpaceError:
+        return []  # reported by the search-space check
+    violation = cheapest_violation(constraints, space)
+    if violation is not None:
+        field = violation.split(" > ")[1].split()[0]
+        return [Issue(f"spec.constraints.{field}", f"even the cheapest network of the search space breaks it "
+                      f"({violation}); raise the limit or shrink the space's skeleton")]
     return []
 
 

@@ -55,6 +55,24 @@ class Constraints:
 NO_CONSTRAINTS = Constraints()
 
 
+def cheapest_violation(constraints: Constraints, space) -> str | None:
+    """The limit that even the cheapest network of a cell space breaks (None if it fits or unknown).
+
+    A cell costs its skeleton plus a non-negative amount per live edge, so where the space
+    offers an op that costs nothing (``none``, ``skip_connect``, a pool) the network with
+    every edge set to it is the cheapest there is, and a limit below it is unsatisfiable.
+    Other spaces (chain: a layer's cost depends on the previous layer's width) are not
+    bounded here; there the strategy raises ``NoFeasibleCandidate`` when it finds nothing.
+    """
+    free = [op for op in ("none", "skip_connect", "avg_pool_3x3", "max_pool_3x3")
+            if space.type == "cell" and op in space.operations]
+    if not constraints.active or not free:
+        return None
+    edges = [[free[0]] * (i + 1) for i in range(space.nodes - 1)]
+    genotype = {"type": "cell", "nodes": space.nodes, "edges": edges, **space.skeleton}
+    return constraints.violation({"architecture": genotype, "hyperparameters": {}})
+
+
 def constraints_from_spec(spec: dict) -> Constraints:
     """The ``Constraints`` of an experiment spec (``spec.constraints``, ``spec.trial.dataset``).
 
