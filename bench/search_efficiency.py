@@ -227,7 +227,7 @@ def peer_searchers(table: Table) -> list[tuple[str, object]]:
     from peers import PEERS
 
     out = []
-    for kind in STRATEGIES:
+    for kind in STRATEGIES + ("tpe",):
         out.append((kind, lambda seed, c, kind=kind: run_strategy(table, kind, {"type": kind, "seed": seed}, 200, c)))
     if all(row["curve"] for row in table.rows.values()):
         for kind in STRATEGIES:

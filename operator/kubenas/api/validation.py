@@ -17,6 +17,8 @@ from typing import Any
 import yaml
 
 from . import API_VERSION, EXPERIMENT_KIND
+from kubenas.strategies import STRATEGY_TYPES
+
 from .schema import format_path, openapi_schema, validator
 
 # Trial names are <experiment>-<index>; Job and pod label values must stay within 63
@@ -179,7 +181,7 @@ def _strategy_issues(spec: dict) -> list[Issue]:
     from kubenas.strategies import check_strategy_spec
 
     strategy, budget = spec["strategy"], spec["budget"]
-    for other in ("random", "evolution", "reinforce"):
+    for other in STRATEGY_TYPES:
         if other != strategy["type"] and other in strategy:
             return [Issue(f"spec.strategy.{other}", f"is set but strategy.type is {strategy['type']}; "
                           f"remove it or set type: {other}")]

@@ -1,4 +1,4 @@
-"""Search strategies: random search, regularized evolution and REINFORCE.
+"""Search strategies: random search, regularized evolution, REINFORCE and TPE.
 Owns proposing and learning from candidates; imports kubenas.contract and kubenas.space (torch only for reinforce).
 
 ``make_strategy(spec["strategy"], space, spec["objective"]["goal"])`` builds one. All of
@@ -16,6 +16,7 @@ from ..space import Constraints, SearchSpace
 from .base import NoFeasibleCandidate, Strategy, rebuild
 from .evolution import RegularizedEvolution
 from .random_search import RandomSearch
+from .tpe import TPE
 from .settings import DEFAULTS, GOALS, STRATEGY_TYPES, check_goal, resolve_settings
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "RandomSearch",
     "RegularizedEvolution",
     "Strategy",
+    "TPE",
     "check_strategy_spec",
     "make_strategy",
     "rebuild",
@@ -56,6 +58,8 @@ def _strategy_class(kind: str) -> type[Strategy]:
         return RandomSearch
     if kind == "evolution":
         return RegularizedEvolution
+    if kind == "tpe":
+        return TPE
     try:
         from .reinforce import Reinforce  # imports torch
     except ImportError as error:
