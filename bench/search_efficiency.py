@@ -339,6 +339,12 @@ def run_peers(tables: list[Path], seeds: range, reference: str, name: str, only:
     text, summaries = [header], {}
     for path in tables:
         table = Table.load(path)
+        if not table.complete:  # a missing architecture would read as a failed trial: no fair comparison
+            note = (f"{path.name}: skipped, partial table ({len(table.rows)} of {table.space.size()} "
+                    f"architectures); finish it first (bench/generate_curves.py resumes)\n")
+            print(note, flush=True)
+            text.append(note)
+            continue
         section, summary = peers_section(table, path, seeds, reference, only)
         print(section, flush=True)
         text.append(f"### {path.stem}\n\n{section}")
