@@ -36,6 +36,8 @@ sys.path.insert(0, str(HERE))
 
 from tabular import DEFAULT_TABLE, SearchRun, Table, run_search, summarize  # noqa: E402
 
+CURVES_TABLE = HERE / "data" / "cell4x3_digits_curves.csv"
+
 BUDGETS = (25, 50, 100, 200)
 STRATEGIES = ("random", "evolution", "reinforce")
 RESULTS = HERE / "results"
@@ -212,6 +214,149 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}, torch {torch.__version__} (1 thread)"
 
 
+# -- peers and compute budgets (--peers) ------------------------------------------------------
+
+PEER_BUDGETS = (25, 50, 100, 200)
+COMPUTE_FRACTIONS = (0.25, 0.5, 1.0)
+FIDELITY = {"minResource": 1, "maxResource": 9, "reductionFactor": 3}
+
+
+def peer_searchers(table: Table) -> list[tuple[str, object]]:
+    """(label, run(seed, max_seconds) -> Trace) for every searcher of the comparison."""
+    from budgeted import run_asha, run_peer, run_strategy
+    from peers import PEERS
+
+    out = []
+    for kind in STRATEGIES + ("tpe",):
+        out.append((kind, lambda seed, c, kind=kind: run_strategy(table, kind, {"type": kind, "seed": seed}, 200, c)))
+    if all(row["curve"] for row in table.rows.values()):
+        for kind in STRATEGIES:
+            out.append((f"asha+{kind}", lambda seed, c, kind=kind: run_asha(
+                table, f"asha+{kind}", {"type": kind, "seed": seed}, FIDELITY, c)))
+    for name, peer in PEERS.items():
+        out.append((name, lambda seed, c, name=name, peer=peer: run_peer(table, name, peer, seed, False, 200, c)))
+        if name == "optuna-tpe":
+            out.append((f"{name}+cache", lambda seed, c, name=name, peer=peer: run_peer(
+                table, f"{name}+cache", peer, seed, True, 200, c)))
+    return out
+
+
+def peers_section(table: Table, table_path: Path, seeds: range, reference: str,
+                  only: list[str] | None = None) -> tuple[str, dict]:
+    """Run every searcher on ``seeds``; markdown of regret vs trials and vs training-seconds."""
+    from budgeted import run_strategy
+
+    randoms = [run_strategy(table, "random", {"type": "random", "seed": s}, 200, 0.0) for s in seeds]
+    compute = sum(t.points[199][1] for t in randoms) / len(randoms)  # random's mean 200-trial seconds
+    worst = table._sorted_rewards[0]
+    traces: dict[str, list] = {}
+    for label, run in peer_searchers(table):
+        if only and label not in only and label != "random":
+            continue
+        started = time.monotonic()
+        traces[label] = [run(seed, compute) for seed in seeds]
+        print(f"  {table_path.stem} {label}: {time.monotonic() - started:.1f} s", flush=True)
+
+    def regret(value):
+        return 100.0 * table.regret(worst if value is None else value)
+
+    per_seed: dict[str, dict[str, list]] = {}
+    for label, runs in traces.items():
+        cols = {}
+        if not label.startswith("asha"):
+            for n in PEER_BUDGETS:
+                cols[f"trials {n}"] = [regret(t.after_trials(n)) for t in runs]
+        for f in COMPUTE_FRACTIONS:
+            cols[f"{int(100 * f)} % compute"] = [regret(t.after_seconds(f * compute)) for t in runs]
+        per_seed[label] = cols
+    target = sum(per_seed["random"]["trials 200"]) / len(seeds)
+    grid = [compute * k / 400 for k in range(1, 401)]
+    reach = {}
+    for label, runs in traces.items():
+        curve = [sum(regret(t.after_seconds(x)) for t in runs) / len(runs) for x in grid]
+        reach[label] = next((x / compute for x, r in zip(grid, curve) if r <= target + 1e-9), None)
+
+    columns = [f"trials {n}" for n in PEER_BUDGETS] + [f"{int(100 * f)} % compute" for f in COMPUTE_FRACTIONS]
+    lines = [f"**{table_path.name}**: {len(table.rows)} architectures, optimum {100 * table.optimum:.2f} %; "
+             f"seeds {seeds.start}–{seeds.stop - 1}; compute = random search's mean training-seconds for 200 "
+             f"trials = {compute:.0f} s. Regret in points, mean ± std over seeds; Δ = paired mean difference to "
+             f"`{reference}` with a 95 % bootstrap CI (negative: better than it).", "",
+             "| searcher | " + " | ".join(columns) + " | reaches random@200 at | repeats per 200 trials |",
+             "|---|" + "---:|" * (len(columns) + 2)]
+    ref = per_seed.get(reference)
+    for label, cols in per_seed.items():
+        cells = []
+        for c in columns:
+            if c not in cols:
+                cells.append("—")
+                continue
+            values = cols[c]
+            s = summarize(values)
+            cell = f"{s['mean']:.2f} ± {s['std']:.2f}"
+            if ref is not None and label != reference and c in ref:
+                diffs = [a - b for a, b in zip(values, ref[c])]
+                low, high = bootstrap_interval(diffs)
+                cell += f"<br>Δ {sum(diffs) / len(diffs):+.2f} ({low:+.2f}, {high:+.2f})"
+            cells.append(cell)
+        runs = traces[label]
+        repeats = sum(t.repeats for t in runs) / len(runs) * 200 / max(1, sum(t.trials for t in runs) / len(runs))
+        where = f"{100 * reach[label]:.0f} % compute" if reach[label] is not None else "not within 100 %"
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {where} | {repeats:.1f} |")
+    summary = {"compute": compute, "target": target, "reach": reach,
+               "perSeed": per_seed, "curves": {label: [sum(regret(t.after_seconds(x)) for t in runs) / len(runs)
+                                                       for x in grid] for label, runs in traces.items()},
+               "grid": grid}
+    return "\n".join(lines) + "\n", summary
+
+
+def plot_compute(summaries: dict[str, dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(summaries), figsize=(6.5 * len(summaries), 4.5), squeeze=False)
+    for ax, (name, summary) in zip(axes[0], summaries.items()):
+        for label, curve in summary["curves"].items():
+            ax.plot([x / summary["compute"] for x in summary["grid"]], curve, label=label,
+                    lw=2 if label.startswith("asha") else 1, ls="-" if not label.startswith(("optuna", "regevo",
+                                                                                             "local", "rf")) else "--")
+        ax.axhline(summary["target"], color="0.6", lw=0.8)
+        ax.set_yscale("log")
+        ax.set_xlabel("training compute / random search's 200-trial compute")
+        ax.set_ylabel("mean regret (points of val. acc.)")
+        ax.set_title(name)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def run_peers(tables: list[Path], seeds: range, reference: str, name: str, only: list[str] | None = None) -> int:
+    header = (f"machine: {machine()}\ndate: {time.strftime('%Y-%m-%d %H:%M %Z')}\n"
+              f"command: {' '.join([Path(sys.executable).name] + sys.argv)}\n")
+    print(header, flush=True)
+    text, summaries = [header], {}
+    for path in tables:
+        table = Table.load(path)
+        if not table.complete:  # a missing architecture would read as a failed trial: no fair comparison
+            note = (f"{path.name}: skipped, partial table ({len(table.rows)} of {table.space.size()} "
+                    f"architectures); finish it first (bench/generate_curves.py resumes)\n")
+            print(note, flush=True)
+            text.append(note)
+            continue
+        section, summary = peers_section(table, path, seeds, reference, only)
+        print(section, flush=True)
+        text.append(f"### {path.stem}\n\n{section}")
+        summaries[path.stem] = summary
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.md").write_text("\n".join(text))
+    (RESULTS / f"{name}.json").write_text(json.dumps({"header": header, "tables": summaries}) + "\n")
+    plot_compute(summaries, RESULTS / f"{name}.png")
+    print(f"wrote {RESULTS / name}.md, .json, .png")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--table", type=Path, default=DEFAULT_TABLE)
@@ -224,7 +369,17 @@ def main() -> int:
                         help="'type[:key=value,...]' (repeatable); default: each strategy with its defaults")
     parser.add_argument("--sweep", action="store_true", help="run the settings sweep (parallel 1)")
     parser.add_argument("--name", default=None, help="output file stem under bench/results/")
+    parser.add_argument("--peers", action="store_true",
+                        help="kubenas' strategies, ASHA over each (tables with curves) and the PyPI/literature "
+                             "peers, regret vs trials and vs training-seconds, on every --tables table")
+    parser.add_argument("--tables", type=Path, nargs="+", default=[DEFAULT_TABLE, CURVES_TABLE])
+    parser.add_argument("--reference", default="evolution", help="--peers: the searcher Δ columns compare to")
+    parser.add_argument("--only", nargs="+", default=None,
+                        help="--peers: run only these searchers (random always runs: it sets the compute budget)")
     args = parser.parse_args()
+    if args.peers:
+        return run_peers(args.tables, range(args.first_seed, args.first_seed + args.seeds), args.reference,
+                         args.name or "peers", args.only)
 
     import torch
 

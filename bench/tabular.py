@@ -91,10 +91,14 @@ def _parse_row(row: dict) -> dict:
         value = row.get(key, "")
         return kind(value) if value not in ("", None) else None
 
+    def numbers(key):  # the per-epoch columns of a curves table (generate_curves.py), else None
+        value = row.get(key) or ""
+        return [float(v) for v in value.split(";")] if value else None
+
     return {"valAccuracy": number("valAccuracy"), "testAccuracy": number("testAccuracy"),
             "valLoss": number("valLoss"), "parameters": number("parameters", int),
             "trainSeconds": number("trainSeconds") or 1.0, "status": row.get("status", "Succeeded"),
-            "hash": row.get("hash")}
+            "hash": row.get("hash"), "curve": numbers("curve"), "epochSeconds": numbers("epochSeconds")}
 
 
 class TabularTrainer:

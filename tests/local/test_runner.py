@@ -127,3 +127,20 @@ def test_size_penalty_makes_the_small_model_best(tmp_path, tiny):
         assert record["reward"] == pytest.approx(m["accuracy"] * (m["parameters"] / 100) ** -1.0)
     best = json.loads((run_dir / "best.json").read_text())
     assert best["architecture"]["layers"][0]["filters"] == 4, records
+
+
+def test_a_constrained_search_never_trains_a_candidate_over_max_parameters(tmp_path, tiny, caplog):
+    """spec.constraints end to end: conv with 128 filters (~1.6k parameters) is never trained;
+    once both feasible networks ran, the third trial repeats one (logged) and is not retrained."""
+    tiny["spec"]["searchSpace"] = {"type": "chain", "chain": {"layers": 1, "operations": ["conv", "identity"],
+                                                              "filters": [4, 128], "kernelSizes": [3], "strides": [1]}}
+    tiny["spec"]["constraints"] = {"maxParameters": 100}  # conv 4 filters: 94; identity: 20 (digits, 10 classes)
+    tiny["spec"]["budget"].update(maxTrials=3, parallelTrials=1)
+    run_dir = tmp_path / "run"
+    with caplog.at_level("WARNING", logger="kubenas.strategies.base"):
+        assert main(["run", str(write(tmp_path, tiny)), "--run-dir", str(run_dir), "--no-progress"]) == 0
+    records = finished_lines(run_dir)
+    trained = [r for r in records if not r.get("duplicateOf")]
+    assert sorted(r["metrics"]["parameters"] for r in trained) == [20, 94]  # the trainer's own measurement
+    assert len(records) == 3 and records[2].get("duplicateOf")
+    assert "every network within the constraints has been proposed" in caplog.text

@@ -12,7 +12,7 @@ import pytest
 
 from kubenas.space import CandidateError, SearchSpace, SpaceError
 from kubenas.contract import ops
-from kubenas.contract.genotype import validate_genotype
+from kubenas.contract.genotype import canonical_genotype, live_edges, validate_genotype
 
 SPACES = ["chain_space", "cell_space", "tiny_space"]
 
@@ -184,10 +184,23 @@ def test_mutation_stays_in_the_space_and_changes_exactly_one_decision(space_name
         assert space.contains(child)
         differences = active_differences(space, parent, child)
         assert len(differences) == 1, differences
-        assert space.candidate_hash(child) != space.candidate_hash(parent)
+        same_network = (child["hyperparameters"] == parent["hyperparameters"]
+                        and canonical_genotype(child["architecture"]) == canonical_genotype(parent["architecture"]))
+        # a changed edge that cannot reach the output (dead in both) builds the same network
+        assert (space.candidate_hash(child) == space.candidate_hash(parent)) == same_network
+        assert same_network == (space.type == "cell" and dead_edge_changed(parent, child))
         changed.add(differences[0].split(".")[0].split("[")[0])
     # every kind of decision gets mutated, not only architecture or only hyperparameters
     assert "hyperparameters" in changed and len(changed) == 2
+
+
+def dead_edge_changed(parent, child) -> bool:
+    """Whether the one edge that differs is an edge live_edges drops in both genotypes."""
+    genotypes = parent["architecture"], child["architecture"]
+    live = [{(i, j) for i, node in enumerate(live_edges(g["nodes"], g["edges"])) for j, _ in node} for g in genotypes]
+    changed = {(i, j) for i, (row_a, row_b) in enumerate(zip(*(g["edges"] for g in genotypes)))
+               for j, (a, b) in enumerate(zip(row_a, row_b)) if a != b}
+    return bool(changed) and not changed & (live[0] | live[1])
 
 
 def test_mutation_to_a_convolution_draws_its_new_decisions(chain_space):

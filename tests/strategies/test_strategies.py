@@ -10,13 +10,14 @@ import pytest
 from kubenas.space import SpaceError
 from kubenas.strategies import DEFAULTS, make_strategy, rebuild
 
-KINDS = ["random", "evolution", "reinforce"]
+KINDS = ["random", "evolution", "reinforce", "tpe"]
 # Small populations so that evolution is past its random start within a short test.
 SPECS = {
     "random": {"type": "random", "seed": 3},
     "evolution": {"type": "evolution", "seed": 3, "evolution": {"populationSize": 6, "sampleSize": 3,
                                                                  "crossoverProbability": 0.3}},
     "reinforce": {"type": "reinforce", "seed": 3, "reinforce": {"learningRate": 0.02}},
+    "tpe": {"type": "tpe", "seed": 3, "tpe": {"startupTrials": 5}},
 }
 
 
@@ -261,3 +262,26 @@ def test_settings_default_and_override(chain_space):
                            chain_space)
     assert shaped.settings["temperature"] is None and shaped.settings["tanhConstant"] is None
     shaped.propose(0)
+
+
+# -- TPE ------------------------------------------------------------------------------------------
+
+
+def test_tpe_is_random_until_its_startup_trials_then_proposes_from_the_good_density(chain_space, async_run):
+    tpe = make_strategy({"type": "tpe", "seed": 7, "tpe": {"startupTrials": 8}}, chain_space)
+    random_search = make_strategy({"type": "random", "seed": 7}, chain_space)
+    assert [tpe.propose(i) for i in range(8)] == [random_search.propose(i) for i in range(8)]
+    # on the toy landscape (convolutions good) TPE's later proposals hold more convolutions than random's
+    run = async_run(make_strategy({"type": "tpe", "seed": 7}, chain_space), parallel=2).run(60)
+    baseline = async_run(make_strategy({"type": "random", "seed": 7}, chain_space), parallel=2).run(60)
+
+    def convs(proposals):
+        return sum(layer["op"] == "conv" for _, c in proposals[30:] for layer in c["architecture"]["layers"])
+
+    assert convs(run.proposed) > convs(baseline.proposed)
+
+
+def test_tpe_settings_are_validated():
+    with pytest.raises(SpaceError) as caught:
+        make_strategy({"type": "tpe", "tpe": {"gamma": 0}}, None)
+    assert caught.value.path == "strategy.tpe.gamma"

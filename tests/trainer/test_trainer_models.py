@@ -178,3 +178,19 @@ def test_a_parameters_assignment_is_not_built_by_the_built_in_trainer():
         build_model(architecture, (1, 8, 8), 10)
     assert info.value.path == "type"
     assert "trial.command" in info.value.message and "trial.model.builder" in info.value.message
+
+
+def test_torch_free_cost_formula_agrees_with_the_trainers_measurement():
+    # kubenas.contract.cost is what hard constraints (maxParameters, maxMacs) reject
+    # candidates with before training; it must count exactly what the trainer builds.
+    from kubenas.contract.cost import architecture_cost
+
+    rng = random.Random(12)
+    genotypes = [random_chain(rng) for _ in range(12)] + [random_cell(rng) for _ in range(12)]
+    genotypes += [cell(op, nodes=5, channels=3, cells=2, stages=3) for op in CELL_OPS]
+    dead = {**cell("none"), "edges": [["conv_3x3"], ["conv_3x3", "conv_1x1"], ["skip_connect", "none", "none"]]}
+    for genotype in genotypes + [dead]:
+        for shape in [(1, 8, 8), (3, 13, 11)]:
+            model = build_model(genotype, shape, 7)
+            assert architecture_cost(genotype, shape, 7) == {
+                "parameters": count_parameters(model), "macs": count_macs(model, shape)}, genotype

@@ -12,7 +12,7 @@ from typing import List, Optional, Sequence
 import torch
 from torch import nn
 
-from kubenas.contract.genotype import GenotypeError, validate_genotype
+from kubenas.contract.genotype import GenotypeError, live_edges, validate_genotype
 from kubenas.contract.ops import BUILT_IN_SPACE_TYPES
 
 from .ops import ResidualReduction, cell_op, chain_op, init_weights
@@ -67,23 +67,6 @@ class CellNode(nn.Module):
         if total is None:  # every incoming edge is "none": the node is zero
             return torch.zeros_like(states[0])
         return total
-
-
-def live_edges(nodes: int, edges: Sequence[Sequence[str]]) -> list[list[tuple[int, str]]]:
-    """For each node 1..nodes-1, the (source, op) edges that can affect the cell output.
-
-    ``none`` edges are dropped, and so are the edges into nodes from which the output
-    node cannot be reached: they change neither the function nor the gradients, and
-    leaving them out keeps parameter and MAC counts honest.
-    """
-    live = {nodes - 1}
-    for i in range(nodes - 1, 0, -1):
-        if i in live:
-            live.update(j for j, op in enumerate(edges[i - 1]) if op != "none")
-    return [
-        [(j, op) for j, op in enumerate(edges[i - 1]) if op != "none"] if i in live else []
-        for i in range(1, nodes)
-    ]
 
 
 class Cell(nn.Module):

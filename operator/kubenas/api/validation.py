@@ -18,6 +18,8 @@ import yaml
 
 from . import API_VERSION, EXPERIMENT_KIND
 from kubenas.contract import artifacts as artifacts_contract
+from kubenas.strategies import STRATEGY_TYPES
+
 from .schema import format_path, openapi_schema, validator
 
 # Trial names are <experiment>-<index>; Job and pod label values must stay within 63
@@ -180,7 +182,7 @@ def _strategy_issues(spec: dict) -> list[Issue]:
     from kubenas.strategies import check_strategy_spec
 
     strategy, budget = spec["strategy"], spec["budget"]
-    for other in ("random", "evolution", "reinforce"):
+    for other in STRATEGY_TYPES:
         if other != strategy["type"] and other in strategy:
             return [Issue(f"spec.strategy.{other}", f"is set but strategy.type is {strategy['type']}; "
                           f"remove it or set type: {other}")]
@@ -193,6 +195,25 @@ def _strategy_issues(spec: dict) -> list[Issue]:
         return [Issue("spec.strategy.evolution.populationSize",
                       f"{population} >= budget.maxTrials ({budget['maxTrials']}): evolution would never "
                       "evolve; lower populationSize or raise maxTrials")]
+    return []
+
+
+def _constraints_issues(spec: dict) -> list[Issue]:
+    from kubenas.space import SearchSpace, SpaceError, cheapest_violation, constraints_from_spec
+
+    try:
+        constraints = constraints_from_spec(spec)
+    except SpaceError as err:
+        return [Issue(_spec_path(err.path, "constraints"), err.message)]
+    try:
+        space = SearchSpace.from_spec(spec["searchSpace"])
+    except SpaceError:
+        return []  # reported by the search-space check
+    violation = cheapest_violation(constraints, space)
+    if violation is not None:
+        field = violation.split(" > ")[1].split()[0]
+        return [Issue(f"spec.constraints.{field}", f"even the cheapest network of the search space breaks it "
+                      f"({violation}); raise the limit or shrink the space's skeleton")]
     return []
 
 
@@ -418,6 +439,7 @@ SEMANTIC_CHECKS = (
     (_search_space_issues, ("spec.searchSpace",)),
     (_strategy_issues, ("spec.strategy", "spec.budget", "spec.objective")),
     (_budget_issues, ("spec.budget",)),
+    (_constraints_issues, ("spec.constraints", "spec.trial.dataset")),
     (_trial_issues, ("spec.trial.dataset", "spec.trial.command", "spec.trial.model", "spec.searchSpace")),
     (_user_code_issues, ("spec.searchSpace", "spec.trial")),
     (_export_issues, ("spec.trial.export",)),

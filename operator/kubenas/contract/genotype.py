@@ -146,17 +146,42 @@ def validate_genotype(genotype: Any) -> dict:
     return _validate_cell(genotype)
 
 
+def live_edges(nodes: int, edges: list) -> list[list[tuple[int, str]]]:
+    """For each node 1..nodes-1 of a cell, the (source, op) edges that can affect the output.
+
+    ``none`` edges are dropped, and so are the edges into nodes from which the output
+    node cannot be reached: they change neither the function nor the gradients. The
+    trainer builds exactly these edges (so parameter and MAC counts stay honest), and
+    duplicate detection hashes them (``canonical_genotype``): two cells with the same
+    live edges build the same modules in the same order and train identically.
+    """
+    live = {nodes - 1}
+    for i in range(nodes - 1, 0, -1):
+        if i in live:
+            live.update(j for j, op in enumerate(edges[i - 1]) if op != "none")
+    return [
+        [(j, op) for j, op in enumerate(edges[i - 1]) if op != "none"] if i in live else []
+        for i in range(1, nodes)
+    ]
+
+
 def canonical_genotype(genotype: dict) -> dict:
     """The genotype with decisions that do not affect the network removed.
 
     Two genotypes that build the same network have the same canonical form, which
-    is what duplicate detection hashes.
+    is what duplicate detection hashes. For a cell, every edge that is not live
+    (``live_edges``) is written as ``none``.
     """
     genotype = validate_genotype(genotype)
     if genotype["type"] == PARAMETERS_TYPE:
         return {"type": PARAMETERS_TYPE, "parameters": genotype["parameters"]}
     if genotype["type"] == "cell":
-        return {k: genotype[k] for k in ("type", "nodes", "edges", *CELL_SKELETON_FIELDS)}
+        nodes = genotype["nodes"]
+        edges = [["none"] * (i + 1) for i in range(nodes - 1)]
+        for i, node_edges in enumerate(live_edges(nodes, genotype["edges"])):
+            for j, op in node_edges:
+                edges[i][j] = op
+        return {"type": "cell", "nodes": nodes, "edges": edges, **{k: genotype[k] for k in CELL_SKELETON_FIELDS}}
     layers = [{"op": layer["op"], **{f: layer[f] for f in CHAIN_LAYER_FIELDS if CHAIN_OPS[layer["op"]].takes(f)}}
               for layer in genotype["layers"]]
     return {"type": "chain", "layers": layers}

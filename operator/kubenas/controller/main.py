@@ -64,11 +64,12 @@ class Controller:
     # --------------------------------------------------------------------- strategy
 
     def _build_strategy(self, experiment: dict, spec: dict):
-        from kubenas.space import SearchSpace
+        from kubenas.space import SearchSpace, constraints_from_spec
         from kubenas.strategies import make_strategy
 
         space = SearchSpace.from_spec(spec["searchSpace"])
-        strategy = make_strategy(spec["strategy"], space, spec["objective"]["goal"])
+        constraints = constraints_from_spec(spec)
+        strategy = make_strategy(spec["strategy"], space, spec["objective"]["goal"], constraints)
         try:
             state = self.checkpoints.load(experiment)
             if state is not None:
@@ -77,7 +78,7 @@ class Controller:
                 log.info("restored the %s strategy from %s", spec["strategy"]["type"], self.checkpoints.name)
         except (ValueError, KeyError, TypeError, AttributeError) as err:  # any corrupt checkpoint
             log.warning("ignoring checkpoint %s (%s); rebuilding from the trials", self.checkpoints.name, err)
-            strategy = make_strategy(spec["strategy"], space, spec["objective"]["goal"])
+            strategy = make_strategy(spec["strategy"], space, spec["objective"]["goal"], constraints)
         return strategy
 
     def save_checkpoint(self, experiment: dict, *, force: bool = False) -> None:

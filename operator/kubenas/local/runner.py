@@ -27,7 +27,7 @@ from kubenas.contract.genotype import genotype_hash
 from kubenas.early_stopping import median_stop
 from kubenas.experiment import (Outcome, best_reward, candidate, counts_by_phase, experiment_outcome, from_row,
                                 strategy_reward)
-from kubenas.space import SearchSpace
+from kubenas.space import SearchSpace, constraints_from_spec
 from kubenas.strategies import make_strategy, rebuild
 
 
@@ -81,7 +81,7 @@ class LocalRunner:
 
     def _restore(self):
         space = SearchSpace.from_spec(self.spec["searchSpace"])
-        strategy = make_strategy(self.spec["strategy"], space, self.goal)
+        strategy = make_strategy(self.spec["strategy"], space, self.goal, constraints_from_spec(self.spec))
         finished = self.run_dir.finished()
         proposed = self.run_dir.proposed()
         if not self._load_checkpoint(strategy, len(proposed), len(finished)):

@@ -7,6 +7,7 @@ Use ``SearchSpace.from_spec(experiment["spec"]["searchSpace"])``. (A space's
 """
 from .base import Candidate, Decision, SearchSpace
 from .cell import CellSpace
+from .constraints import NO_CONSTRAINTS, Constraints, cheapest_violation, constraints_from_spec
 from .chain import ChainSpace
 from .errors import CandidateError, SpaceError
 from .hyperparameters import Hyperparameter
@@ -16,6 +17,10 @@ __all__ = [
     "Candidate",
     "CandidateError",
     "CellSpace",
+    "Constraints",
+    "NO_CONSTRAINTS",
+    "cheapest_violation",
+    "constraints_from_spec",
     "ChainSpace",
     "Decision",
     "Hyperparameter",

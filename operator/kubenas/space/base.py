@@ -84,6 +84,7 @@ class SearchSpace:
                 controller = self._decisions[decision.controller]
                 assert decision.controller < position and controller.gene == decision.gene, decision
         self._size: int | None = None
+        self._network_count: int | None = None
 
     # -- construction -----------------------------------------------------------------
 
@@ -339,6 +340,19 @@ class SearchSpace:
         if self._size is None:
             self._size = math.prod(sum(1 for _ in self._gene_configurations(gene)) for gene in self._genes)
         return self._size
+
+    def network_count(self, limit: int = 200_000) -> int:
+        """The number of distinct candidate hashes: candidates that build and train differently.
+
+        Smaller than ``size()`` where decisions can be dead (a cell edge into a node that
+        cannot reach the output). Counted by enumeration for spaces of at most ``limit``
+        candidates (cached); larger spaces report ``size()``, an upper bound.
+        """
+        if self.size() > limit:
+            return self.size()
+        if self._network_count is None:
+            self._network_count = len({self.candidate_hash(self.decode(e)) for e in self.iter_encodings()})
+        return self._network_count
 
     def iter_encodings(self) -> Iterator[list[int]]:
         """Every distinct candidate's encoding, in lexicographic gene order (small spaces only)."""

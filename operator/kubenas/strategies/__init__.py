@@ -1,4 +1,4 @@
-"""Search strategies: random search, regularized evolution and REINFORCE.
+"""Search strategies: random search, regularized evolution, REINFORCE and TPE.
 Owns proposing and learning from candidates; imports kubenas.contract and kubenas.space (torch only for reinforce).
 
 ``make_strategy(spec["strategy"], space, spec["objective"]["goal"])`` builds one. All of
@@ -12,19 +12,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..space import SearchSpace
-from .base import Strategy, rebuild
+from ..space import Constraints, SearchSpace
+from .base import NoFeasibleCandidate, Strategy, rebuild
 from .evolution import RegularizedEvolution
 from .random_search import RandomSearch
+from .tpe import TPE
 from .settings import DEFAULTS, GOALS, STRATEGY_TYPES, check_goal, resolve_settings
 
 __all__ = [
     "DEFAULTS",
     "GOALS",
+    "NoFeasibleCandidate",
     "STRATEGY_TYPES",
     "RandomSearch",
     "RegularizedEvolution",
     "Strategy",
+    "TPE",
     "check_strategy_spec",
     "make_strategy",
     "rebuild",
@@ -41,10 +44,13 @@ def check_strategy_spec(strategy_spec: Any, goal: str = "maximize") -> dict[str,
     return {"type": kind, "seed": seed, "goal": check_goal(goal), "settings": settings}
 
 
-def make_strategy(strategy_spec: dict, space: SearchSpace, goal: str = "maximize") -> Strategy:
+def make_strategy(strategy_spec: dict, space: SearchSpace, goal: str = "maximize",
+                  constraints: Constraints | None = None) -> Strategy:
+    """``constraints`` (``kubenas.space.constraints_from_spec(spec)``): hard limits a proposal never breaks."""
     checked = check_strategy_spec(strategy_spec, goal)
     strategy_class = _strategy_class(checked["type"])
-    return strategy_class(space, seed=checked["seed"], goal=checked["goal"], settings=checked["settings"])
+    return strategy_class(space, seed=checked["seed"], goal=checked["goal"], settings=checked["settings"],
+                          constraints=constraints)
 
 
 def _strategy_class(kind: str) -> type[Strategy]:
@@ -52,6 +58,8 @@ def _strategy_class(kind: str) -> type[Strategy]:
         return RandomSearch
     if kind == "evolution":
         return RegularizedEvolution
+    if kind == "tpe":
+        return TPE
     try:
         from .reinforce import Reinforce  # imports torch
     except ImportError as error:

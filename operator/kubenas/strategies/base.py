@@ -16,15 +16,21 @@ it would have proposed anyway.
 from __future__ import annotations
 
 import copy
+import logging
 import random
 from typing import Any
 
 from kubenas.contract import finite_number
 
-from ..space import Candidate, CandidateError, SearchSpace
+from ..space import NO_CONSTRAINTS, Candidate, CandidateError, Constraints, SearchSpace, SpaceError
 from .settings import DEFAULTS
 
 STATE_FORMAT = 1
+log = logging.getLogger(__name__)
+
+
+class NoFeasibleCandidate(SpaceError):
+    """No candidate within ``spec.constraints`` was found: the limits leave (almost) nothing."""
 
 
 class Strategy:
@@ -38,8 +44,10 @@ class Strategy:
     MAX_ENUMERATION = 200_000
 
     def __init__(self, space: SearchSpace, seed: int = 0, goal: str = "maximize",
-                 settings: dict[str, Any] | None = None):
+                 settings: dict[str, Any] | None = None, constraints: Constraints | None = None):
         self.space = space
+        self.constraints = constraints or NO_CONSTRAINTS
+        self.repeats: list[tuple[int, str]] = []  # (index, why) of proposals that repeat a seen network
         self.seed = seed
         self.goal = goal
         # Validated settings come from make_strategy; direct construction gets the defaults.
@@ -141,11 +149,22 @@ class Strategy:
 
     @property
     def exhausted(self) -> bool:
-        """True when every candidate of the space has been proposed: proposals must repeat."""
-        return len(self._seen) >= self.space.size()
+        """True when every distinct network of the space has been proposed: proposals must repeat."""
+        return len(self._seen) >= self.space.network_count(self.MAX_ENUMERATION)
 
     def is_seen(self, candidate: Candidate) -> bool:
+        """Whether a candidate that builds and trains the same way was proposed or observed.
+
+        The hash is of the canonical genotype (``kubenas.contract.genotype.canonical_genotype``):
+        a cell edge that cannot reach the output counts as ``none``.
+        """
         return self.space.candidate_hash(candidate) in self._seen
+
+    def is_feasible(self, candidate: Candidate) -> bool:
+        return self.constraints.violation(candidate) is None
+
+    def _acceptable(self, candidate: Candidate) -> bool:
+        return not self.is_seen(candidate) and self.is_feasible(candidate)
 
     def fitness(self, reward: float | None) -> float | None:
         """Larger-is-better fitness, or None for a failed trial.
@@ -172,30 +191,63 @@ class Strategy:
             return None
 
     def _unseen_candidate(self, index: int, rng: random.Random) -> Candidate:
-        """Draw until the candidate is new; duplicates are never trained twice."""
+        """Draw until the candidate is new and within the constraints.
+
+        Duplicates (same canonical hash) are never trained twice while an unseen network
+        is left; a candidate over a hard constraint is never proposed at all
+        (``NoFeasibleCandidate`` when none can be found). A repeat is allowed only when
+        every feasible network has been proposed, and is logged with its reason.
+        """
         candidate = self._candidate(index, rng)
         for _ in range(self.MAX_RESAMPLES - 1):
-            if not self.is_seen(candidate):
+            if self._acceptable(candidate):
                 return candidate
             candidate = self._candidate(index, rng)
-        if self.is_seen(candidate) and not self.exhausted:
+        if not self._acceptable(candidate) and not self.exhausted:
             candidate = self._nearest_unseen(candidate, rng)
+        if not self.is_feasible(candidate):
+            candidate = self._any_feasible(candidate, rng)
+        if self.is_seen(candidate):
+            if self.exhausted:
+                why = "every distinct network of the space has been proposed"
+            elif self.space.size() <= self.MAX_ENUMERATION:  # the enumeration found none
+                why = "every network within the constraints has been proposed"
+            else:
+                why = (f"no unseen feasible candidate found in {self.MAX_RESAMPLES} draws and "
+                       f"{self.MAX_WALK_STEPS} mutations")
+            self.repeats.append((index, why))
+            log.warning("trial %d repeats an architecture already proposed (hash %s): %s",
+                        index, self.space.candidate_hash(candidate), why)
         return candidate
 
     def _nearest_unseen(self, start: Candidate, rng: random.Random) -> Candidate:
-        """An unseen candidate near ``start``: what a converged policy or a crowded
+        """An unseen feasible candidate near ``start``: what a converged policy or a crowded
         population falls back to, so the search keeps exploring instead of repeating."""
         current = start
         for _ in range(self.MAX_WALK_STEPS):
             current = self.space.mutate(current, rng)
-            if not self.is_seen(current):
+            if self._acceptable(current):
                 return current
         if self.space.size() <= self.MAX_ENUMERATION:
             unseen = [encoding for encoding in self.space.iter_encodings()
-                      if not self.is_seen(self.space.decode(encoding))]
+                      if self._acceptable(self.space.decode(encoding))]
             if unseen:
                 return self.space.decode(rng.choice(unseen))
         return current
+
+    def _any_feasible(self, start: Candidate, rng: random.Random) -> Candidate:
+        """A feasible candidate, seen or not (the space may hold no unseen feasible one)."""
+        for _ in range(self.MAX_RESAMPLES):
+            candidate = self.space.sample(rng)
+            if self.is_feasible(candidate):
+                return candidate
+        if self.space.size() <= self.MAX_ENUMERATION:
+            feasible = [encoding for encoding in self.space.iter_encodings()
+                        if self.is_feasible(self.space.decode(encoding))]
+            if feasible:
+                return self.space.decode(rng.choice(feasible))
+        raise NoFeasibleCandidate("constraints", f"no candidate of the space satisfies the constraints "
+                                  f"(e.g. {self.constraints.violation(start)}); raise the limits")
 
 
 def rebuild(strategy: Strategy, proposed: list[tuple[int, Candidate]],

@@ -10,7 +10,7 @@ from typing import Any
 from ..space.errors import SpaceError
 from ..space.spec import expect_mapping, is_int, read_int, read_number, reject_unknown_keys
 
-STRATEGY_TYPES = ("random", "evolution", "reinforce")
+STRATEGY_TYPES = ("random", "evolution", "reinforce", "tpe")
 GOALS = ("maximize", "minimize")
 DEFAULT_SEED = 0
 
@@ -41,6 +41,17 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "baselineDecay": 0.95,
         "temperature": 5.0,
         "tanhConstant": 2.5,
+    },
+    # Tree-structured Parzen estimator (Bergstra et al. 2011) with Optuna's TPESampler
+    # defaults where they apply to categorical decisions: 10 random startup trials, 24
+    # candidates per proposal, prior weight 1.0, and the good set the best 10 % of the
+    # trials, at most 25 (Optuna's default gamma(n) = min(ceil(0.1 n), 25)).
+    "tpe": {
+        "startupTrials": 10,
+        "candidates": 24,
+        "gamma": 0.1,
+        "maxGood": 25,
+        "priorWeight": 1.0,
     },
 }
 
@@ -81,6 +92,8 @@ def resolve_settings(spec: Any) -> tuple[str, int, dict[str, Any]]:
         settings.update(_evolution(block, path, settings))
     elif kind == "reinforce":
         settings.update(_reinforce(block, path, settings))
+    elif kind == "tpe":
+        settings.update(_tpe(block, path, settings))
     return kind, read_seed(spec), settings
 
 
@@ -105,4 +118,14 @@ def _reinforce(block: dict, path: str, defaults: dict) -> dict:
                                    low=0.0, low_open=True, allow_none=True),
         "tanhConstant": read_number(block, "tanhConstant", path, defaults["tanhConstant"],
                                     low=0.0, low_open=True, allow_none=True),
+    }
+
+
+def _tpe(block: dict, path: str, defaults: dict) -> dict:
+    return {
+        "startupTrials": read_int(block, "startupTrials", path, defaults["startupTrials"], low=1),
+        "candidates": read_int(block, "candidates", path, defaults["candidates"], low=1, high=10000),
+        "gamma": read_number(block, "gamma", path, defaults["gamma"], low=0.0, high=1.0, low_open=True),
+        "maxGood": read_int(block, "maxGood", path, defaults["maxGood"], low=1),
+        "priorWeight": read_number(block, "priorWeight", path, defaults["priorWeight"], low=0.0, low_open=True),
     }

@@ -1,0 +1,143 @@
+"""Searches against a table under a training-compute budget: regret against cumulative
+training-seconds, not only against trials (for bench/search_efficiency.py --peers).
+
+Every searcher runs one trial at a time (parallel 1) and is charged the table's training
+seconds of what it trains: a whole trial for full-fidelity searchers (the sum of the
+epoch seconds on a curves table, ``trainSeconds`` otherwise); for ASHA
+(``kubenas.strategies.fidelity.SuccessiveHalving``) the epochs of each job, a promotion
+resuming from its checkpoint (only the added epochs are charged). A trace records after
+every charge (trials so far, seconds so far, the incumbent's full-training validation
+accuracy). For ASHA the incumbent is the best result at the highest rung reached, scored
+by its full-training accuracy (what it would give if trained to the end), as benchmark
+papers score an incumbent architecture.
+
+Peers (bench/peers.py) propose encodings. "As-is", a repeat (an encoding whose network,
+by kubenas' canonical hash, was trained before) is trained and charged again, as the
+peer would on a real system; "behind a repeat cache" it is answered from the cache at no
+charge and does not count as a trial.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from kubenas.strategies import make_strategy
+from kubenas.strategies.fidelity import SuccessiveHalving
+
+from tabular import Table
+
+logging.getLogger("kubenas.strategies.base").setLevel(logging.ERROR)  # repeats after exhaustion are expected
+
+
+@dataclass
+class Trace:
+    label: str
+    seed: int
+    points: list = field(default_factory=list)  # (trials, seconds, incumbent val. accuracy or None)
+    trials: int = 0
+    seconds: float = 0.0
+    best: float | None = None
+    repeats: int = 0  # trials that trained a network (canonical hash) trained before
+
+    def charge(self, seconds: float, incumbent: float | None, trial: bool) -> None:
+        self.trials += trial
+        self.seconds += seconds
+        self.best = incumbent
+        self.points.append((self.trials, self.seconds, incumbent))
+
+    def after_trials(self, n: int) -> float | None:
+        best = None
+        for trials, _, incumbent in self.points:
+            if trials > n:
+                break
+            best = incumbent
+        return best
+
+    def after_seconds(self, budget: float) -> float | None:
+        best = None
+        for _, seconds, incumbent in self.points:
+            if seconds > budget:
+                break
+            best = incumbent
+        return best
+
+
+def full_seconds(row: dict) -> float:
+    return sum(row["epochSeconds"]) if row.get("epochSeconds") else row["trainSeconds"]
+
+
+def _better(a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return max(a, b)
+
+
+def _done(trace: Trace, max_trials: int, max_seconds: float) -> bool:
+    return trace.trials >= max_trials and trace.seconds >= max_seconds
+
+
+def run_strategy(table: Table, label: str, spec: dict, max_trials: int, max_seconds: float,
+                 hard_cap: int = 5000) -> Trace:
+    """A kubenas strategy at full fidelity until both ``max_trials`` and ``max_seconds`` are spent."""
+    strategy = make_strategy(spec, table.space, "maximize")
+    trace = Trace(label, spec.get("seed", 0))
+    index, trained = 0, set()
+    while not _done(trace, max_trials, max_seconds) and index < hard_cap:
+        candidate = strategy.propose(index)
+        key = table.space.candidate_hash(candidate)
+        trace.repeats += key in trained
+        trained.add(key)
+        row = table.row(candidate)
+        reward = row["valAccuracy"]
+        strategy.observe(index, candidate, reward)
+        trace.charge(full_seconds(row), _better(trace.best, reward), trial=True)
+        index += 1
+    return trace
+
+
+def run_asha(table: Table, label: str, spec: dict, fidelity: dict, max_seconds: float,
+             hard_cap: int = 20000) -> Trace:
+    """ASHA over a kubenas strategy on a curves table, until ``max_seconds`` are spent."""
+    scheduler = SuccessiveHalving(make_strategy(spec, table.space, "maximize"), fidelity)
+    trace = Trace(label, spec.get("seed", 0))
+    for _ in range(hard_cap):
+        if trace.seconds >= max_seconds:
+            break
+        job = scheduler.next_job()
+        row = table.row(job.candidate)
+        if row["curve"] is None:
+            raise ValueError("ASHA needs a table with per-epoch curves (bench/generate_curves.py)")
+        reward = row["curve"][job.epochs - 1] if row["valAccuracy"] is not None else None
+        scheduler.report(job.index, job.rung, reward)
+        best = scheduler.best()
+        incumbent = table.row(scheduler.candidates[best[0]])["valAccuracy"] if best else None
+        trace.charge(sum(row["epochSeconds"][job.resume_from:job.epochs]), incumbent, trial=job.rung == 0)
+    return trace
+
+
+def run_peer(table: Table, label: str, peer_class, seed: int, cache: bool, max_trials: int, max_seconds: float,
+             hard_cap: int = 5000, max_cache_hits: int = 20000) -> Trace:
+    choices = [len(c) for _, c in table.space.decisions()]
+    peer = peer_class(choices, seed)
+    trace = Trace(label, seed)
+    known: dict[str, float | None] = {}
+    hits = 0
+    while not _done(trace, max_trials, max_seconds) and trace.trials < hard_cap:
+        encoding = peer.ask()
+        candidate = table.space.decode(list(encoding))
+        key = table.space.candidate_hash(candidate)
+        if cache and key in known:
+            peer.tell(encoding, known[key])
+            hits += 1
+            if hits >= max_cache_hits:  # the peer only proposes what it has seen: it has converged
+                break
+            continue
+        row = table.row(candidate)
+        reward = row["valAccuracy"]
+        trace.repeats += key in known
+        known[key] = reward
+        peer.tell(encoding, reward)
+        trace.charge(full_seconds(row), _better(trace.best, reward), trial=True)
+    return trace

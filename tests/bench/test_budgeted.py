@@ -1,0 +1,61 @@
+"""bench/budgeted.py and bench/peers.py on a tiny synthetic curves table: what each searcher
+is charged, and that a repeat cache never trains a network twice (the bench is not run here)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+from kubenas.space import SearchSpace  # noqa: E402
+from tabular import Table, encoding_string  # noqa: E402
+from budgeted import run_asha, run_peer, run_strategy  # noqa: E402
+from peers import PEERS  # noqa: E402
+
+SPACE = {"type": "cell", "cell": {"nodes": 4, "operations": ["none", "skip_connect", "conv_3x3"],
+                                  "channels": 4, "stages": 1}}
+EPOCHS = 9
+
+
+@pytest.fixture(scope="module")
+def table() -> Table:
+    space = SearchSpace.from_spec(SPACE)
+    rows = {}
+    for encoding in space.iter_encodings():
+        key = encoding_string(encoding)
+        final = 0.3 + 0.1 * key.count("2") + 0.01 * key.count("1")
+        curve = [final * (e + 1) / EPOCHS for e in range(EPOCHS)]
+        rows[key] = {"valAccuracy": curve[-1], "testAccuracy": final, "valLoss": 1.0, "parameters": 1,
+                     "trainSeconds": 99.0, "status": "Succeeded", "hash": None, "curve": curve,
+                     "epochSeconds": [1.0 + key.count("2")] * EPOCHS}
+    return Table(space, rows)
+
+
+def test_a_full_fidelity_strategy_is_charged_whole_trainings(table):
+    trace = run_strategy(table, "random", {"type": "random", "seed": 3}, 20, 0.0)
+    assert trace.trials == 20 and trace.repeats == 0
+    charges = [b[1] - a[1] for a, b in zip([(0, 0.0, None)] + trace.points, trace.points)]
+    assert all(any(c == pytest.approx(EPOCHS * (1.0 + k)) for k in range(7)) for c in charges)
+    assert [p[0] for p in trace.points] == list(range(1, 21))
+    assert trace.after_trials(20) == max(p[2] for p in trace.points)
+
+
+def test_asha_is_charged_only_the_epochs_each_job_adds(table):
+    trace = run_asha(table, "asha", {"type": "random", "seed": 3}, {"minResource": 1, "maxResource": 9,
+                                                                     "reductionFactor": 3}, 150.0)
+    full = run_strategy(table, "random", {"type": "random", "seed": 3}, 1, 150.0)
+    assert trace.seconds >= 150.0 and trace.seconds < 150.0 + 6 * 4.0  # stops after the job that crosses
+    assert trace.trials > full.trials  # cheap rung-0 trials: more candidates for the same compute
+    # the incumbent is scored by its full-training accuracy
+    assert trace.best in {row["valAccuracy"] for row in table.rows.values()}
+
+
+@pytest.mark.parametrize("name", sorted(PEERS))
+def test_a_repeat_cache_never_trains_a_network_twice(table, name):
+    trials = 14 if name == "rf-surrogate" else 30  # past its 10 random points, without many refits
+    cached = run_peer(table, name, PEERS[name], 1, True, trials, 0.0)
+    assert cached.repeats == 0 and cached.trials == trials
+    as_is = run_peer(table, name, PEERS[name], 1, False, trials, 0.0)
+    assert as_is.trials == trials and as_is.seconds > 0
