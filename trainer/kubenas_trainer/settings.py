@@ -29,6 +29,7 @@ class TrialConfig:
     name: str = ""
     hyperparameters: dict = field(default_factory=dict)
     penalties: list = field(default_factory=list)  # objective.penalties (kubenas.contract.reward)
+    task: str = "image-classification"
 
     @property
     def objective(self) -> dict:
@@ -131,4 +132,5 @@ def resolve_trial(trial: Any) -> TrialConfig:
         architecture=trial["architecture"], dataset=dict(dataset or {"name": "digits"}), training=resolved,
         metric=metric, goal=goal, timeout_seconds=float(timeout) if timeout is not None else None,
         name=str(name), hyperparameters=dict(_object(trial, "hyperparameters")), penalties=list(penalties),
+        task=task,
     )

@@ -26,12 +26,13 @@ from kubenas.contract.genotype import GenotypeError, describe_genotype
 from kubenas.contract.reward import compute_reward
 
 from . import errors
-from .data import Dataset, load_dataset
+from .data import Dataset
 from .errors import DataError, Diverged, InvalidArchitecture, InvalidTrial, TrialFailure, TrialTimeout
 from .loader import BatchLoader
 from .measure import count_macs, count_parameters, measure_latency
-from .models import build_model
+from .models import StemmedNet, build_model
 from .settings import TrialConfig, resolve_trial
+from .tasks import load_task
 
 OnEpoch = Callable[[dict], object]
 
@@ -213,19 +214,26 @@ def _run(trial, on_epoch, model_path, weights_path, clock: _Clock, history: list
     shuffle_gen = _seed_everything(t["seed"], t["deterministic"], cuda)
 
     clock.where = "while loading the dataset"
-    data: Dataset = load_dataset(cfg.dataset, cfg.dataset.get("seed", t["seed"]))
+    task = load_task(cfg.task, cfg.dataset, cfg.dataset.get("seed", t["seed"]), device)
+    data: Dataset = task.dataset
     clock.check()
 
     clock.where = "while building the model"
+    stem = task.stem()
     try:
-        model = build_model(cfg.architecture, data.input_shape, data.num_classes)
+        if stem is None:
+            model = build_model(cfg.architecture, data.input_shape, data.num_classes)
+        else:
+            with torch.no_grad():
+                body_shape = tuple(stem(data.example(1)).shape[1:])
+            model = StemmedNet(stem, build_model(cfg.architecture, body_shape, data.num_classes))
     except GenotypeError as exc:
         raise InvalidArchitecture(str(exc)) from None
     except ValueError as exc:
         raise DataError(f"dataset {data.name}: {exc}") from None
     metrics["parameters"] = count_parameters(model)
     try:
-        metrics["macs"] = count_macs(model, data.input_shape)
+        metrics["macs"] = count_macs(model, data.input_shape, example=data.example(1))
     except RuntimeError as exc:
         if _is_oom(exc):
             raise
@@ -242,7 +250,8 @@ def _run(trial, on_epoch, model_path, weights_path, clock: _Clock, history: list
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
 
     train_loader = BatchLoader(data.train, data, t["batchSize"], device, shuffle=True, generator=shuffle_gen,
-                               memory_format=memory_format, max_batches=t["maxTrainBatches"])
+                               memory_format=memory_format, max_batches=t["maxTrainBatches"],
+                               transform=task.train_transform(shuffle_gen))
     val_loader = BatchLoader(data.val, data, t["evalBatchSize"], device, shuffle=False, memory_format=memory_format)
     test_loader = BatchLoader(data.test, data, t["evalBatchSize"], device, shuffle=False,
                               memory_format=memory_format)
@@ -327,7 +336,7 @@ def _run(trial, on_epoch, model_path, weights_path, clock: _Clock, history: list
     if t["measureLatency"] or any(p["metric"] == "latencyMs" for p in cfg.penalties):
         clock.where = "while measuring latency"
         metrics["latencyMs"] = round(measure_latency(model, data.input_shape, device, memory_format=memory_format,
-                                                     check=clock.check), 4)
+                                                     check=clock.check, example=data.example(1, device)), 4)
     # The objective metric after the last epoch trained, with the penalties applied.
     try:
         reward = compute_reward(cfg.objective, metrics)
@@ -345,7 +354,11 @@ def _run(trial, on_epoch, model_path, weights_path, clock: _Clock, history: list
         export_torchscript(model, model_path, data.input_shape, data.mean, data.std, metadata={
             "architecture": cfg.architecture, "summary": describe_genotype(cfg.architecture),
             "classes": data.classes, "numClasses": data.num_classes, "dataset": data.name,
-            "objective": {"metric": cfg.metric, "goal": cfg.goal}, "reward": reward, "trial": cfg.name})
+            "objective": {"metric": cfg.metric, "goal": cfg.goal}, "reward": reward, "trial": cfg.name,
+            "task": cfg.task, "split": data.info, **task.metadata},
+            front=task.front, input_doc=task.input_doc if cfg.task != "image-classification" else None,
+            example=task.export_example(2) if task.export_example else None,
+            normalise=data.input_kind != "tokens")
     message = "" if status == errors.SUCCEEDED else f"stopped early after epoch {last['epoch']} of {t['epochs']}"
     metrics["wallSeconds"] = round(time.monotonic() - clock.start, 3)
     return _result(status, reward=reward, message=message, metrics=metrics, history=history, device=state["device"])
