@@ -33,12 +33,13 @@ import torch
 from .errors import DataError, InvalidTrial
 from .splits import check_validation, split_train_validation, stratified_split
 
-IMAGE_DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "npz", "image-folder")
-# Every dataset name of every task (kubenas_trainer.tasks says which task reads which).
-DATASETS = IMAGE_DATASETS + ("audio-folder", "jsonl")
-COMMON_FIELDS = ("name", "path", "validationFraction", "seed", "limit", "validation")
-# Every dataset field of every task (the CRDs list these; a task refuses the ones it does not read).
-SPEC_FIELDS = COMMON_FIELDS + ("layout", "imageSize", "frontEnd", "augment", "sequence")
+from kubenas.contract.tasks import COMMON_DATASET_FIELDS as COMMON_FIELDS
+from kubenas.contract.tasks import TASK_DATASET_FIELDS, TASK_DATASETS
+
+IMAGE_DATASETS = TASK_DATASETS["image-classification"]
+# Every dataset name and field of every task (the CRDs list these; a task refuses the ones it does not read).
+DATASETS = tuple(dict.fromkeys(n for names in TASK_DATASETS.values() for n in names))
+SPEC_FIELDS = tuple(dict.fromkeys(f for fields in TASK_DATASET_FIELDS.values() for f in fields))
 DEFAULT_VALIDATION_FRACTION = 0.2
 DIGITS_TEST_FRACTION = 0.2
 DIGITS_TEST_SEED = 20240601  # constant: the digits test split never depends on a trial

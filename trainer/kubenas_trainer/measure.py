@@ -5,6 +5,8 @@ multiply-accumulates (the usual convention of MAC counters):
 
 - Conv2d: ``out_elements * (in_channels / groups) * kh * kw`` (bias adds not counted)
 - Linear: ``out_elements * in_features``
+- the ``attention`` op's two batched products (q k^T and attention x v): ``2 * L^2 * C``
+  for L positions of C channels (its projections are Linear layers)
 
 Pooling, batch norm, activations and additions are not counted. Edges a cell never
 computes (``none``, or nodes that cannot reach the output) cost nothing.
@@ -36,8 +38,17 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...], example: torch.Te
         nonlocal total
         total += output.numel() // output.shape[0] * module.in_features
 
+    def attention_hook(module, inputs, output):
+        nonlocal total
+        _, c, h, w = output.shape
+        total += 2 * (h * w) ** 2 * c
+
+    from .ops import TemporalAttention
+
     handles = []
     for m in model.modules():
+        if isinstance(m, TemporalAttention):
+            handles.append(m.register_forward_hook(attention_hook))
         if isinstance(m, nn.Conv2d):
             handles.append(m.register_forward_hook(conv_hook))
         elif isinstance(m, nn.Linear):

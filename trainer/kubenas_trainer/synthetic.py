@@ -1,9 +1,9 @@
 """Synthetic data sets for the examples and tests (numpy only, nothing downloaded).
 
-``spoken_words``: "keywords" said by "speakers". A word is three harmonic tones whose
-pitches follow the word's contour (rising, falling, peak, valley: the cue that carries
-over to new speakers) relative to the speaker's own pitch, coloured by the speaker's
-timbre (harmonic roll-off and a formant), at the speaker's speaking rate. Every speaker
+``spoken_words``: "keywords" said by "speakers". A word is two vowels, each a harmonic
+tone shaped by the vowel's two formants (the cue that carries over to new speakers),
+at the speaker's own pitch, timbre (harmonic roll-off), vocal-tract length (formant
+scale) and speaking rate. Every speaker
 also has a private tic per word (a short whistle at a speaker- and word-specific
 frequency and time): a network can recognise seen speakers by it, so a validation split
 that shares speakers with training rewards memorising voices, while the test speakers
@@ -22,36 +22,38 @@ import argparse
 
 import numpy as np
 
-CONTOURS = {"up": (0, 4, 7), "down": (7, 4, 0), "peak": (0, 7, 0), "valley": (7, 0, 7)}
+VOWELS = {"i": (270, 2290), "a": (730, 1090), "u": (300, 870), "e": (530, 1840)}  # F1, F2 in Hz
+WORDS = {"ia": ("i", "a"), "ue": ("u", "e"), "au": ("a", "u"), "ei": ("e", "i")}
 
 
 def _speaker(rng: np.random.RandomState, sample_rate: int, words: int) -> dict:
     return {
         "f0": rng.uniform(90, 260),
         "rolloff": rng.uniform(0.6, 1.6),
-        "formant": rng.uniform(500, min(2500, sample_rate / 2 - 500)),
+        "tract": rng.uniform(0.85, 1.15),
         "rate": rng.uniform(0.8, 1.2),
         "tics": [(rng.uniform(400, sample_rate / 2 - 300), rng.uniform(0.0, 0.7)) for _ in range(words)],
     }
 
 
-def _utterance(rng, spk: dict, contour, tic, sample_rate: int, samples: int, tic_level: float) -> np.ndarray:
+def _utterance(rng, spk: dict, vowels, tic, sample_rate: int, samples: int, tic_level: float) -> np.ndarray:
     t = np.arange(samples) / sample_rate
     out = np.zeros(samples)
-    seg = samples / 3 * 0.9 * spk["rate"] * rng.uniform(0.95, 1.05)
-    start = rng.uniform(0, max(1.0, samples - 3 * seg))
+    seg = samples / 2 * 0.8 * spk["rate"] * rng.uniform(0.95, 1.05)
+    start = rng.uniform(0, max(1.0, samples - 2 * seg))
     f0 = spk["f0"] * rng.uniform(0.97, 1.03)
-    for i, semitones in enumerate(contour):
+    for i, vowel in enumerate(vowels):
         a, b = int(start + i * seg), min(samples, int(start + (i + 1) * seg))
         if b <= a:
             continue
-        f = f0 * 2 ** (semitones / 12)
+        formants = [f * spk["tract"] for f in VOWELS[vowel]]
         tone = np.zeros(b - a)
-        for h in range(1, 12):
-            fh = f * h
+        for h in range(1, 40):
+            fh = f0 * h
             if fh >= sample_rate / 2:
                 break
-            gain = h ** -spk["rolloff"] * (1 + 2 * np.exp(-((fh - spk["formant"]) / 300) ** 2))
+            envelope = 0.05 + sum(np.exp(-((fh - f) / 90.0) ** 2) for f in formants)
+            gain = h ** -(spk["rolloff"] / 2) * envelope
             tone += gain * np.sin(2 * np.pi * fh * t[a:b] + rng.uniform(0, 2 * np.pi))
         out[a:b] += tone * np.hanning(b - a)
     freq, at = tic
@@ -66,7 +68,7 @@ def spoken_words(*, train_speakers: int = 10, test_speakers: int = 8, per_word: 
                  seconds: float = 0.5, tic_level: float = 1.5, seed: int = 0) -> dict:
     """The arrays of an audio npz (docs/tasks.md): waveforms, labels, speakers as groups."""
     rng = np.random.RandomState(seed)
-    words = list(CONTOURS)
+    words = list(WORDS)
     samples = int(round(seconds * sample_rate))
     arrays: dict = {}
     for part, count in (("train", train_speakers), ("test", test_speakers)):
@@ -75,7 +77,7 @@ def spoken_words(*, train_speakers: int = 10, test_speakers: int = 8, per_word: 
             spk = _speaker(rng, sample_rate, len(words))
             for w, word in enumerate(words):
                 for _ in range(per_word):
-                    xs.append(_utterance(rng, spk, CONTOURS[word], spk["tics"][w], sample_rate, samples, tic_level))
+                    xs.append(_utterance(rng, spk, WORDS[word], spk["tics"][w], sample_rate, samples, tic_level))
                     ys.append(w)
                     groups.append(f"{part}-speaker-{s}")
         arrays[f"x_{part}"] = np.stack(xs)

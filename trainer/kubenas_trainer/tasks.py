@@ -27,11 +27,10 @@ import torch
 from torch import nn
 
 from kubenas.contract import TASKS
+from kubenas.contract.tasks import TASK_DATASET_FIELDS, TASK_DATASETS
 
 from . import audio, sequence
 from .data import (
-    COMMON_FIELDS,
-    IMAGE_DATASETS,
     Dataset,
     _channel_stats,
     check_spec,
@@ -160,15 +159,10 @@ def _load_sequence(spec: dict, seed: int, device: torch.device) -> TaskData:
 
 # --------------------------------------------------------------------------- registry
 
-IMAGE_FIELDS = COMMON_FIELDS + ("layout", "imageSize")
-
+_LOADERS = {"image-classification": _load_image, "audio-classification": _load_audio,
+            "sequence-classification": _load_sequence}
 TASK_REGISTRY: dict[str, Task] = {
-    "image-classification": Task("image-classification", IMAGE_DATASETS, IMAGE_FIELDS, _load_image),
-    "audio-classification": Task("audio-classification", ("npz", "audio-folder"),
-                                 COMMON_FIELDS + ("frontEnd", "augment"), _load_audio),
-    "sequence-classification": Task("sequence-classification", ("npz", "jsonl"), COMMON_FIELDS + ("sequence",),
-                                    _load_sequence),
-}
+    name: Task(name, TASK_DATASETS[name], TASK_DATASET_FIELDS[name], load) for name, load in _LOADERS.items()}
 
 if set(TASK_REGISTRY) != set(TASKS):
     raise ImportError(f"tasks of kubenas.contract and kubenas_trainer.tasks differ: "
