@@ -81,7 +81,7 @@ def _load_audio(spec: dict, seed: int, device: torch.device) -> TaskData:
     num_classes, classes = num_classes_of(raw, spec["name"])
     train_idx, val_idx, test_idx = split_indices(raw, spec, seed)
     feats_train, feats_test = audio.cached_features(raw, tuple(sorted(fe.items())), str(device))
-    y_train, y_test = torch.from_numpy(raw.y_train), torch.from_numpy(raw.y_test)
+    y_train, y_test = torch.from_numpy(np.array(raw.y_train)), torch.from_numpy(np.array(raw.y_test))
     from .data import Split
 
     def part(x, y, idx):
