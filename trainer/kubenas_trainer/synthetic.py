@@ -28,9 +28,9 @@ WORDS = {"ia": ("i", "a"), "ue": ("u", "e"), "au": ("a", "u"), "ei": ("e", "i")}
 
 def _speaker(rng: np.random.RandomState, sample_rate: int, words: int) -> dict:
     return {
-        "f0": rng.uniform(90, 260),
-        "rolloff": rng.uniform(0.6, 1.6),
-        "tract": rng.uniform(0.85, 1.15),
+        "f0": rng.uniform(100, 180),
+        "rolloff": rng.uniform(0.8, 1.4),
+        "tract": rng.uniform(0.93, 1.07),
         "rate": rng.uniform(0.8, 1.2),
         "tics": [(rng.uniform(400, sample_rate / 2 - 300), rng.uniform(0.0, 0.7)) for _ in range(words)],
     }
@@ -52,7 +52,7 @@ def _utterance(rng, spk: dict, vowels, tic, sample_rate: int, samples: int, tic_
             fh = f0 * h
             if fh >= sample_rate / 2:
                 break
-            envelope = 0.05 + sum(np.exp(-((fh - f) / 90.0) ** 2) for f in formants)
+            envelope = 0.05 + sum(np.exp(-((fh - f) / 120.0) ** 2) for f in formants)
             gain = h ** -(spk["rolloff"] / 2) * envelope
             tone += gain * np.sin(2 * np.pi * fh * t[a:b] + rng.uniform(0, 2 * np.pi))
         out[a:b] += tone * np.hanning(b - a)
