@@ -132,7 +132,7 @@ def _read_digits(spec: dict):
     bunch = load_digits()
     x = bunch.images.astype(np.uint8)[:, None]  # values 0..16
     y = bunch.target.astype(np.int64)
-    train_idx, test_idx = _stratified_split(y, DIGITS_TEST_FRACTION, np.random.RandomState(DIGITS_TEST_SEED))
+    train_idx, test_idx = stratified_split(y, DIGITS_TEST_FRACTION, np.random.RandomState(DIGITS_TEST_SEED))
     classes = [str(c) for c in bunch.target_names]
     return x[train_idx], y[train_idx], x[test_idx], y[test_idx], classes, 1.0 / 16.0
 
@@ -408,9 +408,6 @@ def _require_path(spec: dict) -> Path:
     if not p.exists():
         raise DataError(f"dataset.path: {p} does not exist")
     return p
-
-
-_stratified_split = stratified_split
 
 
 @functools.lru_cache(maxsize=2)

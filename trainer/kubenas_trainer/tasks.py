@@ -32,6 +32,7 @@ from kubenas.contract.tasks import TASK_DATASET_FIELDS, TASK_DATASETS
 from . import audio, sequence
 from .data import (
     Dataset,
+    Split,
     _channel_stats,
     check_spec,
     load_dataset,
@@ -82,21 +83,19 @@ def _load_audio(spec: dict, seed: int, device: torch.device) -> TaskData:
     train_idx, val_idx, test_idx = split_indices(raw, spec, seed)
     feats_train, feats_test = audio.cached_features(raw, tuple(sorted(fe.items())), str(device))
     y_train, y_test = torch.from_numpy(np.array(raw.y_train)), torch.from_numpy(np.array(raw.y_test))
-    from .data import Split
 
     def part(x, y, idx):
-        idx_t = torch.from_numpy(np.asarray(idx, dtype=np.int64)).to(x.device)
-        return Split(x.index_select(0, idx_t), y[torch.from_numpy(np.asarray(idx, dtype=np.int64))])
+        idx_t = torch.from_numpy(np.asarray(idx, dtype=np.int64))
+        return Split(x.index_select(0, idx_t.to(x.device)), y[idx_t])
 
     train, val, test = part(feats_train, y_train, train_idx), part(feats_train, y_train, val_idx), \
         part(feats_test, y_test, test_idx)
     mean, std = _channel_stats(train.x.cpu(), 1.0)
     frontend = audio.LogMel(fe)
-    uses_waveform = audio.Augment.needed(aug) and (aug["timeShiftSeconds"] > 0 or aug["noiseProbability"] > 0)
-    if uses_waveform:  # the training split stays waveforms: the transform computes features per batch
-        wave = audio.waveforms(raw.x_train[train_idx] if raw.x_train.dtype == object else raw.x_train[train_idx],
-                               raw.extra["rates_train"] if np.isscalar(raw.extra["rates_train"])
-                               else raw.extra["rates_train"][train_idx], fe, device)
+    if aug["timeShiftSeconds"] > 0 or aug["noiseProbability"] > 0:
+        # Augmenting waveforms: the training split stays waveforms, the transform makes features per batch.
+        rates = raw.extra["rates_train"]
+        wave = audio.waveforms(raw.x_train[train_idx], rates if np.isscalar(rates) else rates[train_idx], fe, device)
         train = Split(wave, train.y)
     data = Dataset(name=spec["name"], train=train, val=val, test=test, num_classes=num_classes, classes=classes,
                    scale=1.0, mean=[float(v) for v in mean], std=[float(v) for v in std],
