@@ -417,7 +417,7 @@ def experiment_body(name: str, trials: int, parallel: int, strategy: str) -> dic
             "budget": {"maxTrials": trials, "parallelTrials": parallel, "maxFailedTrials": trials,
                        "trialTimeoutSeconds": 3600},
             "trial": {"dataset": {"name": "digits"}, "training": {"epochs": 3, "batchSize": 64},
-                      "template": {"image": "example.com/kubenas-trainer:bench"}},
+                      "template": {"image": "ghcr.io/kubenas/kubenas-trainer:bench"}},
         },
     }
 

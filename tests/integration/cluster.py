@@ -371,7 +371,7 @@ def digits_experiment(name: str = "digits", **budget) -> dict:
             "strategy": {"type": "random", "seed": 3},
             "budget": spec_budget,
             "trial": {"dataset": {"name": "digits"}, "training": {"epochs": 3, "batchSize": 64},
-                      "template": {"image": "example.com/kubenas-trainer:test",
+                      "template": {"image": "ghcr.io/kubenas/kubenas-trainer:test",
                                    "resources": {"limits": {"nvidia.com/gpu": 1}}}},
         },
     }

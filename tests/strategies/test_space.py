@@ -33,7 +33,7 @@ def active_differences(space, a, b) -> list[str]:
 def test_defaults_fill_in_every_optional_field():
     chain = SearchSpace.from_spec({"type": "chain"})
     names = dict(chain.decisions())
-    assert names["layers[0].op"] == CHAIN_OPS
+    assert names["layers[0].op"] == ops.DEFAULT_CHAIN_OPS  # the 2-D ops; temporal ones are opted into
     assert names["layers[0].filters"] == (16, 32, 64)
     assert names["layers[0].kernel"] == (3, 5)
     assert names["layers[0].stride"] == (1, 2)

@@ -17,13 +17,9 @@ SHAPES = [(1, 8, 8), (3, 32, 32), (1, 28, 28)]
 CHAIN_OPS, CELL_OPS, KERNEL_SIZES = tuple(ops.CHAIN_OPS), tuple(ops.CELL_OPS), ops.KERNEL_SIZES
 
 
-def chain_layer(op, kernel=3, stride=1, filters=6):
-    layer = {"op": op}
-    if op in ("conv", "dw_conv"):
-        layer["filters"] = filters
-    if op != "identity":
-        layer.update(kernel=kernel, stride=stride)
-    return layer
+def chain_layer(op, kernel=3, stride=1, filters=6, dilation=2):
+    values = {"filters": filters, "kernel": kernel, "stride": stride, "dilation": dilation}
+    return {"op": op, **{f: v for f, v in values.items() if ops.CHAIN_OPS[op].takes(f)}}
 
 
 def cell(edges_op, nodes=4, channels=4, cells=1, stages=2):
@@ -57,7 +53,8 @@ def check_forward(model, shape, classes):
         assert model(torch.randn(1, *shape)).shape == (1, classes)
 
 
-CHAIN_CASES = [(op, k, s) for op in CHAIN_OPS for k, s in ([(1, 1), (3, 2), (7, 2)] if op != "identity" else [(0, 0)])]
+CHAIN_CASES = [(op, k, s) for op in CHAIN_OPS
+               for k, s in ([(1, 1), (3, 2), (7, 2)] if ops.CHAIN_OPS[op].takes("kernel") else [(0, 0)])]
 
 
 @pytest.mark.parametrize("shape", SHAPES)

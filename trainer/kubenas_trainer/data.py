@@ -6,8 +6,9 @@ images ``N x C x H x W`` (uint8 or float32) with int64 labels, plus what is need
 normalise them: ``x * scale`` maps pixels to [0, 1], then per-channel ``(x - mean) / std``
 with mean and std measured on the training split.
 
-- The validation split is carved out of the training data, stratified by class, from
-  ``seed``; the same seed gives the same split. The test split is the dataset's own
+- The validation split is carved out of the training data from ``seed`` by the rule of
+  ``dataset.validation`` (``splits.py``): by group when the dataset carries groups
+  (npz ``groups_train``), else stratified by class; the same seed gives the same split. The test split is the dataset's own
   (``digits`` has none, so a fixed stratified 20% is held out with a constant seed,
   independent of the trial's seed). The test split is never used for the reward.
 - ``limit: N`` caps every split at N examples (a random, roughly class-balanced
@@ -30,9 +31,15 @@ import numpy as np
 import torch
 
 from .errors import DataError, InvalidTrial
+from .splits import check_validation, split_train_validation, stratified_split
 
-DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "npz", "image-folder")
-SPEC_FIELDS = ("name", "path", "validationFraction", "seed", "limit", "layout", "imageSize", "loader")
+from kubenas.contract.tasks import COMMON_DATASET_FIELDS as COMMON_FIELDS
+from kubenas.contract.tasks import TASK_DATASET_FIELDS, TASK_DATASETS
+
+IMAGE_DATASETS = TASK_DATASETS["image-classification"]
+# Every dataset name and field of every task (the CRDs list these; a task refuses the ones it does not read).
+DATASETS = tuple(dict.fromkeys(n for names in TASK_DATASETS.values() for n in names))
+SPEC_FIELDS = tuple(dict.fromkeys([*(f for fields in TASK_DATASET_FIELDS.values() for f in fields), "loader"]))
 # With a loader (the user's data, user_code.py) only these apply: it returns its own splits.
 LOADER_FIELDS = ("loader", "seed")
 DEFAULT_VALIDATION_FRACTION = 0.2
@@ -53,6 +60,24 @@ class Split:
         return int(self.y.shape[0])
 
 
+@dataclass(eq=False)  # hashed by identity: the per-process feature cache keys on it
+class Raw:
+    """What a reader returns: the training and test examples as arrays, before any split.
+
+    ``groups`` (one per training example: speaker, patient, session) and ``names`` (one
+    per training example: what a validation file list names) are optional."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    classes: list
+    scale: float = 1.0
+    groups: np.ndarray | None = None
+    names: np.ndarray | None = None
+    extra: dict = field(default_factory=dict)  # reader facts a task needs (sample rate, vocabulary)
+
+
 @dataclass
 class Dataset:
     name: str
@@ -65,21 +90,37 @@ class Dataset:
     mean: list[float]
     std: list[float]
     info: dict = field(default_factory=dict)
+    # What the model is fed: "image" (float N x C x H x W, normalised by ``affine``) or
+    # "tokens" (int64 N x T, fed unnormalised to the task's embedding stem).
+    input_kind: str = "image"
 
     @property
-    def input_shape(self) -> tuple[int, int, int]:
-        c, h, w = self.train.x.shape[1:]
-        return int(c), int(h), int(w)
+    def input_shape(self) -> tuple[int, ...]:
+        """One example as the model takes it (the validation split always holds model
+        inputs; an audio training split may hold waveforms that augmentation turns into features)."""
+        return tuple(int(v) for v in self.val.x.shape[1:])
 
-    def affine(self, device=None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(a, b) of shape 1 x C x 1 x 1 so that ``x * a + b`` is the normalised input."""
+    def example(self, n: int = 1, device=None) -> torch.Tensor:
+        """A batch of ``n`` inputs of the model's input type and shape (for MACs and latency)."""
+        if self.input_kind == "tokens":
+            return torch.zeros(n, *self.input_shape, dtype=torch.int64, device=device)
+        return torch.randn(n, *self.input_shape, device=device)
+
+    def affine(self, device=None) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(a, b) of shape 1 x C x 1 x 1 so that ``x * a + b`` is the normalised input
+        (None for token inputs, which are not normalised)."""
+        if self.input_kind == "tokens":
+            return None
         std = torch.tensor(self.std, dtype=torch.float32).view(1, -1, 1, 1)
         mean = torch.tensor(self.mean, dtype=torch.float32).view(1, -1, 1, 1)
         a, b = self.scale / std, -mean / std
         return a.to(device), b.to(device)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        a, b = self.affine(x.device)
+        affine = self.affine(x.device)
+        if affine is None:
+            return x
+        a, b = affine
         return x.float() * a + b
 
 
@@ -93,7 +134,7 @@ def _read_digits(spec: dict):
     bunch = load_digits()
     x = bunch.images.astype(np.uint8)[:, None]  # values 0..16
     y = bunch.target.astype(np.int64)
-    train_idx, test_idx = _stratified_split(y, DIGITS_TEST_FRACTION, np.random.RandomState(DIGITS_TEST_SEED))
+    train_idx, test_idx = stratified_split(y, DIGITS_TEST_FRACTION, np.random.RandomState(DIGITS_TEST_SEED))
     classes = [str(c) for c in bunch.target_names]
     return x[train_idx], y[train_idx], x[test_idx], y[test_idx], classes, 1.0 / 16.0
 
@@ -248,6 +289,7 @@ def _read_npz(spec: dict):
                                 f"(has {', '.join(npz.files) or 'none'})")
             arrays = {k: npz[k] for k in ("x_train", "y_train", "x_test", "y_test")}
             names = [str(c) for c in npz["classes"]] if "classes" in npz.files else None
+            side = {k: npz[k] for k in ("groups_train", "names_train") if k in npz.files}
     except DataError:
         raise
     except Exception as exc:  # noqa: BLE001
@@ -276,7 +318,21 @@ def _read_npz(spec: dict):
     num_classes = int(max(ys[0].max(initial=0), ys[1].max(initial=0))) + 1
     classes = names if names and len(names) >= num_classes else [str(i) for i in range(num_classes)]
     scale = 1.0 / 255.0 if xs[0].dtype == np.uint8 else 1.0
-    return xs[0], ys[0], xs[1], ys[1], classes, scale
+    return Raw(xs[0], ys[0], xs[1], ys[1], classes, scale, *npz_side_arrays(side, len(ys[0]), path))
+
+
+def npz_side_arrays(side: dict, n: int, path) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(groups, names) of an npz's ``groups_train`` / ``names_train``, checked against n examples."""
+    out = []
+    for key in ("groups_train", "names_train"):
+        a = side.get(key)
+        if a is not None:
+            a = np.asarray(a).reshape(-1)
+            if a.shape[0] != n:
+                raise DataError(f"npz: {path}: {key} has {a.shape[0]} entries but there are {n} training examples")
+            a = a.astype(str)
+        out.append(a)
+    return out[0], out[1]
 
 
 def _read_image_folder(spec: dict):
@@ -356,32 +412,22 @@ def _require_path(spec: dict) -> Path:
     return p
 
 
-def _stratified_split(y: np.ndarray, fraction: float, rng: np.random.RandomState) -> tuple[np.ndarray, np.ndarray]:
-    """(kept, held-out) index arrays, each shuffled; ``fraction`` of every class held out."""
-    kept, held = [], []
-    for c in np.unique(y):
-        idx = np.flatnonzero(y == c)
-        rng.shuffle(idx)
-        k = int(round(len(idx) * fraction))
-        if len(idx) > 1:
-            k = min(max(k, 1), len(idx) - 1)
-        held.append(idx[:k])
-        kept.append(idx[k:])
-    kept_all, held_all = np.concatenate(kept), np.concatenate(held)
-    return kept_all[rng.permutation(len(kept_all))], held_all[rng.permutation(len(held_all))]
-
-
 @functools.lru_cache(maxsize=2)
-def _read_cached(name: str, path: str | None, layout: str | None, image_size: tuple | None):
+def _read_cached(name: str, path: str | None, layout: str | None, image_size: tuple | None, reader=None) -> Raw:
     spec = {"name": name, "path": path, "layout": layout or "auto", "imageSize": image_size}
-    arrays = READERS[name](spec)
-    for a in arrays[:4]:
+    raw = (reader or READERS[name])(spec)
+    if isinstance(raw, tuple):
+        raw = Raw(*raw)
+    for a in (raw.x_train, raw.y_train, raw.x_test, raw.y_test):
         a.setflags(write=False)
-    return arrays
+    return raw
 
 
-def check_spec(spec) -> dict:
-    """Validate the dataset spec, naming the bad field; returns it with defaults filled."""
+def check_spec(spec, fields: tuple = COMMON_FIELDS + ("layout", "imageSize"), datasets: tuple = IMAGE_DATASETS,
+               task: str = "image-classification") -> dict:
+    """Validate the dataset spec, naming the bad field; returns it with defaults filled.
+
+    ``fields`` and ``datasets`` are what the trial's task reads (kubenas_trainer.tasks)."""
     if spec is None:
         spec = {"name": "digits"}
     if not isinstance(spec, dict):
@@ -389,9 +435,12 @@ def check_spec(spec) -> dict:
     unknown = sorted(set(spec) - set(SPEC_FIELDS))
     if unknown:
         raise InvalidTrial(f"dataset.{unknown[0]}: unknown field (known: {', '.join(SPEC_FIELDS)})")
+    foreign = sorted(set(spec) - set(fields))
+    if foreign:
+        raise InvalidTrial(f"dataset.{foreign[0]}: task {task} does not read it (it reads {', '.join(fields)})")
     name = spec.get("name", "digits")
-    if name not in DATASETS:
-        raise InvalidTrial(f"dataset.name: {name!r} is not one of {', '.join(DATASETS)}")
+    if name not in datasets:
+        raise InvalidTrial(f"dataset.name: {name!r} is not a dataset of task {task} (one of {', '.join(datasets)})")
     fraction = spec.get("validationFraction", DEFAULT_VALIDATION_FRACTION)
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
         raise InvalidTrial(f"dataset.validationFraction: must be a number strictly between 0 and 1, got {fraction!r}")
@@ -408,7 +457,8 @@ def check_spec(spec) -> dict:
     if size is not None and (not isinstance(size, (list, tuple)) or len(size) != 2
                              or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
         raise InvalidTrial(f"dataset.imageSize: must be [height, width] in pixels, got {size!r}")
-    return {**spec, "name": name, "validationFraction": float(fraction), "layout": layout}
+    return {**spec, "name": name, "validationFraction": float(fraction), "layout": layout,
+            "validation": check_validation(spec.get("validation"))}
 
 
 def _channel_stats(x: torch.Tensor, scale: float, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
@@ -426,48 +476,80 @@ def _channel_stats(x: torch.Tensor, scale: float, chunk: int = 4096) -> tuple[to
     return mean, torch.where(std > 1e-6, std, torch.ones_like(std))
 
 
+def read_raw(spec: dict, reader=None) -> Raw:
+    """The examples a checked dataset spec names, read once per process (cached).
+
+    ``reader`` (spec -> Raw) defaults to the image reader of ``spec["name"]``."""
+    size = spec.get("imageSize")
+    path = str(Path(os.path.expanduser(str(spec["path"]))).resolve()) if spec.get("path") else None
+    try:
+        raw = _read_cached(spec["name"], path, spec.get("layout"), tuple(size) if size else None, reader)
+    except (DataError, InvalidTrial):
+        raise
+    except OSError as exc:
+        raise DataError(f"dataset {spec['name']}: {exc}") from exc
+    if len(raw.y_train) < 2:
+        raise DataError(f"dataset {spec['name']}: needs at least 2 training examples, has {len(raw.y_train)}")
+    if len(raw.y_test) == 0:
+        raise DataError(f"dataset {spec['name']}: the test split is empty")
+    return raw
+
+
+def split_indices(raw: Raw, spec: dict, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(train, validation, test) indices: validation by ``splits.split_train_validation``,
+    each capped at ``limit`` (the test cap never depends on the trial's seed)."""
+    root = Path(os.path.expanduser(str(spec["path"]))) if spec.get("path") else None
+    train_idx, val_idx = split_train_validation(raw.y_train, raw.groups, raw.names, spec, seed, root)
+    test_idx = np.arange(len(raw.y_test))
+    limit = spec.get("limit")
+    if limit:
+        train_idx, val_idx = train_idx[:limit], val_idx[:limit]
+        test_idx = np.sort(np.random.RandomState(DIGITS_TEST_SEED).permutation(len(raw.y_test))[:limit])
+    if len(val_idx) == 0 or len(train_idx) == 0:
+        raise DataError(f"dataset {spec['name']}: too few examples for a train/validation split")
+    return train_idx, val_idx, test_idx
+
+
+def num_classes_of(raw: Raw, name: str) -> tuple[int, list[str]]:
+    num_classes = max(len(raw.classes), int(raw.y_train.max()) + 1, int(raw.y_test.max()) + 1)
+    if num_classes < 2:
+        raise DataError(f"dataset {name}: needs at least 2 classes")
+    classes = [str(c) for c in raw.classes] + [str(i) for i in range(len(raw.classes), num_classes)]
+    return num_classes, classes
+
+
+def take(x: np.ndarray, y: np.ndarray, idx: np.ndarray) -> Split:
+    return Split(torch.from_numpy(np.ascontiguousarray(x[idx])), torch.from_numpy(np.ascontiguousarray(y[idx])))
+
+
+def split_info(raw: Raw, spec: dict, seed: int, train_idx, val_idx) -> dict:
+    """What a trial reports about its split: the rule, and the groups on each side."""
+    from .splits import validation_rule
+
+    info = {"seed": seed, "validationFraction": spec["validationFraction"], "limit": spec.get("limit"),
+            "validation": validation_rule(spec, raw.groups)}
+    if raw.groups is not None:
+        train_groups, val_groups = set(raw.groups[train_idx]), set(raw.groups[val_idx])
+        info.update(trainGroups=len(train_groups), validationGroups=len(val_groups),
+                    sharedGroups=len(train_groups & val_groups))
+    return info
+
+
 def load_dataset(spec: dict | None, seed: int | None = None) -> Dataset:
-    """Load the dataset a trial names and split it (see the module docstring).
+    """Load the image dataset a trial names and split it (see the module docstring).
 
     ``spec["seed"]`` wins over ``seed``; both absent means 0.
     """
     spec = check_spec(spec)
     split_seed = spec.get("seed", seed if seed is not None else 0)
-    size = spec.get("imageSize")
-    path = str(Path(os.path.expanduser(str(spec["path"]))).resolve()) if spec.get("path") else None
-    try:
-        x_all, y_all, x_te, y_te, classes, scale = _read_cached(
-            spec["name"], path, spec["layout"], tuple(size) if size else None)
-    except (DataError, InvalidTrial):
-        raise
-    except OSError as exc:
-        raise DataError(f"dataset {spec['name']}: {exc}") from exc
-    if len(y_all) < 2:
-        raise DataError(f"dataset {spec['name']}: needs at least 2 training examples, has {len(y_all)}")
-    if len(y_te) == 0:
-        raise DataError(f"dataset {spec['name']}: the test split is empty")
-    num_classes = max(len(classes), int(y_all.max()) + 1, int(y_te.max()) + 1)
-    if num_classes < 2:
-        raise DataError(f"dataset {spec['name']}: needs at least 2 classes")
-
-    rng = np.random.RandomState(split_seed)
-    train_idx, val_idx = _stratified_split(y_all, spec["validationFraction"], rng)
-    test_idx = np.arange(len(y_te))
-    limit = spec.get("limit")
-    if limit:
-        train_idx, val_idx = train_idx[:limit], val_idx[:limit]
-        test_idx = np.sort(np.random.RandomState(DIGITS_TEST_SEED).permutation(len(y_te))[:limit])
-    if len(val_idx) == 0 or len(train_idx) == 0:
-        raise DataError(f"dataset {spec['name']}: too few examples for a train/validation split")
-
-    def split(x, y, idx) -> Split:
-        return Split(torch.from_numpy(np.ascontiguousarray(x[idx])), torch.from_numpy(np.ascontiguousarray(y[idx])))
-
-    train, val, test = split(x_all, y_all, train_idx), split(x_all, y_all, val_idx), split(x_te, y_te, test_idx)
-    mean, std = _channel_stats(train.x, scale)
+    raw = read_raw(spec)
+    num_classes, classes = num_classes_of(raw, spec["name"])
+    train_idx, val_idx, test_idx = split_indices(raw, spec, split_seed)
+    train, val = take(raw.x_train, raw.y_train, train_idx), take(raw.x_train, raw.y_train, val_idx)
+    test = take(raw.x_test, raw.y_test, test_idx)
+    mean, std = _channel_stats(train.x, raw.scale)
     return Dataset(
-        name=spec["name"], train=train, val=val, test=test, num_classes=num_classes,
-        classes=list(classes) + [str(i) for i in range(len(classes), num_classes)],
-        scale=float(scale), mean=[float(v) for v in mean], std=[float(v) for v in std],
-        info={"seed": split_seed, "validationFraction": spec["validationFraction"], "limit": limit},
+        name=spec["name"], train=train, val=val, test=test, num_classes=num_classes, classes=classes,
+        scale=float(raw.scale), mean=[float(v) for v in mean], std=[float(v) for v in std],
+        info=split_info(raw, spec, split_seed, train_idx, val_idx),
     )

@@ -43,16 +43,52 @@ class NormalizedClassifier(nn.Module):
         return self.net((x - self.mean) / self.std)
 
 
-def export_torchscript(model: nn.Module, path: str | Path, input_shape: tuple[int, int, int],
-                       mean: Sequence[float], std: Sequence[float], metadata: dict | None = None) -> Path:
+class TaskClassifier(nn.Module):
+    """``net(normalise(front(x)))`` for the tasks whose users hold something else than
+    what the network was trained on (a waveform before its log-mel features, ``N x T x F``
+    sequences); ``classify_features`` skips the front end."""
+
+    def __init__(self, front: nn.Module, net: nn.Module, mean: Sequence[float], std: Sequence[float],
+                 normalise: bool):
+        super().__init__()
+        self.front = front
+        self.net = net
+        self.normalise = normalise
+        values = list(mean) if normalise else [0.0]
+        spread = list(std) if normalise else [1.0]
+        self.register_buffer("mean", torch.tensor(values, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(spread, dtype=torch.float32).view(1, -1, 1, 1))
+
+    @torch.jit.export
+    def classify_features(self, features: torch.Tensor) -> torch.Tensor:
+        if self.normalise:
+            features = (features - self.mean) / self.std
+        return self.net(features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classify_features(self.front(x))
+
+
+def export_torchscript(model: nn.Module, path: str | Path, input_shape: tuple[int, ...],
+                       mean: Sequence[float], std: Sequence[float], metadata: dict | None = None, *,
+                       front: nn.Module | None = None, input_doc: str | None = None,
+                       example: torch.Tensor | None = None, normalise: bool = True) -> Path:
     """Write ``model`` (a copy, on CPU, float32, eval mode) as TorchScript to ``path``.
 
-    Scripting is tried first (works for every kubenas model); tracing is the fallback
-    for foreign modules. The saved file is reloaded and checked against the eager model.
+    Image models take normalisable images; other tasks give ``front`` (what turns the
+    user's input into the network's, e.g. the log-mel front end), ``input_doc`` and an
+    ``example`` batch of that input. Scripting is tried first (works for every kubenas
+    model); tracing is the fallback for foreign modules. The saved file is reloaded and
+    checked against the eager model.
     """
     net = copy.deepcopy(model).to(device="cpu", dtype=torch.float32, memory_format=torch.contiguous_format)
-    wrapper = NormalizedClassifier(net, mean, std).eval()
-    example = torch.rand(2, *input_shape)
+    if front is None and normalise and input_doc is None:
+        wrapper: nn.Module = NormalizedClassifier(net, mean, std).eval()
+    else:
+        front = copy.deepcopy(front).cpu() if front is not None else nn.Identity()
+        wrapper = TaskClassifier(front, net, mean, std, normalise).eval()
+    if example is None:
+        example = torch.rand(2, *input_shape)
     with warnings.catch_warnings():
         # TorchScript is deprecated in favour of torch.export, but it is still the one
         # format that loads with plain torch.jit.load in any torch 2.x, C++ included.
@@ -64,7 +100,7 @@ def export_torchscript(model: nn.Module, path: str | Path, input_shape: tuple[in
                 scripted = torch.jit.trace(wrapper, example)
     meta = {
         "format": "kubenas-torchscript/v1",
-        "input": "float32 N x C x H x W, pixel values scaled to [0, 1]; normalisation is built in",
+        "input": input_doc or "float32 N x C x H x W, pixel values scaled to [0, 1]; normalisation is built in",
         "inputShape": list(input_shape),
         "mean": list(mean),
         "std": list(std),

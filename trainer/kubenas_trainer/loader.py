@@ -20,7 +20,7 @@ class BatchLoader:
     def __init__(self, split: Split, dataset: Dataset, batch_size: int, device: torch.device, *,
                  shuffle: bool, generator: torch.Generator | None = None,
                  memory_format: torch.memory_format = torch.contiguous_format,
-                 max_batches: int | None = None, device_budget_bytes: int = 1 << 30):
+                 max_batches: int | None = None, device_budget_bytes: int = 1 << 30, transform=None):
         self.n = len(split)
         self.batch_size = batch_size
         self.device = device
@@ -35,7 +35,10 @@ class BatchLoader:
             else:
                 x, y = x.pin_memory(), y.pin_memory()
         self.x, self.y = x, y
-        self.a, self.b = dataset.affine(device)
+        affine = dataset.affine(device)
+        self.a, self.b = affine if affine is not None else (None, None)
+        # A task's training transform (audio augmentation): raw batch -> model input, before normalisation.
+        self.transform = transform
 
     def __len__(self) -> int:
         full, rest = divmod(self.n, self.batch_size)
@@ -58,7 +61,10 @@ class BatchLoader:
             if xb.device != self.device:
                 xb = xb.to(self.device, non_blocking=True)
                 yb = yb.to(self.device, non_blocking=True)
-            xb = torch.addcmul(self.b, xb.float(), self.a)  # (x * scale - mean) / std
-            if self.memory_format is not torch.contiguous_format:
+            if self.transform is not None:
+                xb = self.transform(xb)
+            if self.a is not None:  # token ids are not normalised
+                xb = torch.addcmul(self.b, xb.float(), self.a)  # (x * scale - mean) / std
+            if xb.dim() == 4 and self.memory_format is not torch.contiguous_format:
                 xb = xb.contiguous(memory_format=self.memory_format)
             yield xb, yb

@@ -108,6 +108,19 @@ class CellNet(nn.Module):
         return self.head(self.last_act(self.cells(self.stem(x))))
 
 
+class StemmedNet(nn.Module):
+    """A task's trainable stem (e.g. the token embedding of sequence classification), then
+    the searched network."""
+
+    def __init__(self, stem: nn.Module, net: nn.Module):
+        super().__init__()
+        self.stem = stem
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.stem(x))
+
+
 def _check_input(input_shape, num_classes) -> tuple[int, int, int]:
     try:
         c, h, w = (int(v) for v in input_shape)

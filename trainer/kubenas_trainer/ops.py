@@ -58,6 +58,51 @@ def avg_pool(kernel: int, stride: int) -> nn.Module:
     return nn.AvgPool2d(kernel, stride, _pad(kernel), count_include_pad=False)
 
 
+class TConvBNReLU(nn.Sequential):
+    """chain ``tconv``: conv 1 x kernel along time (dilated, strided along time) -> BN -> ReLU."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, dilation: int):
+        super().__init__(
+            nn.Conv2d(c_in, c_out, (1, kernel), (1, stride), (0, _pad(kernel, dilation)), (1, dilation), bias=False),
+            nn.BatchNorm2d(c_out),
+            nn.ReLU(inplace=True),
+        )
+
+
+class SepTConvBNReLU(nn.Sequential):
+    """chain ``sep_tconv``: depthwise conv 1 x kernel along time (dilated) -> pointwise 1x1 -> BN -> ReLU."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, dilation: int):
+        super().__init__(
+            nn.Conv2d(c_in, c_in, (1, kernel), (1, stride), (0, _pad(kernel, dilation)), (1, dilation),
+                      groups=c_in, bias=False),
+            nn.Conv2d(c_in, c_out, 1, 1, 0, bias=False),
+            nn.BatchNorm2d(c_out),
+            nn.ReLU(inplace=True),
+        )
+
+
+class TemporalAttention(nn.Module):
+    """chain ``attention``: x + proj(softmax(q k^T / sqrt(C)) v) over the H*W positions of
+    a pre-normalised map (LayerNorm over channels); single head, channels unchanged.
+    Made of Linear layers so that measure.count_macs counts its projections."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(channels)
+        self.qkv = nn.Linear(channels, 3 * channels)
+        self.proj = nn.Linear(channels, channels)
+        self.scale = float(channels) ** -0.5
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        tokens = x.flatten(2).transpose(1, 2)  # N x HW x C
+        q, k, v = self.qkv(self.norm(tokens)).chunk(3, dim=-1)
+        attn = torch.softmax(torch.bmm(q, k.transpose(1, 2)) * self.scale, dim=-1)
+        out = tokens + self.proj(torch.bmm(attn, v))
+        return out.transpose(1, 2).reshape(n, c, h, w)
+
+
 # name -> builder(layer, channels in) -> (module, channels out); one per kubenas.contract.ops.CHAIN_OPS.
 CHAIN_OP_BUILDERS: dict[str, Callable[[dict, int], tuple[nn.Module, int]]] = {
     "conv": lambda layer, c: (ConvBNReLU(c, layer["filters"], layer["kernel"], layer["stride"]), layer["filters"]),
@@ -66,6 +111,11 @@ CHAIN_OP_BUILDERS: dict[str, Callable[[dict, int], tuple[nn.Module, int]]] = {
     "max_pool": lambda layer, c: (max_pool(layer["kernel"], layer["stride"]), c),
     "avg_pool": lambda layer, c: (avg_pool(layer["kernel"], layer["stride"]), c),
     "identity": lambda layer, c: (nn.Identity(), c),
+    "tconv": lambda layer, c: (TConvBNReLU(c, layer["filters"], layer["kernel"], layer["stride"],
+                                           layer.get("dilation", 1)), layer["filters"]),
+    "sep_tconv": lambda layer, c: (SepTConvBNReLU(c, layer["filters"], layer["kernel"], layer["stride"],
+                                                  layer.get("dilation", 1)), layer["filters"]),
+    "attention": lambda layer, c: (TemporalAttention(c), c),
 }
 
 

@@ -31,6 +31,7 @@ class TrialConfig:
     penalties: list = field(default_factory=list)  # objective.penalties (kubenas.contract.reward)
     model: dict = field(default_factory=dict)  # {"builder": "module:function"} (user_code.py), or {}
     export: dict = field(default_factory=lambda: resolved_export(None))  # formats, opset (contract.settings)
+    task: str = "image-classification"
 
     @property
     def objective(self) -> dict:
@@ -144,4 +145,5 @@ def resolve_trial(trial: Any) -> TrialConfig:
         name=str(name), hyperparameters=dict(_object(trial, "hyperparameters")), penalties=list(penalties),
         model=dict(model),
         export=resolved_export(trial.get("export")),
+        task=task,
     )

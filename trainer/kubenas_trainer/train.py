@@ -27,12 +27,13 @@ from kubenas.contract.reward import compute_reward
 from kubenas.contract.settings import EXPORT_SUFFIX
 
 from . import errors
-from .data import Dataset, load_dataset
+from .data import Dataset
 from .errors import DataError, Diverged, InvalidArchitecture, InvalidTrial, TrialFailure, TrialTimeout
 from .loader import BatchLoader
 from .measure import count_macs, count_parameters, measure_latency
-from .models import build_model
+from .models import StemmedNet, build_model
 from .settings import TrialConfig, resolve_trial
+from .tasks import load_task
 
 OnEpoch = Callable[[dict], object]
 
@@ -218,6 +219,9 @@ def _run(trial, on_epoch, model_path, weights_path, clock: _Clock, history: list
     cfg: TrialConfig = resolve_trial(trial)
     t = cfg.training
     if model_path and "onnx" in cfg.export["formats"]:
+        if cfg.task != "image-classification":
+            raise InvalidTrial(f"export.formats: onnx is exported for image-classification only, not {cfg.task} "
+                               "(its front end and variable-length inputs are TorchScript's): remove onnx")
         _require_onnx()  # before training, not after it
     if cfg.timeout_seconds:
         clock = _Clock(clock.start, clock.deadline, cfg.timeout_seconds)
@@ -231,29 +235,38 @@ def _run(trial, on_epoch, model_path, weights_path, clock: _Clock, history: list
     shuffle_gen = _seed_everything(t["seed"], t["deterministic"], cuda)
 
     clock.where = "while loading the dataset"
-    if cfg.dataset.get("loader"):  # the user's data (user_code.py)
+    if cfg.dataset.get("loader"):  # the user's data (user_code.py), for the image task's loop
+        from .tasks import TaskData
         from .user_code import dataset_from_loader
 
-        data: Dataset = dataset_from_loader(cfg.dataset, t["seed"])
+        task = TaskData(dataset=dataset_from_loader(cfg.dataset, t["seed"]))
     else:
-        data = load_dataset(cfg.dataset, cfg.dataset.get("seed", t["seed"]))
+        task = load_task(cfg.task, cfg.dataset, cfg.dataset.get("seed", t["seed"]), device)
+    data: Dataset = task.dataset
     clock.check()
 
     clock.where = "while building the model"
+    stem = task.stem()
     try:
+        if stem is None:
+            body_shape = data.input_shape
+        else:
+            with torch.no_grad():
+                body_shape = tuple(stem(data.example(1)).shape[1:])
         if cfg.model.get("builder"):  # the user's model (user_code.py)
             from .user_code import build_user_model
 
-            model = build_user_model(cfg.model["builder"], cfg.architecture, data.input_shape, data.num_classes)
+            body = build_user_model(cfg.model["builder"], cfg.architecture, body_shape, data.num_classes)
         else:
-            model = build_model(cfg.architecture, data.input_shape, data.num_classes)
+            body = build_model(cfg.architecture, body_shape, data.num_classes)
+        model = body if stem is None else StemmedNet(stem, body)
     except GenotypeError as exc:
         raise InvalidArchitecture(str(exc)) from None
     except ValueError as exc:
         raise DataError(f"dataset {data.name}: {exc}") from None
     metrics["parameters"] = count_parameters(model)
     try:
-        metrics["macs"] = count_macs(model, data.input_shape)
+        metrics["macs"] = count_macs(model, data.input_shape, example=data.example(1))
     except RuntimeError as exc:
         if _is_oom(exc):
             raise
@@ -270,7 +283,8 @@ def _run(trial, on_epoch, model_path, weights_path, clock: _Clock, history: list
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
 
     train_loader = BatchLoader(data.train, data, t["batchSize"], device, shuffle=True, generator=shuffle_gen,
-                               memory_format=memory_format, max_batches=t["maxTrainBatches"])
+                               memory_format=memory_format, max_batches=t["maxTrainBatches"],
+                               transform=task.train_transform(shuffle_gen))
     val_loader = BatchLoader(data.val, data, t["evalBatchSize"], device, shuffle=False, memory_format=memory_format)
     test_loader = BatchLoader(data.test, data, t["evalBatchSize"], device, shuffle=False,
                               memory_format=memory_format)
@@ -355,7 +369,7 @@ def _run(trial, on_epoch, model_path, weights_path, clock: _Clock, history: list
     if t["measureLatency"] or any(p["metric"] == "latencyMs" for p in cfg.penalties):
         clock.where = "while measuring latency"
         metrics["latencyMs"] = round(measure_latency(model, data.input_shape, device, memory_format=memory_format,
-                                                     check=clock.check), 4)
+                                                     check=clock.check, example=data.example(1, device)), 4)
     # The objective metric after the last epoch trained, with the penalties applied.
     try:
         reward = compute_reward(cfg.objective, metrics)
@@ -372,11 +386,15 @@ def _run(trial, on_epoch, model_path, weights_path, clock: _Clock, history: list
 
         meta = {"architecture": cfg.architecture, "summary": _summary(cfg.architecture),
                 "classes": data.classes, "numClasses": data.num_classes, "dataset": data.name,
-                "objective": {"metric": cfg.metric, "goal": cfg.goal}, "reward": reward, "trial": cfg.name}
+                "objective": {"metric": cfg.metric, "goal": cfg.goal}, "reward": reward, "trial": cfg.name,
+                "task": cfg.task, "split": data.info, **task.metadata}
         # model_path names the TorchScript file (model.pt); each format of trial.export is
         # written beside it with its suffix (model.onnx).
         if "torchscript" in cfg.export["formats"]:
-            export_torchscript(model, model_path, data.input_shape, data.mean, data.std, metadata=meta)
+            export_torchscript(model, model_path, data.input_shape, data.mean, data.std, metadata=meta,
+                               front=task.front, input_doc=task.input_doc if cfg.task != "image-classification" else None,
+                               example=task.export_example(2) if task.export_example else None,
+                               normalise=data.input_kind != "tokens")
         if "onnx" in cfg.export["formats"]:
             export_onnx(model, Path(model_path).with_suffix(EXPORT_SUFFIX["onnx"]), data.input_shape, data.mean,
                         data.std, opset=cfg.export["opset"], metadata=meta)

@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from kubenas.contract.tasks import DATASETS_WITH_PATH, TASK_DATASET_FIELDS, TASK_DATASETS
+
 from . import API_VERSION, EXPERIMENT_KIND
 from kubenas.contract import artifacts as artifacts_contract
 from kubenas.strategies import STRATEGY_TYPES
@@ -26,7 +28,6 @@ from .schema import format_path, openapi_schema, validator
 # characters with a 5-digit index and a retry suffix, hence the cap on the name.
 MAX_EXPERIMENT_NAME = 50
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-DATASETS_WITH_PATH = ("mnist", "fashion-mnist", "cifar10", "npz", "image-folder")
 METRIC_GOALS = {"accuracy": "maximize", "loss": "minimize"}
 
 
@@ -235,10 +236,19 @@ def _trial_issues(spec: dict) -> list[Issue]:
         if extra:
             return [Issue(f"spec.trial.dataset.{extra[0]}", "applies to the built-in datasets; your loader "
                           "returns its own splits (it gets the seed): remove it")]
-    if dataset.get("name") in DATASETS_WITH_PATH and not dataset.get("path"):
+        return _command_issues(spec)
+    task = spec["trial"].get("task", "image-classification")
+    if dataset["name"] not in TASK_DATASETS[task]:
+        return [Issue("spec.trial.dataset.name", f"{dataset['name']!r} is not a dataset of task {task}: "
+                      f"use one of {', '.join(TASK_DATASETS[task])} (docs/tasks.md)")]
+    foreign = sorted(set(dataset) - set(TASK_DATASET_FIELDS[task]))
+    if foreign:
+        return [Issue(f"spec.trial.dataset.{foreign[0]}", f"task {task} does not read it; remove it "
+                      f"(task {task} reads {', '.join(TASK_DATASET_FIELDS[task])})")]
+    if dataset["name"] in DATASETS_WITH_PATH and not dataset.get("path"):
         return [Issue("spec.trial.dataset.path", f"dataset {dataset['name']} is read from files: "
                       "set path to the folder (or .npz file) that holds them")]
-    return _command_issues(spec)
+    return _validation_issues(dataset.get("validation")) + _command_issues(spec)
 
 
 def command_names(spec: dict) -> list[str]:
@@ -356,6 +366,25 @@ def _export_issues(spec: dict) -> list[Issue]:
     where, message = problem
     return [Issue("spec.trial.export" + (f".{where}" if where else ""), message)]
 
+def _validation_issues(validation) -> list[Issue]:
+    """dataset.validation: the fields its type needs, and only those (kubenas_trainer.splits)."""
+    if not validation:
+        return []
+    where, rule = "spec.trial.dataset.validation", validation.get("type")
+    if rule == "files" and not validation.get("files"):
+        return [Issue(f"{where}.files", "type files needs files: the path of the list of validation examples")]
+    if rule != "files" and "files" in validation:
+        return [Issue(f"{where}.files", f"only type files reads a list (type is {rule}); remove it")]
+    if rule == "kfold":
+        if "folds" not in validation:
+            return [Issue(f"{where}.folds", "type kfold needs folds (2 or more)")]
+        if validation.get("fold", 0) >= validation["folds"]:
+            return [Issue(f"{where}.fold", f"{validation['fold']} is not a fold of {validation['folds']} "
+                          f"(folds count from 0 to {validation['folds'] - 1})")]
+    elif "folds" in validation or "fold" in validation:
+        return [Issue(f"{where}.folds", f"only type kfold has folds (type is {rule}); remove folds and fold")]
+    return []
+
 
 QUANTITY = re.compile(r"^([+-]?)((?:[0-9]+(?:\.[0-9]*)?)|(?:\.[0-9]+))"
                       r"(?:(Ki|Mi|Gi|Ti|Pi|Ei)|([numkMGTPE])|[eE]([+-]?(?:(?:[0-9]+(?:\.[0-9]*)?)|(?:\.[0-9]+))))?\Z")
@@ -440,7 +469,8 @@ SEMANTIC_CHECKS = (
     (_strategy_issues, ("spec.strategy", "spec.budget", "spec.objective")),
     (_budget_issues, ("spec.budget",)),
     (_constraints_issues, ("spec.constraints", "spec.trial.dataset")),
-    (_trial_issues, ("spec.trial.dataset", "spec.trial.command", "spec.trial.model", "spec.searchSpace")),
+    (_trial_issues, ("spec.trial.dataset", "spec.trial.task", "spec.trial.command", "spec.trial.model",
+                     "spec.searchSpace")),
     (_user_code_issues, ("spec.searchSpace", "spec.trial")),
     (_export_issues, ("spec.trial.export",)),
     (_resources_issues, ("spec.trial.template", "spec.controller")),

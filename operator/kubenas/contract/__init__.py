@@ -101,7 +101,7 @@ TOO_MANY_FAILED_TRIALS = "TooManyFailedTrials"
 METRIC_GOALS = {"accuracy": "maximize", "loss": "minimize"}
 METRICS = tuple(METRIC_GOALS)
 GOALS = ("maximize", "minimize")
-TASKS = ("image-classification",)
+TASKS = ("image-classification", "audio-classification", "sequence-classification")
 # Metrics a penalty may name (measured by the trainer for every trial).
 PENALTY_METRICS = ("parameters", "macs", "latencyMs")
 MAX_PENALTIES = 4

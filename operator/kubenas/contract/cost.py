@@ -7,8 +7,8 @@ a candidate before it is trained.
 Conventions are the trainer's (``kubenas_trainer.ops`` and ``models``): convolutions
 followed by BN have no bias; BN has 2 parameters per channel; every op pads
 ``dilation * (kernel // 2)``, so a stride-s op maps a side n to ceil(n / s); MACs count
-Conv2d (``out elements * in_channels / groups * kh * kw``) and Linear
-(``out elements * in_features``) only; a cell builds only its live edges
+Conv2d (``out elements * in_channels / groups * kh * kw``), Linear
+(``out elements * in_features``) and the ``attention`` op's two products (``2 L^2 C``); a cell builds only its live edges
 (``genotype.live_edges``).
 
 Parameters depend on the input channels and the class count only; MACs also on the
@@ -59,9 +59,27 @@ def _chain_cost(genotype: dict, shape: tuple[int, int, int], classes: int) -> tu
         op = layer["op"]
         if op == "identity":
             continue
+        if op == "attention":  # LayerNorm, qkv and output projections (Linear), two L x L products
+            positions = h * w
+            params += _bn(c) + (3 * c * c + 3 * c) + (c * c + c)
+            macs += positions * 4 * c * c + 2 * positions * positions * c
+            continue
         k, s = layer["kernel"], layer["stride"]
-        h, w = _ceil_div(h, s), _ceil_div(w, s)
-        if op == "conv":
+        if op in ("tconv", "sep_tconv"):  # 1 x k along time (the last axis): stride along time only
+            w = _ceil_div(w, s)
+        else:
+            h, w = _ceil_div(h, s), _ceil_div(w, s)
+        if op == "tconv":
+            f = layer["filters"]
+            params += f * c * k + _bn(f)
+            macs += h * w * f * c * k
+            c = f
+        elif op == "sep_tconv":
+            f = layer["filters"]
+            params += c * k + c * f + _bn(f)
+            macs += h * w * (c * k + c * f)
+            c = f
+        elif op == "conv":
             f = layer["filters"]
             params += f * c * k * k + _bn(f)
             macs += h * w * f * c * k * k

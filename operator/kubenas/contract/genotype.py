@@ -10,7 +10,8 @@ chain -- the layer-by-layer space of REINFORCE NAS (Zoph & Le 2017)::
                 {"op": "max_pool", "kernel": 3, "stride": 2},
                 {"op": "identity"}]}
 
-    The ops, and the fields each takes, are the table ``ops.CHAIN_OPS``.
+    The ops, and the fields each takes, are the table ``ops.CHAIN_OPS``. The temporal
+    ops (``tconv``, ``sep_tconv``) also take ``dilation`` (default 1).
 
 cell -- a NAS-Bench-201-style cell stacked into a network::
 
@@ -48,6 +49,7 @@ from .ops import (
     CELL_OPS,
     CHAIN_LAYER_FIELDS,
     CHAIN_OPS,
+    DILATIONS,
     KERNEL_SIZES,
     MAX_CELL_CHANNELS,
     MAX_CELL_NODES,
@@ -107,6 +109,8 @@ def _validate_chain(genotype: dict) -> dict:
             _require_choice(layer.get("kernel"), f"{where}.kernel", KERNEL_SIZES)
         if op.takes("stride"):
             _require_choice(layer.get("stride"), f"{where}.stride", STRIDES)
+        if op.takes("dilation"):
+            _require_choice(layer.get("dilation", 1), f"{where}.dilation", DILATIONS)
     return genotype
 
 
@@ -182,7 +186,8 @@ def canonical_genotype(genotype: dict) -> dict:
             for j, op in node_edges:
                 edges[i][j] = op
         return {"type": "cell", "nodes": nodes, "edges": edges, **{k: genotype[k] for k in CELL_SKELETON_FIELDS}}
-    layers = [{"op": layer["op"], **{f: layer[f] for f in CHAIN_LAYER_FIELDS if CHAIN_OPS[layer["op"]].takes(f)}}
+    layers = [{"op": layer["op"], **{f: layer.get(f, 1) if f == "dilation" else layer[f]
+                                     for f in CHAIN_LAYER_FIELDS if CHAIN_OPS[layer["op"]].takes(f)}}
               for layer in genotype["layers"]]
     return {"type": "chain", "layers": layers}
 
@@ -205,7 +210,10 @@ def describe_genotype(genotype: dict) -> str:
     for layer in genotype.get("layers", []):
         op = layer.get("op")
         entry = CHAIN_OPS.get(op)
-        if entry is not None and entry.takes("filters"):
+        if entry is not None and entry.takes("dilation"):
+            parts.append(f"{op}{layer.get('kernel')}d{layer.get('dilation', 1)}/{layer.get('stride')}:"
+                         f"{layer.get('filters')}")
+        elif entry is not None and entry.takes("filters"):
             parts.append(f"{op}{layer.get('kernel')}x{layer.get('kernel')}/{layer.get('stride')}:{layer.get('filters')}")
         elif entry is not None and entry.takes("kernel"):
             parts.append(f"{op}{layer.get('kernel')}/{layer.get('stride')}")

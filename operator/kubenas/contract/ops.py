@@ -24,7 +24,7 @@ class ChainOp:
 
 
 # Layer fields in the order a policy decides them (after the op).
-CHAIN_LAYER_FIELDS = ("filters", "kernel", "stride")
+CHAIN_LAYER_FIELDS = ("filters", "kernel", "stride", "dilation")
 
 CHAIN_OPS: dict[str, ChainOp] = {
     "conv": ChainOp(("filters", "kernel", "stride"), "conv(kernel, stride) -> BN -> ReLU, `filters` output channels"),
@@ -33,9 +33,19 @@ CHAIN_OPS: dict[str, ChainOp] = {
     "max_pool": ChainOp(("kernel", "stride"), "max pool(kernel, stride), channels unchanged"),
     "avg_pool": ChainOp(("kernel", "stride"), "avg pool(kernel, stride), channels unchanged"),
     "identity": ChainOp((), "nothing"),
+    # Temporal ops: along the last axis only (time), kernel 1 x k; for 1-D inputs laid out
+    # N x C x 1 x T (keyword spotting over log-mel bins as channels, sequences).
+    "tconv": ChainOp(("filters", "kernel", "stride", "dilation"),
+                     "temporal conv 1 x kernel (dilated, stride along time) -> BN -> ReLU"),
+    "sep_tconv": ChainOp(("filters", "kernel", "stride", "dilation"),
+                         "depthwise temporal conv 1 x kernel (dilated) -> pointwise 1x1 -> BN -> ReLU"),
+    "attention": ChainOp((), "pre-norm single-head self-attention over time with a residual, channels unchanged"),
 }
+# The ops a chain space searches when searchSpace.chain.operations is not given (the 2-D ones).
+DEFAULT_CHAIN_OPS = ("conv", "dw_conv", "max_pool", "avg_pool", "identity")
 KERNEL_SIZES = (1, 3, 5, 7)
 STRIDES = (1, 2)
+DILATIONS = (1, 2, 4, 8)
 MAX_FILTERS = 4096
 MAX_CHAIN_LAYERS = 64
 

@@ -1,0 +1,29 @@
+"""What each task (``trial.task``) reads: its dataset names and dataset fields.
+
+One table for the places that check a dataset spec: ``kubenas validate`` / the operator
+(``kubenas.api.validation``) and the trainer's task registry (``kubenas_trainer.tasks``,
+which adds how each task loads its data, its stem and its exported input); the CRD enums
+are checked against it (tests/contract). docs/tasks.md describes the fields.
+"""
+from __future__ import annotations
+
+from . import TASKS
+
+COMMON_DATASET_FIELDS = ("name", "path", "validationFraction", "seed", "limit", "validation")
+
+TASK_DATASETS: dict[str, tuple[str, ...]] = {
+    "image-classification": ("digits", "mnist", "fashion-mnist", "cifar10", "npz", "image-folder"),
+    "audio-classification": ("npz", "audio-folder"),
+    "sequence-classification": ("npz", "jsonl"),
+}
+TASK_DATASET_FIELDS: dict[str, tuple[str, ...]] = {
+    "image-classification": COMMON_DATASET_FIELDS + ("layout", "imageSize"),
+    "audio-classification": COMMON_DATASET_FIELDS + ("frontEnd", "augment"),
+    "sequence-classification": COMMON_DATASET_FIELDS + ("sequence",),
+}
+# Datasets read from files (dataset.path required); the others are built in.
+DATASETS_WITH_PATH = ("mnist", "fashion-mnist", "cifar10", "npz", "image-folder", "audio-folder", "jsonl")
+# The rules of dataset.validation (kubenas_trainer.splits); absent: group when the data has groups, else random.
+VALIDATION_RULES = ("random", "group", "files", "kfold")
+
+assert set(TASK_DATASETS) == set(TASKS) == set(TASK_DATASET_FIELDS), "a task without its datasets"

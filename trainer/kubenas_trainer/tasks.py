@@ -1,0 +1,180 @@
+"""The task registry: a task = data + stem + head + metric (docs/tasks.md).
+
+One entry per name of ``kubenas.contract.TASKS``; the trainer refuses to import when the
+two differ. An entry says which datasets (and dataset fields) the task reads and how
+``load`` turns a dataset spec into a ``TaskData``:
+
+- ``dataset``: the splits the network is trained on (images, log-mel features, padded
+  sequences) with their normalisation;
+- ``stem()``: a trainable module before the searched network (the token embedding), or None;
+- ``train_transform(generator)``: the per-batch training transform (audio augmentation), or None;
+- ``front``: the fixed module that turns what a user has (a waveform, ``N x T x F``
+  floats) into what the network was trained on; the exported model starts with it;
+- ``input_doc`` / ``export_example``: what the exported model takes, and a batch of it.
+
+Every task ends in the same head (global average pooling -> linear, in
+``kubenas_trainer.models``) and the same metrics (accuracy and cross-entropy on the
+validation split). A detection task would add its own head and metric here; the
+search spaces and the training loop would not change.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from kubenas.contract import TASKS
+from kubenas.contract.tasks import TASK_DATASET_FIELDS, TASK_DATASETS
+
+from . import audio, sequence
+from .data import (
+    Dataset,
+    Split,
+    _channel_stats,
+    check_spec,
+    load_dataset,
+    num_classes_of,
+    read_raw,
+    split_indices,
+    split_info,
+    take,
+)
+from .errors import InvalidTrial
+
+
+@dataclass
+class TaskData:
+    dataset: Dataset
+    stem: Callable[[], nn.Module | None] = lambda: None
+    train_transform: Callable[[torch.Generator], Callable | None] = lambda generator: None
+    front: nn.Module | None = None
+    input_doc: str = "float32 N x C x H x W, pixel values scaled to [0, 1]; normalisation is built in"
+    export_example: Callable[[int], torch.Tensor] | None = None
+    metadata: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    datasets: tuple[str, ...]
+    fields: tuple[str, ...]
+    load: Callable[[dict, int, torch.device], TaskData]
+    metric: str = "accuracy"
+
+
+# --------------------------------------------------------------------------- image
+
+
+def _load_image(spec: dict, seed: int, device: torch.device) -> TaskData:
+    return TaskData(dataset=load_dataset(spec, seed))
+
+
+# --------------------------------------------------------------------------- audio
+
+
+def _load_audio(spec: dict, seed: int, device: torch.device) -> TaskData:
+    fe = audio.check_front_end(spec.get("frontEnd"))
+    aug = audio.check_augment(spec.get("augment"))
+    raw = read_raw(spec, audio.read_audio_npz if spec["name"] == "npz" else audio.read_audio_folder)
+    num_classes, classes = num_classes_of(raw, spec["name"])
+    train_idx, val_idx, test_idx = split_indices(raw, spec, seed)
+    feats_train, feats_test = audio.cached_features(raw, tuple(sorted(fe.items())), str(device))
+    y_train, y_test = torch.from_numpy(np.array(raw.y_train)), torch.from_numpy(np.array(raw.y_test))
+
+    def part(x, y, idx):
+        idx_t = torch.from_numpy(np.asarray(idx, dtype=np.int64))
+        return Split(x.index_select(0, idx_t.to(x.device)), y[idx_t])
+
+    train, val, test = part(feats_train, y_train, train_idx), part(feats_train, y_train, val_idx), \
+        part(feats_test, y_test, test_idx)
+    mean, std = _channel_stats(train.x.cpu(), 1.0)
+    frontend = audio.LogMel(fe)
+    if aug["timeShiftSeconds"] > 0 or aug["noiseProbability"] > 0:
+        # Augmenting waveforms: the training split stays waveforms, the transform makes features per batch.
+        rates = raw.extra["rates_train"]
+        wave = audio.waveforms(raw.x_train[train_idx], rates if np.isscalar(rates) else rates[train_idx], fe, device)
+        train = Split(wave, train.y)
+    data = Dataset(name=spec["name"], train=train, val=val, test=test, num_classes=num_classes, classes=classes,
+                   scale=1.0, mean=[float(v) for v in mean], std=[float(v) for v in std],
+                   info=split_info(raw, spec, seed, train_idx, val_idx))
+    samples = audio.clip_samples(fe)
+
+    def transform(generator):
+        if not audio.Augment.needed(aug):
+            return None
+        return audio.Augment(aug, audio.LogMel(fe).to(device), fe, generator)
+
+    return TaskData(
+        dataset=data, train_transform=transform, front=frontend,
+        input_doc=(f"float32 N x L mono waveform at {fe['sampleRate']} Hz in [-1, 1] (L = {samples}; longer clips "
+                   "are centre-cropped, shorter ones zero-padded); the log-mel front end and normalisation are "
+                   "built in. classify_features(logmel) takes the front end's output instead"),
+        export_example=lambda n: torch.randn(n, samples) * 0.1,
+        metadata={"frontEnd": fe, "sampleRate": fe["sampleRate"], "featureShape": list(data.input_shape)})
+
+
+# --------------------------------------------------------------------------- sequence
+
+
+class FloatSequenceFront(nn.Module):
+    """``N x T x F`` float sequences -> ``N x F x 1 x T`` (features as channels)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.transpose(1, 2).unsqueeze(2)
+
+
+def _load_sequence(spec: dict, seed: int, device: torch.device) -> TaskData:
+    seq = sequence.check_sequence(spec.get("sequence"))
+    raw = read_raw(spec, sequence.read_jsonl if spec["name"] == "jsonl" else sequence.read_sequence_npz)
+    num_classes, classes = num_classes_of(raw, spec["name"])
+    train_idx, val_idx, test_idx = split_indices(raw, spec, seed)
+    x_tr, x_te, vocabulary, width = sequence.padded(raw, seq)
+    train, val = take(x_tr, raw.y_train, train_idx), take(x_tr, raw.y_train, val_idx)
+    test = take(x_te, raw.y_test, test_idx)
+    info = split_info(raw, spec, seed, train_idx, val_idx)
+    length = int(x_tr.shape[-1])
+    if width is None:
+        data = Dataset(name=spec["name"], train=train, val=val, test=test, num_classes=num_classes, classes=classes,
+                       scale=1.0, mean=[], std=[], info=info, input_kind="tokens")
+        return TaskData(
+            dataset=data, stem=lambda: sequence.TokenStem(vocabulary, seq["embeddingDim"], seq["padId"]),
+            input_doc=(f"int64 N x T token ids, any length T >= 1 (trained on T = {length}, padded with "
+                       f"{seq['padId']}); ids outside 0..{vocabulary - 1} count as padding"),
+            export_example=lambda n: torch.randint(0, vocabulary, (n, length)),
+            metadata={"vocabulary": vocabulary, "padId": seq["padId"], "maxLength": length,
+                      "embeddingDim": seq["embeddingDim"]})
+    mean, std = _channel_stats(train.x, 1.0)
+    data = Dataset(name=spec["name"], train=train, val=val, test=test, num_classes=num_classes, classes=classes,
+                   scale=1.0, mean=[float(v) for v in mean], std=[float(v) for v in std], info=info)
+    return TaskData(
+        dataset=data, front=FloatSequenceFront(),
+        input_doc=f"float32 N x T x {width} sequences, any length T >= 1 (trained on T = {length}); "
+                  "normalisation is built in",
+        export_example=lambda n: torch.randn(n, length, width), metadata={"features": width, "maxLength": length})
+
+
+# --------------------------------------------------------------------------- registry
+
+_LOADERS = {"image-classification": _load_image, "audio-classification": _load_audio,
+            "sequence-classification": _load_sequence}
+TASK_REGISTRY: dict[str, Task] = {
+    name: Task(name, TASK_DATASETS[name], TASK_DATASET_FIELDS[name], load) for name, load in _LOADERS.items()}
+
+if set(TASK_REGISTRY) != set(TASKS):
+    raise ImportError(f"tasks of kubenas.contract and kubenas_trainer.tasks differ: "
+                      f"{sorted(set(TASKS) ^ set(TASK_REGISTRY))}")
+
+
+def load_task(task: str, spec: dict | None, seed: int, device: torch.device) -> TaskData:
+    """The data of a trial's task (InvalidTrial naming the field for a bad spec)."""
+    entry = TASK_REGISTRY.get(task)
+    if entry is None:
+        raise InvalidTrial(f"task: {task!r} is not supported (supported: {', '.join(TASK_REGISTRY)})")
+    if spec is None and task != "image-classification":
+        raise InvalidTrial(f"dataset: required for task {task}")
+    checked = check_spec(spec, entry.fields, entry.datasets, task)
+    split_seed = checked.get("seed", seed)
+    return entry.load(checked, split_seed, device)
