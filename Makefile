@@ -19,7 +19,7 @@ $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url "$(TORCH_INDEX)")
-	$(BIN)/pip install -q -e ".[train,test]"
+	$(BIN)/pip install -q -e ".[train,test,bench]"
 	touch $@
 
 install: $(BIN)/.installed

@@ -220,3 +220,14 @@ def test_user_text_is_printed_as_text(tmp_path, capsys):
 def test_kubectl_plugin_name_is_a_console_script():
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["kubectl-kubenas"] == scripts["kubenas"] == "kubenas.cli:main"
+
+
+def test_plots_of_a_parameters_space_search_have_no_operations_and_do_not_fail(tmp_path):
+    """A `parameters` space's decisions are the user's, not operations: the op chart says
+    so instead of failing the run's end (it did: matplotlib's stackplot of nothing)."""
+    arch = {"type": "parameters", "parameters": {"lr": 0.01, "layers": [{"width": 32}]}}
+    rows = [row(i, 0.5 + i / 10, arch=arch, history=[{"epoch": 1, "accuracy": 0.5}]) for i in range(3)]
+    centers, shares = op_frequencies(rows)
+    assert centers and shares == {}
+    written = write_plots(tmp_path, rows, "maximize", "accuracy", "t")
+    assert [p.name for p in written] == ["tradeoff.png", "curves.png", "ops.png"]

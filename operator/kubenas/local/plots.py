@@ -128,10 +128,12 @@ def write_plots(directory: str | Path, rows: list[dict], goal: str, metric: str,
 
     centers, shares = op_frequencies(rows)
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    if centers:
+    if centers and shares:
         ax.stackplot(centers, *shares.values(), labels=list(shares), alpha=0.85)
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
         ax.set_ylim(0, 1)
+    else:  # no trial yet, or a parameters space: its decisions are the user's, not operations
+        ax.text(0.5, 0.5, "no operations to chart", ha="center", va="center")
     ax.set_xlabel("trial index (groups of trials)")
     ax.set_ylabel("share of decisions")
     ax.set_title(f"{title}: operations chosen over the search")
