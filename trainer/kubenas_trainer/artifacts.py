@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 from dataclasses import dataclass
 from decimal import Decimal
 
 from kubenas.contract import SUCCEEDED, finite_number
 from kubenas.contract import artifacts as art
+
+from .report import _json_safe
 
 log = logging.getLogger("kubenas.trainer.artifacts")
 
@@ -117,15 +118,7 @@ def _stored_models(fs, root: str, exclude: str) -> list[Stored]:
 
 
 def _json(obj) -> str:
-    def safe(v):
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, dict):
-            return {k: safe(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [safe(x) for x in v]
-        return v
-    return json.dumps(safe(obj), allow_nan=False, separators=(",", ":"))
+    return json.dumps(_json_safe(obj), allow_nan=False, separators=(",", ":"))
 
 
 def publish(policy: Policy, trial: str, goal: str, result: dict, model_file=None) -> str | None:
