@@ -2,12 +2,17 @@
 outputs on a PersistentVolumeClaim (a hostPath PersistentVolume, as a PVC-like host
 folder) and in an S3 object store (moto's S3 server on this machine's loopback, relayed
 into each pod by the node stand-in like the API server); after the experiment succeeds
-`kubenas model` downloads the best model and plain torch.jit.load runs it. Also: the
-admission policy checks the claim and the credentials Secret against the author."""
+`kubenas model` downloads the best model and plain torch.jit.load runs it; with
+`trial.export.formats: [torchscript, onnx]` `kubenas model --format onnx` downloads the
+ONNX file, and onnxruntime predicts what TorchScript predicts. `kubenas logs` reads a
+trial's pod log through the API server. Also: the admission policy checks the claim and
+the credentials Secret against the author."""
 from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 
 import pytest
 
@@ -34,17 +39,39 @@ def finish(cluster, namespace: str, name: str) -> dict:
     return exp
 
 
-def predicts_digits(path) -> float:
-    """Accuracy of the downloaded model on the digits images, loaded with torch only."""
+def digits_images():
     import torch
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    x = torch.tensor(digits.images / 16.0, dtype=torch.float32).unsqueeze(1)
+    return torch.tensor(digits.images / 16.0, dtype=torch.float32).unsqueeze(1), digits.target
+
+
+def predicts_digits(path) -> float:
+    """Accuracy of the downloaded model on the digits images, loaded with torch only."""
+    import torch
+
+    x, target = digits_images()
     model = torch.jit.load(str(path))
     with torch.no_grad():
         predicted = model(x).argmax(1).numpy()
-    return float((predicted == digits.target).mean())
+    return float((predicted == target).mean())
+
+
+def onnx_agrees_with_torchscript(onnx_path, torchscript_path) -> None:
+    """onnxruntime's logits equal TorchScript's on every digits image (the tolerance of
+    tests/trainer/test_onnx.py), so both predict the same classes."""
+    import numpy as np
+    import onnxruntime
+    import torch
+
+    x, _ = digits_images()
+    with torch.no_grad():
+        expected = torch.jit.load(str(torchscript_path))(x).numpy()
+    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    assert np.allclose(got, expected, rtol=1e-4, atol=1e-4), float(np.abs(got - expected).max())
+    assert (got.argmax(1) == expected.argmax(1)).all()
 
 
 def claim(cluster, namespace: str, name: str, folder) -> None:
@@ -64,7 +91,9 @@ def test_artifacts_on_a_volume_and_kubenas_model(local_only, installed, namespac
     folder = tmp_path / "volume"
     folder.mkdir()
     claim(installed, namespace, "results", folder)
-    apply(installed, namespace, small("e2e-pvc", {"persistentVolumeClaim": {"claimName": "results", "path": "nas"}}))
+    body = small("e2e-pvc", {"persistentVolumeClaim": {"claimName": "results", "path": "nas"}})
+    body["spec"]["trial"]["export"] = {"formats": ["torchscript", "onnx"]}
+    apply(installed, namespace, body)
     exp = finish(installed, namespace, "e2e-pvc")
     best = exp["status"]["bestTrial"]
     assert best["model"] == f"pvc://results/nas/e2e-pvc/{best['name']}/model.pt", best
@@ -73,11 +102,22 @@ def test_artifacts_on_a_volume_and_kubenas_model(local_only, installed, namespac
         result = json.loads((saved / "result.json").read_text())
         assert result["status"] == "Succeeded" and result["reward"] > 0, result
         assert len((saved / "history.jsonl").read_text().splitlines()) == 4
-        assert (saved / "model.pt").stat().st_size > 0
+        assert (saved / "model.pt").stat().st_size > 0 and (saved / "model.onnx").stat().st_size > 0
     out = tmp_path / "best_model.pt"
     assert kubenas(["model", "e2e-pvc", "-n", namespace, "--kubeconfig", installed.kubeconfig,
                     "--volume-dir", str(folder), "-o", str(out)]) == 0
     assert predicts_digits(out) >= best["reward"] - 0.05  # the best trial's model, as measured
+    onnx_out = tmp_path / "best_model.onnx"
+    assert kubenas(["model", "e2e-pvc", "-n", namespace, "--kubeconfig", installed.kubeconfig,
+                    "--volume-dir", str(folder), "--format", "onnx", "-o", str(onnx_out)]) == 0
+    onnx_agrees_with_torchscript(onnx_out, out)
+
+    # kubenas logs: the trial pod's log, through the API server's pods/log (the node
+    # stand-in serves it as a kubelet does).
+    logs = subprocess.run([sys.executable, "-m", "kubenas.cli", "logs", best["name"], "-n", namespace,
+                           "--kubeconfig", str(installed.kubeconfig)], capture_output=True, text=True, timeout=120)
+    assert logs.returncode == 0, logs.stderr
+    assert f"kubenas-train: {namespace}/{best['name']} Succeeded" in logs.stdout, logs.stdout[-2000:]
 
 
 @pytest.fixture
@@ -106,8 +146,9 @@ def test_artifacts_in_an_object_store_keep_the_top_model(installed, namespace, s
     fs.mkdir(BUCKET)
     installed.kubectl("create", "secret", "generic", "s3-creds", "-n", namespace,
                       *[f"--from-literal={k}={v}" for k, v in creds.items()])
-    apply(installed, namespace, small("e2e-s3", {"url": f"s3://{BUCKET}/runs", "credentialsSecret": "s3-creds",
-                                                 "models": "top", "topK": 1}))
+    body = small("e2e-s3", {"url": f"s3://{BUCKET}/runs", "credentialsSecret": "s3-creds", "models": "top", "topK": 1})
+    body["spec"]["trial"]["export"] = {"formats": ["torchscript", "onnx"]}
+    apply(installed, namespace, body)
     exp = finish(installed, namespace, "e2e-s3")
     best = exp["status"]["bestTrial"]
     assert best["model"] == f"s3://{BUCKET}/runs/e2e-s3/{best['name']}/model.pt", best
@@ -121,6 +162,10 @@ def test_artifacts_in_an_object_store_keep_the_top_model(installed, namespace, s
     out = tmp_path / "best.pt"
     assert kubenas(["model", "e2e-s3", "-n", namespace, "--kubeconfig", installed.kubeconfig, "-o", str(out)]) == 0
     assert predicts_digits(out) >= best["reward"] - 0.05  # the best trial's model, as measured
+    onnx_out = tmp_path / "best.onnx"
+    assert kubenas(["model", "e2e-s3", "-n", namespace, "--kubeconfig", installed.kubeconfig, "--format", "onnx",
+                    "-o", str(onnx_out)]) == 0
+    onnx_agrees_with_torchscript(onnx_out, out)
 
 
 def test_admission_checks_the_claim_and_the_secret_against_the_author(installed, namespace):

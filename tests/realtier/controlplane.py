@@ -155,6 +155,9 @@ class ControlPlane:
             "--client-ca-file", str(pki / "ca.crt"),
             "--token-auth-file", str(pki / "tokens.csv"),
             "--authorization-mode", "Node,RBAC",
+            # the node stand-in's name does not resolve; reach its kubelet endpoint (pod
+            # logs) by its InternalIP, as many clusters configure
+            "--kubelet-preferred-address-types", "InternalIP",
             "--enable-admission-plugins", "OwnerReferencesPermissionEnforcement",
             "--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
             "--service-account-key-file", str(pki / "sa.pub"),

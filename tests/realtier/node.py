@@ -28,12 +28,18 @@ cgroups: no OOMKilled, no CPU throttling), probes, init and sidecar containers, 
 IDs (processes run as the agent's user), scheduling constraints (every pod fits).
 
 Pod logs: ``<state>/logs/<namespace>_<pod>_<container>.log`` (all restarts appended;
-:func:`pod_log` reads them). Run: ``python -m tests.realtier.node --kubeconfig K
+:func:`pod_log` reads them). The node also serves them as a kubelet does, on its
+``daemonEndpoints.kubeletEndpoint`` port (HTTPS, a self-signed certificate: the API
+server verifies a kubelet's certificate only when given ``--kubelet-certificate-authority``),
+so ``GET pods/log`` through the API server (``kubectl logs``, ``kubenas logs``) works,
+authorised by RBAC on ``pods/log``: ``/containerLogs/<namespace>/<pod>/<container>`` with
+``tailLines``; not ``follow``, ``previous`` or ``timestamps``. Run: ``python -m tests.realtier.node --kubeconfig K
 --state DIR`` (the ``node`` fixture does).
 """
 from __future__ import annotations
 
 import argparse
+import http.server
 import json
 import logging
 import os
@@ -42,10 +48,12 @@ import shutil
 import signal
 import socket
 import socketserver
+import ssl
 import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -95,6 +103,55 @@ def pod_log(state: Path, namespace: str, pod: str, container: str | None = None)
     for path in sorted((state / "logs").glob(f"{namespace}_{pod}_{container or '*'}.log")):
         out.append(path.read_text(errors="replace"))
     return "".join(out)
+
+
+class KubeletServer(http.server.ThreadingHTTPServer):
+    """The kubelet's read-only log endpoint, what the API server's ``pods/log`` proxies to."""
+
+    daemon_threads = True
+
+    def __init__(self, state: Path):
+        self.state = state
+        super().__init__(("127.0.0.1", 0), _KubeletHandler)
+        cert, key = state / "kubelet.crt", state / "kubelet.key"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                        str(cert), "-days", "2", "-subj", f"/CN={NODE}", "-addext", "subjectAltName=IP:127.0.0.1"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        self.socket = context.wrap_socket(self.socket, server_side=True)
+
+    @property
+    def port(self) -> int:
+        return self.server_address[1]
+
+
+class _KubeletHandler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 - http.server's name
+        url = urllib.parse.urlsplit(self.path)
+        parts = url.path.strip("/").split("/")
+        if len(parts) != 4 or parts[0] != "containerLogs":
+            return self._answer(404, f"{url.path}: this node serves /containerLogs/<namespace>/<pod>/<container> only")
+        _, namespace, pod, container = parts
+        path = self.server.state / "logs" / f"{namespace}_{pod}_{container}.log"
+        if not path.exists():
+            return self._answer(404, f"container {container} of pod {namespace}/{pod} has no log on this node")
+        text = path.read_text(errors="replace")
+        tail = urllib.parse.parse_qs(url.query).get("tailLines")
+        if tail:
+            text = "".join(text.splitlines(keepends=True)[-int(tail[0]):])
+        self._answer(200, text)
+
+    def _answer(self, code: int, text: str) -> None:
+        body = text.encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, fmt, *args):
+        log.debug("kubelet endpoint: " + fmt, *args)
 
 
 class Relay(socketserver.ThreadingUnixStreamServer):
@@ -591,6 +648,9 @@ class Agent:
         threading.Thread(target=self.relay.serve_forever, daemon=True, name="relay").start()
         self.events: queue.Queue = queue.Queue()
         self.host_relays: dict[int, str] = {}
+        (state / "logs").mkdir(parents=True, exist_ok=True)
+        self.kubelet = KubeletServer(state)
+        threading.Thread(target=self.kubelet.serve_forever, daemon=True, name="kubelet").start()
 
     def host_forwards(self) -> list[dict]:
         """Ports of this machine's loopback that pods reach at the same address, as a
@@ -629,6 +689,7 @@ class Agent:
             "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
                             "message": "kubenas test node", "lastHeartbeatTime": t, "lastTransitionTime": t}],
             "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": NODE}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet.port}},
             "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux", "kubeletVersion": "v0.0.0-test",
                          "bootID": "", "containerRuntimeVersion": "kubenas-test://0", "kernelVersion": "",
                          "kubeProxyVersion": "", "machineID": "", "osImage": "", "systemUUID": ""}}})
@@ -740,6 +801,7 @@ class Agent:
         for r in runners:
             r.kill()
         self.relay.shutdown()
+        self.kubelet.shutdown()
 
 
 def main(argv=None) -> int:

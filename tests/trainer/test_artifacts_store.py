@@ -83,6 +83,75 @@ def test_publish_to_s3_and_read_back_the_model(s3, exported, tmp_path):
     assert torch.allclose(model(x), torch.jit.load(str(exported))(x))
 
 
+def test_both_exported_formats_go_to_the_store_and_kubenas_model_fetches_each(s3, tmp_path, capsys):
+    """trial.export.formats [torchscript, onnx]: the store gets model.pt and model.onnx,
+    the status names model.pt, `kubenas model --format onnx` finds the ONNX file beside it
+    and onnxruntime gives the TorchScript model's outputs; a dropped model goes in both
+    formats."""
+    ort = pytest.importorskip("onnxruntime")
+    import numpy as np
+
+    from kubenas.artifacts.model import HOW_TO_LOAD
+    from kubenas_trainer.export import export_onnx
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 10))
+    exported = export_torchscript(net, tmp_path / "trial" / "model.pt", (1, 8, 8), [0.5], [0.25])
+    export_onnx(net, exported.with_suffix(".onnx"), (1, 8, 8), [0.5], [0.25], opset=17)
+    url = f"s3://{BUCKET}/both"
+    location = art.experiment_location({"url": url}, "exp")
+    policy = Policy(root=location, location=location, models="top", top_k=1)
+    result = {"status": "Succeeded", "reward": 0.5, "metrics": {}, "history": []}
+    where = publish(policy, "exp-1", "maximize", result, exported)
+    assert where == f"{url}/exp/exp-1/model.pt"
+    assert s3.exists(f"{BUCKET}/both/exp/exp-1/model.onnx")
+    spec = {"artifacts": {"url": url}, "trial": {"export": {"formats": ["torchscript", "onnx"]}}}
+    status = {**experiment_status({"url": url}, where), "spec": spec}
+    assert location_from_status(status, "onnx") == f"{url}/exp/exp-1/model.onnx"
+    with pytest.raises(ModelUnavailable, match=r"exported no onnx model .*add onnx to spec.trial.export.formats"):
+        location_from_status(experiment_status({"url": url}, where), "onnx")
+    pt = copy_model(where, tmp_path / "best.pt")
+    onnx_file = copy_model(location_from_status(status, "onnx"), tmp_path / "best.onnx")
+    x = torch.rand(5, 1, 8, 8)
+    expected = torch.jit.load(str(pt))(x).detach().numpy()
+    session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    assert np.allclose(got, expected, rtol=1e-4, atol=1e-5), np.abs(got - expected).max()
+    # A better trial: topK 1 drops exp-1's model in both formats and keeps its result.
+    assert publish(policy, "exp-2", "maximize", {**result, "reward": 0.9}, exported) == f"{url}/exp/exp-2/model.pt"
+    assert not s3.exists(f"{BUCKET}/both/exp/exp-1/model.pt") and not s3.exists(f"{BUCKET}/both/exp/exp-1/model.onnx")
+    assert s3.exists(f"{BUCKET}/both/exp/exp-1/result.json") and s3.exists(f"{BUCKET}/both/exp/exp-2/model.onnx")
+    # A run directory: --format onnx copies best_model.onnx, and names its absence.
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "best_model.pt").write_bytes(exported.read_bytes())
+    assert main(["model", str(run_dir), "--format", "onnx", "-o", str(tmp_path / "r.onnx")]) == 1
+    assert "exported no onnx model" in capsys.readouterr().err
+    (run_dir / "best_model.onnx").write_bytes(exported.with_suffix(".onnx").read_bytes())
+    assert main(["model", str(run_dir), "--format", "onnx", "-o", str(tmp_path / "r.onnx")]) == 0
+    assert HOW_TO_LOAD["onnx"] in capsys.readouterr().out
+    ort.InferenceSession(str(tmp_path / "r.onnx"), providers=["CPUExecutionProvider"])
+
+
+def test_an_onnx_only_trial_is_named_by_its_onnx_file(tmp_path):
+    from kubenas_trainer.export import export_onnx
+
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    model_file = tmp_path / "t" / "model.pt"  # where the trainer was told; only model.onnx was exported
+    model_file.parent.mkdir()
+    export_onnx(net, model_file.with_suffix(".onnx"), (1, 8, 8), [0.5], [0.25], opset=17)
+    root = tmp_path / "store"
+    policy = Policy(root=str(root), location="pvc://c/exp")
+    where = publish(policy, "exp-1", "maximize", {"status": "Succeeded", "reward": 0.5, "history": []}, model_file)
+    assert where == "pvc://c/exp/exp-1/model.onnx" and (root / "exp-1" / "model.onnx").is_file()
+    status = {"metadata": {"name": "exp", "namespace": "n"},
+              "spec": {"artifacts": {"persistentVolumeClaim": {"claimName": "c"}},
+                       "trial": {"export": {"formats": ["onnx"]}}},
+              "status": {"bestTrial": {"name": "exp-1", "model": where}}}
+    assert location_from_status(status, "onnx") == where
+    with pytest.raises(ModelUnavailable, match="pass --format onnx"):
+        location_from_status(status, "torchscript")
+
+
 def test_a_missing_object_is_named(s3, tmp_path):
     with pytest.raises(ModelUnavailable, match="is not there"):
         copy_model(f"s3://{BUCKET}/nothing/model.pt", tmp_path / "x.pt")

@@ -4,7 +4,8 @@ The operator hands the trainer the folder through the environment
 (``kubenas.contract.artifacts``: ``KUBENAS_ARTIFACTS_ROOT`` is a mounted volume's path or
 an ``s3://``/``gs://``/``az://`` URL, opened with fsspec; the store's credentials are in
 the standard variables its backend reads). Each trial writes ``<trial>/history.jsonl``,
-its exported model ``<trial>/model.pt`` when kept, and last ``<trial>/result.json``.
+its exported model when kept (``<trial>/model.pt`` and/or ``<trial>/model.onnx``, the
+formats of ``trial.export``), and last ``<trial>/result.json``.
 
 Which models are kept (``models``):
 
@@ -12,7 +13,7 @@ Which models are kept (``models``):
 * ``none``: no model; results and history only.
 * ``top``: the best models in rank order (the experiment's objective; ties by trial
   name), as many as fit: at most ``topK`` of them, and their sizes together at most
-  ``maxBytes``. The first model that does not fit ends the list (no worse model is kept
+  ``maxBytes`` (a model's size: all its exported files). The first model that does not fit ends the list (no worse model is kept
   in its place). Each succeeded trial decides from the results already in the folder:
   it writes its model only if it is on that list, and deletes the models that fell off
   it. A trial sees at most the trials finished before it, so it never deletes a model
@@ -27,9 +28,11 @@ import logging
 import os
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 
 from kubenas.contract import SUCCEEDED, finite_number
 from kubenas.contract import artifacts as art
+from kubenas.contract.settings import EXPORT_SUFFIX
 
 from .report import _json_safe
 
@@ -96,8 +99,19 @@ def kept(candidates: list[Stored], goal: str, top_k: int | None, max_bytes: int 
     return out
 
 
+def exported_files(model_file) -> dict[str, str]:
+    """The files the trainer exported for ``model_file`` (the TorchScript path it was
+    given; each other format of trial.export is written beside it with its suffix):
+    the name each gets in the store -> its local path, in the order of ``art.MODEL_FILES``."""
+    if model_file is None:
+        return {}
+    paths = {name: Path(model_file).with_suffix(EXPORT_SUFFIX[fmt]) for fmt, name in art.MODEL_FILES.items()}
+    return {name: str(path) for name, path in paths.items() if path.exists()}
+
+
 def _stored_models(fs, root: str, exclude: str) -> list[Stored]:
-    """The succeeded trials in the folder that have a model (reward from result.json)."""
+    """The succeeded trials in the folder that have a model (reward from result.json;
+    size: all its exported files)."""
     out = []
     for entry in fs.ls(root, detail=True):
         if entry.get("type") != "directory":
@@ -108,12 +122,17 @@ def _stored_models(fs, root: str, exclude: str) -> list[Stored]:
             continue
         try:
             result = json.loads(fs.cat_file(art.join(trial_dir, art.RESULT_FILE)))
-            size = fs.info(art.join(trial_dir, art.MODEL_FILE))["size"]
-        except (FileNotFoundError, ValueError, KeyError):
+        except (FileNotFoundError, ValueError):
             continue
+        sizes = []
+        for name in art.MODEL_FILES.values():
+            try:
+                sizes.append(int(fs.info(art.join(trial_dir, name))["size"]))
+            except (FileNotFoundError, KeyError):
+                pass
         reward = finite_number(result.get("reward"))
-        if result.get("status") == SUCCEEDED and reward is not None:
-            out.append(Stored(trial, reward, int(size)))
+        if sizes and result.get("status") == SUCCEEDED and reward is not None:
+            out.append(Stored(trial, reward, sum(sizes)))
     return out
 
 
@@ -131,27 +150,32 @@ def publish(policy: Policy, trial: str, goal: str, result: dict, model_file=None
     fs.pipe_file(art.join(trial_dir, art.HISTORY_FILE),
                  "".join(_json(h) + "\n" for h in history).encode())
     reward = finite_number(result.get("reward"))
-    have_model = (result.get("status") == SUCCEEDED and reward is not None and model_file is not None
-                  and os.path.exists(model_file) and policy.models != art.MODELS_NONE)
+    files = exported_files(model_file)
+    have_model = (result.get("status") == SUCCEEDED and reward is not None and bool(files)
+                  and policy.models != art.MODELS_NONE)
     write_model, drop = have_model, []
     if have_model and policy.models == art.MODELS_TOP:
         others = _stored_models(fs, root, exclude=trial)
-        me = Stored(trial, reward, os.path.getsize(model_file))
+        me = Stored(trial, reward, sum(os.path.getsize(path) for path in files.values()))
         keep = {c.trial for c in kept(others + [me], goal, policy.top_k, policy.max_bytes)}
         write_model = trial in keep
         drop = [c.trial for c in others if c.trial not in keep]
     if write_model:
-        fs.put_file(str(model_file), art.join(trial_dir, art.MODEL_FILE))
+        for name, path in files.items():
+            fs.put_file(path, art.join(trial_dir, name))
     summary = {k: result.get(k) for k in ("status", "reward", "reason", "message", "metrics", "device")}
     summary["name"] = trial
     fs.pipe_file(art.join(trial_dir, art.RESULT_FILE), _json(summary).encode())
     for other in drop:
-        try:
-            fs.rm_file(art.join(root, other, art.MODEL_FILE))
-            log.info("artifacts: removed the model of %s (no longer among the kept models)", other)
-        except FileNotFoundError:
-            pass  # another trial removed it first
-    return art.join(policy.location, trial, art.MODEL_FILE) if write_model else None
+        for name in art.MODEL_FILES.values():
+            try:
+                fs.rm_file(art.join(root, other, name))
+                log.info("artifacts: removed %s of %s (no longer among the kept models)", name, other)
+            except FileNotFoundError:
+                pass  # not exported in this format, or another trial removed it first
+    # The status names the first format present (TorchScript when exported); `kubenas
+    # model --format` finds the others beside it.
+    return art.join(policy.location, trial, next(iter(files))) if write_model else None
 
 
 def publish_result(policy: Policy, name: str, trial: dict, result: dict, model_file) -> dict:

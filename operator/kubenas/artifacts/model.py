@@ -7,7 +7,12 @@ of where its experiment's artifacts went, or out of a local run directory.
   files, e.g. ``AWS_ACCESS_KEY_ID`` and ``AWS_ENDPOINT_URL``); a ``pvc://CLAIM/PATH``
   is read from ``--volume-dir``, a local folder where that claim is mounted (an NFS
   mount, a copy made with ``kubectl cp``), since a volume has no URL to read it by.
-* A local run directory (``kubenas run --run-dir DIR``) holds ``best_model.pt``.
+* A local run directory (``kubenas run --run-dir DIR``) holds ``best_model.pt`` (and
+  ``best_model.onnx`` when ``trial.export.formats`` lists onnx).
+
+``--format onnx`` takes the ONNX file the trainer exported beside the TorchScript one
+(``trial.export.formats: [torchscript, onnx]``; ``onnx`` alone makes the ONNX file the
+one the status names).
 
 Each problem is a :class:`ModelUnavailable` naming what is missing and what to do.
 """
@@ -19,16 +24,18 @@ from pathlib import Path
 
 from kubenas.contract import EXPERIMENT_PLURAL, GROUP, VERSION
 from kubenas.contract import artifacts as art
+from kubenas.contract.settings import EXPORT_FORMATS, EXPORT_SUFFIX
 
 RUN_DIR_MODEL = "best_model.pt"
+HOW_TO_LOAD = {"torchscript": "torch.jit.load loads it", "onnx": "onnxruntime.InferenceSession loads it"}
 
 
 class ModelUnavailable(Exception):
     """The best model cannot be had; the message says why and what to do."""
 
 
-def location_from_status(experiment: dict) -> str:
-    """Where the experiment's best model is, from its status."""
+def location_from_status(experiment: dict, fmt: str = "torchscript") -> str:
+    """Where the experiment's best model is in format ``fmt``, from its status."""
     meta, spec, status = experiment.get("metadata") or {}, experiment.get("spec") or {}, experiment.get("status") or {}
     name = f"{meta.get('namespace', '')}/{meta.get('name', '')}"
     if not spec.get("artifacts"):
@@ -43,7 +50,15 @@ def location_from_status(experiment: dict) -> str:
         raise ModelUnavailable(f"the best trial {best['name']} of experiment {name} has no model in its artifacts "
                                f"(spec.artifacts.models is {spec['artifacts'].get('models', art.MODELS_ALL)}, or "
                                "its trainer could not write it: see the trial's status.message)")
-    return best["model"]
+    named = best["model"]
+    if named.rsplit("/", 1)[-1] == art.MODEL_FILES[fmt]:
+        return named
+    formats = ((spec.get("trial") or {}).get("export") or {}).get("formats") or ["torchscript"]
+    if fmt not in formats:
+        raise ModelUnavailable(f"experiment {name} exported no {fmt} model (spec.trial.export.formats is "
+                               f"{formats}): add {fmt} to spec.trial.export.formats for the next experiment, or "
+                               f"pass --format {formats[0]}")
+    return art.model_location(named, fmt)
 
 
 def read_experiment(name: str, namespace: str | None, kubeconfig: str | None, context: str | None) -> dict:
@@ -118,10 +133,13 @@ def copy_model(location: str, dest: Path, volume_dir: str | None = None) -> Path
     return dest
 
 
-def from_run_dir(run_dir: Path, dest: Path) -> Path:
-    source = run_dir / RUN_DIR_MODEL
+def from_run_dir(run_dir: Path, dest: Path, fmt: str = "torchscript") -> Path:
+    source = (run_dir / RUN_DIR_MODEL).with_suffix(EXPORT_SUFFIX[fmt])
     if not source.is_file():
-        raise ModelUnavailable(f"{run_dir} has no {RUN_DIR_MODEL} yet (no trial has succeeded in this run)")
+        if fmt != "torchscript" and (run_dir / RUN_DIR_MODEL).is_file():
+            raise ModelUnavailable(f"{run_dir} has no {source.name}: the run exported no {fmt} model (add {fmt} "
+                                   "to trial.export.formats), or pass --format torchscript")
+        raise ModelUnavailable(f"{run_dir} has no {source.name} yet (no trial has succeeded in this run)")
     if source.resolve() == Path(dest).resolve():
         return source
     return copy_model_file(source, dest)
@@ -141,26 +159,31 @@ def copy_model_file(source: Path, dest: Path) -> Path:
     return dest
 
 
-def fetch(target: str, dest: Path, *, namespace=None, kubeconfig=None, context=None, volume_dir=None) -> tuple[Path, str]:
+def fetch(target: str, dest: Path, *, namespace=None, kubeconfig=None, context=None, volume_dir=None,
+          fmt: str = "torchscript") -> tuple[Path, str]:
     """(where the model was written, where it came from). ``target`` is a local run
     directory if one of that name exists, else a NASExperiment name."""
     if os.sep in target or Path(target).is_dir():
         run_dir = Path(target)
         if not run_dir.is_dir():
             raise ModelUnavailable(f"{target} is not a run directory (nor a NASExperiment name)")
-        return from_run_dir(run_dir, dest), str(run_dir / RUN_DIR_MODEL)
+        path = from_run_dir(run_dir, dest, fmt)
+        return path, str((run_dir / RUN_DIR_MODEL).with_suffix(EXPORT_SUFFIX[fmt]))
     experiment = read_experiment(target, namespace, kubeconfig, context)
-    location = location_from_status(experiment)
+    location = location_from_status(experiment, fmt)
     return copy_model(location, dest, volume_dir), location
 
 
 def add_parser(sub) -> None:
     """The `kubenas model` subcommand, for kubenas.cli's subparsers."""
     p = sub.add_parser("model", help="download the best model of an experiment (cluster) or a run directory",
-                       description="Copy the best trial's TorchScript model (loads with torch.jit.load) out of "
-                                   "where the experiment's spec.artifacts put it, or out of a local run directory.")
+                       description="Copy the best trial's exported model (TorchScript: loads with torch.jit.load; "
+                                   "ONNX: loads with onnxruntime) out of where the experiment's spec.artifacts put it, "
+                                   "or out of a local run directory.")
     p.add_argument("experiment", help="NASExperiment name, or a local run directory (kubenas run --run-dir)")
-    p.add_argument("-o", "--output", default=RUN_DIR_MODEL, help="file to write (default best_model.pt)")
+    p.add_argument("-o", "--output", help="file to write (default best_model.pt, or best_model.onnx for --format onnx)")
+    p.add_argument("--format", choices=EXPORT_FORMATS, default="torchscript",
+                   help="which exported file (trial.export.formats; default torchscript)")
     p.add_argument("-n", "--namespace", help="the experiment's namespace (default: the context's)")
     p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
     p.add_argument("--context", help="kubeconfig context (default: the current one)")
@@ -173,10 +196,11 @@ def cmd_model(args) -> int:
     import sys
 
     try:
-        path, source = fetch(args.experiment, Path(args.output), namespace=args.namespace,
-                             kubeconfig=args.kubeconfig, context=args.context, volume_dir=args.volume_dir)
+        output = Path(args.output) if args.output else Path(RUN_DIR_MODEL).with_suffix(EXPORT_SUFFIX[args.format])
+        path, source = fetch(args.experiment, output, namespace=args.namespace, kubeconfig=args.kubeconfig,
+                             context=args.context, volume_dir=args.volume_dir, fmt=args.format)
     except ModelUnavailable as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print(f"{path}: best model from {source} ({path.stat().st_size} bytes; torch.jit.load loads it)")
+    print(f"{path}: best model from {source} ({path.stat().st_size} bytes; {HOW_TO_LOAD[args.format]})")
     return 0

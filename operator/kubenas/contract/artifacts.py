@@ -9,12 +9,18 @@ store URL)::
     <root>/<experiment>/<trial>/result.json     the trial's result (reward, metrics, status)
     <root>/<experiment>/<trial>/history.jsonl   one JSON line per epoch
     <root>/<experiment>/<trial>/model.pt        TorchScript, when kept (``models``)
+    <root>/<experiment>/<trial>/model.onnx      ONNX, when kept and trial.export lists onnx
 """
 from __future__ import annotations
 
 import posixpath
 
-MODEL_FILE = "model.pt"
+from .settings import EXPORT_SUFFIX
+
+# Every exported format of a kept model (trial.export.formats), in the order in which the
+# status names the first one present: model.pt, model.onnx.
+MODEL_FILES = {fmt: "model" + suffix for fmt, suffix in EXPORT_SUFFIX.items()}
+MODEL_FILE = MODEL_FILES["torchscript"]  # the format the status names when the trial has it
 RESULT_FILE = "result.json"
 HISTORY_FILE = "history.jsonl"
 
@@ -48,6 +54,14 @@ CREDENTIAL_VARIABLES = {
            "AZURE_STORAGE_SAS_TOKEN"),
 }
 URL_SCHEMES = tuple(CREDENTIAL_VARIABLES)
+
+
+def model_location(location: str, fmt: str) -> str:
+    """The same trial's model in another export format: ``.../model.pt`` -> ``.../model.onnx``."""
+    folder, _, name = location.rpartition("/")
+    if name not in MODEL_FILES.values():
+        raise ValueError(f"{location} is not a kubenas model file ({', '.join(MODEL_FILES.values())})")
+    return f"{folder}/{MODEL_FILES[fmt]}" if folder else MODEL_FILES[fmt]
 
 
 def scheme(url: str) -> str:

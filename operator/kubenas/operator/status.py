@@ -26,9 +26,9 @@ def model_location(trial: dict | None, artifacts: dict | None) -> str | None:
     if not artifacts or not reported:
         return None
     meta, spec = (trial or {}).get("metadata") or {}, (trial or {}).get("spec") or {}
-    expected = art.join(art.experiment_location(artifacts, spec.get("experiment", "")), meta.get("name", ""),
-                        art.MODEL_FILE)
-    return reported if reported == expected else None
+    folder = art.join(art.experiment_location(artifacts, spec.get("experiment", "")), meta.get("name", ""))
+    expected = {art.join(folder, name) for name in art.MODEL_FILES.values()}
+    return reported if reported in expected else None
 
 
 def trial_details(trial: dict | None, artifacts: dict | None = None) -> dict:
