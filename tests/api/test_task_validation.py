@@ -7,6 +7,7 @@ import yaml
 
 from kubenas.api.validation import validate_experiment
 from kubenas.contract import TASKS
+from kubenas.contract.settings import export_problem
 from kubenas.contract.tasks import TASK_DATASETS, VALIDATION_RULES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,3 +63,13 @@ def test_valid_task_specs_pass(kws):
     kws["spec"]["trial"]["dataset"]["validation"] = {"type": "kfold", "folds": 5, "fold": 4}
     kws["spec"]["trial"]["dataset"]["augment"] = {"freqMasks": 2, "timeShiftSeconds": 0.1}
     assert issues(kws) == {}
+
+
+def test_onnx_of_an_audio_model_needs_the_stft_opset(kws):
+    """The exported audio model carries its log-mel front end; ONNX has STFT from opset 17."""
+    kws["spec"]["trial"]["export"] = {"formats": ["torchscript", "onnx"], "opset": 16}
+    assert "set opset 17 or more" in issues(kws)["spec.trial.export.opset"]
+    kws["spec"]["trial"]["export"]["opset"] = 17
+    assert "spec.trial.export.opset" not in issues(kws)
+    assert export_problem({"formats": ["onnx"], "opset": 13}, "image-classification") is None
+    assert export_problem({"formats": ["onnx"], "opset": 13}, "audio-classification")[0] == "opset"

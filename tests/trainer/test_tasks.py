@@ -8,7 +8,7 @@ import torch
 
 from kubenas_trainer import audio
 from kubenas_trainer.errors import DataError, InvalidTrial
-from kubenas_trainer.export import load_metadata
+from kubenas_trainer.export import load_metadata, load_onnx_metadata
 from kubenas_trainer.splits import check_validation, split_train_validation
 from kubenas_trainer.synthetic import spoken_words, token_sequences
 from kubenas_trainer.tasks import load_task
@@ -256,3 +256,46 @@ def test_bad_sequence_files_name_the_problem(tmp_path):
     (tmp_path / "test.jsonl").write_text('{"x": [1, 2], "y": 0}\n')
     with pytest.raises(DataError, match="non-negative integer ids"):
         load_task("sequence-classification", {"name": "jsonl", "path": str(tmp_path)}, 0, CPU)
+
+
+# ----------------------------------------------------------------------------- ONNX of every task
+
+
+def _onnx_logits(path, x):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["input"]
+    return session.run(["logits"], {"input": x.numpy()})[0]
+
+
+@pytest.mark.parametrize("layout, arch", [("image", SMALL_2D), ("temporal", TEMPORAL)])
+def test_an_audio_trial_exports_onnx_that_takes_the_waveform(tmp_path, words, layout, arch):
+    """The ONNX file has the log-mel front end inside, like the TorchScript one:
+    onnxruntime's logits for a waveform equal TorchScript's."""
+    result = run_trial({"architecture": arch, "task": "audio-classification",
+                        "dataset": {"name": "npz", "path": str(words), "frontEnd": {**FRONT_END, "layout": layout}},
+                        "training": fast(), "export": {"formats": ["torchscript", "onnx"]}},
+                       model_path=tmp_path / "model.pt")
+    assert result["status"] == "Succeeded", result
+    wave = torch.from_numpy(np.load(words)["x_test"][:5])
+    with torch.no_grad():
+        expected = _load(tmp_path / "model.pt")(wave).numpy()
+    got = _onnx_logits(tmp_path / "model.onnx", wave)
+    assert np.allclose(got, expected, rtol=1e-4, atol=1e-4), np.abs(got - expected).max()
+    assert "waveform" in load_onnx_metadata(tmp_path / "model.onnx")["input"]
+
+
+def test_a_sequence_trial_exports_onnx_for_any_length(tmp_path, sequences):
+    result = run_trial({"architecture": TEMPORAL, "task": "sequence-classification",
+                        "dataset": {"name": "npz", "path": str(sequences), "sequence": {"embeddingDim": 8}},
+                        "training": fast(), "export": {"formats": ["torchscript", "onnx"]}},
+                       model_path=tmp_path / "model.pt")
+    assert result["status"] == "Succeeded", result
+    model = _load(tmp_path / "model.pt")
+    for length in (5, 32, 77):
+        tokens = torch.randint(0, 40, (2, length))
+        with torch.no_grad():
+            expected = model(tokens).numpy()
+        got = _onnx_logits(tmp_path / "model.onnx", tokens)
+        assert np.allclose(got, expected, rtol=1e-4, atol=1e-4), (length, np.abs(got - expected).max())
+    assert "token ids" in load_onnx_metadata(tmp_path / "model.onnx")["input"]

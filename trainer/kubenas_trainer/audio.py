@@ -160,8 +160,12 @@ class LogMel(nn.Module):
 
     def power_mel(self, wave: torch.Tensor) -> torch.Tensor:
         wave = fit_length(wave.float(), self.samples)
-        spec = torch.stft(wave, self.n_fft, self.hop, self.n_fft, self.window, center=True, return_complex=True)
-        power = spec.real * spec.real + spec.imag * spec.imag  # N x freq x frames
+        if torch.onnx.is_in_onnx_export():  # ONNX's STFT has no complex output: (real, imag) pairs, same values
+            pairs = torch.stft(wave, self.n_fft, self.hop, self.n_fft, self.window, center=True, return_complex=False)
+            power = (pairs * pairs).sum(-1)
+        else:
+            spec = torch.stft(wave, self.n_fft, self.hop, self.n_fft, self.window, center=True, return_complex=True)
+            power = spec.real * spec.real + spec.imag * spec.imag  # N x freq x frames
         return torch.matmul(power.transpose(1, 2), self.fbank).transpose(1, 2)  # N x mels x frames
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:

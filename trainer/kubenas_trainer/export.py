@@ -10,8 +10,9 @@ normalisation, genotype) travels inside the file as ``kubenas.json``::
     model = torch.jit.load("model.pt", _extra_files=extra)
     meta = json.loads(extra["kubenas.json"])
 
-The ONNX file (``export_onnx``) takes the same input, named ``images`` (batch size free),
-and gives ``logits``; the same metadata is its ``kubenas.json`` metadata property::
+The ONNX file (``export_onnx``) takes the same input, named ``images`` (batch size free;
+the other tasks' input, a waveform or a sequence, is named ``input``), and gives
+``logits``; the same metadata is its ``kubenas.json`` metadata property::
 
     session = onnxruntime.InferenceSession("model.onnx")
     logits = session.run(["logits"], {"images": batch})[0]
@@ -69,6 +70,17 @@ class TaskClassifier(nn.Module):
         return self.classify_features(self.front(x))
 
 
+def exported_module(model: nn.Module, mean: Sequence[float], std: Sequence[float], *,
+                    front: nn.Module | None = None, input_doc: str | None = None, normalise: bool = True) -> nn.Module:
+    """What both formats export: a CPU float32 copy of ``model`` in eval mode behind its
+    normalisation (images) or its task's front end (``TaskClassifier``)."""
+    net = copy.deepcopy(model).to(device="cpu", dtype=torch.float32, memory_format=torch.contiguous_format)
+    if front is None and normalise and input_doc is None:
+        return NormalizedClassifier(net, mean, std).eval()
+    front = copy.deepcopy(front).cpu() if front is not None else nn.Identity()
+    return TaskClassifier(front, net, mean, std, normalise).eval()
+
+
 def export_torchscript(model: nn.Module, path: str | Path, input_shape: tuple[int, ...],
                        mean: Sequence[float], std: Sequence[float], metadata: dict | None = None, *,
                        front: nn.Module | None = None, input_doc: str | None = None,
@@ -81,12 +93,7 @@ def export_torchscript(model: nn.Module, path: str | Path, input_shape: tuple[in
     model); tracing is the fallback for foreign modules. The saved file is reloaded and
     checked against the eager model.
     """
-    net = copy.deepcopy(model).to(device="cpu", dtype=torch.float32, memory_format=torch.contiguous_format)
-    if front is None and normalise and input_doc is None:
-        wrapper: nn.Module = NormalizedClassifier(net, mean, std).eval()
-    else:
-        front = copy.deepcopy(front).cpu() if front is not None else nn.Identity()
-        wrapper = TaskClassifier(front, net, mean, std, normalise).eval()
+    wrapper = exported_module(model, mean, std, front=front, input_doc=input_doc, normalise=normalise)
     if example is None:
         example = torch.rand(2, *input_shape)
     with warnings.catch_warnings():
@@ -131,45 +138,49 @@ def load_metadata(path: str | Path) -> dict:
     return json.loads(extra[METADATA_FILE])
 
 
-ONNX_INPUT, ONNX_OUTPUT = "images", "logits"
+ONNX_INPUT, ONNX_TASK_INPUT, ONNX_OUTPUT = "images", "input", "logits"
 
 
-def _cpu_wrapper(model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> NormalizedClassifier:
-    net = copy.deepcopy(model).to(device="cpu", dtype=torch.float32, memory_format=torch.contiguous_format)
-    return NormalizedClassifier(net, mean, std).eval()
-
-
-def export_onnx(model: nn.Module, path: str | Path, input_shape: tuple[int, int, int], mean: Sequence[float],
-                std: Sequence[float], opset: int, metadata: dict | None = None) -> Path:
-    """Write ``model`` (a copy, on CPU, float32, eval mode, normalisation built in) as ONNX
-    at ``opset`` to ``path``, with a free batch size.
+def export_onnx(model: nn.Module, path: str | Path, input_shape: tuple[int, ...], mean: Sequence[float],
+                std: Sequence[float], opset: int, metadata: dict | None = None, *,
+                front: nn.Module | None = None, input_doc: str | None = None,
+                example: torch.Tensor | None = None, normalise: bool = True,
+                variable_length: bool = False) -> Path:
+    """Write ``model`` as ONNX at ``opset`` to ``path``: the module TorchScript gets
+    (``exported_module``: normalisation, or the task's front end, built in), batch size
+    free, and with ``variable_length`` the length (dimension 1) too. The input is named
+    ``images`` (``input`` for the other tasks), the output ``logits``.
 
     torch's TorchScript-based exporter is used (it needs no package beyond torch; the
     torch.export-based one needs onnxscript). The file is then run with onnxruntime, when
     installed (the ``train`` extra has it), on a batch of another size than the one
-    traced, and must give the model's logits within rtol 1e-4, atol 1e-5.
+    traced (and of another length, with ``variable_length``), and must give the model's
+    logits within rtol 1e-4, atol 1e-5.
     """
     import onnx
 
-    wrapper = _cpu_wrapper(model, mean, std)
-    example = torch.rand(2, *input_shape)
+    wrapper = exported_module(model, mean, std, front=front, input_doc=input_doc, normalise=normalise)
+    if example is None:
+        example = torch.rand(2, *input_shape)
+    name = ONNX_INPUT if input_doc is None else ONNX_TASK_INPUT
+    axes = {0: "batch", 1: "length"} if variable_length else {0: "batch"}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer notes
         torch.onnx.export(wrapper, (example,), str(tmp), opset_version=int(opset), dynamo=False,
-                          input_names=[ONNX_INPUT], output_names=[ONNX_OUTPUT],
-                          dynamic_axes={ONNX_INPUT: {0: "batch"}, ONNX_OUTPUT: {0: "batch"}})
+                          input_names=[name], output_names=[ONNX_OUTPUT],
+                          dynamic_axes={name: axes, ONNX_OUTPUT: {0: "batch"}})
     proto = onnx.load(str(tmp))
-    meta = {"format": "kubenas-onnx/v1", "opset": int(opset),
-            "input": f"{ONNX_INPUT}: float32 N x C x H x W, pixel values scaled to [0, 1]; normalisation is built in",
+    doc = input_doc or "float32 N x C x H x W, pixel values scaled to [0, 1]; normalisation is built in"
+    meta = {"format": "kubenas-onnx/v1", "opset": int(opset), "input": f"{name}: {doc}",
             "inputShape": list(input_shape), "mean": list(mean), "std": list(std), **(metadata or {})}
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_FILE, json.dumps(meta)
     onnx.checker.check_model(proto)
     onnx.save(proto, str(tmp))
-    check = onnx_disagreement(wrapper, tmp, input_shape)
+    check = onnx_disagreement(wrapper, tmp, _another_batch(example, variable_length))
     if check is not None and check > 0:
         tmp.unlink(missing_ok=True)
         raise RuntimeError(f"exported ONNX disagrees with the model under onnxruntime (max diff {check:.3g})")
@@ -177,19 +188,32 @@ def export_onnx(model: nn.Module, path: str | Path, input_shape: tuple[int, int,
     return path
 
 
-def onnx_disagreement(model: nn.Module, path: str | Path, input_shape: tuple[int, int, int],
+def _another_batch(example: torch.Tensor, variable_length: bool) -> torch.Tensor:
+    """A batch like ``example`` of another size (and length): what the check runs."""
+    reps = [3] + [1] * (example.dim() - 1)
+    x = example.repeat(*reps)[: example.shape[0] + 1]
+    if variable_length and example.dim() >= 2:
+        x = torch.cat([x, x[:, : max(1, x.shape[1] // 2)]], dim=1)
+    if x.is_floating_point():
+        x = x + 0.01 * torch.randn_like(x)
+    return x
+
+
+def onnx_disagreement(model: nn.Module, path: str | Path, x: torch.Tensor | tuple[int, ...],
                       batch: int = 3, rtol: float = 1e-4, atol: float = 1e-5) -> float | None:
-    """0.0 if onnxruntime's logits for a random batch match ``model``'s within the
-    tolerance, else the largest difference; None without onnxruntime."""
+    """0.0 if onnxruntime's logits for the batch ``x`` (or a random batch of images of
+    that shape) match ``model``'s within the tolerance, else the largest difference;
+    None without onnxruntime."""
     try:
         import onnxruntime
     except ImportError:
         return None
-    x = torch.rand(batch, *input_shape)
+    if not isinstance(x, torch.Tensor):
+        x = torch.rand(batch, *x)
     with torch.no_grad():
         expected = model(x).numpy()
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = session.run([ONNX_OUTPUT], {ONNX_INPUT: x.numpy()})[0]
+    got = session.run([ONNX_OUTPUT], {session.get_inputs()[0].name: x.numpy()})[0]
     import numpy as np
 
     if got.shape == expected.shape and np.allclose(got, expected, rtol=rtol, atol=atol):

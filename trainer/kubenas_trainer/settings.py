@@ -134,7 +134,7 @@ def resolve_trial(trial: Any) -> TrialConfig:
         raise InvalidTrial(f"model.{unknown[0]}: unknown field (known: builder)")
     if model and not isinstance(model.get("builder"), str):
         raise InvalidTrial(f"model.builder: must be 'module:function', got {model.get('builder')!r}")
-    problem = export_problem(trial.get("export"))
+    problem = export_problem(trial.get("export"), trial.get("task") or "image-classification")
     if problem:
         raise InvalidTrial(f"export{'.' + problem[0] if problem[0] else ''}: {problem[1]}")
     name = trial.get("name") or (f"{trial['experiment']}-{trial['index']}"

@@ -53,6 +53,7 @@ class TaskData:
     front: nn.Module | None = None
     input_doc: str = "float32 N x C x H x W, pixel values scaled to [0, 1]; normalisation is built in"
     export_example: Callable[[int], torch.Tensor] | None = None
+    variable_length: bool = False  # the exported model takes any length (dimension 1 of its input)
     metadata: dict = field(default_factory=dict)
 
 
@@ -143,7 +144,7 @@ def _load_sequence(spec: dict, seed: int, device: torch.device) -> TaskData:
             dataset=data, stem=lambda: sequence.TokenStem(vocabulary, seq["embeddingDim"], seq["padId"]),
             input_doc=(f"int64 N x T token ids, any length T >= 1 (trained on T = {length}, padded with "
                        f"{seq['padId']}); ids outside 0..{vocabulary - 1} count as padding"),
-            export_example=lambda n: torch.randint(0, vocabulary, (n, length)),
+            export_example=lambda n: torch.randint(0, vocabulary, (n, length)), variable_length=True,
             metadata={"vocabulary": vocabulary, "padId": seq["padId"], "maxLength": length,
                       "embeddingDim": seq["embeddingDim"]})
     mean, std = _channel_stats(train.x, 1.0)
@@ -153,7 +154,8 @@ def _load_sequence(spec: dict, seed: int, device: torch.device) -> TaskData:
         dataset=data, front=FloatSequenceFront(),
         input_doc=f"float32 N x T x {width} sequences, any length T >= 1 (trained on T = {length}); "
                   "normalisation is built in",
-        export_example=lambda n: torch.randn(n, length, width), metadata={"features": width, "maxLength": length})
+        export_example=lambda n: torch.randn(n, length, width), variable_length=True,
+        metadata={"features": width, "maxLength": length})
 
 
 # --------------------------------------------------------------------------- registry

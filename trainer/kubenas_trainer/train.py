@@ -219,9 +219,6 @@ def _run(trial, on_epoch, model_path, weights_path, clock: _Clock, history: list
     cfg: TrialConfig = resolve_trial(trial)
     t = cfg.training
     if model_path and "onnx" in cfg.export["formats"]:
-        if cfg.task != "image-classification":
-            raise InvalidTrial(f"export.formats: onnx is exported for image-classification only, not {cfg.task} "
-                               "(its front end and variable-length inputs are TorchScript's): remove onnx")
         _require_onnx()  # before training, not after it
     if cfg.timeout_seconds:
         clock = _Clock(clock.start, clock.deadline, cfg.timeout_seconds)
@@ -390,14 +387,16 @@ def _run(trial, on_epoch, model_path, weights_path, clock: _Clock, history: list
                 "task": cfg.task, "split": data.info, **task.metadata}
         # model_path names the TorchScript file (model.pt); each format of trial.export is
         # written beside it with its suffix (model.onnx).
+        # Both formats export the same module: the task's front end and normalisation built in.
+        how = dict(metadata=meta, front=task.front,
+                   input_doc=task.input_doc if cfg.task != "image-classification" else None,
+                   example=task.export_example(2) if task.export_example else None,
+                   normalise=data.input_kind != "tokens")
         if "torchscript" in cfg.export["formats"]:
-            export_torchscript(model, model_path, data.input_shape, data.mean, data.std, metadata=meta,
-                               front=task.front, input_doc=task.input_doc if cfg.task != "image-classification" else None,
-                               example=task.export_example(2) if task.export_example else None,
-                               normalise=data.input_kind != "tokens")
+            export_torchscript(model, model_path, data.input_shape, data.mean, data.std, **how)
         if "onnx" in cfg.export["formats"]:
             export_onnx(model, Path(model_path).with_suffix(EXPORT_SUFFIX["onnx"]), data.input_shape, data.mean,
-                        data.std, opset=cfg.export["opset"], metadata=meta)
+                        data.std, opset=cfg.export["opset"], variable_length=task.variable_length, **how)
     message = "" if status == errors.SUCCEEDED else f"stopped early after epoch {last['epoch']} of {t['epochs']}"
     metrics["wallSeconds"] = round(time.monotonic() - clock.start, 3)
     return _result(status, reward=reward, message=message, metrics=metrics, history=history, device=state["device"])

@@ -360,7 +360,7 @@ def _export_issues(spec: dict) -> list[Issue]:
     """trial.export (formats, opset): the rules the schema cannot say (contract.settings)."""
     from kubenas.contract.settings import export_problem
 
-    problem = export_problem(spec["trial"].get("export"))
+    problem = export_problem(spec["trial"].get("export"), spec["trial"].get("task", "image-classification"))
     if problem is None:
         return []
     where, message = problem

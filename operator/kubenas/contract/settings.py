@@ -98,10 +98,15 @@ ONNX_OPSET = Setting("int", 17, Limit(13, 20))
 EXPORT_DEFAULTS = {"formats": ["torchscript"], "opset": ONNX_OPSET.default}
 
 
-def export_problem(export) -> tuple[str, str] | None:
-    """What is wrong with a ``trial.export`` object, as (field below it, message naming
-    the fix), or None. The CRD schema says as much where it can; the trainer and the
-    validator both call this."""
+# ONNX has STFT (the audio task's log-mel front end, inside its exported model) from opset 17.
+ONNX_STFT_OPSET = 17
+ONNX_NEEDS_STFT = ("audio-classification",)
+
+
+def export_problem(export, task: str | None = None) -> tuple[str, str] | None:
+    """What is wrong with a ``trial.export`` object (of a trial of ``task``), as (field
+    below it, message naming the fix), or None. The CRD schema says as much where it
+    can; the trainer and the validator both call this."""
     if export is None:
         return None
     if not isinstance(export, dict):
@@ -126,6 +131,9 @@ def export_problem(export) -> tuple[str, str] | None:
             return "opset", problem
         if "onnx" not in formats:
             return "opset", "is read only when formats lists onnx: add onnx to formats, or remove opset"
+    if "onnx" in formats and task in ONNX_NEEDS_STFT and export.get("opset", ONNX_OPSET.default) < ONNX_STFT_OPSET:
+        return "opset", (f"{task} models carry their log-mel front end, whose STFT ONNX has from opset "
+                         f"{ONNX_STFT_OPSET}: set opset {ONNX_STFT_OPSET} or more")
     return None
 
 
