@@ -81,13 +81,14 @@ class LocalRunner:
 
     def _restore(self):
         space = SearchSpace.from_spec(self.spec["searchSpace"])
-        strategy = make_strategy(self.spec["strategy"], space, self.goal, constraints_from_spec(self.spec))
+        strategy = make_strategy(self.spec["strategy"], space, self.goal, constraints_from_spec(self.spec),
+                                 self.spec["objective"].get("pareto"))
         finished = self.run_dir.finished()
         proposed = self.run_dir.proposed()
         if not self._load_checkpoint(strategy, len(proposed), len(finished)):
             rebuild(strategy,
                     proposed=[(t["index"], candidate(t)) for t in proposed],
-                    finished=[(r["index"], candidate(r), _strategy_reward(r)) for r in finished])
+                    finished=[(r["index"], candidate(r), _strategy_reward(r), r.get("metrics")) for r in finished])
         return strategy, proposed, finished
 
     def _load_checkpoint(self, strategy, proposed: int, finished: int) -> bool:
@@ -198,7 +199,7 @@ class LocalRunner:
 
     def _finish(self, strategy, record: dict, records: list, proposed_count: int) -> None:
         self.run_dir.append_finished(record)
-        strategy.observe(record["index"], candidate(record), _strategy_reward(record))
+        strategy.observe(record["index"], candidate(record), _strategy_reward(record), record.get("metrics"))
         self._checkpoint(strategy, proposed_count, len(records))
         self.trial_records.append(from_row(record, details=False))
         best = best_reward(self.trial_records, self.goal)
