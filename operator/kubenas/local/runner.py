@@ -219,8 +219,10 @@ class LocalRunner:
         if self.metrics and hasattr(self.metrics, "experiment_finished"):
             self.metrics.experiment_finished(outcome.phase)
         best = report.write_best(self.run_dir, records, self.goal)
+        report.write_pareto(self.run_dir, records, self.goal, self.spec["objective"].get("pareto"))
         report.write_plot(self.run_dir, records, self.goal, self.metric, self.name)
-        plots.write_plots(self.run_dir.root, records, self.goal, self.metric, self.name)
+        plots.write_plots(self.run_dir.root, records, self.goal, self.metric, self.name,
+                          self.spec["objective"].get("pareto"))
         self.run_dir.save_state({"phase": outcome.phase, "reason": outcome.reason, "message": outcome.message,
                                  "startTime": started, "completionTime": _now()})
         return RunSummary(outcome.phase, outcome.reason, outcome.message, counts_by_phase(self.trial_records),
