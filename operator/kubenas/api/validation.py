@@ -572,7 +572,6 @@ def with_defaults(spec: dict) -> dict:
     objective = spec.setdefault("objective", {"metric": "accuracy"})
     objective.setdefault("goal", METRIC_GOALS.get(objective.get("metric"), "maximize"))
     objective.setdefault("penalties", [])
-    objective.setdefault("pareto", [])
     spec.setdefault("searchSpace", {}).setdefault("hyperparameters", [])
     spec.setdefault("strategy", {}).setdefault("seed", 0)
     budget = spec.setdefault("budget", {})
