@@ -169,7 +169,7 @@ def run_dir_problem(run_dir: str) -> str | None:
 def _print_summary(console: Console, summary, runner, run_dir: str) -> None:
     from kubenas.local.report import leaderboard_columns, leaderboard_rows
 
-    pareto = runner.spec["objective"].get("pareto")
+    pareto = runner.pareto
     table = Table(title=Text(f"{runner.name}: top trials by validation {runner.metric}"))
     for column in leaderboard_columns(pareto):
         table.add_column(column, overflow="fold")

@@ -70,6 +70,7 @@ class LocalRunner:
         self.python_path = [str(p) for p in python_path or []]
         self.goal = self.spec["objective"]["goal"]
         self.metric = self.spec["objective"]["metric"]
+        self.pareto = self.spec["objective"].get("pareto") or []  # objective.pareto: costs of a Pareto search
         budget = self.spec["budget"]
         self.parallel = budget["parallelTrials"]
         self.threads = max(1, (os.cpu_count() or 1) // self.parallel)
@@ -82,7 +83,7 @@ class LocalRunner:
     def _restore(self):
         space = SearchSpace.from_spec(self.spec["searchSpace"])
         strategy = make_strategy(self.spec["strategy"], space, self.goal, constraints_from_spec(self.spec),
-                                 self.spec["objective"].get("pareto"))
+                                 self.pareto)
         finished = self.run_dir.finished()
         proposed = self.run_dir.proposed()
         if not self._load_checkpoint(strategy, len(proposed), len(finished)):
@@ -219,10 +220,9 @@ class LocalRunner:
         if self.metrics and hasattr(self.metrics, "experiment_finished"):
             self.metrics.experiment_finished(outcome.phase)
         best = report.write_best(self.run_dir, records, self.goal)
-        report.write_pareto(self.run_dir, records, self.goal, self.spec["objective"].get("pareto"))
+        report.write_pareto(self.run_dir, records, self.goal, self.pareto)
         report.write_plot(self.run_dir, records, self.goal, self.metric, self.name)
-        plots.write_plots(self.run_dir.root, records, self.goal, self.metric, self.name,
-                          self.spec["objective"].get("pareto"))
+        plots.write_plots(self.run_dir.root, records, self.goal, self.metric, self.name, self.pareto)
         self.run_dir.save_state({"phase": outcome.phase, "reason": outcome.reason, "message": outcome.message,
                                  "startTime": started, "completionTime": _now()})
         return RunSummary(outcome.phase, outcome.reason, outcome.message, counts_by_phase(self.trial_records),
