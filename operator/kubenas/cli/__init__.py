@@ -182,7 +182,8 @@ def _print_summary(console: Console, summary, runner, run_dir: str) -> None:
                   highlight=False)
     if summary.best:
         console.print(Text(f"best: {summary.best['name']} reward {summary.best['reward']:.4f}; "
-                           f"results in {run_dir}/ (trials.jsonl, best.json, best_model.pt, progress.png)"),
+                           f"results in {run_dir}/ (trials.jsonl, best.json, best_model.pt, progress.png"
+                           f"{', pareto.json, pareto.png' if pareto else ''})"),
                       highlight=False)
 
 
