@@ -296,7 +296,7 @@ def test_run_summary_prints_markup_like_text_literally():
               "architecture": {"type": "chain", "layers": [{"op": "conv", "filters": 8, "kernel": 3, "stride": 1}]}}
     summary = SimpleNamespace(records=[record], counts={"Succeeded": 1}, phase="Succeeded", reason="MaxTrialsReached",
                               message="done [/bold] :smile:", best=record)
-    runner = SimpleNamespace(name="exp", metric="accuracy", goal="maximize")
+    runner = SimpleNamespace(name="exp", metric="accuracy", goal="maximize", pareto=[])
     out = io.StringIO()
     _print_summary(Console(file=out, width=300), summary, runner, "runs/[red]x")
     text = out.getvalue()

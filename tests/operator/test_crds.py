@@ -111,6 +111,6 @@ def test_status_fields_written_by_the_code_exist_in_the_schema():
     assert {"phase", "reward", "reason", "message", "jobName", "retries", "device", "metrics", "history",
             "createdTime", "startTime", "completionTime", "conditions"} <= props("nastrials", "status")
     assert {"phase", "message", "observedGeneration", "startTime", "completionTime", "trials", "bestTrial",
-            "topTrials", "conditions"} <= props("nasexperiments", "status")
+            "topTrials", "paretoFront", "conditions"} <= props("nasexperiments", "status")
     assert {"created", "pending", "running", "succeeded", "failed", "earlyStopped"} <= props(
         "nasexperiments", "status", "trials")

@@ -163,6 +163,28 @@ def _objective_issues(spec: dict) -> list[Issue]:
     return issues
 
 
+def _pareto_issues(spec: dict) -> list[Issue]:
+    """objective.pareto: each cost once, measured by the trainer, searched by a strategy that can."""
+    from kubenas.contract.pareto import check_pareto
+    from kubenas.space import SpaceError
+    from kubenas.strategies import check_pareto_strategy
+
+    pareto = spec["objective"].get("pareto") or []
+    try:
+        check_pareto(pareto, "spec.objective.pareto")
+        check_pareto_strategy(spec["strategy"]["type"], pareto)
+    except SpaceError as err:
+        return [Issue(_spec_path(err.path, "objective"), err.message)]
+    except ValueError as err:
+        path, _, message = str(err).partition(": ")
+        return [Issue(path, message)]
+    training = spec["trial"].get("training") or {}
+    if "latencyMs" in pareto and training.get("measureLatency") is False:
+        return [Issue("spec.objective.pareto", "lists latencyMs but spec.trial.training.measureLatency is false; "
+                      "remove measureLatency: false or drop latencyMs from pareto")]
+    return []
+
+
 def _search_space_issues(spec: dict) -> list[Issue]:
     from kubenas.space import SearchSpace, SpaceError
 
@@ -465,6 +487,7 @@ def _spec_path(path: str, block: str) -> str:
 # the schema, so schema and semantic errors of different parts are reported together.
 SEMANTIC_CHECKS = (
     (_objective_issues, ("spec.objective",)),
+    (_pareto_issues, ("spec.objective", "spec.strategy", "spec.trial.training")),
     (_search_space_issues, ("spec.searchSpace",)),
     (_strategy_issues, ("spec.strategy", "spec.budget", "spec.objective")),
     (_budget_issues, ("spec.budget",)),

@@ -167,12 +167,13 @@ def run_dir_problem(run_dir: str) -> str | None:
 
 
 def _print_summary(console: Console, summary, runner, run_dir: str) -> None:
-    from kubenas.local.report import LEADERBOARD_COLUMNS, leaderboard_rows
+    from kubenas.local.report import leaderboard_columns, leaderboard_rows
 
+    pareto = runner.pareto
     table = Table(title=Text(f"{runner.name}: top trials by validation {runner.metric}"))
-    for column in LEADERBOARD_COLUMNS:
+    for column in leaderboard_columns(pareto):
         table.add_column(column, overflow="fold")
-    for row in leaderboard_rows(summary.records, runner.goal):
+    for row in leaderboard_rows(summary.records, runner.goal, pareto=pareto):
         table.add_row(*(Text(str(cell)) for cell in row))
     console.print(table)
     counts = ", ".join(f"{v} {k.lower()}" for k, v in sorted(summary.counts.items())) or "no trials"
@@ -181,7 +182,8 @@ def _print_summary(console: Console, summary, runner, run_dir: str) -> None:
                   highlight=False)
     if summary.best:
         console.print(Text(f"best: {summary.best['name']} reward {summary.best['reward']:.4f}; "
-                           f"results in {run_dir}/ (trials.jsonl, best.json, best_model.pt, progress.png)"),
+                           f"results in {run_dir}/ (trials.jsonl, best.json, best_model.pt, progress.png"
+                           f"{', pareto.json, pareto.png' if pareto else ''})"),
                       highlight=False)
 
 

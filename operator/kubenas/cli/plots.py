@@ -23,7 +23,8 @@ def cmd_plot(args) -> int:
         progress = RunDir(out)
         if not write_plot(progress, rows, source.goal, source.metric, source.name):
             raise CliError("matplotlib is not installed; pip install 'kubenas[train]' (or matplotlib) to plot")
-        written = [progress.plot_file, *write_plots(out, rows, source.goal, source.metric, source.name)]
+        written = [progress.plot_file, *write_plots(out, rows, source.goal, source.metric, source.name,
+                                                    source.pareto)]
     except OSError as err:
         raise CliError(f"--out {out}: {err.strerror or err}; pass a directory you can write") from None
     console = Console(soft_wrap=True)
@@ -34,7 +35,8 @@ def cmd_plot(args) -> int:
 
 def add_commands(sub) -> None:
     plot = sub.add_parser("plot", help="plot a search: progress, reward against cost (Pareto front), "
-                                       "per-epoch curves of the top trials, operations chosen over time")
+                                       "per-epoch curves of the top trials, operations chosen over time; "
+                                       "for a Pareto search (objective.pareto) its front over every objective")
     plot.add_argument("target", help="an experiment on the cluster, or a local run directory (e.g. runs/demo)")
     plot.add_argument("--out", help="directory for the PNG files (default: the run directory, or "
                                     "<experiment>-plots for a cluster experiment)")

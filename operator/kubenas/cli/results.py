@@ -67,13 +67,14 @@ def cmd_get(args) -> int:
 
 
 def cmd_top(args) -> int:
-    from kubenas.local.report import LEADERBOARD_COLUMNS, leaderboard_rows
+    from kubenas.local.report import leaderboard_columns, leaderboard_rows
 
     source = open_source(args.target, args)
     rows = source.rows()
     console = stdout_console()
-    print_table(console, f"{source.name}: top trials by validation {source.metric}", LEADERBOARD_COLUMNS,
-                leaderboard_rows(rows, source.goal, top=args.limit))
+    print_table(console, f"{source.name}: top trials by validation {source.metric}",
+                leaderboard_columns(source.pareto), leaderboard_rows(rows, source.goal, top=args.limit,
+                                                                     pareto=source.pareto))
     console.print(Text(counts_line(rows)), highlight=False)
     return 0
 
@@ -130,10 +131,11 @@ def cmd_watch(args) -> int:
     colour = "green" if snap.phase == SUCCEEDED else "red" if snap.phase == FAILED else "yellow"
     console.print(Text.assemble((str(snap.phase or "not running"), colour),
                                 f": {snap.message}; {counts_line(snap.rows)}"), highlight=False)
-    from kubenas.local.report import LEADERBOARD_COLUMNS, leaderboard_rows
+    from kubenas.local.report import leaderboard_columns, leaderboard_rows
 
-    print_table(console, f"{source.name}: top trials by validation {source.metric}", LEADERBOARD_COLUMNS,
-                leaderboard_rows(snap.rows, source.goal, top=args.limit))
+    print_table(console, f"{source.name}: top trials by validation {source.metric}",
+                leaderboard_columns(source.pareto), leaderboard_rows(snap.rows, source.goal, top=args.limit,
+                                                                     pareto=source.pareto))
     return 0 if snap.phase == SUCCEEDED else 1
 
 

@@ -52,6 +52,12 @@ def objective(spec: dict) -> tuple[str, str]:
         return obj.get("metric", "accuracy"), obj.get("goal", "maximize")
 
 
+def pareto_costs(spec: dict) -> list[str]:
+    """``objective.pareto`` of an experiment spec: the costs of a Pareto search, or []."""
+    pareto = (spec.get("objective") or {}).get("pareto") if isinstance(spec, dict) else None
+    return [m for m in pareto if isinstance(m, str)] if isinstance(pareto, list) else []
+
+
 # ------------------------------------------------------------------------------ local
 
 
@@ -70,6 +76,7 @@ class LocalRun:
         self.name = (experiment.get("metadata") or {}).get("name") or Path(path).name
         self.spec = experiment.get("spec") or {}
         self.metric, self.goal = objective(self.spec)
+        self.pareto = pareto_costs(self.spec)
 
     def _experiment(self) -> dict:
         import yaml
@@ -228,6 +235,7 @@ class ClusterExperiment:
         self.experiment = experiment
         self.spec = accepted_spec(experiment) or experiment.get("spec") or {}
         self.metric, self.goal = objective(self.spec)
+        self.pareto = pareto_costs(self.spec)
 
     def _trials(self) -> tuple[list[dict], str | None]:
         items, version = self.call("list nastrials", self.kube.list_custom_with_version, TRIAL_PLURAL,

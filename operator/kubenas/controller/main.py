@@ -69,7 +69,8 @@ class Controller:
 
         space = SearchSpace.from_spec(spec["searchSpace"])
         constraints = constraints_from_spec(spec)
-        strategy = make_strategy(spec["strategy"], space, spec["objective"]["goal"], constraints)
+        strategy = make_strategy(spec["strategy"], space, spec["objective"]["goal"], constraints,
+                                 spec["objective"].get("pareto"))
         try:
             state = self.checkpoints.load(experiment)
             if state is not None:
@@ -78,7 +79,8 @@ class Controller:
                 log.info("restored the %s strategy from %s", spec["strategy"]["type"], self.checkpoints.name)
         except (ValueError, KeyError, TypeError, AttributeError) as err:  # any corrupt checkpoint
             log.warning("ignoring checkpoint %s (%s); rebuilding from the trials", self.checkpoints.name, err)
-            strategy = make_strategy(spec["strategy"], space, spec["objective"]["goal"], constraints)
+            strategy = make_strategy(spec["strategy"], space, spec["objective"]["goal"], constraints,
+                                     spec["objective"].get("pareto"))
         return strategy
 
     def save_checkpoint(self, experiment: dict, *, force: bool = False) -> None:
@@ -109,7 +111,8 @@ class Controller:
             status = change.trial.get("status") or {}
             if change.record.finished and (change.previous is None or not change.previous.finished):
                 finished.append((change.trial["spec"]["index"], _candidate(change.trial),
-                                 strategy_reward(status.get("phase"), status.get("reward"))))
+                                 strategy_reward(status.get("phase"), status.get("reward")),
+                                 status.get("metrics")))
         started = time.perf_counter()
         # Incremental: what the strategy has already registered or observed is skipped.
         rebuild(self.strategy, new, finished)

@@ -1,7 +1,7 @@
 """What an experiment is, whatever runs it: the trial record, the ending rule, ranking and counts.
 Owns the decisions local mode, the operator and the controller share; imports kubenas.contract only (no API calls, no torch)."""
 from .outcome import Outcome, experiment_outcome, is_better, target_reached, trials_to_start
-from .ranking import best, best_reward, counts_by_phase, finished_counts, ranked
+from .ranking import best, best_reward, counts_by_phase, finished_counts, pareto_front, ranked
 from .record import (TrialRecord, acknowledged, candidate, from_row, from_trial_object, row_from_trial_object,
                      strategy_reward)
 from .times import elapsed_seconds, now_iso, parse_time, seconds_between
@@ -21,6 +21,7 @@ __all__ = [
     "from_trial_object",
     "is_better",
     "now_iso",
+    "pareto_front",
     "parse_time",
     "ranked",
     "row_from_trial_object",

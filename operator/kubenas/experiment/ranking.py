@@ -5,6 +5,8 @@ import heapq
 from typing import Iterable
 
 from kubenas.contract import RANKED_PHASES, TRIAL_TERMINAL
+from kubenas.contract.pareto import objective_vector
+from kubenas.contract.pareto import pareto_front as front_indices
 
 from .record import TrialRecord
 
@@ -16,6 +18,19 @@ def ranked(records: Iterable[TrialRecord], goal: str, limit: int | None = None) 
     sign = -1.0 if goal == "maximize" else 1.0
     key = lambda r: (sign * r.reward, r.index or 0)  # noqa: E731
     return sorted(done, key=key) if limit is None else heapq.nsmallest(limit, done, key=key)
+
+
+def pareto_front(records: Iterable[TrialRecord], goal: str, pareto) -> list[TrialRecord]:
+    """With ``objective.pareto``, the ranked trials no other beats on the reward and every
+    listed cost (kubenas.contract.pareto), best reward first; a trial that did not measure
+    a cost is left out. Records need their costs (``details=True``)."""
+    sign = 1.0 if goal == "maximize" else -1.0
+    placed = []
+    for r in ranked(records, goal):
+        vector = objective_vector(sign * r.reward, {m: r.cost(m) for m in pareto}, pareto)
+        if vector is not None:
+            placed.append((r, vector))
+    return [placed[i][0] for i in front_indices([v for _, v in placed])]
 
 
 def best(records: Iterable[TrialRecord], goal: str) -> TrialRecord | None:

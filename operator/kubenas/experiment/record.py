@@ -11,7 +11,8 @@ from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from kubenas.contract import HISTORY_LIMIT, LEARNED_PHASES, PENDING, SUCCEEDED, TRIAL_TERMINAL, finite_number
+from kubenas.contract import (HISTORY_LIMIT, LEARNED_PHASES, PENALTY_METRICS, PENDING, SUCCEEDED, TRIAL_TERMINAL,
+                              finite_number)
 from kubenas.contract.genotype import describe_genotype
 
 MAX_SUMMARY = 200  # characters of the one-line architecture summary
@@ -34,10 +35,20 @@ class TrialRecord:
     # as a packed array of doubles: 8 bytes a value instead of a tuple's ~32, so at the
     # HISTORY_LIMIT of 1000 epochs a trial holds 8 KB; the values are exact.
     values: Sequence[float] = ()
+    # The measured costs of a Succeeded trial, one per PENALTY_METRICS (NaN: not measured):
+    # what a Pareto front (objective.pareto) is drawn from.
+    costs: Sequence[float] = ()
 
     @property
     def finished(self) -> bool:
         return self.phase in TRIAL_TERMINAL
+
+    def cost(self, metric: str) -> float | None:
+        """The measured ``parameters``, ``macs`` or ``latencyMs``, None when not measured."""
+        if not self.costs:
+            return None
+        value = self.costs[PENALTY_METRICS.index(metric)]
+        return None if math.isnan(value) else value
 
     def history(self, metric: str) -> list[dict]:
         """The per-epoch values as a status history (a value that was not a finite
@@ -58,6 +69,12 @@ def _values(phase: str, history, metric: str) -> tuple:
         return ()
     return array("d", (_nan_if_none(finite_number(h.get(metric)))
                        for h in (history or [])[:HISTORY_LIMIT] if isinstance(h, dict)))
+
+
+def _costs(phase: str, metrics) -> tuple:
+    if phase != SUCCEEDED or not isinstance(metrics, dict):
+        return ()
+    return array("d", (_nan_if_none(finite_number(metrics.get(m))) for m in PENALTY_METRICS))
 
 
 def _nan_if_none(value: float | None) -> float:
@@ -86,7 +103,7 @@ def from_trial_object(trial: dict, *, details: bool = True) -> TrialRecord:
         return record
     metric = (spec.get("objective") or {}).get("metric") or "accuracy"
     return replace(record, architecture=architecture_summary(spec.get("architecture")),
-                   values=_values(phase, status.get("history"), metric))
+                   values=_values(phase, status.get("history"), metric), costs=_costs(phase, status.get("metrics")))
 
 
 def from_row(row: dict, metric: str = "accuracy", *, details: bool = True) -> TrialRecord:
@@ -97,7 +114,7 @@ def from_row(row: dict, metric: str = "accuracy", *, details: bool = True) -> Tr
     if not details:
         return record
     return replace(record, architecture=architecture_summary(row.get("architecture")),
-                   values=_values(phase, row.get("history"), metric))
+                   values=_values(phase, row.get("history"), metric), costs=_costs(phase, row.get("metrics")))
 
 
 def candidate(trial_spec: dict) -> dict:

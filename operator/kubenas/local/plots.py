@@ -5,6 +5,9 @@ of a local run or of a cluster experiment's NASTrials alike:
     curves.png     per-epoch validation metric of the top trials
     ops.png        how often the search picked each operation, over the trials (what the
                    strategy learned)
+    pareto.png     with objective.pareto: each pair of objectives (reward and the listed
+                   costs) against each other, the trials of the Pareto front over all of
+                   them highlighted (``pareto_panels``)
 
 The numbers behind each plot are pure functions (``pareto_front``, ``tradeoff_points``,
 ``top_curves``, ``op_frequencies``), tested without matplotlib.
@@ -16,11 +19,11 @@ from pathlib import Path
 from kubenas.contract import SUCCEEDED, finite_number
 from kubenas.contract.genotype import genotype_ops
 
-from .report import ranked
+from .report import front_rows, ranked
 
 # metric name -> axis label; the costs the trainer measures (docs/formats.md)
 COSTS = {"parameters": "parameters", "macs": "MACs", "latencyMs": "latency (ms)"}
-TRADEOFF_FILE, CURVES_FILE, OPS_FILE = "tradeoff.png", "curves.png", "ops.png"
+TRADEOFF_FILE, CURVES_FILE, OPS_FILE, PARETO_FILE = "tradeoff.png", "curves.png", "ops.png", "pareto.png"
 
 
 def tradeoff_points(rows: list[dict], cost: str) -> list[tuple[float, float, str]]:
@@ -46,6 +49,26 @@ def pareto_front(points: list[tuple], goal: str) -> list[tuple]:
             front.append(p)
             best = p[1]
     return front
+
+
+def pareto_panels(rows: list[dict], goal: str, pareto) -> list[tuple[str, str, list, list]]:
+    """For a Pareto search: one panel per pair of objectives (reward, then each cost of
+    ``pareto``), as (x objective, y objective, all points, front points); a point is
+    (x, y, name), every trial that measured all the costs, the front the one over all
+    objectives (kubenas.local.report.front_rows), by increasing x."""
+    front = {r["name"] for r in front_rows(rows, goal, pareto)}
+    objectives = ["reward", *pareto]
+
+    def value(row, objective):
+        return finite_number(row.get("reward") if objective == "reward" else (row.get("metrics") or {}).get(objective))
+
+    placed = [r for r in rows if r.get("status") == SUCCEEDED and all(value(r, o) is not None for o in objectives)]
+    panels = []
+    for i, y in enumerate(objectives):
+        for x in objectives[i + 1:]:
+            points = sorted((value(r, x), value(r, y), r.get("name", "")) for r in placed)
+            panels.append((x, y, points, [p for p in points if p[2] in front]))
+    return panels
 
 
 def top_curves(rows: list[dict], goal: str, metric: str, top: int = 5) -> list[tuple[str, list, list]]:
@@ -80,8 +103,10 @@ def op_frequencies(rows: list[dict], windows: int = 10) -> tuple[list[float], di
     return centers, shares
 
 
-def write_plots(directory: str | Path, rows: list[dict], goal: str, metric: str, title: str) -> list[Path]:
-    """Write the three plots into ``directory``; the files written (none without matplotlib)."""
+def write_plots(directory: str | Path, rows: list[dict], goal: str, metric: str, title: str,
+                pareto=()) -> list[Path]:
+    """Write the three plots into ``directory`` (four for a Pareto search: ``pareto``
+    lists objective.pareto's costs); the files written (none without matplotlib)."""
     try:
         import matplotlib
 
@@ -139,7 +164,34 @@ def write_plots(directory: str | Path, rows: list[dict], goal: str, metric: str,
     ax.set_title(f"{title}: operations chosen over the search")
     fig.tight_layout()
     written.append(_save(fig, plt, directory / OPS_FILE))
+    if pareto:
+        written.append(_pareto_plot(plt, directory / PARETO_FILE, pareto_panels(rows, goal, pareto), metric, title))
     return written
+
+
+def _pareto_plot(plt, path: Path, panels: list, metric: str, title: str) -> Path:
+    label = {"reward": f"reward (validation {metric})", **COSTS}
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), dpi=100, squeeze=False)
+    for ax, (x, y, points, front) in zip(axes[0], panels):
+        ax.scatter([p[0] for p in points], [p[1] for p in points], s=14, color="tab:blue", alpha=0.5, label="trial")
+        ax.scatter([p[0] for p in front], [p[1] for p in front], s=36, color="tab:orange",
+                   label=f"Pareto front ({len(front)})")
+        if len(panels) == 1:  # two objectives: the front is a staircase, name its members
+            ax.plot([p[0] for p in front], [p[1] for p in front], color="tab:orange", alpha=0.6)
+            for px, py, name in front:
+                ax.annotate(name.rsplit("-", 1)[-1], (px, py), textcoords="offset points", xytext=(4, 4),
+                            fontsize="x-small")
+        if x in ("parameters", "macs"):
+            ax.set_xscale("log")
+        ax.set_xlabel(label[x])
+        ax.set_ylabel(label[y])
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best")
+    if not any(points for _, _, points, _ in panels):
+        axes[0][0].text(0.5, 0.5, "no succeeded trial measured every objective", ha="center", va="center")
+    fig.suptitle(f"{title}: Pareto front")
+    fig.tight_layout()
+    return _save(fig, plt, path)
 
 
 def _save(fig, plt, path: Path) -> Path:

@@ -1,4 +1,5 @@
-"""The end of a local run: leaderboard, best.json, best_model.pt, progress.png."""
+"""The end of a local run: leaderboard, best.json, best_model.pt, progress.png, and with
+objective.pareto the Pareto front (pareto.json, marked in the leaderboard)."""
 from __future__ import annotations
 
 import json
@@ -22,6 +23,31 @@ def ranked(rows: list[dict], goal: str) -> list[dict]:
 def best_trial(rows: list[dict], goal: str) -> dict | None:
     top = ranked(rows, goal)
     return top[0] if top else None
+
+
+def front_rows(rows: list[dict], goal: str, pareto) -> list[dict]:
+    """With ``objective.pareto``, the rows of the trials on the Pareto front
+    (kubenas.experiment.pareto_front), best reward first; [] without it."""
+    if not pareto:
+        return []
+    by_name = {row["name"]: row for row in rows}
+    front = experiment.pareto_front([experiment.from_row(row) for row in rows], goal, pareto)
+    return [by_name[r.name] for r in front]
+
+
+def write_pareto(run_dir: RunDir, records: list[dict], goal: str, pareto) -> list[dict]:
+    """pareto.json: the objectives and the front's trials (name, index, reward, costs,
+    architecture, hyperparameters), best reward first; nothing without objective.pareto."""
+    if not pareto:
+        return []
+    front = front_rows(records, goal, pareto)
+    body = {"objectives": [{"metric": "reward", "goal": goal}] + [{"metric": m, "goal": "minimize"} for m in pareto],
+            "front": [{"name": r["name"], "index": r["index"], "reward": r["reward"],
+                       "metrics": {m: (r.get("metrics") or {}).get(m) for m in pareto},
+                       "architecture": r["architecture"], "hyperparameters": r.get("hyperparameters") or {}}
+                      for r in front]}
+    _atomic_write(run_dir.pareto_file, json.dumps(body, indent=2, sort_keys=True))
+    return front
 
 
 def write_best(run_dir: RunDir, records: list[dict], goal: str) -> dict | None:
@@ -74,18 +100,28 @@ def write_plot(run_dir: RunDir, records: list[dict], goal: str, metric: str, tit
     return True
 
 
-def leaderboard_rows(records: list[dict], goal: str, top: int = 10) -> list[tuple]:
+def leaderboard_rows(records: list[dict], goal: str, top: int = 10, pareto=()) -> list[tuple]:
+    """The top ranked trials; with ``objective.pareto`` each row ends with the costs it
+    lists and whether the trial is on the Pareto front (``leaderboard_columns(pareto)``)."""
+    front = {r["name"] for r in front_rows(records, goal, pareto)}
     rows = []
     for rank, r in enumerate(ranked(records, goal)[:top], start=1):
         m = r.get("metrics") or {}
-        rows.append((rank, r["name"], f"{r['reward']:.4f}", _fmt(m.get("testAccuracy"), ".4f"),
-                     _fmt(m.get("parameters"), ",.0f"), _fmt(m.get("wallSeconds"), ".1f"),
-                     describe_hyperparameters(r.get("hyperparameters") or {}),
-                     describe_genotype(r["architecture"])))
+        row = (rank, r["name"], f"{r['reward']:.4f}", _fmt(m.get("testAccuracy"), ".4f"),
+               _fmt(m.get("parameters"), ",.0f"), _fmt(m.get("wallSeconds"), ".1f"),
+               describe_hyperparameters(r.get("hyperparameters") or {}),
+               describe_genotype(r["architecture"]))
+        if pareto:
+            row += (*(_fmt(m.get(cost), ".4g") for cost in pareto), "yes" if r["name"] in front else "")
+        rows.append(row)
     return rows
 
 
 LEADERBOARD_COLUMNS = ("#", "trial", "reward", "test acc", "params", "train s", "hyperparameters", "architecture")
+
+
+def leaderboard_columns(pareto=()) -> tuple:
+    return LEADERBOARD_COLUMNS + ((*pareto, "front") if pareto else ())
 
 
 def describe_hyperparameters(values: dict) -> str:

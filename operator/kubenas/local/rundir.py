@@ -37,6 +37,7 @@ class RunDir:
         self.checkpoint_file = self.root / "strategy.json"
         self.state_file = self.root / "state.json"
         self.best_file = self.root / "best.json"
+        self.pareto_file = self.root / "pareto.json"  # with objective.pareto: the front's trials
         self.best_model_file = self.root / "best_model.pt"
         self.plot_file = self.root / "progress.png"
 

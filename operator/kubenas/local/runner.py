@@ -70,6 +70,7 @@ class LocalRunner:
         self.python_path = [str(p) for p in python_path or []]
         self.goal = self.spec["objective"]["goal"]
         self.metric = self.spec["objective"]["metric"]
+        self.pareto = self.spec["objective"].get("pareto") or []  # objective.pareto: costs of a Pareto search
         budget = self.spec["budget"]
         self.parallel = budget["parallelTrials"]
         self.threads = max(1, (os.cpu_count() or 1) // self.parallel)
@@ -81,13 +82,14 @@ class LocalRunner:
 
     def _restore(self):
         space = SearchSpace.from_spec(self.spec["searchSpace"])
-        strategy = make_strategy(self.spec["strategy"], space, self.goal, constraints_from_spec(self.spec))
+        strategy = make_strategy(self.spec["strategy"], space, self.goal, constraints_from_spec(self.spec),
+                                 self.pareto)
         finished = self.run_dir.finished()
         proposed = self.run_dir.proposed()
         if not self._load_checkpoint(strategy, len(proposed), len(finished)):
             rebuild(strategy,
                     proposed=[(t["index"], candidate(t)) for t in proposed],
-                    finished=[(r["index"], candidate(r), _strategy_reward(r)) for r in finished])
+                    finished=[(r["index"], candidate(r), _strategy_reward(r), r.get("metrics")) for r in finished])
         return strategy, proposed, finished
 
     def _load_checkpoint(self, strategy, proposed: int, finished: int) -> bool:
@@ -198,7 +200,7 @@ class LocalRunner:
 
     def _finish(self, strategy, record: dict, records: list, proposed_count: int) -> None:
         self.run_dir.append_finished(record)
-        strategy.observe(record["index"], candidate(record), _strategy_reward(record))
+        strategy.observe(record["index"], candidate(record), _strategy_reward(record), record.get("metrics"))
         self._checkpoint(strategy, proposed_count, len(records))
         self.trial_records.append(from_row(record, details=False))
         best = best_reward(self.trial_records, self.goal)
@@ -218,8 +220,9 @@ class LocalRunner:
         if self.metrics and hasattr(self.metrics, "experiment_finished"):
             self.metrics.experiment_finished(outcome.phase)
         best = report.write_best(self.run_dir, records, self.goal)
+        report.write_pareto(self.run_dir, records, self.goal, self.pareto)
         report.write_plot(self.run_dir, records, self.goal, self.metric, self.name)
-        plots.write_plots(self.run_dir.root, records, self.goal, self.metric, self.name)
+        plots.write_plots(self.run_dir.root, records, self.goal, self.metric, self.name, self.pareto)
         self.run_dir.save_state({"phase": outcome.phase, "reason": outcome.reason, "message": outcome.message,
                                  "startTime": started, "completionTime": _now()})
         return RunSummary(outcome.phase, outcome.reason, outcome.message, counts_by_phase(self.trial_records),

@@ -167,7 +167,7 @@ class Reconciler:
             self._delete_controller(namespace, name)
             if accepted is not None:
                 wanted.update(self._fold(namespace, status, summaries, accepted["objective"]["goal"],
-                                      accepted.get("artifacts")))
+                                      accepted.get("artifacts"), accepted["objective"].get("pareto")))
                 self._stop_in_flight(namespace, summaries, now)
             self._patch_status(exp, status, wanted)
             return
@@ -205,7 +205,7 @@ class Reconciler:
 
         self._ensure_namespace(exp, now)
         wanted.update(self._fold(namespace, status, summaries, accepted["objective"]["goal"],
-                                      accepted.get("artifacts")))
+                                      accepted.get("artifacts"), accepted["objective"].get("pareto")))
         start = status.get("startTime") or now
         outcome = experiment_outcome(accepted, summaries, elapsed_seconds(start, now_dt))
         if outcome is None:
@@ -261,7 +261,7 @@ class Reconciler:
             self._controllers_deleted.add(key)
 
     def _fold(self, namespace: str, status: dict, summaries: list[TrialRecord], goal: str,
-              artifacts: dict | None = None) -> dict:
+              artifacts: dict | None = None, pareto=None) -> dict:
         """The trial part of the status; the best trial's details are read from it only
         when the best trial changes (the summaries do not keep them)."""
         previous = status.get("bestTrial") or {}
@@ -271,7 +271,7 @@ class Reconciler:
                 return previous
             return trial_details(self.kube.get_custom(TRIAL_PLURAL, namespace, name), artifacts)
 
-        return fold(summaries, goal, details)
+        return fold(summaries, goal, details, pareto or ())
 
     def _spec_change(self, exp: dict, accepted: dict, conditions: list, now: str, generation) -> tuple[dict, list]:
         meta = exp["metadata"]

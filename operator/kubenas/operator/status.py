@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from kubenas.contract import artifacts as art
 from kubenas.contract import EARLY_STOPPED, FAILED, PENDING, RUNNING, SUCCEEDED, finite_number
-from kubenas.experiment import TrialRecord, ranked
+from kubenas.experiment import TrialRecord, pareto_front, ranked
 
 TOP_TRIALS = 10
+PARETO_FRONT = 32  # the CRD's maxItems of status.paretoFront
 
 COUNT_KEYS = {PENDING: "pending", RUNNING: "running", SUCCEEDED: "succeeded", FAILED: "failed",
               EARLY_STOPPED: "earlyStopped"}
@@ -49,8 +50,20 @@ def counts(records: list[TrialRecord]) -> dict:
     return out
 
 
-def fold(records: list[TrialRecord], goal: str, details=None) -> dict:
-    """The trial part of the experiment status: ``trials``, ``bestTrial``, ``topTrials``.
+def front_status(records: list[TrialRecord], goal: str, pareto) -> list[dict]:
+    """``status.paretoFront``: the front's members, best reward first, with their costs;
+    a front longer than PARETO_FRONT is thinned evenly along it (both ends kept)."""
+    front = pareto_front(records, goal, pareto)
+    if len(front) > PARETO_FRONT:
+        step = (len(front) - 1) / (PARETO_FRONT - 1)
+        front = [front[round(k * step)] for k in range(PARETO_FRONT)]
+    return [{"name": r.name, "reward": r.reward, "architecture": r.architecture,
+             "metrics": {m: r.cost(m) for m in pareto}} for r in front]
+
+
+def fold(records: list[TrialRecord], goal: str, details=None, pareto=()) -> dict:
+    """The trial part of the experiment status: ``trials``, ``bestTrial``, ``topTrials``,
+    and with ``objective.pareto`` the ``paretoFront``.
 
     ``details(name)`` gives the best trial's hyperparameters and metrics
     (:func:`trial_details`); without it they are left empty.
@@ -70,6 +83,8 @@ def fold(records: list[TrialRecord], goal: str, details=None) -> dict:
         status["bestTrial"] = None
     status["topTrials"] = [{"name": r.name, "reward": r.reward, "architecture": r.architecture}
                            for r in best[:TOP_TRIALS]]
+    if pareto:
+        status["paretoFront"] = front_status(records, goal, pareto)
     return status
 
 

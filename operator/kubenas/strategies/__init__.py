@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..space import Constraints, SearchSpace
+from ..space import Constraints, SearchSpace, SpaceError
 from .base import NoFeasibleCandidate, Strategy, rebuild
 from .evolution import RegularizedEvolution
 from .random_search import RandomSearch
@@ -23,11 +23,13 @@ __all__ = [
     "DEFAULTS",
     "GOALS",
     "NoFeasibleCandidate",
+    "PARETO_STRATEGIES",
     "STRATEGY_TYPES",
     "RandomSearch",
     "RegularizedEvolution",
     "Strategy",
     "TPE",
+    "check_pareto_strategy",
     "check_strategy_spec",
     "make_strategy",
     "rebuild",
@@ -44,13 +46,28 @@ def check_strategy_spec(strategy_spec: Any, goal: str = "maximize") -> dict[str,
     return {"type": kind, "seed": seed, "goal": check_goal(goal), "settings": settings}
 
 
+# The strategies that can run a Pareto search (objective.pareto): evolution selects by
+# non-dominated rank and crowding; random search learns nothing, so any objective suits it.
+PARETO_STRATEGIES = ("evolution", "random")
+
+
+def check_pareto_strategy(kind: str, pareto) -> None:
+    """SpaceError at ``objective.pareto`` when the strategy cannot search several objectives."""
+    if pareto and kind not in PARETO_STRATEGIES:
+        raise SpaceError("objective.pareto", f"strategy {kind} learns from one scalar reward and cannot "
+                         f"search several objectives; use strategy.type {' or '.join(PARETO_STRATEGIES)}, "
+                         "or fold the costs into the reward with objective.penalties")
+
+
 def make_strategy(strategy_spec: dict, space: SearchSpace, goal: str = "maximize",
-                  constraints: Constraints | None = None) -> Strategy:
-    """``constraints`` (``kubenas.space.constraints_from_spec(spec)``): hard limits a proposal never breaks."""
+                  constraints: Constraints | None = None, pareto=()) -> Strategy:
+    """``constraints`` (``kubenas.space.constraints_from_spec(spec)``): hard limits a proposal never breaks;
+    ``pareto`` (``spec.objective.pareto``): costs minimized beside the reward (docs/strategies.md)."""
     checked = check_strategy_spec(strategy_spec, goal)
+    check_pareto_strategy(checked["type"], pareto)
     strategy_class = _strategy_class(checked["type"])
     return strategy_class(space, seed=checked["seed"], goal=checked["goal"], settings=checked["settings"],
-                          constraints=constraints)
+                          constraints=constraints, pareto=pareto)
 
 
 def _strategy_class(kind: str) -> type[Strategy]:

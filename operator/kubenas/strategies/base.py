@@ -21,6 +21,7 @@ import random
 from typing import Any
 
 from kubenas.contract import finite_number
+from kubenas.contract.pareto import objective_vector
 
 from ..space import NO_CONSTRAINTS, Candidate, CandidateError, Constraints, SearchSpace, SpaceError
 from .settings import DEFAULTS
@@ -44,8 +45,12 @@ class Strategy:
     MAX_ENUMERATION = 200_000
 
     def __init__(self, space: SearchSpace, seed: int = 0, goal: str = "maximize",
-                 settings: dict[str, Any] | None = None, constraints: Constraints | None = None):
+                 settings: dict[str, Any] | None = None, constraints: Constraints | None = None,
+                 pareto: list[str] | tuple[str, ...] = ()):
         self.space = space
+        # objective.pareto: costs minimized beside the reward; then a fitness is the
+        # objective vector (kubenas.contract.pareto), and only evolution learns from it.
+        self.pareto: tuple[str, ...] = tuple(pareto or ())
         self.constraints = constraints or NO_CONSTRAINTS
         self.repeats: list[tuple[int, str]] = []  # (index, why) of proposals that repeat a seen network
         self.seed = seed
@@ -63,7 +68,8 @@ class Strategy:
         raise NotImplementedError
 
     def _learn(self, index: int, candidate: Candidate, fitness: float) -> None:
-        """Take a successful trial into account; ``fitness`` is larger-is-better."""
+        """Take a successful trial into account; ``fitness`` is larger-is-better (with
+        ``pareto`` set, a tuple: the reward's fitness, then each cost negated)."""
 
     def _extra_state(self) -> dict:
         return {}
@@ -96,8 +102,12 @@ class Strategy:
         self._pending[index] = canonical
         self._seen.add(self.space.candidate_hash(canonical))
 
-    def observe(self, index: int, candidate: Candidate, reward: float | None) -> None:
-        """A finished trial; ``reward`` None (or not finite) means it failed. Repeats are ignored."""
+    def observe(self, index: int, candidate: Candidate, reward: float | None, metrics: dict | None = None) -> None:
+        """A finished trial; ``reward`` None (or not finite) means it failed. Repeats are ignored.
+
+        ``metrics`` (the trial's measured metrics) give the costs of ``objective.pareto``;
+        a trial without one of them is not learned from (it cannot be placed on a front).
+        """
         if index in self._observed:
             return
         self._observed.add(index)
@@ -107,6 +117,10 @@ class Strategy:
             return  # not a member of this space: nothing to learn from or to avoid
         self._seen.add(self.space.candidate_hash(canonical))
         fitness = self.fitness(reward)
+        if fitness is not None and self.pareto:
+            fitness = objective_vector(fitness, metrics, self.pareto)
+            if fitness is None:
+                log.warning("trial %d did not measure %s: not learned from", index, ", ".join(self.pareto))
         if fitness is not None:
             self._learn(index, canonical, fitness)
 
@@ -126,6 +140,7 @@ class Strategy:
             "pending": [[index, self._pending[index]] for index in sorted(self._pending)],
             "observed": sorted(self._observed),
             "seen": sorted(self._seen),
+            **({"pareto": list(self.pareto)} if self.pareto else {}),
             **self._extra_state(),
         }
 
@@ -135,6 +150,9 @@ class Strategy:
         for key, value in expected.items():
             if state.get(key) != value:
                 raise ValueError(f"cannot restore strategy state: {key} is {state.get(key)!r}, expected {value!r}")
+        if list(state.get("pareto") or []) != list(self.pareto):
+            raise ValueError(f"cannot restore strategy state: pareto is {state.get('pareto')!r}, "
+                             f"expected {list(self.pareto)!r}")
         self._pending = {int(index): candidate for index, candidate in state["pending"]}
         self._observed = set(state["observed"])
         self._seen = set(state["seen"])
@@ -255,8 +273,8 @@ def rebuild(strategy: Strategy, proposed: list[tuple[int, Candidate]],
     """Bring a fresh strategy to the state of an uninterrupted run.
 
     ``proposed``: every trial that exists (index, candidate), finished or not.
-    ``finished``: the finished ones as (index, candidate, reward or None), in completion
-    order, which is the order in which the uninterrupted strategy observed them.
+    ``finished``: the finished ones as (index, candidate, reward or None[, metrics]), in
+    completion order, which is the order in which the uninterrupted strategy observed them.
 
     Incremental: on a live strategy (or one restored from a checkpoint) indices already
     registered or observed are skipped, so a controller may call this on every pass with
@@ -264,6 +282,6 @@ def rebuild(strategy: Strategy, proposed: list[tuple[int, Candidate]],
     """
     for index, candidate in sorted(proposed, key=lambda item: item[0]):
         strategy.register_proposal(index, candidate)
-    for index, candidate, reward in finished:
-        strategy.observe(index, candidate, reward)
+    for index, candidate, reward, *metrics in finished:
+        strategy.observe(index, candidate, reward, metrics[0] if metrics else None)
     return strategy

@@ -9,6 +9,11 @@ with the winner of a second tournament). Each finished child joins the populatio
 a model survives only by having descendants that keep scoring well, not by one lucky
 evaluation.
 
+With several objectives (``objective.pareto``), a fitness is an objective vector and the
+tournament is NSGA-II's crowded comparison (Deb et al. 2002): the contender on the best
+non-dominated front of the living population wins, ties broken by the larger crowding
+distance (the sparser region of its front). Aging is unchanged: the oldest still dies.
+
 Asynchronous like the paper's workers: children join in completion order, so "oldest"
 means earliest to finish. Failed trials never join.
 """
@@ -16,6 +21,8 @@ from __future__ import annotations
 
 import random
 from collections import deque
+
+from kubenas.contract.pareto import rank_and_crowding
 
 from ..space import Candidate
 from .base import Strategy
@@ -29,8 +36,8 @@ class RegularizedEvolution(Strategy):
         self.population_size: int = self.settings["populationSize"]
         self.sample_size: int = self.settings["sampleSize"]
         self.crossover_probability: float = self.settings["crossoverProbability"]
-        # (index, candidate, fitness), oldest on the left.
-        self._population: deque[tuple[int, Candidate, float]] = deque()
+        # (index, candidate, fitness), oldest on the left; fitness is a tuple with pareto.
+        self._population: deque[tuple[int, Candidate, float | tuple]] = deque()
 
     @property
     def population(self) -> list[tuple[int, Candidate, float]]:
@@ -46,7 +53,12 @@ class RegularizedEvolution(Strategy):
         return self.space.mutate(parent, rng)
 
     def _tournament(self, rng: random.Random) -> Candidate:
-        contenders = rng.sample(list(self._population), self.sample_size)
+        members = list(self._population)
+        if self.pareto:  # rank and crowding among the whole living population
+            crowded = rank_and_crowding([member[2] for member in members])
+            members = [(index, candidate, (-rank, distance))
+                       for (index, candidate, _), (rank, distance) in zip(members, crowded)]
+        contenders = rng.sample(members, self.sample_size)
         # max keeps the first of equals, and the contenders' order comes from rng.
         return max(contenders, key=lambda member: member[2])[1]
 
@@ -56,7 +68,9 @@ class RegularizedEvolution(Strategy):
             self._population.popleft()  # the oldest dies, not the worst
 
     def _extra_state(self) -> dict:
-        return {"population": [[index, candidate, fitness] for index, candidate, fitness in self._population]}
+        return {"population": [[index, candidate, list(fitness) if isinstance(fitness, tuple) else fitness]
+                               for index, candidate, fitness in self._population]}
 
     def _load_extra_state(self, state: dict) -> None:
-        self._population = deque((int(i), c, float(f)) for i, c, f in state["population"])
+        self._population = deque((int(i), c, tuple(map(float, f)) if isinstance(f, list) else float(f))
+                                 for i, c, f in state["population"])
