@@ -67,3 +67,9 @@ def test_validate_knows_groups_file():
     assert "spec.trial.dataset.groupsFile" in _issues({"groupsFile": ""})  # the schema: minLength 1
     built_in = _issues({"name": "digits", "groupsFile": "g.csv"}, task="image-classification")
     assert "no example names to match" in built_in["spec.trial.dataset.groupsFile"], built_in
+
+
+def test_validate_knows_noise_files():
+    assert _issues({"augment": {"noiseProbability": 0.5, "noiseFiles": "_background_noise_"}}) == {}
+    refused = _issues({"augment": {"noiseFiles": "_background_noise_"}})
+    assert "set noiseProbability above 0" in refused["spec.trial.dataset.augment.noiseFiles"], refused
