@@ -25,8 +25,10 @@ TRAINING = {"epochs": 30, "batchSize": 32, "optimizer": "adam", "learningRate": 
 CANDIDATES = {
     "local": [{"op": "conv", "filters": 16, "kernel": 3, "stride": 1}, {"op": "max_pool", "kernel": 3, "stride": 2},
               {"op": "conv", "filters": 32, "kernel": 3, "stride": 1}],
-    "strided": [{"op": "conv", "filters": 16, "kernel": 5, "stride": 2}, {"op": "conv", "filters": 32, "kernel": 5, "stride": 2},
-                {"op": "conv", "filters": 64, "kernel": 5, "stride": 2}, {"op": "conv", "filters": 128, "kernel": 3, "stride": 2}],
+    "strided": [{"op": "conv", "filters": 16, "kernel": 5, "stride": 2},
+                {"op": "conv", "filters": 32, "kernel": 5, "stride": 2},
+                {"op": "conv", "filters": 64, "kernel": 5, "stride": 2},
+                {"op": "conv", "filters": 128, "kernel": 3, "stride": 2}],
 }
 
 

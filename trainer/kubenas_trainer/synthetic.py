@@ -150,7 +150,8 @@ def speaker_habits(*, train_speakers: int = 16, test_speakers: int = 16, per_wor
     places = train_speakers * words
     times = max(1, int(np.ceil(places / 16)))
     freqs = int(np.ceil(places / times))
-    grid = [(1900 + 1800 * (i + 0.5) / freqs, 0.05 + 0.75 * (j + 0.5) / times) for i in range(freqs) for j in range(times)]
+    grid = [(1900 + 1800 * (i + 0.5) / freqs, 0.05 + 0.75 * (j + 0.5) / times)
+            for i in range(freqs) for j in range(times)]
     order = rng.permutation(len(grid))
     arrays: dict = {}
     for part, count in (("train", train_speakers), ("test", test_speakers)):
