@@ -15,7 +15,8 @@ recomputes them, per training batch.
 
 Augmentation (``dataset.augment``), all off by default and applied to training batches
 only: ``timeShiftSeconds`` (a random circular shift of up to that much, either way),
-``noiseProbability`` / ``noiseSnrDb`` (Gaussian noise at that signal-to-noise ratio),
+``noiseProbability`` / ``noiseSnrDb`` (noise at that signal-to-noise ratio: Gaussian, or
+with ``noiseFiles`` a random crop of a random background-noise clip, ``read_noise``),
 SpecAugment masks ``freqMasks`` x ``freqMaskWidth`` bins and ``timeMasks`` x
 ``timeMaskWidth`` frames (masked to the batch mean).
 """
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +42,7 @@ LAYOUTS = ("image", "temporal")
 
 FRONT_END_DEFAULTS = {"sampleRate": 16000, "clipSeconds": 1.0, "nFft": 512, "hopLength": 160, "nMels": 40,
                       "fMin": 20.0, "fMax": None, "layout": "image"}
-AUGMENT_DEFAULTS = {"timeShiftSeconds": 0.0, "noiseProbability": 0.0, "noiseSnrDb": 20.0,
+AUGMENT_DEFAULTS = {"timeShiftSeconds": 0.0, "noiseProbability": 0.0, "noiseSnrDb": 20.0, "noiseFiles": None,
                     "freqMasks": 0, "freqMaskWidth": 8, "timeMasks": 0, "timeMaskWidth": 10}
 _INTS = ("sampleRate", "nFft", "hopLength", "nMels", "freqMasks", "freqMaskWidth", "timeMasks", "timeMaskWidth")
 
@@ -56,6 +58,11 @@ def _check_block(value, defaults: dict, where: str) -> dict:
     out = {**defaults, **value}
     for key, v in out.items():
         path = f"dataset.{where}.{key}"
+        if key == "noiseFiles":
+            if v is not None and not (isinstance(v, str) and v.strip()):
+                raise InvalidTrial(f"{path}: must be the path of a folder of WAV clips or an npz with a noise "
+                                   f"array, got {v!r}")
+            continue
         if key == "layout":
             if v not in LAYOUTS:
                 raise InvalidTrial(f"{path}: {v!r} is not one of {', '.join(LAYOUTS)}")
@@ -94,7 +101,42 @@ def check_front_end(value) -> dict:
 
 
 def check_augment(value) -> dict:
-    return _check_block(value, AUGMENT_DEFAULTS, "augment")
+    aug = _check_block(value, AUGMENT_DEFAULTS, "augment")
+    if aug["noiseFiles"] and aug["noiseProbability"] <= 0:
+        raise InvalidTrial("dataset.augment.noiseFiles: mixed into a take with probability noiseProbability, "
+                           "which is 0; set noiseProbability above 0 or remove noiseFiles")
+    return aug
+
+
+def read_noise(path: str, root: Path | None, fe: dict) -> list[torch.Tensor]:
+    """The background-noise clips of ``augment.noiseFiles`` at the front end's sample rate,
+    each tiled to at least one clip length: a folder of WAV files (Speech Commands'
+    ``_background_noise_``) or an npz with ``noise`` (one clip, or clips x samples) and
+    ``sample_rate``. A relative path is read from ``dataset.path``'s folder."""
+    p = Path(os.path.expanduser(path))
+    if not p.is_absolute() and root is not None:
+        p = (root if root.is_dir() else root.parent) / p
+    if p.is_dir():
+        clips = [read_wav(f) for f in sorted(p.glob("*.wav"))]
+    elif p.is_file() and p.suffix == ".npz":
+        with np.load(p) as npz:
+            if "noise" not in npz.files:
+                raise DataError(f"dataset.augment.noiseFiles: {p} has no noise array")
+            noise = np.asarray(npz["noise"], dtype=np.float32)
+            rate = int(npz["sample_rate"]) if "sample_rate" in npz.files else fe["sampleRate"]
+        clips = [(c, rate) for c in (noise[None] if noise.ndim == 1 else noise)]
+    else:
+        raise DataError(f"dataset.augment.noiseFiles: {p} is neither a folder of WAV files nor an .npz file")
+    n = clip_samples(fe)
+    out = []
+    for samples, rate in clips:
+        clip = resample(torch.from_numpy(np.asarray(samples, dtype=np.float32)), rate, fe["sampleRate"])
+        if clip.numel() == 0 or float(clip.pow(2).mean()) <= 0:
+            continue
+        out.append(clip.repeat(-(-n // clip.numel())))
+    if not out:
+        raise DataError(f"dataset.augment.noiseFiles: {p} holds no non-silent clip")
+    return out
 
 
 def clip_samples(fe: dict) -> int:
@@ -201,8 +243,10 @@ class Augment:
     """The training-batch transform of ``dataset.augment``: waveform -> features when time
     shift or noise is on (``on_waveform``), else features -> features (SpecAugment only)."""
 
-    def __init__(self, aug: dict, frontend: LogMel, fe: dict, generator: torch.Generator):
+    def __init__(self, aug: dict, frontend: LogMel, fe: dict, generator: torch.Generator,
+                 noise: list[torch.Tensor] | None = None):
         self.aug = aug
+        self.noise = noise
         self.frontend = frontend
         self.shift = int(round(aug["timeShiftSeconds"] * fe["sampleRate"]))
         self.generator = generator
@@ -229,10 +273,26 @@ class Augment:
         if self.aug["noiseProbability"] > 0:
             power = wave.pow(2).mean(dim=1, keepdim=True).clamp_min(1e-12)
             noise_power = power / (10 ** (self.aug["noiseSnrDb"] / 10))
-            noise = torch.randn(wave.shape, generator=self.generator).to(wave.device) * noise_power.sqrt()
+            if self.noise:
+                noise = self._background(n, wave.shape[1]).to(wave.device)
+                noise = noise / noise.pow(2).mean(dim=1, keepdim=True).clamp_min(1e-12).sqrt()
+            else:
+                noise = torch.randn(wave.shape, generator=self.generator).to(wave.device)
+            noise = noise * noise_power.sqrt()
             use = (self._rand(n, 1) < self.aug["noiseProbability"]).to(wave.device)
             wave = wave + noise * use
         return wave
+
+    def _background(self, n: int, length: int) -> torch.Tensor:
+        """``n`` random crops of ``length`` samples from random background-noise clips."""
+        picks = (self._rand(n) * len(self.noise)).long().clamp_max(len(self.noise) - 1).tolist()
+        starts = self._rand(n).tolist()
+        crops = []
+        for k, u in zip(picks, starts):
+            clip = self.noise[k]
+            at = int(u * (clip.numel() - length + 1))
+            crops.append(clip[at:at + length])
+        return torch.stack(crops)
 
     def spec_augment(self, x: torch.Tensor) -> torch.Tensor:
         freq_axis, time_axis = (1, 3) if self.frontend.temporal else (2, 3)

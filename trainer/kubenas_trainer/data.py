@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from .errors import DataError, InvalidTrial
-from .splits import check_validation, split_train_validation, stratified_split
+from .splits import check_groups_file, check_validation, groups_from_file, split_train_validation, stratified_split
 
 from kubenas.contract.tasks import COMMON_DATASET_FIELDS as COMMON_FIELDS
 from kubenas.contract.tasks import TASK_DATASET_FIELDS, TASK_DATASETS
@@ -458,7 +458,8 @@ def check_spec(spec, fields: tuple = COMMON_FIELDS + ("layout", "imageSize"), da
                              or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
         raise InvalidTrial(f"dataset.imageSize: must be [height, width] in pixels, got {size!r}")
     return {**spec, "name": name, "validationFraction": float(fraction), "layout": layout,
-            "validation": check_validation(spec.get("validation"))}
+            "validation": check_validation(spec.get("validation")),
+            "groupsFile": check_groups_file(spec.get("groupsFile"))}
 
 
 def _channel_stats(x: torch.Tensor, scale: float, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
@@ -495,11 +496,19 @@ def read_raw(spec: dict, reader=None) -> Raw:
     return raw
 
 
+def groups_of(raw: Raw, spec: dict):
+    """The group per training example: ``dataset.groupsFile`` when set, else the dataset's own (or None)."""
+    if not spec.get("groupsFile"):
+        return raw.groups
+    root = Path(os.path.expanduser(str(spec["path"]))) if spec.get("path") else None
+    return groups_from_file(raw.names, spec["groupsFile"], root)
+
+
 def split_indices(raw: Raw, spec: dict, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(train, validation, test) indices: validation by ``splits.split_train_validation``,
     each capped at ``limit`` (the test cap never depends on the trial's seed)."""
     root = Path(os.path.expanduser(str(spec["path"]))) if spec.get("path") else None
-    train_idx, val_idx = split_train_validation(raw.y_train, raw.groups, raw.names, spec, seed, root)
+    train_idx, val_idx = split_train_validation(raw.y_train, groups_of(raw, spec), raw.names, spec, seed, root)
     test_idx = np.arange(len(raw.y_test))
     limit = spec.get("limit")
     if limit:
@@ -527,9 +536,12 @@ def split_info(raw: Raw, spec: dict, seed: int, train_idx, val_idx) -> dict:
     from .splits import validation_rule
 
     info = {"seed": seed, "validationFraction": spec["validationFraction"], "limit": spec.get("limit"),
-            "validation": validation_rule(spec, raw.groups)}
-    if raw.groups is not None:
-        train_groups, val_groups = set(raw.groups[train_idx]), set(raw.groups[val_idx])
+            "validation": validation_rule(spec, groups_of(raw, spec))}
+    groups = groups_of(raw, spec)
+    if groups is not None:
+        if spec.get("groupsFile"):
+            info["groupsFile"] = spec["groupsFile"]
+        train_groups, val_groups = set(groups[train_idx]), set(groups[val_idx])
         info.update(trainGroups=len(train_groups), validationGroups=len(val_groups),
                     sharedGroups=len(train_groups & val_groups))
     return info

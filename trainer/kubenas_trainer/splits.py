@@ -13,6 +13,10 @@ when the dataset carries a group per example (a speaker, a patient, a session) a
 - ``kfold``: the groups (or, without groups, the examples) are dealt into ``folds`` folds
   from the split seed; fold ``fold`` validates. For small data, run one experiment per fold.
 
+Groups come from the dataset (npz ``groups_train``, a folder level, a speaker prefix,
+JSONL ``group``) or, replacing those, from ``dataset.groupsFile``: a CSV of
+``name,group`` lines naming every training example.
+
 All rules are pure functions of (labels, groups, names, spec, seed).
 """
 from __future__ import annotations
@@ -107,13 +111,43 @@ def _fold_split(y, groups, folds: int, fold: int, rng) -> tuple[np.ndarray, np.n
     return kept[rng.permutation(len(kept))], held[rng.permutation(len(held))]
 
 
-def _read_list(path: str, root: Path | None) -> list[str]:
+def _read_list(path: str, root: Path | None, field: str = "dataset.validation.files") -> list[str]:
     p = Path(os.path.expanduser(path))
     if not p.is_absolute() and root is not None:
         p = (root if root.is_dir() else root.parent) / p
     if not p.is_file():
-        raise DataError(f"dataset.validation.files: {p} is not a file")
+        raise DataError(f"{field}: {p} is not a file (a relative path is read from dataset.path's folder)")
     return [line.strip() for line in p.read_text().splitlines() if line.strip() and not line.startswith("#")]
+
+
+def check_groups_file(value) -> str | None:
+    """``dataset.groupsFile`` checked (InvalidTrial naming the field), or None when absent."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidTrial(f"dataset.groupsFile: must be the path of a CSV file of name,group lines, got {value!r}")
+    return value
+
+
+def groups_from_file(names, path: str, root: Path | None) -> np.ndarray:
+    """The group of every training example from ``dataset.groupsFile``: one ``name,group``
+    line per example (``#`` comments and blank lines skipped; names as in
+    ``validation.files``). Every training example must be listed (DataError naming one
+    that is not); listed names that are not training examples (test files) are ignored."""
+    if names is None:
+        raise DataError("dataset.groupsFile: this dataset has no example names to match "
+                        "(npz: add a names_train array)")
+    groups: dict[str, str] = {}
+    for number, line in enumerate(_read_list(path, root, "dataset.groupsFile"), 1):
+        name, sep, group = line.rpartition(",")
+        if not sep or not name.strip() or not group.strip():
+            raise DataError(f"dataset.groupsFile: line {number} {line!r} is not name,group")
+        groups[name.strip()] = group.strip()
+    missing = [str(n) for n in names if str(n) not in groups]
+    if missing:
+        raise DataError(f"dataset.groupsFile: {len(missing)} training example(s) have no group, e.g. "
+                        f"{missing[0]!r}; add a line {missing[0]},<group> for each")
+    return np.array([groups[str(n)] for n in names])
 
 
 def validation_rule(spec: dict, groups) -> str:

@@ -15,6 +15,12 @@ the "user"'s own vocabulary; each example's group is its user.
 
     python -m kubenas_trainer.synthetic words out.npz
     python -m kubenas_trainer.synthetic sequences out.npz
+    python -m kubenas_trainer.synthetic habits out.npz
+
+``speaker_habits``: whistled calls whose word is a pitch contour, where every training
+speaker also has a private habit per word; made so that memorising speakers wins a
+random validation split and loses on new speakers (the test of speaker-disjoint
+validation, tests/trainer/test_group_validation.py).
 """
 from __future__ import annotations
 
@@ -90,6 +96,87 @@ def spoken_words(*, train_speakers: int = 16, test_speakers: int = 10, per_word:
     return arrays
 
 
+HABIT_SHAPES = ("rise", "fall", "level", "rise-fall")  # the word: the pitch contour of a whistled call
+
+
+def _contour(shape: str, u: np.ndarray) -> np.ndarray:
+    """Relative pitch over the call (u from 0 to 1): the cue that carries over to new speakers."""
+    if shape == "rise":
+        return 0.7 + 0.6 * u
+    if shape == "fall":
+        return 1.3 - 0.6 * u
+    if shape == "level":
+        return np.ones_like(u)
+    return 0.7 + 0.6 * (1 - np.abs(2 * u - 1))
+
+
+def _call(rng, pitch: float, rate: float, shape: str, habit: tuple, sample_rate: int, samples: int,
+          habit_level: float) -> np.ndarray:
+    t = np.arange(samples) / sample_rate
+    out = np.zeros(samples)
+    n = int(samples * 0.55 * rate * rng.uniform(0.95, 1.05))
+    a = int(rng.uniform(0, samples - n))
+    u = np.linspace(0, 1, n)
+    f = pitch * rng.uniform(0.97, 1.03) * _contour(shape, u)
+    phase = 2 * np.pi * np.cumsum(f) / sample_rate
+    out[a:a + n] += (np.sin(phase) + 0.4 * np.sin(2 * phase)) * np.hanning(n)
+    freq, at = habit
+    h0 = int(at * samples)
+    h1 = min(samples, h0 + samples // 8)
+    out[h0:h1] += habit_level * np.sin(2 * np.pi * freq * t[h0:h1]) * np.hanning(h1 - h0)
+    out += rng.normal(0, 0.05, samples)
+    return (out / (np.abs(out).max() + 1e-9) * 0.8).astype(np.float32)
+
+
+def speaker_habits(*, train_speakers: int = 16, test_speakers: int = 16, per_word: int = 8, sample_rate: int = 8000,
+                   seconds: float = 0.5, mumble: float = 0.3, habit_level: float = 0.7, seed: int = 0) -> dict:
+    """Whistled calls whose word is the pitch contour (rise, fall, level, rise-fall), at each
+    speaker's own pitch and speed, where seen speakers give the word away by a habit.
+
+    A speaker mumbles ``mumble`` of its takes (the contour is then a random one's), so
+    the contour alone tells at most about ``1 - 0.75 * mumble`` of the words. Every
+    training speaker also has a habit per word, a short tone at its own place on a
+    frequency x time grid (no two training speaker-words share a place): with the
+    training speakers' habits memorised, every take of theirs is told, mumbled or not.
+    A new speaker's habits fall anywhere between those places, so memorised habits
+    mislead on new speakers. A network that can place a tone (strided convolutions whose
+    field reaches the spectrogram's edges) can memorise habits; one that is blind to where
+    a pattern is (small kernels, then global average pooling) can only read contours.
+    Each example's group is its speaker.
+    """
+    rng = np.random.RandomState(seed)
+    words = len(HABIT_SHAPES)
+    samples = int(round(seconds * sample_rate))
+    places = train_speakers * words
+    times = max(1, int(np.ceil(places / 16)))
+    freqs = int(np.ceil(places / times))
+    grid = [(1900 + 1800 * (i + 0.5) / freqs, 0.05 + 0.75 * (j + 0.5) / times)
+            for i in range(freqs) for j in range(times)]
+    order = rng.permutation(len(grid))
+    arrays: dict = {}
+    for part, count in (("train", train_speakers), ("test", test_speakers)):
+        xs, ys, groups = [], [], []
+        for s in range(count):
+            pitch, rate = rng.uniform(350, 750), rng.uniform(0.8, 1.2)
+            for w in range(words):
+                if part == "train":
+                    habit = grid[order[s * words + w]]
+                else:
+                    habit = (rng.uniform(1900, 3700), rng.uniform(0.05, 0.8))
+                for _ in range(per_word):
+                    said = rng.randint(words) if rng.uniform() < mumble else w
+                    xs.append(_call(rng, pitch, rate, HABIT_SHAPES[said], habit, sample_rate, samples, habit_level))
+                    ys.append(w)
+                    groups.append(f"{part}-speaker-{s}")
+        arrays[f"x_{part}"] = np.stack(xs)
+        arrays[f"y_{part}"] = np.array(ys, dtype=np.int64)
+        if part == "train":
+            arrays["groups_train"] = np.array(groups)
+    arrays["sample_rate"] = np.array(sample_rate)
+    arrays["classes"] = np.array(HABIT_SHAPES)
+    return arrays
+
+
 MOTIFS = ((5, 6, 7), (7, 6, 5), (5, 5, 8), (8, 7, 8))
 
 
@@ -124,11 +211,12 @@ def token_sequences(*, train_users: int = 12, test_users: int = 6, per_class: in
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kubenas_trainer.synthetic", description=__doc__.split("\n\n")[0])
-    parser.add_argument("kind", choices=("words", "sequences"))
+    parser.add_argument("kind", choices=("words", "sequences", "habits"))
     parser.add_argument("out", help="the .npz file to write")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    arrays = spoken_words(seed=args.seed) if args.kind == "words" else token_sequences(seed=args.seed)
+    make = {"words": spoken_words, "sequences": token_sequences, "habits": speaker_habits}[args.kind]
+    arrays = make(seed=args.seed)
     np.savez_compressed(args.out, **arrays)
     print(f"wrote {args.out}: " + ", ".join(f"{k} {v.shape}" for k, v in arrays.items()))
     return 0

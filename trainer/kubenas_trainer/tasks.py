@@ -19,7 +19,9 @@ search spaces and the training loop would not change.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -102,11 +104,13 @@ def _load_audio(spec: dict, seed: int, device: torch.device) -> TaskData:
                    scale=1.0, mean=[float(v) for v in mean], std=[float(v) for v in std],
                    info=split_info(raw, spec, seed, train_idx, val_idx))
     samples = audio.clip_samples(fe)
+    noise = audio.read_noise(aug["noiseFiles"], Path(os.path.expanduser(str(spec["path"]))), fe) \
+        if aug["noiseFiles"] else None
 
     def transform(generator):
         if not audio.Augment.needed(aug):
             return None
-        return audio.Augment(aug, audio.LogMel(fe).to(device), fe, generator)
+        return audio.Augment(aug, audio.LogMel(fe).to(device), fe, generator, noise)
 
     return TaskData(
         dataset=data, train_transform=transform, front=frontend,

@@ -270,7 +270,26 @@ def _trial_issues(spec: dict) -> list[Issue]:
     if dataset["name"] in DATASETS_WITH_PATH and not dataset.get("path"):
         return [Issue("spec.trial.dataset.path", f"dataset {dataset['name']} is read from files: "
                       "set path to the folder (or .npz file) that holds them")]
-    return _validation_issues(dataset.get("validation")) + _command_issues(spec)
+    return _validation_issues(dataset.get("validation")) + _groups_file_issues(dataset) + _noise_files_issues(dataset) \
+        + _command_issues(spec)
+
+
+def _noise_files_issues(dataset: dict) -> list[Issue]:
+    """augment.noiseFiles is mixed with probability noiseProbability: refused when that is 0."""
+    augment = dataset.get("augment") or {}
+    if augment.get("noiseFiles") and not augment.get("noiseProbability"):
+        return [Issue("spec.trial.dataset.augment.noiseFiles", "mixed into a take with probability "
+                      "noiseProbability, which is 0; set noiseProbability above 0 or remove noiseFiles")]
+    return []
+
+
+def _groups_file_issues(dataset: dict) -> list[Issue]:
+    """dataset.groupsFile matches example names, so it needs a dataset read from files."""
+    if dataset.get("groupsFile") and dataset["name"] not in DATASETS_WITH_PATH:
+        return [Issue("spec.trial.dataset.groupsFile", f"dataset {dataset['name']} is built in and has no example "
+                      f"names to match; remove groupsFile or use a dataset read from files "
+                      f"({', '.join(DATASETS_WITH_PATH)})")]
+    return []
 
 
 def command_names(spec: dict) -> list[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from . import TASKS
 
-COMMON_DATASET_FIELDS = ("name", "path", "validationFraction", "seed", "limit", "validation")
+COMMON_DATASET_FIELDS = ("name", "path", "validationFraction", "seed", "limit", "validation", "groupsFile")
 
 TASK_DATASETS: dict[str, tuple[str, ...]] = {
     "image-classification": ("digits", "mnist", "fashion-mnist", "cifar10", "npz", "image-folder"),
