@@ -37,6 +37,15 @@ def test_unknown_strategy_names_the_field(experiment):
     assert "spec.strategy.type" in paths(experiment)
 
 
+def test_strategy_fidelity_is_refused_until_it_is_wired(experiment):
+    # ASHA exists as a library layer (kubenas.strategies.fidelity) but no runner uses it:
+    # the field must be refused, never accepted and ignored.
+    experiment["spec"]["strategy"]["fidelity"] = {"minResource": 1, "maxResource": 9, "reductionFactor": 3}
+    issues = validate_experiment(experiment)
+    assert [i.path for i in issues] == ["spec.strategy.fidelity"]
+    assert "unknown field" in issues[0].message
+
+
 def test_unknown_op_names_the_field_and_index(experiment):
     experiment["spec"]["searchSpace"]["cell"]["operations"][2] = "conv_2x2"
     issues = validate_experiment(experiment)
