@@ -248,6 +248,25 @@ def _budget_issues(spec: dict) -> list[Issue]:
     return []
 
 
+def _final_issues(spec: dict) -> list[Issue]:
+    """spec.final re-evaluates after all maxTrials search trials; objective.target would end
+    the search before (kubenas.experiment.final)."""
+    final = spec.get("final")
+    if final and spec["objective"].get("target") is not None:
+        return [Issue("spec.final", f"cannot follow objective.target ({spec['objective']['target']}): reaching it "
+                      "ends the search before the re-evaluation; remove one of them")]
+    return []
+
+
+def cluster_issues(spec: dict) -> list[Issue]:
+    """What a valid experiment uses that only a local run (``kubenas run``) does: the
+    operator refuses these rather than accept and ignore them."""
+    if spec.get("final"):
+        return [Issue("spec.final", "re-evaluation with more seeds is not yet supported on a cluster "
+                      "(only by `kubenas run`); remove spec.final, or run the experiment locally")]
+    return []
+
+
 def _trial_issues(spec: dict) -> list[Issue]:
     dataset = spec["trial"]["dataset"]
     if dataset.get("loader") and dataset.get("name"):
@@ -510,6 +529,7 @@ SEMANTIC_CHECKS = (
     (_search_space_issues, ("spec.searchSpace",)),
     (_strategy_issues, ("spec.strategy", "spec.budget", "spec.objective")),
     (_budget_issues, ("spec.budget",)),
+    (_final_issues, ("spec.final", "spec.objective")),
     (_constraints_issues, ("spec.constraints", "spec.trial.dataset")),
     (_trial_issues, ("spec.trial.dataset", "spec.trial.task", "spec.trial.command", "spec.trial.model",
                      "spec.searchSpace")),

@@ -6,6 +6,7 @@ import json
 import shutil
 
 from kubenas import experiment
+from kubenas.experiment import final as final_phase
 from kubenas.contract import FAILED, SUCCEEDED
 from kubenas.contract.genotype import describe_genotype
 from kubenas.contract.settings import EXPORT_SUFFIX
@@ -50,8 +51,27 @@ def write_pareto(run_dir: RunDir, records: list[dict], goal: str, pareto) -> lis
     return front
 
 
-def write_best(run_dir: RunDir, records: list[dict], goal: str) -> dict | None:
+def write_final(run_dir: RunDir, records: list[dict], spec: dict) -> list[dict]:
+    """With ``spec.final``, final.json: each re-evaluated candidate's rewards over its seeds
+    with their mean, sample std and count, best mean first (kubenas.experiment.final)."""
+    if not spec.get("final"):
+        return []
+    candidates = [a.as_dict() for a in final_phase.aggregates(spec, records)]
+    body = {"topK": spec["final"]["topK"], "seeds": spec["final"]["seeds"], "goal": spec["objective"]["goal"],
+            "candidates": candidates}
+    _atomic_write(run_dir.final_file, json.dumps(body, indent=2, sort_keys=True))
+    return candidates
+
+
+def write_best(run_dir: RunDir, records: list[dict], goal: str, spec: dict | None = None) -> dict | None:
+    """best.json and best_model.*: the best trial; with ``spec.final`` the original trial
+    of the candidate with the best mean reward, its ``final`` block holding mean, std, n."""
     best = best_trial(records, goal)
+    candidates = write_final(run_dir, records, spec) if spec else []
+    if candidates:
+        top = candidates[0]
+        best = {**next(r for r in records if r["name"] == top["name"]),
+                "final": {k: top[k] for k in ("mean", "std", "n", "trials", "rewards")}}
     if best is None:
         return None
     _atomic_write(run_dir.best_file, json.dumps(best, indent=2, sort_keys=True))

@@ -38,6 +38,7 @@ class RunDir:
         self.state_file = self.root / "state.json"
         self.best_file = self.root / "best.json"
         self.pareto_file = self.root / "pareto.json"  # with objective.pareto: the front's trials
+        self.final_file = self.root / "final.json"  # with spec.final: the re-evaluated candidates
         self.best_model_file = self.root / "best_model.pt"
         self.plot_file = self.root / "progress.png"
 

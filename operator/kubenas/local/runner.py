@@ -3,13 +3,17 @@
 The loop, written down as a state machine of the experiment:
 
     Running --(finished >= maxTrials | target reached)--> Succeeded
+    Running --(with spec.final: maxTrials finished)-----> re-evaluating (still phase Running)
+    re-evaluating --(every re-evaluation finished)------> Succeeded
     Running --(failed > maxFailedTrials)----------------> Failed
     Running --(deadlineSeconds passed)------------------> Stopped
     Running --(Ctrl-C)--> (process exits; a rerun resumes in Running)
 
 and of each trial: proposed (trial.json written) -> running (a process) -> finished
 (a line in trials.jsonl: Succeeded | Failed | EarlyStopped). A trial proposed but not
-finished when the runner died is run again, under the same index, on resume.
+finished when the runner died is run again, under the same index, on resume. Re-evaluation
+trials (spec.final, kubenas.experiment.final) are trials of a top candidate with another
+training seed: never proposed by, nor shown to, the strategy.
 """
 from __future__ import annotations
 
@@ -25,8 +29,8 @@ from kubenas.contract import DUPLICATE, FAILED, RUNNING, STOPPED_BY_RUNNER, SUCC
 from kubenas.contract import artifacts as art
 from kubenas.contract.genotype import genotype_hash
 from kubenas.early_stopping import median_stop
-from kubenas.experiment import (Outcome, best_reward, candidate, counts_by_phase, experiment_outcome, from_row,
-                                strategy_reward)
+from kubenas.experiment import Outcome, best_reward, candidate, counts_by_phase, from_row, strategy_reward
+from kubenas.experiment import final as final_phase
 from kubenas.space import SearchSpace, constraints_from_spec
 from kubenas.strategies import make_strategy, rebuild
 
@@ -86,10 +90,13 @@ class LocalRunner:
                                  self.pareto)
         finished = self.run_dir.finished()
         proposed = self.run_dir.proposed()
-        if not self._load_checkpoint(strategy, len(proposed), len(finished)):
+        # The strategy knows the search's trials only, never the re-evaluations.
+        searched = final_phase.search_rows(self.spec, proposed)
+        observed = final_phase.search_rows(self.spec, finished)
+        if not self._load_checkpoint(strategy, len(searched), len(observed)):
             rebuild(strategy,
-                    proposed=[(t["index"], candidate(t)) for t in proposed],
-                    finished=[(r["index"], candidate(r), _strategy_reward(r), r.get("metrics")) for r in finished])
+                    proposed=[(t["index"], candidate(t)) for t in searched],
+                    finished=[(r["index"], candidate(r), _strategy_reward(r), r.get("metrics")) for r in observed])
         return strategy, proposed, finished
 
     def _load_checkpoint(self, strategy, proposed: int, finished: int) -> bool:
@@ -124,25 +131,35 @@ class LocalRunner:
 
         finished_indices = {r["index"] for r in records}
         unfinished = [t for t in proposed if t["index"] not in finished_indices]
-        proposed_count = len(proposed)
-        next_index = max((t["index"] for t in proposed), default=-1) + 1
+        proposed_indices = {t["index"] for t in proposed}
+        searched = final_phase.search_rows(self.spec, proposed)
+        proposed_count = len(searched)  # the search's, as the strategy's checkpoint counts them
+        next_index = max((t["index"] for t in searched), default=-1) + 1
+        max_trials = self.spec["budget"]["maxTrials"]
         hashes = {r.get("hash"): r for r in records if r.get("status") == SUCCEEDED and r.get("hash")}
 
-        self.progress.start(self.spec["budget"]["maxTrials"], len(records))
+        self.progress.start(final_phase.planned_trials(self.spec), len(records))
         outcome = None
         try:
             while True:
-                outcome = experiment_outcome(self.spec, self.trial_records, time.time() - started_epoch)
+                outcome = final_phase.outcome(self.spec, records, time.time() - started_epoch)
                 if outcome is not None:
                     break
-                # Fill the free slots: unfinished trials from a killed run first.
-                while len(self.running) < self.parallel and len(records) + len(self.running) < self.spec["budget"]["maxTrials"]:
+                # Fill the free slots: unfinished trials from a killed run first, then the
+                # search's, then (spec.final, once the search has finished) re-evaluations.
+                while len(self.running) < self.parallel:
                     if unfinished:
                         trial = unfinished.pop(0)
+                    elif next_index >= max_trials:
+                        trial = self._next_reevaluation(records, proposed_indices)
+                        if trial is None:
+                            break
+                        proposed_indices.add(trial["index"])
                     else:
                         proposal = strategy.propose(next_index)
                         trial = build_trial_spec(self.name, self.spec, next_index, proposal)
                         self.run_dir.write_trial(trial_name(self.name, next_index), trial)
+                        proposed_indices.add(next_index)
                         next_index += 1
                         proposed_count += 1
                         twin = hashes.get(genotype_hash(trial["architecture"], trial["hyperparameters"]))
@@ -163,6 +180,19 @@ class LocalRunner:
         self._stop_all(STOPPED_BY_RUNNER)
         self.progress.stop()
         return self._conclude(outcome, records, started)
+
+    def _next_reevaluation(self, records: list, proposed_indices: set) -> dict | None:
+        """The next re-evaluation trial not yet made (written to its trial.json), or None."""
+        by_name = {r["name"]: r for r in records}
+        for reevaluation in final_phase.reevaluation_plan(self.spec, records):
+            if reevaluation.index in proposed_indices:
+                continue
+            original = by_name[reevaluation.of]
+            trial = final_phase.reevaluation_trial(
+                build_trial_spec(self.name, self.spec, reevaluation.index, candidate(original)), reevaluation)
+            self.run_dir.write_trial(trial_name(self.name, reevaluation.index), trial)
+            return trial
+        return None
 
     def _launch(self, trial: dict) -> None:
         name = trial_name(self.name, trial["index"])
@@ -200,8 +230,9 @@ class LocalRunner:
 
     def _finish(self, strategy, record: dict, records: list, proposed_count: int) -> None:
         self.run_dir.append_finished(record)
-        strategy.observe(record["index"], candidate(record), _strategy_reward(record), record.get("metrics"))
-        self._checkpoint(strategy, proposed_count, len(records))
+        if final_phase.is_search(self.spec, record["index"]):
+            strategy.observe(record["index"], candidate(record), _strategy_reward(record), record.get("metrics"))
+            self._checkpoint(strategy, proposed_count, len(final_phase.search_rows(self.spec, records)))
         self.trial_records.append(from_row(record, details=False))
         best = best_reward(self.trial_records, self.goal)
         failed = counts_by_phase(self.trial_records).get(FAILED, 0)
@@ -219,7 +250,7 @@ class LocalRunner:
 
         if self.metrics and hasattr(self.metrics, "experiment_finished"):
             self.metrics.experiment_finished(outcome.phase)
-        best = report.write_best(self.run_dir, records, self.goal)
+        best = report.write_best(self.run_dir, records, self.goal, self.spec)
         report.write_pareto(self.run_dir, records, self.goal, self.pareto)
         report.write_plot(self.run_dir, records, self.goal, self.metric, self.name)
         plots.write_plots(self.run_dir.root, records, self.goal, self.metric, self.name, self.pareto)
@@ -257,6 +288,8 @@ def _record(trial: dict, proc: TrialProcess, experiment: str) -> dict:
         "metrics": result.get("metrics") or {},
         "history": result.get("history") or [],
         "exitCode": result.get("exitCode"),
+        **({final_phase.REEVALUATION_OF: trial[final_phase.REEVALUATION_OF], "seed": trial["training"]["seed"]}
+           if trial.get(final_phase.REEVALUATION_OF) else {}),
         "startTime": datetime.fromtimestamp(proc.started_at, timezone.utc).isoformat(),
         "completionTime": _now(),
     }

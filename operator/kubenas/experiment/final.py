@@ -1,0 +1,198 @@
+"""Re-evaluating the best candidates with more training seeds (``spec.final``): pure decisions.
+
+One trial's reward is one draw of a noisy number (the training seed decides the initial
+weights and the batch order). With ``final: {topK, seeds}``, once the search's
+``budget.maxTrials`` trials have finished, each of the ``topK`` best distinct candidates
+of the search (architecture + hyperparameters, by the objective) is trained ``seeds - 1``
+more times, with training seeds ``s + 1 .. s + seeds - 1`` (``s``: the original trial's
+seed). Those re-evaluation trials come on top of ``maxTrials``, with the indices after
+the search's: candidate of rank ``k`` (0 = best), seed offset ``j`` (1..seeds-1) gets
+``maxTrials + k * (seeds - 1) + j - 1``. They are ordinary trials of the same candidate
+marked ``reevaluationOf: <original trial>``; a strategy never observes them.
+
+Each candidate is then summarised as the mean and sample standard deviation of the
+rewards of its original and its re-evaluation trials that succeeded; the best candidate
+is the one with the best mean. The experiment succeeds once every re-evaluation trial
+has finished. Rows are trials.jsonl lines (or ``row_from_trial_object`` of NASTrials).
+"""
+from __future__ import annotations
+
+import copy
+import statistics
+from dataclasses import dataclass
+from typing import Sequence
+
+from kubenas.contract import FAILED, MAX_TRIALS_REACHED, STOPPED, SUCCEEDED, DEADLINE_EXCEEDED, TOO_MANY_FAILED_TRIALS
+from kubenas.contract.genotype import genotype_hash
+
+from .outcome import Outcome, experiment_outcome
+from .ranking import ranked
+from .record import from_row
+
+REEVALUATION_OF = "reevaluationOf"  # the field of a re-evaluation trial's spec and row
+
+
+@dataclass(frozen=True)
+class Reevaluation:
+    """One re-evaluation trial to create."""
+
+    index: int
+    of: str       # the original (search) trial's name
+    seed: int     # its training seed
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """A re-evaluated candidate: its original trial and the rewards of all its runs."""
+
+    name: str                      # the original trial
+    index: int
+    trials: tuple[str, ...]        # original first, then the succeeded re-evaluations by index
+    rewards: tuple[float, ...]
+
+    @property
+    def n(self) -> int:
+        return len(self.rewards)
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.rewards)
+
+    @property
+    def std(self) -> float:
+        """The sample standard deviation (0 with one run)."""
+        return statistics.stdev(self.rewards) if self.n > 1 else 0.0
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "index": self.index, "trials": list(self.trials),
+                "rewards": list(self.rewards), "mean": self.mean, "std": self.std, "n": self.n}
+
+
+def is_search(spec: dict, index: int | None) -> bool:
+    """A trial of the search (not a re-evaluation): its index is below ``maxTrials``."""
+    return index is None or index < spec["budget"]["maxTrials"]
+
+
+def search_rows(spec: dict, rows: Sequence[dict]) -> list[dict]:
+    return [r for r in rows if is_search(spec, r.get("index")) and not r.get(REEVALUATION_OF)]
+
+
+def reevaluation_rows(spec: dict, rows: Sequence[dict]) -> list[dict]:
+    return [r for r in rows if not is_search(spec, r.get("index")) or r.get(REEVALUATION_OF)]
+
+
+def trial_seed(spec: dict, row: dict) -> int:
+    """The training seed a trial ran with: a searched ``seed`` hyperparameter, else
+    ``trial.training.seed`` (spec with defaults)."""
+    hyperparameters = row.get("hyperparameters") or {}
+    return int(hyperparameters.get("seed", spec["trial"]["training"]["seed"]))
+
+
+def top_candidates(spec: dict, rows: Sequence[dict]) -> list[dict]:
+    """The rows of the ``final.topK`` best distinct candidates of the search, best first
+    (a duplicate of a better trial is skipped: same architecture and hyperparameters)."""
+    final = spec.get("final")
+    if not final:
+        return []
+    search = search_rows(spec, rows)
+    by_name = {r["name"]: r for r in search}
+    out, seen = [], set()
+    for record in ranked([from_row(r, details=False) for r in search], spec["objective"]["goal"]):
+        row = by_name[record.name]
+        key = row.get("hash") or genotype_hash(row.get("architecture") or {}, row.get("hyperparameters") or {})
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(row)
+        if len(out) == final["topK"]:
+            break
+    return out
+
+
+def search_finished(spec: dict, rows: Sequence[dict]) -> bool:
+    """All ``maxTrials`` trials of the search have finished (rows are finished trials)."""
+    return len(search_rows(spec, rows)) >= spec["budget"]["maxTrials"]
+
+
+def reevaluation_plan(spec: dict, rows: Sequence[dict]) -> list[Reevaluation]:
+    """Every re-evaluation trial of the experiment (made or not), once the search has
+    finished; [] before, and without ``spec.final``. Deterministic in the rows."""
+    final = spec.get("final")
+    if not final or not search_finished(spec, rows):
+        return []
+    extra = final["seeds"] - 1
+    start = spec["budget"]["maxTrials"]
+    return [Reevaluation(index=start + rank * extra + j - 1, of=row["name"], seed=trial_seed(spec, row) + j)
+            for rank, row in enumerate(top_candidates(spec, rows)) for j in range(1, extra + 1)]
+
+
+def reevaluation_trial(trial_spec: dict, reevaluation: Reevaluation) -> dict:
+    """A re-evaluation's trial spec from the one ``build_trial_spec`` made of the original
+    candidate under ``reevaluation.index``: another training seed, and the mark."""
+    trial = copy.deepcopy(trial_spec)
+    trial["training"]["seed"] = reevaluation.seed
+    if "seed" in trial["hyperparameters"]:  # a searched seed wins over training.seed
+        trial["hyperparameters"]["seed"] = reevaluation.seed
+    trial[REEVALUATION_OF] = reevaluation.of
+    return trial
+
+
+def aggregates(spec: dict, rows: Sequence[dict]) -> list[Aggregate]:
+    """The re-evaluated candidates, best mean first (ties: lower index first); [] without
+    ``spec.final`` or before the search has finished."""
+    goal = spec["objective"]["goal"]
+    runs: dict[str, list[tuple[int, str, float]]] = {}
+    for row in reevaluation_rows(spec, rows):
+        reward = from_row(row, details=False).reward
+        if row.get("status") == SUCCEEDED and reward is not None and row.get(REEVALUATION_OF):
+            runs.setdefault(row[REEVALUATION_OF], []).append((row["index"], row["name"], reward))
+    out = []
+    for row in top_candidates(spec, rows) if search_finished(spec, rows) else []:
+        extra = sorted(runs.get(row["name"], []))
+        original = from_row(row, details=False).reward
+        out.append(Aggregate(name=row["name"], index=row["index"],
+                             trials=(row["name"], *(name for _, name, _ in extra)),
+                             rewards=(original, *(reward for _, _, reward in extra))))
+    sign = -1.0 if goal == "maximize" else 1.0
+    return sorted(out, key=lambda a: (sign * a.mean, a.index))
+
+
+def outcome(spec: dict, rows: Sequence[dict], elapsed_seconds: float) -> Outcome | None:
+    """:func:`kubenas.experiment.experiment_outcome` with ``spec.final``: the search part
+    decides as without it, over the search's trials; after ``maxTrials``, the experiment
+    succeeds once every re-evaluation trial has finished. Failed trials of both parts
+    count against ``maxFailedTrials``; ``deadlineSeconds`` stops the re-evaluation too."""
+    records = [from_row(r, details=False) for r in rows]
+    final = spec.get("final")
+    if not final:
+        return experiment_outcome(spec, records, elapsed_seconds)
+    budget = spec["budget"]
+    failed = sum(1 for r in records if r.phase == FAILED)
+    if failed > budget["maxFailedTrials"]:
+        return Outcome(FAILED, TOO_MANY_FAILED_TRIALS,
+                       f"{failed} trials failed, more than budget.maxFailedTrials ({budget['maxFailedTrials']})")
+    decided = experiment_outcome(spec, [r for r in records if is_search(spec, r.index)], elapsed_seconds)
+    if decided is None or decided.reason != MAX_TRIALS_REACHED:
+        return decided
+    plan = reevaluation_plan(spec, rows)
+    done = {r.index for r in records}
+    if all(p.index in done for p in plan):
+        return Outcome(SUCCEEDED, MAX_TRIALS_REACHED,
+                       f"{decided.message}; the top {len(plan) // (final['seeds'] - 1)} re-evaluated with "
+                       f"{final['seeds']} seeds each ({len(plan)} more trials, spec.final)")
+    deadline = budget.get("deadlineSeconds")
+    if deadline is not None and elapsed_seconds >= deadline:
+        return Outcome(STOPPED, DEADLINE_EXCEEDED,
+                       f"ran {elapsed_seconds:.0f}s during the re-evaluation, budget.deadlineSeconds is {deadline}")
+    return None
+
+
+def planned_trials(spec: dict) -> int:
+    """The most trials the experiment runs: ``maxTrials`` plus ``topK * (seeds - 1)``."""
+    final = spec.get("final")
+    extra = final["topK"] * (final["seeds"] - 1) if final else 0
+    return spec["budget"]["maxTrials"] + extra
+
+
+__all__ = ["REEVALUATION_OF", "Aggregate", "Reevaluation", "aggregates", "is_search", "outcome", "planned_trials",
+           "reevaluation_plan", "reevaluation_trial", "search_finished", "top_candidates"]
