@@ -6,7 +6,7 @@ from kubenas.cli import main
 from .conftest import finished_lines, write
 
 
-def test_final_reevaluates_the_top_candidates_with_more_seeds(tmp_path, tiny):
+def test_final_reevaluates_the_top_candidates_with_more_seeds(tmp_path, tiny, capsys):
     run_dir = tmp_path / "run"
     tiny["spec"]["budget"].update(maxTrials=3, parallelTrials=2)
     tiny["spec"]["trial"]["training"]["seed"] = 7
@@ -32,3 +32,5 @@ def test_final_reevaluates_the_top_candidates_with_more_seeds(tmp_path, tiny):
     assert abs(best["final"]["mean"] - sum(rewards) / 2) < 1e-12
     assert abs(best["final"]["std"] - abs(rewards[0] - rewards[1]) / 2 ** 0.5) < 1e-12
     assert json.loads((run_dir / "state.json").read_text())["phase"] == "Succeeded"
+    out = capsys.readouterr().out
+    assert f"best: {top['name']} mean reward {top['mean']:.4f} ± {top['std']:.4f} over 2 seeds" in out

@@ -181,9 +181,12 @@ def _print_summary(console: Console, summary, runner, run_dir: str) -> None:
     console.print(Text.assemble((str(summary.phase), colour), f" ({summary.reason}): {summary.message}; {counts}"),
                   highlight=False)
     if summary.best:
-        console.print(Text(f"best: {summary.best['name']} reward {summary.best['reward']:.4f}; "
+        final = summary.best.get("final")  # spec.final: the best mean over seeds
+        reward = (f"mean reward {final['mean']:.4f} ± {final['std']:.4f} over {final['n']} seeds" if final
+                  else f"reward {summary.best['reward']:.4f}")
+        console.print(Text(f"best: {summary.best['name']} {reward}; "
                            f"results in {run_dir}/ (trials.jsonl, best.json, best_model.pt, progress.png"
-                           f"{', pareto.json, pareto.png' if pareto else ''})"),
+                           f"{', pareto.json, pareto.png' if pareto else ''}{', final.json' if final else ''})"),
                       highlight=False)
 
 
