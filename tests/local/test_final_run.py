@@ -1,7 +1,10 @@
 """`kubenas run` with spec.final: the top candidates are trained again with other seeds."""
 import json
 
+import pytest
+
 from kubenas.cli import main
+from kubenas.local.rundir import RunDir, RunDirMismatch
 
 from .conftest import finished_lines, write
 
@@ -34,3 +37,14 @@ def test_final_reevaluates_the_top_candidates_with_more_seeds(tmp_path, tiny, ca
     assert json.loads((run_dir / "state.json").read_text())["phase"] == "Succeeded"
     out = capsys.readouterr().out
     assert f"best: {top['name']} mean reward {top['mean']:.4f} ± {top['std']:.4f} over 2 seeds" in out
+
+
+def test_max_trials_cannot_change_with_final(tmp_path, tiny):
+    tiny["spec"]["final"] = {"topK": 1, "seeds": 2}
+    run_dir = RunDir(tmp_path / "run")
+    run_dir.bind(tiny)
+    tiny["spec"]["budget"]["parallelTrials"] = 1
+    run_dir.bind(tiny)  # other budget changes still resume
+    tiny["spec"]["budget"]["maxTrials"] = 5
+    with pytest.raises(RunDirMismatch, match="spec.budget.maxTrials cannot change with spec.final"):
+        run_dir.bind(tiny)

@@ -65,6 +65,11 @@ class RunDir:
                 f"{self.root} holds a different experiment ({what} changed); only "
                 f"{', '.join('spec.' + k for k in PARTS_ALLOWED_TO_CHANGE)} may change on resume. "
                 "Use another --run-dir, or delete this one to start over.")
+        before, now = (previous.get("spec", {}).get("budget") or {}), (experiment["spec"].get("budget") or {})
+        if experiment["spec"].get("final") and before.get("maxTrials") != now.get("maxTrials"):
+            raise RunDirMismatch(
+                f"{self.root}: spec.budget.maxTrials cannot change with spec.final (the re-evaluation trials "
+                f"are numbered after it); keep maxTrials {before.get('maxTrials')}, or use another --run-dir.")
         _atomic_write(self.experiment_file, yaml.safe_dump(experiment, sort_keys=False))
 
     # -- finished trials -----------------------------------------------------------
