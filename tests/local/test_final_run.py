@@ -38,6 +38,16 @@ def test_final_reevaluates_the_top_candidates_with_more_seeds(tmp_path, tiny, ca
     out = capsys.readouterr().out
     assert f"best: {top['name']} mean reward {top['mean']:.4f} ± {top['std']:.4f} over 2 seeds" in out
 
+    # Killed during the re-evaluation: the unfinished re-evaluation reruns as such, nothing else.
+    lines = (run_dir / "trials.jsonl").read_text().splitlines()
+    kept = [line for line in lines if json.loads(line)["index"] != 4]
+    (run_dir / "trials.jsonl").write_text("\n".join(kept) + "\n")
+    assert main(["run", str(write(tmp_path, tiny)), "--run-dir", str(run_dir), "--no-progress"]) == 0
+    again = {r["index"]: r for r in finished_lines(run_dir)}
+    assert sorted(again) == [0, 1, 2, 3, 4]
+    assert (again[4]["reevaluationOf"], again[4]["seed"]) == (rows[4]["reevaluationOf"], 8)
+    assert [again[i] for i in range(4)] == [rows[i] for i in range(4)]
+
 
 def test_max_trials_cannot_change_with_final(tmp_path, tiny):
     tiny["spec"]["final"] = {"topK": 1, "seeds": 2}
