@@ -29,7 +29,8 @@ from kubenas.contract import DUPLICATE, FAILED, RUNNING, STOPPED_BY_RUNNER, SUCC
 from kubenas.contract import artifacts as art
 from kubenas.contract.genotype import genotype_hash
 from kubenas.early_stopping import median_stop
-from kubenas.experiment import Outcome, best_reward, candidate, counts_by_phase, from_row, strategy_reward
+from kubenas.experiment import (Outcome, best_reward, candidate, counts_by_phase, experiment_outcome, from_row,
+                                strategy_reward)
 from kubenas.experiment import final as final_phase
 from kubenas.space import SearchSpace, constraints_from_spec
 from kubenas.strategies import make_strategy, rebuild
@@ -142,7 +143,9 @@ class LocalRunner:
         outcome = None
         try:
             while True:
-                outcome = final_phase.outcome(self.spec, records, time.time() - started_epoch)
+                elapsed = time.time() - started_epoch
+                outcome = (final_phase.outcome(self.spec, records, elapsed) if self.spec.get("final")
+                           else experiment_outcome(self.spec, self.trial_records, elapsed))
                 if outcome is not None:
                     break
                 # Fill the free slots: unfinished trials from a killed run first, then the
@@ -212,7 +215,8 @@ class LocalRunner:
         completed = None
         for index, proc in list(self.running.items()):
             if proc.poll() is None:
-                if stopping["type"] == "median":
+                # A re-evaluation is never stopped early: its full run is what the mean needs.
+                if stopping["type"] == "median" and final_phase.is_search(self.spec, index):
                     if completed is None:
                         completed = [r.get("history") or [] for r in records if r.get("status") == SUCCEEDED]
                     if not proc.early_stop_requested and median_stop(
