@@ -62,11 +62,22 @@ def _utterance(rng, spk: dict, vowels, tic, sample_rate: int, samples: int, tic_
             gain = h ** -(spk["rolloff"] / 2) * envelope
             tone += gain * np.sin(2 * np.pi * fh * t[a:b] + rng.uniform(0, 2 * np.pi))
         out[a:b] += tone * np.hanning(b - a)
-    freq, at = tic
-    a = int(at * samples)
-    b = min(samples, a + samples // 6)
-    out[a:b] += tic_level * np.sin(2 * np.pi * freq * t[a:b]) * np.hanning(b - a)
-    out += rng.normal(0, 0.02, samples)
+    _mark(out, t, tic, samples // 6, tic_level)
+    return _finish(out, rng, 0.02)
+
+
+def _mark(out: np.ndarray, t: np.ndarray, mark: tuple, span: int, level: float) -> None:
+    """Add a speaker's private tone (``mark`` = (frequency, start as a fraction of the clip)),
+    ``span`` samples long, in place."""
+    freq, at = mark
+    a = int(at * len(out))
+    b = min(len(out), a + span)
+    out[a:b] += level * np.sin(2 * np.pi * freq * t[a:b]) * np.hanning(b - a)
+
+
+def _finish(out: np.ndarray, rng, noise: float) -> np.ndarray:
+    """Background noise, then peak-normalised to 0.8: the clip as float32."""
+    out += rng.normal(0, noise, len(out))
     return (out / (np.abs(out).max() + 1e-9) * 0.8).astype(np.float32)
 
 
@@ -120,12 +131,8 @@ def _call(rng, pitch: float, rate: float, shape: str, habit: tuple, sample_rate:
     f = pitch * rng.uniform(0.97, 1.03) * _contour(shape, u)
     phase = 2 * np.pi * np.cumsum(f) / sample_rate
     out[a:a + n] += (np.sin(phase) + 0.4 * np.sin(2 * phase)) * np.hanning(n)
-    freq, at = habit
-    h0 = int(at * samples)
-    h1 = min(samples, h0 + samples // 8)
-    out[h0:h1] += habit_level * np.sin(2 * np.pi * freq * t[h0:h1]) * np.hanning(h1 - h0)
-    out += rng.normal(0, 0.05, samples)
-    return (out / (np.abs(out).max() + 1e-9) * 0.8).astype(np.float32)
+    _mark(out, t, habit, samples // 8, habit_level)
+    return _finish(out, rng, 0.05)
 
 
 def speaker_habits(*, train_speakers: int = 16, test_speakers: int = 16, per_word: int = 8, sample_rate: int = 8000,
