@@ -37,13 +37,54 @@ def test_unknown_strategy_names_the_field(experiment):
     assert "spec.strategy.type" in paths(experiment)
 
 
-def test_strategy_fidelity_is_refused_until_it_is_wired(experiment):
-    # ASHA exists as a library layer (kubenas.strategies.fidelity) but no runner uses it:
-    # the field must be refused, never accepted and ignored.
-    experiment["spec"]["strategy"]["fidelity"] = {"minResource": 1, "maxResource": 9, "reductionFactor": 3}
+def test_strategy_fidelity_is_validated_with_named_fields(experiment):
+    experiment["spec"]["trial"]["training"]["epochs"] = 9
+    experiment["spec"]["strategy"]["fidelity"] = {"minResource": 1, "reductionFactor": 3}
+    assert validate_experiment(experiment) == []
+    filled = with_defaults(experiment["spec"])["strategy"]["fidelity"]
+    assert filled == {"type": "asha", "minResource": 1, "reductionFactor": 3}
+
+    # maxResource is trial.training.epochs: a separate setting would be a second truth.
+    experiment["spec"]["strategy"]["fidelity"] = {"maxResource": 9}
     issues = validate_experiment(experiment)
-    assert [i.path for i in issues] == ["spec.strategy.fidelity"]
+    assert [i.path for i in issues] == ["spec.strategy.fidelity.maxResource"]
     assert "unknown field" in issues[0].message
+
+    experiment["spec"]["strategy"]["fidelity"] = {"minResource": 9}
+    issues = validate_experiment(experiment)
+    assert [i.path for i in issues] == ["spec.strategy.fidelity.minResource"]
+    assert "trial.training.epochs (9)" in issues[0].message and "lower minResource" in issues[0].message
+
+    experiment["spec"]["strategy"]["fidelity"] = {"reductionFactor": 1}
+    assert paths(experiment) == ["spec.strategy.fidelity.reductionFactor"]
+    experiment["spec"]["strategy"]["fidelity"] = {"type": "hyperband"}
+    assert paths(experiment) == ["spec.strategy.fidelity.type"]
+
+
+@pytest.mark.parametrize("other, path", [
+    ({"earlyStopping": {"type": "median"}}, "spec.earlyStopping.type"),
+    ({"objective": {"metric": "accuracy", "pareto": ["parameters"]}}, "spec.strategy.fidelity"),
+    ({"final": {"topK": 2, "seeds": 3}}, "spec.final"),
+])
+def test_strategy_fidelity_refuses_what_it_would_contradict(experiment, other, path):
+    experiment["spec"]["trial"]["training"]["epochs"] = 9
+    experiment["spec"]["strategy"]["fidelity"] = {}
+    experiment["spec"]["objective"].pop("target", None)
+    experiment["spec"].update(other)
+    issues = validate_experiment(experiment)
+    assert [i.path for i in issues] == [path]
+    assert "fidelity" in issues[0].message and "remove" in issues[0].message
+
+
+def test_strategy_fidelity_is_refused_on_a_cluster_not_ignored(experiment):
+    from kubenas.api.validation import cluster_issues
+
+    experiment["spec"]["trial"]["training"]["epochs"] = 9
+    experiment["spec"]["strategy"]["fidelity"] = {}
+    assert validate_experiment(experiment) == []
+    issues = cluster_issues(with_defaults(experiment["spec"]))
+    assert [i.path for i in issues] == ["spec.strategy.fidelity"]
+    assert "kubenas run" in issues[0].message
 
 
 def test_unknown_op_names_the_field_and_index(experiment):

@@ -20,6 +20,7 @@ from kubenas.contract.tasks import DATASETS_WITH_PATH, TASK_DATASET_FIELDS, TASK
 
 from . import API_VERSION, EXPERIMENT_KIND
 from kubenas.contract import artifacts as artifacts_contract
+from kubenas.contract import fidelity as fidelity_contract
 from kubenas.strategies import STRATEGY_TYPES
 
 from .schema import format_path, openapi_schema, validator
@@ -221,6 +222,31 @@ def _strategy_issues(spec: dict) -> list[Issue]:
     return []
 
 
+def _fidelity_issues(spec: dict) -> list[Issue]:
+    """spec.strategy.fidelity: rungs within trial.training.epochs, and nothing it would contradict."""
+    from kubenas.space import SpaceError
+    from kubenas.strategies import resolve_fidelity
+
+    strategy = spec["strategy"]
+    if strategy.get("fidelity") is None:
+        return []
+    try:
+        resolve_fidelity(strategy, spec["trial"]["training"]["epochs"])
+    except SpaceError as err:
+        return [Issue(_spec_path(err.path, "strategy"), err.message)]
+    if spec["earlyStopping"]["type"] != "none":
+        return [Issue("spec.earlyStopping.type", f"{spec['earlyStopping']['type']} cannot be combined with "
+                      "strategy.fidelity, which already stops the weaker trials at every rung; set it to none "
+                      "or remove strategy.fidelity")]
+    if spec["objective"].get("pareto"):
+        return [Issue("spec.strategy.fidelity", "promotes by one scalar reward and cannot rank several "
+                      "objectives (objective.pareto); remove objective.pareto or strategy.fidelity")]
+    if spec.get("final"):
+        return [Issue("spec.final", "cannot be combined with strategy.fidelity yet: re-evaluate the best "
+                      "candidates in a separate experiment, or remove one of them")]
+    return []
+
+
 def _constraints_issues(spec: dict) -> list[Issue]:
     from kubenas.space import SearchSpace, SpaceError, cheapest_violation, constraints_from_spec
 
@@ -264,6 +290,9 @@ def cluster_issues(spec: dict) -> list[Issue]:
     if spec.get("final"):
         return [Issue("spec.final", "re-evaluation with more seeds is not yet supported on a cluster "
                       "(only by `kubenas run`); remove spec.final, or run the experiment locally")]
+    if (spec.get("strategy") or {}).get("fidelity") is not None:
+        return [Issue("spec.strategy.fidelity", "multi-fidelity search is not yet supported on a cluster "
+                      "(only by `kubenas run`); remove strategy.fidelity, or run the experiment locally")]
     return []
 
 
@@ -529,6 +558,8 @@ SEMANTIC_CHECKS = (
     (_search_space_issues, ("spec.searchSpace",)),
     (_strategy_issues, ("spec.strategy", "spec.budget", "spec.objective")),
     (_budget_issues, ("spec.budget",)),
+    (_fidelity_issues, ("spec.strategy", "spec.trial.training", "spec.earlyStopping", "spec.objective",
+                        "spec.final")),
     (_final_issues, ("spec.final", "spec.objective")),
     (_constraints_issues, ("spec.constraints", "spec.trial.dataset")),
     (_trial_issues, ("spec.trial.dataset", "spec.trial.task", "spec.trial.command", "spec.trial.model",
@@ -613,6 +644,9 @@ def with_defaults(spec: dict) -> dict:
     objective.setdefault("penalties", [])
     spec.setdefault("searchSpace", {}).setdefault("hyperparameters", [])
     spec.setdefault("strategy", {}).setdefault("seed", 0)
+    if isinstance(spec["strategy"].get("fidelity"), dict):
+        for key, value in fidelity_contract.FIDELITY_DEFAULTS.items():
+            spec["strategy"]["fidelity"].setdefault(key, value)
     budget = spec.setdefault("budget", {})
     budget.setdefault("parallelTrials", 1)
     budget.setdefault("maxFailedTrials", 3 + int(budget.get("maxTrials", 0)) // 10)

@@ -23,6 +23,7 @@ MODEL_FILES = {fmt: "model" + suffix for fmt, suffix in EXPORT_SUFFIX.items()}
 MODEL_FILE = MODEL_FILES["torchscript"]  # the format the status names when the trial has it
 RESULT_FILE = "result.json"
 HISTORY_FILE = "history.jsonl"
+CHECKPOINT_FILE = "checkpoint.pt"  # what a multi-fidelity trial saves and its promotion continues
 
 # Which models are kept.
 MODELS_ALL = "all"    # every succeeded trial's

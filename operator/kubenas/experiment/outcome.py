@@ -20,6 +20,7 @@ from kubenas.contract import (
     DEADLINE_EXCEEDED,
 )
 
+from . import fidelity
 from .ranking import best_reward, finished_counts
 from .record import TrialRecord
 
@@ -56,7 +57,10 @@ def experiment_outcome(spec: dict, records: Sequence[TrialRecord], elapsed_secon
                        f"{failed} trials failed, more than budget.maxFailedTrials ({budget['maxFailedTrials']})")
     if target_reached(best, objective.get("target"), objective["goal"]):
         return Outcome(SUCCEEDED, TARGET_REACHED, f"best reward {best:.4g} reached objective.target {objective['target']}")
-    if finished >= budget["maxTrials"]:
+    if fidelity.plan(spec) is not None:  # maxTrials counts candidates; promotions come on top
+        if fidelity.budget_spent(spec, records):
+            return Outcome(SUCCEEDED, MAX_TRIALS_REACHED, fidelity.spent_message(spec, records))
+    elif finished >= budget["maxTrials"]:
         return Outcome(SUCCEEDED, MAX_TRIALS_REACHED, f"{finished} trials finished (budget.maxTrials)")
     deadline = budget.get("deadlineSeconds")
     if deadline is not None and elapsed_seconds >= deadline:
@@ -75,6 +79,10 @@ def trials_to_start(spec: dict, records: Sequence[TrialRecord], elapsed: float =
     in_flight = sum(1 for r in records if r.phase in TRIAL_ACTIVE)
     finished = len(records) - in_flight
     room = min(int(budget["parallelTrials"]) - in_flight, int(budget["maxTrials"]) - finished - in_flight)
+    if fidelity.plan(spec) is not None:  # promotions come on top of maxTrials (kubenas.experiment.fidelity)
+        room = int(budget["parallelTrials"]) - in_flight
+        if room > 0 and experiment_outcome(spec, records, elapsed) is None:
+            room = len(fidelity.next_jobs(spec, records, room))
     if room <= 0 or experiment_outcome(spec, records, elapsed) is not None:
         return []
     indices = [int(r.index) for r in records if r.index is not None]

@@ -38,6 +38,9 @@ class TrialRecord:
     # The measured costs of a Succeeded trial, one per PENALTY_METRICS (NaN: not measured):
     # what a Pareto front (objective.pareto) is drawn from.
     costs: Sequence[float] = ()
+    # A multi-fidelity experiment's trial (spec.strategy.fidelity): which candidate, which rung.
+    candidate: int | None = None
+    rung: int = 0
 
     @property
     def finished(self) -> bool:
@@ -77,6 +80,15 @@ def _costs(phase: str, metrics) -> tuple:
     return array("d", (_nan_if_none(finite_number(metrics.get(m))) for m in PENALTY_METRICS))
 
 
+def _fidelity(spec: dict) -> dict:
+    """``candidate`` and ``rung`` of a multi-fidelity trial's ``fidelity`` field; {} for others."""
+    field = spec.get("fidelity")
+    if not isinstance(field, dict) or not isinstance(field.get("candidate"), int):
+        return {}
+    rung = field.get("rung")
+    return {"candidate": field["candidate"], "rung": rung if isinstance(rung, int) and rung >= 0 else 0}
+
+
 def _nan_if_none(value: float | None) -> float:
     return math.nan if value is None else value
 
@@ -98,7 +110,8 @@ def from_trial_object(trial: dict, *, details: bool = True) -> TrialRecord:
     status = trial.get("status") or {}
     phase = status.get("phase") or PENDING
     record = TrialRecord(name=trial["metadata"]["name"], index=spec.get("index"), phase=phase,
-                         reward=finite_number(status.get("reward")), acknowledged=acknowledged(status))
+                         reward=finite_number(status.get("reward")), acknowledged=acknowledged(status),
+                         **_fidelity(spec))
     if not details:
         return record
     metric = (spec.get("objective") or {}).get("metric") or "accuracy"
@@ -110,7 +123,7 @@ def from_row(row: dict, metric: str = "accuracy", *, details: bool = True) -> Tr
     """A line of trials.jsonl as a record (every such trial is finished and recorded)."""
     phase = row.get("status") or PENDING
     record = TrialRecord(name=row.get("name", ""), index=row.get("index"), phase=phase,
-                         reward=finite_number(row.get("reward")), acknowledged=True)
+                         reward=finite_number(row.get("reward")), acknowledged=True, **_fidelity(row))
     if not details:
         return record
     return replace(record, architecture=architecture_summary(row.get("architecture")),
@@ -148,6 +161,7 @@ def row_from_trial_object(trial: dict) -> dict:
         "message": status.get("message") or "",
         "metrics": status.get("metrics") or {},
         "history": [h for h in (status.get("history") or []) if isinstance(h, dict)],
+        **({"fidelity": spec["fidelity"]} if spec.get("fidelity") else {}),
         "startTime": status.get("startTime"),
         "completionTime": status.get("completionTime"),
     }

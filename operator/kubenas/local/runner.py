@@ -3,6 +3,7 @@
 The loop, written down as a state machine of the experiment:
 
     Running --(finished >= maxTrials | target reached)--> Succeeded
+    Running --(with strategy.fidelity: maxTrials candidates, nothing left to promote)--> Succeeded
     Running --(with spec.final: maxTrials finished)-----> re-evaluating (still phase Running)
     re-evaluating --(every re-evaluation finished)------> Succeeded
     Running --(failed > maxFailedTrials)----------------> Failed
@@ -13,7 +14,10 @@ and of each trial: proposed (trial.json written) -> running (a process) -> finis
 (a line in trials.jsonl: Succeeded | Failed | EarlyStopped). A trial proposed but not
 finished when the runner died is run again, under the same index, on resume. Re-evaluation
 trials (spec.final, kubenas.experiment.final) are trials of a top candidate with another
-training seed: never proposed by, nor shown to, the strategy.
+training seed: never proposed by, nor shown to, the strategy. With ``strategy.fidelity``
+(kubenas.experiment.fidelity) each trial trains one candidate to one rung; a promotion is
+a new trial that continues the candidate's previous trial from its checkpoint.pt, and
+the strategy observes each candidate's rung-0 result under the candidate's number.
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ from kubenas.contract.genotype import genotype_hash
 from kubenas.early_stopping import median_stop
 from kubenas.experiment import (Outcome, best_reward, candidate, counts_by_phase, experiment_outcome, from_row,
                                 strategy_reward)
+from kubenas.experiment import fidelity
 from kubenas.experiment import final as final_phase
 from kubenas.space import SearchSpace, constraints_from_spec
 from kubenas.strategies import make_strategy, rebuild
@@ -82,6 +87,8 @@ class LocalRunner:
         self.running: dict[int, TrialProcess] = {}
         self.trial_records: list = []  # the finished rows as kubenas.experiment.TrialRecords (what decides)
         self.artifacts_env = artifacts_env(self.spec, self.name)
+        self.fidelity = fidelity.plan(self.spec)  # None unless spec.strategy.fidelity
+        self.running_fidelity: dict[int, dict | None] = {}  # index -> the fidelity field of a trial in flight
 
     # -- setup and resume ------------------------------------------------------------
 
@@ -91,14 +98,26 @@ class LocalRunner:
                                  self.pareto)
         finished = self.run_dir.finished()
         proposed = self.run_dir.proposed()
-        # The strategy knows the search's trials only, never the re-evaluations.
-        searched = final_phase.search_rows(self.spec, proposed)
-        observed = final_phase.search_rows(self.spec, finished)
+        # The strategy knows the search's trials only, never the re-evaluations; with
+        # fidelity, each candidate's first trial (rung 0), under the candidate's number.
+        searched = self._strategy_rows(proposed)
+        observed = self._strategy_rows(finished)
         if not self._load_checkpoint(strategy, len(searched), len(observed)):
             rebuild(strategy,
-                    proposed=[(t["index"], candidate(t)) for t in searched],
-                    finished=[(r["index"], candidate(r), _strategy_reward(r), r.get("metrics")) for r in observed])
+                    proposed=[(self._strategy_index(t), candidate(t)) for t in searched],
+                    finished=[(self._strategy_index(r), candidate(r), _strategy_reward(r), r.get("metrics"))
+                              for r in observed])
         return strategy, proposed, finished
+
+    def _strategy_rows(self, rows: list) -> list:
+        """The trials (specs or rows) the strategy proposed and learns from."""
+        if self.fidelity is not None:
+            return [r for r in rows if (r.get(fidelity.FIDELITY) or {}).get("rung") == 0]
+        return final_phase.search_rows(self.spec, rows)
+
+    def _strategy_index(self, row: dict) -> int:
+        """The strategy's index of a trial: the candidate's number with fidelity, else the trial's."""
+        return row[fidelity.FIDELITY]["candidate"] if self.fidelity is not None else row["index"]
 
     def _load_checkpoint(self, strategy, proposed: int, finished: int) -> bool:
         """Use the checkpoint when it matches the history exactly; else replay history."""
@@ -133,19 +152,27 @@ class LocalRunner:
         finished_indices = {r["index"] for r in records}
         unfinished = [t for t in proposed if t["index"] not in finished_indices]
         proposed_indices = {t["index"] for t in proposed}
-        searched = final_phase.search_rows(self.spec, proposed)
+        searched = self._strategy_rows(proposed)
         proposed_count = len(searched)  # the search's, as the strategy's checkpoint counts them
-        next_index = max((t["index"] for t in searched), default=-1) + 1
+        next_index = max((t["index"] for t in (proposed if self.fidelity else searched)), default=-1) + 1
         max_trials = self.spec["budget"]["maxTrials"]
-        hashes = {r.get("hash"): r for r in records if r.get("status") == SUCCEEDED and r.get("hash")}
+        # Succeeded trials by candidate hash: a repeated candidate is not retrained (with
+        # fidelity: only a candidate's first trial, and only against another first trial).
+        hashes = {r.get("hash"): r for r in self._strategy_rows(records)
+                  if r.get("status") == SUCCEEDED and r.get("hash")}
 
-        self.progress.start(final_phase.planned_trials(self.spec), len(records))
+        self.progress.start(fidelity.planned_trials(self.spec) if self.fidelity
+                            else final_phase.planned_trials(self.spec), len(records))
         outcome = None
         try:
             while True:
                 elapsed = time.time() - started_epoch
-                outcome = (final_phase.outcome(self.spec, records, elapsed) if self.spec.get("final")
-                           else experiment_outcome(self.spec, self.trial_records, elapsed))
+                if self.spec.get("final"):
+                    outcome = final_phase.outcome(self.spec, records, elapsed)
+                elif self.fidelity is not None:  # the trials in flight count: promotions are decided on them
+                    outcome = experiment_outcome(self.spec, self.trial_records + self._active_records(), elapsed)
+                else:
+                    outcome = experiment_outcome(self.spec, self.trial_records, elapsed)
                 if outcome is not None:
                     break
                 # Fill the free slots: unfinished trials from a killed run first, then the
@@ -153,6 +180,19 @@ class LocalRunner:
                 while len(self.running) < self.parallel:
                     if unfinished:
                         trial = unfinished.pop(0)
+                    elif self.fidelity is not None:
+                        trial = self._next_fidelity_trial(strategy, next_index)
+                        if trial is None:
+                            break
+                        next_index += 1
+                        if trial[fidelity.FIDELITY]["rung"] == 0:
+                            proposed_count += 1
+                            twin = hashes.get(genotype_hash(trial["architecture"], trial["hyperparameters"]))
+                            if twin is not None:  # duplicates are not retrained
+                                record = _duplicate_record(trial, twin, self.name)
+                                records.append(record)
+                                self._finish(strategy, record, records, proposed_count)
+                                continue
                     elif next_index >= max_trials:
                         trial = self._next_reevaluation(records, proposed_indices)
                         if trial is None:
@@ -184,6 +224,31 @@ class LocalRunner:
         self.progress.stop()
         return self._conclude(outcome, records, started)
 
+    def _active_records(self) -> list:
+        """The trials in flight as records (what a multi-fidelity decision counts)."""
+        return [from_row({"name": proc.name, "index": index, "status": RUNNING,
+                          fidelity.FIDELITY: self.running_fidelity.get(index)}, details=False)
+                for index, proc in self.running.items()]
+
+    def _next_fidelity_trial(self, strategy, index: int) -> dict | None:
+        """The next trial of a multi-fidelity experiment (trial ``index``), written to its
+        trial.json: a due promotion, else a new candidate; None when neither is due now."""
+        jobs = fidelity.next_jobs(self.spec, self.trial_records + self._active_records(), 1)
+        if not jobs:
+            return None
+        job = jobs[0]
+        if job.is_new:
+            proposal = strategy.propose(job.candidate)
+            resume_from = None
+        else:
+            previous = self.run_dir.trial_dir(job.resume_trial)
+            proposal = candidate(json.loads((previous / "trial.json").read_text()))
+            resume_from = str(previous / art.CHECKPOINT_FILE)
+        trial = fidelity.trial_fields(build_trial_spec(self.name, self.spec, index, proposal), job,
+                                      self.fidelity, resume_from)
+        self.run_dir.write_trial(trial_name(self.name, index), trial)
+        return trial
+
     def _next_reevaluation(self, records: list, proposed_indices: set) -> dict | None:
         """The next re-evaluation trial not yet made (written to its trial.json), or None."""
         by_name = {r["name"]: r for r in records}
@@ -206,6 +271,7 @@ class LocalRunner:
                                                     trial["timeoutSeconds"], self.threads, self.artifacts_env,
                                                     command=self.spec["trial"].get("command"),
                                                     python_path=self.python_path)
+        self.running_fidelity[trial["index"]] = trial.get(fidelity.FIDELITY)
         self.progress.trial_started(name)
         if self.metrics:
             self.metrics.trial_started(self.name)
@@ -225,6 +291,7 @@ class LocalRunner:
                         proc.request_early_stop()
                 continue
             del self.running[index]
+            self.running_fidelity.pop(index, None)
             trial = json.loads((proc.directory / "trial.json").read_text())
             record = _record(trial, proc, self.name)
             records.append(record)
@@ -234,9 +301,10 @@ class LocalRunner:
 
     def _finish(self, strategy, record: dict, records: list, proposed_count: int) -> None:
         self.run_dir.append_finished(record)
-        if final_phase.is_search(self.spec, record["index"]):
-            strategy.observe(record["index"], candidate(record), _strategy_reward(record), record.get("metrics"))
-            self._checkpoint(strategy, proposed_count, len(final_phase.search_rows(self.spec, records)))
+        if self._strategy_rows([record]):
+            strategy.observe(self._strategy_index(record), candidate(record), _strategy_reward(record),
+                             record.get("metrics"))
+            self._checkpoint(strategy, proposed_count, len(self._strategy_rows(records)))
         self.trial_records.append(from_row(record, details=False))
         best = best_reward(self.trial_records, self.goal)
         failed = counts_by_phase(self.trial_records).get(FAILED, 0)
@@ -294,6 +362,7 @@ def _record(trial: dict, proc: TrialProcess, experiment: str) -> dict:
         "exitCode": result.get("exitCode"),
         **({final_phase.REEVALUATION_OF: trial[final_phase.REEVALUATION_OF], "seed": trial["training"]["seed"]}
            if trial.get(final_phase.REEVALUATION_OF) else {}),
+        **_fidelity_fields(trial),
         "startTime": datetime.fromtimestamp(proc.started_at, timezone.utc).isoformat(),
         "completionTime": _now(),
     }
@@ -305,7 +374,15 @@ def _duplicate_record(trial: dict, twin: dict, experiment: str) -> dict:
             "name": trial_name(experiment, trial["index"]), "index": trial["index"],
             "architecture": trial["architecture"], "hyperparameters": trial.get("hyperparameters") or {},
             "reason": DUPLICATE, "message": f"same candidate as {twin['name']}; result reused, not retrained",
-            "duplicateOf": twin["name"], "exitCode": None, "startTime": now, "completionTime": now}
+            "duplicateOf": twin["name"], "exitCode": None, "startTime": now, "completionTime": now,
+            **_fidelity_fields(trial)}
+
+
+def _fidelity_fields(trial: dict) -> dict:
+    """A multi-fidelity trial's candidate and rung, and the epochs it was trained to."""
+    if not trial.get(fidelity.FIDELITY):
+        return {}
+    return {fidelity.FIDELITY: {**trial[fidelity.FIDELITY], "epochs": trial["training"]["epochs"]}}
 
 
 def _strategy_reward(record: dict) -> float | None:

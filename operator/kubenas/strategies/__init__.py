@@ -17,7 +17,7 @@ from .base import NoFeasibleCandidate, Strategy, rebuild
 from .evolution import RegularizedEvolution
 from .random_search import RandomSearch
 from .tpe import TPE
-from .settings import DEFAULTS, GOALS, STRATEGY_TYPES, check_goal, resolve_settings
+from .settings import DEFAULTS, GOALS, STRATEGY_TYPES, check_goal, resolve_fidelity, resolve_settings
 
 __all__ = [
     "DEFAULTS",
@@ -33,6 +33,7 @@ __all__ = [
     "check_strategy_spec",
     "make_strategy",
     "rebuild",
+    "resolve_fidelity",
 ]
 
 

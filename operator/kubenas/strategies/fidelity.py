@@ -24,24 +24,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..contract import fidelity as _contract
 from ..space import Candidate, SpaceError
 from .base import Strategy
 
-FIDELITY_DEFAULTS = {"minResource": 1, "maxResource": 9, "reductionFactor": 3}
+# The bench's (bench/search_efficiency.py) resource is the curves table's 9 epochs; an
+# experiment's maxResource defaults to its trial.training.epochs (kubenas.api.validation).
+FIDELITY_DEFAULTS = {"minResource": _contract.FIDELITY_DEFAULTS["minResource"], "maxResource": 9,
+                     "reductionFactor": _contract.FIDELITY_DEFAULTS["reductionFactor"]}
 
 
 def rungs(min_resource: int, max_resource: int, reduction_factor: int) -> list[int]:
-    """Epochs at each rung: min * eta^k below max, then max."""
-    if not (isinstance(min_resource, int) and isinstance(max_resource, int) and 1 <= min_resource <= max_resource):
-        raise SpaceError("strategy.fidelity.minResource",
-                         f"must be an integer from 1 to maxResource ({max_resource}), got {min_resource!r}")
-    if not isinstance(reduction_factor, int) or isinstance(reduction_factor, bool) or reduction_factor < 2:
-        raise SpaceError("strategy.fidelity.reductionFactor", f"must be an integer >= 2, got {reduction_factor!r}")
-    out, r = [], min_resource
-    while r < max_resource:
-        out.append(r)
-        r *= reduction_factor
-    return out + [max_resource]
+    """Epochs at each rung (``kubenas.contract.fidelity.rungs``); SpaceError on nonsense."""
+    try:
+        return _contract.rungs(min_resource, max_resource, reduction_factor)
+    except ValueError as err:
+        path, _, message = str(err).partition(": ")
+        raise SpaceError(path, message) from None
 
 
 @dataclass(frozen=True)
@@ -93,16 +92,7 @@ class SuccessiveHalving:
             self.strategy.observe(index, self.candidates[index], reward)
 
     def _promotable(self, rung: int) -> int | None:
-        scored = [(self.strategy.fitness(r), index) for index, r in self.results[rung].items()]
-        scored = [(f, index) for f, index in scored if f is not None]
-        top = len(self.results[rung]) // self.eta
-        if top == 0:
-            return None
-        scored.sort(key=lambda item: (-item[0], item[1]))  # ties: the earlier trial
-        for _, index in scored[:top]:
-            if index not in self.promoted[rung]:
-                return index
-        return None
+        return _contract.promotable(self.results[rung], self.promoted[rung], self.eta, self.strategy.goal)
 
     def best(self) -> tuple[int, int, float] | None:
         """(index, rung, reward) of the incumbent: the best result at the highest rung with one."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..contract import fidelity as fidelity_contract
 from ..space.errors import SpaceError
 from ..space.spec import expect_mapping, is_int, read_int, read_number, reject_unknown_keys
 
@@ -82,7 +83,7 @@ def resolve_settings(spec: Any) -> tuple[str, int, dict[str, Any]]:
     """``(type, seed, settings)`` with defaults filled in; SpaceError on nonsense."""
     spec = expect_mapping(spec, "strategy")
     kind = strategy_type(spec)
-    reject_unknown_keys(spec, ("type", "seed") + STRATEGY_TYPES, "strategy")
+    reject_unknown_keys(spec, ("type", "seed", "fidelity") + STRATEGY_TYPES, "strategy")
     block = spec.get(kind)
     block = expect_mapping({} if block is None else block, f"strategy.{kind}")
     path = f"strategy.{kind}"
@@ -129,3 +130,35 @@ def _tpe(block: dict, path: str, defaults: dict) -> dict:
         "maxGood": read_int(block, "maxGood", path, defaults["maxGood"], low=1),
         "priorWeight": read_number(block, "priorWeight", path, defaults["priorWeight"], low=0.0, low_open=True),
     }
+
+
+def resolve_fidelity(spec: Any, max_epochs: int) -> dict[str, Any] | None:
+    """``spec.strategy.fidelity`` with defaults and ``rungs`` filled in, or None without it.
+
+    The resource is training epochs; the last rung trains ``max_epochs``, the experiment's
+    ``trial.training.epochs`` (kubenas.contract.fidelity). SpaceError names the field.
+    """
+    spec = expect_mapping(spec, "strategy")
+    block = spec.get("fidelity")
+    if block is None:
+        return None
+    path = "strategy.fidelity"
+    block = expect_mapping(block, path)
+    defaults = fidelity_contract.FIDELITY_DEFAULTS
+    reject_unknown_keys(block, defaults, path)
+    kind = block.get("type", defaults["type"])
+    if kind not in fidelity_contract.FIDELITY_TYPES:
+        raise SpaceError(f"{path}.type", f"{kind!r} is not one of {', '.join(fidelity_contract.FIDELITY_TYPES)}")
+    settings = {"type": kind,
+                "minResource": read_int(block, "minResource", path, defaults["minResource"], low=1),
+                "reductionFactor": read_int(block, "reductionFactor", path, defaults["reductionFactor"], low=2)}
+    if settings["minResource"] >= max_epochs:
+        raise SpaceError(f"{path}.minResource", f"{settings['minResource']} epochs leaves nothing to promote to: the "
+                         f"last rung trains trial.training.epochs ({max_epochs}); lower minResource or raise epochs")
+    settings["maxResource"] = max_epochs
+    try:
+        settings["rungs"] = fidelity_contract.rungs(settings["minResource"], max_epochs, settings["reductionFactor"])
+    except ValueError as err:
+        where, _, message = str(err).partition(": ")
+        raise SpaceError(where, message) from None
+    return settings

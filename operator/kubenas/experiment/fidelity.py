@@ -1,0 +1,162 @@
+"""Multi-fidelity experiments (``spec.strategy.fidelity``): what to train next, and when the
+budget is spent. Pure decisions over trial records, for the local runner, the controller
+and the operator alike.
+
+A multi-fidelity experiment's trials each train one candidate to one rung
+(``kubenas.contract.fidelity``): a trial's spec carries ``fidelity: {candidate, rung}``.
+Candidate ``c`` is the strategy's ``c``-th proposal (the strategy's index); its first
+trial trains rung 0 (``minResource`` epochs). A promotion is a new trial of the same
+candidate at the next rung that continues the previous rung's trial from its checkpoint
+(``trial.checkpoint.resumeFrom``) where the trainer can resume, and retrains from
+scratch otherwise; every trial of such an experiment follows one learning-rate schedule
+of ``trial.training.epochs`` (the last rung), so a continued trial is the same run as
+one trained straight through.
+
+``budget.maxTrials`` counts candidates, not trials: promotions come on top. The budget
+is spent when ``maxTrials`` candidates have been proposed, no trial is in flight, and no
+result is promotable: the top ``1 / reductionFactor`` of every rung has been promoted.
+Which trials exist decides everything here, so a restarted runner or controller, or
+the operator folding statuses, reach the same decisions.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from kubenas.contract import TRIAL_ACTIVE
+from kubenas.contract import fidelity as contract
+
+from .record import TrialRecord, strategy_reward
+
+FIDELITY = "fidelity"  # the field of a trial's spec (and trials.jsonl row): {"candidate", "rung"}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A multi-fidelity experiment's schedule: epochs per rung and the reduction factor."""
+
+    rungs: tuple[int, ...]
+    reduction_factor: int
+    goal: str
+    max_candidates: int
+
+
+@dataclass(frozen=True)
+class Job:
+    """One trial to create: candidate ``candidate`` trained to rung ``rung`` (``epochs``);
+    a promotion continues ``resume_trial`` (the candidate's trial at the rung below,
+    trained ``resume_epochs``); a new candidate (rung 0) has neither."""
+
+    candidate: int
+    rung: int
+    epochs: int
+    resume_trial: str | None = None
+    resume_epochs: int = 0
+
+    @property
+    def is_new(self) -> bool:
+        return self.rung == 0
+
+    def field(self) -> dict:
+        """The trial spec's ``fidelity`` field."""
+        return {"candidate": self.candidate, "rung": self.rung}
+
+
+def plan(spec: dict) -> Plan | None:
+    """None without ``spec.strategy.fidelity``; ``spec`` has defaults filled (with_defaults)."""
+    block = (spec.get("strategy") or {}).get(FIDELITY)
+    if not block:
+        return None
+    epochs = spec["trial"]["training"]["epochs"]
+    return Plan(rungs=tuple(contract.rungs(block["minResource"], epochs, block["reductionFactor"])),
+                reduction_factor=block["reductionFactor"], goal=spec["objective"]["goal"],
+                max_candidates=spec["budget"]["maxTrials"])
+
+
+@dataclass
+class _Ladder:
+    results: list[dict]       # rung -> candidate -> reward (None: failed) of finished trials
+    promoted: list[set]       # rung -> candidates with a trial at the rung above
+    trials: dict              # (candidate, rung) -> trial name
+    candidates: int           # candidates proposed (trials at rung 0)
+    active: int               # trials in flight
+
+
+def _ladder(p: Plan, records: Sequence[TrialRecord]) -> _Ladder:
+    ladder = _Ladder([{} for _ in p.rungs], [set() for _ in p.rungs], {}, 0, 0)
+    for r in records:
+        if r.candidate is None or not 0 <= r.rung < len(p.rungs):
+            continue  # not a trial of this schedule (the spec's checks keep these out)
+        ladder.trials[(r.candidate, r.rung)] = r.name
+        if r.rung == 0:
+            ladder.candidates = max(ladder.candidates, r.candidate + 1)
+        else:
+            ladder.promoted[r.rung - 1].add(r.candidate)
+        if r.phase in TRIAL_ACTIVE:
+            ladder.active += 1
+        else:
+            ladder.results[r.rung][r.candidate] = strategy_reward(r.phase, r.reward)
+    return ladder
+
+
+def next_jobs(spec: dict, records: Sequence[TrialRecord], slots: int) -> list[Job]:
+    """Up to ``slots`` trials to start now, in order: due promotions first (from the highest
+    rung down), then new candidates while fewer than ``maxTrials`` were proposed."""
+    p = plan(spec)
+    if p is None:
+        raise ValueError("next_jobs: the experiment has no strategy.fidelity")
+    ladder = _ladder(p, records)
+    jobs: list[Job] = []
+    while len(jobs) < slots:
+        promotion = contract.next_promotion(ladder.results, ladder.promoted, p.reduction_factor, p.goal)
+        if promotion is not None:
+            candidate, rung = promotion
+            ladder.promoted[rung - 1].add(candidate)
+            jobs.append(Job(candidate, rung, p.rungs[rung], ladder.trials[(candidate, rung - 1)], p.rungs[rung - 1]))
+        elif ladder.candidates < p.max_candidates:
+            jobs.append(Job(ladder.candidates, 0, p.rungs[0]))
+            ladder.candidates += 1
+        else:
+            break
+    return jobs
+
+
+def budget_spent(spec: dict, records: Sequence[TrialRecord]) -> bool:
+    """Every candidate proposed, none in flight, and nothing left to promote."""
+    p = plan(spec)
+    ladder = _ladder(p, records)
+    return (ladder.candidates >= p.max_candidates and ladder.active == 0
+            and contract.next_promotion(ladder.results, ladder.promoted, p.reduction_factor, p.goal) is None)
+
+
+def spent_message(spec: dict, records: Sequence[TrialRecord]) -> str:
+    p = plan(spec)
+    ladder = _ladder(p, records)
+    per_rung = ", ".join(f"{sum(1 for (_, r) in ladder.trials if r == k)} to {e} epochs" for k, e in enumerate(p.rungs))
+    return (f"{ladder.candidates} candidates (budget.maxTrials) trained by successive halving: {per_rung}")
+
+
+def trial_fields(trial_spec: dict, job: Job, plan_: Plan, resume_from: str | None) -> dict:
+    """A trial spec (``kubenas.api.trials.build_trial_spec``) made into the job's: trained to
+    the rung's epochs on the schedule of the last rung, saving a checkpoint below the last
+    rung, continuing ``resume_from`` (where the checkpoint of ``job.resume_trial`` lies)."""
+    trial = dict(trial_spec)
+    trial["training"] = {**trial_spec["training"], "epochs": job.epochs, "scheduleEpochs": plan_.rungs[-1]}
+    trial[FIDELITY] = job.field()
+    trial["checkpoint"] = {"save": job.rung < len(plan_.rungs) - 1,
+                           "resumeFrom": resume_from if job.resume_trial else None}
+    return trial
+
+
+
+
+
+def planned_trials(spec: dict) -> int:
+    """How many trials successive halving runs when every rung fills: ``n // eta**k`` of
+    the ``n = maxTrials`` candidates reach rung ``k`` (a display total, not a limit)."""
+    p = plan(spec)
+    return sum(p.max_candidates // p.reduction_factor ** k for k in range(len(p.rungs)))
+
+
+__all__ = ["FIDELITY", "Job", "Plan", "budget_spent", "next_jobs", "plan", "planned_trials", "spent_message",
+           "trial_fields"]
