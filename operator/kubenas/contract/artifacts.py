@@ -83,6 +83,18 @@ def experiment_location(artifacts: dict, experiment: str) -> str:
     return join(f"{PVC_SCHEME}://{pvc['claimName']}", *[p for p in [pvc.get("path") or ""] if p], experiment)
 
 
+def trainer_root(artifacts: dict, experiment: str) -> str:
+    """The experiment's folder as a trainer in the cluster reaches it: the object-store URL,
+    or the claim's folder mounted at MOUNT_PATH (subPath ``pvc_sub_path``)."""
+    return experiment_location(artifacts, experiment) if artifacts.get("url") else MOUNT_PATH
+
+
+def trainer_checkpoint(artifacts: dict, experiment: str, trial: str) -> str:
+    """Where a trainer in the cluster finds trial ``trial``'s checkpoint (what a promotion
+    of a multi-fidelity experiment continues)."""
+    return join(trainer_root(artifacts, experiment), trial, CHECKPOINT_FILE)
+
+
 def trainer_env(artifacts: dict, experiment: str, root: str) -> dict:
     """The trainer's artifacts variables (not the credentials): where to write
     (``root``: the mounted folder, or the URL) and which models to keep. The operator's

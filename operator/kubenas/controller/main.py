@@ -10,7 +10,10 @@ Each pass (when a trial changes, and at least every ``poll_seconds``):
    WATCH of changes that also wakes the loop at once, so a pass costs O(changes), not
    O(trials), and a finished trial is replaced without waiting for the next poll;
 3. create NASTrials (deterministic names ``<experiment>-<index>``) to keep
-   ``parallelTrials`` in flight, until the budget is spent;
+   ``parallelTrials`` in flight, until the budget is spent; with ``strategy.fidelity``
+   (``kubenas.experiment.fidelity``) a trial is a due promotion of a candidate to its
+   next rung, continuing the previous rung's checkpoint in the experiment's artifacts, or
+   else a new candidate (the strategy sees candidates and their rung-0 results only);
 4. checkpoint ``strategy.state_dict()`` into the ConfigMap ``<experiment>-strategy``
    (``checkpoint.py``) when it changed, at most every ``checkpoint_seconds`` and once
    more when the experiment ends or the controller stops.
@@ -31,7 +34,8 @@ from datetime import datetime, timezone
 from kubenas.cluster.kube import Kube
 from kubenas.cluster.objects import accepted_spec, trial_object
 from kubenas.contract import EXPERIMENT_PLURAL, EXPERIMENT_TERMINAL, TRIAL_PLURAL
-from kubenas.experiment import candidate, elapsed_seconds, strategy_reward, trials_to_start
+from kubenas.contract import artifacts as art
+from kubenas.experiment import candidate, elapsed_seconds, fidelity, strategy_reward, trials_to_start
 
 from . import metrics
 from .checkpoint import CHECKPOINT_SECONDS, CheckpointStore
@@ -60,6 +64,7 @@ class Controller:
         self.created: list[str] = []   # trials this incarnation created (tests, logs)
         self.last_experiment: dict | None = None  # the experiment as last read: the checkpoint on stop is its
         self._observed = 0             # finished trials the strategy has taken in (metrics)
+        self.candidates: dict[int, dict] = {}  # strategy.fidelity: candidate -> what was proposed
 
     # --------------------------------------------------------------------- strategy
 
@@ -105,12 +110,22 @@ class Controller:
             self.strategy = self._build_strategy(experiment, spec)
 
         changes = self.informer.sync()
-        new = [(c.trial["spec"]["index"], _candidate(c.trial)) for c in changes if c.previous is None]
+        plan = fidelity.plan(spec)
+        if plan is not None:  # the strategy knows candidates (rung 0) by their number
+            for change in changes:
+                if change.record.candidate is not None and change.record.rung == 0:
+                    self.candidates[change.record.candidate] = _candidate(change.trial)
+            changes = [c for c in changes if c.record.candidate is not None and c.record.rung == 0]
+
+        def strategy_index(change) -> int:
+            return change.record.candidate if plan is not None else change.trial["spec"]["index"]
+
+        new = [(strategy_index(c), _candidate(c.trial)) for c in changes if c.previous is None]
         finished = []
         for change in changes:  # in completion order
             status = change.trial.get("status") or {}
             if change.record.finished and (change.previous is None or not change.previous.finished):
-                finished.append((change.trial["spec"]["index"], _candidate(change.trial),
+                finished.append((strategy_index(change), _candidate(change.trial),
                                  strategy_reward(status.get("phase"), status.get("reward")),
                                  status.get("metrics")))
         started = time.perf_counter()
@@ -125,9 +140,11 @@ class Controller:
             self.save_checkpoint(experiment, force=True)
             return "done"
         elapsed = elapsed_seconds((experiment.get("status") or {}).get("startTime"), now)
-        for index in trials_to_start(spec, self.informer.records(), elapsed):
-            proposal = self.strategy.propose(index)
-            body = trial_object(experiment, spec, index, proposal)
+        records = self.informer.records()
+        indices = trials_to_start(spec, records, elapsed)
+        jobs = fidelity.next_jobs(spec, records, len(indices)) if plan is not None else [None] * len(indices)
+        for index, job in zip(indices, jobs):
+            body = self._trial_body(experiment, spec, index, job)
             if self.kube.create_custom(TRIAL_PLURAL, self.namespace, body):
                 self.created.append(body["metadata"]["name"])
                 # Read-your-writes: count it in flight now; the watch brings its updates.
@@ -137,6 +154,21 @@ class Controller:
                 log.info("created trial %s", body["metadata"]["name"])
         self.save_checkpoint(experiment)
         return "running"
+
+    def _trial_body(self, experiment: dict, spec: dict, index: int, job) -> dict:
+        """The NASTrial ``index``: the strategy's next proposal, or with fidelity ``job``'s
+        candidate trained to its rung, continuing the checkpoint the rung below left in
+        the experiment's artifacts (none configured: the promotion retrains from scratch)."""
+        if job is None:
+            return trial_object(experiment, spec, index, self.strategy.propose(index))
+        if job.is_new:
+            self.candidates[job.candidate] = self.strategy.propose(job.candidate)
+        resume_from = None
+        if job.resume_trial and spec.get("artifacts"):
+            resume_from = art.trainer_checkpoint(spec["artifacts"], self.name, job.resume_trial)
+        body = trial_object(experiment, spec, index, self.candidates[job.candidate])
+        body["spec"] = fidelity.trial_fields(body["spec"], job, fidelity.plan(spec), resume_from)
+        return body
 
     def run(self, stop: threading.Event | None = None) -> int:
         stop = stop or threading.Event()

@@ -132,8 +132,9 @@ def budget_spent(spec: dict, records: Sequence[TrialRecord]) -> bool:
 def spent_message(spec: dict, records: Sequence[TrialRecord]) -> str:
     p = plan(spec)
     ladder = _ladder(p, records)
-    per_rung = ", ".join(f"{sum(1 for (_, r) in ladder.trials if r == k)} to {e} epochs" for k, e in enumerate(p.rungs))
-    return (f"{ladder.candidates} candidates (budget.maxTrials) trained by successive halving: {per_rung}")
+    per_rung = ", ".join(f"{sum(1 for (_, r) in ladder.trials if r == k)} × {e} epoch{'s' * (e != 1)}"
+                         for k, e in enumerate(p.rungs))
+    return f"{ladder.candidates} candidates (budget.maxTrials) by successive halving; trials per rung: {per_rung}"
 
 
 def trial_fields(trial_spec: dict, job: Job, plan_: Plan, resume_from: str | None) -> dict:

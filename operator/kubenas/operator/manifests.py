@@ -185,15 +185,14 @@ def artifacts_pod_parts(spec: dict, experiment: str) -> tuple[list, list, list]:
     artifacts = spec.get("artifacts")
     if not artifacts:
         return [], [], []
+    root = art.trainer_root(artifacts, experiment)
+    env = [{"name": k, "value": v} for k, v in art.trainer_env(artifacts, experiment, root).items()]
     if artifacts.get("url"):
-        root = art.experiment_location(artifacts, experiment)
-        env = [{"name": k, "value": v} for k, v in art.trainer_env(artifacts, experiment, root).items()]
         secret = artifacts.get("credentialsSecret")
         if secret:
             env += [{"name": var, "valueFrom": {"secretKeyRef": {"name": secret, "key": var, "optional": True}}}
                     for var in art.CREDENTIAL_VARIABLES[art.scheme(artifacts["url"])]]
         return env, [], []
-    env = [{"name": k, "value": v} for k, v in art.trainer_env(artifacts, experiment, art.MOUNT_PATH).items()]
     volumes = [{"name": art.VOLUME_NAME,
                 "persistentVolumeClaim": {"claimName": artifacts["persistentVolumeClaim"]["claimName"]}}]
     mounts = [{"name": art.VOLUME_NAME, "mountPath": art.MOUNT_PATH,
