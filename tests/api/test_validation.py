@@ -76,17 +76,6 @@ def test_strategy_fidelity_refuses_what_it_would_contradict(experiment, other, p
     assert "fidelity" in issues[0].message and "remove" in issues[0].message
 
 
-def test_strategy_fidelity_is_refused_on_a_cluster_not_ignored(experiment):
-    from kubenas.api.validation import cluster_issues
-
-    experiment["spec"]["trial"]["training"]["epochs"] = 9
-    experiment["spec"]["strategy"]["fidelity"] = {}
-    assert validate_experiment(experiment) == []
-    issues = cluster_issues(with_defaults(experiment["spec"]))
-    assert [i.path for i in issues] == ["spec.strategy.fidelity"]
-    assert "kubenas run" in issues[0].message
-
-
 def test_unknown_op_names_the_field_and_index(experiment):
     experiment["spec"]["searchSpace"]["cell"]["operations"][2] = "conv_2x2"
     issues = validate_experiment(experiment)

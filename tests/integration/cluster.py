@@ -41,6 +41,7 @@ class Script:
     oom: bool = False             # killed by the kernel, no report (OOMKilled)
     epoch_seconds: float = 0.0
     evictions: int = 0            # pods evicted (spot reclaim, drain) before one runs the trainer
+    curve: Callable[[dict], list] | None = None  # per-epoch accuracy from the trial spec (instead of values)
 
 
 def default_script(index: int) -> Script:
@@ -228,7 +229,8 @@ class FakeCluster:
 
         def fake_run(trial, on_epoch=None, model_path=None):
             history = []
-            for epoch, value in enumerate(script.values, start=1):
+            values = script.curve(trial) if script.curve else script.values
+            for epoch, value in enumerate(values, start=1):
                 if not self._job_exists(name):
                     killed.set()
                     raise SystemExit  # the pod was deleted with its Job
@@ -242,7 +244,7 @@ class FakeCluster:
                 return {"status": "Failed", "reward": None, "reason": script.reason or "InternalError",
                         "message": f"scripted failure ({script.reason})", "metrics": {}, "history": history,
                         "device": "cpu"}
-            reward = script.values[-1]
+            reward = values[-1]
             return {"status": "Succeeded", "reward": reward, "reason": None, "message": "",
                     "metrics": {"accuracy": reward, "loss": 1 - reward, "parameters": 1000 + index},
                     "history": history, "device": "cpu"}

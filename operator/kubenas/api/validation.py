@@ -290,9 +290,6 @@ def cluster_issues(spec: dict) -> list[Issue]:
     if spec.get("final"):
         return [Issue("spec.final", "re-evaluation with more seeds is not yet supported on a cluster "
                       "(only by `kubenas run`); remove spec.final, or run the experiment locally")]
-    if (spec.get("strategy") or {}).get("fidelity") is not None:
-        return [Issue("spec.strategy.fidelity", "multi-fidelity search is not yet supported on a cluster "
-                      "(only by `kubenas run`); remove strategy.fidelity, or run the experiment locally")]
     return []
 
 
