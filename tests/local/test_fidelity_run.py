@@ -1,0 +1,81 @@
+"""`kubenas run` with `strategy.fidelity` (ASHA), real trainer processes: promotions continue
+their candidate's checkpoint, the strategy sees rung 0 only, and a killed run resumes to the
+same ladder."""
+import json
+import signal
+
+from kubenas.cli import main
+from kubenas.experiment import fidelity
+
+from .conftest import finished_lines, kubenas, wait_for, write
+
+
+def asha(tiny, max_trials=6):
+    tiny["spec"]["strategy"]["fidelity"] = {"minResource": 1, "reductionFactor": 3}
+    tiny["spec"]["trial"]["training"]["epochs"] = 3
+    tiny["spec"]["budget"].update(maxTrials=max_trials, parallelTrials=2)
+    return tiny
+
+
+def ladder(records):
+    return {(r[fidelity.FIDELITY]["candidate"], r[fidelity.FIDELITY]["rung"]): r for r in records}
+
+
+def test_promotions_continue_from_the_checkpoint_of_the_rung_below(tmp_path, tiny, capsys):
+    run_dir = tmp_path / "run"
+    assert main(["run", str(write(tmp_path, asha(tiny))), "--run-dir", str(run_dir), "--no-progress"]) == 0
+    records = finished_lines(run_dir)
+    rungs = ladder(records)
+    assert sorted(c for c, r in rungs if r == 0) == list(range(6))
+    promoted = [(c, r) for c, r in rungs if r == 1]
+    assert len(promoted) >= 2  # the top third of 6, at least
+    for record in records:
+        assert record["status"] == "Succeeded", record
+        rung = record[fidelity.FIDELITY]["rung"]
+        trial = json.loads((run_dir / "trials" / record["name"] / "trial.json").read_text())
+        assert trial["training"]["epochs"] == (1, 3)[rung] == record[fidelity.FIDELITY]["epochs"]
+        assert trial["training"]["scheduleEpochs"] == 3
+        assert len(record["history"]) == (1, 3)[rung]
+        if rung == 0:
+            assert trial["checkpoint"] == {"save": True, "resumeFrom": None}
+            assert record["metrics"]["resumedFromEpoch"] == 0
+        else:
+            below = rungs[(record[fidelity.FIDELITY]["candidate"], 0)]
+            assert record["architecture"] == below["architecture"]
+            assert trial["checkpoint"]["resumeFrom"] == str(run_dir / "trials" / below["name"] / "checkpoint.pt")
+            assert trial["checkpoint"]["save"] is False
+            assert record["metrics"]["resumedFromEpoch"] == 1  # continued, not retrained
+            assert record["history"][0] == below["history"][0]  # the first epoch is the rung-0 trial's
+    # The best third of rung 0 went on (ties: the earlier candidate).
+    by_reward = sorted((c for c, r in rungs if r == 0), key=lambda c: (-rungs[(c, 0)]["reward"], c))
+    assert by_reward[0] in {c for c, _ in promoted}
+    checkpoint = json.loads((run_dir / "strategy.json").read_text())
+    assert checkpoint["proposed"] == checkpoint["finished"] == 6  # the strategy: 6 candidates, rung 0 only
+    out = capsys.readouterr().out
+    assert "6 candidates (budget.maxTrials) by successive halving" in out
+
+
+def test_a_killed_asha_run_resumes_to_the_same_ladder(tmp_path, tiny):
+    path = write(tmp_path, asha(tiny, max_trials=9))
+    whole_dir = tmp_path / "whole"
+    assert main(["run", str(path), "--run-dir", str(whole_dir), "--no-progress"]) == 0
+    run_dir = tmp_path / "run"
+    proc = kubenas("run", path, "--run-dir", run_dir)
+    wait_for(lambda: len(finished_lines(run_dir)) >= 4, 180, "four finished trials")
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    kept = finished_lines(run_dir)
+    rerun = kubenas("run", path, "--run-dir", run_dir)
+    _, err = rerun.communicate(timeout=400)
+    assert rerun.returncode == 0, err
+    records = finished_lines(run_dir)
+    assert records[:len(kept)] == kept  # nothing finished was lost or rewritten
+    assert len({r["index"] for r in records}) == len(records)
+    resumed, whole = ladder(records), ladder(finished_lines(whole_dir))
+    assert sorted(c for c, r in resumed if r == 0) == list(range(9))
+    assert len(resumed) == len(records)  # no candidate trained twice to one rung
+    for (c, r) in resumed:
+        assert r == 0 or (c, r - 1) in resumed  # a promotion follows its candidate's rung below
+    # the candidates themselves are the strategy's, whatever the interruption
+    for c in range(9):
+        assert resumed[(c, 0)]["architecture"] == whole[(c, 0)]["architecture"]
