@@ -70,6 +70,16 @@ def test_csv_export_flattens_hyperparameters_and_metrics():
     assert json.loads(table[0]["genotype"]) == CHAIN and table[0]["architecture"] == "conv3x3/1:8 > identity"
 
 
+def test_csv_export_of_a_multi_fidelity_experiment_names_candidate_and_rung():
+    rows = [{**row(0, 0.6, 100), "fidelity": {"candidate": 0, "rung": 0, "epochs": 1}},
+            {**row(1, 0.8, 100), "fidelity": {"candidate": 0, "rung": 1, "epochs": 3}}]
+    text = export_text(rows, "csv")
+    assert text.splitlines()[0].startswith("name,index,candidate,rung,status")
+    table = list(csv.DictReader(io.StringIO(text)))
+    assert [(t["candidate"], t["rung"]) for t in table] == [("0", "0"), ("0", "1")]
+    assert "candidate" not in export_text([row(0, 0.6, 100)], "csv").splitlines()[0]
+
+
 def test_jsonl_export_is_the_rows():
     rows = [row(1, 0.8), row(0, None, status="Failed")]
     assert [json.loads(line) for line in export_text(rows, "jsonl").splitlines()] == [rows[1], rows[0]]

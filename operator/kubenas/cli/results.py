@@ -155,8 +155,10 @@ def export_table(rows: list[dict]) -> tuple[list[str], list[dict]]:
 
     hps = sorted({k for r in rows for k in (r.get("hyperparameters") or {})})
     metrics = sorted({k for r in rows for k in (r.get("metrics") or {})})
-    columns = [*EXPORT_FIRST, *(f"hp.{k}" for k in hps), *(f"metric.{k}" for k in metrics),
-               "epochs", "startTime", "completionTime"]
+    # a multi-fidelity experiment's trials: which candidate, trained to which rung
+    ladder = ["candidate", "rung"] if any(isinstance(r.get("fidelity"), dict) for r in rows) else []
+    columns = [*EXPORT_FIRST[:2], *ladder, *EXPORT_FIRST[2:], *(f"hp.{k}" for k in hps),
+               *(f"metric.{k}" for k in metrics), "epochs", "startTime", "completionTime"]
     flat = []
     for r in sorted(rows, key=lambda r: r.get("index") if isinstance(r.get("index"), int) else -1):
         try:
@@ -168,6 +170,9 @@ def export_table(rows: list[dict]) -> tuple[list[str], list[dict]]:
                 "architecture": summary, "genotype": json.dumps(r.get("architecture") or {}, sort_keys=True),
                 "epochs": len(r.get("history") or []), "startTime": r.get("startTime"),
                 "completionTime": r.get("completionTime")}
+        if ladder:
+            field = r.get("fidelity") if isinstance(r.get("fidelity"), dict) else {}
+            line.update(candidate=field.get("candidate"), rung=field.get("rung"))
         line.update({f"hp.{k}": v for k, v in (r.get("hyperparameters") or {}).items()})
         line.update({f"metric.{k}": v for k, v in (r.get("metrics") or {}).items()})
         flat.append(line)
