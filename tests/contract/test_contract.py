@@ -166,8 +166,8 @@ def test_names_the_crds_enumerate():
 
 def test_exit_codes():
     assert contract.EXIT_REASONS == {1: "InternalError", 2: "InvalidArchitecture", 3: "Diverged",
-                                     4: "OutOfMemory", 5: "Timeout", 6: "DataError"}
-    assert contract.FINAL_EXIT_CODES == (1, 2, 3, 4, 5, 6)
+                                     4: "OutOfMemory", 5: "Timeout", 6: "DataError", 7: "ConstraintViolated"}
+    assert contract.FINAL_EXIT_CODES == (1, 2, 3, 4, 5, 6, 7)
 
 
 # --------------------------------------------------- the bug this contract fixes

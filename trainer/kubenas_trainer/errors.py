@@ -7,6 +7,7 @@ the matching exit code. Nothing here imports torch.
 from __future__ import annotations
 
 from kubenas.contract import (  # noqa: F401 - re-exported: the trainer's names for them
+    CONSTRAINT_VIOLATED,
     DATA_ERROR,
     DIVERGED,
     EARLY_STOPPED,
@@ -46,6 +47,7 @@ Diverged = _failure("Diverged", DIVERGED)
 OutOfMemory = _failure("OutOfMemory", OUT_OF_MEMORY)
 TrialTimeout = _failure("TrialTimeout", TIMEOUT)
 DataError = _failure("DataError", DATA_ERROR)
+ConstraintViolated = _failure("ConstraintViolated", CONSTRAINT_VIOLATED)
 
 
 def exit_code(result: dict) -> int:

@@ -199,6 +199,27 @@ def run_trial(trial: dict, *, on_epoch: OnEpoch | None = None, model_path=None, 
                    device=state["device"])
 
 
+def _check_latency_limit(trial: dict, model, data, device, memory_format, metrics: dict, clock) -> None:
+    """``constraints.maxLatencyMs``: measured on this device on the built, untrained network
+    (latency does not depend on the weights); over the limit, the trial fails
+    ConstraintViolated before its first training step. The RNG states are left as they
+    were, so a constrained trial trains exactly as an unconstrained one."""
+    limit = ((trial.get("constraints") or {}) if isinstance(trial.get("constraints"), dict) else {}).get(
+        "maxLatencyMs")
+    if limit is None:
+        return
+    if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit > 0:
+        raise errors.InvalidTrial(f"constraints.maxLatencyMs: must be a number of milliseconds > 0, got {limit!r}")
+    clock.where = "while measuring latency against constraints.maxLatencyMs"
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        latency = measure_latency(model, data.input_shape, device, memory_format=memory_format,
+                                  check=clock.check, example=data.example(1, device))
+    metrics["latencyMs"] = round(latency, 4)
+    if latency > limit:
+        raise errors.ConstraintViolated(f"latencyMs {latency:.4g} > constraints.maxLatencyMs {limit:g} on "
+                                        f"{device.type}: not trained")
+
+
 def _summary(architecture) -> str:
     try:
         return describe_genotype(architecture)
@@ -273,6 +294,7 @@ def _run(trial, on_epoch, model_path, weights_path, clock: _Clock, history: list
 
     memory_format = torch.channels_last if cuda and t["channelsLast"] else torch.contiguous_format
     model = model.to(device, memory_format=memory_format)
+    _check_latency_limit(trial, model, data, device, memory_format, metrics, clock)
     amp_dtype = None
     if cuda and t["mixedPrecision"]:
         amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import copy
 
+from kubenas.space import max_latency_ms
+
 from .validation import with_defaults
 
 INDEX_DIGITS = 5  # budget.maxTrials <= 100000
@@ -31,4 +33,6 @@ def build_trial_spec(experiment_name: str, spec: dict, index: int, candidate: di
         "timeoutSeconds": spec["budget"]["trialTimeoutSeconds"],
         **({"model": copy.deepcopy(trial["model"])} if trial.get("model") else {}),
         **({"export": copy.deepcopy(trial["export"])} if "export" in trial else {}),
+        # limits the trainer checks before training (the rest are checked before proposing)
+        **({"constraints": {"maxLatencyMs": latency}} if (latency := max_latency_ms(spec)) is not None else {}),
     }

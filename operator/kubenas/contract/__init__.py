@@ -53,6 +53,9 @@ OUT_OF_MEMORY = "OutOfMemory"
 TIMEOUT = "Timeout"
 DATA_ERROR = "DataError"
 INTERNAL_ERROR = "InternalError"
+# The candidate broke a hard limit the trainer checks before training (spec.constraints.
+# maxLatencyMs): nothing was trained. It uses a unit of maxTrials, never of maxFailedTrials.
+CONSTRAINT_VIOLATED = "ConstraintViolated"
 
 EXIT_CODES = {
     SUCCEEDED: 0,
@@ -64,6 +67,7 @@ EXIT_CODES = {
     OUT_OF_MEMORY: 4,
     TIMEOUT: 5,
     DATA_ERROR: 6,
+    CONSTRAINT_VIOLATED: 7,
 }
 TRAINER_REASONS = tuple(r for r in EXIT_CODES if r not in (SUCCEEDED, EARLY_STOPPED))
 # Exit code -> the reason the operator names when only the code is known (2: the

@@ -26,7 +26,7 @@ from kubenas.contract import FAILED, MAX_TRIALS_REACHED, STOPPED, SUCCEEDED, DEA
 from kubenas.contract.genotype import genotype_hash
 
 from .outcome import Outcome, experiment_outcome
-from .ranking import ranked
+from .ranking import failures, ranked
 from .record import from_row
 
 REEVALUATION_OF = "reevaluationOf"  # the field of a re-evaluation trial's spec and row
@@ -167,7 +167,7 @@ def outcome(spec: dict, rows: Sequence[dict], elapsed_seconds: float) -> Outcome
     if not final:
         return experiment_outcome(spec, records, elapsed_seconds)
     budget = spec["budget"]
-    failed = sum(1 for r in records if r.phase == FAILED)
+    failed = failures(records)
     if failed > budget["maxFailedTrials"]:
         return Outcome(FAILED, TOO_MANY_FAILED_TRIALS,
                        f"{failed} trials failed, more than budget.maxFailedTrials ({budget['maxFailedTrials']})")

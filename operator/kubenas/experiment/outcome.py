@@ -21,7 +21,7 @@ from kubenas.contract import (
 )
 
 from . import fidelity
-from .ranking import best_reward, finished_counts
+from .ranking import best_reward, failures, finished_counts
 from .record import TrialRecord
 
 
@@ -49,7 +49,7 @@ def experiment_outcome(spec: dict, records: Sequence[TrialRecord], elapsed_secon
     """
     budget, objective = spec["budget"], spec["objective"]
     counts = finished_counts(records)
-    failed = counts.get(FAILED, 0)
+    failed = failures(records)
     finished = sum(counts.values())
     best = best_reward(records, objective["goal"])
     if failed > budget["maxFailedTrials"]:

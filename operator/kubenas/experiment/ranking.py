@@ -4,7 +4,7 @@ from __future__ import annotations
 import heapq
 from typing import Iterable
 
-from kubenas.contract import RANKED_PHASES, TRIAL_TERMINAL
+from kubenas.contract import CONSTRAINT_VIOLATED, FAILED, RANKED_PHASES, TRIAL_TERMINAL
 from kubenas.contract.pareto import objective_vector
 from kubenas.contract.pareto import pareto_front as front_indices
 
@@ -50,6 +50,13 @@ def finished_counts(records: Iterable[TrialRecord]) -> dict[str, int]:
         if r.phase in TRIAL_TERMINAL:
             out[r.phase] = out.get(r.phase, 0) + 1
     return out
+
+
+def failures(records: Iterable[TrialRecord]) -> int:
+    """Failed trials that count against ``budget.maxFailedTrials``: every failure except a
+    candidate refused for a hard limit before training (``ConstraintViolated``), which
+    says nothing about the system and trained nothing."""
+    return sum(1 for r in records if r.phase == FAILED and r.reason != CONSTRAINT_VIOLATED)
 
 
 def counts_by_phase(records: Iterable[TrialRecord]) -> dict[str, int]:

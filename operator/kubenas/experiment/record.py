@@ -7,12 +7,13 @@ sanitise the reward the same way: a reward that is not a finite number is no rew
 from __future__ import annotations
 
 import math
+import sys
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from kubenas.contract import (HISTORY_LIMIT, LEARNED_PHASES, PENALTY_METRICS, PENDING, SUCCEEDED, TRIAL_TERMINAL,
-                              finite_number)
+from kubenas.contract import (FAILED, HISTORY_LIMIT, LEARNED_PHASES, PENALTY_METRICS, PENDING, SUCCEEDED,
+                              TRIAL_TERMINAL, finite_number)
 from kubenas.contract.genotype import describe_genotype
 
 MAX_SUMMARY = 200  # characters of the one-line architecture summary
@@ -41,6 +42,7 @@ class TrialRecord:
     # A multi-fidelity experiment's trial (spec.strategy.fidelity): which candidate, which rung.
     candidate: int | None = None
     rung: int = 0
+    reason: str | None = None        # why it failed (the trainer's or the control plane's reason)
 
     @property
     def finished(self) -> bool:
@@ -80,6 +82,11 @@ def _costs(phase: str, metrics) -> tuple:
     return array("d", (_nan_if_none(finite_number(metrics.get(m))) for m in PENALTY_METRICS))
 
 
+def _reason(phase: str, reason) -> str | None:
+    """A failed trial's reason (what decides whether it counts against maxFailedTrials)."""
+    return sys.intern(reason) if phase == FAILED and isinstance(reason, str) else None
+
+
 def _fidelity(spec: dict) -> dict:
     """``candidate`` and ``rung`` of a multi-fidelity trial's ``fidelity`` field; {} for others."""
     field = spec.get("fidelity")
@@ -111,7 +118,7 @@ def from_trial_object(trial: dict, *, details: bool = True) -> TrialRecord:
     phase = status.get("phase") or PENDING
     record = TrialRecord(name=trial["metadata"]["name"], index=spec.get("index"), phase=phase,
                          reward=finite_number(status.get("reward")), acknowledged=acknowledged(status),
-                         **_fidelity(spec))
+                         reason=_reason(phase, status.get("reason")), **_fidelity(spec))
     if not details:
         return record
     metric = (spec.get("objective") or {}).get("metric") or "accuracy"
@@ -123,7 +130,8 @@ def from_row(row: dict, metric: str = "accuracy", *, details: bool = True) -> Tr
     """A line of trials.jsonl as a record (every such trial is finished and recorded)."""
     phase = row.get("status") or PENDING
     record = TrialRecord(name=row.get("name", ""), index=row.get("index"), phase=phase,
-                         reward=finite_number(row.get("reward")), acknowledged=True, **_fidelity(row))
+                         reward=finite_number(row.get("reward")), acknowledged=True,
+                         reason=_reason(phase, row.get("reason")), **_fidelity(row))
     if not details:
         return record
     return replace(record, architecture=architecture_summary(row.get("architecture")),

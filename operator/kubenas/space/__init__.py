@@ -7,7 +7,7 @@ Use ``SearchSpace.from_spec(experiment["spec"]["searchSpace"])``. (A space's
 """
 from .base import Candidate, Decision, SearchSpace
 from .cell import CellSpace
-from .constraints import NO_CONSTRAINTS, Constraints, cheapest_violation, constraints_from_spec
+from .constraints import NO_CONSTRAINTS, Constraints, cheapest_violation, constraints_from_spec, max_latency_ms
 from .chain import ChainSpace
 from .errors import CandidateError, SpaceError
 from .hyperparameters import Hyperparameter
@@ -21,6 +21,7 @@ __all__ = [
     "NO_CONSTRAINTS",
     "cheapest_violation",
     "constraints_from_spec",
+    "max_latency_ms",
     "ChainSpace",
     "Decision",
     "Hyperparameter",

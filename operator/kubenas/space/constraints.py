@@ -3,12 +3,18 @@
     constraints:
       maxParameters: 20000     # trainable parameters of the network the trainer builds
       maxMacs: 500000          # multiply-accumulates per sample
+      maxLatencyMs: 2.5        # batch-1 inference on the trial's device (checked by the trainer)
       inputShape: [3, 64, 64]  # only for data read from files (npz, image-folder)
       numClasses: 5            # idem
 
 The numbers come from the genotype alone (``kubenas.contract.cost.architecture_cost``,
 the trainer's own counting without torch), so a strategy can refuse a candidate the
 moment it draws it: a constrained search never trains a network over its limits.
+
+Latency is not a function of the genotype alone: it depends on the device. ``maxLatencyMs``
+is checked by the trainer, on the trial's own device, on the network it has built and not
+yet trained (latency does not depend on the weights): a candidate over the limit fails
+``ConstraintViolated`` before its first training step (``max_latency_ms``).
 """
 from __future__ import annotations
 
@@ -20,7 +26,7 @@ from kubenas.contract.cost import DATASET_SHAPES, architecture_cost
 from .errors import SpaceError
 from .spec import check_int, expect_mapping, reject_unknown_keys
 
-FIELDS = ("maxParameters", "maxMacs", "inputShape", "numClasses")
+FIELDS = ("maxParameters", "maxMacs", "maxLatencyMs", "inputShape", "numClasses")
 _LIMITS = (("maxParameters", "parameters"), ("maxMacs", "macs"))
 
 
@@ -73,6 +79,16 @@ def cheapest_violation(constraints: Constraints, space) -> str | None:
     return constraints.violation({"architecture": genotype, "hyperparameters": {}})
 
 
+def max_latency_ms(spec: dict) -> float | None:
+    """``spec.constraints.maxLatencyMs`` (milliseconds, > 0), or None; SpaceError naming it."""
+    value = (spec.get("constraints") or {}).get("maxLatencyMs") if isinstance(spec.get("constraints"), dict) else None
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or value != value:
+        raise SpaceError("constraints.maxLatencyMs", f"must be a number of milliseconds > 0, got {value!r}")
+    return float(value)
+
+
 def constraints_from_spec(spec: dict) -> Constraints:
     """The ``Constraints`` of an experiment spec (``spec.constraints``, ``spec.trial.dataset``).
 
@@ -89,6 +105,7 @@ def constraints_from_spec(spec: dict) -> Constraints:
     for field, _ in _LIMITS:
         if block.get(field) is not None:
             limits[field] = check_int(block[field], f"{path}.{field}", low=1)
+    max_latency_ms(spec)  # checked by the trainer, on the trial's device
     if not limits:
         return NO_CONSTRAINTS
     dataset = ((spec.get("trial") or {}).get("dataset") or {}).get("name")
