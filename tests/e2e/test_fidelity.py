@@ -1,4 +1,4 @@
-"""strategy.fidelity (ASHA) on the real-API-server tier: the controller creates promotions
+"""strategy.fidelity (ASHA), spec.final and constraints.maxLatencyMs on the real-API-server tier: the controller creates promotions
 as NASTrials (through the NASTrial CRD's schema, which must keep their fidelity and
 checkpoint fields), the real trainer saves checkpoint.pt to the experiment's volume,
 a promotion's trainer continues from it, and the operator ends the experiment when
@@ -47,3 +47,47 @@ def test_asha_promotions_continue_from_checkpoints_on_the_volume(local_only, ins
         assert (folder / "e2e-asha" / t["metadata"]["name"] / "checkpoint.pt").stat().st_size > 0
     result = json.loads((folder / "e2e-asha" / promoted["metadata"]["name"] / "result.json").read_text())
     assert result["metrics"]["resumedFromEpoch"] == 1
+
+
+def test_the_nastrial_schema_keeps_what_promotions_and_limits_need(cluster, namespace):
+    """A structural schema prunes fields it does not list: the trainer would then silently
+    train from scratch, or without its latency limit. A server-side dry run shows what the
+    API server stores."""
+    body = {"apiVersion": "kubenas.io/v1alpha1", "kind": "NASTrial",
+            "metadata": {"name": "schema-7", "namespace": namespace},
+            "spec": {"experiment": "schema", "index": 7,
+                     "architecture": {"type": "chain", "layers": [{"op": "conv", "filters": 8}]},
+                     "training": {"epochs": 3, "scheduleEpochs": 9},
+                     "fidelity": {"candidate": 2, "rung": 1},
+                     "checkpoint": {"save": True, "resumeFrom": "s3://b/nas/schema/schema-2/checkpoint.pt"},
+                     "constraints": {"maxLatencyMs": 2.5}, "reevaluationOf": "schema-2"}}
+    stored = json.loads(cluster.kubectl("create", "--dry-run=server", "-o", "json", "-f", "-",
+                                        input=json.dumps(body)).stdout)["spec"]
+    for key in ("training", "fidelity", "checkpoint", "constraints", "reevaluationOf"):
+        assert stored[key] == body["spec"][key], (key, stored.get(key))
+
+
+def test_the_status_schema_keeps_the_best_mean_of_spec_final(cluster, namespace):
+    """status.bestTrial.final as the operator folds it survives the status schema unpruned
+    (a server-side dry run, so no operator of another test races it)."""
+    from kubenas.api.validation import with_defaults
+    from kubenas.experiment import final, from_row
+    from kubenas.operator.status import fold
+
+    body = experiment("e2e-final", maxTrials=2)
+    body["spec"]["final"] = {"topK": 1, "seeds": 3}
+    body["spec"]["objective"].pop("target", None)
+    apply(cluster, namespace, body)
+    arch = {"type": "chain", "layers": [{"op": "conv", "filters": 8}]}
+    rows = [{"name": "e2e-final-0", "index": 0, "status": "Succeeded", "reward": 0.9, "architecture": arch},
+            {"name": "e2e-final-1", "index": 1, "status": "Succeeded", "reward": 0.8, "architecture": {"type": "chain", "layers": [{"op": "conv", "filters": 16}]}},
+            {"name": "e2e-final-2", "index": 2, "status": "Succeeded", "reward": 0.7, "reevaluationOf": "e2e-final-0"},
+            {"name": "e2e-final-3", "index": 3, "status": "Succeeded", "reward": 0.8, "reevaluationOf": "e2e-final-0"}]
+    records = [from_row(r) for r in rows]
+    top = final.aggregates(with_defaults(body["spec"]), final.rows_of(records))[0]
+    best = fold(records, "maximize", final=top)["bestTrial"]
+    assert best["final"]["trials"] == ["e2e-final-0", "e2e-final-2", "e2e-final-3"]
+    stored = cluster.kubectl("patch", "nasexperiment", "e2e-final", "-n", namespace, "--subresource=status",
+                             "--type=merge", "--dry-run=server", "-o", "json",
+                             "-p", json.dumps({"status": {"bestTrial": best}}))
+    assert json.loads(stored.stdout)["status"]["bestTrial"] == best

@@ -5,7 +5,7 @@ import pytest
 
 from kubenas.api.trials import build_trial_spec
 from kubenas.api.validation import cluster_issues, validate_experiment, with_defaults
-from kubenas.experiment import final
+from kubenas.experiment import final, from_row
 
 SPEC = with_defaults({"objective": {"metric": "accuracy"}, "searchSpace": {"type": "chain"},
                       "strategy": {"type": "random"},
@@ -26,6 +26,10 @@ def row(index, reward, architecture=None, status="Succeeded", of=None, seed=None
     return r
 
 
+def recs(rows):
+    return [from_row(r, details=False) for r in rows]
+
+
 SEARCH = [row(0, 0.80), row(1, 0.95), row(2, 0.90), row(3, 0.95, architecture=arch(1))]  # e-3 duplicates e-1
 
 
@@ -39,7 +43,15 @@ def test_plan_top_k_distinct_candidates_other_seeds_indices_after_the_search():
     plan = final.reevaluation_plan(SPEC, SEARCH)
     # e-1 best, e-3 is the same candidate (skipped), then e-2; seeds 10+1, 10+2
     assert [(p.index, p.of, p.seed) for p in plan] == [(4, "e-1", 11), (5, "e-1", 12), (6, "e-2", 11), (7, "e-2", 12)]
+    assert [p.offset for p in plan] == [1, 2, 1, 2]
     assert final.planned_trials(SPEC) == 4 + 2 * 2
+    # the same plan from records (what the operator and the controller keep), with a
+    # running trial among them that is not finished yet
+    running = {"name": "e-4", "index": 4, "status": "Running", "reevaluationOf": "e-1", "architecture": arch(1)}
+    records = recs(SEARCH) + recs([running])
+    assert [(p.index, p.of) for p in final.reevaluation_plan(SPEC, final.rows_of(records))] == \
+        [(p.index, p.of) for p in plan]
+    assert final.outcome(SPEC, records, 0) is None
 
 
 def test_reevaluation_trial_changes_the_seed_only_and_is_marked():
@@ -69,18 +81,18 @@ def test_a_failed_reevaluation_is_left_out_of_the_mean():
 
 
 def test_outcome_succeeds_only_when_every_reevaluation_has_finished():
-    assert final.outcome(SPEC, SEARCH[:3], 0) is None
-    assert final.outcome(SPEC, SEARCH, 0) is None  # search done: re-evaluating
+    assert final.outcome(SPEC, recs(SEARCH[:3]), 0) is None
+    assert final.outcome(SPEC, recs(SEARCH), 0) is None  # search done: re-evaluating
     extra = [row(i, 0.9, of="e-1", seed=11) for i in (4, 5, 6)]
-    assert final.outcome(SPEC, SEARCH + extra, 0) is None
-    done = final.outcome(SPEC, SEARCH + extra + [row(7, 0.9, of="e-2", seed=12)], 0)
+    assert final.outcome(SPEC, recs(SEARCH + extra), 0) is None
+    done = final.outcome(SPEC, recs(SEARCH + extra + [row(7, 0.9, of="e-2", seed=12)]), 0)
     assert (done.phase, done.reason) == ("Succeeded", "MaxTrialsReached")
-    failed = final.outcome(SPEC, SEARCH + [row(i, None, status="Failed", of="e-1") for i in (4, 5)], 0)
+    failed = final.outcome(SPEC, recs(SEARCH + [row(i, None, status="Failed", of="e-1") for i in (4, 5)]), 0)
     assert (failed.phase, failed.reason) == ("Failed", "TooManyFailedTrials")
     deadline = dict(SPEC, budget={**SPEC["budget"], "deadlineSeconds": 60})
-    assert final.outcome(deadline, SEARCH, 61).phase == "Stopped"
+    assert final.outcome(deadline, recs(SEARCH), 61).phase == "Stopped"
     plain = {**SPEC, "final": None}
-    assert final.outcome(plain, SEARCH, 0).phase == "Succeeded"
+    assert final.outcome(plain, recs(SEARCH), 0).phase == "Succeeded"
 
 
 def experiment(**spec):
@@ -96,6 +108,12 @@ def test_validation_of_spec_final():
     assert "spec.final.topK" in paths and "spec.final.seeds" in paths
     with_target = experiment(final={"topK": 1, "seeds": 2}, objective={"metric": "accuracy", "target": 0.9})
     assert [i.path for i in validate_experiment(with_target)] == ["spec.final"]
-    refused = cluster_issues({"final": {"topK": 1, "seeds": 2}})
-    assert [i.path for i in refused] == ["spec.final"] and "not yet supported on a cluster" in refused[0].message
-    assert cluster_issues({}) == []
+    assert cluster_issues({"final": {"topK": 1, "seeds": 2}}) == []  # a cluster runs it too
+
+
+def test_a_trial_whose_candidate_cannot_be_hashed_is_a_candidate_of_its_own():
+    garbage = [dict(row(0, 0.9), architecture={"type": "nonsense"}), row(1, 0.8), row(2, 0.7), row(3, 0.6)]
+    records = recs(garbage)
+    assert records[0].hash is None  # never a crash while folding
+    plan = final.reevaluation_plan(SPEC, final.rows_of(records))
+    assert [p.of for p in plan] == ["e-0", "e-0", "e-1", "e-1"]

@@ -83,15 +83,3 @@ async def test_budget_exhausted_by_failures(emulator):
     finally:
         await cluster.close()
     assert not cluster.errors, cluster.errors
-
-
-async def test_final_is_refused_on_a_cluster_not_ignored(cluster):
-    body = digits_experiment("final", maxTrials=2)
-    body["spec"]["final"] = {"topK": 1, "seeds": 2}  # valid for `kubenas run`, not wired on a cluster
-    await cluster.create_experiment(body)
-    await wait_for(lambda: status(cluster, "final").get("phase") == "Failed", 20, "Failed")
-    valid = [c for c in status(cluster, "final")["conditions"] if c["type"] == "Valid"][0]
-    assert valid["status"] == "False" and valid["reason"] == "InvalidSpec"
-    assert "spec.final" in valid["message"] and "not yet supported on a cluster" in valid["message"]
-    for plural in ("deployments", "nastrials", "jobs"):
-        assert cluster.objects(plural) == [], plural

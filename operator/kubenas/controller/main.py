@@ -29,13 +29,16 @@ import os
 import signal
 import threading
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 
 from kubenas.cluster.kube import Kube
 from kubenas.cluster.objects import accepted_spec, trial_object
 from kubenas.contract import EXPERIMENT_PLURAL, EXPERIMENT_TERMINAL, TRIAL_PLURAL
 from kubenas.contract import artifacts as art
-from kubenas.experiment import candidate, elapsed_seconds, fidelity, strategy_reward, trials_to_start
+from kubenas.experiment import candidate, elapsed_seconds, fidelity, row_from_trial_object, strategy_reward, \
+    trials_to_start
+from kubenas.experiment import final as final_phase
 
 from . import metrics
 from .checkpoint import CHECKPOINT_SECONDS, CheckpointStore
@@ -116,6 +119,9 @@ class Controller:
                 if change.record.candidate is not None and change.record.rung == 0:
                     self.candidates[change.record.candidate] = _candidate(change.trial)
             changes = [c for c in changes if c.record.candidate is not None and c.record.rung == 0]
+        elif spec.get("final"):  # the strategy never sees a re-evaluation (spec.final)
+            changes = [c for c in changes if final_phase.is_search(spec, c.record.index)
+                       and not c.record.reevaluation_of]
 
         def strategy_index(change) -> int:
             return change.record.candidate if plan is not None else change.trial["spec"]["index"]
@@ -143,8 +149,10 @@ class Controller:
         records = self.informer.records()
         indices = trials_to_start(spec, records, elapsed)
         jobs = fidelity.next_jobs(spec, records, len(indices)) if plan is not None else [None] * len(indices)
-        for index, job in zip(indices, jobs):
-            body = self._trial_body(experiment, spec, index, job)
+        bodies = [self._trial_body(experiment, spec, index, job) for index, job in zip(indices, jobs)]
+        if spec.get("final") and not indices:
+            bodies = self._reevaluations(experiment, spec, records, elapsed)
+        for body in bodies:
             if self.kube.create_custom(TRIAL_PLURAL, self.namespace, body):
                 self.created.append(body["metadata"]["name"])
                 # Read-your-writes: count it in flight now; the watch brings its updates.
@@ -169,6 +177,30 @@ class Controller:
         body = trial_object(experiment, spec, index, self.candidates[job.candidate])
         body["spec"] = fidelity.trial_fields(body["spec"], job, fidelity.plan(spec), resume_from)
         return body
+
+    def _reevaluations(self, experiment: dict, spec: dict, records: list, elapsed: float) -> list[dict]:
+        """spec.final: once the search has finished, the re-evaluation NASTrials not made
+        yet, as many as free slots allow (kubenas.experiment.final decides which)."""
+        if final_phase.outcome(spec, records, elapsed) is not None:
+            return []
+        existing = {r.index for r in records}
+        room = spec["budget"]["parallelTrials"] - sum(1 for r in records if not r.finished)
+        bodies = []
+        for reevaluation in final_phase.reevaluation_plan(spec, final_phase.rows_of(records)):
+            if len(bodies) >= room:
+                break
+            if reevaluation.index in existing:
+                continue
+            original = self.kube.get_custom(TRIAL_PLURAL, self.namespace, reevaluation.of)
+            if original is None:  # deleted by hand: nothing to retrain
+                log.warning("cannot re-evaluate %s: the trial is gone", reevaluation.of)
+                continue
+            row = row_from_trial_object(original)
+            seed = final_phase.trial_seed(spec, row) + reevaluation.offset  # a searched seed is in the trial
+            body = trial_object(experiment, spec, reevaluation.index, candidate(row))
+            body["spec"] = final_phase.reevaluation_trial(body["spec"], replace(reevaluation, seed=seed))
+            bodies.append(body)
+        return bodies
 
     def run(self, stop: threading.Event | None = None) -> int:
         stop = stop or threading.Event()

@@ -27,9 +27,8 @@ from kubenas.contract.genotype import genotype_hash
 
 from .outcome import Outcome, experiment_outcome
 from .ranking import failures, ranked
-from .record import from_row
+from .record import REEVALUATION_OF, TrialRecord, from_row
 
-REEVALUATION_OF = "reevaluationOf"  # the field of a re-evaluation trial's spec and row
 
 
 @dataclass(frozen=True)
@@ -38,7 +37,8 @@ class Reevaluation:
 
     index: int
     of: str       # the original (search) trial's name
-    seed: int     # its training seed
+    seed: int     # its training seed (the original's seed + offset)
+    offset: int = 1  # 1 .. seeds - 1
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ def top_candidates(spec: dict, rows: Sequence[dict]) -> list[dict]:
     out, seen = [], set()
     for record in ranked([from_row(r, details=False) for r in search], spec["objective"]["goal"]):
         row = by_name[record.name]
-        key = row.get("hash") or genotype_hash(row.get("architecture") or {}, row.get("hyperparameters") or {})
+        key = row.get("hash") or _candidate_key(row)
         if key in seen:
             continue
         seen.add(key)
@@ -107,6 +107,14 @@ def top_candidates(spec: dict, rows: Sequence[dict]) -> list[dict]:
         if len(out) == final["topK"]:
             break
     return out
+
+
+def _candidate_key(row: dict) -> str:
+    """The candidate's hash; a trial whose candidate cannot be hashed is a candidate of its own."""
+    try:
+        return genotype_hash(row.get("architecture") or {}, row.get("hyperparameters") or {})
+    except Exception:  # noqa: BLE001 - garbage in a spec must not stop the ending rule
+        return f"trial:{row.get('name')}"
 
 
 def search_finished(spec: dict, rows: Sequence[dict]) -> bool:
@@ -122,7 +130,7 @@ def reevaluation_plan(spec: dict, rows: Sequence[dict]) -> list[Reevaluation]:
         return []
     extra = final["seeds"] - 1
     start = spec["budget"]["maxTrials"]
-    return [Reevaluation(index=start + rank * extra + j - 1, of=row["name"], seed=trial_seed(spec, row) + j)
+    return [Reevaluation(index=start + rank * extra + j - 1, of=row["name"], seed=trial_seed(spec, row) + j, offset=j)
             for rank, row in enumerate(top_candidates(spec, rows)) for j in range(1, extra + 1)]
 
 
@@ -157,12 +165,25 @@ def aggregates(spec: dict, rows: Sequence[dict]) -> list[Aggregate]:
     return sorted(out, key=lambda a: (sign * a.mean, a.index))
 
 
-def outcome(spec: dict, rows: Sequence[dict], elapsed_seconds: float) -> Outcome | None:
+def rows_of(records: Sequence[TrialRecord]) -> list[dict]:
+    """Finished trial records as the rows the decisions above read (name, index, status,
+    reward, hash, reevaluationOf): what the operator and the controller, which keep
+    records rather than rows, hand them. A ``seed`` hyperparameter is not in a record:
+    a plan made from these has the seeds of ``trial.training.seed``; the controller
+    computes a re-evaluation's seed from its original trial (``trial_seed``)."""
+    return [{"name": r.name, "index": r.index, "status": r.phase, "reward": r.reward, "hash": r.hash,
+             **({REEVALUATION_OF: r.reevaluation_of} if r.reevaluation_of else {})}
+            for r in records if r.finished]
+
+
+def outcome(spec: dict, records: Sequence[TrialRecord], elapsed_seconds: float) -> Outcome | None:
     """:func:`kubenas.experiment.experiment_outcome` with ``spec.final``: the search part
     decides as without it, over the search's trials; after ``maxTrials``, the experiment
     succeeds once every re-evaluation trial has finished. Failed trials of both parts
-    count against ``maxFailedTrials``; ``deadlineSeconds`` stops the re-evaluation too."""
-    records = [from_row(r, details=False) for r in rows]
+    count against ``maxFailedTrials``; ``deadlineSeconds`` stops the re-evaluation too.
+    ``records`` are every trial's (the local runner's finished rows, the operator's book)."""
+    records = list(records)
+    rows = rows_of(records)
     final = spec.get("final")
     if not final:
         return experiment_outcome(spec, records, elapsed_seconds)
@@ -171,11 +192,12 @@ def outcome(spec: dict, rows: Sequence[dict], elapsed_seconds: float) -> Outcome
     if failed > budget["maxFailedTrials"]:
         return Outcome(FAILED, TOO_MANY_FAILED_TRIALS,
                        f"{failed} trials failed, more than budget.maxFailedTrials ({budget['maxFailedTrials']})")
-    decided = experiment_outcome(spec, [r for r in records if is_search(spec, r.index)], elapsed_seconds)
+    decided = experiment_outcome(spec, [r for r in records if is_search(spec, r.index) and not r.reevaluation_of],
+                                 elapsed_seconds)
     if decided is None or decided.reason != MAX_TRIALS_REACHED:
         return decided
     plan = reevaluation_plan(spec, rows)
-    done = {r.index for r in records}
+    done = {r.index for r in records if r.finished}
     if all(p.index in done for p in plan):
         return Outcome(SUCCEEDED, MAX_TRIALS_REACHED,
                        f"{decided.message}; the top {len(plan) // (final['seeds'] - 1)} re-evaluated with "
@@ -195,4 +217,4 @@ def planned_trials(spec: dict) -> int:
 
 
 __all__ = ["REEVALUATION_OF", "Aggregate", "Reevaluation", "aggregates", "is_search", "outcome", "planned_trials",
-           "reevaluation_plan", "reevaluation_trial", "search_finished", "top_candidates"]
+           "reevaluation_plan", "reevaluation_trial", "rows_of", "search_finished", "top_candidates", "trial_seed"]

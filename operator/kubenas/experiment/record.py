@@ -14,7 +14,9 @@ from dataclasses import dataclass, replace
 
 from kubenas.contract import (FAILED, HISTORY_LIMIT, LEARNED_PHASES, PENALTY_METRICS, PENDING, SUCCEEDED,
                               TRIAL_TERMINAL, finite_number)
-from kubenas.contract.genotype import describe_genotype
+from kubenas.contract.genotype import describe_genotype, genotype_hash
+
+REEVALUATION_OF = "reevaluationOf"  # the field of a re-evaluation trial's spec and row (spec.final)
 
 MAX_SUMMARY = 200  # characters of the one-line architecture summary
 
@@ -43,6 +45,8 @@ class TrialRecord:
     candidate: int | None = None
     rung: int = 0
     reason: str | None = None        # why it failed (the trainer's or the control plane's reason)
+    hash: str | None = None          # the candidate's (architecture + hyperparameters): spec.final's distinct top
+    reevaluation_of: str | None = None  # spec.final: the search trial this one retrains with another seed
 
     @property
     def finished(self) -> bool:
@@ -82,6 +86,17 @@ def _costs(phase: str, metrics) -> tuple:
     return array("d", (_nan_if_none(finite_number(metrics.get(m))) for m in PENALTY_METRICS))
 
 
+def _hash(spec: dict) -> str | None:
+    try:
+        return genotype_hash(spec.get("architecture") or {}, spec.get("hyperparameters") or {})
+    except Exception:  # noqa: BLE001 - garbage in a spec: no hash, never a crash while folding
+        return None
+
+
+def _name(value) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
 def _reason(phase: str, reason) -> str | None:
     """A failed trial's reason (what decides whether it counts against maxFailedTrials)."""
     return sys.intern(reason) if phase == FAILED and isinstance(reason, str) else None
@@ -118,7 +133,8 @@ def from_trial_object(trial: dict, *, details: bool = True) -> TrialRecord:
     phase = status.get("phase") or PENDING
     record = TrialRecord(name=trial["metadata"]["name"], index=spec.get("index"), phase=phase,
                          reward=finite_number(status.get("reward")), acknowledged=acknowledged(status),
-                         reason=_reason(phase, status.get("reason")), **_fidelity(spec))
+                         reason=_reason(phase, status.get("reason")), hash=_hash(spec),
+                         reevaluation_of=_name(spec.get(REEVALUATION_OF)), **_fidelity(spec))
     if not details:
         return record
     metric = (spec.get("objective") or {}).get("metric") or "accuracy"
@@ -131,7 +147,8 @@ def from_row(row: dict, metric: str = "accuracy", *, details: bool = True) -> Tr
     phase = row.get("status") or PENDING
     record = TrialRecord(name=row.get("name", ""), index=row.get("index"), phase=phase,
                          reward=finite_number(row.get("reward")), acknowledged=True,
-                         reason=_reason(phase, row.get("reason")), **_fidelity(row))
+                         reason=_reason(phase, row.get("reason")), hash=row.get("hash") or _hash(row),
+                         reevaluation_of=_name(row.get(REEVALUATION_OF)), **_fidelity(row))
     if not details:
         return record
     return replace(record, architecture=architecture_summary(row.get("architecture")),
@@ -170,6 +187,7 @@ def row_from_trial_object(trial: dict) -> dict:
         "metrics": status.get("metrics") or {},
         "history": [h for h in (status.get("history") or []) if isinstance(h, dict)],
         **({"fidelity": spec["fidelity"]} if spec.get("fidelity") else {}),
+        **({REEVALUATION_OF: spec[REEVALUATION_OF]} if spec.get(REEVALUATION_OF) else {}),
         "startTime": status.get("startTime"),
         "completionTime": status.get("completionTime"),
     }

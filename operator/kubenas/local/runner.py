@@ -168,7 +168,7 @@ class LocalRunner:
             while True:
                 elapsed = time.time() - started_epoch
                 if self.spec.get("final"):
-                    outcome = final_phase.outcome(self.spec, records, elapsed)
+                    outcome = final_phase.outcome(self.spec, self.trial_records, elapsed)
                 elif self.fidelity is not None:  # the trials in flight count: promotions are decided on them
                     outcome = experiment_outcome(self.spec, self.trial_records + self._active_records(), elapsed)
                 else:

@@ -38,7 +38,8 @@ from kubenas.contract import (
 from kubenas.contract import TRIAL_ACTIVE as ACTIVE
 from kubenas.contract import TRIAL_TERMINAL as TERMINAL
 from kubenas.early_stopping import median_stop
-from kubenas.experiment import TrialRecord, acknowledged, elapsed_seconds, experiment_outcome, now_iso
+from kubenas.experiment import TrialRecord, acknowledged, elapsed_seconds, now_iso
+from kubenas.experiment import final as final_phase
 
 from . import metrics
 from .changes import compare
@@ -166,8 +167,7 @@ class Reconciler:
             # Finished: the controller goes; late trial changes (stopped trials) still count.
             self._delete_controller(namespace, name)
             if accepted is not None:
-                wanted.update(self._fold(namespace, status, summaries, accepted["objective"]["goal"],
-                                      accepted.get("artifacts"), accepted["objective"].get("pareto")))
+                wanted.update(self._fold(namespace, status, summaries, accepted))
                 self._stop_in_flight(namespace, summaries, now)
             self._patch_status(exp, status, wanted)
             return
@@ -206,10 +206,10 @@ class Reconciler:
             accepted, conditions = self._spec_change(exp, accepted, conditions, now, generation)
 
         self._ensure_namespace(exp, now)
-        wanted.update(self._fold(namespace, status, summaries, accepted["objective"]["goal"],
-                                      accepted.get("artifacts"), accepted["objective"].get("pareto")))
+        wanted.update(self._fold(namespace, status, summaries, accepted))
         start = status.get("startTime") or now
-        outcome = experiment_outcome(accepted, summaries, elapsed_seconds(start, now_dt))
+        # spec.final's rule, which is experiment_outcome's without spec.final
+        outcome = final_phase.outcome(accepted, summaries, elapsed_seconds(start, now_dt))
         if outcome is None:
             self._ensure_controller(exp, accepted, now)
             conditions = set_condition(conditions, RUNNING, "True", "TrialsRunning",
@@ -262,18 +262,21 @@ class Reconciler:
             self.kube.delete("Deployment", namespace, controller_name(name))
             self._controllers_deleted.add(key)
 
-    def _fold(self, namespace: str, status: dict, summaries: list[TrialRecord], goal: str,
-              artifacts: dict | None = None, pareto=None) -> dict:
+    def _fold(self, namespace: str, status: dict, summaries: list[TrialRecord], accepted: dict) -> dict:
         """The trial part of the status; the best trial's details are read from it only
         when the best trial changes (the summaries do not keep them)."""
         previous = status.get("bestTrial") or {}
+        artifacts, objective = accepted.get("artifacts"), accepted["objective"]
 
         def details(name: str) -> dict:
             if previous.get("name") == name:
                 return previous
             return trial_details(self.kube.get_custom(TRIAL_PLURAL, namespace, name), artifacts)
 
-        return fold(summaries, goal, details, pareto or ())
+        # spec.final: once re-evaluating, the best trial is the best mean's candidate's
+        aggregates = final_phase.aggregates(accepted, final_phase.rows_of(summaries)) if accepted.get("final") else []
+        return fold(summaries, objective["goal"], details, objective.get("pareto") or (),
+                    aggregates[0] if aggregates else None)
 
     def _spec_change(self, exp: dict, accepted: dict, conditions: list, now: str, generation) -> tuple[dict, list]:
         meta = exp["metadata"]

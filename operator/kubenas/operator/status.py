@@ -61,17 +61,20 @@ def front_status(records: list[TrialRecord], goal: str, pareto) -> list[dict]:
              "metrics": {m: r.cost(m) for m in pareto}} for r in front]
 
 
-def fold(records: list[TrialRecord], goal: str, details=None, pareto=()) -> dict:
+def fold(records: list[TrialRecord], goal: str, details=None, pareto=(), final=None) -> dict:
     """The trial part of the experiment status: ``trials``, ``bestTrial``, ``topTrials``,
     and with ``objective.pareto`` the ``paretoFront``.
 
     ``details(name)`` gives the best trial's hyperparameters and metrics
-    (:func:`trial_details`); without it they are left empty.
+    (:func:`trial_details`); without it they are left empty. ``final`` (spec.final, once
+    re-evaluating): the candidate with the best mean reward
+    (``kubenas.experiment.final.Aggregate``), whose original trial is then the best trial.
     """
     best = ranked(records, goal, limit=TOP_TRIALS)
     status: dict = {"trials": counts(records)}
+    chosen = next((r for r in records if final is not None and r.name == final.name), None)
     if best:
-        b = best[0]
+        b = chosen or best[0]
         extra = details(b.name) if details else {}
         status["bestTrial"] = {
             "name": b.name, "index": b.index, "reward": b.reward, "architecture": b.architecture,
@@ -79,6 +82,9 @@ def fold(records: list[TrialRecord], goal: str, details=None, pareto=()) -> dict
         }
         if extra.get("model"):
             status["bestTrial"]["model"] = extra["model"]
+        if chosen is not None:
+            status["bestTrial"]["final"] = {"mean": final.mean, "std": final.std, "n": final.n,
+                                            "trials": list(final.trials), "rewards": list(final.rewards)}
     else:
         status["bestTrial"] = None
     status["topTrials"] = [{"name": r.name, "reward": r.reward, "architecture": r.architecture}
