@@ -143,3 +143,20 @@ def test_cli_writes_the_local_run_files(tmp_path):
     assert json.loads((out / "history.jsonl").read_text()) == {"epoch": 1, "accuracy": 0.25}
     assert json.loads((out / "result.json").read_text())["reward"] == 0.25
     assert json.loads((out / "candidate.json").read_text())["trial"] == "x-3"
+
+
+@pytest.mark.parametrize("save", [True, False])
+def test_checkpoint_settings_reach_the_program_which_opts_in(tmp_path, save):
+    """kubenas cannot resume a program: it hands over where to save and what to resume from."""
+    trial = {**TRIAL, "checkpoint": {"save": save, "resumeFrom": "s3://b/x/x-1/checkpoint.pt"}}
+    code = ("import os; assert os.environ['KUBENAS_RESUME_FROM'] == 's3://b/x/x-1/checkpoint.pt';"
+            "path = os.environ.get('KUBENAS_CHECKPOINT_FILE');"
+            f"assert (path is not None) == {save};"
+            "path and open(path, 'wb').write(b'state');"
+            "print('kubenas: final accuracy=0.5')")
+    result = run(code, tmp_path, trial=trial, checkpoint_path=tmp_path / "checkpoint.pt")
+    assert result["status"] == SUCCEEDED, result
+    assert result.get("checkpoint") == (str(tmp_path / "checkpoint.pt") if save else None)
+    plain = run("import os; assert 'KUBENAS_RESUME_FROM' not in os.environ and "
+                "'KUBENAS_CHECKPOINT_FILE' not in os.environ; print('kubenas: final accuracy=0.5')", tmp_path / "p")
+    assert plain["status"] == SUCCEEDED, plain

@@ -85,7 +85,9 @@ def _space_accepts(name: str, value) -> bool:
 
 def _trainer_accepts(name: str, value) -> bool:
     try:
-        resolve_trial({"architecture": {}, "training": {name: value}})
+        # scheduleEpochs must also cover epochs (default 8): probe its own limits with epochs 1.
+        resolve_trial({"architecture": {}, "training": {name: value, **({"epochs": 1} if name == "scheduleEpochs"
+                                                                        else {})}})
     except InvalidTrial:
         return False
     return True

@@ -111,3 +111,18 @@ def test_the_reporter_result_carries_the_model_or_the_store_error(tmp_path):
     bad = publish_result(Policy(str(blocked), "s3://b/exp"), "exp-0", trial, result(0.8), model(tmp_path, "a", 3))
     assert "model" not in bad and bad["reward"] == 0.8 and bad["status"] == "Succeeded"
     assert "artifacts not written to s3://b/exp" in bad["message"]
+
+
+def test_top_neither_counts_nor_removes_checkpoints(tmp_path):
+    """A checkpoint is not a model: a trial whose model falls off the list keeps it (a later trial may resume)."""
+    root = tmp_path / "exp"
+    policy = Policy(str(root), str(root), "top", top_k=1, max_bytes=15)
+    checkpoint = tmp_path / "src" / "checkpoint.pt"
+    checkpoint.parent.mkdir(exist_ok=True)
+    checkpoint.write_bytes(b"c" * 100)  # over maxBytes alone: counted, it would block the model
+    a = publish_result(policy, "exp-0", {}, {**result(0.5), "checkpoint": str(checkpoint)}, model(tmp_path, "a", 10))
+    assert a["model"] == str(root / "exp-0" / art.MODEL_FILE)
+    assert a["checkpoint"] == str(root / "exp-0" / art.CHECKPOINT_FILE)
+    publish(policy, "exp-1", "maximize", result(0.9), model(tmp_path, "b", 10))
+    assert not (root / "exp-0" / art.MODEL_FILE).exists()
+    assert (root / "exp-0" / art.CHECKPOINT_FILE).read_bytes() == b"c" * 100

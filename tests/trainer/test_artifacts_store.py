@@ -212,3 +212,29 @@ def test_a_local_run_copies_its_outputs_to_the_store(s3, tmp_path, monkeypatch):
     copy = copy_model(result["model"], tmp_path / "copy.pt")
     assert copy.read_bytes() == (tmp_path / "out" / "model.pt").read_bytes()
     assert json.loads(s3.cat_file(f"{BUCKET}/local/digits-test/digits-test-0/result.json"))["status"] == "Succeeded"
+
+
+def test_checkpoint_to_s3_and_a_later_trial_resumes_from_its_url(s3, tmp_path):
+    """trial.checkpoint with spec.artifacts.url: the checkpoint goes to the store whatever
+    the model policy, at checkpoint_location, and resuming from that URL continues exactly."""
+    from kubenas_trainer.artifacts import publish_result
+    from kubenas_trainer.train import run_trial
+
+    def trial(epochs, **checkpoint):
+        return {"name": "exp-0", "architecture": {"type": "chain", "layers": [{"op": "conv", "filters": 4,
+                                                                                "kernel": 3, "stride": 1}]},
+                "dataset": {"name": "digits", "limit": 64}, "checkpoint": checkpoint,
+                "training": {"epochs": epochs, "scheduleEpochs": 4, "batchSize": 16, "measureLatency": False}}
+
+    artifacts = {"url": f"s3://{BUCKET}/ckpt", "models": "none"}
+    location = art.experiment_location(artifacts, "exp")
+    policy = Policy(root=art.trainer_root(artifacts, "exp"), location=location, models="none")
+    first = run_trial(trial(2, save=True), checkpoint_path=tmp_path / art.CHECKPOINT_FILE)
+    published = publish_result(policy, "exp-0", trial(2), first, None)
+    where = art.checkpoint_location(artifacts, "exp", "exp-0")
+    assert published["checkpoint"] == where == f"s3://{BUCKET}/ckpt/exp/exp-0/checkpoint.pt"
+    assert s3.exists(where) and not s3.exists(f"{BUCKET}/ckpt/exp/exp-0/{art.MODEL_FILE}")
+    resumed = run_trial(trial(4, resumeFrom=where))
+    assert resumed["metrics"]["resumedFromEpoch"] == 2, resumed["message"]
+    straight = run_trial(trial(4))
+    assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in straight["history"]]

@@ -5,7 +5,9 @@ The operator hands the trainer the folder through the environment
 an ``s3://``/``gs://``/``az://`` URL, opened with fsspec; the store's credentials are in
 the standard variables its backend reads). Each trial writes ``<trial>/history.jsonl``,
 its exported model when kept (``<trial>/model.pt`` and/or ``<trial>/model.onnx``, the
-formats of ``trial.export``), and last ``<trial>/result.json``.
+formats of ``trial.export``), its checkpoint when ``trial.checkpoint.save``
+(``<trial>/checkpoint.pt``: not a model, never counted or removed by ``models``), and
+last ``<trial>/result.json``.
 
 Which models are kept (``models``):
 
@@ -163,6 +165,8 @@ def publish(policy: Policy, trial: str, goal: str, result: dict, model_file=None
     if write_model:
         for name, path in files.items():
             fs.put_file(path, art.join(trial_dir, name))
+    if result.get("checkpoint"):  # kept whatever the model policy: a later trial may resume from it
+        fs.put_file(result["checkpoint"], art.join(trial_dir, art.CHECKPOINT_FILE))
     summary = {k: result.get(k) for k in ("status", "reward", "reason", "message", "metrics", "device")}
     summary["name"] = trial
     fs.pipe_file(art.join(trial_dir, art.RESULT_FILE), _json(summary).encode())
@@ -179,9 +183,10 @@ def publish(policy: Policy, trial: str, goal: str, result: dict, model_file=None
 
 
 def publish_result(policy: Policy, name: str, trial: dict, result: dict, model_file) -> dict:
-    """The trial's result with ``model`` (where its model went) once its outputs are
-    written; a store that cannot be written leaves the result as it is, with the reason
-    in its message (the reward stands: the search goes on without this model)."""
+    """The trial's result with ``model`` (where its model went) and ``checkpoint`` (where
+    its checkpoint went, as trainers read it: ``checkpoint_location``) once its outputs
+    are written; a store that cannot be written leaves the result as it is, with the
+    reason in its message (the reward stands: the search goes on without this model)."""
     goal = (trial.get("objective") or {}).get("goal") or "maximize"
     try:
         where = publish(policy, name, goal, result, model_file)
@@ -189,4 +194,6 @@ def publish_result(policy: Policy, name: str, trial: dict, result: dict, model_f
         log.error("cannot write the artifacts of %s to %s: %s", name, policy.location, err)
         note = f"artifacts not written to {policy.location}: {err}"
         return {**result, "message": "; ".join(m for m in (result.get("message"), note) if m)}
+    if result.get("checkpoint"):
+        result = {**result, "checkpoint": art.join(policy.root, name, art.CHECKPOINT_FILE)}
     return {**result, "model": where} if where else result

@@ -3,7 +3,8 @@
     kubenas-train --trial trial.yaml --out DIR [--export-model] [--save-weights]
 
 Writes DIR/history.jsonl (one line per epoch), DIR/result.json, and on request
-DIR/model.pt (TorchScript) and DIR/weights.pt. The exit code says how the trial ended
+DIR/model.pt (TorchScript) and DIR/weights.pt; DIR/checkpoint.pt when the trial's
+``checkpoint.save`` is true. The exit code says how the trial ended
 (docs/formats.md). This module only parses arguments, picks a reporter and calls
 ``run_trial``.
 """
@@ -13,6 +14,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+from kubenas.contract.artifacts import CHECKPOINT_FILE
 
 from . import errors
 from .artifacts import Policy, publish_result
@@ -78,7 +81,8 @@ def main(argv=None) -> int:
 
         result = run_trial(trial, on_epoch=reporter.epoch,
                            model_path=args.out / "model.pt" if args.export_model else None,
-                           weights_path=args.out / "weights.pt" if args.save_weights else None)
+                           weights_path=args.out / "weights.pt" if args.save_weights else None,
+                           checkpoint_path=args.out / CHECKPOINT_FILE)
     policy = Policy.from_env()
     if policy is not None:  # spec.artifacts of a local run (an object store): the same outputs there too
         result = publish_result(policy, trial.get("name") or args.out.name, trial, result,

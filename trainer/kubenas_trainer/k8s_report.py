@@ -33,7 +33,7 @@ from pathlib import Path
 from kubenas.contract import EARLY_STOPPED, GROUP, HISTORY_LIMIT, NO_REWARD, RUNNING, SUCCEEDED, TRIAL_PLURAL
 from kubenas.contract import TRIAL_TERMINAL as TERMINAL
 from kubenas.contract import VERSION
-from kubenas.contract.artifacts import MODELS_NONE
+from kubenas.contract.artifacts import CHECKPOINT_FILE, MODELS_NONE
 
 from . import errors
 from .artifacts import Policy, publish_result
@@ -261,7 +261,13 @@ def main_from_cluster(args=None, *, env=os.environ, api_client=None, termination
         model_path = None
     if model_path is not None:
         model_path.parent.mkdir(parents=True, exist_ok=True)
-    result = run(trial, on_epoch=reporter.epoch, model_path=model_path)
+    # trial.checkpoint.save: written beside the model, kept by publishing it to spec.artifacts.
+    folder = model_path.parent if model_path is not None else Path(tempfile.mkdtemp(prefix="kubenas-checkpoint-"))
+    kwargs = {"checkpoint_path": folder / CHECKPOINT_FILE} if (trial.get("checkpoint") or {}).get("save") else {}
+    result = run(trial, on_epoch=reporter.epoch, model_path=model_path, **kwargs)
+    if result.get("checkpoint") and policy is None and not model_dir:
+        log.warning("trial %s/%s: checkpoint.save without spec.artifacts: the checkpoint is not kept", namespace,
+                    name)
     if policy is not None:
         result = publish_result(policy, name, trial, result, model_path)
     write_termination_log(result, termination_log)

@@ -13,7 +13,8 @@ from typing import Any
 
 from kubenas.contract import GOALS, METRICS, TASKS
 from kubenas.contract.reward import check_penalties
-from kubenas.contract.settings import DEFAULT_LEARNING_RATE, SETTINGS, export_problem, resolved_export
+from kubenas.contract.settings import (DEFAULT_LEARNING_RATE, SETTINGS, checkpoint_problem, export_problem,
+                                      resolved_checkpoint, resolved_export, schedule_problem)
 
 from .errors import InvalidTrial
 
@@ -32,6 +33,7 @@ class TrialConfig:
     model: dict = field(default_factory=dict)  # {"builder": "module:function"} (user_code.py), or {}
     export: dict = field(default_factory=lambda: resolved_export(None))  # formats, opset (contract.settings)
     task: str = "image-classification"
+    checkpoint: dict = field(default_factory=lambda: resolved_checkpoint(None))  # save, resumeFrom
 
     @property
     def objective(self) -> dict:
@@ -104,8 +106,14 @@ def resolve_trial(trial: Any) -> TrialConfig:
         resolved["learningRate"] = DEFAULT_LEARNING_RATE[resolved["optimizer"]]
     if resolved["nesterov"] and resolved["optimizer"] == "sgd" and resolved["momentum"] == 0:
         raise InvalidTrial("training.nesterov: needs momentum > 0")
-    if resolved["warmupEpochs"] > resolved["epochs"]:
-        raise InvalidTrial(f"training.warmupEpochs: {resolved['warmupEpochs']} exceeds epochs ({resolved['epochs']})")
+    problem = schedule_problem(resolved)
+    if problem:
+        raise InvalidTrial(f"training.{problem[0]}: {problem[1]}")
+    if resolved["scheduleEpochs"] is None:
+        resolved["scheduleEpochs"] = resolved["epochs"]
+    problem = checkpoint_problem(trial.get("checkpoint"))
+    if problem:
+        raise InvalidTrial(f"checkpoint{'.' + problem[0] if problem[0] else ''}: {problem[1]}")
 
     objective = _object(trial, "objective")
     metric = objective.get("metric", "accuracy")
@@ -146,4 +154,5 @@ def resolve_trial(trial: Any) -> TrialConfig:
         model=dict(model),
         export=resolved_export(trial.get("export")),
         task=task,
+        checkpoint=resolved_checkpoint(trial.get("checkpoint")),
     )

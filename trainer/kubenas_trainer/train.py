@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
 import math
 import os
 import random
@@ -26,6 +27,7 @@ from kubenas.contract.genotype import GenotypeError, describe_genotype
 from kubenas.contract.reward import compute_reward
 from kubenas.contract.settings import EXPORT_SUFFIX
 
+from . import checkpoint as ckpt
 from . import errors
 from .data import Dataset
 from .errors import DataError, Diverged, InvalidArchitecture, InvalidTrial, TrialFailure, TrialTimeout
@@ -36,6 +38,7 @@ from .settings import TrialConfig, resolve_trial
 from .tasks import load_task
 
 OnEpoch = Callable[[dict], object]
+log = logging.getLogger("kubenas.trainer")
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -157,13 +160,17 @@ def _atomic_save(obj, path: str | os.PathLike) -> None:
 
 
 def run_trial(trial: dict, *, on_epoch: OnEpoch | None = None, model_path=None, weights_path=None,
-              deadline: float | None = None) -> dict:
+              checkpoint_path=None, deadline: float | None = None) -> dict:
     """Train and evaluate one trial; returns the Trial-result dict of docs/formats.md.
 
     ``on_epoch(record)`` is called after every epoch with the history record; returning
     ``"stop"`` ends training early (status ``EarlyStopped``, reward = that epoch's
     validation metric). ``model_path`` / ``weights_path``: where to write the TorchScript
-    model / the weights when the trial ends with a reward. ``deadline`` is an absolute
+    model / the weights when the trial ends with a reward. ``checkpoint_path``: where the
+    training state goes after the last epoch trained when ``trial.checkpoint.save``
+    (checkpoint.py; needed then). ``trial.checkpoint.resumeFrom`` continues from such a
+    file: ``on_epoch`` sees only the epochs trained here, the result's history has all.
+    ``deadline`` is an absolute
     ``time.monotonic()`` value; ``trial["timeoutSeconds"]`` also applies.
     """
     start = time.monotonic()
@@ -174,8 +181,8 @@ def run_trial(trial: dict, *, on_epoch: OnEpoch | None = None, model_path=None, 
     # Only strings survive an exception: its traceback holds the frames (model, optimizer,
     # batches), which must be freed before the GPU cache is emptied.
     try:
-        return _run(trial, on_epoch, model_path, weights_path, _Clock(start, deadline, None), history, metrics,
-                    state)
+        return _run(trial, on_epoch, model_path, weights_path, checkpoint_path, _Clock(start, deadline, None),
+                    history, metrics, state)
     except TrialFailure as exc:
         reason, message = exc.reason, exc.message
     except GenotypeError as exc:
@@ -235,10 +242,13 @@ def _require_onnx() -> None:
                            "pip install 'kubenas[train]' (or onnx), or remove onnx from export.formats")
 
 
-def _run(trial, on_epoch, model_path, weights_path, clock: _Clock, history: list, metrics: dict,
+def _run(trial, on_epoch, model_path, weights_path, checkpoint_path, clock: _Clock, history: list, metrics: dict,
          state: dict) -> dict:
     cfg: TrialConfig = resolve_trial(trial)
     t = cfg.training
+    if cfg.checkpoint["save"] and not checkpoint_path:
+        raise InvalidTrial("checkpoint.save: this trainer was given no place for checkpoint.pt; run it with "
+                           "--out (kubenas-train), or set save: false")
     if model_path and "onnx" in cfg.export["formats"]:
         _require_onnx()  # before training, not after it
     if cfg.timeout_seconds:
@@ -309,15 +319,24 @@ def _run(trial, on_epoch, model_path, weights_path, clock: _Clock, history: list
                               memory_format=memory_format)
     steps_per_epoch = len(train_loader)
     optimizer = _make_optimizer(model, t)
+    # The schedule runs over scheduleEpochs (default epochs): a trial may train its first epochs.
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(
-        t["schedule"], t["epochs"] * steps_per_epoch, int(round(t["warmupEpochs"] * steps_per_epoch))))
+        t["schedule"], t["scheduleEpochs"] * steps_per_epoch, int(round(t["warmupEpochs"] * steps_per_epoch))))
     criterion = nn.CrossEntropyLoss(label_smoothing=t["labelSmoothing"])
     check_every = 25 if cuda else 1  # a finiteness check syncs the GPU: not every batch there
 
+    ident = ckpt.identity(cfg, steps_per_epoch)
+    parts = dict(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, shuffle_gen=shuffle_gen,
+                 cuda=cuda)
+    clock.where = "while reading the checkpoint"
+    resumed, notes = _resume(cfg, ident, parts, history)
+    metrics["resumedFromEpoch"] = resumed
+    clock.check()
+
     status = errors.SUCCEEDED
-    train_seconds, train_images = 0.0, 0
+    train_seconds, train_images, trained = 0.0, 0, 0
     model.train()
-    for epoch in range(1, t["epochs"] + 1):
+    for epoch in range(resumed + 1, t["epochs"] + 1):
         epoch_start = time.monotonic()
         loss_sum = torch.zeros((), dtype=torch.float64, device=device) if cuda else 0.0
         correct = torch.zeros((), dtype=torch.int64, device=device)
@@ -358,6 +377,7 @@ def _run(trial, on_epoch, model_path, weights_path, clock: _Clock, history: list
             torch.cuda.synchronize(device)
         train_seconds += time.monotonic() - epoch_start
         train_images += seen
+        trained += 1
 
         clock.where = f"while validating epoch {epoch}"
         val_acc, val_loss = evaluate(model, val_loader, autocast, clock)
@@ -377,7 +397,13 @@ def _run(trial, on_epoch, model_path, weights_path, clock: _Clock, history: list
                 status = errors.EARLY_STOPPED
                 break
 
+    metrics["epochsTrained"] = trained
     last = history[-1]
+    saved_to = None
+    if cfg.checkpoint["save"]:  # the state after the last epoch, before anything else touches an RNG
+        clock.where = "while saving the checkpoint"
+        ckpt.save(ckpt.capture(ident=ident, epoch=last["epoch"], history=history, **parts), checkpoint_path)
+        saved_to = str(checkpoint_path)
     if not math.isfinite(last[cfg.metric]):
         raise Diverged(f"validation {cfg.metric} is {last[cfg.metric]}")
     metrics.update(accuracy=last["accuracy"], loss=last["loss"])
@@ -419,6 +445,45 @@ def _run(trial, on_epoch, model_path, weights_path, clock: _Clock, history: list
         if "onnx" in cfg.export["formats"]:
             export_onnx(model, Path(model_path).with_suffix(EXPORT_SUFFIX["onnx"]), data.input_shape, data.mean,
                         data.std, opset=cfg.export["opset"], variable_length=task.variable_length, **how)
-    message = "" if status == errors.SUCCEEDED else f"stopped early after epoch {last['epoch']} of {t['epochs']}"
+    if status != errors.SUCCEEDED:
+        notes.append(f"stopped early after epoch {last['epoch']} of {t['epochs']}")
     metrics["wallSeconds"] = round(time.monotonic() - clock.start, 3)
-    return _result(status, reward=reward, message=message, metrics=metrics, history=history, device=state["device"])
+    result = _result(status, reward=reward, message="; ".join(notes), metrics=metrics, history=history,
+                     device=state["device"])
+    return {**result, "checkpoint": saved_to} if saved_to else result
+
+
+def _resume(cfg: TrialConfig, ident: dict, parts: dict, history: list) -> tuple[int, list[str]]:
+    """Continue from ``trial.checkpoint.resumeFrom`` when it can be read: restores the
+    training state into ``parts``, puts the checkpoint's epochs into ``history``; returns
+    (the epoch it holds, notes for the result's message). (0, [why]) when there is no
+    readable checkpoint there: the trial trains from scratch."""
+    where = cfg.checkpoint["resumeFrom"]
+    if not where:
+        return 0, []
+    saved, why = ckpt.read(where)
+    if saved is None:
+        note = f"checkpoint.resumeFrom {where} {why}: trained from scratch"
+        log.warning("%s", note)
+        return 0, [note]
+    diff = ckpt.mismatch(saved["identity"], ident)
+    if diff is not None:
+        name, theirs, ours = diff
+        raise InvalidTrial(f"checkpoint.resumeFrom: {where} was trained with a different {name} "
+                           f"({_short(theirs)}; this trial: {_short(ours)}): a checkpoint continues only the same "
+                           "network and training; resume from this trial's own checkpoint, or remove resumeFrom "
+                           "to train from scratch")
+    epochs = cfg.training["epochs"]
+    if saved["epoch"] >= epochs:
+        raise InvalidTrial(f"checkpoint.resumeFrom: {where} holds epoch {saved['epoch']}, and this trial trains to "
+                           f"epoch {epochs} (training.epochs): nothing is left to train; raise training.epochs "
+                           f"above {saved['epoch']} (at most scheduleEpochs, {cfg.training['scheduleEpochs']})")
+    ckpt.restore(saved, **parts)
+    history.extend(dict(h) for h in saved["history"])
+    log.info("resumed from %s after epoch %d", where, saved["epoch"])
+    return saved["epoch"], []
+
+
+def _short(value, limit: int = 160) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."

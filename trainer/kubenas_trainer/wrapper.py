@@ -32,6 +32,7 @@ from pathlib import Path
 
 from kubenas.contract import (DIVERGED, EARLY_STOPPED, EXIT_REASONS, FAILED, INTERNAL_ERROR, INVALID_TRIAL,
                               NO_REWARD, SUCCEEDED, TIMEOUT)
+from kubenas.contract.artifacts import CHECKPOINT_FILE
 from kubenas.contract.byo import ReportError, candidate_document, environment, parse_report, substitute
 from kubenas.contract.reward import compute_reward
 
@@ -120,13 +121,16 @@ def _failed(reason: str, message: str, history: list, metrics: dict | None = Non
             "metrics": metrics or {}, "history": history, "device": "cpu"}
 
 
-def run_command(command: list[str], trial: dict, *, on_epoch, workdir: Path, model_path=None,
+def run_command(command: list[str], trial: dict, *, on_epoch, workdir: Path, model_path=None, checkpoint_path=None,
                 grace_seconds: float = GRACE_SECONDS, terminated: threading.Event | None = None) -> dict:
     """Run the user's program for ``trial`` and return the Trial-result dict (docs/formats.md).
 
     ``on_epoch(record)`` is the reporter's (``"stop"`` stops the program: EarlyStopped).
     ``terminated`` set from outside (SIGTERM) stops the program and raises Terminated:
     nothing is reported (the stopper decides the trial's fate, as for the built-in trainer).
+    ``trial.checkpoint`` reaches the program as $KUBENAS_CHECKPOINT_FILE (``checkpoint_path``,
+    with save) and $KUBENAS_RESUME_FROM; a checkpoint file it wrote is published like the
+    built-in trainer's (the result's ``checkpoint``).
     """
     workdir.mkdir(parents=True, exist_ok=True)
     trial_file, report_file, result_file = (workdir / "candidate.json", workdir / "reports.txt",
@@ -145,8 +149,12 @@ def run_command(command: list[str], trial: dict, *, on_epoch, workdir: Path, mod
         argv[0] = sys.executable  # the Python that runs kubenas (and has torch): not whatever is first on PATH
     objective = trial.get("objective") or {}
     metric = objective.get("metric", "accuracy")
+    wanted = trial.get("checkpoint") if isinstance(trial.get("checkpoint"), dict) else {}
+    checkpoint_path = Path(checkpoint_path) if checkpoint_path and wanted.get("save") is True else None
     env = dict(os.environ, **environment(document, report_file=str(report_file), result_file=str(result_file),
-                                         model_file=str(model_path) if model_path else None))
+                                         model_file=str(model_path) if model_path else None,
+                                         checkpoint_file=str(checkpoint_path) if checkpoint_path else None,
+                                         resume_from=wanted.get("resumeFrom")))
     timeout = trial.get("timeoutSeconds")
     deadline = time.monotonic() + float(timeout) if timeout else None
     try:
@@ -239,8 +247,9 @@ def run_command(command: list[str], trial: dict, *, on_epoch, workdir: Path, mod
                                       f"parameters=12345)", history, metrics)
     status = EARLY_STOPPED if outcome == EARLY_STOPPED else SUCCEEDED
     message = f"stopped early after epoch {history[-1]['epoch']}" if status == EARLY_STOPPED and history else ""
-    return {"status": status, "reward": reward, "reason": None, "message": message, "metrics": metrics,
-            "history": history, "device": "cpu"}
+    result = {"status": status, "reward": reward, "reason": None, "message": message, "metrics": metrics,
+              "history": history, "device": "cpu"}
+    return {**result, "checkpoint": str(checkpoint_path)} if checkpoint_path and checkpoint_path.exists() else result
 
 
 # ------------------------------------------------------------------------------ CLI
@@ -279,9 +288,9 @@ def main(argv=None) -> int:
     if args.from_cluster:
         from .k8s_report import main_from_cluster
 
-        def run(trial, *, on_epoch, model_path=None):
+        def run(trial, *, on_epoch, model_path=None, checkpoint_path=None):
             return run_command(args.command, trial, on_epoch=on_epoch, workdir=Path(CLUSTER_WORKDIR),
-                               model_path=model_path, terminated=terminated)
+                               model_path=model_path, checkpoint_path=checkpoint_path, terminated=terminated)
 
         try:
             return main_from_cluster(args, run=run)
@@ -300,7 +309,7 @@ def main(argv=None) -> int:
         try:
             result = run_command(args.command, trial, on_epoch=reporter.epoch, workdir=args.out,
                                  model_path=args.out / "model.pt" if args.export_model else None,
-                                 terminated=terminated)
+                                 checkpoint_path=args.out / CHECKPOINT_FILE, terminated=terminated)
         except Terminated:
             return 128 + signal.SIGTERM
     reporter.final(result)

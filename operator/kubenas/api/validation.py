@@ -266,6 +266,20 @@ def _constraints_issues(spec: dict) -> list[Issue]:
     return []
 
 
+def _schedule_issues(spec: dict) -> list[Issue]:
+    """trial.training.scheduleEpochs covers every epoch trained (a searched epochs too), and warmup fits in it."""
+    from kubenas.contract.settings import schedule_problem
+    from kubenas.space import SpaceError
+    from kubenas.space.hyperparameters import parse_hyperparameters
+
+    try:
+        searched = [h for h in parse_hyperparameters(spec["searchSpace"].get("hyperparameters")) if h.name == "epochs"]
+    except SpaceError:
+        searched = []  # reported by the search-space check
+    problem = schedule_problem(spec["trial"]["training"], searched[0].values if searched else ())
+    return [Issue(f"spec.trial.training.{problem[0]}", problem[1])] if problem else []
+
+
 def _budget_issues(spec: dict) -> list[Issue]:
     budget = spec["budget"]
     if budget["parallelTrials"] > budget["maxTrials"]:
@@ -554,6 +568,7 @@ SEMANTIC_CHECKS = (
     (_budget_issues, ("spec.budget",)),
     (_fidelity_issues, ("spec.strategy", "spec.trial.training", "spec.earlyStopping", "spec.objective",
                         "spec.final")),
+    (_schedule_issues, ("spec.trial.training", "spec.searchSpace")),
     (_final_issues, ("spec.final", "spec.objective")),
     (_constraints_issues, ("spec.constraints", "spec.trial.dataset")),
     (_trial_issues, ("spec.trial.dataset", "spec.trial.task", "spec.trial.command", "spec.trial.model",

@@ -10,6 +10,12 @@ store URL)::
     <root>/<experiment>/<trial>/history.jsonl   one JSON line per epoch
     <root>/<experiment>/<trial>/model.pt        TorchScript, when kept (``models``)
     <root>/<experiment>/<trial>/model.onnx      ONNX, when kept and trial.export lists onnx
+    <root>/<experiment>/<trial>/checkpoint.pt   the training state, when trial.checkpoint.save
+
+A checkpoint is not a model: ``models`` (``top``, ``topK``, ``maxBytes``) neither counts
+nor removes it, whatever happens to the trial's model, because a later trial may resume
+from it (multi-fidelity search). It stays with the trial's result and history and goes
+when they go (the experiment's folder is removed).
 """
 from __future__ import annotations
 
@@ -22,8 +28,8 @@ from .settings import EXPORT_SUFFIX
 MODEL_FILES = {fmt: "model" + suffix for fmt, suffix in EXPORT_SUFFIX.items()}
 MODEL_FILE = MODEL_FILES["torchscript"]  # the format the status names when the trial has it
 RESULT_FILE = "result.json"
+CHECKPOINT_FILE = "checkpoint.pt"  # trial.checkpoint.save: in the trainer's --out folder, and here
 HISTORY_FILE = "history.jsonl"
-CHECKPOINT_FILE = "checkpoint.pt"  # what a multi-fidelity trial saves and its promotion continues
 
 # Which models are kept.
 MODELS_ALL = "all"    # every succeeded trial's
@@ -84,14 +90,16 @@ def experiment_location(artifacts: dict, experiment: str) -> str:
 
 
 def trainer_root(artifacts: dict, experiment: str) -> str:
-    """The experiment's folder as a trainer in the cluster reaches it: the object-store URL,
-    or the claim's folder mounted at MOUNT_PATH (subPath ``pvc_sub_path``)."""
+    """The experiment's folder as its trainers see it (``KUBENAS_ARTIFACTS_ROOT``): the
+    object store URL, or the claim's folder mounted at MOUNT_PATH in every trainer pod."""
     return experiment_location(artifacts, experiment) if artifacts.get("url") else MOUNT_PATH
 
 
-def trainer_checkpoint(artifacts: dict, experiment: str, trial: str) -> str:
-    """Where a trainer in the cluster finds trial ``trial``'s checkpoint (what a promotion
-    of a multi-fidelity experiment continues)."""
+def checkpoint_location(artifacts: dict, experiment: str, trial: str) -> str:
+    """Where ``trial``'s checkpoint is, as the trainer of any trial of the same experiment
+    reads it (its ``trial.checkpoint.resumeFrom``): ``s3://bucket/prefix/<experiment>/<trial>/
+    checkpoint.pt``, or ``/var/lib/kubenas/artifacts/<trial>/checkpoint.pt`` for a claim.
+    Without spec.artifacts a local run's trial leaves it in its own folder (its ``--out``)."""
     return join(trainer_root(artifacts, experiment), trial, CHECKPOINT_FILE)
 
 

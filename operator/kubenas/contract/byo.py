@@ -25,6 +25,9 @@ ENV_REPORT_FILE = "KUBENAS_REPORT_FILE"    # metric lines appended by kubenas.re
 ENV_RESULT_FILE = "KUBENAS_RESULT_FILE"    # optional: a JSON object of final metrics
 ENV_OUTPUT_DIR = "KUBENAS_OUTPUT_DIR"      # a writable folder of this trial
 ENV_MODEL_FILE = "KUBENAS_MODEL_FILE"      # optional: where a TorchScript model of the trial may go
+# trial.checkpoint: kubenas cannot resume a program, which trains from scratch unless it opts in:
+ENV_CHECKPOINT_FILE = "KUBENAS_CHECKPOINT_FILE"  # with save: where to write its state after its last epoch
+ENV_RESUME_FROM = "KUBENAS_RESUME_FROM"          # with resumeFrom: that path or URL, to continue from if readable
 
 CANDIDATE_VERSION = 1
 
@@ -149,7 +152,8 @@ def candidate_document(trial: dict, *, trial_file: str, output_dir: str) -> dict
     }
 
 
-def environment(document: dict, *, report_file: str, result_file: str, model_file: str | None) -> dict:
+def environment(document: dict, *, report_file: str, result_file: str, model_file: str | None,
+                checkpoint_file: str | None = None, resume_from: str | None = None) -> dict:
     """The environment variables a user program gets (strings)."""
     env = {ENV_TRIAL_FILE: document["trialFile"], ENV_TRIAL_NAME: str(document["trial"]),
            ENV_TRIAL_INDEX: str(document["index"]), ENV_EXPERIMENT: str(document["experiment"]),
@@ -159,6 +163,10 @@ def environment(document: dict, *, report_file: str, result_file: str, model_fil
         env[ENV_EPOCHS] = str(document["epochs"])
     if model_file:
         env[ENV_MODEL_FILE] = model_file
+    if checkpoint_file:
+        env[ENV_CHECKPOINT_FILE] = checkpoint_file
+    if resume_from:
+        env[ENV_RESUME_FROM] = resume_from
     return env
 
 

@@ -56,6 +56,10 @@ class Setting:
 
 SETTINGS: dict[str, Setting] = {
     "epochs": Setting("int", 8, Limit(1, 100_000)),
+    # The horizon of the learning-rate schedule (and warmup) in epochs; default: epochs.
+    # epochs < scheduleEpochs trains the first epochs of the longer schedule (a rung of
+    # multi-fidelity search, resumable to scheduleEpochs: trial.checkpoint).
+    "scheduleEpochs": Setting("int", None, Limit(1, 100_000)),
     "batchSize": Setting("int", 64, Limit(2, 1 << 20)),
     "optimizer": Setting("choice", "sgd", choices=OPTIMIZERS),
     "learningRate": Setting("float", None, Limit(0.0, low_open=True)),  # default depends on the optimizer
@@ -84,6 +88,57 @@ SEARCHABLE = ("learningRate", "momentum", "weightDecay", "labelSmoothing", "batc
 def defaults() -> dict:
     """The settings that have a default, filled in (learningRate is chosen per trial)."""
     return {name: s.default for name, s in SETTINGS.items() if s.default is not None}
+
+
+def schedule_problem(training: dict, searched_epochs=()) -> tuple[str, str] | None:
+    """What is wrong with the schedule's horizon of resolved ``training`` settings (each
+    filled or None), as (setting, message naming the fix), or None. ``searched_epochs``:
+    the values a searched ``epochs`` hyperparameter may take. The trainer and the
+    validator both call this."""
+    epochs = max([training["epochs"], *searched_epochs])
+    horizon = training.get("scheduleEpochs")
+    if horizon is not None and horizon < epochs:
+        return "scheduleEpochs", (f"{horizon} is less than epochs ({epochs}): the schedule must cover every "
+                                  "epoch trained; raise scheduleEpochs to at least epochs, or remove it "
+                                  "(it defaults to epochs)")
+    horizon = horizon if horizon is not None else training["epochs"]
+    warmup = training.get("warmupEpochs") or 0.0
+    if warmup > horizon:
+        return "warmupEpochs", (f"{warmup} exceeds the schedule's {horizon} epochs (scheduleEpochs, default "
+                                "epochs); lower warmupEpochs")
+    return None
+
+
+# ------------------------------------------------------------------ trial.checkpoint
+
+# trial.checkpoint (set per trial by a multi-fidelity search, or by hand): save writes
+# checkpoint.pt (kubenas.contract.artifacts.CHECKPOINT_FILE) after the last epoch
+# trained; resumeFrom (a path or an fsspec URL of one) continues training from it, or
+# trains from scratch when it cannot be read (docs/formats.md).
+CHECKPOINT_DEFAULTS = {"save": False, "resumeFrom": None}
+
+
+def checkpoint_problem(checkpoint) -> tuple[str, str] | None:
+    """What is wrong with a ``trial.checkpoint`` object, as (field below it, message
+    naming the fix), or None."""
+    if checkpoint is None:
+        return None
+    if not isinstance(checkpoint, dict):
+        return "", f"must be an object with save and resumeFrom, got {checkpoint!r}"
+    unknown = sorted(set(checkpoint) - set(CHECKPOINT_DEFAULTS))
+    if unknown:
+        return unknown[0], f"unknown field (known: {', '.join(CHECKPOINT_DEFAULTS)})"
+    if not isinstance(checkpoint.get("save", False), bool):
+        return "save", f"must be true or false, got {checkpoint['save']!r}"
+    resume = checkpoint.get("resumeFrom")
+    if resume is not None and (not isinstance(resume, str) or not resume.strip()):
+        return "resumeFrom", f"must be the path or URL of a checkpoint.pt (or null), got {resume!r}"
+    return None
+
+
+def resolved_checkpoint(checkpoint) -> dict:
+    """``trial.checkpoint`` with defaults filled (call checkpoint_problem first)."""
+    return {**CHECKPOINT_DEFAULTS, **(checkpoint or {})}
 
 
 # ---------------------------------------------------------------- exported model formats

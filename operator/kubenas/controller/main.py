@@ -173,7 +173,7 @@ class Controller:
             self.candidates[job.candidate] = self.strategy.propose(job.candidate)
         resume_from = None
         if job.resume_trial and spec.get("artifacts"):
-            resume_from = art.trainer_checkpoint(spec["artifacts"], self.name, job.resume_trial)
+            resume_from = art.checkpoint_location(spec["artifacts"], self.name, job.resume_trial)
         body = trial_object(experiment, spec, index, self.candidates[job.candidate])
         body["spec"] = fidelity.trial_fields(body["spec"], job, fidelity.plan(spec), resume_from)
         return body
