@@ -320,9 +320,9 @@ def plot_compute(summaries: dict[str, dict], path: Path) -> None:
     fig, axes = plt.subplots(1, len(summaries), figsize=(6.5 * len(summaries), 4.5), squeeze=False)
     for ax, (name, summary) in zip(axes[0], summaries.items()):
         for label, curve in summary["curves"].items():
+            peer = label.startswith(("optuna", "regevo", "local", "rf"))
             ax.plot([x / summary["compute"] for x in summary["grid"]], curve, label=label,
-                    lw=2 if label.startswith(tuple(FIDELITIES)) else 1, ls="-" if not label.startswith(("optuna", "regevo",
-                                                                                             "local", "rf")) else "--")
+                    lw=2 if label.startswith(tuple(FIDELITIES)) else 1, ls="--" if peer else "-")
         ax.axhline(summary["target"], color="0.6", lw=0.8)
         ax.set_yscale("log")
         ax.set_xlabel("training compute / random search's 200-trial compute")
