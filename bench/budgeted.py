@@ -99,13 +99,20 @@ def run_strategy(table: Table, label: str, spec: dict, max_trials: int, max_seco
 
 def run_asha(table: Table, label: str, spec: dict, fidelity: dict, max_seconds: float,
              hard_cap: int = 20000) -> Trace:
-    """ASHA over a kubenas strategy on a curves table, until ``max_seconds`` are spent."""
+    """ASHA or Hyperband (``fidelity``) over a kubenas strategy on a curves table, until
+    ``max_seconds`` are spent; a trial is a new candidate, a promotion is not."""
     scheduler = SuccessiveHalving(make_strategy(spec, table.space, "maximize"), fidelity)
     trace = Trace(label, spec.get("seed", 0))
+    trained = set()
     for _ in range(hard_cap):
         if trace.seconds >= max_seconds:
             break
         job = scheduler.next_job()
+        new = job.resume_from == 0  # a new trial (at its bracket's first rung), not a promotion
+        if new:
+            key = table.space.candidate_hash(job.candidate)
+            trace.repeats += key in trained
+            trained.add(key)
         row = table.row(job.candidate)
         if row["curve"] is None:
             raise ValueError("ASHA needs a table with per-epoch curves (bench/generate_curves.py)")
@@ -113,7 +120,7 @@ def run_asha(table: Table, label: str, spec: dict, fidelity: dict, max_seconds: 
         scheduler.report(job.index, job.rung, reward)
         best = scheduler.best()
         incumbent = table.row(scheduler.candidates[best[0]])["valAccuracy"] if best else None
-        trace.charge(sum(row["epochSeconds"][job.resume_from:job.epochs]), incumbent, trial=job.rung == 0)
+        trace.charge(sum(row["epochSeconds"][job.resume_from:job.epochs]), incumbent, trial=new)
     return trace
 
 

@@ -218,7 +218,8 @@ def machine() -> str:
 
 PEER_BUDGETS = (25, 50, 100, 200)
 COMPUTE_FRACTIONS = (0.25, 0.5, 1.0)
-FIDELITY = {"minResource": 1, "maxResource": 9, "reductionFactor": 3}
+# The library's defaults (kubenas.strategies.fidelity.FIDELITY_DEFAULTS): rungs 1, 3, 9 epochs, eta 3.
+FIDELITIES = {"asha": {"type": "asha"}, "hyperband": {"type": "hyperband"}}
 
 
 def peer_searchers(table: Table) -> list[tuple[str, object]]:
@@ -230,9 +231,10 @@ def peer_searchers(table: Table) -> list[tuple[str, object]]:
     for kind in STRATEGIES + ("tpe",):
         out.append((kind, lambda seed, c, kind=kind: run_strategy(table, kind, {"type": kind, "seed": seed}, 200, c)))
     if all(row["curve"] for row in table.rows.values()):
-        for kind in STRATEGIES:
-            out.append((f"asha+{kind}", lambda seed, c, kind=kind: run_asha(
-                table, f"asha+{kind}", {"type": kind, "seed": seed}, FIDELITY, c)))
+        for name, fidelity in FIDELITIES.items():
+            for kind in STRATEGIES + ("tpe",):
+                out.append((f"{name}+{kind}", lambda seed, c, kind=kind, name=name, fidelity=fidelity: run_asha(
+                    table, f"{name}+{kind}", {"type": kind, "seed": seed}, fidelity, c)))
     for name, peer in PEERS.items():
         out.append((name, lambda seed, c, name=name, peer=peer: run_peer(table, name, peer, seed, False, 200, c)))
         if name == "optuna-tpe":
@@ -263,7 +265,7 @@ def peers_section(table: Table, table_path: Path, seeds: range, reference: str,
     per_seed: dict[str, dict[str, list]] = {}
     for label, runs in traces.items():
         cols = {}
-        if not label.startswith("asha"):
+        if not label.startswith(tuple(FIDELITIES)):  # a multi-fidelity trial is not a whole training
             for n in PEER_BUDGETS:
                 cols[f"trials {n}"] = [regret(t.after_trials(n)) for t in runs]
         for f in COMPUTE_FRACTIONS:
@@ -318,9 +320,9 @@ def plot_compute(summaries: dict[str, dict], path: Path) -> None:
     fig, axes = plt.subplots(1, len(summaries), figsize=(6.5 * len(summaries), 4.5), squeeze=False)
     for ax, (name, summary) in zip(axes[0], summaries.items()):
         for label, curve in summary["curves"].items():
+            peer = label.startswith(("optuna", "regevo", "local", "rf"))
             ax.plot([x / summary["compute"] for x in summary["grid"]], curve, label=label,
-                    lw=2 if label.startswith("asha") else 1, ls="-" if not label.startswith(("optuna", "regevo",
-                                                                                             "local", "rf")) else "--")
+                    lw=2 if label.startswith(tuple(FIDELITIES)) else 1, ls="--" if peer else "-")
         ax.axhline(summary["target"], color="0.6", lw=0.8)
         ax.set_yscale("log")
         ax.set_xlabel("training compute / random search's 200-trial compute")

@@ -5,7 +5,8 @@ import pytest
 
 from kubenas.space import SearchSpace, SpaceError
 from kubenas.strategies import make_strategy
-from kubenas.strategies.fidelity import SuccessiveHalving, rungs
+from kubenas.strategies.fidelity import (FIDELITY_DEFAULTS, SuccessiveHalving, bracket_cycle, fidelity_settings,
+                                         rungs)
 
 SPACE = {"type": "cell", "cell": {"nodes": 4, "operations": ["none", "skip_connect", "conv_3x3"],
                                   "channels": 4, "stages": 1}}
@@ -76,6 +77,92 @@ def test_a_scheduler_replaying_the_reports_continues_exactly():
         log.append(job)
     # A restarted scheduler sees the same jobs and reports in order (a report twice is ignored).
     second = scheduler("evolution")
+    for job in log:
+        assert second.next_job() == job
+        second.report(job.index, job.rung, reward(job))
+        second.report(job.index, job.rung, reward(job))
+    for _ in range(10):
+        a, b = first.next_job(), second.next_job()
+        assert a == b
+        first.report(a.index, a.rung, reward(a))
+        second.report(b.index, b.rung, reward(b))
+
+
+# -- settings, Hyperband brackets, a spent space --------------------------------------------
+
+SMALL = {"type": "cell", "cell": {"nodes": 3, "operations": ["none", "skip_connect", "conv_3x3"],
+                                  "channels": 4, "stages": 1}}
+
+
+def test_settings_fill_the_defaults_and_name_a_bad_key():
+    assert fidelity_settings(None) == FIDELITY_DEFAULTS == {"type": "asha", "minResource": 1, "maxResource": 9,
+                                                            "reductionFactor": 3}
+    assert fidelity_settings({"type": "hyperband"})["type"] == "hyperband"
+    for bad, path in [({"type": "bohb"}, "type"), ({"minRungs": 2}, "minRungs"), ({"maxResource": 0}, "maxResource"),
+                      ({"minResource": 2, "maxResource": 1}, "minResource")]:
+        with pytest.raises(SpaceError) as caught:
+            fidelity_settings(bad)
+        assert caught.value.path == f"strategy.fidelity.{path}"
+    with pytest.raises(SpaceError) as caught:
+        SuccessiveHalving(make_strategy({"type": "random"}, SearchSpace.from_spec(SPACE)), {"type": "sha"})
+    assert caught.value.path == "strategy.fidelity.type"
+
+
+def test_hyperband_gives_every_bracket_its_share_of_new_candidates():
+    cycle = bracket_cycle(3, 3)  # rungs 1, 3, 9: brackets starting at each rung
+    assert [cycle.count(b) for b in range(3)] == [9, 5, 3]  # Li et al. 2018: ceil(3/(s+1) * 3^s), s = 2, 1, 0
+    assert cycle[:4] == [0, 1, 0, 2]  # interleaved, not one bracket after another
+    assert bracket_cycle(1, 3) == [0]  # one rung: plain full-fidelity search
+
+
+def test_hyperband_trains_a_new_candidate_to_its_brackets_first_rung_and_promotes_within_the_bracket():
+    sh = scheduler("evolution", type="hyperband")
+    cycle = bracket_cycle(3, 3)
+    log = []
+    for _ in range(120):
+        job = sh.next_job()
+        if job.resume_from == 0:  # a new candidate: straight to its bracket's first rung
+            assert job.rung == cycle[job.index % len(cycle)] and job.epochs == sh.rungs[job.rung]
+        else:  # a promotion: from the rung below, within the trial's own bracket
+            assert job.resume_from == sh.rungs[job.rung - 1] and job.rung > sh.bracket[job.index]
+        sh.report(job.index, job.rung, reward(job))
+        log.append(job)
+    # the strategy observed each trial once, at its bracket's first rung
+    assert sh.strategy.state_dict()["observed"] == sorted(j.index for j in log if j.resume_from == 0)
+    fed = {index: fitness for index, _, fitness in sh.strategy.population}
+    assert all(sh.results[sh.bracket[i]][i] == f for i, f in fed.items())
+    assert {sh.bracket[j.index] for j in log if j.rung == 2} == {0, 1, 2}  # every bracket reached the top
+    index, rung, value = sh.best()
+    assert rung == 2 and value == max(v for v in sh.results[2].values())
+
+
+@pytest.mark.parametrize("kind", ["asha", "hyperband"])
+def test_a_spent_space_is_never_trained_twice_at_the_first_rung_while_anything_can_be_promoted(kind):
+    space = SearchSpace.from_spec(SMALL)
+    sh = SuccessiveHalving(make_strategy({"type": "random", "seed": 2}, space), {"type": kind})
+    networks = space.network_count()
+    started, jobs = [], 0
+    while len(sh.results[-1]) < networks:  # until every network has been trained to the top rung
+        job = sh.next_job()
+        if job.resume_from == 0:
+            started.append(space.candidate_hash(job.candidate))
+        sh.report(job.index, job.rung, reward(job))
+        jobs += 1
+        assert jobs < 10 * networks
+    assert len(started) == len(set(started)) == networks  # each network started once, none repeated
+    index, rung, value = sh.best()
+    assert rung == 2 and value == max(sh.results[2].values())
+    # with nothing left to promote, the strategy may repeat (as a full-fidelity search would)
+    assert sh.next_job().resume_from == 0
+
+
+def test_a_hyperband_scheduler_replaying_the_reports_continues_exactly():
+    first, second = scheduler("evolution", type="hyperband"), scheduler("evolution", type="hyperband")
+    log = []
+    for _ in range(60):
+        job = first.next_job()
+        first.report(job.index, job.rung, reward(job))
+        log.append(job)
     for job in log:
         assert second.next_job() == job
         second.report(job.index, job.rung, reward(job))

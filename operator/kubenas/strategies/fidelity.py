@@ -1,19 +1,34 @@
-"""Asynchronous successive halving (ASHA, Li et al. 2020) as a fidelity layer over any strategy.
+"""Successive halving as a fidelity layer over any strategy: ASHA (Li et al. 2020) and its
+asynchronous Hyperband (Li et al. 2018; 2020, section 3.3).
 
 The resource is epochs. Rungs are ``minResource * reductionFactor**k`` epochs, capped at
-(and always ending with) ``maxResource``. Every new candidate comes from the wrapped
-strategy and is first trained to rung 0. Whenever a worker is free, ``next_job`` looks
-from the highest rung down for a trial that is in the top ``1 / reductionFactor`` of the
-results reported at its rung and not yet promoted, and promotes it: it continues to the
-next rung's epochs (from its checkpoint where the trainer can resume; the resource a job
-adds is ``epochs - resumed_from``). Only when nothing is promotable does it ask the
-strategy for a new candidate. Nothing waits for a rung to fill, so no worker idles.
+(and always ending with) ``maxResource``. ``type: asha`` (the default) runs one bracket:
+every new candidate comes from the wrapped strategy and is first trained to rung 0.
+``type: hyperband`` runs one bracket per rung: a bracket starting at rung ``b`` trains its
+new candidates straight to rung ``b`` (the last bracket is plain full-fidelity search), so
+the search hedges against low fidelities that rank candidates poorly. New candidates go
+to the brackets in a fixed cycle, bracket ``b`` (``s = len(rungs) - 1 - b`` halvings)
+taking ``ceil(len(rungs) / (s + 1) * eta**s)`` of each cycle's places, Hyperband's
+allocation, which gives every bracket about the same compute.
 
-What feeds the strategy: each trial's rung-0 result, observed once, so that the strategy
-compares every candidate at the same fidelity (a higher rung's number is not comparable
-with a rung-0 number, and mixing them would reward whatever was promoted). Promotions
-act on every rung's results. The incumbent (``best``) is the best result at the highest
-rung that has any.
+Whenever a worker is free, ``next_job`` looks from the highest rung down for a trial that
+is in the top ``1 / reductionFactor`` of the results reported at its rung in its bracket
+and not yet promoted, and promotes it: it continues to the next rung's epochs (from its
+checkpoint where the trainer can resume; the resource a job adds is ``epochs -
+resumed_from``). Only when nothing is promotable does it ask the strategy for a new
+candidate. Nothing waits for a rung to fill, so no worker idles.
+
+A finite space can be spent: once the wrapped strategy has proposed every distinct
+network (``strategy.exhausted``), a new candidate could only repeat one already trained
+(same canonical hash), so the scheduler instead promotes the best not-yet-promoted result
+of the highest rung below the top, beyond the ``1 / eta`` quota; only when nothing at all
+is left to promote does it let the strategy repeat.
+
+What feeds the strategy: each trial's result at its bracket's first rung, observed once,
+so that (under ASHA) the strategy compares every candidate at the same fidelity (a
+higher rung's number is not comparable with a rung-0 number, and mixing them would
+reward whatever was promoted). Promotions act on every rung's results. The incumbent
+(``best``) is the best result at the highest rung that has any.
 
 State is a pure function of the reports in order (plus the wrapped strategy's own),
 and every decision is deterministic, so a restarted scheduler replays the reports
@@ -21,6 +36,7 @@ and every decision is deterministic, so a restarted scheduler replays the report
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,10 +44,8 @@ from ..contract import fidelity as _contract
 from ..space import Candidate, SpaceError
 from .base import Strategy
 
-# The bench's (bench/search_efficiency.py) resource is the curves table's 9 epochs; an
-# experiment's maxResource defaults to its trial.training.epochs (kubenas.api.validation).
-FIDELITY_DEFAULTS = {"minResource": _contract.FIDELITY_DEFAULTS["minResource"], "maxResource": 9,
-                     "reductionFactor": _contract.FIDELITY_DEFAULTS["reductionFactor"]}
+FIDELITY_TYPES = ("asha", "hyperband")
+FIDELITY_DEFAULTS = {"type": "asha", "minResource": 1, "maxResource": 9, "reductionFactor": 3}
 
 
 def rungs(min_resource: int, max_resource: int, reduction_factor: int) -> list[int]:
@@ -41,6 +55,39 @@ def rungs(min_resource: int, max_resource: int, reduction_factor: int) -> list[i
     except ValueError as err:
         path, _, message = str(err).partition(": ")
         raise SpaceError(path, message) from None
+
+
+def fidelity_settings(settings: dict[str, Any] | None) -> dict[str, Any]:
+    """``strategy.fidelity`` with the defaults filled in; SpaceError naming the bad key."""
+    if settings is None:
+        settings = {}
+    if not isinstance(settings, dict):
+        raise SpaceError("strategy.fidelity", f"must be a mapping, got {type(settings).__name__}")
+    for key in settings:
+        if key not in FIDELITY_DEFAULTS:
+            raise SpaceError(f"strategy.fidelity.{key}",
+                             f"unknown field; the known ones are {', '.join(FIDELITY_DEFAULTS)}")
+    out = {**FIDELITY_DEFAULTS, **settings}
+    if out["type"] not in FIDELITY_TYPES:
+        raise SpaceError("strategy.fidelity.type", f"{out['type']!r} is not one of {', '.join(FIDELITY_TYPES)}")
+    rungs(out["minResource"], out["maxResource"], out["reductionFactor"])
+    return out
+
+
+def bracket_cycle(n_rungs: int, eta: int) -> list[int]:
+    """The first rung of the bracket of each new candidate, one Hyperband cycle long.
+
+    Bracket ``b`` (``s = n_rungs - 1 - b`` halvings) gets ``ceil(n_rungs / (s + 1) * eta**s)``
+    places (Li et al. 2018), spread through the cycle by smooth weighted round robin.
+    """
+    counts = [math.ceil(n_rungs / (n_rungs - b) * eta ** (n_rungs - 1 - b)) for b in range(n_rungs)]
+    total, credit, out = sum(counts), [0] * n_rungs, []
+    for _ in range(total):
+        credit = [c + k for c, k in zip(credit, counts)]
+        b = max(range(n_rungs), key=lambda i: (credit[i], -i))
+        credit[b] -= total
+        out.append(b)
+    return out
 
 
 @dataclass(frozen=True)
@@ -55,32 +102,45 @@ class Job:
 
 
 class SuccessiveHalving:
-    """ASHA over a proposing strategy: ``next_job()``, then ``report(index, rung, reward)``."""
+    """ASHA or asynchronous Hyperband over a proposing strategy: ``next_job()``, then
+    ``report(index, rung, reward)``."""
 
     def __init__(self, strategy: Strategy, settings: dict[str, Any] | None = None):
-        settings = {**FIDELITY_DEFAULTS, **(settings or {})}
+        settings = fidelity_settings(settings)
         self.strategy = strategy
+        self.type = settings["type"]
         self.eta = settings["reductionFactor"]
         self.rungs = rungs(settings["minResource"], settings["maxResource"], self.eta)
+        # The first rung of the bracket of each new trial, in a fixed cycle by trial index.
+        self.cycle = bracket_cycle(len(self.rungs), self.eta) if self.type == "hyperband" else [0]
         self.candidates: dict[int, Candidate] = {}
+        self.bracket: dict[int, int] = {}  # index -> the first rung of its bracket
         self.results: list[dict[int, float | None]] = [{} for _ in self.rungs]  # rung -> index -> reward
         self.promoted: list[set[int]] = [set() for _ in self.rungs]
         self.in_flight: dict[int, int] = {}  # index -> rung it is training to
         self.next_index = 0
 
     def next_job(self) -> Job:
-        """The next piece of work: a promotion if one is due, else a new candidate at rung 0."""
+        """The next piece of work: a promotion if one is due, else a new candidate at its
+        bracket's first rung; once the space is spent, a promotion beyond the quota."""
         for rung in range(len(self.rungs) - 2, -1, -1):
-            index = self._promotable(rung)
-            if index is not None:
-                self.promoted[rung].add(index)
-                self.in_flight[index] = rung + 1
-                return Job(index, self.candidates[index], rung + 1, self.rungs[rung + 1], self.rungs[rung])
+            for bracket in sorted(set(self.cycle)):
+                if bracket <= rung:
+                    index = self._promotable(rung, bracket)
+                    if index is not None:
+                        return self._promote(index, rung)
+        if self.strategy.exhausted:  # a new candidate would repeat a trained network
+            for rung in range(len(self.rungs) - 2, -1, -1):
+                index = self._best_unpromoted(rung)
+                if index is not None:
+                    return self._promote(index, rung)
         index = self.next_index
         self.next_index += 1
+        bracket = self.cycle[index % len(self.cycle)]
         self.candidates[index] = self.strategy.propose(index)
-        self.in_flight[index] = 0
-        return Job(index, self.candidates[index], 0, self.rungs[0], 0)
+        self.bracket[index] = bracket
+        self.in_flight[index] = bracket
+        return Job(index, self.candidates[index], bracket, self.rungs[bracket], 0)
 
     def report(self, index: int, rung: int, reward: float | None) -> None:
         """Trial ``index`` finished ``rung`` with ``reward`` (None: failed; it is never promoted)."""
@@ -88,18 +148,37 @@ class SuccessiveHalving:
             return
         self.results[rung][index] = reward
         self.in_flight.pop(index, None)
-        if rung == 0:
+        if rung == self.bracket[index]:
             self.strategy.observe(index, self.candidates[index], reward)
 
-    def _promotable(self, rung: int) -> int | None:
-        return _contract.promotable(self.results[rung], self.promoted[rung], self.eta, self.strategy.goal)
+    def _promote(self, index: int, rung: int) -> Job:
+        self.promoted[rung].add(index)
+        self.in_flight[index] = rung + 1
+        return Job(index, self.candidates[index], rung + 1, self.rungs[rung + 1], self.rungs[rung])
+
+    def _ranked(self, rung: int, bracket: int | None) -> list[int]:
+        """Successful trials at ``rung`` (of ``bracket``, or all), best first; ties: the earlier trial."""
+        scored = [(self.strategy.fitness(r), index) for index, r in self.results[rung].items()
+                  if bracket is None or self.bracket[index] == bracket]
+        scored = [(f, index) for f, index in scored if f is not None]
+        scored.sort(key=lambda item: (-item[0], item[1]))
+        return [index for _, index in scored]
+
+    def _promotable(self, rung: int, bracket: int) -> int | None:
+        reported = sum(self.bracket[index] == bracket for index in self.results[rung])
+        top = reported // self.eta
+        for index in self._ranked(rung, bracket)[:top]:
+            if index not in self.promoted[rung]:
+                return index
+        return None
+
+    def _best_unpromoted(self, rung: int) -> int | None:
+        return next((i for i in self._ranked(rung, None) if i not in self.promoted[rung]), None)
 
     def best(self) -> tuple[int, int, float] | None:
         """(index, rung, reward) of the incumbent: the best result at the highest rung with one."""
         for rung in range(len(self.rungs) - 1, -1, -1):
-            scored = [(self.strategy.fitness(r), -index, index, r) for index, r in self.results[rung].items()
-                      if self.strategy.fitness(r) is not None]
-            if scored:
-                _, _, index, reward = max(scored)
-                return index, rung, reward
+            ranked = self._ranked(rung, None)
+            if ranked:
+                return ranked[0], rung, self.results[rung][ranked[0]]
         return None
