@@ -227,7 +227,7 @@ class FakeCluster:
                 return
         killed = threading.Event()
 
-        def fake_run(trial, on_epoch=None, model_path=None):
+        def fake_run(trial, on_epoch=None, model_path=None, checkpoint_path=None):
             history = []
             values = script.curve(trial) if script.curve else script.values
             for epoch, value in enumerate(values, start=1):
