@@ -187,11 +187,7 @@ class LocalRunner:
                         next_index += 1
                         if trial[fidelity.FIDELITY]["rung"] == 0:
                             proposed_count += 1
-                            twin = hashes.get(genotype_hash(trial["architecture"], trial["hyperparameters"]))
-                            if twin is not None:  # duplicates are not retrained
-                                record = _duplicate_record(trial, twin, self.name)
-                                records.append(record)
-                                self._finish(strategy, record, records, proposed_count)
+                            if self._answered_by_twin(trial, hashes, strategy, records, proposed_count):
                                 continue
                     elif next_index >= max_trials:
                         trial = self._next_reevaluation(records, proposed_indices)
@@ -205,11 +201,7 @@ class LocalRunner:
                         proposed_indices.add(next_index)
                         next_index += 1
                         proposed_count += 1
-                        twin = hashes.get(genotype_hash(trial["architecture"], trial["hyperparameters"]))
-                        if twin is not None:  # duplicates are not retrained
-                            record = _duplicate_record(trial, twin, self.name)
-                            records.append(record)
-                            self._finish(strategy, record, records, proposed_count)
+                        if self._answered_by_twin(trial, hashes, strategy, records, proposed_count):
                             continue
                     self._launch(trial)
                 self._poll(strategy, records, proposed_count, hashes)
@@ -223,6 +215,17 @@ class LocalRunner:
         self._stop_all(STOPPED_BY_RUNNER)
         self.progress.stop()
         return self._conclude(outcome, records, started)
+
+    def _answered_by_twin(self, trial: dict, hashes: dict, strategy, records: list, proposed_count: int) -> bool:
+        """A candidate trained before (same hash) is not retrained: its twin's result is
+        recorded for it, and True returned."""
+        twin = hashes.get(genotype_hash(trial["architecture"], trial["hyperparameters"]))
+        if twin is None:
+            return False
+        record = _duplicate_record(trial, twin, self.name)
+        records.append(record)
+        self._finish(strategy, record, records, proposed_count)
+        return True
 
     def _active_records(self) -> list:
         """The trials in flight as records (what a multi-fidelity decision counts)."""
