@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from kubenas.api.trials import build_trial_spec
-from kubenas.api.validation import cluster_issues, validate_experiment, with_defaults
+from kubenas.api.validation import validate_experiment, with_defaults
 from kubenas.experiment import final, from_row
 
 SPEC = with_defaults({"objective": {"metric": "accuracy"}, "searchSpace": {"type": "chain"},
@@ -108,7 +108,6 @@ def test_validation_of_spec_final():
     assert "spec.final.topK" in paths and "spec.final.seeds" in paths
     with_target = experiment(final={"topK": 1, "seeds": 2}, objective={"metric": "accuracy", "target": 0.9})
     assert [i.path for i in validate_experiment(with_target)] == ["spec.final"]
-    assert cluster_issues({"final": {"topK": 1, "seeds": 2}}) == []  # a cluster runs it too
 
 
 def test_a_trial_whose_candidate_cannot_be_hashed_is_a_candidate_of_its_own():

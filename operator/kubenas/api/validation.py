@@ -298,12 +298,6 @@ def _final_issues(spec: dict) -> list[Issue]:
     return []
 
 
-def cluster_issues(spec: dict) -> list[Issue]:
-    """What a valid experiment uses that only a local run (``kubenas run``) does: the
-    operator refuses these rather than accept and ignore them."""
-    return []
-
-
 def _trial_issues(spec: dict) -> list[Issue]:
     dataset = spec["trial"]["dataset"]
     if dataset.get("loader") and dataset.get("name"):

@@ -87,6 +87,8 @@ def _costs(phase: str, metrics) -> tuple:
 
 
 def _hash(spec: dict) -> str | None:
+    if not spec.get("architecture"):  # a trial known by name only (one in flight locally)
+        return None
     try:
         return genotype_hash(spec.get("architecture") or {}, spec.get("hyperparameters") or {})
     except Exception:  # noqa: BLE001 - garbage in a spec: no hash, never a crash while folding

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from kubernetes.client.exceptions import ApiException
 
 from kubenas.api.policy import POLICY_NAME, Policy, policy_issues
-from kubenas.api.validation import cluster_issues, validate_experiment, with_defaults
+from kubenas.api.validation import validate_experiment, with_defaults
 from kubenas.cluster.kube import Kube, post_event
 from kubenas.cluster.objects import accepted_spec, accepted_spec_text, owned_by
 from kubenas.contract import (
@@ -174,8 +174,6 @@ class Reconciler:
 
         if accepted is None:
             issues, reason = validate_experiment(_clean_experiment(exp)), INVALID_SPEC
-            if not issues:
-                issues = cluster_issues(exp["spec"])
             if not issues:
                 issues, reason = policy_issues(exp["spec"], self.policy()), POLICY_DENIED
             if issues:
