@@ -57,8 +57,10 @@ def test_strategy_fidelity_is_validated_with_named_fields(experiment):
 
     experiment["spec"]["strategy"]["fidelity"] = {"reductionFactor": 1}
     assert paths(experiment) == ["spec.strategy.fidelity.reductionFactor"]
-    experiment["spec"]["strategy"]["fidelity"] = {"type": "hyperband"}
+    experiment["spec"]["strategy"]["fidelity"] = {"type": "bohb"}
     assert paths(experiment) == ["spec.strategy.fidelity.type"]
+    experiment["spec"]["strategy"]["fidelity"] = {"type": "hyperband"}
+    assert validate_experiment(experiment) == []
 
 
 @pytest.mark.parametrize("other, path", [

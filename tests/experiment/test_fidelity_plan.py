@@ -16,11 +16,12 @@ SPACE = {"type": "cell", "cell": {"nodes": 4, "operations": ["none", "skip_conne
                                   "channels": 8, "cellsPerStage": 1, "stages": 2}}
 
 
-def make_spec(max_trials=12, epochs=9, min_resource=1, eta=3, goal="maximize", parallel=1):
+def make_spec(max_trials=12, epochs=9, min_resource=1, eta=3, goal="maximize", parallel=1, kind="asha"):
     return with_defaults({
         "objective": {"metric": "accuracy" if goal == "maximize" else "loss", "goal": goal},
         "searchSpace": SPACE,
-        "strategy": {"type": "random", "seed": 3, "fidelity": {"minResource": min_resource, "reductionFactor": eta}},
+        "strategy": {"type": "random", "seed": 3,
+                     "fidelity": {"type": kind, "minResource": min_resource, "reductionFactor": eta}},
         "budget": {"maxTrials": max_trials, "parallelTrials": parallel},
         "trial": {"training": {"epochs": epochs}},
     })
@@ -84,12 +85,14 @@ def simulate(spec, stop_after=None):
     return rows
 
 
-def test_the_decisions_over_trials_equal_the_in_memory_scheduler():
-    spec = make_spec(max_trials=27)
+@pytest.mark.parametrize("kind", ["asha", "hyperband"])
+def test_the_decisions_over_trials_equal_the_in_memory_scheduler(kind):
+    spec = make_spec(max_trials=27, kind=kind)
     rows = simulate(spec)
     space = SearchSpace.from_spec(spec["searchSpace"])
-    scheduler = SuccessiveHalving(make_strategy(spec["strategy"], space),
-                                  {"minResource": 1, "maxResource": 9, "reductionFactor": 3})
+    scheduler = SuccessiveHalving(make_strategy({k: v for k, v in spec["strategy"].items() if k != "fidelity"},
+                                                space),
+                                  {"type": kind, "minResource": 1, "maxResource": 9, "reductionFactor": 3})
     expected = []
     while len(expected) < len(rows):
         job = scheduler.next_job()
@@ -98,11 +101,19 @@ def test_the_decisions_over_trials_equal_the_in_memory_scheduler():
     got = [(r[fidelity.FIDELITY]["candidate"], r[fidelity.FIDELITY]["rung"], fidelity.plan(spec).rungs[
         r[fidelity.FIDELITY]["rung"]]) for r in rows]
     assert got == expected
-    # 27 candidates; at least the top 9 reach 3 epochs and the top 3 of those 9 epochs (ASHA
-    # promotes on the results so far, so an early promotion can later fall out of the top)
     rungs = [r[fidelity.FIDELITY]["rung"] for r in rows]
-    assert rungs.count(0) == 27 and rungs.count(1) >= 9 and rungs.count(2) >= 3
-    assert fidelity.planned_trials(spec) == 27 + 9 + 3
+    if kind == "asha":
+        # 27 candidates; at least the top 9 reach 3 epochs and the top 3 of those 9 epochs (ASHA
+        # promotes on the results so far, so an early promotion can later fall out of the top)
+        assert rungs.count(0) == 27 and rungs.count(1) >= 9 and rungs.count(2) >= 3
+        assert fidelity.planned_trials(spec) == 27 + 9 + 3
+    else:
+        # Hyperband's cycle of 17 (9 start at 1 epoch, 5 at 3, 3 at 9): 27 candidates are
+        # 14 + 8 + 5 by bracket, and each bracket promotes within itself
+        first = [min(r[fidelity.FIDELITY]["rung"] for r in rows if r[fidelity.FIDELITY]["candidate"] == c)
+                 for c in range(27)]
+        assert [first.count(b) for b in range(3)] == [14, 8, 5]
+        assert fidelity.planned_trials(spec) == (14 + 4 + 1) + (8 + 2) + 5
 
 
 def test_the_budget_is_spent_only_when_nothing_is_in_flight_or_promotable():

@@ -1,7 +1,7 @@
-"""A multi-fidelity (ASHA) search through the whole loop (emulated API server, operator,
+"""A multi-fidelity (ASHA, Hyperband) search through the whole loop (emulated API server, operator,
 controller, scripted trainer): the controller creates promotions as NASTrials that
 continue the rung below's checkpoint in the artifacts, its strategy learns only the
-candidates' rung-0 results, and the operator ends the experiment when nothing is left
+candidates' first results, and the operator ends the experiment when nothing is left
 to promote."""
 from __future__ import annotations
 
@@ -70,6 +70,45 @@ async def test_asha_promotes_through_nastrials_and_ends_when_nothing_is_promotab
         # The controller's strategy saw the 9 candidates' first results, nothing else.
         strategy = cluster.controller_incarnations[-1].strategy
         assert strategy._observed == set(range(9))
+    finally:
+        await cluster.close()
+    assert not cluster.errors, cluster.errors
+
+
+async def test_hyperband_starts_each_bracket_at_its_rung_and_promotes_within_it(emulator):
+    cluster = FakeCluster(emulator, emulator.conf, script=script)
+    await cluster.start()
+    try:
+        exp = digits_experiment("hb", maxTrials=6, parallelTrials=2)
+        exp["spec"]["strategy"]["fidelity"] = {"type": "hyperband", "minResource": 1, "reductionFactor": 3}
+        exp["spec"]["trial"]["training"]["epochs"] = EPOCHS
+        exp["spec"]["artifacts"] = {"url": "s3://models/nas"}
+        await cluster.create_experiment(exp)
+        await wait_for(lambda: ((cluster.experiment("hb") or {}).get("status") or {}).get("phase") == "Succeeded",
+                       90, "Succeeded")
+        complete = [c for c in cluster.experiment("hb")["status"]["conditions"] if c["type"] == "Complete"][0]
+        assert complete["reason"] == "MaxTrialsReached"
+        assert "6 candidates (budget.maxTrials) by Hyperband" in complete["message"]
+
+        trials = sorted(cluster.trials("hb"), key=lambda t: t["spec"]["index"])
+        first = {}
+        for t in trials:
+            spec = t["spec"]
+            candidate, rung = spec["fidelity"]["candidate"], spec["fidelity"]["rung"]
+            first.setdefault(candidate, (rung, spec))
+            assert spec["training"]["epochs"] == rungs(1, EPOCHS, 3)[rung]
+            assert spec["checkpoint"]["save"] is (rung < 2)
+        # Hyperband's cycle for rungs 1/3/9: brackets 0, 1, 0, 2, 0, 1; a candidate's first
+        # trial trains its bracket's rung from scratch.
+        assert {c: r for c, (r, _) in first.items()} == {0: 0, 1: 1, 2: 0, 3: 2, 4: 0, 5: 1}
+        assert all(spec["checkpoint"]["resumeFrom"] is None for _, spec in first.values())
+        # Promotions compare within a bracket: bracket 0 (candidates 0, 2, 4) promotes its
+        # best to 3 epochs; bracket 1 (two results at 3 epochs) has too few to promote.
+        promotions = [t["spec"]["fidelity"] for t in trials if t["spec"]["checkpoint"]["resumeFrom"]]
+        best0 = max((0, 2, 4), key=lambda c: accuracy(c, 1))
+        assert promotions == [{"candidate": best0, "rung": 1}]
+        strategy = cluster.controller_incarnations[-1].strategy
+        assert strategy._observed == set(range(6))
     finally:
         await cluster.close()
     assert not cluster.errors, cluster.errors

@@ -1,5 +1,5 @@
-"""`kubenas run` with `strategy.fidelity` (ASHA), real trainer processes: promotions continue
-their candidate's checkpoint, the strategy sees rung 0 only, and a killed run resumes to the
+"""`kubenas run` with `strategy.fidelity` (ASHA, Hyperband), real trainer processes: promotions continue
+their candidate's checkpoint, the strategy sees first trials only, and a killed run resumes to the
 same ladder."""
 import json
 import signal
@@ -79,3 +79,27 @@ def test_a_killed_asha_run_resumes_to_the_same_ladder(tmp_path, tiny):
     # the candidates themselves are the strategy's, whatever the interruption
     for c in range(9):
         assert resumed[(c, 0)]["architecture"] == whole[(c, 0)]["architecture"]
+
+
+def test_hyperband_trains_each_candidates_first_trial_at_its_brackets_rung(tmp_path, tiny, capsys):
+    spec = asha(tiny, max_trials=5)
+    spec["spec"]["strategy"]["fidelity"]["type"] = "hyperband"
+    run_dir = tmp_path / "run"
+    assert main(["run", str(write(tmp_path, spec)), "--run-dir", str(run_dir), "--no-progress"]) == 0
+    records = finished_lines(run_dir)
+    rungs = ladder(records)
+    # rungs 1 and 3 epochs: a cycle of 5 puts 3 candidates at 1 epoch, 2 straight at 3
+    first = {c: min(r for cc, r in rungs if cc == c) for c, _ in rungs}
+    assert first == {0: 0, 1: 1, 2: 0, 3: 1, 4: 0}
+    for (candidate, rung), record in rungs.items():
+        assert record["status"] == "Succeeded", record
+        trial = json.loads((run_dir / "trials" / record["name"] / "trial.json").read_text())
+        assert trial["training"]["epochs"] == (1, 3)[rung] and len(record["history"]) == (1, 3)[rung]
+        if rung == first[candidate]:  # a new candidate: trained from scratch
+            assert trial["checkpoint"]["resumeFrom"] is None and record["metrics"]["resumedFromEpoch"] == 0
+        else:  # bracket 0's best of three, continued
+            assert record["metrics"]["resumedFromEpoch"] == 1
+    assert [c for c, r in rungs if r > first[c]] == [max((0, 2, 4), key=lambda c: (rungs[(c, 0)]["reward"], -c))]
+    checkpoint = json.loads((run_dir / "strategy.json").read_text())
+    assert checkpoint["proposed"] == checkpoint["finished"] == 5  # every candidate's first trial, once
+    assert "5 candidates (budget.maxTrials) by Hyperband" in capsys.readouterr().out

@@ -1,26 +1,35 @@
-"""Multi-fidelity: the rungs of successive halving and ASHA's promotion rule, written once.
+"""Multi-fidelity: the rungs, Hyperband's brackets and the promotion rule, written once.
 
-``spec.strategy.fidelity`` (docs/strategies.md, "Multi-fidelity") trains every new
-candidate for ``minResource`` epochs (rung 0) and promotes the best to longer training:
-rung ``k`` trains to ``minResource * reductionFactor**k`` epochs, capped at (and always
-ending with) ``maxResource``. ASHA (Li et al. 2020) promotes asynchronously: whenever a
-worker is free, the first trial, from the highest rung down, that is in the top
+``spec.strategy.fidelity`` (docs/strategies.md, "Multi-fidelity") trains candidates for
+few epochs first and promotes the best to longer training: rung ``k`` trains to
+``minResource * reductionFactor**k`` epochs, capped at (and always ending with)
+``maxResource``. ASHA (Li et al. 2020) promotes asynchronously: whenever a worker is
+free, the first trial, from the highest rung down, that is in the top
 ``1 / reductionFactor`` of the results reported at its rung and not yet promoted, goes
 on to the next rung; only when none is promotable does a new candidate start. Nothing
 waits for a rung to fill, so no worker idles.
 
-The rule is a pure function of the results at each rung and of which candidates were
-promoted, so the in-memory scheduler (``kubenas.strategies.fidelity``), the local runner,
-the controller and the operator's ending rule (``kubenas.experiment.fidelity``) decide
-alike, and a restarted process decides again from the trials alone.
+``type: asha`` starts every candidate at rung 0 (one bracket). ``type: hyperband``
+(asynchronous Hyperband, Li et al. 2018; 2020 section 3.3) runs one bracket per rung: a
+candidate of bracket ``b`` starts at rung ``b`` (the last bracket is full-fidelity
+search, the hedge against low fidelities that rank candidates poorly), and promotions
+compare results within a bracket. Candidates go to brackets in a fixed cycle by their
+number (``bracket_cycle``), so the bracket is a function of the candidate alone.
+
+The rule is a pure function of the results at each rung, of which candidates were
+promoted and of each candidate's bracket, so the in-memory scheduler
+(``kubenas.strategies.fidelity``), the local runner, the controller and the operator's
+ending rule (``kubenas.experiment.fidelity``) decide alike, and a restarted process
+decides again from the trials alone.
 """
 from __future__ import annotations
 
+import math
 from typing import Mapping, Sequence
 
 from . import finite_number
 
-FIDELITY_TYPES = ("asha",)
+FIDELITY_TYPES = ("asha", "hyperband")
 # The resource is training epochs; the last rung (maxResource) is the experiment's
 # trial.training.epochs, so there is no second setting for it.
 FIDELITY_DEFAULTS = {"type": "asha", "minResource": 1, "reductionFactor": 3}
@@ -43,6 +52,30 @@ def rungs(min_resource: int, max_resource: int, reduction_factor: int) -> list[i
         out.append(r)
         r *= reduction_factor
     return out + [max_resource]
+
+
+def bracket_cycle(n_rungs: int, eta: int) -> list[int]:
+    """The first rung of the bracket of each new candidate, one Hyperband cycle long.
+
+    Bracket ``b`` (``s = n_rungs - 1 - b`` halvings) gets ``ceil(n_rungs / (s + 1) * eta**s)``
+    places (Li et al. 2018), which gives every bracket about the same compute, spread
+    through the cycle by smooth weighted round robin.
+    """
+    counts = [math.ceil(n_rungs / (n_rungs - b) * eta ** (n_rungs - 1 - b)) for b in range(n_rungs)]
+    total, credit, out = sum(counts), [0] * n_rungs, []
+    for _ in range(total):
+        credit = [c + k for c, k in zip(credit, counts)]
+        b = max(range(n_rungs), key=lambda i: (credit[i], -i))
+        credit[b] -= total
+        out.append(b)
+    return out
+
+
+def brackets(kind: str, n_rungs: int, eta: int) -> list[int]:
+    """The cycle of first rungs for ``type`` ``kind``: ``[0]`` (ASHA) or Hyperband's."""
+    if kind not in FIDELITY_TYPES:
+        raise ValueError(f"strategy.fidelity.type: {kind!r} is not one of {', '.join(FIDELITY_TYPES)}")
+    return bracket_cycle(n_rungs, eta) if kind == "hyperband" else [0]
 
 
 def fitness(reward: float | None, goal: str) -> float | None:
@@ -74,14 +107,35 @@ def promotable(results: Mapping[int, float | None], promoted: set, reduction_fac
 
 
 def next_promotion(results: Sequence[Mapping[int, float | None]], promoted: Sequence[set],
-                   reduction_factor: int, goal: str = "maximize") -> tuple[int, int] | None:
+                   reduction_factor: int, goal: str = "maximize",
+                   first_rung: Mapping[int, int] | None = None) -> tuple[int, int] | None:
     """``(candidate, rung it goes to)`` of the next promotion, looking from the highest
-    rung that can promote down to rung 0; None when nothing is promotable now."""
+    rung that can promote down to rung 0; None when nothing is promotable now.
+
+    ``first_rung``: candidate -> the first rung of its bracket (Hyperband); without it
+    every candidate is of one bracket (ASHA). At each rung the brackets are looked at
+    in order, the quota counted within each."""
     for rung in range(len(results) - 2, -1, -1):
-        candidate = promotable(results[rung], promoted[rung], reduction_factor, goal)
-        if candidate is not None:
-            return candidate, rung + 1
+        if first_rung is None:
+            groups = [results[rung]]
+        else:
+            by_bracket: dict[int, dict] = {}
+            for candidate, reward in results[rung].items():
+                by_bracket.setdefault(first_rung[candidate], {})[candidate] = reward
+            groups = [by_bracket[b] for b in sorted(by_bracket)]
+        for group in groups:
+            candidate = promotable(group, promoted[rung], reduction_factor, goal)
+            if candidate is not None:
+                return candidate, rung + 1
     return None
 
 
-__all__ = ["FIDELITY_DEFAULTS", "FIDELITY_TYPES", "fitness", "next_promotion", "promotable", "rungs"]
+def best_unpromoted(results: Mapping[int, float | None], promoted: set, goal: str = "maximize") -> int | None:
+    """The best successful result at one rung not yet promoted, whatever the quota (a spent
+    space: ``kubenas.strategies.fidelity``); ties: the lower candidate."""
+    scored = sorted((-f, c) for c, r in results.items() if (f := fitness(r, goal)) is not None and c not in promoted)
+    return scored[0][1] if scored else None
+
+
+__all__ = ["FIDELITY_DEFAULTS", "FIDELITY_TYPES", "best_unpromoted", "bracket_cycle", "brackets", "fitness",
+           "next_promotion", "promotable", "rungs"]

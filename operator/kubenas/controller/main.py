@@ -13,7 +13,7 @@ Each pass (when a trial changes, and at least every ``poll_seconds``):
    ``parallelTrials`` in flight, until the budget is spent; with ``strategy.fidelity``
    (``kubenas.experiment.fidelity``) a trial is a due promotion of a candidate to its
    next rung, continuing the previous rung's checkpoint in the experiment's artifacts, or
-   else a new candidate (the strategy sees candidates and their rung-0 results only);
+   else a new candidate (the strategy sees candidates and their first results only);
 4. checkpoint ``strategy.state_dict()`` into the ConfigMap ``<experiment>-strategy``
    (``checkpoint.py``) when it changed, at most every ``checkpoint_seconds`` and once
    more when the experiment ends or the controller stops.
@@ -114,11 +114,10 @@ class Controller:
 
         changes = self.informer.sync()
         plan = fidelity.plan(spec)
-        if plan is not None:  # the strategy knows candidates (rung 0) by their number
+        if plan is not None:  # the strategy knows candidates (their first trials) by their number
+            changes = [c for c in changes if fidelity.is_first_trial(plan, c.record.candidate, c.record.rung)]
             for change in changes:
-                if change.record.candidate is not None and change.record.rung == 0:
-                    self.candidates[change.record.candidate] = _candidate(change.trial)
-            changes = [c for c in changes if c.record.candidate is not None and c.record.rung == 0]
+                self.candidates[change.record.candidate] = _candidate(change.trial)
         elif spec.get("final"):  # the strategy never sees a re-evaluation (spec.final)
             changes = [c for c in changes if final_phase.is_search(spec, c.record.index)
                        and not c.record.reevaluation_of]

@@ -5,7 +5,8 @@ and the operator alike.
 A multi-fidelity experiment's trials each train one candidate to one rung
 (``kubenas.contract.fidelity``): a trial's spec carries ``fidelity: {candidate, rung}``.
 Candidate ``c`` is the strategy's ``c``-th proposal (the strategy's index); its first
-trial trains rung 0 (``minResource`` epochs). A promotion is a new trial of the same
+trial trains the first rung of its bracket (``Plan.first_rung``): rung 0
+(``minResource`` epochs) under ASHA, rung ``b`` for Hyperband's bracket ``b``. A promotion is a new trial of the same
 candidate at the next rung that continues the previous rung's trial from its checkpoint
 (``trial.checkpoint.resumeFrom``) where the trainer can resume, and retrains from
 scratch otherwise; every trial of such an experiment follows one learning-rate schedule
@@ -39,6 +40,11 @@ class Plan:
     reduction_factor: int
     goal: str
     max_candidates: int
+    cycle: tuple[int, ...] = (0,)  # the first rung of each candidate's bracket, by candidate number
+
+    def first_rung(self, candidate: int) -> int:
+        """The rung a candidate's first trial trains to (its bracket's)."""
+        return self.cycle[candidate % len(self.cycle)]
 
 
 @dataclass(frozen=True)
@@ -55,7 +61,8 @@ class Job:
 
     @property
     def is_new(self) -> bool:
-        return self.rung == 0
+        """A new candidate's first trial (the strategy proposes it); else a promotion."""
+        return self.resume_trial is None
 
     def field(self) -> dict:
         """The trial spec's ``fidelity`` field."""
@@ -68,9 +75,15 @@ def plan(spec: dict) -> Plan | None:
     if not block:
         return None
     epochs = spec["trial"]["training"]["epochs"]
-    return Plan(rungs=tuple(contract.rungs(block["minResource"], epochs, block["reductionFactor"])),
-                reduction_factor=block["reductionFactor"], goal=spec["objective"]["goal"],
-                max_candidates=spec["budget"]["maxTrials"])
+    rungs = tuple(contract.rungs(block["minResource"], epochs, block["reductionFactor"]))
+    return Plan(rungs=rungs, reduction_factor=block["reductionFactor"], goal=spec["objective"]["goal"],
+                max_candidates=spec["budget"]["maxTrials"],
+                cycle=tuple(contract.brackets(block["type"], len(rungs), block["reductionFactor"])))
+
+
+def is_first_trial(p: Plan, candidate: int | None, rung: int) -> bool:
+    """Whether a trial is its candidate's first (the result the strategy observes)."""
+    return candidate is not None and rung == p.first_rung(candidate)
 
 
 @dataclass
@@ -78,17 +91,19 @@ class _Ladder:
     results: list[dict]       # rung -> candidate -> reward (None: failed) of finished trials
     promoted: list[set]       # rung -> candidates with a trial at the rung above
     trials: dict              # (candidate, rung) -> trial name
-    candidates: int           # candidates proposed (trials at rung 0)
+    candidates: int           # candidates proposed (first trials)
     active: int               # trials in flight
+    first_rung: dict          # candidate -> the first rung of its bracket
 
 
 def _ladder(p: Plan, records: Sequence[TrialRecord]) -> _Ladder:
-    ladder = _Ladder([{} for _ in p.rungs], [set() for _ in p.rungs], {}, 0, 0)
+    ladder = _Ladder([{} for _ in p.rungs], [set() for _ in p.rungs], {}, 0, 0, {})
     for r in records:
-        if r.candidate is None or not 0 <= r.rung < len(p.rungs):
+        if r.candidate is None or not p.first_rung(r.candidate) <= r.rung < len(p.rungs):
             continue  # not a trial of this schedule (the spec's checks keep these out)
         ladder.trials[(r.candidate, r.rung)] = r.name
-        if r.rung == 0:
+        ladder.first_rung[r.candidate] = p.first_rung(r.candidate)
+        if is_first_trial(p, r.candidate, r.rung):
             ladder.candidates = max(ladder.candidates, r.candidate + 1)
         else:
             ladder.promoted[r.rung - 1].add(r.candidate)
@@ -108,13 +123,15 @@ def next_jobs(spec: dict, records: Sequence[TrialRecord], slots: int) -> list[Jo
     ladder = _ladder(p, records)
     jobs: list[Job] = []
     while len(jobs) < slots:
-        promotion = contract.next_promotion(ladder.results, ladder.promoted, p.reduction_factor, p.goal)
+        promotion = contract.next_promotion(ladder.results, ladder.promoted, p.reduction_factor, p.goal,
+                                            ladder.first_rung)
         if promotion is not None:
             candidate, rung = promotion
             ladder.promoted[rung - 1].add(candidate)
             jobs.append(Job(candidate, rung, p.rungs[rung], ladder.trials[(candidate, rung - 1)], p.rungs[rung - 1]))
         elif ladder.candidates < p.max_candidates:
-            jobs.append(Job(ladder.candidates, 0, p.rungs[0]))
+            first = p.first_rung(ladder.candidates)
+            jobs.append(Job(ladder.candidates, first, p.rungs[first]))
             ladder.candidates += 1
         else:
             break
@@ -126,7 +143,8 @@ def budget_spent(spec: dict, records: Sequence[TrialRecord]) -> bool:
     p = plan(spec)
     ladder = _ladder(p, records)
     return (ladder.candidates >= p.max_candidates and ladder.active == 0
-            and contract.next_promotion(ladder.results, ladder.promoted, p.reduction_factor, p.goal) is None)
+            and contract.next_promotion(ladder.results, ladder.promoted, p.reduction_factor, p.goal,
+                                        ladder.first_rung) is None)
 
 
 def spent_message(spec: dict, records: Sequence[TrialRecord]) -> str:
@@ -134,7 +152,8 @@ def spent_message(spec: dict, records: Sequence[TrialRecord]) -> str:
     ladder = _ladder(p, records)
     per_rung = ", ".join(f"{sum(1 for (_, r) in ladder.trials if r == k)} × {e} epoch{'s' * (e != 1)}"
                          for k, e in enumerate(p.rungs))
-    return f"{ladder.candidates} candidates (budget.maxTrials) by successive halving; trials per rung: {per_rung}"
+    how = "Hyperband" if len(p.cycle) > 1 else "successive halving"
+    return f"{ladder.candidates} candidates (budget.maxTrials) by {how}; trials per rung: {per_rung}"
 
 
 def trial_fields(trial_spec: dict, job: Job, plan_: Plan, resume_from: str | None) -> dict:
@@ -150,14 +169,16 @@ def trial_fields(trial_spec: dict, job: Job, plan_: Plan, resume_from: str | Non
 
 
 
-
-
 def planned_trials(spec: dict) -> int:
-    """How many trials successive halving runs when every rung fills: ``n // eta**k`` of
-    the ``n = maxTrials`` candidates reach rung ``k`` (a display total, not a limit)."""
+    """How many trials successive halving runs when every rung fills: of the ``n``
+    candidates of a bracket starting at rung ``b``, ``n // eta**(k - b)`` reach rung ``k``
+    (a display total, not a limit)."""
     p = plan(spec)
-    return sum(p.max_candidates // p.reduction_factor ** k for k in range(len(p.rungs)))
+    per_bracket: dict[int, int] = {}
+    for candidate in range(p.max_candidates):
+        per_bracket[p.first_rung(candidate)] = per_bracket.get(p.first_rung(candidate), 0) + 1
+    return sum(n // p.reduction_factor ** (k - b) for b, n in per_bracket.items() for k in range(b, len(p.rungs)))
 
 
-__all__ = ["FIDELITY", "Job", "Plan", "budget_spent", "next_jobs", "plan", "planned_trials", "spent_message",
-           "trial_fields"]
+__all__ = ["FIDELITY", "Job", "Plan", "budget_spent", "is_first_trial", "next_jobs", "plan", "planned_trials",
+           "spent_message", "trial_fields"]

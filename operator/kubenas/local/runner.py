@@ -17,7 +17,7 @@ trials (spec.final, kubenas.experiment.final) are trials of a top candidate with
 training seed: never proposed by, nor shown to, the strategy. With ``strategy.fidelity``
 (kubenas.experiment.fidelity) each trial trains one candidate to one rung; a promotion is
 a new trial that continues the candidate's previous trial from its checkpoint.pt, and
-the strategy observes each candidate's rung-0 result under the candidate's number.
+the strategy observes each candidate's first result (its bracket's rung) under the candidate's number.
 """
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ class LocalRunner:
         finished = self.run_dir.finished()
         proposed = self.run_dir.proposed()
         # The strategy knows the search's trials only, never the re-evaluations; with
-        # fidelity, each candidate's first trial (rung 0), under the candidate's number.
+        # fidelity, each candidate's first trial (its bracket's rung), under the candidate's number.
         searched = self._strategy_rows(proposed)
         observed = self._strategy_rows(finished)
         if not self._load_checkpoint(strategy, len(searched), len(observed)):
@@ -112,7 +112,7 @@ class LocalRunner:
     def _strategy_rows(self, rows: list) -> list:
         """The trials (specs or rows) the strategy proposed and learns from."""
         if self.fidelity is not None:
-            return [r for r in rows if (r.get(fidelity.FIDELITY) or {}).get("rung") == 0]
+            return [r for r in rows if fidelity.is_first_trial(self.fidelity, *_ladder_place(r))]
         return final_phase.search_rows(self.spec, rows)
 
     def _strategy_index(self, row: dict) -> int:
@@ -185,7 +185,7 @@ class LocalRunner:
                         if trial is None:
                             break
                         next_index += 1
-                        if trial[fidelity.FIDELITY]["rung"] == 0:
+                        if fidelity.is_first_trial(self.fidelity, *_ladder_place(trial)):
                             proposed_count += 1
                             if self._answered_by_twin(trial, hashes, strategy, records, proposed_count):
                                 continue
@@ -379,6 +379,12 @@ def _duplicate_record(trial: dict, twin: dict, experiment: str) -> dict:
             "reason": DUPLICATE, "message": f"same candidate as {twin['name']}; result reused, not retrained",
             "duplicateOf": twin["name"], "exitCode": None, "startTime": now, "completionTime": now,
             **_fidelity_fields(trial)}
+
+
+def _ladder_place(row: dict) -> tuple:
+    """``(candidate, rung)`` of a multi-fidelity trial spec or row; ``(None, -1)`` without one."""
+    field = row.get(fidelity.FIDELITY) or {}
+    return field.get("candidate"), field.get("rung", -1)
 
 
 def _fidelity_fields(trial: dict) -> dict:

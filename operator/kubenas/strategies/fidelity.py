@@ -36,58 +36,32 @@ and every decision is deterministic, so a restarted scheduler replays the report
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 from ..contract import fidelity as _contract
+from ..contract.fidelity import FIDELITY_TYPES, bracket_cycle  # noqa: F401 (re-exported)
 from ..space import Candidate, SpaceError
 from .base import Strategy
+from .settings import LIBRARY_MAX_RESOURCE, check_fidelity
 
-FIDELITY_TYPES = ("asha", "hyperband")
-FIDELITY_DEFAULTS = {"type": "asha", "minResource": 1, "maxResource": 9, "reductionFactor": 3}
+# The experiments' defaults, plus the scheduler's own horizon (it has no trial.training.epochs).
+FIDELITY_DEFAULTS = {**_contract.FIDELITY_DEFAULTS, "maxResource": LIBRARY_MAX_RESOURCE}
+
+
+def fidelity_settings(settings: dict[str, Any] | None) -> dict[str, Any]:
+    """``strategy.fidelity`` with the defaults filled in; SpaceError naming the bad key.
+    The experiments' validator (``strategies.settings.check_fidelity``), with ``maxResource``."""
+    return check_fidelity(settings if settings is not None else {}, None)
 
 
 def rungs(min_resource: int, max_resource: int, reduction_factor: int) -> list[int]:
-    """Epochs at each rung (``kubenas.contract.fidelity.rungs``); SpaceError on nonsense."""
+    """Epochs at each rung (``kubenas.contract.fidelity.rungs``); SpaceError naming the field."""
     try:
         return _contract.rungs(min_resource, max_resource, reduction_factor)
     except ValueError as err:
         path, _, message = str(err).partition(": ")
         raise SpaceError(path, message) from None
-
-
-def fidelity_settings(settings: dict[str, Any] | None) -> dict[str, Any]:
-    """``strategy.fidelity`` with the defaults filled in; SpaceError naming the bad key."""
-    if settings is None:
-        settings = {}
-    if not isinstance(settings, dict):
-        raise SpaceError("strategy.fidelity", f"must be a mapping, got {type(settings).__name__}")
-    for key in settings:
-        if key not in FIDELITY_DEFAULTS:
-            raise SpaceError(f"strategy.fidelity.{key}",
-                             f"unknown field; the known ones are {', '.join(FIDELITY_DEFAULTS)}")
-    out = {**FIDELITY_DEFAULTS, **settings}
-    if out["type"] not in FIDELITY_TYPES:
-        raise SpaceError("strategy.fidelity.type", f"{out['type']!r} is not one of {', '.join(FIDELITY_TYPES)}")
-    rungs(out["minResource"], out["maxResource"], out["reductionFactor"])
-    return out
-
-
-def bracket_cycle(n_rungs: int, eta: int) -> list[int]:
-    """The first rung of the bracket of each new candidate, one Hyperband cycle long.
-
-    Bracket ``b`` (``s = n_rungs - 1 - b`` halvings) gets ``ceil(n_rungs / (s + 1) * eta**s)``
-    places (Li et al. 2018), spread through the cycle by smooth weighted round robin.
-    """
-    counts = [math.ceil(n_rungs / (n_rungs - b) * eta ** (n_rungs - 1 - b)) for b in range(n_rungs)]
-    total, credit, out = sum(counts), [0] * n_rungs, []
-    for _ in range(total):
-        credit = [c + k for c, k in zip(credit, counts)]
-        b = max(range(n_rungs), key=lambda i: (credit[i], -i))
-        credit[b] -= total
-        out.append(b)
-    return out
 
 
 @dataclass(frozen=True)
@@ -112,7 +86,7 @@ class SuccessiveHalving:
         self.eta = settings["reductionFactor"]
         self.rungs = rungs(settings["minResource"], settings["maxResource"], self.eta)
         # The first rung of the bracket of each new trial, in a fixed cycle by trial index.
-        self.cycle = bracket_cycle(len(self.rungs), self.eta) if self.type == "hyperband" else [0]
+        self.cycle = _contract.brackets(self.type, len(self.rungs), self.eta)
         self.candidates: dict[int, Candidate] = {}
         self.bracket: dict[int, int] = {}  # index -> the first rung of its bracket
         self.results: list[dict[int, float | None]] = [{} for _ in self.rungs]  # rung -> index -> reward
@@ -123,15 +97,14 @@ class SuccessiveHalving:
     def next_job(self) -> Job:
         """The next piece of work: a promotion if one is due, else a new candidate at its
         bracket's first rung; once the space is spent, a promotion beyond the quota."""
-        for rung in range(len(self.rungs) - 2, -1, -1):
-            for bracket in sorted(set(self.cycle)):
-                if bracket <= rung:
-                    index = self._promotable(rung, bracket)
-                    if index is not None:
-                        return self._promote(index, rung)
+        promotion = _contract.next_promotion(self.results, self.promoted, self.eta, self.strategy.goal,
+                                             self.bracket)
+        if promotion is not None:
+            index, rung = promotion
+            return self._promote(index, rung - 1)
         if self.strategy.exhausted:  # a new candidate would repeat a trained network
             for rung in range(len(self.rungs) - 2, -1, -1):
-                index = self._best_unpromoted(rung)
+                index = _contract.best_unpromoted(self.results[rung], self.promoted[rung], self.strategy.goal)
                 if index is not None:
                     return self._promote(index, rung)
         index = self.next_index
@@ -156,29 +129,17 @@ class SuccessiveHalving:
         self.in_flight[index] = rung + 1
         return Job(index, self.candidates[index], rung + 1, self.rungs[rung + 1], self.rungs[rung])
 
-    def _ranked(self, rung: int, bracket: int | None) -> list[int]:
-        """Successful trials at ``rung`` (of ``bracket``, or all), best first; ties: the earlier trial."""
-        scored = [(self.strategy.fitness(r), index) for index, r in self.results[rung].items()
-                  if bracket is None or self.bracket[index] == bracket]
-        scored = [(f, index) for f, index in scored if f is not None]
+    def _ranked(self, rung: int) -> list[int]:
+        """Successful trials at ``rung``, best first; ties: the earlier trial."""
+        scored = [(f, index) for index, r in self.results[rung].items()
+                  if (f := self.strategy.fitness(r)) is not None]
         scored.sort(key=lambda item: (-item[0], item[1]))
         return [index for _, index in scored]
-
-    def _promotable(self, rung: int, bracket: int) -> int | None:
-        reported = sum(self.bracket[index] == bracket for index in self.results[rung])
-        top = reported // self.eta
-        for index in self._ranked(rung, bracket)[:top]:
-            if index not in self.promoted[rung]:
-                return index
-        return None
-
-    def _best_unpromoted(self, rung: int) -> int | None:
-        return next((i for i in self._ranked(rung, None) if i not in self.promoted[rung]), None)
 
     def best(self) -> tuple[int, int, float] | None:
         """(index, rung, reward) of the incumbent: the best result at the highest rung with one."""
         for rung in range(len(self.rungs) - 1, -1, -1):
-            ranked = self._ranked(rung, None)
+            ranked = self._ranked(rung)
             if ranked:
                 return ranked[0], rung, self.results[rung][ranked[0]]
         return None
