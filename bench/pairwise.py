@@ -1,0 +1,42 @@
+"""Paired regret differences between searchers of one `search_efficiency.py --peers` run.
+
+    .venv/bin/python bench/pairwise.py bench/results/default100_cell4x4.json --rows evolution tpe \
+        --columns optuna-tpe optuna-tpe+cache regevo local-search rf-surrogate random evolution
+
+prints, per compute fraction, the mean of (row - column) over the run's seeds with the bench's 95 %
+bootstrap CI (negative: the row searcher has the lower regret).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from search_efficiency import COMPUTE_FRACTIONS, bootstrap_interval
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("results", type=Path, help="a --peers run's .json")
+    parser.add_argument("--rows", nargs="+", required=True)
+    parser.add_argument("--columns", nargs="+", required=True)
+    args = parser.parse_args()
+    for table, data in json.loads(args.results.read_text())["tables"].items():
+        per_seed = data["perSeed"]
+        print(f"{table}: compute {data['compute']:.0f} s, target (random@200) {data['target']:.2f}")
+        fractions = [f"{int(100 * f)} % compute" for f in COMPUTE_FRACTIONS]
+        for row in args.rows:
+            for column in args.columns:
+                if column == row or row not in per_seed or column not in per_seed:
+                    continue
+                cells = []
+                for fraction in fractions:
+                    diffs = [a - b for a, b in zip(per_seed[row][fraction], per_seed[column][fraction])]
+                    low, high = bootstrap_interval(diffs)
+                    cells.append(f"{sum(diffs) / len(diffs):+.2f} ({low:+.2f}, {high:+.2f})")
+                print(f"  {row} - {column}: " + " | ".join(cells))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
