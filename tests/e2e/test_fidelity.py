@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 from tests.e2e.test_artifacts import claim, finish
-from tests.e2e.test_cluster import apply, experiment
+from tests.e2e.test_cluster import ERROR_LINE, apply, experiment
 
 
 def test_asha_promotions_continue_from_checkpoints_on_the_volume(local_only, installed, namespace, tmp_path):
@@ -47,6 +47,38 @@ def test_asha_promotions_continue_from_checkpoints_on_the_volume(local_only, ins
         assert (folder / "e2e-asha" / t["metadata"]["name"] / "checkpoint.pt").stat().st_size > 0
     result = json.loads((folder / "e2e-asha" / promoted["metadata"]["name"] / "result.json").read_text())
     assert result["metrics"]["resumedFromEpoch"] == 1
+
+
+def test_spec_final_reevaluates_the_best_through_the_controllers_own_rbac(installed, namespace):
+    """spec.final end to end on the real API server: the controller, under the RBAC of
+    deploy/rbac.yaml (it now GETs the original NASTrial), creates the re-evaluation trials
+    once the search is done; the operator ends the experiment on the best mean."""
+    body = experiment("e2e-final-run", maxTrials=2, parallelTrials=2)
+    body["spec"]["final"] = {"topK": 1, "seeds": 2}
+    body["spec"]["objective"].pop("target", None)
+    body["spec"]["trial"]["training"]["seed"] = 5
+    apply(installed, namespace, body)
+    exp = finish(installed, namespace, "e2e-final-run")
+    complete = [c for c in exp["status"]["conditions"] if c["type"] == "Complete"][0]
+    assert "re-evaluated with 2 seeds each (1 more trial" in complete["message"], complete
+
+    trials = {t["metadata"]["name"]: t for t in installed.get_json("nastrials", "-n", namespace)["items"]}
+    assert sorted(trials) == ["e2e-final-run-0", "e2e-final-run-1", "e2e-final-run-2"]
+    searched = {n: t for n, t in trials.items() if not t["spec"].get("reevaluationOf")}
+    top = max(searched, key=lambda n: (searched[n]["status"]["reward"], -searched[n]["spec"]["index"]))
+    again = trials["e2e-final-run-2"]
+    assert again["spec"]["reevaluationOf"] == top
+    assert again["spec"]["training"]["seed"] == 6  # the original's seed + 1
+    assert again["spec"]["architecture"] == trials[top]["spec"]["architecture"]
+    assert again["status"]["phase"] == "Succeeded", again["status"]
+    best = exp["status"]["bestTrial"]
+    assert best["name"] == top
+    rewards = [trials[top]["status"]["reward"], again["status"]["reward"]]
+    assert best["final"]["trials"] == [top, "e2e-final-run-2"] and best["final"]["n"] == 2
+    assert abs(best["final"]["mean"] - sum(rewards) / 2) < 1e-9
+    # The controller never hit a forbidden GET (it would log an error and never re-evaluate).
+    text = installed.logs_ever(namespace, "e2e-final-run-controller")
+    assert not ERROR_LINE.findall(text) and "forbidden" not in text.lower(), text[-3000:]
 
 
 def test_the_nastrial_schema_keeps_what_promotions_and_limits_need(cluster, namespace):

@@ -103,3 +103,39 @@ def test_hyperband_trains_each_candidates_first_trial_at_its_brackets_rung(tmp_p
     checkpoint = json.loads((run_dir / "strategy.json").read_text())
     assert checkpoint["proposed"] == checkpoint["finished"] == 5  # every candidate's first trial, once
     assert "5 candidates (budget.maxTrials) by Hyperband" in capsys.readouterr().out
+
+
+ONE_NETWORK = {"type": "chain", "chain": {"layers": 1, "operations": ["identity"]}}
+
+
+def test_a_repeated_candidate_is_answered_only_at_the_same_rung(tmp_path, tiny):
+    # Hyperband, a space of one network: candidate 0 trains 1 epoch, candidate 1 (the
+    # same network, bracket 1) must train its 3 epochs, not reuse a 1-epoch result.
+    spec = asha(tiny, max_trials=2)
+    spec["spec"]["strategy"]["fidelity"]["type"] = "hyperband"
+    spec["spec"]["searchSpace"] = ONE_NETWORK
+    spec["spec"]["budget"]["parallelTrials"] = 1
+    run_dir = tmp_path / "run"
+    assert main(["run", str(write(tmp_path, spec)), "--run-dir", str(run_dir), "--no-progress"]) == 0
+    rungs = ladder(finished_lines(run_dir))
+    assert sorted(rungs) == [(0, 0), (1, 1)]
+    assert rungs[(1, 1)].get("duplicateOf") is None and len(rungs[(1, 1)]["history"]) == 3
+
+
+def test_promoting_a_repeated_candidate_continues_its_twins_checkpoint(tmp_path, tiny):
+    # ASHA, a space of one network, 6 candidates: tiny-0 trains, 1-5 reuse its result; the
+    # top two at 1 epoch (a tie: candidates 0 and 1) go on, and candidate 1, never trained
+    # itself, continues tiny-0's checkpoint instead of retraining from scratch.
+    spec = asha(tiny, max_trials=6)
+    spec["spec"]["searchSpace"] = ONE_NETWORK
+    spec["spec"]["budget"]["parallelTrials"] = 1
+    run_dir = tmp_path / "run"
+    assert main(["run", str(write(tmp_path, spec)), "--run-dir", str(run_dir), "--no-progress"]) == 0
+    rungs = ladder(finished_lines(run_dir))
+    assert [rungs[(c, 0)].get("duplicateOf") for c in range(6)] == [None] + ["tiny-0"] * 5
+    assert sorted(c for c, r in rungs if r == 1) == [0, 1]
+    promoted = rungs[(1, 1)]
+    assert promoted["status"] == "Succeeded" and promoted["metrics"]["resumedFromEpoch"] == 1
+    trial = json.loads((run_dir / "trials" / promoted["name"] / "trial.json").read_text())
+    assert trial["checkpoint"]["resumeFrom"] == str(run_dir / "trials" / "tiny-0" / "checkpoint.pt")
+    assert promoted["history"][0] == rungs[(0, 0)]["history"][0]

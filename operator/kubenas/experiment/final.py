@@ -201,7 +201,7 @@ def outcome(spec: dict, records: Sequence[TrialRecord], elapsed_seconds: float) 
     if all(p.index in done for p in plan):
         return Outcome(SUCCEEDED, MAX_TRIALS_REACHED,
                        f"{decided.message}; the top {len(plan) // (final['seeds'] - 1)} re-evaluated with "
-                       f"{final['seeds']} seeds each ({len(plan)} more trials, spec.final)")
+                       f"{final['seeds']} seeds each ({len(plan)} more trial{'s' * (len(plan) != 1)}, spec.final)")
     deadline = budget.get("deadlineSeconds")
     if deadline is not None and elapsed_seconds >= deadline:
         return Outcome(STOPPED, DEADLINE_EXCEEDED,

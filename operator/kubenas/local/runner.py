@@ -156,10 +156,10 @@ class LocalRunner:
         proposed_count = len(searched)  # the search's, as the strategy's checkpoint counts them
         next_index = max((t["index"] for t in (proposed if self.fidelity else searched)), default=-1) + 1
         max_trials = self.spec["budget"]["maxTrials"]
-        # Succeeded trials by candidate hash: a repeated candidate is not retrained (with
-        # fidelity: only a candidate's first trial, and only against another first trial).
-        hashes = {r.get("hash"): r for r in self._strategy_rows(records)
-                  if r.get("status") == SUCCEEDED and r.get("hash")}
+        # Succeeded trials by (candidate hash, rung): a repeated candidate is not retrained.
+        hashes: dict = {}
+        for r in records:
+            self._remember(hashes, r)
 
         self.progress.start(fidelity.planned_trials(self.spec) if self.fidelity
                             else final_phase.planned_trials(self.spec), len(records))
@@ -181,7 +181,7 @@ class LocalRunner:
                     if unfinished:
                         trial = unfinished.pop(0)
                     elif self.fidelity is not None:
-                        trial = self._next_fidelity_trial(strategy, next_index)
+                        trial = self._next_fidelity_trial(strategy, next_index, records)
                         if trial is None:
                             break
                         next_index += 1
@@ -216,10 +216,19 @@ class LocalRunner:
         self.progress.stop()
         return self._conclude(outcome, records, started)
 
+    def _remember(self, hashes: dict, record: dict) -> None:
+        """Keep a trained result as the answer to later repeats of its candidate: a search
+        trial (never a re-evaluation, whose seed differs) and, with fidelity, any trial,
+        keyed by its rung as well (a result at 1 epoch is no answer at 9). The first one
+        stays, so a restart picks the same twins."""
+        if (record.get("status") == SUCCEEDED and record.get("hash") and not record.get("duplicateOf")
+                and (self.fidelity is not None or self._strategy_rows([record]))):
+            hashes.setdefault((record["hash"], _ladder_place(record)[1]), record)
+
     def _answered_by_twin(self, trial: dict, hashes: dict, strategy, records: list, proposed_count: int) -> bool:
         """A candidate trained before (same hash) is not retrained: its twin's result is
         recorded for it, and True returned."""
-        twin = hashes.get(genotype_hash(trial["architecture"], trial["hyperparameters"]))
+        twin = hashes.get((genotype_hash(trial["architecture"], trial["hyperparameters"]), _ladder_place(trial)[1]))
         if twin is None:
             return False
         record = _duplicate_record(trial, twin, self.name)
@@ -233,7 +242,7 @@ class LocalRunner:
                           fidelity.FIDELITY: self.running_fidelity.get(index)}, details=False)
                 for index, proc in self.running.items()]
 
-    def _next_fidelity_trial(self, strategy, index: int) -> dict | None:
+    def _next_fidelity_trial(self, strategy, index: int, records: list) -> dict | None:
         """The next trial of a multi-fidelity experiment (trial ``index``), written to its
         trial.json: a due promotion, else a new candidate; None when neither is due now."""
         jobs = fidelity.next_jobs(self.spec, self.trial_records + self._active_records(), 1)
@@ -244,7 +253,10 @@ class LocalRunner:
             proposal = strategy.propose(job.candidate)
             resume_from = None
         else:
-            previous = self.run_dir.trial_dir(job.resume_trial)
+            # A result answered by a twin was not trained here: continue the twin, the same
+            # network (its encoding, which the checkpoint's identity holds, may differ).
+            twin = next((r.get("duplicateOf") for r in records if r["name"] == job.resume_trial), None)
+            previous = self.run_dir.trial_dir(twin or job.resume_trial)
             proposal = candidate(json.loads((previous / "trial.json").read_text()))
             resume_from = str(previous / art.CHECKPOINT_FILE)
         trial = fidelity.trial_fields(build_trial_spec(self.name, self.spec, index, proposal), job,
@@ -298,8 +310,7 @@ class LocalRunner:
             trial = json.loads((proc.directory / "trial.json").read_text())
             record = _record(trial, proc, self.name)
             records.append(record)
-            if record["status"] == SUCCEEDED:
-                hashes.setdefault(record["hash"], record)
+            self._remember(hashes, record)
             self._finish(strategy, record, records, proposed_count)
 
     def _finish(self, strategy, record: dict, records: list, proposed_count: int) -> None:
