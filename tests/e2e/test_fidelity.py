@@ -1,4 +1,4 @@
-"""strategy.fidelity (ASHA), spec.final and constraints.maxLatencyMs on the real-API-server tier: the controller creates promotions
+"""strategy.fidelity (ASHA, Hyperband), spec.final and constraints.maxLatencyMs on the real-API-server tier: the controller creates promotions
 as NASTrials (through the NASTrial CRD's schema, which must keep their fidelity and
 checkpoint fields), the real trainer saves checkpoint.pt to the experiment's volume,
 a promotion's trainer continues from it, and the operator ends the experiment when
@@ -81,6 +81,32 @@ def test_spec_final_reevaluates_the_best_through_the_controllers_own_rbac(instal
     assert not ERROR_LINE.findall(text) and "forbidden" not in text.lower(), text[-3000:]
 
 
+def test_hyperband_brackets_run_on_the_real_tier(local_only, installed, namespace, tmp_path):
+    folder = tmp_path / "volume"
+    folder.mkdir()
+    claim(installed, namespace, "results", folder)
+    body = experiment("e2e-hb", maxTrials=5, parallelTrials=2)
+    body["spec"]["strategy"]["fidelity"] = {"type": "hyperband", "minResource": 1, "reductionFactor": 3}
+    body["spec"]["trial"]["training"]["epochs"] = 3
+    body["spec"]["artifacts"] = {"persistentVolumeClaim": {"claimName": "results"}}
+    apply(installed, namespace, body)
+    exp = finish(installed, namespace, "e2e-hb")
+    complete = [c for c in exp["status"]["conditions"] if c["type"] == "Complete"][0]
+    assert "5 candidates (budget.maxTrials) by Hyperband" in complete["message"], complete
+
+    trials = installed.get_json("nastrials", "-n", namespace)["items"]
+    ladder = {(t["spec"]["fidelity"]["candidate"], t["spec"]["fidelity"]["rung"]): t for t in trials}
+    # rungs 1 and 3 epochs; the cycle puts candidates 0, 2, 4 at 1 epoch and 1, 3 straight at 3
+    best = max((0, 2, 4), key=lambda c: (ladder[(c, 0)]["status"]["reward"], -c))  # bracket 0's best of 3
+    assert sorted(ladder) == sorted([(0, 0), (2, 0), (4, 0), (1, 1), (3, 1), (best, 1)]), sorted(ladder)
+    for c in (1, 3):
+        spec, status = ladder[(c, 1)]["spec"], ladder[(c, 1)]["status"]
+        assert spec["checkpoint"] == {"save": False, "resumeFrom": None} and spec["training"]["epochs"] == 3
+        assert status["phase"] == "Succeeded" and status["metrics"]["resumedFromEpoch"] == 0
+    promoted = ladder[(best, 1)]["status"]
+    assert promoted["phase"] == "Succeeded" and promoted["metrics"]["resumedFromEpoch"] == 1, promoted
+
+
 def test_the_nastrial_schema_keeps_what_promotions_and_limits_need(cluster, namespace):
     """A structural schema prunes fields it does not list: the trainer would then silently
     train from scratch, or without its latency limit. A server-side dry run shows what the
@@ -123,3 +149,17 @@ def test_the_status_schema_keeps_the_best_mean_of_spec_final(cluster, namespace)
                              "--type=merge", "--dry-run=server", "-o", "json",
                              "-p", json.dumps({"status": {"bestTrial": best}}))
     assert json.loads(stored.stdout)["status"]["bestTrial"] == best
+
+
+def test_the_api_server_accepts_hyperband_and_names_an_unknown_fidelity_type(cluster, namespace):
+    body = experiment("e2e-hyperband", maxTrials=6)
+    body["spec"]["strategy"]["fidelity"] = {"type": "hyperband", "minResource": 1, "reductionFactor": 3}
+    body["spec"]["trial"]["training"]["epochs"] = 9
+    done = cluster.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", input=json.dumps(body),
+                           check=False)
+    assert done.returncode == 0, done.stderr
+    body["spec"]["strategy"]["fidelity"]["type"] = "bohb"
+    done = cluster.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", input=json.dumps(body),
+                           check=False)
+    assert done.returncode != 0 and "spec.strategy.fidelity.type" in done.stderr, done.stderr
+    assert "hyperband" in done.stderr  # the refusal names the values that would do
