@@ -320,7 +320,8 @@ def test_a_trainer_token_of_one_experiment_cannot_touch_another_experiments_tria
     for status, fragment in (({"reward": 1.0}, f"is already {a['phase']}: a finished result"),
                              ({"phase": "Running"}, "cannot be changed"),
                              ({"conditions": []}, "status.conditions of a NASTrial are written by the kubenas operator"),
-                             ({"retries": 7}, "status.jobName and status.retries")):
+                             ({"retries": 7}, "status.jobName, status.retries and status.duplicateOf"),
+                             ({"duplicateOf": "eb-0"}, "status.jobName, status.retries and status.duplicateOf")):
         code, message = status_write(api, ran, "ea-0", status)
         assert code == 403 and fragment in message, (status, code, message)
     assert installed.get_json("nastrial", "ea-0", "-n", ran)["status"].get("reward") == a.get("reward")

@@ -111,3 +111,27 @@ def test_senseless_experiment_fails_with_a_condition(cluster, namespace):
     events = cluster.kubectl("get", "events", "-n", namespace, "--field-selector",
                              "involvedObject.name=e2e-bad").stdout
     assert "InvalidSpec" in events
+
+
+def test_a_repeated_candidate_gets_its_twins_result_and_no_job(cluster, namespace):
+    """A space of two networks and four trials: once both are trained the strategy can only
+    repeat; the operator answers each repeat from its twin (status.duplicateOf) and makes no
+    Job for it, through the real API server's status schema and admission."""
+    body = experiment("e2e-twins", maxTrials=4, parallelTrials=1)
+    body["spec"]["searchSpace"] = {"type": "chain", "chain": {"layers": 1, "operations": ["conv", "identity"],
+                                                              "filters": [8], "kernelSizes": [3], "strides": [1]}}
+    body["spec"]["objective"].pop("target", None)
+    apply(cluster, namespace, body)
+    wait_until(lambda: phase(cluster, namespace, "e2e-twins") in ("Succeeded", "Failed"), 600,
+               "the experiment to finish", interval=2)
+    exp = cluster.get_json("nasexperiment", "e2e-twins", "-n", namespace)
+    assert exp["status"]["phase"] == "Succeeded" and exp["status"]["trials"]["succeeded"] == 4, exp["status"]
+    trials = {t["metadata"]["name"]: t for t in cluster.get_json("nastrials", "-n", namespace)["items"]}
+    repeats = {n: t["status"] for n, t in trials.items() if t["status"].get("duplicateOf")}
+    assert sorted(repeats) == ["e2e-twins-2", "e2e-twins-3"], {n: t["status"] for n, t in trials.items()}
+    for name, status in repeats.items():
+        twin = trials[status["duplicateOf"]]
+        assert status["reason"] == "Duplicate" and status["reward"] == twin["status"]["reward"]
+        assert twin["spec"]["architecture"]["layers"] == trials[name]["spec"]["architecture"]["layers"]
+    jobs = {j["metadata"]["name"] for j in cluster.get_json("jobs", "-n", namespace)["items"]}
+    assert jobs == {"e2e-twins-0", "e2e-twins-1"}, jobs

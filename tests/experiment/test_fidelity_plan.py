@@ -170,3 +170,14 @@ def test_a_trial_without_a_well_formed_fidelity_field_is_not_on_the_ladder(bad):
     rows = [{"name": "t-0", "index": 0, "status": SUCCEEDED, "reward": 0.5, "fidelity": bad}]
     jobs = fidelity.next_jobs(spec, [from_row(r, details=False) for r in rows], 3)
     assert [(j.candidate, j.rung) for j in jobs] == [(0, 0), (1, 0)]
+
+
+def test_a_promotion_continues_the_twin_that_answered_the_rung_below():
+    """A candidate whose first trial was answered by a twin (kubenas.experiment.twins)
+    trained nothing itself: its promotion continues the twin's trial (its checkpoint)."""
+    spec = make_spec(max_trials=3)
+    jobs = fidelity.next_jobs(spec, [], 3)
+    rows = [row(0, jobs[0], reward=0.2), dict(row(1, jobs[1], reward=0.9), duplicateOf="t-2"),
+            row(2, jobs[2], reward=0.9)]
+    nxt = fidelity.next_jobs(spec, [from_row(r, details=False) for r in rows], 1)[0]
+    assert (nxt.candidate, nxt.rung, nxt.resume_trial, nxt.resume_epochs) == (1, 1, "t-2", 1)

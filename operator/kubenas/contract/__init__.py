@@ -83,7 +83,7 @@ OOM_KILLED = "OOMKilled"
 EVICTED = "Evicted"
 EXPERIMENT_FINISHED = "ExperimentFinished"  # stopped because the experiment ended
 STOPPED_EARLY = EARLY_STOPPED               # stopped by the median rule
-DUPLICATE = "Duplicate"                     # local mode: the result of an identical trial reused
+DUPLICATE = "Duplicate"                     # the result of a twin reused, not retrained (kubenas.experiment.twins)
 STOPPED_BY_RUNNER = STOPPED                 # local mode: the runner ended the process
 
 # Words of Kubernetes' own that the operator reads (Job conditions, pod phase and reason).

@@ -170,10 +170,18 @@ class Controller:
             return trial_object(experiment, spec, index, self.strategy.propose(index))
         if job.is_new:
             self.candidates[job.candidate] = self.strategy.propose(job.candidate)
+        proposal, resume = self.candidates[job.candidate], job.resume_trial is not None
+        below = self.informer.records_by_name(job.resume_trial) if resume else None
+        if below is not None and below.candidate != job.candidate:
+            # The twin that answered the candidate's trial (kubenas.experiment.twins): continue
+            # it as it encoded the network, which the checkpoint's identity holds; gone: retrain.
+            twin = self.kube.get_custom(TRIAL_PLURAL, self.namespace, job.resume_trial)
+            resume = twin is not None
+            proposal = candidate(row_from_trial_object(twin)) if resume else proposal
         resume_from = None
-        if job.resume_trial and spec.get("artifacts"):
+        if resume and spec.get("artifacts"):
             resume_from = art.checkpoint_location(spec["artifacts"], self.name, job.resume_trial)
-        body = trial_object(experiment, spec, index, self.candidates[job.candidate])
+        body = trial_object(experiment, spec, index, proposal)
         body["spec"] = fidelity.trial_fields(body["spec"], job, fidelity.plan(spec), resume_from)
         return body
 

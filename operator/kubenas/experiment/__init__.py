@@ -5,17 +5,20 @@ from .ranking import best, best_reward, counts_by_phase, finished_counts, pareto
 from .record import (TrialRecord, acknowledged, candidate, from_row, from_trial_object, row_from_trial_object,
                      strategy_reward)
 from .times import elapsed_seconds, now_iso, parse_time, seconds_between
+from .twins import can_answer, find_twin, twin_key
 
 __all__ = [
     "Outcome",
     "TrialRecord",
     "acknowledged",
     "best",
+    "can_answer",
     "best_reward",
     "candidate",
     "counts_by_phase",
     "elapsed_seconds",
     "experiment_outcome",
+    "find_twin",
     "finished_counts",
     "from_row",
     "from_trial_object",
@@ -29,4 +32,5 @@ __all__ = [
     "strategy_reward",
     "target_reached",
     "trials_to_start",
+    "twin_key",
 ]

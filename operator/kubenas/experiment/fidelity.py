@@ -51,7 +51,9 @@ class Plan:
 class Job:
     """One trial to create: candidate ``candidate`` trained to rung ``rung`` (``epochs``);
     a promotion continues ``resume_trial`` (the candidate's trial at the rung below,
-    trained ``resume_epochs``); a new candidate (rung 0) has neither."""
+    trained ``resume_epochs``, or the twin that answered it: then another candidate's
+    trial of the same network, whose encoding the promotion takes); a new candidate has
+    neither."""
 
     candidate: int
     rung: int
@@ -101,7 +103,9 @@ def _ladder(p: Plan, records: Sequence[TrialRecord]) -> _Ladder:
     for r in records:
         if r.candidate is None or not p.first_rung(r.candidate) <= r.rung < len(p.rungs):
             continue  # not a trial of this schedule (the spec's checks keep these out)
-        ladder.trials[(r.candidate, r.rung)] = r.name
+        # What a promotion continues: the trial itself, or the twin whose result answered it
+        # (kubenas.experiment.twins): the twin trained the network and holds its checkpoint.
+        ladder.trials[(r.candidate, r.rung)] = r.duplicate_of or r.name
         ladder.first_rung[r.candidate] = p.first_rung(r.candidate)
         if is_first_trial(p, r.candidate, r.rung):
             ladder.candidates = max(ladder.candidates, r.candidate + 1)

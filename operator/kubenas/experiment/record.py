@@ -17,6 +17,7 @@ from kubenas.contract import (FAILED, HISTORY_LIMIT, LEARNED_PHASES, PENALTY_MET
 from kubenas.contract.genotype import describe_genotype, genotype_hash
 
 REEVALUATION_OF = "reevaluationOf"  # the field of a re-evaluation trial's spec and row (spec.final)
+DUPLICATE_OF = "duplicateOf"  # the field of a trial's status and row: answered by this twin, not trained
 
 MAX_SUMMARY = 200  # characters of the one-line architecture summary
 
@@ -47,6 +48,7 @@ class TrialRecord:
     reason: str | None = None        # why it failed (the trainer's or the control plane's reason)
     hash: str | None = None          # the candidate's (architecture + hyperparameters): spec.final's distinct top
     reevaluation_of: str | None = None  # spec.final: the search trial this one retrains with another seed
+    duplicate_of: str | None = None  # the twin whose result answered this trial (kubenas.experiment.twins)
 
     @property
     def finished(self) -> bool:
@@ -136,7 +138,8 @@ def from_trial_object(trial: dict, *, details: bool = True) -> TrialRecord:
     record = TrialRecord(name=trial["metadata"]["name"], index=spec.get("index"), phase=phase,
                          reward=finite_number(status.get("reward")), acknowledged=acknowledged(status),
                          reason=_reason(phase, status.get("reason")), hash=_hash(spec),
-                         reevaluation_of=_name(spec.get(REEVALUATION_OF)), **_fidelity(spec))
+                         reevaluation_of=_name(spec.get(REEVALUATION_OF)), duplicate_of=_name(status.get(DUPLICATE_OF)),
+                         **_fidelity(spec))
     if not details:
         return record
     metric = (spec.get("objective") or {}).get("metric") or "accuracy"
@@ -150,7 +153,8 @@ def from_row(row: dict, metric: str = "accuracy", *, details: bool = True) -> Tr
     record = TrialRecord(name=row.get("name", ""), index=row.get("index"), phase=phase,
                          reward=finite_number(row.get("reward")), acknowledged=True,
                          reason=_reason(phase, row.get("reason")), hash=row.get("hash") or _hash(row),
-                         reevaluation_of=_name(row.get(REEVALUATION_OF)), **_fidelity(row))
+                         reevaluation_of=_name(row.get(REEVALUATION_OF)), duplicate_of=_name(row.get(DUPLICATE_OF)),
+                         **_fidelity(row))
     if not details:
         return record
     return replace(record, architecture=architecture_summary(row.get("architecture")),

@@ -33,8 +33,8 @@ from kubenas.contract import DUPLICATE, FAILED, RUNNING, STOPPED_BY_RUNNER, SUCC
 from kubenas.contract import artifacts as art
 from kubenas.contract.genotype import genotype_hash
 from kubenas.early_stopping import median_stop
-from kubenas.experiment import (Outcome, best_reward, candidate, counts_by_phase, experiment_outcome, from_row,
-                                strategy_reward)
+from kubenas.experiment import (Outcome, best_reward, can_answer, candidate, counts_by_phase, experiment_outcome,
+                                from_row, strategy_reward, twin_key)
 from kubenas.experiment import fidelity
 from kubenas.experiment import final as final_phase
 from kubenas.space import SearchSpace, constraints_from_spec
@@ -158,8 +158,8 @@ class LocalRunner:
         max_trials = self.spec["budget"]["maxTrials"]
         # Succeeded trials by (candidate hash, rung): a repeated candidate is not retrained.
         hashes: dict = {}
-        for r in records:
-            self._remember(hashes, r)
+        for row in records:
+            self._remember(hashes, row)
 
         self.progress.start(fidelity.planned_trials(self.spec) if self.fidelity
                             else final_phase.planned_trials(self.spec), len(records))
@@ -181,7 +181,7 @@ class LocalRunner:
                     if unfinished:
                         trial = unfinished.pop(0)
                     elif self.fidelity is not None:
-                        trial = self._next_fidelity_trial(strategy, next_index, records)
+                        trial = self._next_fidelity_trial(strategy, next_index)
                         if trial is None:
                             break
                         next_index += 1
@@ -216,19 +216,19 @@ class LocalRunner:
         self.progress.stop()
         return self._conclude(outcome, records, started)
 
-    def _remember(self, hashes: dict, record: dict) -> None:
-        """Keep a trained result as the answer to later repeats of its candidate: a search
-        trial (never a re-evaluation, whose seed differs) and, with fidelity, any trial,
-        keyed by its rung as well (a result at 1 epoch is no answer at 9). The first one
-        stays, so a restart picks the same twins."""
-        if (record.get("status") == SUCCEEDED and record.get("hash") and not record.get("duplicateOf")
-                and (self.fidelity is not None or self._strategy_rows([record]))):
-            hashes.setdefault((record["hash"], _ladder_place(record)[1]), record)
+    @staticmethod
+    def _remember(hashes: dict, record: dict) -> None:
+        """Keep a trained result as the answer to later repeats (kubenas.experiment.twins);
+        the first one stays, so a restart picks the same twins."""
+        answer = from_row(record, details=False)
+        if can_answer(answer):
+            hashes.setdefault(twin_key(answer), record)
 
     def _answered_by_twin(self, trial: dict, hashes: dict, strategy, records: list, proposed_count: int) -> bool:
-        """A candidate trained before (same hash) is not retrained: its twin's result is
-        recorded for it, and True returned."""
-        twin = hashes.get((genotype_hash(trial["architecture"], trial["hyperparameters"]), _ladder_place(trial)[1]))
+        """A candidate trained before (kubenas.experiment.twins) is not retrained: its twin's
+        result is recorded for it, and True returned."""
+        key = twin_key(from_row({**trial, "name": ""}, details=False))
+        twin = hashes.get(key) if key is not None else None
         if twin is None:
             return False
         record = _duplicate_record(trial, twin, self.name)
@@ -242,7 +242,7 @@ class LocalRunner:
                           fidelity.FIDELITY: self.running_fidelity.get(index)}, details=False)
                 for index, proc in self.running.items()]
 
-    def _next_fidelity_trial(self, strategy, index: int, records: list) -> dict | None:
+    def _next_fidelity_trial(self, strategy, index: int) -> dict | None:
         """The next trial of a multi-fidelity experiment (trial ``index``), written to its
         trial.json: a due promotion, else a new candidate; None when neither is due now."""
         jobs = fidelity.next_jobs(self.spec, self.trial_records + self._active_records(), 1)
@@ -253,10 +253,9 @@ class LocalRunner:
             proposal = strategy.propose(job.candidate)
             resume_from = None
         else:
-            # A result answered by a twin was not trained here: continue the twin, the same
-            # network (its encoding, which the checkpoint's identity holds, may differ).
-            twin = next((r.get("duplicateOf") for r in records if r["name"] == job.resume_trial), None)
-            previous = self.run_dir.trial_dir(twin or job.resume_trial)
+            # The trial below, or the twin that answered it: the network as that trial
+            # encoded it (the checkpoint's identity holds the encoding).
+            previous = self.run_dir.trial_dir(job.resume_trial)
             proposal = candidate(json.loads((previous / "trial.json").read_text()))
             resume_from = str(previous / art.CHECKPOINT_FILE)
         trial = fidelity.trial_fields(build_trial_spec(self.name, self.spec, index, proposal), job,

@@ -38,7 +38,7 @@ from kubenas.contract import (
 from kubenas.contract import TRIAL_ACTIVE as ACTIVE
 from kubenas.contract import TRIAL_TERMINAL as TERMINAL
 from kubenas.early_stopping import median_stop
-from kubenas.experiment import TrialRecord, acknowledged, elapsed_seconds, now_iso
+from kubenas.experiment import TrialRecord, acknowledged, elapsed_seconds, find_twin, from_trial_object, now_iso
 from kubenas.experiment import final as final_phase
 
 from . import metrics
@@ -47,7 +47,7 @@ from .events import EventBudget, with_suppressed
 from .manifests import (Settings, controller_deployment, controller_name, job_for_trial, namespace_role_bindings,
                         namespace_service_accounts)
 from .status import fold, get_condition, set_condition, status_patch, trial_details
-from .trial_state import TrialAction, early_stop_action, next_action, pod_refusal, waiting_for_pod
+from .trial_state import TrialAction, duplicate_action, early_stop_action, next_action, pod_refusal, waiting_for_pod
 
 log = logging.getLogger("kubenas.operator")
 
@@ -393,12 +393,29 @@ class Reconciler:
                 and elapsed_seconds((job.get("metadata") or {}).get("creationTimestamp"), now_dt) >= POD_GRACE_SECONDS):
             # No pod after a while: only the Job controller's Events say why (Pod Security, a quota).
             refusal = pod_refusal(self.kube.list_events(namespace, "Job", name))
+        if job is None and not exp_over and status.get("phase") not in TERMINAL:
+            decision = self._answer_from_twin(trial, exp, peers, now)
+            if decision is not None:  # a repeat: its twin's result, no Job
+                self._apply(trial, exp, spec, decision, now)
+                return decision
         decision = next_action(trial, job, pods, now=now, experiment_over=exp_over, refusal=refusal)
         if (not decision.status and not decision.create_job and status.get("phase") == RUNNING
                 and job is not None):
             decision = self._early_stop(trial, spec, peers, now) or decision
         self._apply(trial, exp, spec, decision, now)
         return decision
+
+    def _answer_from_twin(self, trial: dict, exp: dict, peers: list[TrialRecord], now: str) -> TrialAction | None:
+        """A repeated candidate's result from its twin (kubenas.experiment.twins), read fresh:
+        the book may be a moment behind, and a twin must still hold what it trained and be
+        the experiment's own (made by its controller, like the trial)."""
+        twin = find_twin(from_trial_object(trial, details=False), peers)
+        if twin is None:
+            return None
+        body = self.kube.get_custom(TRIAL_PLURAL, trial["metadata"]["namespace"], twin.name)
+        if body is None or not owned_by(body, exp) or from_trial_object(body, details=False).hash != twin.hash:
+            return None
+        return duplicate_action(trial, body, now=now)
 
     def _early_stop(self, trial: dict, spec: dict, peers: list[TrialRecord], now: str) -> TrialAction | None:
         stopping = spec.get("earlyStopping") or {}

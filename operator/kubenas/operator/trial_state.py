@@ -9,11 +9,14 @@
                              │  └─────────────────────┘  ├── Job Failed / trainer reports Failed ──> Failed
                              │                           ├── Job Complete without a reward ─────────> Failed (NoReward)
                              └──────── (any) ────────────┴── median rule / experiment over ────────> EarlyStopped
+    (none) ── a twin of the same experiment trained the same candidate to the same rung ──> Succeeded (Duplicate)
 
 Terminal phases (Succeeded, Failed, EarlyStopped) are sticky: whoever writes one first
 (the trainer through the status subresource, or the operator) wins, and nothing moves
 a trial out of it. The trainer's own report is preferred over what the Job says,
-because it carries the precise reason (Diverged, InvalidArchitecture, ...).
+because it carries the precise reason (Diverged, InvalidArchitecture, ...). A repeated
+candidate (``kubenas.experiment.twins``) never gets a Job: ``duplicate_action`` copies
+its twin's result.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from dataclasses import dataclass, field
 from kubenas.contract import (
     BACKOFF_LIMIT_EXCEEDED,
     DEADLINE_EXCEEDED,
+    DUPLICATE,
     EARLY_STOPPED,
     EVICTED,
     EXIT_REASONS,
@@ -174,6 +178,26 @@ def waiting_for_pod(job: dict | None) -> bool:
         return False
     job_status = job.get("status") or {}
     return not any(int(job_status.get(k) or 0) for k in ("active", "succeeded", "failed", "ready", "terminating"))
+
+
+# What a duplicate takes from its twin's status: the result, not the twin's own run.
+TWIN_RESULT = ("reward", "metrics", "history", "device")
+
+
+def duplicate_action(trial: dict, twin: dict, *, now: str) -> TrialAction | None:
+    """A trial that repeats ``twin`` (found by ``kubenas.experiment.twins.find_twin``) ends
+    Succeeded with the twin's result and no Job; None when the twin has no result to give
+    (it is gone, or not Succeeded any more): the trial is then trained as usual."""
+    twin_status = twin.get("status") or {}
+    if twin_status.get("phase") != SUCCEEDED or finite_number(twin_status.get("reward")) is None:
+        return None
+    name, twin_name = trial["metadata"]["name"], twin["metadata"]["name"]
+    status = {"phase": SUCCEEDED, "reason": DUPLICATE, "duplicateOf": twin_name,
+              "message": f"same candidate as {twin_name}; result reused, not retrained",
+              "startTime": now, "completionTime": now}
+    status.update({k: twin_status[k] for k in TWIN_RESULT if k in twin_status})
+    return TrialAction(status=status, event=("Normal", DUPLICATE, f"trial {name} is the same candidate as "
+                                                                  f"{twin_name}: its result is reused, no Job created"))
 
 
 def next_action(trial: dict, job: dict | None, pods: list[dict] | None = None, *, now: str,
