@@ -6,17 +6,13 @@ from __future__ import annotations
 
 import pytest
 
-from .cluster import FakeCluster, Script, default_script, digits_experiment, wait_for
+from .cluster import FakeCluster, digits_experiment, final_rewards, wait_for
 
 # Search trials 0-3 score 0.60, 0.63, 0.66, 0.69 (default_script); the top two are
 # final-3 and final-2. final-3's re-evaluations (4, 5) score 0.5, final-2's (6, 7) 0.76.
 REEVALUATED = {4: 0.5, 5: 0.5, 6: 0.76, 7: 0.76}
 
-
-def script(index: int) -> Script:
-    if index in REEVALUATED:
-        return Script(values=[0.3, 0.4, REEVALUATED[index]])
-    return default_script(index)
+script = final_rewards(REEVALUATED)
 
 
 async def test_final_reevaluates_the_top_candidates_and_picks_the_best_mean(emulator):

@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from .cluster import FakeCluster, Script, default_script, digits_experiment, wait_for
+from .cluster import FakeCluster, digits_experiment, final_rewards, wait_for
 
 # The scripted trainer reports parameters = 1000 + index; rewards 0.6 + 0.03 * index by
 # default. Trials 2 and 4 score lower: 1 (cheaper, better) and 0 (cheaper, as good) dominate them.
 LOW = {2: 0.55, 4: 0.6}
 
-
-def script(index: int) -> Script:
-    if index in LOW:
-        return Script(values=[0.3, 0.4, LOW[index]])
-    return default_script(index)
+script = final_rewards(LOW)
 
 
 async def test_the_operator_lists_the_front_and_the_controller_learns_vectors(emulator):

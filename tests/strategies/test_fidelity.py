@@ -68,15 +68,16 @@ def test_only_rung_zero_results_feed_the_strategy_and_failures_are_never_promote
     assert rung == 2 and value == max(v for _, r, v in reported if r == 2 and v is not None)
 
 
-def test_a_scheduler_replaying_the_reports_continues_exactly():
-    first = scheduler("evolution")
+@pytest.mark.parametrize("kind, steps", [("asha", 40), ("hyperband", 60)])
+def test_a_scheduler_replaying_the_reports_continues_exactly(kind, steps):
+    first = scheduler("evolution", type=kind)
     log = []
-    for _ in range(40):
+    for _ in range(steps):
         job = first.next_job()
         first.report(job.index, job.rung, reward(job))
         log.append(job)
     # A restarted scheduler sees the same jobs and reports in order (a report twice is ignored).
-    second = scheduler("evolution")
+    second = scheduler("evolution", type=kind)
     for job in log:
         assert second.next_job() == job
         second.report(job.index, job.rung, reward(job))
@@ -154,21 +155,3 @@ def test_a_spent_space_is_never_trained_twice_at_the_first_rung_while_anything_c
     assert rung == 2 and value == max(sh.results[2].values())
     # with nothing left to promote, the strategy may repeat (as a full-fidelity search would)
     assert sh.next_job().resume_from == 0
-
-
-def test_a_hyperband_scheduler_replaying_the_reports_continues_exactly():
-    first, second = scheduler("evolution", type="hyperband"), scheduler("evolution", type="hyperband")
-    log = []
-    for _ in range(60):
-        job = first.next_job()
-        first.report(job.index, job.rung, reward(job))
-        log.append(job)
-    for job in log:
-        assert second.next_job() == job
-        second.report(job.index, job.rung, reward(job))
-        second.report(job.index, job.rung, reward(job))
-    for _ in range(10):
-        a, b = first.next_job(), second.next_job()
-        assert a == b
-        first.report(a.index, a.rung, reward(a))
-        second.report(b.index, b.rung, reward(b))
