@@ -122,10 +122,11 @@ def test_a_repeated_candidate_is_answered_only_at_the_same_rung(tmp_path, tiny):
     assert rungs[(1, 1)].get("duplicateOf") is None and len(rungs[(1, 1)]["history"]) == 3
 
 
-def test_promoting_a_repeated_candidate_continues_its_twins_checkpoint(tmp_path, tiny):
+def test_promoting_a_repeated_candidate_continues_its_twin_or_takes_its_result(tmp_path, tiny):
     # ASHA, a space of one network, 6 candidates: tiny-0 trains, 1-5 reuse its result; the
-    # top two at 1 epoch (a tie: candidates 0 and 1) go on, and candidate 1, never trained
-    # itself, continues tiny-0's checkpoint instead of retraining from scratch.
+    # top two at 1 epoch (a tie: candidates 0 and 1) go on. Candidate 1 trained nothing
+    # itself, so its promotion is planned to continue tiny-0's checkpoint; by then
+    # candidate 0's promotion has trained the same network to 3 epochs, whose result it takes.
     spec = asha(tiny, max_trials=6)
     spec["spec"]["searchSpace"] = ONE_NETWORK
     spec["spec"]["budget"]["parallelTrials"] = 1
@@ -134,8 +135,9 @@ def test_promoting_a_repeated_candidate_continues_its_twins_checkpoint(tmp_path,
     rungs = ladder(finished_lines(run_dir))
     assert [rungs[(c, 0)].get("duplicateOf") for c in range(6)] == [None] + ["tiny-0"] * 5
     assert sorted(c for c, r in rungs if r == 1) == [0, 1]
-    promoted = rungs[(1, 1)]
-    assert promoted["status"] == "Succeeded" and promoted["metrics"]["resumedFromEpoch"] == 1
-    trial = json.loads((run_dir / "trials" / promoted["name"] / "trial.json").read_text())
+    first, second = rungs[(0, 1)], rungs[(1, 1)]
+    assert first["metrics"]["resumedFromEpoch"] == 1 and first.get("duplicateOf") is None
+    trial = json.loads((run_dir / "trials" / second["name"] / "trial.json").read_text())
     assert trial["checkpoint"]["resumeFrom"] == str(run_dir / "trials" / "tiny-0" / "checkpoint.pt")
-    assert promoted["history"][0] == rungs[(0, 0)]["history"][0]
+    assert second["duplicateOf"] == first["name"] and second["reward"] == first["reward"]
+    assert not (run_dir / "trials" / second["name"] / "result.json").exists()  # never trained

@@ -187,8 +187,9 @@ class LocalRunner:
                         next_index += 1
                         if fidelity.is_first_trial(self.fidelity, *_ladder_place(trial)):
                             proposed_count += 1
-                            if self._answered_by_twin(trial, hashes, strategy, records, proposed_count):
-                                continue
+                        # a promotion too: its twin may have reached this rung already
+                        if self._answered_by_twin(trial, hashes, strategy, records, proposed_count):
+                            continue
                     elif next_index >= max_trials:
                         trial = self._next_reevaluation(records, proposed_indices)
                         if trial is None:
