@@ -84,7 +84,7 @@ class App:
         deadline), twice over. 0 when it is alive."""
         now = time.monotonic() if now is None else now
         allowed = 2 * (self.options.resync_seconds + kube.REQUEST_TIMEOUT[1] + kube.REQUEST_TIMEOUT[0])
-        return max(0.0, now - self.progress_at - allowed)
+        return max(0.0, now - (self.progress_at + allowed))  # against the deadline: exact at it
 
     def mark(self, namespace: str, experiment: str) -> None:
         """Fold this experiment's status soon (called from handler threads)."""
