@@ -148,7 +148,7 @@ class Controller:
         records = self.informer.records()
         indices = trials_to_start(spec, records, elapsed)
         jobs = fidelity.next_jobs(spec, records, len(indices)) if plan is not None else [None] * len(indices)
-        bodies = [self._trial_body(experiment, spec, index, job) for index, job in zip(indices, jobs)]
+        bodies = [self._trial_body(experiment, spec, plan, index, job) for index, job in zip(indices, jobs)]
         if spec.get("final") and not indices:
             bodies = self._reevaluations(experiment, spec, records, elapsed)
         for body in bodies:
@@ -162,7 +162,7 @@ class Controller:
         self.save_checkpoint(experiment)
         return "running"
 
-    def _trial_body(self, experiment: dict, spec: dict, index: int, job) -> dict:
+    def _trial_body(self, experiment: dict, spec: dict, plan, index: int, job) -> dict:
         """The NASTrial ``index``: the strategy's next proposal, or with fidelity ``job``'s
         candidate trained to its rung, continuing the checkpoint the rung below left in
         the experiment's artifacts (none configured: the promotion retrains from scratch)."""
@@ -182,7 +182,7 @@ class Controller:
         if resume and spec.get("artifacts"):
             resume_from = art.checkpoint_location(spec["artifacts"], self.name, job.resume_trial)
         body = trial_object(experiment, spec, index, proposal)
-        body["spec"] = fidelity.trial_fields(body["spec"], job, fidelity.plan(spec), resume_from)
+        body["spec"] = fidelity.trial_fields(body["spec"], job, plan, resume_from)
         return body
 
     def _reevaluations(self, experiment: dict, spec: dict, records: list, elapsed: float) -> list[dict]:

@@ -5,12 +5,13 @@ from .ranking import best, best_reward, counts_by_phase, finished_counts, pareto
 from .record import (TrialRecord, acknowledged, candidate, from_row, from_trial_object, row_from_trial_object,
                      strategy_reward)
 from .times import elapsed_seconds, now_iso, parse_time, seconds_between
-from .twins import can_answer, find_twin, twin_key
+from .twins import answered_by, can_answer, find_twin, twin_key
 
 __all__ = [
     "Outcome",
     "TrialRecord",
     "acknowledged",
+    "answered_by",
     "best",
     "can_answer",
     "best_reward",

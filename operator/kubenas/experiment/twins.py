@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from kubenas.contract import SUCCEEDED
+from kubenas.contract import DUPLICATE, SUCCEEDED
 
-from .record import TrialRecord
+from .record import DUPLICATE_OF, TrialRecord
 
 
 def twin_key(record: TrialRecord) -> tuple | None:
@@ -41,4 +41,10 @@ def find_twin(record: TrialRecord, records: Iterable[TrialRecord]) -> TrialRecor
     return min(twins, key=lambda r: (r.index is None, r.index or 0, r.name), default=None)
 
 
-__all__ = ["can_answer", "find_twin", "twin_key"]
+def answered_by(twin_name: str) -> dict:
+    """What a trial answered by ``twin_name`` says of it (a trials.jsonl row, a NASTrial's status)."""
+    return {"reason": DUPLICATE, DUPLICATE_OF: twin_name,
+            "message": f"same candidate as {twin_name}; result reused, not retrained"}
+
+
+__all__ = ["answered_by", "can_answer", "find_twin", "twin_key"]

@@ -29,11 +29,11 @@ from datetime import datetime, timezone
 
 from kubenas.api.trials import build_trial_spec, trial_name
 from kubenas.api.validation import with_defaults
-from kubenas.contract import DUPLICATE, FAILED, RUNNING, STOPPED_BY_RUNNER, SUCCEEDED
+from kubenas.contract import FAILED, RUNNING, STOPPED_BY_RUNNER, SUCCEEDED
 from kubenas.contract import artifacts as art
 from kubenas.contract.genotype import genotype_hash
 from kubenas.early_stopping import median_stop
-from kubenas.experiment import (Outcome, best_reward, can_answer, candidate, counts_by_phase, experiment_outcome,
+from kubenas.experiment import (Outcome, answered_by, best_reward, can_answer, candidate, counts_by_phase, experiment_outcome,
                                 from_row, strategy_reward, twin_key)
 from kubenas.experiment import fidelity
 from kubenas.experiment import final as final_phase
@@ -387,8 +387,7 @@ def _duplicate_record(trial: dict, twin: dict, experiment: str) -> dict:
     return {**{k: twin[k] for k in ("status", "reward", "metrics", "history", "hash")},
             "name": trial_name(experiment, trial["index"]), "index": trial["index"],
             "architecture": trial["architecture"], "hyperparameters": trial.get("hyperparameters") or {},
-            "reason": DUPLICATE, "message": f"same candidate as {twin['name']}; result reused, not retrained",
-            "duplicateOf": twin["name"], "exitCode": None, "startTime": now, "completionTime": now,
+            **answered_by(twin["name"]), "exitCode": None, "startTime": now, "completionTime": now,
             **_fidelity_fields(trial)}
 
 

@@ -48,6 +48,7 @@ from kubenas.contract import (
 )
 from kubenas.contract import TRIAL_ACTIVE as ACTIVE
 from kubenas.contract import TRIAL_TERMINAL as TERMINAL
+from kubenas.experiment import answered_by
 
 MAX_MESSAGE = 1024
 JOB_DONE = frozenset({JOB_COMPLETE, JOB_FAILED, JOB_SUCCESS_CRITERIA_MET})
@@ -192,9 +193,7 @@ def duplicate_action(trial: dict, twin: dict, *, now: str) -> TrialAction | None
     if twin_status.get("phase") != SUCCEEDED or finite_number(twin_status.get("reward")) is None:
         return None
     name, twin_name = trial["metadata"]["name"], twin["metadata"]["name"]
-    status = {"phase": SUCCEEDED, "reason": DUPLICATE, "duplicateOf": twin_name,
-              "message": f"same candidate as {twin_name}; result reused, not retrained",
-              "startTime": now, "completionTime": now}
+    status = {"phase": SUCCEEDED, **answered_by(twin_name), "startTime": now, "completionTime": now}
     status.update({k: twin_status[k] for k in TWIN_RESULT if k in twin_status})
     return TrialAction(status=status, event=("Normal", DUPLICATE, f"trial {name} is the same candidate as "
                                                                   f"{twin_name}: its result is reused, no Job created"))
