@@ -5,8 +5,9 @@ in-cluster ServiceAccount, else the kubeconfig. Each component sends its own Use
 (``kubenas-operator/...``, ``kubenas-controller/...``) so that audit logs, and the RBAC
 coverage test, can tell their requests apart.
 
-Writes are idempotent by convention: ``create`` treats 409 as "already there",
-``delete`` treats 404 as "already gone".
+Writes are idempotent by convention: ``create`` treats 409 as "already there" (and the
+caller checks whose it is: kubenas touches only objects that carry its ownerReference),
+``delete`` treats 404 as "already gone" and deletes only the uid it read.
 """
 from __future__ import annotations
 
@@ -194,17 +195,36 @@ class Kube:
 
     # ------------------------------------------------------------------------- builtins
 
-    def create(self, kind: str, namespace: str, body: dict) -> bool:
-        """Create a Job, Deployment, ConfigMap, ServiceAccount or RoleBinding; False on 409."""
-        return _done(self._builtin("create", kind), namespace, body, expected=409)
+    def create(self, kind: str, namespace: str, body: dict) -> dict | None:
+        """Create a Job, Deployment, ConfigMap, ServiceAccount or RoleBinding: the object
+        made (its uid included), or None if the name is taken (409: whose it is, the
+        caller checks before touching it)."""
+        try:
+            answer = self._builtin("create", kind)(namespace, body, _preload_content=False,
+                                                   _request_timeout=REQUEST_TIMEOUT)
+        except ApiException as err:
+            if err.status == 409:
+                return None
+            raise
+        return json.loads(answer.data)
 
     def get(self, kind: str, namespace: str, name: str) -> dict | None:
         answer = _or_none(self._builtin("read", kind), name, namespace, _preload_content=False)
         return None if answer is None else json.loads(answer.data)
 
-    def delete(self, kind: str, namespace: str, name: str) -> bool:
-        """Delete with background propagation (its pods go too); False if already gone."""
-        return _done(self._builtin("delete", kind), name, namespace, propagation_policy="Background", expected=404)
+    def delete(self, kind: str, namespace: str, name: str, uid: str) -> bool:
+        """Delete this very object (a precondition on its ``uid``: never a namesake made
+        since it was read) with background propagation (its pods go too); False if it is
+        already gone or was replaced (404, 409)."""
+        body = k8s.V1DeleteOptions(propagation_policy="Background", preconditions=k8s.V1Preconditions(uid=uid))
+        try:
+            return _done(self._builtin("delete", kind), name, namespace, body=body, expected=404)
+        except ApiException as err:
+            if err.status == 409:  # "Precondition failed: UID in precondition ...": not the one read
+                log.warning("%s %s/%s was replaced since it was read (uid %s); not deleted", kind, namespace, name,
+                            uid)
+                return False
+            raise
 
     def patch(self, kind: str, namespace: str, name: str, patch: dict) -> dict | None:
         return _or_none(self._builtin("patch", kind), name, namespace, patch)

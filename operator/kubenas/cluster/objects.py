@@ -63,6 +63,38 @@ def owned_by(obj: dict, experiment: dict) -> bool:
                              for o in (obj.get("metadata") or {}).get("ownerReferences") or [])
 
 
+OURS, STALE, FOREIGN = "ours", "stale", "foreign"
+
+
+def ownership(obj: dict, owner: dict) -> str:
+    """Whose ``obj`` is, found by the name kubenas gives it: OURS (an ownerReference to
+    ``owner``'s uid), STALE (owned by an earlier ``owner`` of the same kind and name, which
+    the garbage collector is removing: wait for it) or FOREIGN (anything else: kubenas
+    never adopts, patches, reads a result from or deletes it)."""
+    meta = owner.get("metadata") or {}
+    kind, uid = owner.get("kind"), meta.get("uid")
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    if uid and any(r.get("kind") == kind and r.get("uid") == uid for r in refs):
+        return OURS
+    group = str(owner.get("apiVersion") or "").split("/")[0]
+    if any(r.get("kind") == kind and r.get("name") == meta.get("name") and r.get("controller")
+           and str(r.get("apiVersion") or "").split("/")[0] == group for r in refs):
+        return STALE
+    return FOREIGN
+
+
+def owned_pods(job: dict, pods: list[dict]) -> list[dict]:
+    """The pods the Job controller made for this very Job (ownerReference to its uid):
+    a pod that only carries its ``job-name`` label says nothing about the trial."""
+    return [p for p in pods if ownership(p, {**job, "kind": "Job"}) == OURS]
+
+
+def events_about(obj: dict, events: list[dict]) -> list[dict]:
+    """The Events about this very object (involvedObject.uid), not a namesake's."""
+    uid = (obj.get("metadata") or {}).get("uid")
+    return [e for e in events if uid and (e.get("involvedObject") or {}).get("uid") == uid]
+
+
 def owner_reference(obj: dict, *, controller: bool = True) -> dict:
     meta = obj["metadata"]
     return {

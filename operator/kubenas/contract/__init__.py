@@ -85,6 +85,11 @@ EXPERIMENT_FINISHED = "ExperimentFinished"  # stopped because the experiment end
 STOPPED_EARLY = EARLY_STOPPED               # stopped by the median rule
 DUPLICATE = "Duplicate"                     # the result of a twin reused, not retrained (kubenas.experiment.twins)
 STOPPED_BY_RUNNER = STOPPED                 # local mode: the runner ended the process
+# An object kubenas would make, adopt or delete under its deterministic name (the controller
+# Deployment <experiment>-controller, a trial's Job <trial>) exists and is not this
+# experiment's or trial's (no ownerReference to its uid): kubenas never touches it, and the
+# experiment or trial ends with this reason.
+NAME_CONFLICT = "NameConflict"
 
 # Words of Kubernetes' own that the operator reads (Job conditions, pod phase and reason).
 JOB_COMPLETE = "Complete"

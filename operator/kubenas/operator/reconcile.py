@@ -19,7 +19,8 @@ from kubernetes.client.exceptions import ApiException
 from kubenas.api.policy import POLICY_NAME, Policy, policy_issues
 from kubenas.api.validation import validate_experiment, with_defaults
 from kubenas.cluster.kube import Kube, post_event
-from kubenas.cluster.objects import accepted_spec, accepted_spec_text, owned_by
+from kubenas.cluster.objects import (FOREIGN, OURS, STALE, accepted_spec, accepted_spec_text, events_about,
+                                     owned_by, owned_pods, ownership)
 from kubenas.contract import (
     API_VERSION,
     EARLY_STOPPED,
@@ -31,14 +32,17 @@ from kubenas.contract import (
     JOB_FAILED,
     JOB_FAILURE_TARGET,
     JOB_SUCCESS_CRITERIA_MET,
+    NAME_CONFLICT,
     RUNNING,
     SUCCEEDED,
+    TRIAL_KIND,
     TRIAL_PLURAL,
 )
 from kubenas.contract import TRIAL_ACTIVE as ACTIVE
 from kubenas.contract import TRIAL_TERMINAL as TERMINAL
 from kubenas.early_stopping import median_stop
-from kubenas.experiment import TrialRecord, acknowledged, elapsed_seconds, find_twin, from_trial_object, now_iso
+from kubenas.experiment import (Outcome, TrialRecord, acknowledged, elapsed_seconds, find_twin, from_trial_object,
+                                now_iso)
 from kubenas.experiment import final as final_phase
 
 from . import metrics
@@ -47,7 +51,8 @@ from .events import EventBudget, with_suppressed
 from .manifests import (Settings, controller_deployment, controller_name, job_for_trial, namespace_role_bindings,
                         namespace_service_accounts)
 from .status import fold, get_condition, set_condition, status_patch, trial_details
-from .trial_state import TrialAction, duplicate_action, early_stop_action, next_action, pod_refusal, waiting_for_pod
+from .trial_state import (TrialAction, duplicate_action, early_stop_action, name_conflict_action, next_action,
+                          pod_refusal, waiting_for_pod)
 
 log = logging.getLogger("kubenas.operator")
 
@@ -79,6 +84,11 @@ def job_refused(name: str, err: ApiException, now: str) -> TrialAction:
 
 def _now(now: datetime | None) -> datetime:
     return now or datetime.now(timezone.utc)
+
+
+def _experiment_owner(exp: dict) -> dict:
+    """The experiment as the owner its objects name (kind and apiVersion filled in)."""
+    return {**exp, "apiVersion": exp.get("apiVersion", API_VERSION), "kind": exp.get("kind", EXPERIMENT_KIND)}
 
 
 def _clean_experiment(exp: dict) -> dict:
@@ -165,7 +175,7 @@ class Reconciler:
 
         if phase in EXPERIMENT_TERMINAL:
             # Finished: the controller goes; late trial changes (stopped trials) still count.
-            self._delete_controller(namespace, name)
+            self._delete_controller(exp)
             if accepted is not None:
                 wanted.update(self._fold(namespace, status, summaries, accepted))
                 self._stop_in_flight(namespace, summaries, now)
@@ -208,8 +218,10 @@ class Reconciler:
         start = status.get("startTime") or now
         # spec.final's rule, which is experiment_outcome's without spec.final
         outcome = final_phase.outcome(accepted, summaries, elapsed_seconds(start, now_dt))
+        conflict = None if outcome is not None else self._ensure_controller(exp, accepted, now)
+        if conflict is not None:
+            outcome = Outcome(FAILED, NAME_CONFLICT, conflict)
         if outcome is None:
-            self._ensure_controller(exp, accepted, now)
             conditions = set_condition(conditions, RUNNING, "True", "TrialsRunning",
                                        "the controller proposes trials", now=now)
             wanted.update({"phase": RUNNING, "startTime": start, "conditions": conditions,
@@ -226,7 +238,7 @@ class Reconciler:
         if self._patch_status(exp, status, wanted):
             self.event(exp, "Warning" if outcome.phase == FAILED else "Normal", outcome.reason, outcome.message, now)
             metrics.experiment_finished(namespace, outcome.phase, outcome.reason)
-        self._delete_controller(namespace, name)
+        self._delete_controller(exp)
         self._stop_in_flight(namespace, summaries, now)
 
     def policy(self) -> Policy:
@@ -243,22 +255,40 @@ class Reconciler:
                         self.settings.policy_namespace, POLICY_NAME)
         return Policy.from_data((configmap or {}).get("data"))
 
-    def _ensure_controller(self, exp: dict, accepted: dict, now: str) -> None:
+    def _ensure_controller(self, exp: dict, accepted: dict, now: str) -> str | None:
+        """Create the experiment's controller Deployment, or find it there. None when it
+        is this experiment's (or an earlier namesake's the garbage collector is removing:
+        the next pass tries again); else why the name is taken (NameConflict)."""
         meta = exp["metadata"]
         key = (meta["namespace"], meta["name"])
         if key in self._controllers_ensured:
-            return
+            return None
+        name = controller_name(key[1])
         if self.kube.create("Deployment", key[0], controller_deployment(exp, accepted, self.settings)):
-            self.event(exp, "Normal", "ControllerCreated", f"created controller Deployment {controller_name(key[1])}",
-                       now)
-        self._controllers_ensured.add(key)
+            self.event(exp, "Normal", "ControllerCreated", f"created controller Deployment {name}", now)
+            self._controllers_ensured.add(key)
+            return None
+        existing = self.kube.get("Deployment", key[0], name)
+        whose = OURS if existing is None else ownership(existing, _experiment_owner(exp))
+        if whose == OURS:  # gone meanwhile (made again on the next pass), or ours
+            self._controllers_ensured.add(key)
+        if whose != FOREIGN:
+            return None
+        return (f"Deployment {name} already exists in namespace {key[0]} and is not this experiment's (no "
+                f"ownerReference to NASExperiment {key[1]} uid {meta.get('uid')}); kubenas neither adopts nor "
+                f"deletes it: rename the experiment, or have whoever owns that Deployment remove it")
 
-    def _delete_controller(self, namespace: str, name: str) -> None:
-        """Once per finished experiment and operator lifetime, not on every later fold."""
-        key = (namespace, name)
-        if key not in self._controllers_deleted:
-            self.kube.delete("Deployment", namespace, controller_name(name))
-            self._controllers_deleted.add(key)
+    def _delete_controller(self, exp: dict) -> None:
+        """Once per finished experiment and operator lifetime, not on every later fold;
+        only a Deployment this experiment owns, and only that very one (uid precondition)."""
+        meta = exp["metadata"]
+        key = (meta["namespace"], meta["name"])
+        if key in self._controllers_deleted:
+            return
+        existing = self.kube.get("Deployment", key[0], controller_name(key[1]))
+        if existing is not None and ownership(existing, _experiment_owner(exp)) == OURS:
+            self.kube.delete("Deployment", key[0], controller_name(key[1]), existing["metadata"]["uid"])
+        self._controllers_deleted.add(key)
 
     def _fold(self, namespace: str, status: dict, summaries: list[TrialRecord], accepted: dict) -> dict:
         """The trial part of the status; the best trial's details are read from it only
@@ -381,18 +411,28 @@ class Reconciler:
             if status.get("phase") != EARLY_STOPPED:
                 return None  # nothing left to do; skip the Job lookup
         job = self.kube.get("Job", namespace, name)
+        whose = None if job is None else ownership(job, {**trial, "kind": trial.get("kind", TRIAL_KIND)})
+        if whose == STALE:
+            return None  # an earlier trial's of the same name, which the garbage collector is removing
+        if whose == FOREIGN:
+            # Not this trial's Job: never adopted, read (its pods' results) or deleted.
+            if status.get("phase") in TERMINAL:
+                return None
+            decision = name_conflict_action(trial, now=now)
+            self._apply(trial, exp, spec, decision, now)
+            return decision
         pods = None
         if job is not None and not exp_over and status.get("phase") not in TERMINAL:
             conditions = {c.get("type") for c in (job.get("status") or {}).get("conditions") or []
                           if c.get("status") == "True"}
             no_reward = status.get("reward") is None and conditions & {JOB_COMPLETE, JOB_SUCCESS_CRITERIA_MET}
             if conditions & {JOB_FAILED, JOB_FAILURE_TARGET} or no_reward:
-                pods = self.kube.list_pods(namespace, f"job-name={name}")
+                pods = owned_pods(job, self.kube.list_pods(namespace, f"job-name={name}"))
         refusal = None
         if (job is not None and not exp_over and status.get("phase") not in TERMINAL and waiting_for_pod(job)
                 and elapsed_seconds((job.get("metadata") or {}).get("creationTimestamp"), now_dt) >= POD_GRACE_SECONDS):
             # No pod after a while: only the Job controller's Events say why (Pod Security, a quota).
-            refusal = pod_refusal(self.kube.list_events(namespace, "Job", name))
+            refusal = pod_refusal(events_about(job, self.kube.list_events(namespace, "Job", name)))
         if job is None and not exp_over and status.get("phase") not in TERMINAL:
             decision = self._answer_from_twin(trial, exp, peers, now)
             if decision is not None:  # a repeat: its twin's result, no Job
@@ -402,7 +442,7 @@ class Reconciler:
         if (not decision.status and not decision.create_job and status.get("phase") == RUNNING
                 and job is not None):
             decision = self._early_stop(trial, spec, peers, now) or decision
-        self._apply(trial, exp, spec, decision, now)
+        self._apply(trial, exp, spec, decision, now, job)
         return decision
 
     def _answer_from_twin(self, trial: dict, exp: dict, peers: list[TrialRecord], now: str) -> TrialAction | None:
@@ -476,7 +516,10 @@ class Reconciler:
             text += f": {status['reason']}"
         self.event(exp, "Warning" if phase == FAILED else "Normal", f"Trial{phase}", text, now)
 
-    def _apply(self, trial: dict, exp: dict, spec: dict, decision: TrialAction, now: str) -> None:
+    def _apply(self, trial: dict, exp: dict, spec: dict, decision: TrialAction, now: str,
+               job: dict | None = None) -> None:
+        """Carry out ``decision``; ``job`` is the trial's own Job it was decided from (the
+        only one ``delete_job`` may delete)."""
         meta = trial["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         experiment = exp["metadata"]["name"]
@@ -509,5 +552,5 @@ class Reconciler:
                 self.event(trial, *decision.event, now)
             if decision.phase in TERMINAL:
                 self._trial_finished_event(exp, trial, {**(trial.get("status") or {}), **decision.status}, now)
-        if decision.delete_job:
-            self.kube.delete("Job", namespace, name)
+        if decision.delete_job and job is not None:
+            self.kube.delete("Job", namespace, name, job["metadata"]["uid"])

@@ -37,6 +37,7 @@ from kubenas.contract import (
     JOB_FAILURE_TARGET,
     JOB_SUCCESS_CRITERIA_MET,
     JOB_SUSPENDED,
+    NAME_CONFLICT,
     NO_REWARD,
     OOM_KILLED,
     PENDING,
@@ -307,6 +308,20 @@ def next_action(trial: dict, job: dict | None, pods: list[dict] | None = None, *
 
 def _finished(job: dict) -> bool:
     return bool(JOB_DONE & set(_true_conditions(job)))
+
+
+def name_conflict_action(trial: dict, *, now: str) -> TrialAction:
+    """The trial's Job name is taken by a Job that is not the trial's (no ownerReference
+    to its uid): the trial ends NameConflict, and that Job is neither adopted, read nor
+    deleted (no ``delete_job``)."""
+    name, meta = trial["metadata"]["name"], trial["metadata"]
+    message = (f"Job {name} already exists in namespace {meta.get('namespace')} and is not this trial's (no "
+               f"ownerReference to NASTrial {name} uid {meta.get('uid')}); kubenas neither adopts, reads nor "
+               f"deletes it, and runs no Job for this trial: rename the experiment, or have whoever owns that Job "
+               f"remove it")
+    return TrialAction(status={"phase": FAILED, "reason": NAME_CONFLICT, "message": _short(message),
+                               "completionTime": now},
+                       event=("Warning", NAME_CONFLICT, f"trial {name}: {message}"))
 
 
 def early_stop_action(name: str, now: str, reason_detail: str) -> TrialAction:
