@@ -79,6 +79,20 @@ def test_overlay_with_the_monitoring_components_renders(tmp_path):
     assert sm["spec"]["endpoints"][0]["port"] == "metrics" and sm["spec"]["endpoints"][0]["honorLabels"] is True
     (pm,) = by_kind["PodMonitor"]
     assert pm["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
+    # HTTPS and a bearer token each, of a scraper that may read only what it scrapes: the
+    # PodMonitor's token goes to pods in tenant namespaces, so it cannot read the operator's.
+    secrets = {s["metadata"]["name"]: s for s in by_kind["Secret"]}
+    bindings = {b["metadata"]["name"]: b for b in by_kind["ClusterRoleBinding"]}
+    roles = {r["metadata"]["name"]: r for r in _kustomize(DEPLOY) if r["kind"] == "ClusterRole"}
+    for endpoint, reader in ((sm["spec"]["endpoints"][0], "kubenas-metrics-reader"),
+                             (pm["spec"]["podMetricsEndpoints"][0], "kubenas-controller-metrics-reader")):
+        assert endpoint["scheme"] == "https" and endpoint["authorization"]["type"] == "Bearer"
+        secret = secrets[endpoint["authorization"]["credentials"]["name"]]
+        assert secret["type"] == "kubernetes.io/service-account-token"
+        account = secret["metadata"]["annotations"]["kubernetes.io/service-account.name"]
+        (binding,) = [b for b in bindings.values() if b["subjects"][0]["name"] == account]
+        assert binding["roleRef"]["name"] == reader and reader in roles
+    assert [r.get("nonResourceURLs") for r in roles["kubenas-controller-metrics-reader"]["rules"]] == [None]
     (rule,) = by_kind["PrometheusRule"]
     alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]}
     assert {"KubenasOperatorDown", "KubenasExperimentFailed", "KubenasTrialsFailingRepeatedly",
@@ -101,18 +115,17 @@ def test_controller_pods_expose_a_metrics_port():
     assert env["KUBENAS_CONTROLLER_METRICS_PORT"] == str(CONTROLLER_METRICS_PORT)
 
 
-def test_network_policies_select_the_pods_kubenas_builds(tmp_path):
-    """components/network-policy (the operator's /metrics) and namespace-network-policy
-    (controllers' /metrics, trainers) select exactly the pods of deploy/ and of the
-    operator's builders, on the ports they serve."""
+def test_network_policies_select_the_pods_kubenas_builds():
+    """The base's NetworkPolicy (the operator's /metrics, installed by default) and
+    namespace-network-policy (controllers' /metrics, trainers) select exactly the pods of
+    deploy/ and of the operator's builders, on the ports they serve, from namespaces an
+    admin labelled (not any namespace that happens to be named "monitoring")."""
     from kubenas.operator.manifests import CONTROLLER_METRICS_PORT, Settings, controller_deployment, job_for_trial
 
-    rel = os.path.relpath(DEPLOY, tmp_path)
-    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
-        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": [rel],
-        "components": [f"{rel}/components/network-policy"]}))
-    docs = _kustomize(tmp_path)
+    docs = _kustomize(DEPLOY)
     (operator_policy,) = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    scraper = {"namespaceSelector": {"matchLabels": {"kubenas.io/metrics-scraper": "true"}}}
+    assert operator_policy["spec"]["ingress"][0]["from"] == [scraper]
     (dep,) = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "kubenas-operator"]
     assert operator_policy["spec"]["podSelector"]["matchLabels"].items() <= \
         dep["spec"]["template"]["metadata"]["labels"].items()
@@ -128,4 +141,5 @@ def test_network_policies_select_the_pods_kubenas_builds(tmp_path):
                              ("kubenas-trainer", trainer["spec"]["template"]["metadata"]["labels"])):
         assert policies[name]["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items(), name
     assert policies["kubenas-controller"]["spec"]["ingress"][0]["ports"][0]["port"] == CONTROLLER_METRICS_PORT
+    assert policies["kubenas-controller"]["spec"]["ingress"][0]["from"] == [scraper]
     assert "ingress" not in policies["kubenas-trainer"]["spec"]  # nothing may reach a trainer

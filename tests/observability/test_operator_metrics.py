@@ -12,6 +12,7 @@ import yaml
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from kubenas.cluster.metrics_server import Verdict
 from kubenas.controller import metrics as controller_metrics
 from kubenas.operator import metrics
 
@@ -25,7 +26,8 @@ RULES = ROOT / "deploy/components/prometheus-operator/prometheusrule.yaml"
 
 
 def scrape(port: int) -> dict:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers={"Authorization": "Bearer t"})
+    text = urllib.request.urlopen(request, timeout=10).read().decode()
     return {f.name: f for f in text_string_to_metric_families(text)}
 
 
@@ -98,7 +100,9 @@ def test_promql_reader():
 
 
 async def test_operator_metrics_after_experiments(emulator):
-    server = metrics.serve(0, "127.0.0.1")
+    # Behind the gate, with a reviewer that allows the token (tests/e2e/test_metrics_auth.py
+    # has the API server's reviews); plain HTTP on loopback here.
+    server = metrics.serve(0, "127.0.0.1", review=lambda token: Verdict(200, "prometheus"), tls=False)
     port = server.server_port
     cluster = FakeCluster(emulator, emulator.conf, script=lambda i: (
         Script(status="Failed", reason="InvalidArchitecture") if i == 2 else

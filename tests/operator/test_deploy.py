@@ -19,6 +19,7 @@ MODELS = {
     "CustomResourceDefinition": k8s.V1CustomResourceDefinition, "ConfigMap": k8s.V1ConfigMap,
     "ValidatingAdmissionPolicy": k8s.V1ValidatingAdmissionPolicy,
     "ValidatingAdmissionPolicyBinding": k8s.V1ValidatingAdmissionPolicyBinding,
+    "NetworkPolicy": k8s.V1NetworkPolicy,
 }
 
 

@@ -250,5 +250,5 @@ def run(namespace: str, experiment: str) -> int:
     poll = float(os.environ.get("KUBENAS_CONTROLLER_POLL_SECONDS", "3"))
     checkpoint = float(os.environ.get("KUBENAS_CONTROLLER_CHECKPOINT_SECONDS", str(CHECKPOINT_SECONDS)))
     if os.environ.get("KUBENAS_CONTROLLER_METRICS_PORT"):
-        metrics.serve(int(os.environ["KUBENAS_CONTROLLER_METRICS_PORT"]))
+        metrics.serve(int(os.environ["KUBENAS_CONTROLLER_METRICS_PORT"]), namespace, experiment)
     return Controller(namespace, experiment, poll_seconds=poll, checkpoint_seconds=checkpoint).run(stop)

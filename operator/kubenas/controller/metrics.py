@@ -2,11 +2,12 @@
 
 The controller pod serves them on ``KUBENAS_CONTROLLER_METRICS_PORT`` (9091 in the
 Deployment the operator builds); the PodMonitor in deploy/components/prometheus-operator
-scrapes them. Labels: namespace and experiment only.
+scrapes them (HTTPS, bearer token; docs/security.md, "Metrics"). Labels: namespace and
+experiment only.
 """
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, make_wsgi_app
 
 disable_created_metrics()
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -29,6 +30,14 @@ def strategy_updated(namespace: str, experiment: str, seconds: float) -> None:
     STRATEGY_UPDATE.labels(namespace, experiment).observe(seconds)
 
 
-def serve(port: int, addr: str = "0.0.0.0"):
-    server, _thread = start_http_server(port, addr=addr, registry=REGISTRY)
-    return server
+def serve(port: int, namespace: str, experiment: str, addr: str = "0.0.0.0", review=None, *, tls: bool = True):
+    """Serve ``/metrics`` over HTTPS to callers allowed ``get nasexperiments/metrics`` on
+    this experiment, asked with their own token (a SelfSubjectAccessReview: this pod's
+    ServiceAccount needs no review rights; kubenas.cluster.metrics_server)."""
+    from kubenas.cluster import kube, metrics_server
+
+    if review is None:
+        review = metrics_server.SelfReview(kube.configuration(),
+                                           metrics_server.experiment_metrics(namespace, experiment))
+    return metrics_server.serve(make_wsgi_app(REGISTRY), port, addr, review, common_name="kubenas-controller",
+                                tls=tls)

@@ -156,12 +156,6 @@ def login(**kwargs):
     return kopf.login_via_client(**kwargs)
 
 
-@kopf.on.probe(id="trials", registry=registry)
-def probe(memo: kopf.Memo, **_):
-    app: App | None = memo.get("app")
-    return app.book.trial_count() if app else 0
-
-
 class Stalled(kopf.PermanentError):
     """Permanent: kopf fails the probe at once (500) instead of retrying the handler."""
 

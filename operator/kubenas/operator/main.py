@@ -224,8 +224,10 @@ def run(namespaces: Sequence[str] | None = None, all_namespaces: bool = False, m
     """`kubenas operator [--namespace NS ...] [--all-namespaces]`: serve until SIGTERM.
 
     Watches the whole cluster unless namespaces are given. Liveness probe:
-    http://:8080/healthz (kopf). Prometheus metrics: http://:``metrics_port``/metrics
-    (kubenas.operator.metrics; docs/observability.md); it must differ from the liveness port.
+    http://:8080/healthz (kopf; it shows the progress probe only, no counts of anything).
+    Prometheus metrics: https://:``metrics_port``/metrics to a bearer token allowed ``get``
+    on ``/metrics`` (kubenas.operator.metrics; docs/observability.md); it must differ from
+    the liveness port.
     """
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

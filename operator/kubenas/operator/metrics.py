@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, make_wsgi_app
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.process_collector import ProcessCollector
 
@@ -302,8 +302,12 @@ REGISTRY.register(StateCollector())
 # ----------------------------------------------------------------------------- serving
 
 
-def serve(port: int, addr: str = "0.0.0.0"):
-    """Serve ``/metrics`` on ``port`` (0: any free port) in a daemon thread; returns the server."""
-    server, _thread = start_http_server(port, addr=addr, registry=REGISTRY)
-    log.info("serving Prometheus metrics on %s:%d/metrics", addr, server.server_port)
-    return server
+def serve(port: int, addr: str = "0.0.0.0", review=None, *, tls: bool = True):
+    """Serve ``/metrics`` on ``port`` (0: any free port) in a daemon thread, over HTTPS, to
+    callers allowed ``get`` on the non-resource URL ``/metrics`` (TokenReview +
+    SubjectAccessReview: kubenas.cluster.metrics_server); returns the server."""
+    from kubenas.cluster import kube, metrics_server
+
+    if review is None:
+        review = metrics_server.DelegatedReview(kube.api_client("operator"), metrics_server.non_resource())
+    return metrics_server.serve(make_wsgi_app(REGISTRY), port, addr, review, common_name="kubenas-operator", tls=tls)
