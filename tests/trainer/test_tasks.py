@@ -285,6 +285,38 @@ def test_an_audio_trial_exports_onnx_that_takes_the_waveform(tmp_path, words, la
     assert "waveform" in load_onnx_metadata(tmp_path / "model.onnx")["input"]
 
 
+def _clips_of_other_lengths(x_test: np.ndarray) -> list[np.ndarray]:
+    """Held-out clips as a user has them: shorter and longer than the 4000 samples trained
+    on, by odd and even amounts (so the centring rounds)."""
+    return [x_test[0][:1000], x_test[1][:2999], x_test[2][:3998], x_test[3],
+            np.concatenate([x_test[4], x_test[5][:1]]), np.concatenate([x_test[6], x_test[7][:2001]])]
+
+
+@pytest.mark.parametrize("layout, arch", [("image", SMALL_2D), ("temporal", TEMPORAL)])
+def test_an_exported_audio_model_takes_clips_at_their_own_length(tmp_path, words, layout, arch):
+    """A clip of another length than clipSeconds, fed to the exported model at its own
+    length, is cropped or padded as in training: TorchScript's and onnxruntime's logits
+    equal the in-process model's on the features the trainer computes for that clip."""
+    fe = {**FRONT_END, "layout": layout}
+    result = run_trial({"architecture": arch, "task": "audio-classification",
+                        "dataset": {"name": "npz", "path": str(words), "frontEnd": fe},
+                        "training": fast(), "export": {"formats": ["torchscript", "onnx"]}},
+                       model_path=tmp_path / "model.pt")
+    assert result["status"] == "Succeeded", result
+    model = _load(tmp_path / "model.pt")
+    assert load_metadata(tmp_path / "model.pt")["torchscript"] == "scripted"
+    checked = audio.check_front_end(fe)
+    for clip in _clips_of_other_lengths(np.load(words)["x_test"]):
+        in_process = audio.features(audio.waveforms([clip], [8000], checked, CPU), audio.LogMel(checked))
+        wave = torch.from_numpy(np.repeat(clip[None], 2, axis=0))
+        with torch.no_grad():
+            expected = model.classify_features(in_process.repeat(2, 1, 1, 1))
+            got = model(wave)
+        assert torch.allclose(got, expected, rtol=1e-4, atol=1e-5), (len(clip), (got - expected).abs().max())
+        onnx = _onnx_logits(tmp_path / "model.onnx", wave)
+        assert np.allclose(onnx, expected.numpy(), rtol=1e-4, atol=1e-4), (len(clip), np.abs(onnx - expected.numpy()).max())
+
+
 def test_a_sequence_trial_exports_onnx_for_any_length(tmp_path, sequences):
     result = run_trial({"architecture": TEMPORAL, "task": "sequence-classification",
                         "dataset": {"name": "npz", "path": str(sequences), "sequence": {"embeddingDim": 8}},

@@ -158,15 +158,16 @@ def resample(x: torch.Tensor, rate_in: int, rate_out: int) -> torch.Tensor:
 
 
 def fit_length(x: torch.Tensor, n: int) -> torch.Tensor:
-    """Crop (centred) or zero-pad (both sides) the last axis to ``n`` samples."""
-    length = x.shape[-1]
-    if length > n:
-        start = (length - n) // 2
-        return x[..., start:start + n]
-    if length < n:
-        left = (n - length) // 2
-        return torch.nn.functional.pad(x, (left, n - length - left))
-    return x
+    """Crop (centred: ``(length - n) // 2`` samples off the start) or zero-pad (both sides:
+    ``(n - length) // 2`` zeros before) the last axis to ``n`` samples.
+
+    Written without a branch on the length, as tensor arithmetic on the input's shape,
+    so that scripting, tracing and the ONNX export all keep it a function of the length
+    (a traced ``if length > n`` would freeze the example's length into the model)."""
+    length = torch._shape_as_tensor(x)[-1]
+    offset = torch.div(length - n, 2, rounding_mode="trunc")  # crop start, or minus the left padding
+    index = torch.arange(n, device=x.device) + (offset + n)
+    return torch.nn.functional.pad(x, (n, n)).index_select(-1, index)
 
 
 def mel_filterbank(n_fft: int, n_mels: int, sample_rate: int, f_min: float, f_max: float) -> torch.Tensor:
@@ -188,7 +189,9 @@ def mel_filterbank(n_fft: int, n_mels: int, sample_rate: int, f_min: float, f_ma
 class LogMel(nn.Module):
     """Waveform ``N x L`` (at ``sampleRate``) -> log-mel ``N x 1 x nMels x frames``
     (``layout: image``) or ``N x nMels x 1 x frames`` (``layout: temporal``).
-    Crops or pads to ``clipSeconds`` first. TorchScript-scriptable."""
+    Crops or pads to ``clipSeconds`` first, for any input length ``L``. Scriptable, and
+    traceable without freezing ``L`` (the ONNX export), checked by export.py on clips
+    shorter and longer than ``clipSeconds``."""
 
     def __init__(self, fe: dict):
         super().__init__()
@@ -202,7 +205,9 @@ class LogMel(nn.Module):
 
     def power_mel(self, wave: torch.Tensor) -> torch.Tensor:
         wave = fit_length(wave.float(), self.samples)
-        if torch.onnx.is_in_onnx_export():  # ONNX's STFT has no complex output: (real, imag) pairs, same values
+        if torch.jit.is_tracing():
+            # Traced only by the ONNX export (TorchScript is scripted): ONNX's STFT has no
+            # complex output, so (real, imag) pairs, same values.
             pairs = torch.stft(wave, self.n_fft, self.hop, self.n_fft, self.window, center=True, return_complex=False)
             power = (pairs * pairs).sum(-1)
         else:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -29,6 +30,12 @@ import torch
 from torch import nn
 
 METADATA_FILE = "kubenas.json"
+log = logging.getLogger("kubenas.trainer.export")
+
+
+class ExportError(RuntimeError):
+    """The model cannot be exported as promised (a module that does not script where the
+    input length is free, or an exported file that disagrees with the model)."""
 
 
 class NormalizedClassifier(nn.Module):
@@ -84,29 +91,45 @@ def exported_module(model: nn.Module, mean: Sequence[float], std: Sequence[float
 def export_torchscript(model: nn.Module, path: str | Path, input_shape: tuple[int, ...],
                        mean: Sequence[float], std: Sequence[float], metadata: dict | None = None, *,
                        front: nn.Module | None = None, input_doc: str | None = None,
-                       example: torch.Tensor | None = None, normalise: bool = True) -> Path:
+                       example: torch.Tensor | None = None, normalise: bool = True,
+                       variable_length: bool = False) -> Path:
     """Write ``model`` (a copy, on CPU, float32, eval mode) as TorchScript to ``path``.
 
     Image models take normalisable images; other tasks give ``front`` (what turns the
     user's input into the network's, e.g. the log-mel front end), ``input_doc`` and an
-    ``example`` batch of that input. Scripting is tried first (works for every kubenas
-    model); tracing is the fallback for foreign modules. The saved file is reloaded and
-    checked against the eager model.
+    ``example`` batch of that input; ``variable_length``: the input's dimension 1 (a
+    waveform's samples, a sequence's steps) is free.
+
+    The module is scripted (every kubenas model and front end scripts). A foreign module
+    that does not script (a ``model.builder`` network) is traced on ``example``, with a
+    warning and ``"torchscript": "traced"`` in the metadata; tracing freezes the shape's
+    branches at the example's, so where the length is free a trace is kept only when it
+    agrees with the model at other lengths too, else ``ExportError`` names the module
+    that does not script. The saved file is reloaded and compared with the eager model
+    on the example, on another batch size and, where the length is free, on inputs
+    shorter and longer than the example (``check_inputs``).
     """
     wrapper = exported_module(model, mean, std, front=front, input_doc=input_doc, normalise=normalise)
     if example is None:
         example = torch.rand(2, *input_shape)
+    how = "scripted"
     with warnings.catch_warnings():
         # TorchScript is deprecated in favour of torch.export, but it is still the one
         # format that loads with plain torch.jit.load in any torch 2.x, C++ included.
         warnings.simplefilter("ignore", DeprecationWarning)
         try:
             scripted = torch.jit.script(wrapper)
-        except Exception:  # noqa: BLE001 - fall back to tracing for non-scriptable modules
-            with torch.no_grad():
-                scripted = torch.jit.trace(wrapper, example)
+        except Exception as exc:  # noqa: BLE001 - torch raises many kinds here
+            why = _unscriptable(wrapper, exc)
+            log.warning("TorchScript: %s; tracing it on an input of shape %s instead%s", why, list(example.shape),
+                        " (kept only if it agrees at other lengths)" if variable_length else "")
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)  # the check below is the proof
+                scripted = torch.jit.trace(wrapper, example, check_trace=False)
+            how = f"traced ({why})"
     meta = {
         "format": "kubenas-torchscript/v1",
+        "torchscript": "scripted" if how == "scripted" else "traced",
         "input": input_doc or "float32 N x C x H x W, pixel values scaled to [0, 1]; normalisation is built in",
         "inputShape": list(input_shape),
         "mean": list(mean),
@@ -120,13 +143,63 @@ def export_torchscript(model: nn.Module, path: str | Path, input_shape: tuple[in
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.jit.save(scripted, str(tmp), _extra_files={METADATA_FILE: json.dumps(meta)})
         loaded = torch.jit.load(str(tmp), map_location="cpu")
-    with torch.no_grad():
-        expected, got = wrapper(example), loaded(example)
-    if not torch.allclose(expected, got, rtol=1e-4, atol=1e-5):
-        raise RuntimeError(f"exported TorchScript disagrees with the model (max diff "
-                           f"{(expected - got).abs().max().item():.3g})")
+    for x in check_inputs(example, variable_length):
+        problem = _disagreement(wrapper, loaded, x)
+        if problem is not None:
+            tmp.unlink(missing_ok=True)
+            raise ExportError(f"exported TorchScript ({how}) disagrees with the model on an input of shape "
+                              f"{list(x.shape)}: {problem}" + (
+                                  "; make the module scriptable (torch.jit.script), or export with "
+                                  "export.formats: [onnx]" if how != "scripted" else ""))
     tmp.replace(path)
     return path
+
+
+def _unscriptable(module: nn.Module, exc: Exception) -> str:
+    """Which submodule of ``module`` does not script (the deepest that fails on its own),
+    with the first line of torch's reason: what a failed ``torch.jit.script`` says."""
+    name, culprit = "", module
+    while True:
+        for child_name, child in culprit.named_children():
+            try:
+                torch.jit.script(child)
+            except Exception:  # noqa: BLE001 - (torch's second try at a class says less than the first)
+                name, culprit = f"{name}.{child_name}" if name else child_name, child
+                break
+        else:
+            break
+    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+    where = f"{name} ({type(culprit).__module__}.{type(culprit).__qualname__})" if name else \
+        f"{type(culprit).__module__}.{type(culprit).__qualname__}"
+    return f"{where} does not script: {first}"
+
+
+def _disagreement(model: nn.Module, exported, x: torch.Tensor) -> str | None:
+    """None if ``exported(x)`` gives ``model(x)``'s logits (rtol 1e-4, atol 1e-5), else what differs."""
+    with torch.no_grad():
+        expected = model(x)
+        try:
+            got = exported(x)
+        except Exception as exc:  # noqa: BLE001 - a trace run at another length fails in many ways
+            return f"it fails ({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})"
+    if got.shape != expected.shape:
+        return f"logits of shape {list(got.shape)}, expected {list(expected.shape)}"
+    if not torch.allclose(expected, got, rtol=1e-4, atol=1e-5):
+        return f"max diff {(expected - got).abs().max().item():.3g}"
+    return None
+
+
+def check_inputs(example: torch.Tensor, variable_length: bool) -> list[torch.Tensor]:
+    """What an export is checked on: ``example``, a batch of another size and, with
+    ``variable_length``, batches shorter and longer than it along dimension 1 (by an odd
+    number of steps, so centring rounds too): a clip or sequence at its own length, as a
+    user feeds it."""
+    inputs = [example, _another_batch(example, False)]
+    if variable_length and example.dim() >= 2 and example.shape[1] > 1:
+        length = example.shape[1]
+        inputs.append(_perturbed(example[:, : max(1, length // 2 - 1)]))
+        inputs.append(_perturbed(torch.cat([example, example[:, : length // 2 + 1]], dim=1)))
+    return inputs
 
 
 def load_metadata(path: str | Path) -> dict:
@@ -154,8 +227,9 @@ def export_onnx(model: nn.Module, path: str | Path, input_shape: tuple[int, ...]
     torch's TorchScript-based exporter is used (it needs no package beyond torch; the
     torch.export-based one needs onnxscript). The file is then run with onnxruntime, when
     installed (the ``train`` extra has it), on a batch of another size than the one
-    traced (and of another length, with ``variable_length``), and must give the model's
-    logits within rtol 1e-4, atol 1e-5.
+    traced and, with ``variable_length``, on inputs shorter and longer than it
+    (``check_inputs``), and must give the model's logits within rtol 1e-4, atol 1e-5
+    (``ExportError`` otherwise).
     """
     import onnx
 
@@ -180,23 +254,28 @@ def export_onnx(model: nn.Module, path: str | Path, input_shape: tuple[int, ...]
     entry.key, entry.value = METADATA_FILE, json.dumps(meta)
     onnx.checker.check_model(proto)
     onnx.save(proto, str(tmp))
-    check = onnx_disagreement(wrapper, tmp, _another_batch(example, variable_length))
-    if check is not None and check > 0:
-        tmp.unlink(missing_ok=True)
-        raise RuntimeError(f"exported ONNX disagrees with the model under onnxruntime (max diff {check:.3g})")
+    for x in check_inputs(example, variable_length)[1:]:  # not the traced example: others
+        check = onnx_disagreement(wrapper, tmp, x)
+        if check is not None and check > 0:
+            tmp.unlink(missing_ok=True)
+            raise ExportError(f"exported ONNX disagrees with the model under onnxruntime on an input of shape "
+                              f"{list(x.shape)} (max diff {check:.3g})")
     tmp.replace(path)
     return path
 
 
 def _another_batch(example: torch.Tensor, variable_length: bool) -> torch.Tensor:
-    """A batch like ``example`` of another size (and length): what the check runs."""
+    """A batch like ``example`` of another size (and length)."""
     reps = [3] + [1] * (example.dim() - 1)
     x = example.repeat(*reps)[: example.shape[0] + 1]
     if variable_length and example.dim() >= 2:
         x = torch.cat([x, x[:, : max(1, x.shape[1] // 2)]], dim=1)
-    if x.is_floating_point():
-        x = x + 0.01 * torch.randn_like(x)
-    return x
+    return _perturbed(x)
+
+
+def _perturbed(x: torch.Tensor) -> torch.Tensor:
+    """Float inputs slightly moved (so no check reuses the exact example); ids as they are."""
+    return x + 0.01 * torch.randn_like(x) if x.is_floating_point() else x
 
 
 def onnx_disagreement(model: nn.Module, path: str | Path, x: torch.Tensor | tuple[int, ...],

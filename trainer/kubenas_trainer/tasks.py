@@ -114,10 +114,11 @@ def _load_audio(spec: dict, seed: int, device: torch.device) -> TaskData:
 
     return TaskData(
         dataset=data, train_transform=transform, front=frontend,
-        input_doc=(f"float32 N x L mono waveform at {fe['sampleRate']} Hz in [-1, 1] (L = {samples}; longer clips "
-                   "are centre-cropped, shorter ones zero-padded); the log-mel front end and normalisation are "
-                   "built in. classify_features(logmel) takes the front end's output instead"),
-        export_example=lambda n: torch.randn(n, samples) * 0.1,
+        input_doc=(f"float32 N x L mono waveform at {fe['sampleRate']} Hz in [-1, 1], any L (trained on "
+                   f"L = {samples}; longer clips are centre-cropped, shorter ones zero-padded); the log-mel front "
+                   "end and normalisation are built in. classify_features(logmel) takes the front end's output "
+                   "instead"),
+        export_example=lambda n: torch.randn(n, samples) * 0.1, variable_length=True,
         metadata={"frontEnd": fe, "sampleRate": fe["sampleRate"], "featureShape": list(data.input_shape)})
 
 

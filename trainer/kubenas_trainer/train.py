@@ -439,12 +439,12 @@ def _run(trial, on_epoch, model_path, weights_path, checkpoint_path, clock: _Clo
         how = dict(metadata=meta, front=task.front,
                    input_doc=task.input_doc if cfg.task != "image-classification" else None,
                    example=task.export_example(2) if task.export_example else None,
-                   normalise=data.input_kind != "tokens")
+                   normalise=data.input_kind != "tokens", variable_length=task.variable_length)
         if "torchscript" in cfg.export["formats"]:
             export_torchscript(model, model_path, data.input_shape, data.mean, data.std, **how)
         if "onnx" in cfg.export["formats"]:
             export_onnx(model, Path(model_path).with_suffix(EXPORT_SUFFIX["onnx"]), data.input_shape, data.mean,
-                        data.std, opset=cfg.export["opset"], variable_length=task.variable_length, **how)
+                        data.std, opset=cfg.export["opset"], **how)
     if status != errors.SUCCEEDED:
         notes.append(f"stopped early after epoch {last['epoch']} of {t['epochs']}")
     metrics["wallSeconds"] = round(time.monotonic() - clock.start, 3)
