@@ -44,6 +44,9 @@ DEFAULTS = {
     "requireJobCreate": "false",
     "operatorEnforcesLists": "false",
     "userCode": "false",
+    # Per-namespace bounds, the operator's alone (kubenas.operator.tenancy): "0" or "" for none.
+    "maxRunningExperimentsPerNamespace": "20",
+    "maxTrialsInFlightPerNamespace": "100",
 }
 
 
@@ -62,6 +65,10 @@ class Policy:
     forbidden_env_names: tuple[str, ...]
     enforces_lists: bool
     user_code: bool = False  # userCode: everybody may run their own code in trial pods (docs/byo.md)
+    # Per namespace, what runs at once (0: no bound): experiments started and not finished,
+    # trials that hold a Job and have not finished (kubenas.operator.tenancy).
+    max_running_experiments: int = 0
+    max_trials_in_flight: int = 0
 
     @classmethod
     def from_data(cls, data: dict | None) -> "Policy":
@@ -77,11 +84,28 @@ class Policy:
             forbidden_env_names=_items(merged["forbiddenEnvNames"]),
             enforces_lists=merged["operatorEnforcesLists"].strip().lower() == "true",
             user_code=merged["userCode"].strip().lower() == "true",
+            max_running_experiments=_bound(merged, "maxRunningExperimentsPerNamespace"),
+            max_trials_in_flight=_bound(merged, "maxTrialsInFlightPerNamespace"),
         )
 
     @classmethod
     def default(cls) -> "Policy":
         return cls.from_data(None)
+
+
+def _bound(merged: dict, key: str) -> int:
+    """A per-namespace bound: a whole number, 0 or empty for none. A value that is not one
+    is the shipped default (a typo must not lift the bound), and the log says so."""
+    text = merged[key].strip()
+    if not text:
+        return 0
+    if text.isdigit():
+        return int(text)
+    import logging
+
+    logging.getLogger(__name__).error("%s: %s=%r is not a whole number; using the shipped %s", WHERE, key, text,
+                                      DEFAULTS[key])
+    return int(DEFAULTS[key])
 
 
 def _allows(allowed: tuple[str, ...], value: str) -> bool:

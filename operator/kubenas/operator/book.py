@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 
 from kubenas.cluster.objects import owned_by
+from kubenas.contract import RUNNING
 from kubenas.experiment import TrialRecord, from_trial_object
 
 
@@ -23,22 +24,30 @@ class Book:
         self._lock = threading.Lock()
         self._trials: dict[tuple[str, str], dict[str, TrialRecord]] = {}  # (namespace, experiment) -> name -> record
         self._experiments: dict[tuple[str, str], dict] = {}        # (namespace, name) -> body
+        self._jobs: dict[str, set[str]] = {}  # namespace -> its trials that hold a Job, not finished
 
     # ---------------------------------------------------------------- trials
 
     def put_trial(self, trial: dict) -> TrialRecord:
         record = from_trial_object(trial)
         key = (trial["metadata"].get("namespace"), (trial.get("spec") or {}).get("experiment"))
+        holds_job = bool((trial.get("status") or {}).get("jobName")) and not record.finished
         with self._lock:
             experiment = self._experiments.get(key)
             if experiment is not None and experiment["metadata"].get("uid") and not owned_by(trial, experiment):
                 return record  # not made by this experiment's controller: it counts for nothing
             self._trials.setdefault(key, {})[record.name] = record
+            jobs = self._jobs.setdefault(key[0], set())
+            if holds_job:
+                jobs.add(record.name)
+            else:
+                jobs.discard(record.name)
         return record
 
     def drop_trial(self, namespace: str, experiment: str | None, name: str) -> None:
         with self._lock:
             trials = self._trials.get((namespace, experiment))
+            self._jobs.get(namespace, set()).discard(name)
             if trials is not None:
                 trials.pop(name, None)
                 if not trials:
@@ -69,7 +78,8 @@ class Book:
         """Forget an experiment and its trials (the garbage collector deletes them too)."""
         with self._lock:
             self._experiments.pop((namespace, name), None)
-            self._trials.pop((namespace, name), None)
+            gone = self._trials.pop((namespace, name), None) or {}
+            self._jobs.get(namespace, set()).difference_update(gone)
 
     def experiment(self, namespace: str, name: str | None) -> dict | None:
         with self._lock:
@@ -78,6 +88,17 @@ class Book:
     def experiment_keys(self) -> list[tuple[str, str]]:
         with self._lock:
             return list(self._experiments)
+
+    # ------------------------------------------------------ per namespace
+
+    def holders(self, kind: str, namespace: str) -> set[str]:
+        """Who holds a slot of ``namespace`` (kubenas.operator.tenancy): for "experiment"
+        the experiments Running, for "trial" the trials that hold a Job and have not finished."""
+        with self._lock:
+            if kind == "trial":
+                return set(self._jobs.get(namespace) or ())
+            return {name for (ns, name), body in self._experiments.items()
+                    if ns == namespace and (body.get("status") or {}).get("phase") == RUNNING}
 
     # ----------------------------------------------------------------- start
 

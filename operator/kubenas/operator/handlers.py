@@ -36,6 +36,7 @@ from kubenas.contract import VERSION
 from kubenas.experiment import acknowledged
 
 from . import metrics
+from . import tenancy
 from .book import Book
 from .manifests import Settings
 from .reconcile import Reconciler
@@ -76,6 +77,7 @@ class App:
         self.loop = asyncio.get_running_loop()
         self.task: asyncio.Task | None = None
         self.book = Book()
+        self.reconciler.slots = tenancy.Slots(self.book.holders)  # per-namespace bounds, counted from the Book
         self.progress_at = time.monotonic()  # the resync loop's last sign of life (the liveness probe's)
 
     def stalled_for(self, now: float | None = None) -> float:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import zlib
+from dataclasses import replace
 from datetime import datetime, timezone
 
 from kubernetes.client.exceptions import ApiException
@@ -46,6 +48,7 @@ from kubenas.experiment import (Outcome, TrialRecord, acknowledged, elapsed_seco
 from kubenas.experiment import final as final_phase
 
 from . import metrics
+from . import tenancy
 from .changes import compare
 from .events import EventBudget, with_suppressed
 from .manifests import (Settings, controller_deployment, controller_name, job_for_trial, namespace_role_bindings,
@@ -65,6 +68,7 @@ INVALID_SPEC = "InvalidSpec"
 POLICY_DENIED = "PolicyDenied"
 JOB_REFUSED = "JobRefused"
 PERMANENT = (400, 422)
+BOUNDS_POLICY_SECONDS = 10.0  # how stale the per-namespace bounds may be (the policy ConfigMap, read again)
 POD_GRACE_SECONDS = 10  # a Job without a pod for this long: look for the Job controller's reason  # the same Job would be refused again: the trial ends, with the API server's reason
 
 
@@ -115,6 +119,10 @@ class Reconciler:
         # comes back within KUBENAS_RESYNC_SECONDS.
         self._controllers_ensured: set[tuple[str, str]] = set()
         self.event_budget = EventBudget()
+        # Per-namespace bounds (tenancy.py): set by the operator (handlers.App) to slots
+        # that count from its Book; None (tests of single objects): no bounds.
+        self.slots: tenancy.Slots | None = None
+        self._bounds_policy: tuple[float, Policy | None] = (0.0, None)
 
     def lock(self, kind: str, namespace: str, name: str) -> threading.Lock:
         if kind == "trial":
@@ -218,6 +226,15 @@ class Reconciler:
         start = status.get("startTime") or now
         # spec.final's rule, which is experiment_outcome's without spec.final
         outcome = final_phase.outcome(accepted, summaries, elapsed_seconds(start, now_dt))
+        if outcome is None and phase != RUNNING:  # to start, it needs room in its namespace
+            wait = self._take_slot(tenancy.EXPERIMENT, namespace, name)
+            if wait is not None:
+                before = get_condition(conditions, tenancy.ADMITTED)
+                wanted.update(tenancy.waiting_experiment(conditions, wait, now, generation))
+                if self._patch_status(exp, status, wanted) and (before or {}).get("status") != "False":
+                    self.event(exp, "Normal", tenancy.NAMESPACE_BOUND, wait.message, now)
+                return
+            conditions = tenancy.admitted(conditions, now, generation)
         conflict = None if outcome is not None else self._ensure_controller(exp, accepted, now)
         if conflict is not None:
             outcome = Outcome(FAILED, NAME_CONFLICT, conflict)
@@ -442,8 +459,29 @@ class Reconciler:
         if (not decision.status and not decision.create_job and status.get("phase") == RUNNING
                 and job is not None):
             decision = self._early_stop(trial, spec, peers, now) or decision
+        if decision.create_job:
+            decision = self._room_for_job(trial, decision)
         self._apply(trial, exp, spec, decision, now, job)
         return decision
+
+    def _take_slot(self, kind: str, namespace: str, name: str) -> "tenancy.Wait | None":
+        if self.slots is None:
+            return None
+        at, policy = self._bounds_policy
+        if policy is None or time.monotonic() - at >= BOUNDS_POLICY_SECONDS:
+            policy = self.policy()  # a Job is made far more often than a spec is judged: read it seldom
+            self._bounds_policy = (time.monotonic(), policy)
+        return self.slots.take(kind, namespace, name, tenancy.bound(policy, kind))
+
+    def _room_for_job(self, trial: dict, decision: TrialAction) -> TrialAction:
+        """A Job only while the namespace has room for one more trial in flight; else the
+        trial waits Pending, saying why (tenancy.py)."""
+        meta, status = trial["metadata"], trial.get("status") or {}
+        wait = self._take_slot(tenancy.TRIAL, meta["namespace"], meta["name"])
+        if wait is None:
+            return replace(decision, status={**decision.status, **tenancy.no_longer_waiting(status)})
+        kept = {k: v for k, v in decision.status.items() if k == "createdTime"}
+        return TrialAction(status={**kept, **tenancy.waiting_trial(status, wait)})
 
     def _answer_from_twin(self, trial: dict, exp: dict, peers: list[TrialRecord], now: str) -> TrialAction | None:
         """A repeated candidate's result from its twin (kubenas.experiment.twins), read fresh:
