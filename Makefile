@@ -13,7 +13,7 @@ TORCH_INDEX ?=
 EXAMPLE ?= deploy/examples/digits-evolution.yaml
 RUN_DIR ?= runs/demo
 
-.PHONY: install demo test test-fast kube helm chart clean sync-crds
+.PHONY: install demo test test-fast kube helm prometheus chart clean sync-crds
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,12 +37,17 @@ kube:
 helm:
 	bash hack/helm/build.sh >/dev/null
 
-test: install kube helm
+# prometheus and promtool for the monitoring tests (tests/observability, tests/e2e/test_prometheus.py):
+# Debian 12's package, unpacked once into ~/.cache/kubenas (hack/prometheus/install.sh; apt).
+prometheus:
+	bash hack/prometheus/install.sh >/dev/null
+
+test: install kube helm prometheus
 	$(BIN)/python -m pytest -q
 
 # For contributors: the unit and emulated-API-server tiers only (no Go build, no control
 # plane); about 12 minutes on 2 cores. `make test` (CI) runs the real-API-server tier too.
-test-fast: install
+test-fast: install prometheus
 	$(BIN)/python -m pytest -q --ignore=tests/e2e
 
 clean:

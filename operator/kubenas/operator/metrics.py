@@ -29,7 +29,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.process_collector import ProcessCollector
 
 from kubenas.cluster.objects import accepted_spec
-from kubenas.contract import EXPERIMENT_PHASES, PENDING, RUNNING, TRIAL_PHASES
+from kubenas.contract import EXPERIMENT_PHASES, EXPERIMENT_TERMINAL, PENDING, RUNNING, TRIAL_PHASES
 from kubenas.contract import TRIAL_TERMINAL as TERMINAL
 from kubenas.experiment import TrialRecord, acknowledged, best_reward, seconds_between
 from kubenas.experiment.times import DURATION_BUCKETS
@@ -194,7 +194,21 @@ def observe_experiment(namespace: str, name: str, body: dict | None, deleted: bo
             "goal": (spec.get("objective") or {}).get("goal") or "maximize",
             "gpus": gpus_per_trial(spec)}
     with STATE.lock:
+        first = key not in STATE.experiments
         STATE.experiments[key] = info
+    if first and info["phase"] not in EXPERIMENT_TERMINAL:
+        start_experiment_series(namespace, name)
+
+
+def start_experiment_series(namespace: str, name: str) -> None:
+    """A running experiment's counters are exported at 0 from the start: a series that
+    first appears at 1 hides that step from rate() and increase(), so the first failed or
+    retried trial would reach neither the dashboard nor the alerts (the Prometheus tests,
+    tests/observability/alerts_test.yaml and tests/e2e/test_prometheus.py, show it)."""
+    for metric in PER_EXPERIMENT:
+        metric.labels(namespace, name)
+    for outcome in TERMINAL:
+        TRIALS_FINISHED.labels(namespace, name, outcome)
 
 
 @_never_raise
