@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import json
 import re
 from decimal import Decimal
 from dataclasses import dataclass
@@ -56,6 +57,78 @@ class ExperimentInvalid(ValueError):
     def __init__(self, issues: list[Issue]):
         self.issues = issues
         super().__init__("; ".join(map(str, issues)))
+
+
+# ------------------------------------------------------------------------- bounds
+
+# How deeply a NASExperiment may nest lists and maps, in files and in objects read from
+# the API server. A real one nests about a dozen levels (a sub-sub-space's values); the
+# CRD's schema leaves no field free to nest deeper. Checked without recursion before
+# anything else walks the object: Python's own recursion (repr, deepcopy, the JSON
+# decoder) fails near 1000 levels, which the API server would store.
+MAX_NESTING = 64
+SHOWN_PATH_PARTS = 8  # a too-deep path is named by its first parts
+
+
+def nesting_issue(value: Any, limit: int = MAX_NESTING) -> Issue | None:
+    """The first place where ``value`` nests lists and maps more than ``limit`` levels
+    deep, as an Issue naming it; None if it does not. Iterative: any depth is safe."""
+    stack: list[tuple[Any, tuple, int]] = [(value, (), 0)]
+    while stack:
+        node, path, depth = stack.pop()
+        if isinstance(node, dict):
+            children = node.items()
+        elif isinstance(node, list):
+            children = enumerate(node)
+        else:
+            continue
+        if depth == limit:
+            shown = format_path(path[:SHOWN_PATH_PARTS]) + ("..." if len(path) > SHOWN_PATH_PARTS else "")
+            return Issue(shown or "(top level)",
+                         f"nests lists and maps more than {limit} levels deep; a NASExperiment needs about a "
+                         "dozen: remove the nesting (the field takes plain values)")
+        stack.extend((child, path + (key,), depth + 1) for key, child in children
+                     if isinstance(child, (dict, list)))
+    return None
+
+
+def max_spec_bytes() -> int:
+    """The most characters the accepted spec (defaults filled, as JSON) may take: the
+    operator keeps it in status.acceptedSpec, whose maxLength the CRD sets."""
+    status = openapi_schema("NASExperiment")["properties"]["status"]["properties"]
+    return int(status["acceptedSpec"]["maxLength"])
+
+
+def _json_size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":")))
+
+
+def _largest_part(spec: dict, size: int) -> tuple[list, int]:
+    """The path (under spec) and size of the part that makes most of ``spec``'s size,
+    followed down while one part holds at least half of its parent."""
+    path: list = []
+    node = spec
+    while isinstance(node, (dict, list)) and node:
+        children = list(node.items() if isinstance(node, dict) else enumerate(node))
+        sizes = [(_json_size(child), key) for key, child in children]
+        biggest, key = max(sizes, key=lambda pair: pair[0])
+        if biggest * 2 < size:
+            break
+        path.append(key)
+        node, size = node[key], biggest
+    return path, size
+
+
+def _size_issues(spec: dict) -> list[Issue]:
+    """The accepted spec must fit status.acceptedSpec, or the operator could never record
+    that it accepted it (every status write would be refused)."""
+    limit, size = max_spec_bytes(), _json_size(spec)
+    if size <= limit:
+        return []
+    path, part = _largest_part(spec, size)
+    where = f"; most of it is {format_path(['spec', *path])} ({part} characters)" if path else ""
+    return [Issue("spec", f"is {size} characters as JSON (defaults filled in); the operator keeps the accepted "
+                  f"spec in status.acceptedSpec, which holds at most {limit}{where}: shorten it")]
 
 
 # ----------------------------------------------------------------------------- schema
@@ -543,6 +616,32 @@ def _resources_issues(spec: dict) -> list[Issue]:
     return issues
 
 
+def _template_schema(field: str) -> dict:
+    spec = openapi_schema("NASExperiment")["properties"]["spec"]["properties"]
+    return spec["trial"]["properties"]["template"]["properties"][field]["items"]
+
+
+def _template_rule_issues(spec: dict) -> list[Issue]:
+    """The CEL rules of the CRD on env and volume items, in Python (the API server applies
+    them; `kubenas validate` cannot run CEL). The sources and references are the schema's."""
+    template = spec["trial"].get("template") or {}
+    refs = list(_template_schema("env")["properties"]["valueFrom"]["properties"])
+    sources = [key for key in _template_schema("volumes")["properties"] if key != "name"]
+    issues = []
+    for i, env in enumerate(template.get("env") or []):
+        where = f"spec.trial.template.env[{i}]"
+        if "value" in env and "valueFrom" in env:
+            issues.append(Issue(where, "an env item sets value or valueFrom, not both"))
+        if "valueFrom" in env and sum(ref in env["valueFrom"] for ref in refs) != 1:
+            issues.append(Issue(f"{where}.valueFrom", f"needs exactly one of {', '.join(refs)}"))
+    for i, volume in enumerate(template.get("volumes") or []):
+        if sum(source in volume for source in sources) != 1:
+            issues.append(Issue(f"spec.trial.template.volumes[{i}]", "a volume needs exactly one source of: "
+                                f"{', '.join(sources)} (the sources kubenas knows; the cluster admin's "
+                                "volumeTypes says which are allowed)"))
+    return issues
+
+
 def _spec_path(path: str, block: str) -> str:
     path = path or block
     if path.startswith("spec."):
@@ -571,6 +670,8 @@ SEMANTIC_CHECKS = (
     (_export_issues, ("spec.trial.export",)),
     (_resources_issues, ("spec.trial.template", "spec.controller")),
     (_artifacts_issues, ("spec.artifacts", "spec.trial.template")),
+    (_template_rule_issues, ("spec.trial.template",)),
+    (_size_issues, ()),
 )
 
 
@@ -578,6 +679,9 @@ def validate_experiment(obj: Any) -> list[Issue]:
     """All problems of a NASExperiment object; an empty list means it is valid."""
     if not isinstance(obj, dict):
         return [Issue("(top level)", "must be a YAML/JSON object (a NASExperiment)")]
+    too_deep = nesting_issue(obj)
+    if too_deep is not None:  # every later check may walk the value recursively: none runs
+        return [too_deep]
     issues = []
     if obj.get("apiVersion") != API_VERSION:
         issues.append(Issue("apiVersion", f"must be {API_VERSION}, got {_shown(obj.get('apiVersion'))}"))
@@ -683,7 +787,7 @@ def with_defaults(spec: dict) -> dict:
 # anything walks the document, so validation never hangs or exhausts memory.
 MAX_FILE_BYTES = 1024 * 1024  # the API server's request limit is about 1.5 MiB
 MAX_YAML_NODES = 50_000  # scalars, lists and maps, counting each use of an alias in full
-MAX_YAML_DEPTH = 64
+MAX_YAML_DEPTH = MAX_NESTING
 
 
 class _InputTooLarge(yaml.YAMLError):

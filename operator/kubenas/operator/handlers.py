@@ -122,6 +122,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_):
     options = _options or Options()
     settings.scanning.disabled = True          # no CRD/namespace watching: less RBAC
     settings.posting.enabled = False           # Events are posted by the reconcilers
+    # Event handlers keep no progress; should a changing handler ever come, its progress
+    # goes to annotations: the CRDs have no status.kopf (a free-form field a trainer
+    # could fill with anything the operator would then have to parse).
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage()
     settings.watching.server_timeout = int(options.watch_seconds)  # timeoutSeconds=600.0 is a 400
     settings.watching.client_timeout = options.watch_seconds + 60
     settings.watching.chunk_size = 500         # list in pages, not 10,000 objects in one answer

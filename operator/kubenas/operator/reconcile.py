@@ -195,24 +195,29 @@ class Reconciler:
             if not issues:
                 issues, reason = policy_issues(exp["spec"], self.policy()), POLICY_DENIED
             if issues:
-                message = "; ".join(str(issue) for issue in issues[:8])
-                conditions = set_condition(conditions, "Valid", "False", reason, message,
-                                           now=now, generation=generation)
-                wanted.update({"phase": FAILED, "message": message, "conditions": conditions,
-                               "observedGeneration": generation, "completionTime": now})
-                if self._patch_status(exp, status, wanted):
-                    self.event(exp, "Warning", reason, message, now)
-                    metrics.experiment_finished(namespace, FAILED, reason)
+                self._refuse(exp, status, conditions, reason, "; ".join(str(issue) for issue in issues[:8]), now)
                 return
             accepted = with_defaults(exp["spec"])
             self._ensure_namespace(exp, now)
             # Accepted first, in status (which only the operator writes), before the
             # controller that reads it exists.
-            conditions = set_condition(conditions, "Valid", "True", "SpecAccepted", "the spec is valid",
-                                       now=now, generation=generation)
-            accepting = {"acceptedSpec": accepted_spec_text(accepted), "conditions": conditions}
-            if not self._patch_status(exp, status, accepting):
+            accepting = {"acceptedSpec": accepted_spec_text(accepted),
+                         "conditions": set_condition(conditions, "Valid", "True", "SpecAccepted", "the spec is valid",
+                                                     now=now, generation=generation)}
+            try:
+                written = self._patch_status(exp, status, accepting)
+            except ApiException as err:
+                if err.status not in PERMANENT:
+                    raise
+                # The API server will not store this accepted spec (validation keeps it within
+                # the schema's bounds; this is the backstop): the experiment can never start.
+                self._refuse(exp, status, conditions, INVALID_SPEC,
+                             f"status.acceptedSpec: the API server refused to store the accepted spec "
+                             f"({err.status}): {api_message(err)[:2000]}", now)
                 return
+            if not written:
+                return
+            conditions = accepting["conditions"]
             status = {**status, **accepting}
             self.event(exp, "Normal", "Accepted",
                        f"spec accepted: {accepted['strategy']['type']} search, up to "
@@ -257,6 +262,16 @@ class Reconciler:
             metrics.experiment_finished(namespace, outcome.phase, outcome.reason)
         self._delete_controller(exp)
         self._stop_in_flight(namespace, summaries, now)
+
+    def _refuse(self, exp: dict, status: dict, conditions: list, reason: str, message: str, now: str) -> None:
+        """The experiment's spec cannot run: Failed, with the reason and an Event."""
+        generation = exp["metadata"].get("generation")
+        conditions = set_condition(conditions, "Valid", "False", reason, message, now=now, generation=generation)
+        wanted = {"phase": FAILED, "message": message, "conditions": conditions, "observedGeneration": generation,
+                  "completionTime": now}
+        if self._patch_status(exp, status, wanted):
+            self.event(exp, "Warning", reason, message, now)
+            metrics.experiment_finished(exp["metadata"]["namespace"], FAILED, reason)
 
     def policy(self) -> Policy:
         """The cluster admin's policy, read when an experiment is judged (rarely): the
