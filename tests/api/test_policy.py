@@ -1,7 +1,10 @@
 """The operator's copy of the cluster admin's tenancy policy (kubenas.api.policy)."""
+import pytest
 import yaml
 
-from kubenas.api.policy import DEFAULTS, Policy, policy_issues
+from kubenas.api.policy import (DEFAULTS, RESERVED_MOUNT_PATHS, RESERVED_NAME_PREFIX, Policy, env_allowed,
+                                policy_issues)
+from tests.api.policy_cases import CASES  # the table the admission policy is tested on too (tests/e2e)
 
 
 def test_the_shipped_configmap_and_the_operator_defaults_agree():
@@ -38,7 +41,7 @@ def test_each_rule_names_the_field_and_the_fix():
                              "spec.trial.template.volumes[name=h]", "spec.trial.template.env[name=LD_PRELOAD]",
                              "spec.trial.template.labels", "spec.trial.template.annotations"]
     text = "\n".join(map(str, issues))
-    assert "starts with ghcr.io/kubenas/" in text and "uses hostPath" in text and "remove it" in text
+    assert "under ghcr.io/kubenas/" in text and "uses hostPath" in text and "remove it" in text
     assert "kubenas-system/kubenas-admission-policy" in text
 
 
@@ -52,3 +55,60 @@ def test_without_admission_the_operator_enforces_the_lists_with_no_exception():
                                                  "spec.trial.template.priorityClassName",
                                                  "spec.trial.template.tolerations[key=]"]
     assert policy_issues(spec(serviceAccountName="kubenas-trainer", priorityClassName="low"), policy) == []
+
+
+# ------------------------------------------------ mounts, env, images, profiles, emptyDirs
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_the_operator_judges_the_shared_table_as_admission_does(case):
+    """Without the user-code right (the operator enforcing the lists, userCode false):
+    refused naming the case's field, or accepted."""
+    template, field = CASES[case]
+    issues = policy_issues(spec(**template), Policy.from_data({"operatorEnforcesLists": "true"}))
+    if field is None:
+        assert issues == []
+    else:
+        assert issues and all(i.path.startswith(field) for i in issues), issues
+
+
+def test_with_the_user_code_right_mounts_and_env_outside_the_lists_pass_but_never_over_the_image():
+    """What admission grants a requester who may create pods, the operator grants with
+    userCode "true"; protected and reserved paths stay refused for everybody."""
+    policy = Policy.from_data({"operatorEnforcesLists": "true", "userCode": "true"})
+    assert policy_issues(spec(volumes=[{"name": "w", "emptyDir": {}}],
+                              volumeMounts=[{"name": "w", "mountPath": "/workspace"}],
+                              env=[{"name": "WANDB_PROJECT", "value": "nas"}]), policy) == []
+    for path in ("/opt/conda/lib/python3.11/argparse.py", "/var/run/secrets", "/usr/local/bin/python"):
+        (issue,) = policy_issues(spec(volumeMounts=[{"name": "w", "mountPath": path}]), policy)
+        assert "would cover" in issue.message and "/data, /mnt, /scratch" in issue.message
+    assert paths(policy_issues(spec(env=[{"name": "LD_PRELOAD", "value": "x"}]), policy)) == [
+        "spec.trial.template.env[name=LD_PRELOAD]"]
+
+
+def test_admission_installed_the_operator_still_refuses_what_nobody_may_do():
+    """operatorEnforcesLists "false" (admission judges the requester): the operator still
+    refuses the argparse attack, a 1Pi emptyDir, unconfined AppArmor and a foreign image,
+    and leaves mounts and env outside the lists to admission."""
+    policy = Policy.default()
+    for case in ("argparse-in-image", "token-path", "emptydir-1pi", "apparmor-unconfined", "image-dotdot",
+                 "volume-kubenas-api-token"):
+        assert policy_issues(spec(**CASES[case][0]), policy), case
+    for case in ("outside-prefixes", "env-pythonwarnings"):
+        assert policy_issues(spec(**CASES[case][0]), policy) == [], case
+
+
+def test_the_shipped_lists_of_paths_cover_what_the_operator_mounts():
+    from kubenas.contract.artifacts import MOUNT_PATH
+    from kubenas.operator.manifests import TOKEN_PATH, TOKEN_VOLUME
+
+    assert TOKEN_VOLUME.startswith(RESERVED_NAME_PREFIX)
+    assert any(TOKEN_PATH.startswith(p + "/") for p in RESERVED_MOUNT_PATHS) and MOUNT_PATH in RESERVED_MOUNT_PATHS
+    policy = Policy.default()
+    assert all(any(p == q or p.startswith(q + "/") for q in policy.protected_mount_paths)
+               for p in ("/opt/conda/lib/python3.11/argparse.py", "/opt/conda/bin/kubenas-train", "/usr/lib", "/etc"))
+
+
+def test_an_env_item_ending_in_a_star_is_a_prefix():
+    assert env_allowed("KUBENAS_USER_X", ("KUBENAS_USER_*",)) and env_allowed("ANY", ("*",))
+    assert not env_allowed("KUBENAS_USERX", ("KUBENAS_USER_*",)) and not env_allowed("TZ2", ("TZ",))

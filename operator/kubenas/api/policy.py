@@ -17,13 +17,27 @@ their own; Secrets they may read). It therefore checks the lists with no way aro
 only where the policy says so: ``operatorEnforcesLists: "true"`` in the ConfigMap, for
 clusters without the admission policies. With them, it leaves those three lists to
 admission, which judges the requester.
+
+Some rules hold for everybody, whoever asks, and both enforcers apply them: image
+references are parsed (kubenas.api.images) and matched on registry and repository path;
+no volume or mount named ``kubenas-*`` and no mount over kubenas' own paths (the API token
+under ``/var/run/secrets``, the artifacts volume) or the ``protectedMountPaths`` of the
+image (the Python installation, the trainer's code, ``/etc``, ...); no environment
+variable of ``forbiddenEnvNames``; no AppArmor or seccomp profile but the runtime's
+default or a node's ``localhost/`` one; no emptyDir above ``emptyDirSizeLimit``. Other
+rules are the user-code gate (``create pods`` in the namespace, or ``userCode: "true"``):
+a mount outside ``mountPathPrefixes`` and an environment variable outside ``envNames``
+change what code the trainer runs, exactly like ``spec.trial.command`` does.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-from kubenas.api.validation import Issue
+from kubenas.api.images import image_allowed, parse_image
+from kubenas.api.validation import Issue, parse_quantity
+from kubenas.contract import artifacts as artifacts_contract
 
 POLICY_NAMESPACE = "kubenas-system"
 POLICY_NAME = "kubenas-admission-policy"
@@ -44,10 +58,27 @@ DEFAULTS = {
     "requireJobCreate": "false",
     "operatorEnforcesLists": "false",
     "userCode": "false",
+    "mountPathPrefixes": "/data, /mnt, /scratch",
+    "protectedMountPaths": "/bin, /boot, /dev, /etc, /home, /lib, /lib32, /lib64, /opt, /proc, /root, /run, /sbin, /srv, "
+                           "/sys, /tmp, /usr, /var",
+    "envNames": ("KUBENAS_USER_*, KUBENAS_MODEL_DIR, KUBENAS_REPORT_INTERVAL_SECONDS, OMP_NUM_THREADS, MKL_NUM_THREADS, "
+                 "OPENBLAS_NUM_THREADS, CUDA_VISIBLE_DEVICES, CUDA_LAUNCH_BLOCKING, CUBLAS_WORKSPACE_CONFIG, "
+                 "PYTORCH_CUDA_ALLOC_CONF, PYTHONHASHSEED, NCCL_DEBUG, TZ"),
+    "emptyDirSizeLimit": "100Gi",
     # Per-namespace bounds, the operator's alone (kubenas.operator.tenancy): "0" or "" for none.
     "maxRunningExperimentsPerNamespace": "20",
     "maxTrialsInFlightPerNamespace": "100",
 }
+
+# Kubernetes' and kubenas' own places in every trial pod, for nobody to mount over, under
+# or above, whatever the policy: the trial's API token (the ServiceAccount token path;
+# /var/run is /run in most images) and the artifacts volume.
+RESERVED_MOUNT_PATHS = ("/var/run/secrets", "/run/secrets", artifacts_contract.MOUNT_PATH)
+RESERVED_NAME_PREFIX = "kubenas-"  # the operator's volumes (kubenas-api-token, kubenas-artifacts)
+# A template may bring its own scratch space here: an emptyDir mounted at exactly this path.
+SCRATCH_PATHS = ("/tmp", "/dev/shm")
+APPARMOR_PREFIX = "container.apparmor.security.beta.kubernetes.io/"
+SECCOMP_KEYS = ("seccomp.security.alpha.kubernetes.io/pod", "container.seccomp.security.alpha.kubernetes.io/")
 
 
 def _items(text: str | None) -> tuple[str, ...]:
@@ -65,6 +96,10 @@ class Policy:
     forbidden_env_names: tuple[str, ...]
     enforces_lists: bool
     user_code: bool = False  # userCode: everybody may run their own code in trial pods (docs/byo.md)
+    mount_path_prefixes: tuple[str, ...] = ()
+    protected_mount_paths: tuple[str, ...] = ()
+    env_names: tuple[str, ...] = ()          # a name, or a prefix ending in *
+    empty_dir_size_limit: str = DEFAULTS["emptyDirSizeLimit"]
     # Per namespace, what runs at once (0: no bound): experiments started and not finished,
     # trials that hold a Job and have not finished (kubenas.operator.tenancy).
     max_running_experiments: int = 0
@@ -84,6 +119,10 @@ class Policy:
             forbidden_env_names=_items(merged["forbiddenEnvNames"]),
             enforces_lists=merged["operatorEnforcesLists"].strip().lower() == "true",
             user_code=merged["userCode"].strip().lower() == "true",
+            mount_path_prefixes=tuple(_folder(p) for p in _items(merged["mountPathPrefixes"])),
+            protected_mount_paths=tuple(_folder(p) for p in _items(merged["protectedMountPaths"])),
+            env_names=_items(merged["envNames"]),
+            empty_dir_size_limit=merged["emptyDirSizeLimit"].strip(),
             max_running_experiments=_bound(merged, "maxRunningExperimentsPerNamespace"),
             max_trials_in_flight=_bound(merged, "maxTrialsInFlightPerNamespace"),
         )
@@ -108,6 +147,11 @@ def _bound(merged: dict, key: str) -> int:
     return int(DEFAULTS[key])
 
 
+def _folder(path: str) -> str:
+    """A path of the policy without a trailing / (``/data/`` is ``/data``)."""
+    return path.rstrip("/") or "/"
+
+
 def _allows(allowed: tuple[str, ...], value: str) -> bool:
     return "*" in allowed or value in allowed
 
@@ -117,11 +161,144 @@ def _listed(allowed: tuple[str, ...]) -> str:
 
 
 def _image_issue(path: str, image, prefixes: tuple[str, ...], key: str, what: str) -> list[Issue]:
-    if image is None or any(p == "*" or str(image).startswith(p) for p in prefixes):
+    if image is None:
+        return []
+    reference = parse_image(image)
+    if reference is None:
+        return [Issue(path, f"{image} is not an image reference: write registry/repository[:tag][@digest], with "
+                            "lower-case path components between single slashes (no '..', no empty component)")]
+    if image_allowed(reference, prefixes):
         return []
     allowed = " or ".join(prefixes) if prefixes else "(none is allowed)"
-    return [Issue(path, f"{image} is not an allowed {what} image: use an image that starts with {allowed}, or "
-                        f"leave the field unset for the operator default (a cluster admin sets {key} in {WHERE})")]
+    return [Issue(path, f"{image} is not an allowed {what} image: use an image under {allowed} (registry and "
+                        "repository path, compared component by component), or leave the field unset for the "
+                        f"operator default (a cluster admin sets {key} in {WHERE})")]
+
+
+def _under(path: str, folder: str) -> bool:
+    return folder == "/" or path == folder or path.startswith(folder + "/")
+
+
+def _overlaps(path: str, other: str) -> bool:
+    """``path`` is ``other``, inside it, or a folder above it (a mount there hides it)."""
+    return _under(path, other) or _under(other, path)
+
+
+def _canonical(path) -> bool:
+    return (isinstance(path, str) and re.fullmatch(r"(/[^/]+)+", path) is not None
+            and not any(part in (".", "..") for part in path.split("/")))
+
+
+def _descending(sub) -> bool:
+    return sub is None or (isinstance(sub, str) and not sub.startswith("/") and ".." not in sub.split("/"))
+
+
+def _mounts(template: dict) -> list[dict]:
+    return [m for m in template.get("volumeMounts") or [] if isinstance(m, dict)]
+
+
+def _scratch(mount: dict, volumes: dict) -> bool:
+    """The template's own /tmp or /dev/shm: an emptyDir at exactly that path."""
+    return (mount.get("mountPath") in SCRATCH_PATHS and not mount.get("subPath") and not mount.get("subPathExpr")
+            and "emptyDir" in volumes.get(mount.get("name"), {}))
+
+
+def _volumes(template: dict) -> dict:
+    return {v.get("name"): v for v in template.get("volumes") or [] if isinstance(v, dict)}
+
+
+def mount_issues(template: dict, policy: Policy) -> list[Issue]:
+    """Mounts nobody may ask for: reserved names, a path that is not plain, kubenas' own
+    paths, and what the image needs (``protectedMountPaths``)."""
+    base, issues = "spec.trial.template", []
+    for what, items in (("volumes", template.get("volumes") or []), ("volumeMounts", _mounts(template))):
+        for item in items:
+            name = str((item or {}).get("name", ""))
+            if name.startswith(RESERVED_NAME_PREFIX):
+                issues.append(Issue(f"{base}.{what}[name={name}].name",
+                                    f"names starting with {RESERVED_NAME_PREFIX} are kubenas' own volumes (the trial's "
+                                    "API token, the artifacts volume): choose another name"))
+    volumes = _volumes(template)
+    for mount in _mounts(template):
+        field, path = f"{base}.volumeMounts[name={mount.get('name')}]", mount.get("mountPath")
+        if not _canonical(path):
+            issues.append(Issue(f"{field}.mountPath", f"{path} is not a plain absolute path: write it as /folder/... "
+                                                      "without '.', '..', '//' or a trailing /"))
+            continue
+        for key in ("subPath", "subPathExpr"):
+            if not _descending(mount.get(key)):
+                issues.append(Issue(f"{field}.{key}", f"{mount.get(key)} must be a relative path inside the volume, "
+                                                      "without '..'"))
+        reserved = [q for q in RESERVED_MOUNT_PATHS if _overlaps(path, q)]
+        if reserved:
+            issues.append(Issue(f"{field}.mountPath", f"{path} would cover {reserved[0]}, where kubenas mounts the "
+                                                      "trial's own API token and artifacts: mount it under one of "
+                                                      f"{_listed(policy.mount_path_prefixes)}"))
+        elif not _scratch(mount, volumes) and any(_overlaps(path, q) for q in policy.protected_mount_paths):
+            hit = next(q for q in policy.protected_mount_paths if _overlaps(path, q))
+            issues.append(Issue(f"{field}.mountPath", f"{path} would cover {hit}, which the trainer image needs (its "
+                                                      "code, Python, system files; protectedMountPaths in "
+                                                      f"{WHERE}): mount it under one of "
+                                                      f"{_listed(policy.mount_path_prefixes)}"))
+    return issues
+
+
+def outside_mounts(template: dict, policy: Policy) -> list[dict]:
+    """The mounts outside ``mountPathPrefixes`` (and not a scratch emptyDir): code, like
+    spec.trial.command, since a file there can replace what the trainer runs."""
+    if "*" in policy.mount_path_prefixes:
+        return []
+    volumes = _volumes(template)
+    return [m for m in _mounts(template) if _canonical(m.get("mountPath")) and not _scratch(m, volumes)
+            and not any(_under(str(m.get("mountPath")), q) for q in policy.mount_path_prefixes)]
+
+
+def env_allowed(name: str, allowed: tuple[str, ...]) -> bool:
+    """``name`` is one of ``allowed``, or starts with an item ending in ``*``."""
+    return any(name.startswith(a[:-1]) if a.endswith("*") else name == a for a in allowed)
+
+
+def outside_env(template: dict, policy: Policy) -> list[str]:
+    """The template's environment variables outside ``envNames``: they may change what
+    code the trainer runs (PYTHONWARNINGS imports a module, for one)."""
+    return [str(e.get("name")) for e in template.get("env") or []
+            if isinstance(e, dict) and not env_allowed(str(e.get("name")), policy.env_names)]
+
+
+def _profile_allowed(key: str, value) -> bool | None:
+    """None if ``key`` is no AppArmor or seccomp annotation; else whether ``value`` is the
+    runtime's default or a profile installed on the node (the `restricted` Pod Security
+    standard's rule)."""
+    value = str(value)
+    localhost = value.startswith("localhost/") and len(value) > len("localhost/")
+    if key.startswith(APPARMOR_PREFIX):
+        return value == "runtime/default" or localhost
+    if key == SECCOMP_KEYS[0] or key.startswith(SECCOMP_KEYS[1]):
+        return value in ("runtime/default", "docker/default") or localhost
+    return None
+
+
+def pod_issues(template: dict, policy: Policy) -> list[Issue]:
+    """AppArmor and seccomp annotations and emptyDir sizes, for everybody."""
+    base, issues = "spec.trial.template", []
+    for key, value in (template.get("annotations") or {}).items():
+        if _profile_allowed(str(key), value) is False:
+            issues.append(Issue(f"{base}.annotations[{key}]",
+                                f"{value} is not allowed: trial pods run with the runtime's default profile "
+                                "(runtime/default) or one installed on the nodes (localhost/<profile>); remove it"))
+    limit = parse_quantity(policy.empty_dir_size_limit)
+    for name, volume in _volumes(template).items():
+        empty_dir = volume.get("emptyDir")
+        size = empty_dir.get("sizeLimit") if isinstance(empty_dir, dict) else None
+        if size is None:
+            continue
+        amount = parse_quantity(size)
+        if amount is None or limit is None or amount > limit:
+            issues.append(Issue(f"{base}.volumes[name={name}].emptyDir.sizeLimit",
+                                f"{size} is above {policy.empty_dir_size_limit}, the most an emptyDir of a trial pod may "
+                                f"hold (on disk or, with medium Memory, in memory; emptyDirSizeLimit in {WHERE}): "
+                                "ask for less, or use a PersistentVolumeClaim"))
+    return issues
 
 
 def policy_issues(spec: dict, policy: Policy) -> list[Issue]:
@@ -143,6 +320,8 @@ def policy_issues(spec: dict, policy: Policy) -> list[Issue]:
                                 f"uses {', '.join(bad)}: this volume type is not allowed for trial pods; allowed are "
                                 f"{_listed(policy.volume_types)}: remove the volume or use an allowed type (a cluster "
                                 f"admin sets volumeTypes in {WHERE})"))
+    issues += mount_issues(template, policy)
+    issues += pod_issues(template, policy)
     for item in template.get("env") or []:
         name = item.get("name") if isinstance(item, dict) else None
         if name in policy.forbidden_env_names:
@@ -175,6 +354,15 @@ def policy_issues(spec: dict, policy: Policy) -> list[Issue]:
                                "enforces the policy without exceptions (operatorEnforcesLists) while userCode is not "
                                f"\"true\" in {WHERE}: ask a cluster admin, or use the built-in trainer")
                    for path in user_code_fields(spec)]
+        gate = ("changes what code the trial pod runs, and this cluster's operator enforces the policy without "
+                f"exceptions (operatorEnforcesLists) while userCode is not \"true\" in {WHERE}: ")
+        issues += [Issue(f"{base}.volumeMounts[name={m.get('name')}].mountPath",
+                         f"{m.get('mountPath')} is outside {_listed(policy.mount_path_prefixes)} and " + gate
+                         + "mount it under one of those (mountPathPrefixes)")
+                   for m in outside_mounts(template, policy)]
+        issues += [Issue(f"{base}.env[name={name}]", f"{name} is not in envNames and " + gate
+                         + "use a name of envNames (KUBENAS_USER_ names are yours), or ask a cluster admin")
+                   for name in outside_env(template, policy)]
     return issues
 
 
