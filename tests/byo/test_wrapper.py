@@ -85,11 +85,49 @@ def test_substituted_command(tmp_path):
     ("print('kubenas: epoch=1 accuracy=nan')", DIVERGED, "accuracy=nan"),
     ("print('kubenas: epoch=one accuracy=0.5')", INVALID_TRIAL, "malformed"),
     ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", "InternalError", "signal 9"),
+    # Codes kubenas keeps for itself are the program's own failures: 7 is not ConstraintViolated.
+    ("import sys; sys.exit(7)", "InternalError", "exited with code 7"),
+    ("import sys; sys.exit(75)", "InternalError", "exited with code 75"),
 ])
 def test_failures_map_to_the_contract_reasons(tmp_path, code, reason, words):
     result = run(code, tmp_path)
     assert (result["status"], result["reason"]) == ("Failed", reason), result
     assert words in result["message"]
+
+
+@pytest.mark.parametrize("program_code, reason, wrapper_code", [
+    (7, "InternalError", 1), (75, "InternalError", 1), (1, "InternalError", 1), (3, "Diverged", 3)])
+def test_the_wrapper_exits_with_its_results_code_never_the_programs(tmp_path, program_code, reason, wrapper_code):
+    trial_file = tmp_path / "trial.json"
+    trial_file.write_text(json.dumps(TRIAL))
+    out = tmp_path / "out"
+    code = main(["--trial", str(trial_file), "--out", str(out), "--", *program(f"raise SystemExit({program_code})")])
+    result = json.loads((out / "result.json").read_text())
+    assert (code, result["reason"], result["exitCode"]) == (wrapper_code, reason, program_code)
+
+
+def test_a_non_finite_objective_mid_run_is_diverged_and_stops_the_program(tmp_path):
+    code = ("from kubenas import report; import time\n"
+            "report.report(epoch=1, accuracy=0.4)\nreport.report(epoch=2, accuracy=float('nan'))\n"
+            "time.sleep(0.5)\nreport.report(epoch=3, accuracy=0.8)\ntime.sleep(30)")
+    seen = []
+    start = time.monotonic()
+    result = run(code, tmp_path, on_epoch=lambda r: seen.append(r["epoch"]), grace_seconds=2)
+    assert (result["status"], result["reason"]) == ("Failed", DIVERGED), result
+    assert "accuracy=nan at epoch 2" in result["message"]
+    assert [h["epoch"] for h in result["history"]] == [1, 2] and seen == [1]  # stopped there, not at its end
+    assert time.monotonic() - start < 20
+
+
+def test_a_program_that_reports_nothing_keeps_its_own_exit_code(tmp_path):
+    trial_file = tmp_path / "trial.json"
+    trial_file.write_text(json.dumps(TRIAL))
+    out = tmp_path / "out"
+    code = main(["--trial", str(trial_file), "--out", str(out), "--", *program("print('training done')")])
+    result = json.loads((out / "result.json").read_text())
+    assert (result["reason"], result["exitCode"]) == (NO_REWARD, 0)
+    assert result["message"].startswith("the program exited 0 but reported nothing: print 'kubenas: epoch=N")
+    assert code == 8  # NoReward's own code (kubenas.contract.EXIT_TABLE), not InternalError's 1
 
 
 def test_unknown_substitution_fails_the_trial_naming_the_field(tmp_path):

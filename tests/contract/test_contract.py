@@ -167,9 +167,13 @@ def test_names_the_crds_enumerate():
 
 
 def test_exit_codes():
+    """The documented codes (docs/trainer.md); tests/contract/test_exit_codes.py checks the table's rules."""
     assert contract.EXIT_REASONS == {1: "InternalError", 2: "InvalidArchitecture", 3: "Diverged",
-                                     4: "OutOfMemory", 5: "Timeout", 6: "DataError", 7: "ConstraintViolated"}
-    assert contract.FINAL_EXIT_CODES == (1, 2, 3, 4, 5, 6, 7)
+                                     4: "OutOfMemory", 5: "Timeout", 6: "DataError", 7: "ConstraintViolated",
+                                     8: "NoReward", 9: "Unsatisfiable", 75: "ApiUnavailable"}
+    assert contract.FINAL_EXIT_CODES == (1, 2, 3, 4, 5, 6, 7, 8, 9)
+    assert contract.PROGRAM_EXIT_REASONS == {2: "InvalidArchitecture", 3: "Diverged", 4: "OutOfMemory",
+                                             5: "Timeout", 6: "DataError"}
 
 
 # --------------------------------------------------- the bug this contract fixes

@@ -1,8 +1,9 @@
-"""Why a trial failed, and the trainer's exit codes (docs/formats.md).
+"""Why a trial failed, and the trainer's exit codes (docs/trainer.md).
 
 Every trial-level failure is raised inside the trainer as a ``TrialFailure`` carrying one
 of the documented reasons; ``run_trial`` turns it into a Failed result and the CLI into
-the matching exit code. Nothing here imports torch.
+the matching exit code (``kubenas.contract.EXIT_TABLE``: the one table of codes, with who
+may produce each and whether a Job retries it). Nothing here imports torch.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from kubenas.contract import (  # noqa: F401 - re-exported: the trainer's names 
     SUCCEEDED,
     TIMEOUT,
     TRAINER_REASONS as REASONS,
+    UNSATISFIABLE,
 )
 
 
@@ -48,10 +50,13 @@ OutOfMemory = _failure("OutOfMemory", OUT_OF_MEMORY)
 TrialTimeout = _failure("TrialTimeout", TIMEOUT)
 DataError = _failure("DataError", DATA_ERROR)
 ConstraintViolated = _failure("ConstraintViolated", CONSTRAINT_VIOLATED)
+# The spec asks for what this node lacks, whatever the candidate: the experiment ends at the first.
+Unsatisfiable = _failure("Unsatisfiable", UNSATISFIABLE)
 
 
 def exit_code(result: dict) -> int:
-    """The process exit code for a trial result dict."""
+    """The process exit code for a trial result dict: the contract's code for its status or
+    reason (``kubenas.contract.EXIT_CODES``), 1 (InternalError) for a reason it has none for."""
     if result.get("status") in (SUCCEEDED, EARLY_STOPPED):
         return 0
     return EXIT_CODES.get(result.get("reason") or INTERNAL_ERROR, 1)

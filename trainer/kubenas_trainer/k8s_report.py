@@ -20,6 +20,14 @@ can name the cause of a failure even when the status could not be written.
 """
 from __future__ import annotations
 
+
+Transient API errors (connection errors, 429, 5xx) are retried with a bounded backoff
+(``RETRIES`` tries after the first, doubling from ``retry_delay`` up to 15 s, or the
+server's Retry-After). A transient error never ends the process with a code a Job takes
+as final (docs/trainer.md, "Exit codes"): past the retries, the start and per-epoch
+writes are skipped (the operator sets Running from the Job; the next write carries the
+history), the result still reaches the trial through the termination message, and a
+trial that could not be read at all exits ``ApiUnavailable`` (75), which the Job retries.
 import json
 import logging
 import math
@@ -30,7 +38,9 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from kubenas.contract import EARLY_STOPPED, GROUP, HISTORY_LIMIT, NO_REWARD, RUNNING, SUCCEEDED, TRIAL_PLURAL
+import traceback
+from kubenas.contract import (API_UNAVAILABLE, EARLY_STOPPED, GROUP, HISTORY_LIMIT, INTERNAL_ERROR, NO_REWARD, RUNNING,
+                              SUCCEEDED, TRIAL_PLURAL)
 from kubenas.contract import TRIAL_TERMINAL as TERMINAL
 from kubenas.contract import VERSION
 from kubenas.contract.artifacts import CHECKPOINT_FILE, MODELS_NONE
@@ -48,6 +58,32 @@ MAX_MESSAGE = 4000
 
 
 def _now() -> str:
+RETRIES = 6                # tries after the first: 1+2+4+8+15+15 s, about 45 s of an outage
+MAX_RETRY_DELAY = 15.0
+TRANSIENT_STATUSES = (429, 500, 502, 503, 504)
+
+
+def transient(err: BaseException) -> bool:
+    """An API error that may go away by retrying: a connection error, 429, or a 5xx."""
+    from kubernetes.client.exceptions import ApiException
+
+    if isinstance(err, ApiException):
+        return err.status in TRANSIENT_STATUSES
+    return isinstance(err, OSError) or "urllib3" in type(err).__module__  # urllib3's errors are not OSErrors
+
+
+def _retry_after(err: BaseException) -> float | None:
+    """The server's Retry-After (seconds) on a 429 or 503, if it sent one."""
+    headers = getattr(err, "headers", None) or {}
+    try:
+        return float(headers.get("Retry-After"))
+    except (TypeError, ValueError):
+        return None
+
+
+def _describe(err: BaseException) -> str:
+    status = getattr(err, "status", None)
+    return f"{status} {getattr(err, 'reason', '')}".strip() if status else f"{type(err).__name__}: {err}"
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -92,7 +128,7 @@ class KubernetesReporter:
     """Reports one trial's progress and result into its NASTrial status."""
 
     def __init__(self, namespace: str, name: str, api_client=None, *, min_interval: float = 10.0,
-                 clock=time.monotonic, retries: int = 6, retry_delay: float = 1.0):
+                 clock=time.monotonic, retries: int = RETRIES, retry_delay: float = 1.0):
         from kubernetes import client
 
         self.namespace, self.name = namespace, name
@@ -108,25 +144,20 @@ class KubernetesReporter:
     # ------------------------------------------------------------------ API calls
 
     def _call(self, fn, *args):
-        """Retry transient failures (connection errors, 5xx, 429) with backoff."""
-        from kubernetes.client.exceptions import ApiException
-
+        """Retry transient failures (connection errors, 5xx, 429) with a bounded backoff."""
         delay = self.retry_delay
         for attempt in range(self.retries + 1):
             try:
                 # A deadline on each try: a half-open connection must not hold the final write for ever.
                 return fn(*args, _request_timeout=REQUEST_TIMEOUT)
-            except ApiException as err:
-                if err.status not in (429, 500, 502, 503, 504) or attempt == self.retries:
+            except Exception as err:  # noqa: BLE001 - sorted by transient()
+                if not transient(err) or attempt == self.retries:
                     raise
-            except OSError:
-                if attempt == self.retries:
-                    raise
-            except Exception as err:  # urllib3 errors are not OSErrors
-                if "urllib3" not in type(err).__module__ or attempt == self.retries:
-                    raise
-            time.sleep(delay)
-            delay = min(delay * 2, 15.0)
+                wait = min(max(delay, _retry_after(err) or 0.0), MAX_RETRY_DELAY)
+                log.warning("%s/%s: transient API error (%s), retry %d of %d in %.1fs", self.namespace, self.name,
+                            _describe(err), attempt + 1, self.retries, wait)
+            time.sleep(wait)
+            delay = min(delay * 2, MAX_RETRY_DELAY)
         raise RuntimeError("unreachable")
 
     def get(self) -> dict:
@@ -169,7 +200,16 @@ class KubernetesReporter:
         return spec
 
     def start(self) -> None:
-        self._patch_unless_terminal({"phase": RUNNING, "startTime": _now()})
+        """``phase: Running`` and ``startTime``: progress, not the result. An API server still
+        unreachable after the retries does not stop training (the operator sets both from
+        the Job)."""
+        try:
+            self._patch_unless_terminal({"phase": RUNNING, "startTime": _now()})
+        except Exception as err:  # noqa: BLE001
+            if not transient(err):
+                raise
+            log.warning("cannot report the start of %s/%s (%s); training goes on", self.namespace, self.name,
+                        _describe(err))
 
     def _flush(self) -> None:
         answer = self._patch({"history": self.history[:HISTORY_LIMIT]})
@@ -227,8 +267,11 @@ def failed(reason: str, message: str) -> dict:
 
 
 def main_from_cluster(args=None, *, env=os.environ, api_client=None, termination_log: str = TERMINATION_LOG,
-                      run=None) -> int:
-    """`kubenas-train --from-cluster`; returns the exit code (docs/formats.md)."""
+                      run=None, retry_delay: float = 1.0) -> int:
+    """`kubenas-train --from-cluster`; returns the exit code (``kubenas.contract.EXIT_TABLE``).
+
+    Never raises for what happens to the trial: an exception of its own after the trial
+    was read is an InternalError result, written to the termination log and the status."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     namespace, name = cluster_namespace(env), env.get("KUBENAS_TRIAL")
     if not namespace or not name:
@@ -238,11 +281,14 @@ def main_from_cluster(args=None, *, env=os.environ, api_client=None, termination
         print(f"kubenas-train: {result['message']}", file=sys.stderr)
         return errors.exit_code(result)
     interval = float(env.get("KUBENAS_REPORT_INTERVAL_SECONDS", "10"))
-    reporter = KubernetesReporter(namespace, name, api_client, min_interval=interval)
+    reporter = KubernetesReporter(namespace, name, api_client, min_interval=interval, retry_delay=retry_delay)
     try:
         trial = reporter.load_trial()
     except Exception as err:  # noqa: BLE001
-        result = failed(errors.INVALID_TRIAL, f"cannot read NASTrial {namespace}/{name}: {err}"[:MAX_MESSAGE])
+        # Unreachable past the retries: a new pod may do better (75 is not final); anything
+        # else (no such trial, not allowed, garbage) will not change by retrying.
+        reason = API_UNAVAILABLE if transient(err) else errors.INVALID_TRIAL
+        result = failed(reason, f"cannot read NASTrial {namespace}/{name}: {err}"[:MAX_MESSAGE])
         write_termination_log(result, termination_log)
         print(f"kubenas-train: {result['message']}", file=sys.stderr)
         return errors.exit_code(result)
@@ -261,6 +307,27 @@ def main_from_cluster(args=None, *, env=os.environ, api_client=None, termination
         model_path = None
     if model_path is not None:
         model_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        result = _run(reporter, trial, env, name, run)
+    except Exception as err:  # noqa: BLE001 - a bug of ours: still a result, with where it happened
+        log.exception("trial %s/%s: the trainer failed", namespace, name)
+        tb = traceback.extract_tb(err.__traceback__)
+        where = f" ({Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
+        result = failed(INTERNAL_ERROR, f"{type(err).__name__}: {err}{where}"[:MAX_MESSAGE])
+    write_termination_log(result, termination_log)
+    try:
+        reporter.final(result)
+    except Exception as err:  # noqa: BLE001 - the operator then reads the result from the termination log
+        log.error("cannot write the result to NASTrial %s/%s: %s", namespace, name, err)
+    print(f"kubenas-train: {namespace}/{name} {result.get('status')}"
+          + (f" ({result['reason']})" if result.get("reason") else "")
+          + (f", reward {result['reward']:.4f}" if isinstance(result.get("reward"), float) else ""), file=sys.stderr)
+    return errors.exit_code(result)
+
+
+def _run(reporter: KubernetesReporter, trial: dict, env, name: str, run) -> dict:
+    """Report the start, run the trial, publish its outputs (spec.artifacts): its result."""
+    namespace = reporter.namespace
     # trial.checkpoint.save: written beside the model, kept by publishing it to spec.artifacts.
     folder = model_path.parent if model_path is not None else Path(tempfile.mkdtemp(prefix="kubenas-checkpoint-"))
     kwargs = {"checkpoint_path": folder / CHECKPOINT_FILE} if (trial.get("checkpoint") or {}).get("save") else {}
@@ -270,12 +337,4 @@ def main_from_cluster(args=None, *, env=os.environ, api_client=None, termination
                     name)
     if policy is not None:
         result = publish_result(policy, name, trial, result, model_path)
-    write_termination_log(result, termination_log)
-    try:
-        reporter.final(result)
-    except Exception as err:  # noqa: BLE001 - the operator then reports NoReward with this log
-        log.error("cannot write the result to NASTrial %s/%s: %s", namespace, name, err)
-    print(f"kubenas-train: {namespace}/{name} {result.get('status')}"
-          + (f" ({result['reason']})" if result.get("reason") else "")
-          + (f", reward {result['reward']:.4f}" if isinstance(result.get("reward"), float) else ""), file=sys.stderr)
-    return errors.exit_code(result)
+    return result

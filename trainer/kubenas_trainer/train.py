@@ -98,7 +98,8 @@ def _seed_everything(seed: int, deterministic: bool, cuda: bool) -> torch.Genera
 
 def _select_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
-        raise InvalidTrial("training.device: cuda requested but no CUDA device is available")
+        raise errors.Unsatisfiable("training.device: cuda requested but no CUDA device is available here; "
+                                   "set training.device: auto (or cpu), or run the trials where there is a GPU")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
@@ -238,8 +239,8 @@ def _require_onnx() -> None:
     import importlib.util
 
     if importlib.util.find_spec("onnx") is None:
-        raise InvalidTrial("export.formats: onnx needs the onnx package where the trainer runs; "
-                           "pip install 'kubenas[train]' (or onnx), or remove onnx from export.formats")
+        raise errors.Unsatisfiable("export.formats: onnx needs the onnx package where the trainer runs; "
+                                   "pip install 'kubenas[train]' (or onnx), or remove onnx from export.formats")
 
 
 def _run(trial, on_epoch, model_path, weights_path, checkpoint_path, clock: _Clock, history: list, metrics: dict,

@@ -13,8 +13,11 @@ if the program writes one. Every epoch goes to the same reporters the built-in t
 uses (report.FileReporter, or k8s_report.KubernetesReporter into NASTrial.status), so
 the median rule, budgets and the leaderboard see no difference. It enforces the trial's
 timeout, stops the program when the trial is stopped early (SIGTERM to its group, SIGKILL
-after a grace period), forwards its own SIGTERM, and maps the program's exit code to the
-contract's reasons. torch is never imported.
+after a grace period) or reports a non-finite objective value (Diverged), forwards its own
+SIGTERM, and maps the program's exit code to the contract's reasons: only the codes a
+program may use (``kubenas.contract.PROGRAM_EXIT_REASONS``) name a reason, any other is
+InternalError, and the wrapper exits with its result's code, never the program's. The
+result's ``exitCode`` is the program's (null when it never ran). torch is never imported.
 """
 from __future__ import annotations
 
@@ -30,8 +33,8 @@ import threading
 import time
 from pathlib import Path
 
-from kubenas.contract import (DIVERGED, EARLY_STOPPED, EXIT_REASONS, FAILED, INTERNAL_ERROR, INVALID_TRIAL,
-                              NO_REWARD, SUCCEEDED, TIMEOUT)
+from kubenas.contract import (DIVERGED, EARLY_STOPPED, FAILED, INTERNAL_ERROR, INVALID_TRIAL, NO_REWARD,
+                              PROGRAM_EXIT_REASONS, SUCCEEDED, TIMEOUT)
 from kubenas.contract.artifacts import CHECKPOINT_FILE
 from kubenas.contract.byo import ReportError, candidate_document, environment, parse_report, substitute
 from kubenas.contract.reward import compute_reward
@@ -45,8 +48,9 @@ CLUSTER_WORKDIR = "/tmp/kubenas-trial"
 PYTHON_NAMES = ("python", "python3")
 
 
-class Terminated(Exception):
-    """The wrapper got SIGTERM and stopped the program: whoever stopped the trial records why."""
+class Terminated(BaseException):
+    """The wrapper got SIGTERM and stopped the program: whoever stopped the trial records why.
+    Not an Exception: no handler of trial failures may turn it into a result."""
 
 
 class _Collector:
@@ -118,7 +122,7 @@ def _in_child() -> None:
 
 def _failed(reason: str, message: str, history: list, metrics: dict | None = None) -> dict:
     return {"status": FAILED, "reward": None, "reason": reason, "message": message[:4000],
-            "metrics": metrics or {}, "history": history, "device": "cpu"}
+            "metrics": metrics or {}, "history": history, "device": "cpu", "exitCode": None}
 
 
 def run_command(command: list[str], trial: dict, *, on_epoch, workdir: Path, model_path=None, checkpoint_path=None,
@@ -147,8 +151,7 @@ def run_command(command: list[str], trial: dict, *, on_epoch, workdir: Path, mod
                                       f"candidate (known: {', '.join(sorted(document['values']))})", [])
     if argv and argv[0] in PYTHON_NAMES:
         argv[0] = sys.executable  # the Python that runs kubenas (and has torch): not whatever is first on PATH
-    objective = trial.get("objective") or {}
-    metric = objective.get("metric", "accuracy")
+    metric = (trial.get("objective") or {}).get("metric", "accuracy")
     wanted = trial.get("checkpoint") if isinstance(trial.get("checkpoint"), dict) else {}
     checkpoint_path = Path(checkpoint_path) if checkpoint_path and wanted.get("save") is True else None
     env = dict(os.environ, **environment(document, report_file=str(report_file), result_file=str(result_file),
@@ -157,6 +160,7 @@ def run_command(command: list[str], trial: dict, *, on_epoch, workdir: Path, mod
                                          resume_from=wanted.get("resumeFrom")))
     timeout = trial.get("timeoutSeconds")
     deadline = time.monotonic() + float(timeout) if timeout else None
+    started = time.monotonic()
     try:
         popen = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                  env=env, preexec_fn=_in_child)
@@ -169,7 +173,7 @@ def run_command(command: list[str], trial: dict, *, on_epoch, workdir: Path, mod
     history: list[dict] = []
     final: dict = {}
     problem = None
-    outcome = None  # EARLY_STOPPED, TIMEOUT or "terminated" when we ended the program
+    outcome = None  # EARLY_STOPPED, TIMEOUT, DIVERGED or "terminated" when we ended the program
 
     def drain() -> None:
         nonlocal problem, outcome
@@ -186,7 +190,10 @@ def run_command(command: list[str], trial: dict, *, on_epoch, workdir: Path, mod
                 final.update(values)
                 continue
             history.append(values)
-            if on_epoch is not None and outcome is None and on_epoch(dict(values)) == "stop":
+            if not math.isfinite(values.get(metric, 0.0)):  # as the built-in trainer: stop at once
+                outcome = DIVERGED
+                _terminate(popen, grace_seconds)
+            elif on_epoch is not None and on_epoch(dict(values)) == "stop":
                 outcome = EARLY_STOPPED
                 _terminate(popen, grace_seconds)
 
@@ -201,21 +208,39 @@ def run_command(command: list[str], trial: dict, *, on_epoch, workdir: Path, mod
         time.sleep(POLL_SECONDS)
     reader.join(5.0)
     drain()
-    code = popen.returncode
-    tail = "\n".join(collector.tail[-5:])
-
     if outcome == "terminated":
         raise Terminated()
+    result = _verdict(popen.returncode, outcome, problem, history, final, trial, result_file,
+                      tail="\n".join(collector.tail[-5:]))
+    if checkpoint_path and checkpoint_path.exists() and result["status"] != FAILED:
+        result["checkpoint"] = str(checkpoint_path)
+    # The program's run time, as the built-in trainer's (the leaderboard's "train s"), unless it reported its own.
+    result["metrics"].setdefault("wallSeconds", round(time.monotonic() - started, 3))
+    return {**result, "exitCode": popen.returncode}
+
+
+def _verdict(code: int, outcome: str | None, problem: str | None, history: list, final: dict, trial: dict,
+             result_file: Path, *, tail: str) -> dict:
+    """The trial's result from how the program ended (``code``, ``outcome``: what the wrapper
+    did to it) and what it reported."""
+    objective = trial.get("objective") or {}
+    metric = objective.get("metric", "accuracy")
     if outcome == TIMEOUT:
-        return _failed(TIMEOUT, f"the program ran longer than the trial's timeout ({timeout}s, "
+        return _failed(TIMEOUT, f"the program ran longer than the trial's timeout ({trial.get('timeoutSeconds')}s, "
                                 "budget.trialTimeoutSeconds)", history)
+    if outcome == DIVERGED:
+        return _failed(DIVERGED, f"the program reported {metric}={history[-1][metric]} at epoch "
+                                 f"{history[-1]['epoch']}: stopped", history)
     if problem and outcome is None:
         return _failed(INVALID_TRIAL, f"a metric report of the program is malformed: {problem}", history)
     if outcome is None and code != 0:
         if code < 0:
             reason, why = INTERNAL_ERROR, f"was killed by signal {-code} ({signal.Signals(-code).name})"
+        elif code in PROGRAM_EXIT_REASONS:
+            reason, why = PROGRAM_EXIT_REASONS[code], f"exited with code {code}"
         else:
-            reason, why = EXIT_REASONS.get(code, INTERNAL_ERROR), f"exited with code {code}"
+            reason, why = INTERNAL_ERROR, (f"exited with code {code} (a failure of its own: only "
+                                           f"{', '.join(map(str, PROGRAM_EXIT_REASONS))} name a reason)")
         return _failed(reason, f"the program {why}" + (f"; its last output:\n{tail}" if tail else ""), history)
 
     if result_file.exists():
@@ -235,7 +260,9 @@ def run_command(command: list[str], trial: dict, *, on_epoch, workdir: Path, mod
     if value is None:
         if outcome == EARLY_STOPPED:
             return _failed(NO_REWARD, f"stopped early before it reported {metric}", history, metrics)
-        return _failed(NO_REWARD, f"the program exited 0 but reported no {metric}: print "
+        said = (f"reported no {metric} (only {', '.join(sorted(metrics))})" if metrics
+                else "reported nothing")
+        return _failed(NO_REWARD, f"the program exited 0 but {said}: print "
                                   f"'kubenas: epoch=N {metric}=VALUE' lines, call kubenas.report.final({metric}=...), "
                                   f"or write {{\"{metric}\": VALUE}} to $KUBENAS_RESULT_FILE", history, metrics)
     if not math.isfinite(value):
@@ -247,9 +274,8 @@ def run_command(command: list[str], trial: dict, *, on_epoch, workdir: Path, mod
                                       f"parameters=12345)", history, metrics)
     status = EARLY_STOPPED if outcome == EARLY_STOPPED else SUCCEEDED
     message = f"stopped early after epoch {history[-1]['epoch']}" if status == EARLY_STOPPED and history else ""
-    result = {"status": status, "reward": reward, "reason": None, "message": message, "metrics": metrics,
-              "history": history, "device": "cpu"}
-    return {**result, "checkpoint": str(checkpoint_path)} if checkpoint_path and checkpoint_path.exists() else result
+    return {"status": status, "reward": reward, "reason": None, "message": message, "metrics": metrics,
+            "history": history, "device": "cpu"}
 
 
 # ------------------------------------------------------------------------------ CLI

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from dataclasses import dataclass
 
 # -------------------------------------------------------------------- API coordinates
 
@@ -45,7 +46,7 @@ EXPERIMENT_TERMINAL = frozenset({SUCCEEDED, FAILED, STOPPED})
 
 # --------------------------------------------------------------------------- reasons
 
-# Why the trainer failed a trial (its result's ``reason``), with its exit code.
+# Why the trainer failed a trial (its result's ``reason``); its exit code is in EXIT_TABLE.
 INVALID_ARCHITECTURE = "InvalidArchitecture"
 INVALID_TRIAL = "InvalidTrial"
 DIVERGED = "Diverged"
@@ -56,28 +57,76 @@ INTERNAL_ERROR = "InternalError"
 # The candidate broke a hard limit the trainer checks before training (spec.constraints.
 # maxLatencyMs): nothing was trained. It uses a unit of maxTrials, never of maxFailedTrials.
 CONSTRAINT_VIOLATED = "ConstraintViolated"
+# The experiment's spec asks for what the place its trials run lacks, whatever the
+# candidate (training.device: cuda without a CUDA device): every trial would fail the
+# same way, so the experiment ends Failed with this reason at the first such trial.
+UNSATISFIABLE = "Unsatisfiable"
+# The trainer could not reach the API server (after retrying) to read its trial: nothing
+# was run; the Job starts a new pod (budget.maxRetries).
+API_UNAVAILABLE = "ApiUnavailable"
+NO_REWARD = "NoReward"                      # ended without a reward (no objective metric reported)
 
-EXIT_CODES = {
-    SUCCEEDED: 0,
-    EARLY_STOPPED: 0,
-    INTERNAL_ERROR: 1,
-    INVALID_ARCHITECTURE: 2,
-    INVALID_TRIAL: 2,
-    DIVERGED: 3,
-    OUT_OF_MEMORY: 4,
-    TIMEOUT: 5,
-    DATA_ERROR: 6,
-    CONSTRAINT_VIOLATED: 7,
-}
-TRAINER_REASONS = tuple(r for r in EXIT_CODES if r not in (SUCCEEDED, EARLY_STOPPED))
-# Exit code -> the reason the operator names when only the code is known (2: the
-# first of InvalidArchitecture / InvalidTrial).
-EXIT_REASONS = {code: reason for reason, code in reversed(EXIT_CODES.items()) if code}
-# Trainer exit codes that are final answers: a Job never retries them.
-FINAL_EXIT_CODES = tuple(sorted(EXIT_REASONS))
+# ------------------------------------------------------------------------ exit codes
+
+# Who may end a trial's process with a code.
+BY_TRAINER = "trainer"  # kubenas-train and kubenas-trial (the wrapper): the code of their result
+BY_PROGRAM = "program"  # a user program (spec.trial.command) under kubenas-trial, to say why it failed
+
+
+@dataclass(frozen=True)
+class ExitCode:
+    """One exit code of a trial's container or process (docs/trainer.md, docs/byo.md).
+
+    ``reasons``: the result's reason(s) it stands for (0: the statuses); the first is the
+    one the operator names when it knows only the code (a result the trainer could not
+    write). ``producers``: who may exit with it. A user program's code never becomes the
+    container's: the wrapper maps the codes a program may use (``PROGRAM_EXIT_REASONS``)
+    to a result, every other code to InternalError, and exits with that result's code.
+    ``final``: a Job never retries it (its podFailurePolicy FailJob); a code that is not
+    final is counted against backoffLimit (budget.maxRetries), as a killed pod is.
+    """
+
+    code: int
+    reasons: tuple
+    producers: frozenset
+    final: bool
+    meaning: str
+
+
+_BOTH = frozenset({BY_TRAINER, BY_PROGRAM})
+_TRAINER = frozenset({BY_TRAINER})
+EXIT_TABLE = (
+    ExitCode(0, (SUCCEEDED, EARLY_STOPPED), _BOTH, False,
+             "trained (or stopped early when asked); a program's 0 is judged by what it reported"),
+    ExitCode(1, (INTERNAL_ERROR,), _TRAINER, True,
+             "a bug in training (the message names the exception), or a user program that exited with a code "
+             "not its own to use or was killed; never a transient API error (retried inside the trainer)"),
+    ExitCode(2, (INVALID_ARCHITECTURE, INVALID_TRIAL), _BOTH, True,
+             "the architecture or a setting is invalid (the message names the field)"),
+    ExitCode(3, (DIVERGED,), _BOTH, True, "the loss or the objective metric became NaN or infinite"),
+    ExitCode(4, (OUT_OF_MEMORY,), _BOTH, True, "out of memory (CUDA or host)"),
+    ExitCode(5, (TIMEOUT,), _BOTH, True, "the trial's timeout passed"),
+    ExitCode(6, (DATA_ERROR,), _BOTH, True, "the dataset is missing or malformed"),
+    ExitCode(7, (CONSTRAINT_VIOLATED,), _TRAINER, True,
+             "the untrained network is slower than constraints.maxLatencyMs: nothing was trained"),
+    ExitCode(8, (NO_REWARD,), _TRAINER, True, "a user program exited 0 but reported no objective metric"),
+    ExitCode(9, (UNSATISFIABLE,), _TRAINER, True,
+             "the spec asks for what this node lacks, whatever the candidate: every trial would fail the same way"),
+    ExitCode(75, (API_UNAVAILABLE,), _TRAINER, False,
+             "the API server could not be reached to read the trial (after retries): the pod is retried"),
+)
+EXIT_CODES = {reason: entry.code for entry in EXIT_TABLE for reason in entry.reasons}
+# Every reason a trainer's (or the wrapper's) result may carry.
+TRAINER_REASONS = tuple(reason for entry in EXIT_TABLE if entry.code for reason in entry.reasons)
+# Exit code -> the reason the operator names when only the code is known.
+EXIT_REASONS = {entry.code: entry.reasons[0] for entry in EXIT_TABLE if entry.code}
+# The codes a user program may exit with to say why it failed (any other: InternalError).
+PROGRAM_EXIT_REASONS = {entry.code: entry.reasons[0] for entry in EXIT_TABLE
+                        if entry.code and BY_PROGRAM in entry.producers}
+# Exit codes that are final answers: a Job never retries them (its podFailurePolicy).
+FINAL_EXIT_CODES = tuple(entry.code for entry in EXIT_TABLE if entry.final)
 
 # Why the control plane ended or stopped a trial.
-NO_REWARD = "NoReward"                      # the Job succeeded, no reward was reported
 DEADLINE_EXCEEDED = "DeadlineExceeded"      # the Job's activeDeadlineSeconds passed
 OOM_KILLED = "OOMKilled"
 EVICTED = "Evicted"
@@ -104,6 +153,9 @@ BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
 MAX_TRIALS_REACHED = "MaxTrialsReached"
 TARGET_REACHED = "TargetReached"
 TOO_MANY_FAILED_TRIALS = "TooManyFailedTrials"
+# The budget is spent and no trial succeeded: the experiment has no result, so it Failed.
+NO_TRIAL_SUCCEEDED = "NoTrialSucceeded"
+# (A trial failed Unsatisfiable: the experiment ends Failed with that reason too.)
 
 # ---------------------------------------------------------------------- objectives
 

@@ -2,8 +2,8 @@
 Owns the decisions local mode, the operator and the controller share; imports kubenas.contract only (no API calls, no torch)."""
 from .outcome import Outcome, experiment_outcome, is_better, target_reached, trials_to_start
 from .ranking import best, best_reward, counts_by_phase, finished_counts, pareto_front, ranked
-from .record import (TrialRecord, acknowledged, candidate, from_row, from_trial_object, row_from_trial_object,
-                     strategy_reward)
+from .record import (TrialRecord, acknowledged, candidate, failure_line, from_row, from_trial_object,
+                     row_from_trial_object, strategy_reward)
 from .times import elapsed_seconds, now_iso, parse_time, seconds_between
 from .twins import answered_by, can_answer, find_twin, twin_key
 
@@ -19,6 +19,7 @@ __all__ = [
     "counts_by_phase",
     "elapsed_seconds",
     "experiment_outcome",
+    "failure_line",
     "find_twin",
     "finished_counts",
     "from_row",

@@ -22,11 +22,11 @@ import statistics
 from dataclasses import dataclass
 from typing import Sequence
 
-from kubenas.contract import FAILED, MAX_TRIALS_REACHED, STOPPED, SUCCEEDED, DEADLINE_EXCEEDED, TOO_MANY_FAILED_TRIALS
+from kubenas.contract import MAX_TRIALS_REACHED, STOPPED, SUCCEEDED, DEADLINE_EXCEEDED
 from kubenas.contract.genotype import genotype_hash
 
-from .outcome import Outcome, experiment_outcome
-from .ranking import failures, ranked
+from .outcome import Outcome, experiment_outcome, failed_outcome
+from .ranking import ranked
 from .record import REEVALUATION_OF, TrialRecord, from_row
 
 
@@ -188,10 +188,9 @@ def outcome(spec: dict, records: Sequence[TrialRecord], elapsed_seconds: float) 
     if not final:
         return experiment_outcome(spec, records, elapsed_seconds)
     budget = spec["budget"]
-    failed = failures(records)
-    if failed > budget["maxFailedTrials"]:
-        return Outcome(FAILED, TOO_MANY_FAILED_TRIALS,
-                       f"{failed} trials failed, more than budget.maxFailedTrials ({budget['maxFailedTrials']})")
+    failed = failed_outcome(spec, records)
+    if failed is not None:
+        return failed
     decided = experiment_outcome(spec, [r for r in records if is_search(spec, r.index) and not r.reevaluation_of],
                                  elapsed_seconds)
     if decided is None or decided.reason != MAX_TRIALS_REACHED:

@@ -46,6 +46,7 @@ class TrialRecord:
     candidate: int | None = None
     rung: int = 0
     reason: str | None = None        # why it failed (the trainer's or the control plane's reason)
+    failure: str = ""                # what a failed trial failed on: its message's last line (failure_line)
     hash: str | None = None          # the candidate's (architecture + hyperparameters): spec.final's distinct top
     reevaluation_of: str | None = None  # spec.final: the search trial this one retrains with another seed
     duplicate_of: str | None = None  # the twin whose result answered this trial (kubenas.experiment.twins)
@@ -101,6 +102,19 @@ def _name(value) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def failure_line(message, limit: int = MAX_SUMMARY) -> str:
+    """The line of a failure message that says what failed: its last non-empty line (a
+    program's traceback ends with the exception; a one-line message is itself), at most
+    ``limit`` characters."""
+    lines = [line.strip() for line in str(message or "").splitlines() if line.strip()]
+    text = lines[-1] if lines else ""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _failure(phase: str, message) -> str:
+    return failure_line(message) if phase == FAILED else ""
+
+
 def _reason(phase: str, reason) -> str | None:
     """A failed trial's reason (what decides whether it counts against maxFailedTrials)."""
     return sys.intern(reason) if phase == FAILED and isinstance(reason, str) else None
@@ -137,7 +151,8 @@ def from_trial_object(trial: dict, *, details: bool = True) -> TrialRecord:
     phase = status.get("phase") or PENDING
     record = TrialRecord(name=trial["metadata"]["name"], index=spec.get("index"), phase=phase,
                          reward=finite_number(status.get("reward")), acknowledged=acknowledged(status),
-                         reason=_reason(phase, status.get("reason")), hash=_hash(spec),
+                         reason=_reason(phase, status.get("reason")), failure=_failure(phase, status.get("message")),
+                         hash=_hash(spec),
                          reevaluation_of=_name(spec.get(REEVALUATION_OF)), duplicate_of=_name(status.get(DUPLICATE_OF)),
                          **_fidelity(spec))
     if not details:
@@ -152,7 +167,8 @@ def from_row(row: dict, metric: str = "accuracy", *, details: bool = True) -> Tr
     phase = row.get("status") or PENDING
     record = TrialRecord(name=row.get("name", ""), index=row.get("index"), phase=phase,
                          reward=finite_number(row.get("reward")), acknowledged=True,
-                         reason=_reason(phase, row.get("reason")), hash=row.get("hash") or _hash(row),
+                         reason=_reason(phase, row.get("reason")), failure=_failure(phase, row.get("message")),
+                         hash=row.get("hash") or _hash(row),
                          reevaluation_of=_name(row.get(REEVALUATION_OF)), duplicate_of=_name(row.get(DUPLICATE_OF)),
                          **_fidelity(row))
     if not details:

@@ -6,6 +6,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 
 from kubenas.contract import FAILED, SUCCEEDED
+from kubenas.experiment import failure_line
 
 
 class RichProgress:
@@ -29,11 +30,15 @@ class RichProgress:
     def trial_finished(self, record: dict, done: int, running: int, failed: int, best: float | None) -> None:
         self.running = running
         reward = record.get("reward")
-        detail = f"reward {reward:.4f}" if reward is not None else f"{record.get('reason')}: {(record.get('message') or '')[:120]}"
+        # A failure shows its message's last line (a program's exception ends its traceback),
+        # cut to the terminal's width rather than at a fixed length.
+        detail = (f"reward {reward:.4f}" if reward is not None
+                  else f"{record.get('reason')}: {failure_line(record.get('message'), limit=1000)}")
         style = {SUCCEEDED: "green", FAILED: "red"}.get(record["status"], "yellow")
         # Text, not markup: a trial's error message is user text ("[/data/x.npz}: not found").
-        self.progress.console.print(Text.assemble((f"{record['status']:<12}", style), f" {record['name']:<32} {detail}"),
-                                    highlight=False)
+        line = Text.assemble((f"{record['status']:<12}", style), f" {record['name']:<32} {detail}")
+        line.truncate(self.console.width, overflow="ellipsis")
+        self.progress.console.print(line, highlight=False, no_wrap=True, overflow="ellipsis")
         self.progress.update(self.task, completed=done, running=running, failed=failed,
                              best="-" if best is None else f"{best:.4f}")
 
