@@ -17,9 +17,6 @@ overwritten: terminal writes are conditional on the resourceVersion just read. S
 ``EarlyStopped`` on the trial, ``epoch()`` asks training to stop. A short JSON result
 also goes to /dev/termination-log, so ``kubectl describe pod`` shows it and the operator
 can name the cause of a failure even when the status could not be written.
-"""
-from __future__ import annotations
-
 
 Transient API errors (connection errors, 429, 5xx) are retried with a bounded backoff
 (``RETRIES`` tries after the first, doubling from ``retry_delay`` up to 15 s, or the
@@ -28,6 +25,9 @@ as final (docs/trainer.md, "Exit codes"): past the retries, the start and per-ep
 writes are skipped (the operator sets Running from the Job; the next write carries the
 history), the result still reaches the trial through the termination message, and a
 trial that could not be read at all exits ``ApiUnavailable`` (75), which the Job retries.
+"""
+from __future__ import annotations
+
 import json
 import logging
 import math
@@ -35,10 +35,10 @@ import os
 import sys
 import tempfile
 import time
+import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
-import traceback
 from kubenas.contract import (API_UNAVAILABLE, EARLY_STOPPED, GROUP, HISTORY_LIMIT, INTERNAL_ERROR, NO_REWARD, RUNNING,
                               SUCCEEDED, TRIAL_PLURAL)
 from kubenas.contract import TRIAL_TERMINAL as TERMINAL
@@ -55,9 +55,6 @@ SA_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 TERMINATION_LOG = "/dev/termination-log"
 REQUEST_TIMEOUT = (10.0, 60.0)  # connect, read seconds
 MAX_MESSAGE = 4000
-
-
-def _now() -> str:
 RETRIES = 6                # tries after the first: 1+2+4+8+15+15 s, about 45 s of an outage
 MAX_RETRY_DELAY = 15.0
 TRANSIENT_STATUSES = (429, 500, 502, 503, 504)
@@ -84,6 +81,9 @@ def _retry_after(err: BaseException) -> float | None:
 def _describe(err: BaseException) -> str:
     status = getattr(err, "status", None)
     return f"{status} {getattr(err, 'reason', '')}".strip() if status else f"{type(err).__name__}: {err}"
+
+
+def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -294,19 +294,6 @@ def main_from_cluster(args=None, *, env=os.environ, api_client=None, termination
         return errors.exit_code(result)
     if reporter.stop_requested:
         return 0
-    reporter.start()
-    if run is None:
-        from .train import run_trial as run  # torch only once there is a trial to run
-    model_dir = env.get("KUBENAS_MODEL_DIR")
-    policy = Policy.from_env(env)
-    if model_dir:
-        model_path = Path(model_dir) / name / "model.pt"
-    elif policy is not None and policy.models != MODELS_NONE:
-        model_path = Path(tempfile.mkdtemp(prefix="kubenas-model-")) / "model.pt"  # /tmp: an emptyDir
-    else:
-        model_path = None
-    if model_path is not None:
-        model_path.parent.mkdir(parents=True, exist_ok=True)
     try:
         result = _run(reporter, trial, env, name, run)
     except Exception as err:  # noqa: BLE001 - a bug of ours: still a result, with where it happened
@@ -328,6 +315,19 @@ def main_from_cluster(args=None, *, env=os.environ, api_client=None, termination
 def _run(reporter: KubernetesReporter, trial: dict, env, name: str, run) -> dict:
     """Report the start, run the trial, publish its outputs (spec.artifacts): its result."""
     namespace = reporter.namespace
+    reporter.start()
+    if run is None:
+        from .train import run_trial as run  # torch only once there is a trial to run
+    model_dir = env.get("KUBENAS_MODEL_DIR")
+    policy = Policy.from_env(env)
+    if model_dir:
+        model_path = Path(model_dir) / name / "model.pt"
+    elif policy is not None and policy.models != MODELS_NONE:
+        model_path = Path(tempfile.mkdtemp(prefix="kubenas-model-")) / "model.pt"  # /tmp: an emptyDir
+    else:
+        model_path = None
+    if model_path is not None:
+        model_path.parent.mkdir(parents=True, exist_ok=True)
     # trial.checkpoint.save: written beside the model, kept by publishing it to spec.artifacts.
     folder = model_path.parent if model_path is not None else Path(tempfile.mkdtemp(prefix="kubenas-checkpoint-"))
     kwargs = {"checkpoint_path": folder / CHECKPOINT_FILE} if (trial.get("checkpoint") or {}).get("save") else {}
