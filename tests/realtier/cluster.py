@@ -97,6 +97,23 @@ class ExternalCluster(_Cluster):
             self.kubectl("-n", OPERATOR_NS, "set", "env", "deployment/kubenas-operator", *env)
 
 
+_GET = """
+import ssl, sys, urllib.error, urllib.request
+url, token = sys.argv[1], sys.argv[2]
+context = ssl.create_default_context()
+context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+request = urllib.request.Request(url, headers={"Authorization": "Bearer " + token} if token else {})
+try:
+    answer = urllib.request.urlopen(request, context=context, timeout=30)
+    code, body = answer.status, answer.read()
+except urllib.error.HTTPError as err:
+    code, body = err.code, err.read()
+except Exception as err:
+    code, body = 0, repr(err).encode()
+sys.stdout.write(str(code) + chr(10) + body.decode(errors="replace"))
+"""
+
+
 class LocalCluster(_Cluster):
     """The real-API-server tier on this machine: control plane + node stand-in."""
 
@@ -164,6 +181,33 @@ class LocalCluster(_Cluster):
         S3 server), from their next start on (the node relays it: node.host_forwards)."""
         with open(self.state / "host-ports", "a") as f:
             f.write(f"{port}\n")
+
+    def pod_request(self, namespace: str, pod: str, url: str, token: str | None = None) -> tuple[int, str]:
+        """GET ``url`` from inside ``pod``'s network namespace, as a peer on the pod network
+        (Prometheus) would, with ``token`` as bearer token; HTTPS certificates are not
+        verified (Prometheus' insecureSkipVerify). (status, body); status 0 when no HTTP
+        answer came (e.g. plain HTTP to a TLS port), with the error as body."""
+        uid = self.get_json("pod", pod, "-n", namespace)["metadata"]["uid"]
+        launch = f"{self.state / 'pods' / uid / 'launch.json'}".encode()
+        pids = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    cmdline = f.read()
+            except OSError:
+                continue
+            if launch in cmdline and b"podinit.py" in cmdline:  # the pod's first process, in its namespaces
+                pids.append(entry)
+        if not pids:
+            raise AssertionError(f"pod {namespace}/{pod} runs no process on the node stand-in")
+        done = subprocess.run(["nsenter", f"--net=/proc/{pids[-1]}/ns/net", sys.executable, "-c", _GET, url,
+                               token or ""], capture_output=True, text=True, timeout=60)
+        if done.returncode != 0:
+            raise AssertionError(f"GET {url} in pod {namespace}/{pod} failed: {done.stderr[-2000:]}")
+        code, _, body = done.stdout.partition("\n")
+        return int(code), body
 
     def logs(self, namespace: str, pod: str) -> str:
         return pod_log(self.state, namespace, pod)
