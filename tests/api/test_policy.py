@@ -112,3 +112,38 @@ def test_the_shipped_lists_of_paths_cover_what_the_operator_mounts():
 def test_an_env_item_ending_in_a_star_is_a_prefix():
     assert env_allowed("KUBENAS_USER_X", ("KUBENAS_USER_*",)) and env_allowed("ANY", ("*",))
     assert not env_allowed("KUBENAS_USERX", ("KUBENAS_USER_*",)) and not env_allowed("TZ2", ("TZ",))
+
+
+# ------------------------------------------------ the requester's rights, without admission
+
+def test_references_list_every_secret_configmap_and_claim_the_pods_would_read():
+    from kubenas.api.policy import references
+
+    refs = references({"trial": {"template": {
+        "volumes": [{"name": "s", "secret": {"secretName": "a"}}, {"name": "c", "configMap": {"name": "b"}},
+                    {"name": "p", "persistentVolumeClaim": {"claimName": "c"}},
+                    {"name": "j", "projected": {"sources": [{"secret": {"name": "d"}}, {"configMap": {"name": "e"}}]}}],
+        "env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "f", "key": "k"}}}],
+        "imagePullSecrets": [{"name": "g"}]}},
+        "artifacts": {"url": "s3://b/p", "credentialsSecret": "h"}})
+    assert [(r.resource, r.name) for r in refs] == [
+        ("secrets", "a"), ("configmaps", "b"), ("persistentvolumeclaims", "c"), ("secrets", "d"), ("configmaps", "e"),
+        ("secrets", "f"), ("secrets", "g"), ("secrets", "h")]
+    assert refs[3].field == "spec.trial.template.volumes[name=j].projected.secret"
+
+
+def test_an_unknown_requester_gets_no_reference_unless_the_admin_allows_it():
+    from kubenas.api.policy import Reference, Requester, reference_issues
+
+    refs = [Reference("spec.trial.template.volumes[name=s].secret", "secrets", "db")]
+    enforcing = Policy.from_data({"operatorEnforcesLists": "true"})
+    (issue,) = reference_issues(refs, None, None, enforcing)
+    assert issue.path == refs[0].field and "cannot tell who created this experiment" in issue.message
+    assert "operatorAllowsUncheckedReferences" in issue.message and "deploy/requester/" in issue.message
+    assert reference_issues(refs, None, None, Policy.from_data({"operatorEnforcesLists": "true",
+                                                                 "operatorAllowsUncheckedReferences": "true"})) == []
+    asked = []
+    (denied,) = reference_issues(refs, Requester("alice", ("team",)), lambda who, ref: asked.append((who, ref)), enforcing)
+    assert asked == [(Requester("alice", ("team",)), refs[0])] and denied.message.startswith("alice may not get Secret db")
+    assert reference_issues(refs, Requester("alice"), lambda who, ref: True, enforcing) == []
+    assert reference_issues(refs, None, None, Policy.default()) == []    # admission judges the requester

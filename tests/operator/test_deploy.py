@@ -64,7 +64,8 @@ def test_admission_policies_read_only_parameters_the_configmap_ships():
         if ref:
             assert (ref["name"], ref["namespace"]) == (params["metadata"]["name"], params["metadata"]["namespace"])
     read = set(re.findall(r"params\.\?data\.\?(\w+)", yaml.safe_dump(policies["kubenas-experiment-spec"], width=10**6)))
-    operator_only = {"operatorEnforcesLists", "maxRunningExperimentsPerNamespace", "maxTrialsInFlightPerNamespace"}
+    operator_only = {"operatorEnforcesLists", "operatorAllowsUncheckedReferences", "maxRunningExperimentsPerNamespace",
+                     "maxTrialsInFlightPerNamespace"}
     assert read and read | operator_only == set(params["data"]), (read, set(params["data"]))
 
 

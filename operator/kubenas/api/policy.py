@@ -65,6 +65,7 @@ DEFAULTS = {
                  "OPENBLAS_NUM_THREADS, CUDA_VISIBLE_DEVICES, CUDA_LAUNCH_BLOCKING, CUBLAS_WORKSPACE_CONFIG, "
                  "PYTORCH_CUDA_ALLOC_CONF, PYTHONHASHSEED, NCCL_DEBUG, TZ"),
     "emptyDirSizeLimit": "100Gi",
+    "operatorAllowsUncheckedReferences": "false",
     # Per-namespace bounds, the operator's alone (kubenas.operator.tenancy): "0" or "" for none.
     "maxRunningExperimentsPerNamespace": "20",
     "maxTrialsInFlightPerNamespace": "100",
@@ -100,6 +101,7 @@ class Policy:
     protected_mount_paths: tuple[str, ...] = ()
     env_names: tuple[str, ...] = ()          # a name, or a prefix ending in *
     empty_dir_size_limit: str = DEFAULTS["emptyDirSizeLimit"]
+    allows_unchecked_references: bool = False  # without a known requester (reference_issues)
     # Per namespace, what runs at once (0: no bound): experiments started and not finished,
     # trials that hold a Job and have not finished (kubenas.operator.tenancy).
     max_running_experiments: int = 0
@@ -123,6 +125,7 @@ class Policy:
             protected_mount_paths=tuple(_folder(p) for p in _items(merged["protectedMountPaths"])),
             env_names=_items(merged["envNames"]),
             empty_dir_size_limit=merged["emptyDirSizeLimit"].strip(),
+            allows_unchecked_references=merged["operatorAllowsUncheckedReferences"].strip().lower() == "true",
             max_running_experiments=_bound(merged, "maxRunningExperimentsPerNamespace"),
             max_trials_in_flight=_bound(merged, "maxTrialsInFlightPerNamespace"),
         )
@@ -373,3 +376,89 @@ def user_code_fields(spec: dict) -> list[str]:
               ("spec.trial.model.builder", (trial.get("model") or {}).get("builder")),
               ("spec.trial.dataset.loader", (trial.get("dataset") or {}).get("loader"))]
     return [path for path, value in fields if value]
+
+
+# ------------------------------------------------ the requester, without admission policies
+
+# Who created an experiment, stamped by the MutatingAdmissionPolicy of deploy/requester/
+# (Kubernetes 1.36+) from the API server's own request.userInfo, and put back as it was on
+# every update; the operator believes it only on experiments created after that policy's
+# binding existed (REQUESTER_POLICY), with a margin for the API server to load it.
+CREATED_BY = "kubenas.io/created-by"
+CREATED_BY_GROUPS = "kubenas.io/created-by-groups"  # one group per line
+REQUESTER_POLICY = "kubenas-created-by"
+REQUESTER_POLICY_MARGIN_SECONDS = 10
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A namespaced object the trial pods would read: resource is the API plural."""
+    field: str
+    resource: str  # secrets, configmaps, persistentvolumeclaims
+    name: str
+
+
+@dataclass(frozen=True)
+class Requester:
+    user: str
+    groups: tuple[str, ...] = ()
+
+
+def references(spec: dict) -> list[Reference]:
+    """Every Secret, ConfigMap and PersistentVolumeClaim the trial pods of ``spec`` would
+    read (the same list the admission policy checks the requester's get right on)."""
+    base = "spec.trial.template"
+    template = ((spec.get("trial") or {}).get("template") or {})
+    found: list[Reference] = []
+    for volume in template.get("volumes") or []:
+        if not isinstance(volume, dict):
+            continue
+        field = f"{base}.volumes[name={volume.get('name')}]"
+        for key, resource, name_key in (("secret", "secrets", "secretName"), ("configMap", "configmaps", "name"),
+                                        ("persistentVolumeClaim", "persistentvolumeclaims", "claimName")):
+            if isinstance(volume.get(key), dict):
+                found.append(Reference(f"{field}.{key}", resource, str(volume[key].get(name_key) or "")))
+        for source in ((volume.get("projected") or {}).get("sources") or []) if isinstance(volume.get("projected"),
+                                                                                         dict) else []:
+            for key, resource in (("secret", "secrets"), ("configMap", "configmaps")):
+                if isinstance((source or {}).get(key), dict):
+                    found.append(Reference(f"{field}.projected.{key}", resource, str(source[key].get("name") or "")))
+    for item in template.get("env") or []:
+        value_from = (item or {}).get("valueFrom") if isinstance(item, dict) else None
+        for key, resource in (("secretKeyRef", "secrets"), ("configMapKeyRef", "configmaps")):
+            if isinstance((value_from or {}).get(key), dict):
+                found.append(Reference(f"{base}.env[name={item.get('name')}].valueFrom.{key}", resource,
+                                       str(value_from[key].get("name") or "")))
+    for secret in template.get("imagePullSecrets") or []:
+        found.append(Reference(f"{base}.imagePullSecrets[name={(secret or {}).get('name')}]", "secrets",
+                               str((secret or {}).get("name") or "")))
+    artifacts = spec.get("artifacts") or {}
+    if isinstance(artifacts.get("persistentVolumeClaim"), dict):
+        found.append(Reference("spec.artifacts.persistentVolumeClaim.claimName", "persistentvolumeclaims",
+                               str(artifacts["persistentVolumeClaim"].get("claimName") or "")))
+    if artifacts.get("credentialsSecret"):
+        found.append(Reference("spec.artifacts.credentialsSecret", "secrets", str(artifacts["credentialsSecret"])))
+    return found
+
+
+def reference_issues(refs: list[Reference], requester: Requester | None, may_get, policy: Policy) -> list[Issue]:
+    """The operator's own check of the requester's right to what the trial pods would
+    read, on a cluster without the admission policies (``operatorEnforcesLists``):
+    ``may_get(requester, reference)`` asks the API server (a SubjectAccessReview). An
+    unknown requester gets no reference unless ``operatorAllowsUncheckedReferences``."""
+    if not refs or not policy.enforces_lists:
+        return []
+    if requester is None:
+        if policy.allows_unchecked_references:
+            return []
+        return [Issue(r.field, f"the trial pods would read {_KINDS[r.resource]} {r.name}, and the operator cannot tell "
+                               "who created this experiment to check their right to get it (no admission policy records "
+                               "the requester: install deploy/requester/ on Kubernetes 1.36+, or a cluster admin sets "
+                               f"operatorAllowsUncheckedReferences in {WHERE}): remove it")
+                for r in refs]
+    return [Issue(r.field, f"{requester.user} may not get {_KINDS[r.resource]} {r.name} in this namespace, so the trial "
+                           "pods may not read it on their behalf: ask a namespace admin for get on it, or remove it")
+            for r in refs if not may_get(requester, r)]
+
+
+_KINDS = {"secrets": "Secret", "configmaps": "ConfigMap", "persistentvolumeclaims": "PersistentVolumeClaim"}

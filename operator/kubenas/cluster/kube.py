@@ -236,6 +236,20 @@ class Kube:
             _preload_content=False, _request_timeout=REQUEST_TIMEOUT)
         return json.loads(answer.data).get("items") or []
 
+    def may(self, user: str, groups: tuple[str, ...], verb: str, resource: str, namespace: str, name: str) -> bool:
+        """Whether ``user`` (in ``groups``) may ``verb`` that core object: the API
+        server's own authorizer, through a SubjectAccessReview."""
+        review = k8s.AuthorizationV1Api(self.api).create_subject_access_review({
+            "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+            "spec": {"user": user, "groups": list(groups), "resourceAttributes": {
+                "group": "", "resource": resource, "verb": verb, "namespace": namespace, "name": name}}},
+            _request_timeout=REQUEST_TIMEOUT)
+        return bool(review.status and review.status.allowed)
+
+    def get_cluster_object(self, group: str, plural: str, name: str) -> dict | None:
+        """A cluster-scoped object of ``group``/v1 by name, None if absent."""
+        return _or_none(self.custom.get_cluster_custom_object, group, "v1", plural, name)
+
     def list_pods(self, namespace: str, label_selector: str) -> list[dict]:
         answer = self.core.list_namespaced_pod(namespace, label_selector=label_selector, _preload_content=False,
                                                _request_timeout=REQUEST_TIMEOUT)

@@ -14,11 +14,13 @@ import threading
 import time
 import zlib
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from kubernetes.client.exceptions import ApiException
 
-from kubenas.api.policy import POLICY_NAME, Policy, policy_issues
+from kubenas.api.policy import (CREATED_BY, CREATED_BY_GROUPS, POLICY_NAME, REQUESTER_POLICY,
+                                REQUESTER_POLICY_MARGIN_SECONDS, Policy, Requester, policy_issues, reference_issues,
+                                references)
 from kubenas.api.validation import validate_experiment, with_defaults
 from kubenas.cluster.kube import Kube, post_event
 from kubenas.cluster.objects import (FOREIGN, OURS, STALE, accepted_spec, accepted_spec_text, events_about,
@@ -44,7 +46,7 @@ from kubenas.contract import TRIAL_ACTIVE as ACTIVE
 from kubenas.contract import TRIAL_TERMINAL as TERMINAL
 from kubenas.early_stopping import median_stop
 from kubenas.experiment import (Outcome, TrialRecord, acknowledged, elapsed_seconds, find_twin, from_trial_object,
-                                now_iso)
+                                now_iso, parse_time)
 from kubenas.experiment import final as final_phase
 
 from . import metrics
@@ -193,7 +195,8 @@ class Reconciler:
         if accepted is None:
             issues, reason = validate_experiment(_clean_experiment(exp)), INVALID_SPEC
             if not issues:
-                issues, reason = policy_issues(exp["spec"], self.policy()), POLICY_DENIED
+                policy = self.policy()
+                issues, reason = policy_issues(exp["spec"], policy) + self._reference_issues(exp, policy), POLICY_DENIED
             if issues:
                 self._refuse(exp, status, conditions, reason, "; ".join(str(issue) for issue in issues[:8]), now)
                 return
@@ -286,6 +289,40 @@ class Reconciler:
             log.warning("ConfigMap %s/%s not found or not readable: using the shipped tenancy policy",
                         self.settings.policy_namespace, POLICY_NAME)
         return Policy.from_data((configmap or {}).get("data"))
+
+    def _reference_issues(self, exp: dict, policy: Policy) -> list:
+        """Without the admission policies (operatorEnforcesLists): may whoever created
+        ``exp`` get each Secret, ConfigMap and PVC its trial pods would read?"""
+        refs = references(exp["spec"])
+        if not refs or not policy.enforces_lists:
+            return []
+        namespace = exp["metadata"]["namespace"]
+        return reference_issues(refs, self._requester(exp), lambda who, ref: self.kube.may(
+            who.user, who.groups, "get", ref.resource, namespace, ref.name), policy)
+
+    def _requester(self, exp: dict) -> Requester | None:
+        """Who created ``exp``, as deploy/requester/'s policy stamped it; None unless that
+        policy and its binding were there (by a margin) before ``exp`` was created."""
+        meta = exp["metadata"]
+        user = (meta.get("annotations") or {}).get(CREATED_BY)
+        if not user:
+            return None
+        since = []
+        for plural in ("mutatingadmissionpolicies", "mutatingadmissionpolicybindings"):
+            try:
+                found = self.kube.get_cluster_object("admissionregistration.k8s.io", plural, REQUESTER_POLICY)
+            except ApiException as err:
+                if err.status != 403:
+                    raise
+                found = None
+            if found is None or (plural.endswith("bindings") and (found.get("spec") or {}).get("policyName")
+                                 != REQUESTER_POLICY):
+                return None
+            since.append(parse_time(found["metadata"]["creationTimestamp"]))
+        if parse_time(meta["creationTimestamp"]) < max(since) + timedelta(seconds=REQUESTER_POLICY_MARGIN_SECONDS):
+            return None
+        groups = (meta.get("annotations") or {}).get(CREATED_BY_GROUPS) or ""
+        return Requester(user, tuple(g for g in groups.split("\n") if g))
 
     def _ensure_controller(self, exp: dict, accepted: dict, now: str) -> str | None:
         """Create the experiment's controller Deployment, or find it there. None when it
