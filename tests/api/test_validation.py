@@ -166,6 +166,29 @@ def test_cli_validate_accepts_an_example(capsys):
     assert "ok" in capsys.readouterr().err
 
 
+def test_cli_validate_checks_the_dataset_layout_where_the_files_are(tmp_path, capsys):
+    """An audio-folder with train/ and no test/ used to pass validate and then fail every
+    trial with DataError; where the folder is on this machine validate says so first."""
+    experiment = yaml.safe_load((ROOT / "deploy/examples/words-kws-temporal.yaml").read_text())
+    root = tmp_path / "words"
+    for word in ("yes", "no"):
+        (root / "train" / word).mkdir(parents=True)
+    experiment["spec"]["trial"]["dataset"].update(name="audio-folder", path=str(root))
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(experiment))
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "spec.trial.dataset.path" in err and f"{root} has train/ but no test/ folder" in err
+    assert "testing_list.txt" in err and "every trial would fail with DataError" in err
+    (root / "test" / "yes").mkdir(parents=True)
+    assert main(["validate", str(path)]) == 0
+    # A path on a cluster's volume is not here: not checked, and said so.
+    experiment["spec"]["trial"]["dataset"]["path"] = str(tmp_path / "on-the-cluster")
+    path.write_text(yaml.safe_dump(experiment))
+    assert main(["validate", str(path)]) == 0
+    assert "is not on this machine" in capsys.readouterr().err
+
+
 def _crd_trial_properties(kind_file: str, *path: str) -> set:
     crd = yaml.safe_load((ROOT / "crds" / kind_file).read_text())
     node = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]

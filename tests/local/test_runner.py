@@ -1,5 +1,6 @@
 """`kubenas run`: the local runner end to end, with real trainer processes."""
 import json
+import re
 import signal
 
 import pytest
@@ -66,18 +67,43 @@ def test_invalid_file_is_refused_before_anything_runs(tmp_path, tiny, capsys):
     assert not run_dir.exists()
 
 
-def test_failing_trials_fail_the_experiment(tmp_path, tiny):
-    # A dataset file that does not exist: every trial fails with DataError, and the
+def test_failing_trials_fail_the_experiment_and_say_why(tmp_path, tiny, capsys):
+    # A dataset file that the trainer cannot use: every trial fails with DataError, and the
     # experiment stops once more than maxFailedTrials (1) have failed.
-    tiny["spec"]["trial"]["dataset"] = {"name": "npz", "path": str(tmp_path / "missing.npz")}
+    import numpy as np
+
+    np.savez(tmp_path / "broken.npz", x_train=np.zeros((4, 8, 8)))
+    tiny["spec"]["trial"]["dataset"] = {"name": "npz", "path": str(tmp_path / "broken.npz")}
     run_dir = tmp_path / "run"
-    assert main(["run", str(write(tmp_path, tiny)), "--run-dir", str(run_dir), "--no-progress"]) == 1
+    path = write(tmp_path, tiny)
+    assert main(["run", str(path), "--run-dir", str(run_dir), "--no-progress"]) == 1
     records = finished_lines(run_dir)
     assert len(records) == 2
     assert {r["status"] for r in records} == {"Failed"}
     assert {r["reason"] for r in records} == {"DataError"}
     state = json.loads((run_dir / "state.json").read_text())
     assert (state["phase"], state["reason"]) == ("Failed", "TooManyFailedTrials")
+    # Without the progress display (which prints each failure) the summary still says why.
+    out = capsys.readouterr().out
+    assert re.search(r"cause: 2 of 2 failed trials \(tiny-[01] the last\): DataError: npz: .*broken.npz lacks the "
+                     r"array\(s\) y_train, x_test, y_test", out), out
+    assert "no trial ran" not in out
+    # Rerunning after fixing the data replays the finished run: the summary says how to run again.
+    np.savez(tmp_path / "broken.npz", **{k: np.zeros((4, 1, 8, 8)) if k.startswith("x") else np.arange(4) % 2
+                                         for k in ("x_train", "y_train", "x_test", "y_test")})
+    assert main(["run", str(path), "--run-dir", str(run_dir), "--no-progress"]) == 1
+    out = capsys.readouterr().out
+    assert f"no trial ran: {run_dir} holds this experiment's finished run" in out
+    assert "pass another --run-dir" in out and len(finished_lines(run_dir)) == 2
+
+
+def test_a_dataset_path_missing_here_is_refused_before_any_trial(tmp_path, tiny, capsys):
+    tiny["spec"]["trial"]["dataset"] = {"name": "npz", "path": str(tmp_path / "missing.npz")}
+    run_dir = tmp_path / "run"
+    assert main(["run", str(write(tmp_path, tiny)), "--run-dir", str(run_dir), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "spec.trial.dataset.path" in err and "missing.npz does not exist" in err
+    assert not run_dir.exists()
 
 
 def test_duplicates_are_not_retrained(tmp_path, tiny):

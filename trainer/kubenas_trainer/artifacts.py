@@ -167,7 +167,8 @@ def publish(policy: Policy, trial: str, goal: str, result: dict, model_file=None
             fs.put_file(path, art.join(trial_dir, name))
     if result.get("checkpoint"):  # kept whatever the model policy: a later trial may resume from it
         fs.put_file(result["checkpoint"], art.join(trial_dir, art.CHECKPOINT_FILE))
-    summary = {k: result.get(k) for k in ("status", "reward", "reason", "message", "metrics", "device")}
+    summary = {k: result.get(k) for k in ("status", "reward", "reason", "message", "metrics", "device", "split")
+               if k != "split" or result.get(k)}
     summary["name"] = trial
     fs.pipe_file(art.join(trial_dir, art.RESULT_FILE), _json(summary).encode())
     for other in drop:

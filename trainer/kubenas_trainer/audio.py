@@ -31,11 +31,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from kubenas.contract.datasets import SPEECH_COMMANDS_TEST_LIST, layout_problem
+
 from .data import Raw, _require_path, npz_side_arrays
 from .errors import DataError, InvalidTrial
 
 AUDIO_EXTENSIONS = (".wav",)
-SPEECH_COMMANDS_TEST_LIST = "testing_list.txt"
 NOISE_FOLDER = "_background_noise_"
 SPEAKER_SEPARATOR = "_nohash_"
 LAYOUTS = ("image", "temporal")
@@ -356,17 +357,15 @@ def read_audio_folder(spec: dict) -> Raw:
     one, else the part of its name before ``_nohash_`` (the Speech Commands speaker id).
     An example's name (what ``validation.files`` lists) is ``<class>/<path below it>``."""
     root = _require_path(spec)
+    problem = layout_problem("audio-folder", root)  # what `kubenas validate` says too
+    if problem:
+        raise DataError(f"audio-folder: {problem}")
     if (root / "train").is_dir():
         train_root, test_root, test_list = root / "train", root / "test", None
-        if not test_root.is_dir():
-            raise DataError(f"audio-folder: {test_root} is not a directory (expected train/<class>/*.wav and "
-                            "test/<class>/*.wav, or the Speech Commands layout with testing_list.txt)")
-    elif (root / SPEECH_COMMANDS_TEST_LIST).is_file():
+    else:
         train_root = test_root = root
         test_list = {line.strip() for line in (root / SPEECH_COMMANDS_TEST_LIST).read_text().splitlines()
                      if line.strip()}
-    else:
-        raise DataError(f"audio-folder: {root} has neither train/ and test/ folders nor {SPEECH_COMMANDS_TEST_LIST}")
     classes = sorted(p.name for p in train_root.iterdir()
                      if p.is_dir() and p.name not in ("train", "test", NOISE_FOLDER) and not p.name.startswith("."))
     if len(classes) < 2:

@@ -33,6 +33,7 @@ import torch
 from .errors import DataError, InvalidTrial
 from .splits import check_groups_file, check_validation, groups_from_file, split_train_validation, stratified_split
 
+from kubenas.contract.datasets import layout_problem
 from kubenas.contract.tasks import COMMON_DATASET_FIELDS as COMMON_FIELDS
 from kubenas.contract.tasks import TASK_DATASET_FIELDS, TASK_DATASETS
 
@@ -341,10 +342,9 @@ def _read_image_folder(spec: dict):
     root = _require_path(spec)
     size = spec.get("imageSize")
     train_dir, test_dir = root / "train", root / "test"
-    for d in (train_dir, test_dir):
-        if not d.is_dir():
-            raise DataError(f"image-folder: {d} is not a directory (expected train/<class>/*.png and "
-                            "test/<class>/*.png)")
+    problem = layout_problem("image-folder", root)  # what `kubenas validate` says too
+    if problem:
+        raise DataError(f"image-folder: {problem}")
     classes = sorted(p.name for p in train_dir.iterdir() if p.is_dir())
     if len(classes) < 2:
         raise DataError(f"image-folder: {train_dir} must hold one directory per class (found {len(classes)})")

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from kubenas.contract import SUCCEEDED
+from kubenas.contract import FAILED, SUCCEEDED, TOO_MANY_FAILED_TRIALS
 
 EXIT_INVALID = 2
 EXIT_FAILED = 1
@@ -57,9 +57,47 @@ def cmd_validate(args) -> int:
         except ExperimentInvalid as err:
             _print_issues(console, path, err.issues)
             status = EXIT_INVALID
-        else:
-            _say(console, "ok", "green", f"{path} ({obj['metadata']['name']})")
+            continue
+        issues = dataset_issues(obj, here=False)
+        if issues:
+            _print_issues(console, path, issues)
+            status = EXIT_INVALID
+            continue
+        _say(console, "ok", "green", f"{path} ({obj['metadata']['name']})")
+        dataset = obj["spec"]["trial"].get("dataset") or {}
+        if _reads_dataset_files(obj) and not Path(str(dataset["path"])).expanduser().exists():
+            _say(console, "note", "yellow", f"spec.trial.dataset.path {dataset['path']} is not on this machine: "
+                 "its files are checked when a trial reads them")
     return status
+
+
+def _reads_dataset_files(experiment: dict) -> bool:
+    """Whether the trials read ``dataset.path`` with a built-in reader (not a user's
+    ``trial.command`` or ``dataset.loader``)."""
+    trial = experiment["spec"].get("trial") or {}
+    dataset = trial.get("dataset") or {}
+    return not trial.get("command") and not dataset.get("loader") and bool(dataset.get("name")) \
+        and bool(dataset.get("path"))
+
+
+def dataset_issues(experiment: dict, *, here: bool) -> list:
+    """The dataset's files on this machine against the layout its reader expects
+    (kubenas.contract.datasets): an issue on ``spec.trial.dataset.path``, else none.
+    ``here``: the trials run on this machine (``kubenas run``), so a missing path is an
+    error too; else (``kubenas validate``, maybe for a cluster) only files present here
+    are checked. A relative path is taken from the current directory, as the trials do."""
+    from kubenas.api.validation import Issue
+    from kubenas.contract.datasets import layout_problem
+
+    if not _reads_dataset_files(experiment):
+        return []
+    dataset = experiment["spec"]["trial"]["dataset"]
+    if not here and not Path(str(dataset["path"])).expanduser().exists():
+        return []
+    problem = layout_problem(dataset["name"], str(dataset["path"]))
+    if problem is None:
+        return []
+    return [Issue("spec.trial.dataset.path", f"{problem}; every trial would fail with DataError")]
 
 
 def cmd_run(args) -> int:
@@ -72,6 +110,10 @@ def cmd_run(args) -> int:
         experiment = load_experiment_file(args.file)
     except ExperimentInvalid as err:
         _print_issues(console, args.file, err.issues)
+        return EXIT_INVALID
+    issues = dataset_issues(experiment, here=True)
+    if issues:
+        _print_issues(console, args.file, issues)
         return EXIT_INVALID
     run_dir = args.run_dir or f"runs/{experiment['metadata']['name']}"
     problem = run_dir_problem(run_dir)
@@ -180,6 +222,14 @@ def _print_summary(console: Console, summary, runner, run_dir: str) -> None:
     colour = "green" if summary.phase == SUCCEEDED else "red"
     console.print(Text.assemble((str(summary.phase), colour), f" ({summary.reason}): {summary.message}; {counts}"),
                   highlight=False)
+    cause = failure_cause(summary.records) if summary.reason == TOO_MANY_FAILED_TRIALS else None
+    if cause:
+        console.print(Text.assemble(("cause", "red"), ": ", cause), highlight=False)
+    if summary.trials_run == 0 and summary.records:
+        console.print(Text.assemble(("note", "yellow"), ": ", (
+            f"no trial ran: {run_dir} holds this experiment's finished run, shown above (a rerun resumes it). "
+            f"To run it again, e.g. after fixing the data, pass another --run-dir or delete {run_dir}")),
+            highlight=False)
     if summary.best:
         final = summary.best.get("final")  # spec.final: the best mean over seeds
         reward = (f"mean reward {final['mean']:.4f} ± {final['std']:.4f} over {final['n']} seeds" if final
@@ -188,6 +238,22 @@ def _print_summary(console: Console, summary, runner, run_dir: str) -> None:
                            f"results in {run_dir}/ (trials.jsonl, best.json, best_model.pt, progress.png"
                            f"{', pareto.json, pareto.png' if pareto else ''}{', final.json' if final else ''})"),
                       highlight=False)
+
+
+def failure_cause(records: list[dict]) -> str | None:
+    """Why the trials failed, for a run that ended with too many failures: the commonest
+    (reason, message) of the failed trials, with how many share it and the last trial's name."""
+    from collections import Counter
+
+    failed = [r for r in records if r.get("status") == FAILED]
+    if not failed:
+        return None
+    counts = Counter((r.get("reason") or "Failed", (r.get("message") or "").strip()) for r in failed)
+    (reason, message), n = counts.most_common(1)[0]
+    last = next(r["name"] for r in reversed(failed) if (r.get("reason") or "Failed", (r.get("message") or "").strip())
+                == (reason, message))
+    share = f"{n} of {len(failed)} failed trials" if len(failed) > 1 else "the failed trial"
+    return f"{share} ({last} the last): {reason}: {message or '(no message)'}"
 
 
 def cmd_controller(args) -> int:

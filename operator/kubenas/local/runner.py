@@ -56,6 +56,7 @@ class RunSummary:
     counts: dict
     best: dict | None
     records: list = field(default_factory=list)
+    trials_run: int = 0  # trials finished by this call of run(); 0: the run directory's run had ended already
 
 
 class NullProgress:
@@ -144,6 +145,7 @@ class LocalRunner:
         self.run_dir.bind(self.experiment)
         strategy, proposed, records = self._restore()
         self.trial_records = [from_row(r, details=False) for r in records]
+        finished_before = len(records)
         state = self.run_dir.load_state()
         started = state.get("startTime") or _now()
         self.run_dir.save_state({**state, "phase": RUNNING, "startTime": started, "reason": "", "message": ""})
@@ -215,7 +217,9 @@ class LocalRunner:
             raise
         self._stop_all(STOPPED_BY_RUNNER)
         self.progress.stop()
-        return self._conclude(outcome, records, started)
+        summary = self._conclude(outcome, records, started)
+        summary.trials_run = len(records) - finished_before
+        return summary
 
     @staticmethod
     def _remember(hashes: dict, record: dict) -> None:
@@ -373,6 +377,7 @@ def _record(trial: dict, proc: TrialProcess, experiment: str) -> dict:
         "message": result.get("message") or "",
         "metrics": result.get("metrics") or {},
         "history": result.get("history") or [],
+        **({"split": result["split"]} if result.get("split") else {}),  # the validation split the trainer used
         "exitCode": result.get("exitCode"),
         **({final_phase.REEVALUATION_OF: trial[final_phase.REEVALUATION_OF], "seed": trial["training"]["seed"]}
            if trial.get(final_phase.REEVALUATION_OF) else {}),
@@ -385,6 +390,7 @@ def _record(trial: dict, proc: TrialProcess, experiment: str) -> dict:
 def _duplicate_record(trial: dict, twin: dict, experiment: str) -> dict:
     now = _now()
     return {**{k: twin[k] for k in ("status", "reward", "metrics", "history", "hash")},
+            **({"split": twin["split"]} if twin.get("split") else {}),
             "name": trial_name(experiment, trial["index"]), "index": trial["index"],
             "architecture": trial["architecture"], "hyperparameters": trial.get("hyperparameters") or {},
             **answered_by(twin["name"]), "exitCode": None, "startTime": now, "completionTime": now,
