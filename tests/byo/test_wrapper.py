@@ -73,6 +73,21 @@ def test_report_module_and_result_file(tmp_path):
     assert [h["epoch"] for h in result["history"]] == [1, 2]
 
 
+def test_the_wrapper_measures_the_programs_seconds_unless_it_reports_them(tmp_path):
+    """The leaderboard's "train s" is metrics.wallSeconds: a program that reports only its
+    objective and testAccuracy still fills both columns (docs/byo.md)."""
+    started = time.monotonic()
+    result = run("import time; time.sleep(0.3); print('kubenas: final accuracy=0.9 testAccuracy=0.8')", tmp_path)
+    took = time.monotonic() - started
+    assert result["status"] == SUCCEEDED, result
+    assert result["metrics"]["testAccuracy"] == 0.8
+    assert 0.3 <= result["metrics"]["wallSeconds"] <= took
+    failed = run("import sys; sys.exit(6)", tmp_path)
+    assert failed["status"] == "Failed" and failed["metrics"]["wallSeconds"] > 0
+    own = run("print('kubenas: final accuracy=0.9 wallSeconds=12.5')", tmp_path)
+    assert own["metrics"]["wallSeconds"] == 12.5
+
+
 def test_substituted_command(tmp_path):
     result = run_command([sys.executable, "-c", "import sys; print('kubenas: final accuracy=' + sys.argv[1])",
                           "${learningRate}"], TRIAL, on_epoch=None, workdir=tmp_path)

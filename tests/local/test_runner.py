@@ -21,6 +21,7 @@ def test_run_leaves_the_contract_files(tmp_path, tiny, capsys):
         assert CONTRACT_FIELDS <= set(record)
         assert record["status"] == "Succeeded", record
         assert 0 < record["reward"] <= 1
+        assert record["split"]["validation"] == "random"  # digits has no groups (docs/tasks.md)
     best = json.loads((run_dir / "best.json").read_text())
     assert best["reward"] == max(r["reward"] for r in records)
     assert CONTRACT_FIELDS <= set(best)

@@ -171,6 +171,7 @@ def test_an_audio_trial_exports_a_model_that_takes_a_waveform(tmp_path, words, l
     assert meta["task"] == "audio-classification" and meta["sampleRate"] == 8000
     assert "waveform" in meta["input"] and meta["classes"] == ["ia", "ue", "au", "ei"]
     assert meta["split"]["validation"] == "group"
+    assert result["split"] == meta["split"] and result["split"]["sharedGroups"] == 0  # the result says it too
 
 
 def test_audio_augmentation_trains_when_switched_on(words):

@@ -449,8 +449,8 @@ def _run(trial, on_epoch, model_path, weights_path, checkpoint_path, clock: _Clo
     if status != errors.SUCCEEDED:
         notes.append(f"stopped early after epoch {last['epoch']} of {t['epochs']}")
     metrics["wallSeconds"] = round(time.monotonic() - clock.start, 3)
-    result = _result(status, reward=reward, message="; ".join(notes), metrics=metrics, history=history,
-                     device=state["device"])
+    result = {**_result(status, reward=reward, message="; ".join(notes), metrics=metrics, history=history,
+                        device=state["device"]), "split": data.info}
     return {**result, "checkpoint": saved_to} if saved_to else result
 
 
