@@ -96,9 +96,10 @@ def test_artifacts_on_a_volume_and_kubenas_model(local_only, installed, namespac
     apply(installed, namespace, body)
     exp = finish(installed, namespace, "e2e-pvc")
     best = exp["status"]["bestTrial"]
-    assert best["model"] == f"pvc://results/nas/e2e-pvc/{best['name']}/model.pt", best
+    own = f"e2e-pvc_{exp['metadata']['uid']}"  # the experiment's folder: its name and uid
+    assert best["model"] == f"pvc://results/nas/{own}/{best['name']}/model.pt", best
     for trial in ("e2e-pvc-0", "e2e-pvc-1"):  # every succeeded trial: result, history and model
-        saved = folder / "nas" / "e2e-pvc" / trial
+        saved = folder / "nas" / own / trial
         result = json.loads((saved / "result.json").read_text())
         assert result["status"] == "Succeeded" and result["reward"] > 0, result
         assert len((saved / "history.jsonl").read_text().splitlines()) == 4
@@ -151,14 +152,15 @@ def test_artifacts_in_an_object_store_keep_the_top_model(installed, namespace, s
     apply(installed, namespace, body)
     exp = finish(installed, namespace, "e2e-s3")
     best = exp["status"]["bestTrial"]
-    assert best["model"] == f"s3://{BUCKET}/runs/e2e-s3/{best['name']}/model.pt", best
-    results = sorted(fs.glob(f"{BUCKET}/runs/e2e-s3/*/result.json"))
+    own = f"{BUCKET}/runs/e2e-s3_{exp['metadata']['uid']}"  # the experiment's folder: its name and uid
+    assert best["model"] == f"s3://{own}/{best['name']}/model.pt", best
+    results = sorted(fs.glob(f"{own}/*/result.json"))
     assert len(results) == 2, results
-    models = sorted(fs.glob(f"{BUCKET}/runs/e2e-s3/*/model.pt"))
+    models = sorted(fs.glob(f"{own}/*/model.pt"))
     # topK 1: only the best trial's model remains (two trials may finish at the same
     # moment and both keep theirs until a later one decides; here the operator's best
     # must be among them and at most two are left).
-    assert f"{BUCKET}/runs/e2e-s3/{best['name']}/model.pt" in models and len(models) <= 2, models
+    assert f"{own}/{best['name']}/model.pt" in models and len(models) <= 2, models
     out = tmp_path / "best.pt"
     assert kubenas(["model", "e2e-s3", "-n", namespace, "--kubeconfig", installed.kubeconfig, "-o", str(out)]) == 0
     assert predicts_digits(out) >= best["reward"] - 0.05  # the best trial's model, as measured

@@ -42,10 +42,11 @@ def test_asha_promotions_continue_from_checkpoints_on_the_volume(local_only, ins
     assert status["metrics"]["resumedFromEpoch"] == 1, status["metrics"]  # continued, not retrained
     assert len(status["history"]) == 3
     assert status["history"][0] == first[best]["status"]["history"][0]
+    own = folder / f"e2e-asha_{exp['metadata']['uid']}"  # the experiment's folder: its name and uid
     for c, t in first.items():  # every rung-0 trial left its checkpoint on the volume
         assert t["spec"]["checkpoint"]["save"] is True
-        assert (folder / "e2e-asha" / t["metadata"]["name"] / "checkpoint.pt").stat().st_size > 0
-    result = json.loads((folder / "e2e-asha" / promoted["metadata"]["name"] / "result.json").read_text())
+        assert (own / t["metadata"]["name"] / "checkpoint.pt").stat().st_size > 0
+    result = json.loads((own / promoted["metadata"]["name"] / "result.json").read_text())
     assert result["metrics"]["resumedFromEpoch"] == 1
 
 

@@ -38,6 +38,7 @@ async def test_asha_promotes_through_nastrials_and_ends_when_nothing_is_promotab
         await wait_for(lambda: ((cluster.experiment("asha") or {}).get("status") or {}).get("phase") == "Succeeded",
                        90, "Succeeded")
         status = cluster.experiment("asha")["status"]
+        status_uid = cluster.experiment("asha")["metadata"]["uid"]  # the experiment's folder: asha_<uid>
         complete = [c for c in status["conditions"] if c["type"] == "Complete"][0]
         assert complete["reason"] == "MaxTrialsReached"
         assert "9 candidates (budget.maxTrials) by successive halving" in complete["message"]
@@ -60,7 +61,7 @@ async def test_asha_promotes_through_nastrials_and_ends_when_nothing_is_promotab
                 assert spec["architecture"] == below["spec"]["architecture"]
                 assert spec["hyperparameters"] == below["spec"]["hyperparameters"]
                 assert spec["checkpoint"]["resumeFrom"] == \
-                    f"s3://models/nas/asha/{below['metadata']['name']}/checkpoint.pt"
+                    f"s3://models/nas/asha_{status_uid}/{below['metadata']['name']}/checkpoint.pt"
         assert sorted(by_rung[0]) == list(range(9))
         # At least the top third of each rung went on; the best of each rung among them.
         assert len(by_rung[1]) >= 3 and len(by_rung[2]) >= 1

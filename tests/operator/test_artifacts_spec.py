@@ -71,13 +71,13 @@ def test_a_claim_is_mounted_at_the_experiments_folder_only(trial, spec):
     job = job_for_trial(trial, spec)
     k8s.V1Job.from_dict(job)
     pod = job["spec"]["template"]["spec"]
-    experiment = trial["spec"]["experiment"]
+    folder = f"{trial['spec']['experiment']}_{trial['metadata']['ownerReferences'][0]['uid']}"
     assert {"name": art.VOLUME_NAME, "persistentVolumeClaim": {"claimName": "results"}} in pod["volumes"]
     (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == art.VOLUME_NAME]
-    assert mount == {"name": art.VOLUME_NAME, "mountPath": art.MOUNT_PATH, "subPath": f"nas/{experiment}"}
+    assert mount == {"name": art.VOLUME_NAME, "mountPath": art.MOUNT_PATH, "subPath": f"nas/{folder}"}
     env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
     assert env[art.ENV_ROOT] == art.MOUNT_PATH
-    assert env[art.ENV_LOCATION] == f"pvc://results/nas/{experiment}"
+    assert env[art.ENV_LOCATION] == f"pvc://results/nas/{folder}"
     assert env[art.ENV_MODELS] == "all"
 
 
@@ -91,8 +91,8 @@ def test_object_store_credentials_are_secret_refs_the_template_cannot_replace(tr
     pod = job["spec"]["template"]["spec"]
     assert not any(v["name"] == art.VOLUME_NAME for v in pod["volumes"])
     env = {e["name"]: e for e in pod["containers"][0]["env"]}
-    experiment = trial["spec"]["experiment"]
-    assert env[art.ENV_ROOT]["value"] == env[art.ENV_LOCATION]["value"] == f"s3://bucket/p/{experiment}"
+    folder = f"{trial['spec']['experiment']}_{trial['metadata']['ownerReferences'][0]['uid']}"
+    assert env[art.ENV_ROOT]["value"] == env[art.ENV_LOCATION]["value"] == f"s3://bucket/p/{folder}"
     assert env[art.ENV_TOP_K]["value"] == "2" and env[art.ENV_MAX_BYTES]["value"] == "10Mi"
     for var in art.CREDENTIAL_VARIABLES["s3"]:
         assert env[var]["valueFrom"]["secretKeyRef"] == {"name": "s3-creds", "key": var, "optional": True}
@@ -105,22 +105,51 @@ def test_no_artifacts_no_volume_no_env(trial, spec):
     assert not any(v["name"] == art.VOLUME_NAME for v in pod["volumes"])
 
 
-def _trial(name, model):
-    return {"metadata": {"name": name}, "spec": {"experiment": "exp", "hyperparameters": {"lr": 0.1}},
+def _trial(name, model, experiment="exp", uid="u-1"):
+    owner = [{"apiVersion": "kubenas.io/v1alpha1", "kind": "NASExperiment", "name": experiment, "uid": uid,
+              "controller": True}]
+    return {"metadata": {"name": name, "ownerReferences": owner},
+            "spec": {"experiment": experiment, "hyperparameters": {"lr": 0.1}},
             "status": {"phase": "Succeeded", "reward": 0.9, "metrics": {"accuracy": 0.9}, "model": model}}
 
 
 def test_the_status_names_the_best_model_only_where_artifacts_put_it():
     artifacts = {"url": "s3://bucket/p"}
-    good = "s3://bucket/p/exp/exp-1/model.pt"
+    good = "s3://bucket/p/exp_u-1/exp-1/model.pt"
     assert model_location(_trial("exp-1", good), artifacts) == good
     assert model_location(_trial("exp-1", "s3://elsewhere/x.pt"), artifacts) is None  # a trainer cannot redirect
     assert model_location(_trial("exp-1", good), None) is None
     pvc = {"persistentVolumeClaim": {"claimName": "c"}}
-    assert model_location(_trial("exp-1", "pvc://c/exp/exp-1/model.pt"), pvc) == "pvc://c/exp/exp-1/model.pt"
+    assert model_location(_trial("exp-1", "pvc://c/exp_u-1/exp-1/model.pt"), pvc) == "pvc://c/exp_u-1/exp-1/model.pt"
+    # The folder of the experiment that owns the trial, not a namesake's, not one without a uid.
+    assert model_location(_trial("exp-1", good, uid="u-0"), artifacts) is None
+    assert model_location(_trial("exp-1", "s3://bucket/p/exp/exp-1/model.pt"), artifacts) is None
+    no_owner = _trial("exp-1", good)
+    no_owner["metadata"]["ownerReferences"] = []
+    assert model_location(no_owner, artifacts) is None
 
     records = [TrialRecord("exp-0", 0, "Succeeded", 0.5), TrialRecord("exp-1", 1, "Succeeded", 0.9)]
     status = fold(records, "maximize", lambda name: trial_details(_trial(name, good), artifacts))
     assert status["bestTrial"]["name"] == "exp-1" and status["bestTrial"]["model"] == good
     status = fold(records, "maximize", lambda name: trial_details(_trial(name, None), artifacts))
     assert "model" not in status["bestTrial"]
+
+
+def test_no_experiments_folder_is_in_another_experiments_folder():
+    """Experiment q-5 with path p/q and experiment q with path p: q-5's folder used to be
+    p/q/q-5, which is q's trial q-5's folder (its trainers could write q's models).
+    The uid, joined by a character no Kubernetes name has, keeps them apart; a namesake in
+    another namespace sharing the bucket, or an earlier experiment of the same name, too."""
+    def claim(path):
+        return {"persistentVolumeClaim": {"claimName": "c", "path": path}}
+
+    q = art.experiment_location(claim("p"), "q", "uid-q")
+    q5 = art.experiment_location(claim("p/q"), "q-5", "uid-q5")
+    assert (q, q5) == ("pvc://c/p/q_uid-q", "pvc://c/p/q/q-5_uid-q5")
+    q_trial = art.join(q, "q-5")
+    assert not (q5 + "/").startswith(q_trial + "/") and not (q_trial + "/").startswith(q5 + "/")
+    assert art.pvc_sub_path(claim("p/q"), "q-5", "uid-q5") == "p/q/q-5_uid-q5"
+    store = {"url": "s3://shared/runs"}
+    assert art.experiment_location(store, "mnist", "uid-a") != art.experiment_location(store, "mnist", "uid-b")
+    assert art.FOLDER_SEPARATOR not in "abcdefghijklmnopqrstuvwxyz0123456789-."  # DNS-1123 names
+    assert art.experiment_location(store, "mnist") == "s3://shared/runs/mnist"  # a local run: no uid

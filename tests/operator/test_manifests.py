@@ -133,6 +133,12 @@ def test_controller_deployment_is_valid(experiment, spec):
     assert template["spec"]["serviceAccountName"] == "kubenas-controller"
     assert template["spec"]["securityContext"]["runAsNonRoot"] is True
     assert dep["metadata"]["ownerReferences"][0]["uid"] == experiment["metadata"]["uid"]
+    # Its API token: the controller container only, for 10 minutes (renewed by the kubelet).
+    assert template["spec"]["automountServiceAccountToken"] is False
+    (token,) = [v for v in template["spec"]["volumes"] if v["name"] == "kubenas-api-token"]
+    assert token["projected"]["sources"][0] == {"serviceAccountToken": {"path": "token", "expirationSeconds": 600}}
+    assert {"name": "kubenas-api-token", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
+            "readOnly": True} in template["spec"]["containers"][0]["volumeMounts"]
 
 
 def test_reinforce_controllers_run_in_the_trainer_image(experiment, spec):

@@ -14,7 +14,10 @@ nastrials/status, nothing else), and reports through the status subresource:
 
 A terminal phase already on the trial (the operator stopped it early) is never
 overwritten: terminal writes are conditional on the resourceVersion just read. Seeing
-``EarlyStopped`` on the trial, ``epoch()`` asks training to stop. A short JSON result
+``EarlyStopped`` on the trial, ``epoch()`` asks training to stop. The final result is the
+trainer's last write: once a trial has ended, admission refuses any change to its status
+by the trainer's token (deploy/admission.yaml), and a progress write refused so makes
+training stop. A short JSON result
 also goes to /dev/termination-log, so ``kubectl describe pod`` shows it and the operator
 can name the cause of a failure even when the status could not be written.
 
@@ -212,7 +215,17 @@ class KubernetesReporter:
                         _describe(err))
 
     def _flush(self) -> None:
-        answer = self._patch({"history": self.history[:HISTORY_LIMIT]})
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            answer = self._patch({"history": self.history[:HISTORY_LIMIT]})
+        except ApiException as err:
+            # Admission refuses every write once the trial has ended (the operator stopped
+            # it early): that is the answer "stop", not a failure to report.
+            if err.status != 403 or (self.get().get("status") or {}).get("phase") not in TERMINAL:
+                raise
+            self.stop_requested = True
+            return
         self._flushed = len(self.history)
         self._last_flush = self.clock()
         if ((answer or {}).get("status") or {}).get("phase") == EARLY_STOPPED:

@@ -63,6 +63,13 @@ def owned_by(obj: dict, experiment: dict) -> bool:
                              for o in (obj.get("metadata") or {}).get("ownerReferences") or [])
 
 
+def experiment_uid(trial: dict) -> str | None:
+    """The uid of the NASExperiment that owns ``trial`` (its controller made it), which
+    names the experiment's artifacts folder (kubenas.contract.artifacts.experiment_folder)."""
+    return next((o.get("uid") for o in (trial.get("metadata") or {}).get("ownerReferences") or []
+                 if o.get("kind") == EXPERIMENT_KIND and o.get("uid")), None)
+
+
 OURS, STALE, FOREIGN = "ours", "stale", "foreign"
 
 

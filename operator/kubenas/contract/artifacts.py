@@ -6,11 +6,18 @@ once here because the operator builds the Job from it, the trainer writes by it 
 Layout under the artifacts root (a folder of a PersistentVolumeClaim, or an object
 store URL)::
 
-    <root>/<experiment>/<trial>/result.json     the trial's result (reward, metrics, status)
-    <root>/<experiment>/<trial>/history.jsonl   one JSON line per epoch
-    <root>/<experiment>/<trial>/model.pt        TorchScript, when kept (``models``)
-    <root>/<experiment>/<trial>/model.onnx      ONNX, when kept and trial.export lists onnx
-    <root>/<experiment>/<trial>/checkpoint.pt   the training state, when trial.checkpoint.save
+    <root>/<experiment>_<uid>/<trial>/result.json     the trial's result (reward, metrics, status)
+    <root>/<experiment>_<uid>/<trial>/history.jsonl   one JSON line per epoch
+    <root>/<experiment>_<uid>/<trial>/model.pt        TorchScript, when kept (``models``)
+    <root>/<experiment>_<uid>/<trial>/model.onnx      ONNX, when kept and trial.export lists onnx
+    <root>/<experiment>_<uid>/<trial>/checkpoint.pt   the training state, when trial.checkpoint.save
+
+An experiment's folder (``experiment_folder``) is its name and its uid joined by ``_``, a
+character no Kubernetes name has: so it is never a trial's folder of another experiment
+(experiment ``q-5`` with path ``p/q`` is ``p/q/q-5_<uid>``, not experiment ``q``'s trial
+``q-5`` at ``p/q_<uid>/q-5``), never a namesake's in another namespace that shares the
+bucket, and never an earlier experiment's of the same name. A local run (no uid) uses the
+name alone.
 
 A checkpoint is not a model: ``models`` (``top``, ``topK``, ``maxBytes``) neither counts
 nor removes it, whatever happens to the trial's model, because a later trial may resume
@@ -38,7 +45,7 @@ MODELS_NONE = "none"  # results and history only
 MODELS = (MODELS_ALL, MODELS_TOP, MODELS_NONE)
 
 # Where a PersistentVolumeClaim is mounted in the trainer container (the experiment's
-# folder of it: <path>/<experiment>, by subPath, so a trial sees no other experiment).
+# folder of it: <path>/<experiment>_<uid>, by subPath, so a trial sees no other experiment).
 MOUNT_PATH = "/var/lib/kubenas/artifacts"
 VOLUME_NAME = "kubenas-artifacts"
 PVC_SCHEME = "pvc"
@@ -80,34 +87,43 @@ def join(root: str, *parts: str) -> str:
     return posixpath.join(root.rstrip("/"), *parts) if root else posixpath.join(*parts)
 
 
-def experiment_location(artifacts: dict, experiment: str) -> str:
-    """The experiment's folder as users name it: ``s3://bucket/prefix/<experiment>`` or
-    ``pvc://<claim>/<path>/<experiment>``."""
+FOLDER_SEPARATOR = "_"  # in no Kubernetes name (DNS-1123): an experiment's folder is never a trial's
+
+
+def experiment_folder(experiment: str, uid: str | None) -> str:
+    """The experiment's folder name: ``<experiment>_<uid>`` (a local run: ``<experiment>``)."""
+    return f"{experiment}{FOLDER_SEPARATOR}{uid}" if uid else experiment
+
+
+def experiment_location(artifacts: dict, experiment: str, uid: str | None = None) -> str:
+    """The experiment's folder as users name it: ``s3://bucket/prefix/<experiment>_<uid>``
+    or ``pvc://<claim>/<path>/<experiment>_<uid>``."""
+    folder = experiment_folder(experiment, uid)
     if artifacts.get("url"):
-        return join(artifacts["url"], experiment)
+        return join(artifacts["url"], folder)
     pvc = artifacts["persistentVolumeClaim"]
-    return join(f"{PVC_SCHEME}://{pvc['claimName']}", *[p for p in [pvc.get("path") or ""] if p], experiment)
+    return join(f"{PVC_SCHEME}://{pvc['claimName']}", *[p for p in [pvc.get("path") or ""] if p], folder)
 
 
-def trainer_root(artifacts: dict, experiment: str) -> str:
+def trainer_root(artifacts: dict, experiment: str, uid: str | None = None) -> str:
     """The experiment's folder as its trainers see it (``KUBENAS_ARTIFACTS_ROOT``): the
     object store URL, or the claim's folder mounted at MOUNT_PATH in every trainer pod."""
-    return experiment_location(artifacts, experiment) if artifacts.get("url") else MOUNT_PATH
+    return experiment_location(artifacts, experiment, uid) if artifacts.get("url") else MOUNT_PATH
 
 
-def checkpoint_location(artifacts: dict, experiment: str, trial: str) -> str:
+def checkpoint_location(artifacts: dict, experiment: str, trial: str, uid: str | None = None) -> str:
     """Where ``trial``'s checkpoint is, as the trainer of any trial of the same experiment
-    reads it (its ``trial.checkpoint.resumeFrom``): ``s3://bucket/prefix/<experiment>/<trial>/
-    checkpoint.pt``, or ``/var/lib/kubenas/artifacts/<trial>/checkpoint.pt`` for a claim.
-    Without spec.artifacts a local run's trial leaves it in its own folder (its ``--out``)."""
-    return join(trainer_root(artifacts, experiment), trial, CHECKPOINT_FILE)
+    reads it (its ``trial.checkpoint.resumeFrom``): ``s3://bucket/prefix/<experiment>_<uid>/
+    <trial>/checkpoint.pt``, or ``/var/lib/kubenas/artifacts/<trial>/checkpoint.pt`` for a
+    claim. Without spec.artifacts a local run's trial leaves it in its own folder (its ``--out``)."""
+    return join(trainer_root(artifacts, experiment, uid), trial, CHECKPOINT_FILE)
 
 
-def trainer_env(artifacts: dict, experiment: str, root: str) -> dict:
+def trainer_env(artifacts: dict, experiment: str, root: str, uid: str | None = None) -> dict:
     """The trainer's artifacts variables (not the credentials): where to write
     (``root``: the mounted folder, or the URL) and which models to keep. The operator's
     job builder and the local runner both hand these over."""
-    env = {ENV_ROOT: root, ENV_LOCATION: experiment_location(artifacts, experiment),
+    env = {ENV_ROOT: root, ENV_LOCATION: experiment_location(artifacts, experiment, uid),
            ENV_MODELS: artifacts.get("models") or MODELS_ALL}
     if "topK" in artifacts:
         env[ENV_TOP_K] = str(int(artifacts["topK"]))
@@ -116,10 +132,11 @@ def trainer_env(artifacts: dict, experiment: str, root: str) -> dict:
     return env
 
 
-def pvc_sub_path(artifacts: dict, experiment: str) -> str:
-    """The subPath of the claim mounted into a trainer: ``<path>/<experiment>``."""
+def pvc_sub_path(artifacts: dict, experiment: str, uid: str | None = None) -> str:
+    """The subPath of the claim mounted into a trainer: ``<path>/<experiment>_<uid>``."""
     path = (artifacts.get("persistentVolumeClaim") or {}).get("path") or ""
-    return join(path, experiment) if path else experiment
+    folder = experiment_folder(experiment, uid)
+    return join(path, folder) if path else folder
 
 
 def pvc_parts(location: str) -> tuple[str, str]:

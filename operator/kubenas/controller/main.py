@@ -180,7 +180,8 @@ class Controller:
             proposal = candidate(row_from_trial_object(twin)) if resume else proposal
         resume_from = None
         if resume and spec.get("artifacts"):
-            resume_from = art.checkpoint_location(spec["artifacts"], self.name, job.resume_trial)
+            resume_from = art.checkpoint_location(spec["artifacts"], self.name, job.resume_trial,
+                                                  experiment["metadata"].get("uid"))
         body = trial_object(experiment, spec, index, proposal)
         body["spec"] = fidelity.trial_fields(body["spec"], job, plan, resume_from)
         return body

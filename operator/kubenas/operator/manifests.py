@@ -21,6 +21,7 @@ from kubenas.cluster.objects import (
     LABEL_TRIAL,
     MANAGED_BY,
     common_labels,
+    experiment_uid,
     label_value,
     owned_by_experiment,
     owner_reference,
@@ -177,16 +178,17 @@ def with_default_requests(resources: dict, defaults: dict) -> dict:
     return {**resources, "requests": {**missing, **(resources.get("requests") or {})}}
 
 
-def artifacts_pod_parts(spec: dict, experiment: str) -> tuple[list, list, list]:
+def artifacts_pod_parts(spec: dict, experiment: str, uid: str | None) -> tuple[list, list, list]:
     """The trainer's (env, volumes, volumeMounts) for ``spec.artifacts``; all empty
-    without it. A claim is mounted by subPath at the experiment's folder only; an object
+    without it. A claim is mounted by subPath at the experiment's folder only (named
+    with the experiment's ``uid``: kubenas.contract.artifacts.experiment_folder); an object
     store's credentials come as env from secretKeyRef, one variable per name its fsspec
     backend reads (kubenas.contract.artifacts.CREDENTIAL_VARIABLES), each optional."""
     artifacts = spec.get("artifacts")
     if not artifacts:
         return [], [], []
-    root = art.trainer_root(artifacts, experiment)
-    env = [{"name": k, "value": v} for k, v in art.trainer_env(artifacts, experiment, root).items()]
+    root = art.trainer_root(artifacts, experiment, uid)
+    env = [{"name": k, "value": v} for k, v in art.trainer_env(artifacts, experiment, root, uid).items()]
     if artifacts.get("url"):
         secret = artifacts.get("credentialsSecret")
         if secret:
@@ -196,7 +198,7 @@ def artifacts_pod_parts(spec: dict, experiment: str) -> tuple[list, list, list]:
     volumes = [{"name": art.VOLUME_NAME,
                 "persistentVolumeClaim": {"claimName": artifacts["persistentVolumeClaim"]["claimName"]}}]
     mounts = [{"name": art.VOLUME_NAME, "mountPath": art.MOUNT_PATH,
-               "subPath": art.pvc_sub_path(artifacts, experiment)}]
+               "subPath": art.pvc_sub_path(artifacts, experiment, uid)}]
     return env, volumes, mounts
 
 
@@ -241,7 +243,7 @@ def job_for_trial(trial: dict, spec: dict, settings: Settings = Settings()) -> d
     # that extend token expiry keep valid for a year in whatever the user's image does.
     volumes.append(token_volume())
     mounts.append({"name": TOKEN_VOLUME, "mountPath": TOKEN_PATH, "readOnly": True})
-    artifacts_env, artifacts_volumes, artifacts_mounts = artifacts_pod_parts(spec, experiment)
+    artifacts_env, artifacts_volumes, artifacts_mounts = artifacts_pod_parts(spec, experiment, experiment_uid(trial))
     volumes += user_volumes + artifacts_volumes
     mounts += user_mounts + artifacts_mounts
 
@@ -351,7 +353,9 @@ def controller_deployment(experiment: dict, spec: dict, settings: Settings = Set
         ],
         "resources": resources,
         "ports": [{"name": "metrics", "containerPort": CONTROLLER_METRICS_PORT}],
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        # The controller's API token as the trainer's: this container only, 10 minutes, renewed.
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
+                         {"name": TOKEN_VOLUME, "mountPath": TOKEN_PATH, "readOnly": True}],
         "securityContext": copy.deepcopy(CONTAINER_SECURITY_CONTEXT),
     }
     return {
@@ -372,9 +376,10 @@ def controller_deployment(experiment: dict, spec: dict, settings: Settings = Set
                 "metadata": {"labels": labels},
                 "spec": {
                     "serviceAccountName": CONTROLLER_SERVICE_ACCOUNT,
+                    "automountServiceAccountToken": False,
                     "securityContext": copy.deepcopy(POD_SECURITY_CONTEXT),
                     "containers": [container],
-                    "volumes": [{"name": "tmp", "emptyDir": {}}],
+                    "volumes": [{"name": "tmp", "emptyDir": {}}, token_volume()],
                     "enableServiceLinks": False,
                     "terminationGracePeriodSeconds": 10,
                 },

@@ -8,6 +8,7 @@ number of trials.
 """
 from __future__ import annotations
 
+from kubenas.cluster.objects import experiment_uid
 from kubenas.contract import artifacts as art
 from kubenas.contract import EARLY_STOPPED, FAILED, PENDING, RUNNING, SUCCEEDED, finite_number
 from kubenas.experiment import TrialRecord, pareto_front, ranked
@@ -22,12 +23,16 @@ COUNT_KEYS = {PENDING: "pending", RUNNING: "running", SUCCEEDED: "succeeded", FA
 def model_location(trial: dict | None, artifacts: dict | None) -> str | None:
     """Where the trial's model is, if its trainer wrote one to spec.artifacts: its
     ``status.model``, believed only when it is the place that spec.artifacts gives this
-    trial (a trainer cannot point users at anything else)."""
+    trial, in its experiment's folder (named with the uid of the experiment that owns the
+    trial): a trainer cannot point users at anything else, another experiment's included."""
     reported = ((trial or {}).get("status") or {}).get("model")
     if not artifacts or not reported:
         return None
     meta, spec = (trial or {}).get("metadata") or {}, (trial or {}).get("spec") or {}
-    folder = art.join(art.experiment_location(artifacts, spec.get("experiment", "")), meta.get("name", ""))
+    uid = experiment_uid(trial or {})
+    if not uid:
+        return None  # a trial its experiment did not make names no model of it
+    folder = art.join(art.experiment_location(artifacts, spec.get("experiment", ""), uid), meta.get("name", ""))
     expected = {art.join(folder, name) for name in art.MODEL_FILES.values()}
     return reported if reported in expected else None
 
