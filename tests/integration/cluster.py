@@ -11,14 +11,17 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import kmock
 from kubernetes import client as k8s
 
+from kubenas.contract import FINAL_EXIT_CODES
 from kubenas.controller.main import Controller
 from kubenas.cluster import kube
 from kubenas.operator.handlers import Options
@@ -28,6 +31,7 @@ from kubenas.operator.manifests import Settings
 from .emulator import RealisticEmulator
 
 NS = "research"
+TRAINER_RETRY_DELAY = 0.01  # the trainers' first backoff on a transient API error (1 s in a pod)
 
 
 @dataclass
@@ -42,6 +46,8 @@ class Script:
     epoch_seconds: float = 0.0
     evictions: int = 0            # pods evicted (spot reclaim, drain) before one runs the trainer
     curve: Callable[[dict], list] | None = None  # per-epoch accuracy from the trial spec (instead of values)
+    message: str | None = None    # the failure's message (status Failed)
+    command: list | None = None   # run this user program under the real wrapper (spec.trial.command) instead
 
 
 def default_script(index: int) -> Script:
@@ -251,8 +257,8 @@ class FakeCluster:
                 time.sleep(script.epoch_seconds)
             if script.status != "Succeeded":
                 return {"status": "Failed", "reward": None, "reason": script.reason or "InternalError",
-                        "message": f"scripted failure ({script.reason})", "metrics": {}, "history": history,
-                        "device": "cpu"}
+                        "message": script.message or f"scripted failure ({script.reason})", "metrics": {},
+                        "history": history, "device": "cpu"}
             reward = values[-1]
             return {"status": "Succeeded", "reward": reward, "reason": None, "message": "",
                     "metrics": {"accuracy": reward, "loss": 1 - reward, "parameters": 1000 + index},
@@ -268,9 +274,16 @@ class FakeCluster:
             log_path = f"/tmp/kubenas-termination-{threading.get_ident()}-{name}"
             pod_env = {"POD_NAMESPACE": NS, "KUBENAS_TRIAL": env["KUBENAS_TRIAL"],
                        "KUBENAS_REPORT_INTERVAL_SECONDS": "0"}
+            run = fake_run
+            if script.command:
+                from kubenas_trainer.wrapper import run_command
+
+                def run(trial, on_epoch=None, model_path=None, checkpoint_path=None):
+                    return run_command(script.command, trial, on_epoch=on_epoch,
+                                       workdir=Path(tempfile.mkdtemp(prefix=f"kubenas-{name}-")))
             try:
                 code = main_from_cluster(env=pod_env, api_client=client(self.conf, "kubenas-trainer/test"),
-                                         termination_log=log_path, run=fake_run)
+                                         termination_log=log_path, run=run, retry_delay=TRAINER_RETRY_DELAY)
             except SystemExit:
                 return
             try:
@@ -330,7 +343,7 @@ class FakeCluster:
             status = {"active": 0, "succeeded": 1, "completionTime": now,
                       "conditions": [{"type": "Complete", "status": "True", "lastTransitionTime": now}]}
         else:
-            reason = "PodFailurePolicy" if code in (1, 2, 3, 4, 5, 6) else "BackoffLimitExceeded"
+            reason = "PodFailurePolicy" if code in FINAL_EXIT_CODES else "BackoffLimitExceeded"
             status = {"active": 0, "failed": 1,
                       "conditions": [{"type": "Failed", "status": "True", "reason": reason,
                                       "message": f"pod failed with exit code {code}", "lastTransitionTime": now}]}

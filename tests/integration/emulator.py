@@ -8,6 +8,9 @@ streams only newer objects (kmock replays every object to every watch); resource
 that reach watchers in order; a watch's ``timeoutSeconds``; and a garbage collector
 (ownerReferences cascade).
 It still has no Job or Deployment controllers: tests/integration/cluster.py plays them.
+
+Faults: each callable in ``faults`` sees every request as ``(user agent, method, path)``
+and may answer it with an HTTP error status instead (a 503 of an overloaded server, say).
 """
 from __future__ import annotations
 
@@ -51,6 +54,8 @@ class RealisticEmulator(kmock.KubernetesEmulator):
         self._writes = asyncio.Lock()
         # (user agent, method, path, query) of every request, for the RBAC coverage test.
         self.calls: list[tuple[str, str, str, dict]] = []
+        # fault(user agent, method, path) -> an HTTP status to answer with instead, or None.
+        self.faults: list = []
 
         for key, info in RESOURCES.items():
             self.resources[key] = kmock.ResourceInfo(**info)
@@ -81,8 +86,13 @@ class RealisticEmulator(kmock.KubernetesEmulator):
         # kmock matches each request against its whole request history (quadratic);
         # keep only a short tail, and our own compact log.
         del self._requests[:-20]
-        self.calls.append((request.headers.get("User-Agent", ""), str(request.method.value).upper(),
-                           request.url.path, dict(request.params or {})))
+        agent, method = request.headers.get("User-Agent", ""), str(request.method.value).upper()
+        self.calls.append((agent, method, request.url.path, dict(request.params or {})))
+        for fault in self.faults:
+            status = fault(agent, method, request.url.path)
+            if status:
+                raise KubernetesError(status=status, reason="ServiceUnavailable" if status == 503 else "InjectedFault",
+                                      message=f"injected fault: {status} for {method} {request.url.path}")
         res = request.resource
         plural = getattr(res, "plural", None)
         data = request.data if isinstance(request.data, dict) else None
