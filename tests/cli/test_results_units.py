@@ -15,7 +15,8 @@ from kubenas import experiment
 from kubenas.cli import main
 from kubenas.cli.results import export_text
 from kubenas.cli.sources import CliError, connect, trial_log
-from kubenas.local.plots import op_frequencies, pareto_front, top_curves, tradeoff_points, write_plots
+from kubenas.local.plots import (decision_values, op_frequencies, pareto_front, top_curves, tradeoff_points,
+                                 write_plots)
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAIN = {"type": "chain", "layers": [{"op": "conv", "filters": 8, "kernel": 3, "stride": 1}, {"op": "identity"}]}
@@ -241,3 +242,36 @@ def test_plots_of_a_parameters_space_search_have_no_operations_and_do_not_fail(t
     assert centers and shares == {}
     written = write_plots(tmp_path, rows, "maximize", "accuracy", "t")
     assert [p.name for p in written] == ["tradeoff.png", "curves.png", "ops.png"]
+
+
+def test_ops_png_of_a_parameters_space_plots_each_decision_over_the_search(tmp_path):
+    """ops.png of a `parameters` space said "no operations to chart"; it plots the
+    decisions instead: one panel per flat decision, the value per trial, coloured by reward."""
+    arch = lambda lr, norm, widths: {"type": "parameters", "parameters": {  # noqa: E731
+        "lr": lr, "norm": {"option": norm, "momentum": 0.9}, "layers": [{"width": w} for w in widths]}}
+    rows = [row(0, 0.5, arch=arch(0.1, "batch", [32])), row(1, None, status="Failed", arch=arch(0.01, "layer", [64, 8])),
+            row(2, 0.8, arch=arch(0.001, "batch", [16]))]
+    values = decision_values(rows)
+    assert list(values) == ["lr", "norm", "norm.momentum", "layers", "layers[0].width", "layers[1].width"]
+    assert values["lr"] == [(0, 0.1, 0.5), (1, 0.01, None), (2, 0.001, 0.8)]
+    assert values["norm"] == [(0, "batch", 0.5), (1, "layer", None), (2, "batch", 0.8)]
+    assert values["layers[1].width"] == [(1, 8, None)]
+    assert decision_values([row(0, 0.5, arch=CHAIN)]) == {}
+    written = write_plots(tmp_path, rows, "maximize", "accuracy", "t")
+    ops = written[[p.name for p in written].index("ops.png")].read_bytes()
+    width, height = int.from_bytes(ops[16:20], "big"), int.from_bytes(ops[20:24], "big")
+    assert (width, height) == (1380, 580)  # 3 x 2 decision panels, not the 700 x 400 operations chart
+
+
+def test_csv_export_of_a_parameters_space_has_a_column_per_decision():
+    arch = lambda lr, widths: {"type": "parameters", "parameters": {  # noqa: E731
+        "lr": lr, "act": "gelu", "layers": [{"width": w} for w in widths]}}
+    rows = [row(1, 0.8, arch=arch(0.01, [64, 8])), row(0, 0.7, arch=arch(0.1, [32]))]
+    text = export_text(rows, "csv")
+    header = text.splitlines()[0].split(",")
+    assert header[header.index("genotype") + 1:header.index("genotype") + 6] == \
+        ["param.lr", "param.act", "param.layers", "param.layers[0].width", "param.layers[1].width"]
+    table = list(csv.DictReader(io.StringIO(text)))
+    assert [(t["param.lr"], t["param.layers"], t["param.layers[0].width"], t["param.layers[1].width"])
+            for t in table] == [("0.1", "1", "32", ""), ("0.01", "2", "64", "8")]
+    assert "param." not in export_text([row(0, 0.6, 100)], "csv").splitlines()[0]  # chain/cell: the genotype only

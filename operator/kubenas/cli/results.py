@@ -149,18 +149,24 @@ EXPORT_FIRST = ("name", "index", "status", "reward", "reason", "message", "archi
 
 
 def export_table(rows: list[dict]) -> tuple[list[str], list[dict]]:
-    """Flat columns of every trial: the fixed ones, ``hp.<name>`` per hyperparameter,
-    ``metric.<name>`` per final metric, the epochs trained and the times."""
+    """Flat columns of every trial: the fixed ones, ``param.<decision>`` per decision of a
+    ``parameters`` space (flattened as the command line names them: ``norm``,
+    ``norm.momentum``, ``layers``, ``layers[1].width``), ``hp.<name>`` per
+    hyperparameter, ``metric.<name>`` per final metric, the epochs trained and the times."""
     from kubenas.contract.genotype import describe_genotype
 
+    ordered = sorted(rows, key=lambda r: r.get("index") if isinstance(r.get("index"), int) else -1)
+    decided = [_decisions(r) for r in ordered]
+    params = list(dict.fromkeys(k for values in decided for k in values))  # in the assignments' order
     hps = sorted({k for r in rows for k in (r.get("hyperparameters") or {})})
     metrics = sorted({k for r in rows for k in (r.get("metrics") or {})})
     # a multi-fidelity experiment's trials: which candidate, trained to which rung
     ladder = ["candidate", "rung"] if any(isinstance(r.get("fidelity"), dict) for r in rows) else []
-    columns = [*EXPORT_FIRST[:2], *ladder, *EXPORT_FIRST[2:], *(f"hp.{k}" for k in hps),
-               *(f"metric.{k}" for k in metrics), "epochs", "startTime", "completionTime"]
+    columns = [*EXPORT_FIRST[:2], *ladder, *EXPORT_FIRST[2:], *(f"param.{k}" for k in params),
+               *(f"hp.{k}" for k in hps), *(f"metric.{k}" for k in metrics), "epochs", "startTime",
+               "completionTime"]
     flat = []
-    for r in sorted(rows, key=lambda r: r.get("index") if isinstance(r.get("index"), int) else -1):
+    for r, values in zip(ordered, decided):
         try:
             summary = describe_genotype(r.get("architecture") or {})
         except Exception:  # noqa: BLE001 - an odd genotype still exports, as JSON
@@ -173,10 +179,24 @@ def export_table(rows: list[dict]) -> tuple[list[str], list[dict]]:
         if ladder:
             field = r.get("fidelity") if isinstance(r.get("fidelity"), dict) else {}
             line.update(candidate=field.get("candidate"), rung=field.get("rung"))
+        line.update({f"param.{k}": v for k, v in values.items()})
         line.update({f"hp.{k}": v for k, v in (r.get("hyperparameters") or {}).items()})
         line.update({f"metric.{k}": v for k, v in (r.get("metrics") or {}).items()})
         flat.append(line)
     return columns, flat
+
+
+def _decisions(row: dict) -> dict:
+    """A ``parameters`` candidate's decisions, flat (kubenas.contract.parameters.flatten); else none."""
+    from kubenas.contract.parameters import PARAMETERS_TYPE, flatten
+
+    architecture = row.get("architecture") if isinstance(row.get("architecture"), dict) else {}
+    if architecture.get("type") != PARAMETERS_TYPE or not isinstance(architecture.get("parameters"), dict):
+        return {}
+    try:
+        return flatten(architecture["parameters"])
+    except (AttributeError, TypeError):  # an odd assignment still exports, in the genotype column
+        return {}
 
 
 def export_text(rows: list[dict], fmt: str) -> str:

@@ -4,13 +4,14 @@ of a local run or of a cluster experiment's NASTrials alike:
     tradeoff.png   reward against cost (parameters, MACs, latency), the Pareto front marked
     curves.png     per-epoch validation metric of the top trials
     ops.png        how often the search picked each operation, over the trials (what the
-                   strategy learned)
+                   strategy learned); for a ``parameters`` space, each decision's value
+                   over the trials, coloured by reward (``decision_values``)
     pareto.png     with objective.pareto: each pair of objectives (reward and the listed
                    costs) against each other, the trials of the Pareto front over all of
                    them highlighted (``pareto_panels``)
 
 The numbers behind each plot are pure functions (``pareto_front``, ``tradeoff_points``,
-``top_curves``, ``op_frequencies``), tested without matplotlib.
+``top_curves``, ``op_frequencies``, ``decision_values``), tested without matplotlib.
 """
 from __future__ import annotations
 
@@ -18,12 +19,14 @@ from pathlib import Path
 
 from kubenas.contract import SUCCEEDED, finite_number
 from kubenas.contract.genotype import genotype_ops
+from kubenas.contract.parameters import PARAMETERS_TYPE, flatten
 
 from .report import front_rows, ranked
 
 # metric name -> axis label; the costs the trainer measures (docs/formats.md)
 COSTS = {"parameters": "parameters", "macs": "MACs", "latencyMs": "latency (ms)"}
 TRADEOFF_FILE, CURVES_FILE, OPS_FILE, PARETO_FILE = "tradeoff.png", "curves.png", "ops.png", "pareto.png"
+MAX_DECISION_PANELS = 12  # ops.png of a parameters space: the first decisions, in the assignments' order
 
 
 def tradeoff_points(rows: list[dict], cost: str) -> list[tuple[float, float, str]]:
@@ -103,6 +106,23 @@ def op_frequencies(rows: list[dict], windows: int = 10) -> tuple[list[float], di
     return centers, shares
 
 
+def decision_values(rows: list[dict]) -> dict[str, list[tuple[int, object, float | None]]]:
+    """A ``parameters`` space's decisions over the search: flat decision name (as
+    kubenas.contract.parameters.flatten names it: ``lr``, ``norm``, ``layers[1].width``)
+    -> ``(trial index, value, reward or None)`` of each finished trial that has it, by
+    index; decisions in the order the assignments list them. Empty for chain/cell spaces."""
+    out: dict[str, list] = {}
+    for r in sorted((r for r in rows if isinstance(r.get("index"), int)), key=lambda r: r["index"]):
+        architecture = r.get("architecture") if isinstance(r.get("architecture"), dict) else {}
+        if architecture.get("type") != PARAMETERS_TYPE or not isinstance(architecture.get("parameters"), dict):
+            continue
+        reward = finite_number(r.get("reward")) if r.get("status") != "Failed" else None
+        for name, value in flatten(architecture["parameters"]).items():
+            if value is not None:
+                out.setdefault(name, []).append((r["index"], value, reward))
+    return out
+
+
 def write_plots(directory: str | Path, rows: list[dict], goal: str, metric: str, title: str,
                 pareto=()) -> list[Path]:
     """Write the three plots into ``directory`` (four for a Pareto search: ``pareto``
@@ -152,21 +172,70 @@ def write_plots(directory: str | Path, rows: list[dict], goal: str, metric: str,
     written.append(_save(fig, plt, directory / CURVES_FILE))
 
     centers, shares = op_frequencies(rows)
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    if centers and shares:
-        ax.stackplot(centers, *shares.values(), labels=list(shares), alpha=0.85)
-        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
-        ax.set_ylim(0, 1)
-    else:  # no trial yet, or a parameters space: its decisions are the user's, not operations
-        ax.text(0.5, 0.5, "no operations to chart", ha="center", va="center")
-    ax.set_xlabel("trial index (groups of trials)")
-    ax.set_ylabel("share of decisions")
-    ax.set_title(f"{title}: operations chosen over the search")
-    fig.tight_layout()
-    written.append(_save(fig, plt, directory / OPS_FILE))
+    decisions = decision_values(rows)
+    if decisions and not shares:  # a parameters space: its decisions, not operations
+        written.append(_decisions_plot(plt, directory / OPS_FILE, decisions, metric, title))
+    else:
+        fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+        if centers and shares:
+            ax.stackplot(centers, *shares.values(), labels=list(shares), alpha=0.85)
+            ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
+            ax.set_ylim(0, 1)
+        else:
+            ax.text(0.5, 0.5, "no finished trial yet", ha="center", va="center")
+        ax.set_xlabel("trial index (groups of trials)")
+        ax.set_ylabel("share of decisions")
+        ax.set_title(f"{title}: operations chosen over the search")
+        fig.tight_layout()
+        written.append(_save(fig, plt, directory / OPS_FILE))
     if pareto:
         written.append(_pareto_plot(plt, directory / PARETO_FILE, pareto_panels(rows, goal, pareto), metric, title))
     return written
+
+
+def _decisions_plot(plt, path: Path, decisions: dict, metric: str, title: str) -> Path:
+    """One panel per decision: its value in each trial over the trial index, coloured by
+    the trial's reward (failed trials: grey crosses); numbers on their axis (log where
+    positive and spanning more than 20x), options as named rows."""
+    names = list(decisions)[:MAX_DECISION_PANELS]
+    cols = min(3, len(names))
+    rows_n = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(4.6 * cols, 2.6 * rows_n + 0.6), dpi=100, squeeze=False)
+    rewards = [w for name in names for _, _, w in decisions[name] if w is not None]
+    low, high = (min(rewards), max(rewards)) if rewards else (0.0, 1.0)
+    shown = None
+    for ax, name in zip(axes.ravel(), names):
+        points = decisions[name]
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for _, v, _ in points)
+        if numeric:
+            ys = [float(v) for _, v, _ in points]
+            if min(ys) > 0 and max(ys) / min(ys) > 20:
+                ax.set_yscale("log")
+            elif all(isinstance(v, int) for _, v, _ in points):
+                ax.yaxis.get_major_locator().set_params(integer=True)
+        else:
+            options = sorted({str(v) for _, v, _ in points})
+            ys = [options.index(str(v)) for _, v, _ in points]
+            ax.set_yticks(range(len(options)), options, fontsize="small")
+        done = [(i, y, w) for (i, _, w), y in zip(points, ys) if w is not None]
+        failed = [(i, y) for (i, _, w), y in zip(points, ys) if w is None]
+        if done:
+            shown = ax.scatter([p[0] for p in done], [p[1] for p in done], c=[p[2] for p in done], cmap="viridis",
+                               vmin=low, vmax=high if high > low else low + 1e-9, s=18)
+        if failed:
+            ax.scatter([p[0] for p in failed], [p[1] for p in failed], marker="x", color="grey", s=18)
+        ax.set_title(name, fontsize="small")
+        ax.grid(alpha=0.3)
+    for ax in axes.ravel()[len(names):]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        ax.set_xlabel("trial index")
+    fig.subplots_adjust(hspace=0.5)
+    if shown is not None:
+        fig.colorbar(shown, ax=axes.ravel().tolist(), label=f"reward (validation {metric})")
+    more = len(decisions) - len(names)
+    fig.suptitle(f"{title}: decisions over the search" + (f" (first {len(names)}; {more} more)" if more else ""))
+    return _save(fig, plt, path)
 
 
 def _pareto_plot(plt, path: Path, panels: list, metric: str, title: str) -> Path:
