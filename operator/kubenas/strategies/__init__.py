@@ -1,7 +1,8 @@
 """Search strategies: random search, regularized evolution, REINFORCE and TPE.
 Owns proposing and learning from candidates; imports kubenas.contract and kubenas.space (torch only for reinforce).
 
-``make_strategy(spec["strategy"], space, spec["objective"]["goal"])`` builds one. All of
+``make_strategy(spec["strategy"], space, spec["objective"]["goal"])`` builds one from the
+registry (kubenas.strategies.registry: one entry per strategy, with its capabilities). All of
 them are seeded, asynchronous, and resumable (``rebuild`` from the trials, or
 ``state_dict``/``load_state_dict``): see docs/strategies.md.
 
@@ -17,14 +18,15 @@ from .base import NoFeasibleCandidate, Strategy, rebuild
 from .evolution import RegularizedEvolution
 from .random_search import RandomSearch
 from .tpe import TPE
+from .registry import StrategyEntry, pareto_strategies, register, strategy_entry, strategy_names
 from .settings import DEFAULTS, GOALS, STRATEGY_TYPES, check_goal, resolve_fidelity, resolve_settings
 
 __all__ = [
     "DEFAULTS",
     "GOALS",
     "NoFeasibleCandidate",
-    "PARETO_STRATEGIES",
     "STRATEGY_TYPES",
+    "StrategyEntry",
     "RandomSearch",
     "RegularizedEvolution",
     "Strategy",
@@ -32,8 +34,12 @@ __all__ = [
     "check_pareto_strategy",
     "check_strategy_spec",
     "make_strategy",
+    "pareto_strategies",
     "rebuild",
+    "register",
     "resolve_fidelity",
+    "strategy_entry",
+    "strategy_names",
 ]
 
 
@@ -47,16 +53,12 @@ def check_strategy_spec(strategy_spec: Any, goal: str = "maximize") -> dict[str,
     return {"type": kind, "seed": seed, "goal": check_goal(goal), "settings": settings}
 
 
-# The strategies that can run a Pareto search (objective.pareto): evolution selects by
-# non-dominated rank and crowding; random search learns nothing, so any objective suits it.
-PARETO_STRATEGIES = ("evolution", "random")
-
-
 def check_pareto_strategy(kind: str, pareto) -> None:
     """SpaceError at ``objective.pareto`` when the strategy cannot search several objectives."""
-    if pareto and kind not in PARETO_STRATEGIES:
+    if pareto and not strategy_entry(kind).pareto:
+        able = sorted(pareto_strategies())
         raise SpaceError("objective.pareto", f"strategy {kind} learns from one scalar reward and cannot "
-                         f"search several objectives; use strategy.type {' or '.join(PARETO_STRATEGIES)}, "
+                         f"search several objectives; use strategy.type {' or '.join(able)}, "
                          "or fold the costs into the reward with objective.penalties")
 
 
@@ -66,22 +68,6 @@ def make_strategy(strategy_spec: dict, space: SearchSpace, goal: str = "maximize
     ``pareto`` (``spec.objective.pareto``): costs minimized beside the reward (docs/strategies.md)."""
     checked = check_strategy_spec(strategy_spec, goal)
     check_pareto_strategy(checked["type"], pareto)
-    strategy_class = _strategy_class(checked["type"])
+    strategy_class = strategy_entry(checked["type"]).load()
     return strategy_class(space, seed=checked["seed"], goal=checked["goal"], settings=checked["settings"],
                           constraints=constraints, pareto=pareto)
-
-
-def _strategy_class(kind: str) -> type[Strategy]:
-    if kind == "random":
-        return RandomSearch
-    if kind == "evolution":
-        return RegularizedEvolution
-    if kind == "tpe":
-        return TPE
-    try:
-        from .reinforce import Reinforce  # imports torch
-    except ImportError as error:
-        raise ImportError(
-            "the reinforce strategy needs PyTorch; run it where torch is installed "
-            "(pip install 'kubenas[train]' or the controller image with torch)") from error
-    return Reinforce

@@ -10,8 +10,8 @@ from typing import Any
 from ..contract import fidelity as fidelity_contract
 from ..space.errors import SpaceError
 from ..space.spec import expect_mapping, is_int, read_int, read_number, reject_unknown_keys
+from .registry import StrategyEntry, register, strategy_entry, strategy_names
 
-STRATEGY_TYPES = ("random", "evolution", "reinforce", "tpe")
 GOALS = ("maximize", "minimize")
 DEFAULT_SEED = 0
 
@@ -59,8 +59,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 
 def strategy_type(spec: dict) -> str:
     kind = spec.get("type")
-    if kind not in STRATEGY_TYPES:
-        raise SpaceError("strategy.type", f"{kind!r} is not one of {', '.join(STRATEGY_TYPES)}")
+    if kind not in strategy_names():
+        raise SpaceError("strategy.type", f"{kind!r} is not one of {', '.join(strategy_names())}")
     return kind
 
 
@@ -83,19 +83,13 @@ def resolve_settings(spec: Any) -> tuple[str, int, dict[str, Any]]:
     """``(type, seed, settings)`` with defaults filled in; SpaceError on nonsense."""
     spec = expect_mapping(spec, "strategy")
     kind = strategy_type(spec)
-    reject_unknown_keys(spec, ("type", "seed", "fidelity") + STRATEGY_TYPES, "strategy")
+    reject_unknown_keys(spec, ("type", "seed", "fidelity") + strategy_names(), "strategy")
     block = spec.get(kind)
     block = expect_mapping({} if block is None else block, f"strategy.{kind}")
     path = f"strategy.{kind}"
-    reject_unknown_keys(block, DEFAULTS[kind], path)
-    settings = dict(DEFAULTS[kind])
-    if kind == "evolution":
-        settings.update(_evolution(block, path, settings))
-    elif kind == "reinforce":
-        settings.update(_reinforce(block, path, settings))
-    elif kind == "tpe":
-        settings.update(_tpe(block, path, settings))
-    return kind, read_seed(spec), settings
+    entry = strategy_entry(kind)
+    reject_unknown_keys(block, entry.defaults, path)
+    return kind, read_seed(spec), entry.settings(block, path)
 
 
 def _evolution(block: dict, path: str, defaults: dict) -> dict:
@@ -130,6 +124,23 @@ def _tpe(block: dict, path: str, defaults: dict) -> dict:
         "maxGood": read_int(block, "maxGood", path, defaults["maxGood"], low=1),
         "priorWeight": read_number(block, "priorWeight", path, defaults["priorWeight"], low=0.0, low_open=True),
     }
+
+
+register(StrategyEntry(
+    "random", "kubenas.strategies.random_search:RandomSearch", "each active decision uniformly",
+    DEFAULTS["random"], pareto=True))  # learns nothing, so any objective suits it
+register(StrategyEntry(
+    "evolution", "kubenas.strategies.evolution:RegularizedEvolution", "regularized (aging) evolution",
+    DEFAULTS["evolution"], _evolution, pareto=True))  # selects by non-dominated rank and crowding
+register(StrategyEntry(
+    "reinforce", "kubenas.strategies.reinforce:Reinforce", "REINFORCE with an LSTM policy (ENAS controller)",
+    DEFAULTS["reinforce"], _reinforce, continuous="binned", needs_torch=True))
+register(StrategyEntry(
+    "tpe", "kubenas.strategies.tpe:TPE", "tree-structured Parzen estimator",
+    DEFAULTS["tpe"], _tpe, continuous="binned"))
+
+# The built-in strategies, for code that wants a constant; the registry is the source.
+STRATEGY_TYPES = strategy_names()
 
 
 # The in-memory scheduler's horizon when no experiment gives one (kubenas.strategies.fidelity):
