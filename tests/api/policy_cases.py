@@ -1,8 +1,10 @@
 """One table of tenant requests, judged by both enforcers of the admin's policy: the
 operator's check (tests/api/test_policy.py) and the admission policy on a real API
-server (tests/e2e/test_admission.py), which must agree. Each case is (template, the
-field the refusal names, or None where both accept), for an author without `create
-pods` under the shipped ConfigMap (userCode: "false")."""
+server (tests/e2e/test_admission_code.py), which must agree. Each case is (template,
+the field the refusal names, or None where both accept), for an author without `create
+pods` under the shipped ConfigMap (userCode: "false") who may get the ConfigMap ``code``
+(CODE_CONFIGMAP: a ConfigMap an author can read carries files as a downwardAPI volume
+does)."""
 from __future__ import annotations
 
 import argparse
@@ -18,10 +20,19 @@ ARGPARSE_HERE = str(pathlib.Path(argparse.__file__).resolve())
 CODE = "import os\nos.execvp('sh', ['sh', '-c', 'echo pwned'])\n"
 
 
+CODE_CONFIGMAP = "code"
+
+
 def over_module(path: str) -> dict:
     return {"annotations": {"payload": CODE},
             "volumes": [{"name": "code", "downwardAPI": {"items": [
                 {"path": "argparse.py", "fieldRef": {"fieldPath": "metadata.annotations['payload']"}}]}}],
+            "volumeMounts": [{"name": "code", "mountPath": path, "subPath": "argparse.py", "readOnly": True}]}
+
+
+def over_module_from_configmap(path: str) -> dict:
+    """The same file from a ConfigMap the author may read (downwardAPI is not allowed)."""
+    return {"volumes": [{"name": "code", "configMap": {"name": CODE_CONFIGMAP}}],
             "volumeMounts": [{"name": "code", "mountPath": path, "subPath": "argparse.py", "readOnly": True}]}
 
 
@@ -37,9 +48,12 @@ def env(name: str) -> dict:
 M = "spec.trial.template.volumeMounts[name=v].mountPath"
 CASES: dict[str, tuple[dict, str | None]] = {
     # mounts
-    "argparse-in-image": (over_module(ARGPARSE_IN_IMAGE), "spec.trial.template.volumeMounts[name=code].mountPath"),
-    "argparse-here": (over_module(ARGPARSE_HERE), "spec.trial.template.volumeMounts[name=code].mountPath"),
-    "trainer-entrypoint": (mounted("/opt/conda/bin/kubenas-train", {"downwardAPI": {"items": []}}, subPath="run"), M),
+    "argparse-downward-api": (over_module(ARGPARSE_HERE), "spec.trial.template.volumes[name=code]"),
+    "argparse-in-image": (over_module_from_configmap(ARGPARSE_IN_IMAGE),
+                          "spec.trial.template.volumeMounts[name=code].mountPath"),
+    "argparse-here": (over_module_from_configmap(ARGPARSE_HERE), "spec.trial.template.volumeMounts[name=code].mountPath"),
+    "trainer-entrypoint": (mounted("/opt/conda/bin/kubenas-train", {"configMap": {"name": CODE_CONFIGMAP}},
+                                   subPath="run"), M),
     "token-path": (mounted("/var/run/secrets/kubernetes.io/serviceaccount"), M),
     "above-token": (mounted("/var/run"), M),
     "run-secrets": (mounted("/run/secrets"), M),
@@ -47,7 +61,7 @@ CASES: dict[str, tuple[dict, str | None]] = {
     "root": (mounted("/"), M),
     "dotdot": (mounted("/data/../opt/conda"), M),
     "trailing-slash": (mounted("/opt/"), M),
-    "home-tmp-downward": (mounted("/tmp", {"downwardAPI": {"items": []}}), M),
+    "home-tmp-configmap": (mounted("/tmp", {"configMap": {"name": CODE_CONFIGMAP}}), M),
     "tmp-emptydir": (mounted("/tmp"), None),
     "shm-emptydir": (mounted("/dev/shm", {"emptyDir": {"medium": "Memory", "sizeLimit": "8Gi"}}), None),
     "shm-subpath": (mounted("/dev/shm", subPath="x"), M),
@@ -55,7 +69,8 @@ CASES: dict[str, tuple[dict, str | None]] = {
     "outside-prefixes": (mounted("/workspace"), M),
     "prefix-boundary": (mounted("/database"), M),
     "data": (mounted("/data"), None),
-    "data-subpath-downward": (mounted("/mnt/cfg/a.py", {"downwardAPI": {"items": []}}, subPath="a.py"), None),
+    "data-subpath-configmap": (mounted("/mnt/cfg/a.py", {"configMap": {"name": CODE_CONFIGMAP}}, subPath="a.py"),
+                               None),
     "scratch": (mounted("/scratch/x"), None),
     # reserved names
     "volume-kubenas-api-token": ({"volumes": [{"name": "kubenas-api-token", "emptyDir": {}}]},

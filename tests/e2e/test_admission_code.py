@@ -10,7 +10,7 @@ import json
 import pytest
 
 from kubenas.api.policy import Policy, policy_issues
-from tests.api.policy_cases import ARGPARSE_HERE, CASES, over_module
+from tests.api.policy_cases import ARGPARSE_HERE, CASES, CODE_CONFIGMAP, over_module, over_module_from_configmap
 from tests.e2e.test_admission import EXPERIMENTS, POLICY, accepted, grant, refused, with_template
 from tests.e2e.test_cluster import apply
 from tests.realtier.cluster import OPERATOR_NS
@@ -19,8 +19,12 @@ from tests.waiting import wait_until
 
 @pytest.fixture(scope="module")
 def tenant(installed):
+    """alice may create NASExperiments and get one ConfigMap, holding a Python file."""
     namespace = installed.new_namespace("kubenas-code")
-    grant(installed, namespace, "experiments", "alice", [EXPERIMENTS])
+    grant(installed, namespace, "experiments", "alice", [EXPERIMENTS, {
+        "apiGroups": [""], "resources": ["configmaps"], "resourceNames": [CODE_CONFIGMAP], "verbs": ["get"]}])
+    installed.kubectl("create", "configmap", CODE_CONFIGMAP, "-n", namespace, "--from-literal=argparse.py=import os",
+                      "--from-literal=run=#!/bin/sh")
     yield namespace
     installed.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
@@ -39,8 +43,12 @@ def attack(cluster, namespace: str, name: str, **template):
 
 def test_a_python_file_mounted_over_a_module_the_trainer_imports_is_refused(installed, tenant):
     """The exact attack: code in a pod annotation, a downwardAPI volume, subPath over
-    argparse.py where the trainer imports it; accepted (SpecAccepted) before."""
+    argparse.py where the trainer imports it; accepted (SpecAccepted) before. downwardAPI
+    is no longer a default volume type; the same file from a ConfigMap alice may read is
+    stopped by the mount rule."""
     refused(attack(installed, tenant, "argparse", **over_module(ARGPARSE_HERE)),
+            "spec.trial.template.volumes[name=code] uses downwardAPI: this volume type is not allowed", "volumeTypes")
+    refused(attack(installed, tenant, "argparse-cm", **over_module_from_configmap(ARGPARSE_HERE)),
             f"spec.trial.template.volumeMounts[name=code].mountPath: {ARGPARSE_HERE} would cover a folder the trainer "
             "image needs", "protectedMountPaths", "mount it under one of /data, /mnt, /scratch")
 
@@ -48,9 +56,7 @@ def test_a_python_file_mounted_over_a_module_the_trainer_imports_is_refused(inst
 def test_a_script_mounted_over_the_trainer_entrypoint_is_refused(installed, tenant):
     """On real images a #!/bin/sh file over kubenas-train runs instead of the trainer."""
     refused(attack(installed, tenant, "entrypoint",
-                   annotations={"payload": "#!/bin/sh\nexec sh -c 'echo pwned'\n"},
-                   volumes=[{"name": "sh", "downwardAPI": {"items": [
-                       {"path": "run", "fieldRef": {"fieldPath": "metadata.annotations['payload']"}}]}}],
+                   volumes=[{"name": "sh", "configMap": {"name": CODE_CONFIGMAP}}],
                    volumeMounts=[{"name": "sh", "mountPath": "/opt/conda/bin/kubenas-train", "subPath": "run"}]),
             "spec.trial.template.volumeMounts[name=sh].mountPath: /opt/conda/bin/kubenas-train would cover")
 
@@ -78,7 +84,7 @@ def test_a_mount_outside_the_data_folders_needs_create_pods(installed, tenant):
     try:
         wait_until(lambda: dry_run(installed, tenant, "workspace", **template).returncode == 0, 30,
                    "alice, now allowed to create pods, to mount /workspace")
-        refused(dry_run(installed, tenant, "argparse", **over_module(ARGPARSE_HERE)), "would cover")
+        refused(dry_run(installed, tenant, "argparse", **over_module_from_configmap(ARGPARSE_HERE)), "would cover")
     finally:
         installed.kubectl("delete", "role,rolebinding", "pods", "-n", tenant, check=False)
 

@@ -9,6 +9,7 @@ import json
 from datetime import datetime, timezone
 
 from kubenas.api.policy import CREATED_BY, REQUESTER_POLICY_MARGIN_SECONDS
+from tests.api.policy_cases import ARGPARSE_HERE, over_module_from_configmap
 from tests.e2e.test_admission import EXPERIMENTS, POLICY, grant, with_template
 from tests.e2e.test_cluster import apply, phase
 from tests.realtier.cluster import OPERATOR_NS, REPO
@@ -81,4 +82,34 @@ def test_without_admission_the_operator_refuses_a_secret_the_requester_cannot_re
         actions("Deny")
         set_policy(enforces)
         cluster.kubectl("delete", "-k", str(REPO / "deploy" / "requester"), "--ignore-not-found", check=False)
+        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def test_without_admission_the_operator_refuses_a_file_mounted_over_the_trainers_code(installed):
+    """HIGH 2 of issue 23 where no admission policy judges: the operator said SpecAccepted
+    to a ConfigMap file mounted by subPath over argparse.py; now, with the shipped policy
+    (operatorEnforcesLists "false": this rule holds for everybody), Failed/PolicyDenied
+    naming the mount, no controller, no trial pod."""
+    cluster = installed
+    namespace = cluster.new_namespace("kubenas-nocode")
+    grant(cluster, namespace, "experiments", "alice", [EXPERIMENTS])
+
+    def actions(*values):
+        cluster.kubectl("patch", BINDING, "--type=merge", "-p", json.dumps({"spec": {"validationActions": values}}))
+
+    body = with_template("argparse", **over_module_from_configmap(ARGPARSE_HERE))
+    try:
+        actions("Audit")
+        wait_until(lambda: cluster.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", user="alice",
+                                           check=False, input=json.dumps(body)).returncode == 0,
+                   30, "the API server to stop applying the policy")
+        apply(cluster, namespace, body, user="alice")
+        wait_until(lambda: phase(cluster, namespace, "argparse") == "Failed", 120, "the operator to refuse it", 1)
+        valid = _valid(cluster, namespace, "argparse")
+        assert valid["reason"] == "PolicyDenied", valid
+        assert valid["message"].startswith(f"spec.trial.template.volumeMounts[name=code].mountPath: {ARGPARSE_HERE} "
+                                           "would cover"), valid
+        assert not cluster.get_json("deployments,jobs", "-n", namespace)["items"]
+    finally:
+        actions("Deny")
         cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)

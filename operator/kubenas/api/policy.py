@@ -49,7 +49,7 @@ OPERATOR_PREFIX = "kubenas.io/"
 DEFAULTS = {
     "trainerImagePrefixes": "ghcr.io/kubenas/",
     "controllerImagePrefixes": "ghcr.io/kubenas/",
-    "volumeTypes": "emptyDir, configMap, secret, persistentVolumeClaim, downwardAPI",
+    "volumeTypes": "emptyDir, configMap, secret, persistentVolumeClaim",
     "serviceAccounts": "kubenas-trainer",
     "priorityClasses": "",
     "tolerationKeys": "nvidia.com/gpu",
