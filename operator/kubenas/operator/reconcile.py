@@ -288,7 +288,9 @@ class Reconciler:
         if configmap is None:
             log.warning("ConfigMap %s/%s not found or not readable: using the shipped tenancy policy",
                         self.settings.policy_namespace, POLICY_NAME)
-        return Policy.from_data((configmap or {}).get("data"))
+        policy = Policy.from_data((configmap or {}).get("data"))
+        self._bounds_policy = (time.monotonic(), policy)  # the latest read: the bounds use it too
+        return policy
 
     def _reference_issues(self, exp: dict, policy: Policy) -> list:
         """Without the admission policies (operatorEnforcesLists): may whoever created
@@ -520,9 +522,10 @@ class Reconciler:
         if self.slots is None:
             return None
         at, policy = self._bounds_policy
+        # The latest read of the policy (judging a new experiment reads it), at most
+        # BOUNDS_POLICY_SECONDS old: a start or a Job does not cost a read each.
         if policy is None or time.monotonic() - at >= BOUNDS_POLICY_SECONDS:
-            policy = self.policy()  # a Job is made far more often than a spec is judged: read it seldom
-            self._bounds_policy = (time.monotonic(), policy)
+            policy = self.policy()
         return self.slots.take(kind, namespace, name, tenancy.bound(policy, kind))
 
     def _room_for_job(self, trial: dict, decision: TrialAction) -> TrialAction:
