@@ -33,7 +33,7 @@ async def test_asha_promotes_through_nastrials_and_ends_when_nothing_is_promotab
         exp = digits_experiment("asha", maxTrials=9, parallelTrials=2)
         exp["spec"]["strategy"]["fidelity"] = {"minResource": 1, "reductionFactor": 3}
         exp["spec"]["trial"]["training"]["epochs"] = EPOCHS
-        exp["spec"]["artifacts"] = {"url": "s3://models/nas"}
+        exp["spec"]["artifacts"] = {"url": "s3://models/nas", "credentialsSecret": "s3-creds"}
         await cluster.create_experiment(exp)
         await wait_for(lambda: ((cluster.experiment("asha") or {}).get("status") or {}).get("phase") == "Succeeded",
                        90, "Succeeded")
@@ -83,7 +83,7 @@ async def test_hyperband_starts_each_bracket_at_its_rung_and_promotes_within_it(
         exp = digits_experiment("hb", maxTrials=6, parallelTrials=2)
         exp["spec"]["strategy"]["fidelity"] = {"type": "hyperband", "minResource": 1, "reductionFactor": 3}
         exp["spec"]["trial"]["training"]["epochs"] = EPOCHS
-        exp["spec"]["artifacts"] = {"url": "s3://models/nas"}
+        exp["spec"]["artifacts"] = {"url": "s3://models/nas", "credentialsSecret": "s3-creds"}
         await cluster.create_experiment(exp)
         await wait_for(lambda: ((cluster.experiment("hb") or {}).get("status") or {}).get("phase") == "Succeeded",
                        90, "Succeeded")

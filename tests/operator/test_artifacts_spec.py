@@ -153,3 +153,20 @@ def test_no_experiments_folder_is_in_another_experiments_folder():
     assert art.experiment_location(store, "mnist", "uid-a") != art.experiment_location(store, "mnist", "uid-b")
     assert art.FOLDER_SEPARATOR not in "abcdefghijklmnopqrstuvwxyz0123456789-."  # DNS-1123 names
     assert art.experiment_location(store, "mnist") == "s3://shared/runs/mnist"  # a local run: no uid
+
+
+def test_an_object_store_without_credentials_secret_takes_the_admins_allow_ambient_credentials():
+    """A url without credentialsSecret (gs takes none) is reached with whatever the node
+    or pod has: refused by the operator's own check (clusters without the admission
+    policies) unless the admin's ConfigMap says allowAmbientCredentials: "true"."""
+    from kubenas.api.policy import Policy, policy_issues
+
+    spec = {"artifacts": {"url": "s3://any-bucket"}}
+    (issue,) = policy_issues(spec, Policy.from_data({}))
+    assert issue.path == "spec.artifacts.credentialsSecret"
+    assert "s3://any-bucket without credentialsSecret" in issue.message
+    assert 'allowAmbientCredentials: "true" in ConfigMap kubenas-system/kubenas-admission-policy' in issue.message
+    assert policy_issues({"artifacts": {"url": "gs://b/x"}}, Policy.from_data({}))
+    assert not policy_issues(spec, Policy.from_data({"allowAmbientCredentials": "true"}))
+    assert not policy_issues({"artifacts": {"url": "s3://b", "credentialsSecret": "s3"}}, Policy.from_data({}))
+    assert not policy_issues({"artifacts": {"persistentVolumeClaim": {"claimName": "c"}}}, Policy.from_data({}))

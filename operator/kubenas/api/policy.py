@@ -66,6 +66,7 @@ DEFAULTS = {
                  "PYTORCH_CUDA_ALLOC_CONF, PYTHONHASHSEED, NCCL_DEBUG, TZ"),
     "emptyDirSizeLimit": "100Gi",
     "operatorAllowsUncheckedReferences": "false",
+    "allowAmbientCredentials": "false",
     # Per-namespace bounds, the operator's alone (kubenas.operator.tenancy): "0" or "" for none.
     "maxRunningExperimentsPerNamespace": "20",
     "maxTrialsInFlightPerNamespace": "100",
@@ -102,6 +103,9 @@ class Policy:
     env_names: tuple[str, ...] = ()          # a name, or a prefix ending in *
     empty_dir_size_limit: str = DEFAULTS["emptyDirSizeLimit"]
     allows_unchecked_references: bool = False  # without a known requester (reference_issues)
+    # spec.artifacts.url without credentialsSecret: the store is reached with whatever the
+    # node or pod has (instance profile, Workload Identity), not the author's own Secret.
+    allows_ambient_credentials: bool = False
     # Per namespace, what runs at once (0: no bound): experiments started and not finished,
     # trials that hold a Job and have not finished (kubenas.operator.tenancy).
     max_running_experiments: int = 0
@@ -126,6 +130,7 @@ class Policy:
             env_names=_items(merged["envNames"]),
             empty_dir_size_limit=merged["emptyDirSizeLimit"].strip(),
             allows_unchecked_references=merged["operatorAllowsUncheckedReferences"].strip().lower() == "true",
+            allows_ambient_credentials=merged["allowAmbientCredentials"].strip().lower() == "true",
             max_running_experiments=_bound(merged, "maxRunningExperimentsPerNamespace"),
             max_trials_in_flight=_bound(merged, "maxTrialsInFlightPerNamespace"),
         )
@@ -304,6 +309,21 @@ def pod_issues(template: dict, policy: Policy) -> list[Issue]:
     return issues
 
 
+def ambient_credentials_issues(spec: dict, policy: Policy) -> list[Issue]:
+    """spec.artifacts.url without credentialsSecret (gs takes none): the trial pods would
+    use whatever credentials the node or the pod has, a bucket the author was never given;
+    for everybody, unless the admin allows it (allowAmbientCredentials)."""
+    artifacts = spec.get("artifacts") or {}
+    url = artifacts.get("url")
+    if not url or artifacts.get("credentialsSecret") or policy.allows_ambient_credentials:
+        return []
+    return [Issue("spec.artifacts.credentialsSecret",
+                  f"{url} without credentialsSecret would be reached with the ambient credentials of the node or the "
+                  f"trial pod (an instance profile, Workload Identity), which this cluster does not allow: name a "
+                  f"Secret with the store's credentials in credentialsSecret (s3, az), or ask a cluster admin to set "
+                  f"allowAmbientCredentials: \"true\" in {WHERE}")]
+
+
 def policy_issues(spec: dict, policy: Policy) -> list[Issue]:
     """What ``spec`` (a NASExperiment spec) asks for beyond ``policy``, field by field."""
     issues: list[Issue] = []
@@ -325,6 +345,7 @@ def policy_issues(spec: dict, policy: Policy) -> list[Issue]:
                                 f"admin sets volumeTypes in {WHERE})"))
     issues += mount_issues(template, policy)
     issues += pod_issues(template, policy)
+    issues += ambient_credentials_issues(spec, policy)
     for item in template.get("env") or []:
         name = item.get("name") if isinstance(item, dict) else None
         if name in policy.forbidden_env_names:
