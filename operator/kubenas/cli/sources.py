@@ -169,8 +169,25 @@ def connect(kubeconfig: str | None, context: str | None):
     from kubenas.cluster.kube import KUBENAS_VERSION
 
     api.user_agent = f"kubenas-cli/{KUBENAS_VERSION}"
+    if not api.configuration.verify_ssl:  # the kubeconfig's insecure-skip-tls-verify: true
+        quiet_unverified_tls(api.configuration.host)
     namespace = ((chosen or {}).get("context") or {}).get("namespace")
     return Kube("cli", api=api), namespace
+
+
+def quiet_unverified_tls(server: str) -> None:
+    """Silence urllib3's InsecureRequestWarning for ``server`` only: its kubeconfig says
+    ``insecure-skip-tls-verify: true``, the user's choice, which kubectl honours silently
+    (urllib3 warned twice per request). Any other host still warns."""
+    import re
+    import warnings
+    from urllib.parse import urlsplit
+
+    from urllib3.exceptions import InsecureRequestWarning
+
+    host = urlsplit(server).hostname or ""
+    warnings.filterwarnings("ignore", message=f"Unverified HTTPS request is being made to host '{re.escape(host)}'",
+                            category=InsecureRequestWarning)
 
 
 def api_error(err, what: str, namespace: str | None) -> CliError:
