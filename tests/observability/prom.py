@@ -225,3 +225,243 @@ class Prometheus:
                 self.proc.kill()
                 self.proc.wait(5)
         shutil.rmtree(self.workdir / "data", ignore_errors=True)
+
+
+# ------------------------------------------------------------------ ServiceMonitor / PodMonitor
+
+
+def _label(name: str) -> str:
+    return re.sub(r"[^a-zA-Z0-9_]", "_", name)
+
+
+def _keep_labels(role: str, match_labels: dict) -> list[dict]:
+    return [{"action": "keep",
+             "source_labels": [f"__meta_kubernetes_{role}_label_{_label(k)}",
+                               f"__meta_kubernetes_{role}_labelpresent_{_label(k)}"],
+             "regex": f"({re.escape(str(v))});true"} for k, v in sorted(match_labels.items())]
+
+
+def scrape_configs(monitor: dict, *, discovery, secret_file, interval: str | None = None) -> list[dict]:
+    """The scrape jobs Prometheus Operator generates for a ServiceMonitor or PodMonitor
+    (its job names, relabelling and target labels), for the fields kubenas' monitors use:
+    ``selector.matchLabels``, ``namespaceSelector`` (``any``/``matchNames``), and per
+    endpoint ``port``, ``path``, ``scheme``, ``interval``, ``honorLabels``,
+    ``tlsConfig.insecureSkipVerify``/``ca``, ``authorization`` (a Secret's key: the file
+    ``secret_file(namespace, name, key)`` returns holds it) and ``bearerTokenFile``.
+    ``discovery(role, namespaces)`` gives the job's service discovery (``namespaces`` None:
+    all): :func:`kubernetes_sd` as Prometheus Operator writes it, or
+    :meth:`KubernetesDiscovery.file_sd`. ``interval`` replaces every endpoint's interval
+    (a test's shorter one)."""
+    kind, meta, spec = monitor["kind"], monitor["metadata"], monitor["spec"]
+    service = kind == "ServiceMonitor"
+    known = {"selector", "namespaceSelector", "endpoints" if service else "podMetricsEndpoints", "jobLabel"}
+    if set(spec) - known:
+        raise ValueError(f"{kind} {meta['name']}: fields {sorted(set(spec) - known)} are not translated here")
+    if set(spec["selector"]) - {"matchLabels"}:
+        raise ValueError(f"{kind} {meta['name']}: only selector.matchLabels is translated here")
+    ns_sel = spec.get("namespaceSelector") or {}
+    namespaces = None if ns_sel.get("any") else (ns_sel.get("matchNames") or [meta["namespace"]])
+    sd = discovery("endpoints" if service else "pod", namespaces)
+    role = "service" if service else "pod"
+    jobs = []
+    for i, ep in enumerate(spec["endpoints" if service else "podMetricsEndpoints"]):
+        job: dict = {"job_name": f"{'serviceMonitor' if service else 'podMonitor'}/{meta['namespace']}/{meta['name']}/{i}",
+                     "honor_labels": bool(ep.get("honorLabels")),
+                     "scrape_interval": interval or ep.get("interval", "30s"),
+                     "metrics_path": ep.get("path", "/metrics"), "scheme": ep.get("scheme", "http"), **sd}
+        tls = ep.get("tlsConfig") or {}
+        if tls:
+            job["tls_config"] = {"insecure_skip_verify": bool(tls.get("insecureSkipVerify"))}
+            if (tls.get("ca") or {}).get("secret"):
+                ref = tls["ca"]["secret"]
+                job["tls_config"]["ca_file"] = secret_file(meta["namespace"], ref["name"], ref["key"])
+        auth = ep.get("authorization")
+        if auth:
+            ref = auth["credentials"]
+            job["authorization"] = {"type": auth.get("type", "Bearer"),
+                                    "credentials_file": secret_file(meta["namespace"], ref["name"], ref["key"])}
+        elif ep.get("bearerTokenFile"):
+            job["authorization"] = {"credentials_file": ep["bearerTokenFile"]}
+        relabel: list[dict] = [{"source_labels": ["job"], "target_label": "__tmp_prometheus_job_name"}]
+        if not service:  # Prometheus Operator leaves out pods that have ended
+            relabel.append({"action": "drop", "source_labels": ["__meta_kubernetes_pod_phase"],
+                            "regex": "(Failed|Succeeded)"})
+        relabel += _keep_labels(role, spec["selector"].get("matchLabels") or {})
+        port_label = "__meta_kubernetes_endpoint_port_name" if service else "__meta_kubernetes_pod_container_port_name"
+        relabel.append({"action": "keep", "source_labels": [port_label], "regex": ep["port"]})
+        if service:
+            relabel += [
+                {"source_labels": ["__meta_kubernetes_endpoint_address_target_kind",
+                                   "__meta_kubernetes_endpoint_address_target_name"],
+                 "separator": ";", "regex": "Pod;(.*)", "replacement": "${1}", "target_label": "pod"},
+                {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+                {"source_labels": ["__meta_kubernetes_service_name"], "target_label": "service"},
+                {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+                {"source_labels": ["__meta_kubernetes_pod_container_name"], "target_label": "container"},
+                {"source_labels": ["__meta_kubernetes_service_name"], "target_label": "job", "replacement": "${1}"},
+            ]
+            if spec.get("jobLabel"):
+                relabel.append({"source_labels": [f"__meta_kubernetes_service_label_{_label(spec['jobLabel'])}"],
+                                "target_label": "job", "regex": "(.+)", "replacement": "${1}"})
+        else:
+            relabel += [
+                {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+                {"source_labels": ["__meta_kubernetes_pod_container_name"], "target_label": "container"},
+                {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+                {"target_label": "job", "replacement": f"{meta['namespace']}/{meta['name']}"},
+            ]
+        relabel.append({"target_label": "endpoint", "replacement": ep["port"]})
+        job["relabel_configs"] = relabel
+        jobs.append(job)
+    return jobs
+
+
+def strip_threshold(expr: str) -> str:
+    """An alert's expression without its final comparison with a number (``... > 1800``):
+    what it measures, which returns data even when the alert is silent."""
+    return re.sub(r"\s*(>|<|>=|<=|==|!=)\s*[0-9.e+-]+\s*$", "", expr.strip())
+
+
+def kubernetes_sd(api_server: str, ca_file: str, token_file: str):
+    """Prometheus' own Kubernetes service discovery (a Prometheus built with it)."""
+    def sd(role: str, namespaces: list[str] | None) -> dict:
+        config = {"role": role, "api_server": api_server, "tls_config": {"ca_file": ca_file},
+                  "authorization": {"credentials_file": token_file}}
+        if namespaces is not None:
+            config["namespaces"] = {"names": list(namespaces)}
+        return {"kubernetes_sd_configs": [config]}
+    return sd
+
+
+class KubernetesDiscovery:
+    """Kubernetes service discovery for a Prometheus built without it (Debian's package
+    leaves it out): lists Endpoints, Services and Pods from the API server as Prometheus'
+    ServiceAccount every ``period`` seconds and writes the targets, with the
+    ``__meta_kubernetes_*`` labels Prometheus' ``role: endpoints`` and ``role: pod``
+    discovery gives them (docs: kubernetes_sd_config), to files that ``file_sd_configs``
+    read. Relabelling, scraping and everything after are Prometheus' own."""
+
+    def __init__(self, folder: Path, api_server: str, ca_file: str, token: str, period: float = 2.0):
+        from kubernetes import client as k8s
+
+        conf = k8s.Configuration()
+        conf.host, conf.ssl_ca_cert = api_server, ca_file
+        conf.api_key = {"authorization": f"Bearer {token}"}
+        self.core = k8s.CoreV1Api(k8s.ApiClient(conf))
+        self.folder = Path(folder)
+        self.period = period
+        self.files: dict[tuple[str, tuple | None], Path] = {}
+        self.stopping = None
+        self.errors: list[str] = []
+
+    def file_sd(self, role: str, namespaces: list[str] | None) -> dict:
+        key = (role, tuple(namespaces) if namespaces is not None else None)
+        path = self.files.setdefault(key, self.folder / f"sd-{role}-{len(self.files)}.json")
+        return {"file_sd_configs": [{"files": [str(path)], "refresh_interval": f"{int(self.period)}s"}]}
+
+    @staticmethod
+    def _labels(prefix: str, labels: dict | None) -> dict:
+        out = {}
+        for k, v in (labels or {}).items():
+            out[f"{prefix}_label_{_label(k)}"] = v
+            out[f"{prefix}_labelpresent_{_label(k)}"] = "true"
+        return out
+
+    @classmethod
+    def _pod_meta(cls, pod) -> dict:
+        ready = any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
+        return {"__meta_kubernetes_namespace": pod.metadata.namespace,
+                "__meta_kubernetes_pod_name": pod.metadata.name, "__meta_kubernetes_pod_ip": pod.status.pod_ip or "",
+                "__meta_kubernetes_pod_ready": str(ready).lower(), "__meta_kubernetes_pod_phase": pod.status.phase or "",
+                "__meta_kubernetes_pod_node_name": pod.spec.node_name or "",
+                "__meta_kubernetes_pod_host_ip": pod.status.host_ip or "", "__meta_kubernetes_pod_uid": pod.metadata.uid,
+                **cls._labels("__meta_kubernetes_pod", pod.metadata.labels)}
+
+    def _pods(self, namespaces) -> list:
+        if namespaces is None:
+            return self.core.list_pod_for_all_namespaces().items
+        return [p for ns in namespaces for p in self.core.list_namespaced_pod(ns).items]
+
+    def pod_targets(self, namespaces) -> list[dict]:
+        groups = []
+        for pod in self._pods(namespaces):
+            if not pod.status.pod_ip:
+                continue
+            meta = self._pod_meta(pod)
+            for c in pod.spec.containers:
+                for port in c.ports or []:
+                    groups.append({"targets": [f"{pod.status.pod_ip}:{port.container_port}"], "labels": {
+                        **meta, "__meta_kubernetes_pod_container_name": c.name,
+                        "__meta_kubernetes_pod_container_port_name": port.name or "",
+                        "__meta_kubernetes_pod_container_port_number": str(port.container_port),
+                        "__meta_kubernetes_pod_container_port_protocol": port.protocol or "TCP"}})
+        return groups
+
+    def endpoints_targets(self, namespaces) -> list[dict]:
+        """``role: endpoints``: a target per address and port of each Service's endpoints.
+        The API server refuses loopback addresses in Endpoints and EndpointSlices (the
+        node stand-in's pod IPs are on loopback), so the endpoints are joined here as the
+        endpoints controller joins them: the Service's selector over the namespace's pods
+        that have an IP and have not ended, ready or not, its ports resolved by name or
+        number to the containers' ports."""
+        groups = []
+        for ns in namespaces if namespaces is not None else [n.metadata.name for n in self.core.list_namespace().items]:
+            pods = [p for p in self.core.list_namespaced_pod(ns).items
+                    if p.status.pod_ip and p.status.phase not in ("Succeeded", "Failed")
+                    and not p.metadata.deletion_timestamp]
+            for svc in self.core.list_namespaced_service(ns).items:
+                selector = svc.spec.selector or {}
+                if not selector:
+                    continue  # endpoints of a Service without a selector are written by hand
+                base = {"__meta_kubernetes_namespace": ns, "__meta_kubernetes_endpoints_name": svc.metadata.name,
+                        "__meta_kubernetes_service_name": svc.metadata.name,
+                        **self._labels("__meta_kubernetes_service", svc.metadata.labels)}
+                for pod in pods:
+                    if not selector.items() <= (pod.metadata.labels or {}).items():
+                        continue
+                    meta = self._pod_meta(pod)
+                    for port in svc.spec.ports or []:
+                        target = port.target_port if port.target_port is not None else port.port
+                        found = [(c, cp) for c in pod.spec.containers for cp in c.ports or []
+                                 if cp.name == target or cp.container_port == target]
+                        if isinstance(target, str) and not found:
+                            continue  # a named port the pod does not have: no endpoint
+                        number = found[0][1].container_port if found else int(target)
+                        labels = {**base, **meta, "__meta_kubernetes_endpoint_port_name": port.name or "",
+                                  "__meta_kubernetes_endpoint_port_protocol": port.protocol or "TCP",
+                                  "__meta_kubernetes_endpoint_ready": meta["__meta_kubernetes_pod_ready"],
+                                  "__meta_kubernetes_endpoint_address_target_kind": "Pod",
+                                  "__meta_kubernetes_endpoint_address_target_name": pod.metadata.name}
+                        if found:
+                            c, cp = found[0]
+                            labels.update({"__meta_kubernetes_pod_container_name": c.name,
+                                           "__meta_kubernetes_pod_container_port_name": cp.name or "",
+                                           "__meta_kubernetes_pod_container_port_number": str(cp.container_port)})
+                        groups.append({"targets": [f"{pod.status.pod_ip}:{number}"], "labels": labels})
+        return groups
+
+    def refresh(self) -> None:
+        for (role, namespaces), path in list(self.files.items()):
+            groups = self.pod_targets(namespaces) if role == "pod" else self.endpoints_targets(namespaces)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(groups))
+            tmp.replace(path)
+
+    def start(self) -> "KubernetesDiscovery":
+        import threading
+
+        self.refresh()
+        self.stopping = threading.Event()
+
+        def loop():
+            while not self.stopping.wait(self.period):
+                try:
+                    self.refresh()
+                except Exception as err:  # noqa: BLE001 - keep discovering; the test reports it
+                    self.errors.append(repr(err))
+        threading.Thread(target=loop, daemon=True, name="kubernetes-sd").start()
+        return self
+
+    def stop(self) -> None:
+        if self.stopping is not None:
+            self.stopping.set()

@@ -93,3 +93,26 @@ def test_a_deleted_experiments_series_go_with_it():
     text = generate_latest(m.REGISTRY).decode()
     assert 'experiment="gone"' not in text and 'experiment="kept"' in text
     m.observe_experiment("ns-del", "gone", None, deleted=True)  # twice: nothing left to remove, no error
+
+
+def test_a_running_experiments_counters_start_at_zero():
+    """So rate()/increase() see its first created, finished, failed or retried trial (a
+    series that appears at 1 hides that step: tests/observability/alerts_test.yaml)."""
+    body = {"metadata": {"name": "fresh"}, "spec": {"objective": {"goal": "maximize"}}, "status": {"phase": "Running"}}
+    metrics.observe_experiment("ns-zero", "fresh", body)
+    done = {"metadata": {"name": "old"}, "spec": {}, "status": {"phase": "Succeeded"}}
+    metrics.observe_experiment("ns-zero", "old", done)
+    try:
+        found = {(s.name, s.labels.get("experiment"), s.labels.get("outcome")): s.value
+                 for f in text_string_to_metric_families(generate_latest(metrics.REGISTRY).decode())
+                 for s in f.samples if s.labels.get("namespace") == "ns-zero"}
+        for name, outcome in (("kubenas_trials_created_total", None), ("kubenas_trial_retries_total", None),
+                              ("kubenas_trial_queue_wait_seconds_count", None),
+                              ("kubenas_trials_finished_total", "Succeeded"), ("kubenas_trials_finished_total", "Failed"),
+                              ("kubenas_trials_finished_total", "EarlyStopped")):
+            assert found[(name, "fresh", outcome)] == 0, (name, outcome)
+        # a finished experiment seen at a restart adds no series
+        assert not [k for k in found if k[1] == "old" and k[0].endswith(("_total", "_count"))], found
+    finally:
+        for name in ("fresh", "old"):
+            metrics.observe_experiment("ns-zero", name, None, deleted=True)

@@ -21,7 +21,13 @@ What it does, as a kubelet would:
   min running), showing ``CrashLoopBackOff`` meanwhile;
 * on graceful deletion: SIGTERM, then SIGKILL after ``terminationGracePeriodSeconds``,
   then removes the pod (delete with grace 0); a pod removed outright is killed at once;
-* enforces a pod's ``activeDeadlineSeconds`` (Failed, reason DeadlineExceeded).
+* enforces a pod's ``activeDeadlineSeconds`` (Failed, reason DeadlineExceeded);
+* gives every pod an IP of its own on this machine's loopback (``127.X.Y.Z``, all of
+  127/8 is local), written to ``status.podIP``, and listens there on each of the
+  container's ``ports``, relaying into the pod's network namespace: a Prometheus on this
+  machine scrapes each pod at ``podIP:port`` (tests/e2e/test_prometheus.py). The API
+  server refuses loopback addresses in Endpoints and EndpointSlices, so those stay
+  empty (the endpoints controllers log it); Services are not routed either.
 
 Not simulated: images (any image runs this checkout's code), resource limits (no
 cgroups: no OOMKilled, no CPU throttling), probes, init and sidecar containers, user
@@ -44,6 +50,7 @@ import json
 import logging
 import os
 import queue
+import random
 import shutil
 import signal
 import socket
@@ -179,6 +186,42 @@ class _RelayHandler(socketserver.BaseRequestHandler):
         t.join()
 
 
+class PortRelay(socketserver.ThreadingTCPServer):
+    """Listens on a pod's IP at one of its container's ports and relays each connection
+    to the Unix socket that the pod's podinit serves that port on (podinit.serve_port)."""
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], socket_path: str):
+        self.socket_path = socket_path
+        super().__init__(address, _PortRelayHandler)
+
+
+class _PortRelayHandler(socketserver.BaseRequestHandler):
+    def handle(self):
+        upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            upstream.connect(self.server.socket_path)
+        except OSError:
+            upstream.close()
+            return  # the pod does not serve yet: the caller sees the connection closed
+        done = threading.Event()
+
+        def pump(a, b):
+            try:
+                while data := a.recv(65536):
+                    b.sendall(data)
+            except OSError:
+                pass
+            finally:
+                done.set()
+
+        threading.Thread(target=pump, args=(upstream, self.request), daemon=True).start()
+        pump(self.request, upstream)
+        done.wait(30)
+        upstream.close()
+
+
 class PodRunner(threading.Thread):
     """Runs one pod's container until it is done or the pod is deleted."""
 
@@ -194,11 +237,14 @@ class PodRunner(threading.Thread):
         self.grace = float(pod["spec"].get("terminationGracePeriodSeconds", 30))
         self.restarts = 0
         self.started_at = now()
+        self.ip = "127.0.0.1"  # its own from run() on (Agent.pod_network)
+        self.listeners: dict[int, PortRelay] = {}
 
     # --------------------------------------------------------------- lifecycle
 
     def run(self) -> None:
         try:
+            self.ip, self.listeners = self.agent.pod_network(self)
             self._run()
         except Exception:  # noqa: BLE001
             log.exception("pod %s/%s: runner failed", self.ns, self.name)
@@ -387,6 +433,7 @@ class PodRunner(threading.Thread):
                   "workingDir": container.get("workingDir"),
                   "home": str(home), "apiserver_port": 443, "apiserver_socket": self.agent.socket_path,
                   "forwards": self.agent.host_forwards(),
+                  "ports": [{"port": port, "socket": server.socket_path} for port, server in self.listeners.items()],
                   "termination_file": str(term)}
         (self.dir / "launch.json").write_text(json.dumps(launch))
         return launch
@@ -514,7 +561,7 @@ class PodRunner(threading.Thread):
         meta = self.pod["metadata"]
         fields = {"metadata.name": self.name, "metadata.namespace": self.ns, "metadata.uid": self.uid,
                   "spec.nodeName": NODE, "spec.serviceAccountName": self.pod["spec"].get("serviceAccountName", ""),
-                  "status.podIP": "127.0.0.1", "status.hostIP": "127.0.0.1"}
+                  "status.podIP": self.ip, "status.hostIP": "127.0.0.1"}
         for item in container.get("env") or []:
             if "value" in item:
                 env[item["name"]] = _expand(item["value"], env)
@@ -595,7 +642,7 @@ class PodRunner(threading.Thread):
                           "conditions": self._conditions(False)})
 
     def _put_status(self, status: dict) -> None:
-        status.update({"hostIP": "127.0.0.1", "podIP": "127.0.0.1", "podIPs": [{"ip": "127.0.0.1"}],
+        status.update({"hostIP": "127.0.0.1", "podIP": self.ip, "podIPs": [{"ip": self.ip}],
                        "startTime": self.started_at})
         for attempt in range(20):
             try:
@@ -648,6 +695,11 @@ class Agent:
         threading.Thread(target=self.relay.serve_forever, daemon=True, name="relay").start()
         self.events: queue.Queue = queue.Queue()
         self.host_relays: dict[int, str] = {}
+        # Pod IPs: a /16 of 127/8 picked at random, so two node stand-ins on one machine
+        # (two test sessions) rarely meet; an address in use is skipped.
+        self.ip_prefix = f"127.{random.randrange(64, 250)}"
+        self.ip_next = 1
+        (state / "ports").mkdir(parents=True, exist_ok=True)
         (state / "logs").mkdir(parents=True, exist_ok=True)
         self.kubelet = KubeletServer(state)
         threading.Thread(target=self.kubelet.serve_forever, daemon=True, name="kubelet").start()
@@ -671,6 +723,29 @@ class Agent:
                     threading.Thread(target=relay.serve_forever, daemon=True, name=f"relay-{port}").start()
                     self.host_relays[port] = path
             return [{"port": port, "socket": self.host_relays[port]} for port in ports]
+
+    def pod_network(self, runner: "PodRunner") -> tuple[str, dict[int, PortRelay]]:
+        """An IP for the pod and a listener on it for each TCP port its container declares."""
+        ports = [int(p["containerPort"]) for c in (runner.pod["spec"].get("containers") or [])[:1]
+                 for p in c.get("ports") or [] if p.get("protocol", "TCP") == "TCP"]
+        for _ in range(64):
+            with self.lock:
+                n = self.ip_next
+                self.ip_next += 1
+            ip = f"{self.ip_prefix}.{n // 250 % 250}.{n % 250 + 1}"
+            listeners: dict[int, PortRelay] = {}
+            try:
+                for port in ports:
+                    path = str(self.state / "ports" / f"{runner.uid[:18]}-{port}.sock")
+                    listeners[port] = PortRelay((ip, port), path)
+            except OSError:
+                for server in listeners.values():
+                    server.server_close()
+                continue
+            for port, server in listeners.items():
+                threading.Thread(target=server.serve_forever, daemon=True, name=f"pod-port-{ip}:{port}").start()
+            return ip, listeners
+        raise RuntimeError("no free pod IP")
 
     def register(self) -> None:
         body = {"apiVersion": "v1", "kind": "Node",
@@ -790,6 +865,13 @@ class Agent:
     def runner_done(self, runner: PodRunner) -> None:
         with self.lock:
             self.runners.pop(runner.uid, None)
+        for server in runner.listeners.values():
+            server.shutdown()
+            server.server_close()
+            try:
+                os.unlink(server.socket_path)
+            except OSError:
+                pass
         if runner.deleting.is_set():
             self._remove(runner.pod)
         shutil.rmtree(runner.dir / "volumes", ignore_errors=True)

@@ -9,6 +9,9 @@ pods may listen on the same port, as in a cluster). It then
   ``KUBERNETES_SERVICE_HOST``/``PORT`` say) to the node's Unix socket, which relays to
   the real API server: a Unix socket is the one thing both namespaces share; the same
   for each port of the node's loopback a test exposed (``forwards``: an S3 server);
+* serves each of the container's ports to the node through a Unix socket (``ports``):
+  the node listens on the pod's IP and relays, so the pod is reachable at
+  ``status.podIP:containerPort`` as in a cluster (Endpoints, Prometheus' targets);
 * bind-mounts the pod's volumes (ServiceAccount token at
   ``/var/run/secrets/kubernetes.io/serviceaccount``, emptyDirs, ConfigMaps, Secrets,
   hostPaths) and a file at the container's ``terminationMessagePath``;
@@ -67,6 +70,32 @@ def forward(listen_port: int, unix_path: str) -> None:
     threading.Thread(target=serve, daemon=True, name="apiserver-forward").start()
 
 
+def serve_port(port: int, unix_path: str) -> None:
+    """The way in from the node: a connection to the Unix socket ``unix_path`` is relayed
+    to ``127.0.0.1:port`` inside this pod (the node listens on the pod's IP at that port
+    and relays to the socket: how Prometheus reaches a pod's metrics port)."""
+    if os.path.exists(unix_path):
+        os.unlink(unix_path)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(unix_path)
+    server.listen(256)
+
+    def serve() -> None:
+        while True:
+            conn, _ = server.accept()
+            upstream = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                upstream.connect(("127.0.0.1", port))
+            except OSError:  # nothing listens (yet): the caller sees a refused connection
+                conn.close()
+                upstream.close()
+                continue
+            threading.Thread(target=_relay, args=(conn, upstream), daemon=True).start()
+            threading.Thread(target=_relay, args=(upstream, conn), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True, name=f"port-{port}").start()
+
+
 def bind_mounts(mounts: list[dict], keep_visible: list[str] = ()) -> None:
     """Bind-mount every volume at its target, parents before children. Each source is
     opened first and mounted through /proc/self/fd: a volume mounted over /tmp must not
@@ -111,6 +140,8 @@ def main(spec_path: str) -> int:
     forward(spec["apiserver_port"], spec["apiserver_socket"])
     for extra in spec.get("forwards") or []:  # servers of the node's loopback the test exposed
         forward(extra["port"], extra["socket"])
+    for served in spec.get("ports") or []:  # the container's ports, reached at the pod's IP
+        serve_port(served["port"], served["socket"])
     bind_mounts(spec["mounts"], spec.get("keep_visible") or [])
     cwd = spec.get("workingDir") or spec["home"]
     os.makedirs(cwd, exist_ok=True)
