@@ -232,6 +232,7 @@ def test_a_sequence_trial_exports_a_model_for_any_length(tmp_path, sequences):
     meta = load_metadata(tmp_path / "model.pt")
     assert meta["task"] == "sequence-classification" and meta["vocabulary"] <= 40
     assert "token ids" in meta["input"]
+    assert meta["torchscript"] == "scripted"  # never a trace frozen at the trained length
 
 
 def test_float_sequences_from_jsonl_with_string_labels(tmp_path):
