@@ -226,3 +226,43 @@ def test_a_900_deep_spec_is_refused_at_create_naming_the_field(installed, alice)
                                                         "values": ["sgd", "DEEP"]}]
     refused(create(installed, alice, with_nesting(body, 900), "alice", "--validate=false"),
             "spec.searchSpace.hyperparameters[0].values[1]: Too many")
+
+
+def operator_pods(cluster) -> list[str]:
+    return [p["metadata"]["name"] for p in cluster.pods(OPERATOR_NS, "app.kubernetes.io/component=operator")
+            if not p["metadata"].get("deletionTimestamp")
+            and any(c.get("state", {}).get("running") for c in p.get("status", {}).get("containerStatuses") or [])]
+
+
+def first_job_after_create(cluster, namespace: str, name: str, timeout: float) -> float:
+    started = time.monotonic()
+    cluster.kubectl("create", "-n", namespace, "-f", "-", user="bob",
+                    input=json.dumps(experiment(name, maxTrials=1, parallelTrials=1)))
+    wait_until(lambda: cluster.get_json("jobs", "-n", namespace, "-l", f"kubenas.io/experiment={name}")["items"],
+               timeout, f"bob's first trial Job of {name}", interval=0.2)
+    took = time.monotonic() - started
+    cluster.kubectl("delete", "nasexperiment", name, "-n", namespace, "--wait=false", check=False)
+    return took
+
+
+def test_an_object_nested_past_pythons_limit_that_gets_stored_anyway_stops_nothing(installed, alice, bob):
+    """Defence in depth: the one free-form map left (a trial's architecture.parameters,
+    which only the controller writes) stored 3000 deep by someone with the rights (here
+    the cluster admin). The operator's watch reads it (cut), bob is served; a restarted
+    operator lists it at startup (kopf's listing and its own Book) and serves bob again."""
+    installed.kubectl("create", "-n", alice, "-f", "-", input=with_nesting({
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "NASTrial", "metadata": {"name": "stored-0"},
+        "spec": {"experiment": "stored", "index": 0, "architecture": {"type": "parameters", "parameters": {"x": "DEEP"}}}}))
+    took = first_job_after_create(installed, bob, "bob-w", 60)
+    print(f"bob's first trial Job with the deep trial watched: {took:.1f} s")
+    assert took <= BOB_STARTS_WITHIN, f"bob's first Job came {took:.1f} s after his create"
+
+    (before,) = operator_pods(installed)
+    installed.kubectl("delete", "pod", before, "-n", OPERATOR_NS, "--wait=false")
+    wait_until(lambda: [p for p in operator_pods(installed) if p != before], 120, "a new operator pod running")
+    took = first_job_after_create(installed, bob, "bob-l", 90)  # includes the new operator's start
+    print(f"bob's first trial Job after the operator restarted with the deep trial stored: {took:.1f} s")
+    log = installed.logs_ever(OPERATOR_NS, "kubenas-operator")
+    assert "maximum recursion depth" not in log and "RecursionError" not in log
+    assert "Activity 'startup' failed" not in log
+    installed.kubectl("delete", "nastrial", "stored-0", "-n", alice, check=False)

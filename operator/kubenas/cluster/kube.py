@@ -22,6 +22,8 @@ from kubernetes.client.exceptions import ApiException
 
 from kubenas.contract import GROUP, VERSION
 
+from . import decoding
+
 log = logging.getLogger(__name__)
 
 try:
@@ -87,6 +89,15 @@ def _or_none(call, *args, **kwargs):
         raise
 
 
+def _decoded(answer):
+    """The JSON of a raw answer (``_preload_content=False``), decoded whatever its nesting:
+    one object nested past Python's recursion limit must not fail a whole list."""
+    try:
+        return decoding.loads(answer.data)
+    finally:
+        answer.release_conn()
+
+
 def _done(call, *args, expected: int, **kwargs) -> bool:
     """True if the call did it, False if it was already done (``expected``: 409 on create, 404 on delete)."""
     kwargs.setdefault("_request_timeout", REQUEST_TIMEOUT)
@@ -130,20 +141,23 @@ class Kube:
     # ------------------------------------------------------------------ custom resources
 
     def get_custom(self, plural: str, namespace: str, name: str) -> dict | None:
-        return _or_none(self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name)
+        answer = _or_none(self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name,
+                          _preload_content=False)
+        return None if answer is None else _decoded(answer)
 
     def iter_custom(self, plural: str, namespace: str | None = None, page: int = 500):
         """Every object of a custom resource, in one namespace or all (None), listed in
         pages of ``page`` so that 10,000 objects are never parsed at once."""
         token = None
         while True:
-            kwargs: dict = {"limit": page, "_request_timeout": REQUEST_TIMEOUT}
+            kwargs: dict = {"limit": page, "_request_timeout": REQUEST_TIMEOUT, "_preload_content": False}
             if token:
                 kwargs["_continue"] = token
             if namespace is None:
-                answer = self.custom.list_cluster_custom_object(GROUP, VERSION, plural, **kwargs)
+                answer = _decoded(self.custom.list_cluster_custom_object(GROUP, VERSION, plural, **kwargs))
             else:
-                answer = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural, **kwargs)
+                answer = _decoded(self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural,
+                                                                            **kwargs))
             yield from answer.get("items") or []
             token = (answer.get("metadata") or {}).get("continue")
             if not token:

@@ -11,7 +11,7 @@ import kopf
 
 log = logging.getLogger("kubenas.operator")
 
-from . import handlers, metrics
+from . import decoding, handlers, metrics
 from .handlers import Options
 from .manifests import Settings
 
@@ -84,6 +84,7 @@ async def operator(options: Options, *, stop_flag: asyncio.Event | threading.Eve
     in-process API server in tests) that kopf should neither wait for nor cancel.
     """
     handlers.configure(options)
+    decoding.install()  # one deeply nested object must not stop kopf's lists and watches
     backoff = backoff or Backoff()
     loop = asyncio.get_running_loop()
     elector = None
