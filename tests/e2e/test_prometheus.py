@@ -127,7 +127,7 @@ def prometheus(installed, tmp_path_factory):
     # Debian's prometheus is built without Kubernetes service discovery: the same targets
     # and __meta_kubernetes_* labels come from a file written from the API server's
     # Endpoints and Pods, read as Prometheus' ServiceAccount (prom.KubernetesDiscovery).
-    discovery = prom.KubernetesDiscovery(work, installed.plane.server, str(installed.plane.ca_file), token)
+    discovery = prom.KubernetesDiscovery(work, prom.core_api(installed.plane.server, str(installed.plane.ca_file), token))
     jobs = []
     for name in ("servicemonitor.yaml", "podmonitor.yaml"):
         monitor = yaml.safe_load((prom.MONITORING / name).read_text())
@@ -215,7 +215,8 @@ def test_every_panel_and_rule_returns_data_and_the_alerts_fire(prometheus, insta
     finally:
         stop.set()
         thread.join(30)
-    statuses = {t["metadata"]["name"]: t.get("status") or {} for t in cluster.get_json("nastrials", "-n", namespace)["items"]}
+    trials = cluster.get_json("nastrials", "-n", namespace)["items"]
+    statuses = {t["metadata"]["name"]: t.get("status") or {} for t in trials}
     outcomes = {name: s.get("phase") for name, s in statuses.items()}
     assert phase(cluster, namespace, "mixed") == "Succeeded", (
         cluster.get_json("nasexperiment", "mixed", "-n", namespace)["status"], outcomes)
@@ -247,7 +248,7 @@ def test_every_panel_and_rule_returns_data_and_the_alerts_fire(prometheus, insta
     for name in ("KubenasExperimentFailed", "KubenasTrialsPreemptedOften"):  # no `for:`
         assert "firing" in seen[name], seen
     by_labels = {(s["metric"]["alertname"], s["metric"].get("experiment"), s["metric"].get("reason"))
-                 for s in server.query(f"max_over_time(ALERTS{{namespace=\"{namespace}\"}}[{int(time.time() - start) + 5}s])")}
+                 for s in server.query(f'max_over_time(ALERTS{{namespace="{namespace}"}}[{int(time.time() - start) + 5}s])')}
     assert ("KubenasTrialsFailingRepeatedly", "failing", None) in by_labels, by_labels
     assert ("KubenasTrialsPendingNoGPUCapacity", "starved", None) in by_labels, by_labels
     assert ("KubenasTrialsPreemptedOften", "spot", None) in by_labels, by_labels

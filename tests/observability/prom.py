@@ -333,6 +333,15 @@ def kubernetes_sd(api_server: str, ca_file: str, token_file: str):
     return sd
 
 
+def core_api(api_server: str, ca_file: str, token: str):
+    from kubernetes import client as k8s
+
+    conf = k8s.Configuration()
+    conf.host, conf.ssl_ca_cert = api_server, ca_file
+    conf.api_key = {"authorization": f"Bearer {token}"}
+    return k8s.CoreV1Api(k8s.ApiClient(conf))
+
+
 class KubernetesDiscovery:
     """Kubernetes service discovery for a Prometheus built without it (Debian's package
     leaves it out): lists Endpoints, Services and Pods from the API server as Prometheus'
@@ -341,13 +350,8 @@ class KubernetesDiscovery:
     discovery gives them (docs: kubernetes_sd_config), to files that ``file_sd_configs``
     read. Relabelling, scraping and everything after are Prometheus' own."""
 
-    def __init__(self, folder: Path, api_server: str, ca_file: str, token: str, period: float = 2.0):
-        from kubernetes import client as k8s
-
-        conf = k8s.Configuration()
-        conf.host, conf.ssl_ca_cert = api_server, ca_file
-        conf.api_key = {"authorization": f"Bearer {token}"}
-        self.core = k8s.CoreV1Api(k8s.ApiClient(conf))
+    def __init__(self, folder: Path, core, period: float = 2.0):
+        self.core = core  # a kubernetes CoreV1Api with Prometheus' token (core_api)
         self.folder = Path(folder)
         self.period = period
         self.files: dict[tuple[str, tuple | None], Path] = {}

@@ -59,3 +59,37 @@ def test_dashboard_queries_parse_as_promql(tmp_path):
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
     done = prom.promtool("check", "rules", str(path))
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_monitors_translate_to_a_prometheus_config(tmp_path):
+    """The shipped ServiceMonitor and PodMonitor as Prometheus Operator's scrape jobs
+    (what tests/e2e/test_prometheus.py runs): accepted by ``promtool check config``, with
+    every field the monitors set carried over (a field the translation does not know
+    fails here, so the e2e test cannot silently scrape differently from the monitors)."""
+    sd = prom.KubernetesDiscovery(tmp_path, core=None)  # files only: nothing is listed here
+    def secret_file(namespace, name, key):
+        path = tmp_path / f"{namespace}-{name}-{key}"
+        path.write_text("token")
+        return str(path)
+
+    jobs = {}
+    for name in ("servicemonitor.yaml", "podmonitor.yaml"):
+        monitor = yaml.safe_load((prom.MONITORING / name).read_text())
+        for job in prom.scrape_configs(monitor, discovery=sd.file_sd, secret_file=secret_file):
+            jobs[job["job_name"]] = (monitor, job)
+    assert set(jobs) == {"serviceMonitor/kubenas-system/kubenas-operator/0",
+                         "podMonitor/kubenas-system/kubenas-controllers/0"}
+    for monitor, job in jobs.values():
+        (ep,) = monitor["spec"].get("endpoints") or monitor["spec"]["podMetricsEndpoints"]
+        assert job["scheme"] == ep.get("scheme", "http") and job["honor_labels"] == bool(ep.get("honorLabels"))
+        assert job["scrape_interval"] == ep["interval"] and job["metrics_path"] == ep["path"]
+        if ep.get("authorization"):
+            ref = ep["authorization"]["credentials"]
+            assert job["authorization"]["credentials_file"] == secret_file(monitor["metadata"]["namespace"],
+                                                                           ref["name"], ref["key"])
+    for path in sd.files.values():
+        path.write_text("[]")
+    config = tmp_path / "prometheus.yml"
+    config.write_text(yaml.safe_dump({"scrape_configs": [job for _, job in jobs.values()]}))
+    done = prom.promtool("check", "config", str(config))
+    assert done.returncode == 0, done.stdout + done.stderr
