@@ -31,8 +31,7 @@ def experiment(name: str, namespace: str, space: dict) -> dict:
 
 def test_the_api_server_keeps_parameters_spaces_and_assignments(cluster):
     cluster.kubectl("apply", "-f", str(REPO / "crds"))  # as installed (a no-op after `installed`)
-    cluster.kubectl("wait", "--for=condition=Established", "crd/nasexperiments.kubenas.io",
-                    "crd/nastrials.kubenas.io", "--timeout=60s")
+    cluster.wait_established()
     namespace = cluster.new_namespace("kubenas-byo-space")
     try:
         # Not applied by the operator (none runs here): the API server's own schema only.

@@ -23,7 +23,7 @@ def trial(index: int, reward: float, latency: float) -> dict:
 
 def test_the_api_server_keeps_objective_pareto_and_the_status_front(cluster):
     cluster.kubectl("apply", "-f", str(REPO / "crds"))  # as installed (a no-op after `installed`)
-    cluster.kubectl("wait", "--for=condition=Established", "crd/nasexperiments.kubenas.io", "--timeout=60s")
+    cluster.wait_established()
     namespace = cluster.new_namespace("kubenas-pareto")
     try:
         exp = yaml.safe_load(EXAMPLE.read_text())

@@ -46,14 +46,24 @@ class _Cluster:
     def install(self) -> None:
         self.kubectl("apply", "--dry-run=server", "-f", str(REPO / "crds"))
         self.kubectl("apply", "-k", str(REPO / "deploy"))
-        self.kubectl("wait", "--for=condition=Established", "crd/nasexperiments.kubenas.io",
-                     "crd/nastrials.kubenas.io", "--timeout=60s")
+        self.wait_established()
         self.customise()
         self.kubectl("-n", OPERATOR_NS, "rollout", "status", "deployment/kubenas-operator", "--timeout=300s",
                      timeout=320)
 
     def customise(self) -> None:
         pass
+
+    def wait_established(self, timeout: float = 60) -> None:
+        """Until the API server serves both CRDs (condition Established). Polled: `kubectl
+        wait` fails outright while a just-applied CRD has no conditions yet."""
+        def established() -> bool:
+            done = self.kubectl("get", "crd", "nasexperiments.kubenas.io", "nastrials.kubenas.io", "-o",
+                                'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Established")].status}{" "}{end}',
+                                check=False)
+            return done.returncode == 0 and done.stdout.split() == ["True", "True"]
+
+        wait_until(established, timeout, "the kubenas CRDs to be established")
 
     def pods(self, namespace: str, selector: str | None = None) -> list[dict]:
         args = ["pods", "-n", namespace] + (["-l", selector] if selector else [])
