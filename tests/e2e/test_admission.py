@@ -311,20 +311,40 @@ def test_a_trainer_token_of_one_experiment_cannot_touch_another_experiments_tria
     code, message = status_write(api, tenant, "eb-0", {"reward": 1.0})
     assert code == 403 and "cannot patch resource" in message, (code, message)
 
-    # The same token writes its own trial's status as the trainer does (progress) ...
-    code, message = status_write(api, ran, "ea-0", {"history": [{"epoch": 1, "accuracy": 0.5}]})
-    assert code == 200, message
-    # ... but not the operator's fields, nor a finished result.
+    # Nor its own trial's operator fields, nor a finished result (the trial has ended: the
+    # writes of a trial after its end are test_a_finished_trainers_token_changes_nothing).
     a = installed.get_json("nastrial", "ea-0", "-n", ran)["status"]
     assert a["phase"] in TERMINAL
     for status, fragment in (({"reward": 1.0}, f"is already {a['phase']}: a finished result"),
                              ({"phase": "Running"}, "cannot be changed"),
                              ({"conditions": []}, "status.conditions of a NASTrial are written by the kubenas operator"),
-                             ({"retries": 7}, "status.jobName, status.retries and status.duplicateOf"),
-                             ({"duplicateOf": "eb-0"}, "status.jobName, status.retries and status.duplicateOf")):
+                             ({"retries": 7}, f"is already {a['phase']}: a finished result"),
+                             ({"duplicateOf": "eb-0"}, f"is already {a['phase']}: a finished result")):
         code, message = status_write(api, ran, "ea-0", status)
         assert code == 403 and fragment in message, (status, code, message)
     assert installed.get_json("nastrial", "ea-0", "-n", ran)["status"].get("reward") == a.get("reward")
+
+
+def test_a_finished_trainers_token_changes_nothing(installed, ran):
+    """A trial's writes end when the trial ends. The finished trainer's pod is kept (a day,
+    ttlSecondsAfterFinished) and its token stays valid for minutes: with it, nothing of its
+    trial's status changes once the phase is terminal: not the history the median rule
+    reads when judging sibling trials, nor the model users download, message, times,
+    device, or anything else."""
+    pod = trainer_pod(installed, ran, "eb-0")
+    api = api_with_token(installed, bound_token(installed, ran, "kubenas-trainer", pod))
+    before = installed.get_json("nastrial", "eb-0", "-n", ran)["status"]
+    assert before["phase"] in TERMINAL, before
+    other_folder = "pvc://results/nas/ea_0f0f0f0f-0000-0000-0000-000000000000/ea-0/model.pt"
+    for status in ({"history": [{"epoch": e, "accuracy": 1.0} for e in range(1, 1001)]},
+                   {"model": other_folder}, {"message": "all good"},
+                   {"startTime": "2020-01-01T00:00:00Z"}, {"completionTime": "2020-01-01T00:00:00Z"},
+                   {"device": "cuda:7"}):
+        code, message = status_write(api, ran, "eb-0", status)
+        assert code == 403, (status, code, message)
+        assert f"is already {before['phase']}: a finished result cannot be changed" in message, message
+        assert "only the kubenas operator writes its status" in message, message
+    assert installed.get_json("nastrial", "eb-0", "-n", ran)["status"] == before
 
 
 def test_a_trial_in_flight_takes_its_own_pods_result_but_no_early_stop(installed, ran):
@@ -336,6 +356,9 @@ def test_a_trial_in_flight_takes_its_own_pods_result_but_no_early_stop(installed
     token = bound_token(installed, ran, "kubenas-trainer", stand_in_pod(installed, ran, "solo-0-bcdfg", "kubenas-trainer"))
     api = api_with_token(installed, token)
     assert status_write(api, ran, "solo-0", {"phase": "Running", "startTime": "2026-01-01T00:00:00Z"})[0] == 200
+    for status in ({"retries": 7}, {"duplicateOf": "eb-0"}, {"jobName": "eb-0"}):  # the operator's, even in flight
+        code, message = status_write(api, ran, "solo-0", status)
+        assert code == 403 and "status.jobName, status.retries and status.duplicateOf" in message, (status, message)
     code, message = status_write(api, ran, "solo-0", {"phase": "EarlyStopped"})
     assert code == 403 and "EarlyStopped is decided by the kubenas operator only" in message, message
     assert status_write(api, ran, "solo-0", {"phase": "Succeeded", "reward": 0.75})[0] == 200

@@ -193,3 +193,64 @@ def test_admission_checks_the_claim_and_the_secret_against_the_author(installed,
                             input=json.dumps(small("e2e-adm", {"persistentVolumeClaim": {"claimName": "x",
                                                                                        "path": "a/../../b"}})))
     refused(bad, "spec.artifacts.persistentVolumeClaim.path")
+
+
+def test_nested_experiment_folders_stay_apart(local_only, installed, namespace, tmp_path):
+    """The attack: experiment `q` keeps its trial `q-0` in <claim>/p/q/q-0, and experiment
+    `q-0` with `path: p/q` got <claim>/p/q/q-0 as its whole folder: its trial pods mounted
+    q's trial's folder, could write the model.pt the operator believes for q, and q's
+    results became q-0's. Each experiment's folder is now <name>_<uid>: disjoint."""
+    folder = tmp_path / "volume"
+    folder.mkdir()
+    claim(installed, namespace, "shared", folder)
+    bodies = {"q": small("q", {"persistentVolumeClaim": {"claimName": "shared", "path": "p"}}),
+              "q-0": small("q-0", {"persistentVolumeClaim": {"claimName": "shared", "path": "p/q"}})}
+    for body in bodies.values():
+        body["spec"]["budget"].update(maxTrials=1, parallelTrials=1)
+        body["spec"]["trial"]["training"]["epochs"] = 2
+        apply(installed, namespace, body)
+    exps = {name: finish(installed, namespace, name) for name in bodies}
+
+    def sub_path(job: str) -> str:
+        pod = installed.get_json("job", job, "-n", namespace)["spec"]["template"]["spec"]
+        (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "kubenas-artifacts"]
+        return mount["subPath"]
+
+    mounted = {"q": sub_path("q-0"), "q-0": sub_path("q-0-0")}  # each trial pod's view of the claim
+    assert mounted == {"q": f"p/q_{exps['q']['metadata']['uid']}",
+                       "q-0": f"p/q/q-0_{exps['q-0']['metadata']['uid']}"}, mounted
+    q_trial = f"{mounted['q']}/q-0"
+    for a, b in ((mounted["q-0"], q_trial), (mounted["q-0"], mounted["q"])):
+        assert not f"{a}/".startswith(f"{b}/") and not f"{b}/".startswith(f"{a}/"), (a, b)
+    # What each wrote is in its own folder only.
+    files = {name: sorted(str(p.relative_to(folder / path)) for p in (folder / path).rglob("*") if p.is_file())
+             for name, path in mounted.items()}
+    assert files["q"] and all(f.startswith("q-0/") and f.count("/") == 1 for f in files["q"]), files
+    assert files["q-0"] and all(f.startswith("q-0-0/") and f.count("/") == 1 for f in files["q-0"]), files
+    # The operator believes q's model only in q's folder, never in q-0's.
+    model = exps["q"]["status"]["bestTrial"]["model"]
+    assert model == f"pvc://shared/{q_trial}/model.pt", model
+    assert not model.startswith(f"pvc://shared/{mounted['q-0']}/")
+
+
+def test_an_object_store_without_a_credentials_secret_needs_the_admins_allow_ambient_credentials(installed,
+                                                                                                namespace):
+    """`url: s3://any-bucket` without credentialsSecret: the trial pods would use whatever
+    credentials the node or pod has (an instance profile, Workload Identity). Refused at
+    `kubectl apply`, naming the key that allows it; allowed once the admin sets it."""
+    grant(installed, namespace, "experiments", "alice", [EXPERIMENTS])
+
+    def try_apply():
+        return installed.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", user="alice", check=False,
+                                 input=json.dumps(small("e2e-ambient", {"url": "s3://any-bucket"})))
+
+    refused(try_apply(), "spec.artifacts.credentialsSecret: s3://any-bucket without credentialsSecret",
+            "ambient credentials", 'allowAmbientCredentials: "true" in ConfigMap kubenas-system/kubenas-admission-policy')
+    installed.kubectl("patch", "configmap", "kubenas-admission-policy", "-n", "kubenas-system", "--type=merge",
+                      "-p", json.dumps({"data": {"allowAmbientCredentials": "true"}}))
+    try:
+        wait_until(lambda: try_apply().returncode == 0, 30, "the admin's allowAmbientCredentials to take effect")
+    finally:
+        installed.kubectl("patch", "configmap", "kubenas-admission-policy", "-n", "kubenas-system", "--type=merge",
+                          "-p", json.dumps({"data": {"allowAmbientCredentials": "false"}}))
+    wait_until(lambda: try_apply().returncode != 0, 30, "the policy to be restored")

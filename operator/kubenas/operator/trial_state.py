@@ -10,6 +10,7 @@
                              │                           ├── Job Complete without a reward ─────────> Failed (NoReward)
                              └──────── (any) ────────────┴── median rule / experiment over ────────> EarlyStopped
     (none) ── a twin of the same experiment trained the same candidate to the same rung ──> Succeeded (Duplicate)
+    (none) ── a Job of its name exists that is not its own (no ownerReference to its uid) ──> Failed (NameConflict)
 
 Terminal phases (Succeeded, Failed, EarlyStopped) are sticky: whoever writes one first
 (the trainer through the status subresource, or the operator) wins, and nothing moves
