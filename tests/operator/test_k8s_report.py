@@ -64,6 +64,28 @@ def test_a_progress_write_refused_after_the_trial_ended_stops_training():
     assert reporter.epoch({"epoch": 3, "accuracy": 0.7}) is None and not reporter.stop_requested
 
 
+def test_a_final_write_whose_answer_was_lost_is_not_an_error():
+    """The final result applied, its answer lost, the retry refused (403: the trial has
+    ended, so its status is the operator's): the result is there, nothing more to write."""
+    from kubernetes.client.exceptions import ApiException
+
+    from kubenas_trainer.k8s_report import KubernetesReporter
+
+    class Api:
+        phase = "Running"
+
+        def get_namespaced_custom_object(self, *args, **kwargs):
+            return {"metadata": {"resourceVersion": "7"}, "status": {"phase": self.phase}}
+
+        def patch_namespaced_custom_object_status(self, *args, **kwargs):
+            self.phase = "Succeeded"  # applied ...
+            raise ApiException(status=403, reason="Forbidden")  # ... as the retry of a lost answer sees it
+
+    reporter = KubernetesReporter("ns", "t-0", api_client=object(), retries=0)
+    reporter.api = Api()
+    reporter.final({"status": "Succeeded", "reward": 0.6})  # no exception
+
+
 class FlakyApi:
     """CustomObjectsApi's two calls the reporter makes, failing as scripted: each entry of
     ``faults`` is raised by the next call (None: the call works)."""

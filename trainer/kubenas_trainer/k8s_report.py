@@ -187,6 +187,10 @@ class KubernetesReporter:
             try:
                 return self._patch(status, (current.get("metadata") or {}).get("resourceVersion"))
             except ApiException as err:
+                # 403 once the trial has ended (admission: its status is the operator's then),
+                # e.g. our own write applied and its answer lost: nothing more to write.
+                if err.status == 403 and (self.get().get("status") or {}).get("phase") in TERMINAL:
+                    return None
                 if err.status != 409:
                     raise
         raise RuntimeError(f"trial {self.namespace}/{self.name} keeps changing; giving up the status write")
