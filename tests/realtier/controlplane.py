@@ -179,6 +179,10 @@ class ControlPlane:
             "--root-ca-file", str(pki / "ca.crt"),
             "--use-service-account-credentials=false",
             "--concurrent-job-syncs", "10", "--concurrent-gc-syncs", "20",
+            # A new ResourceQuota on a custom resource (count/nasexperiments.kubenas.io) is
+            # counted at the next full resync (5 min by default); until then the API server
+            # refuses creates ("status unknown for quota"). tests/e2e/test_admin_baseline.py.
+            "--resource-quota-sync-period", "15s",
             "--bind-address", "127.0.0.1", "--secure-port", "0", "--v=1"])
         self._wait_namespace("default", timeout)
         return self
