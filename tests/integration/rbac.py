@@ -16,7 +16,14 @@ COMPONENTS = (("kubenas-operator/", "kubenas-operator"), ("kopf/", "kubenas-oper
 NOT_CALLS = {("kubenas-operator", "rbac.authorization.k8s.io", "clusterroles", "bind"),
              # Only when a Job has no pod for a while (Pod Security refused it): on the real
              # tier, tests/e2e/test_resilience.py::test_a_pod_refused_by_pod_security_ends_its_trial.
-             ("kubenas-operator", "", "events", "list")}
+             ("kubenas-operator", "", "events", "list"),
+             # Only without the admission policies (operatorEnforcesLists), for a spec naming a
+             # Secret, ConfigMap or PVC: the requester's stamp and a SubjectAccessReview, which
+             # the emulator does not serve; on the real tier,
+             # tests/e2e/test_operator_requester.py.
+             ("kubenas-operator", "authorization.k8s.io", "subjectaccessreviews", "create"),
+             ("kubenas-operator", "admissionregistration.k8s.io", "mutatingadmissionpolicies", "get"),
+             ("kubenas-operator", "admissionregistration.k8s.io", "mutatingadmissionpolicybindings", "get")}
 
 
 def load_roles() -> dict[str, list[dict]]:
