@@ -38,7 +38,8 @@ def test_without_admission_the_operator_refuses_a_secret_the_requester_cannot_re
     cluster = installed
     namespace = cluster.new_namespace("kubenas-requester")
     grant(cluster, namespace, "experiments", "alice", [
-        EXPERIMENTS, {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["mine"], "verbs": ["get"]}])
+        EXPERIMENTS, {"apiGroups": ["kubenas.io"], "resources": ["nasexperiments"], "verbs": ["patch"]},
+        {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["mine"], "verbs": ["get"]}])
     cluster.kubectl("create", "secret", "generic", "db", "-n", namespace, "--from-literal=password=x")
     cluster.kubectl("create", "secret", "generic", "mine", "-n", namespace, "--from-literal=password=y")
     enforces = cluster.get_json("configmap", POLICY, "-n", OPERATOR_NS)["data"]["operatorEnforcesLists"]
@@ -71,6 +72,12 @@ def test_without_admission_the_operator_refuses_a_secret_the_requester_cannot_re
         # Secret mine she may get: accepted.
         apply(cluster, namespace, _with_secret("own", "mine"), user="alice")
         wait_until(lambda: _valid(cluster, namespace, "own").get("status") == "True", 120, "the operator to accept it", 1)
+        # The stamp cannot be rewritten, even with no validating policy to refuse it: the
+        # mutating policy puts it back on every update.
+        cluster.kubectl("annotate", "nasexperiment", "own", "-n", namespace, "--overwrite",
+                        f"{CREATED_BY}=admin", user="alice")
+        annotations = cluster.get_json("nasexperiment", "own", "-n", namespace)["metadata"]["annotations"]
+        assert annotations[CREATED_BY] == "alice", annotations
 
         # No record of the requester (the mutating policy gone): refused, saying why.
         cluster.kubectl("delete", "-k", str(REPO / "deploy" / "requester"))
