@@ -193,6 +193,10 @@ class Reconciler:
             return
 
         if accepted is None:
+            # Beyond its namespace's bound it waits before it is even judged: a tenant's
+            # flood costs the operator a slot check and one status write per experiment.
+            if self._wait_for_room(exp, status, conditions, {}, now):
+                return
             issues, reason = validate_experiment(_clean_experiment(exp)), INVALID_SPEC
             if not issues:
                 policy = self.policy()
@@ -235,12 +239,7 @@ class Reconciler:
         # spec.final's rule, which is experiment_outcome's without spec.final
         outcome = final_phase.outcome(accepted, summaries, elapsed_seconds(start, now_dt))
         if outcome is None and phase != RUNNING:  # to start, it needs room in its namespace
-            wait = self._take_slot(tenancy.EXPERIMENT, namespace, name)
-            if wait is not None:
-                before = get_condition(conditions, tenancy.ADMITTED)
-                wanted.update(tenancy.waiting_experiment(conditions, wait, now, generation))
-                if self._patch_status(exp, status, wanted) and (before or {}).get("status") != "False":
-                    self.event(exp, "Normal", tenancy.NAMESPACE_BOUND, wait.message, now)
+            if self._wait_for_room(exp, status, conditions, wanted, now):
                 return
             conditions = tenancy.admitted(conditions, now, generation)
         conflict = None if outcome is not None else self._ensure_controller(exp, accepted, now)
@@ -266,8 +265,23 @@ class Reconciler:
         self._delete_controller(exp)
         self._stop_in_flight(namespace, summaries, now)
 
+    def _wait_for_room(self, exp: dict, status: dict, conditions: list, wanted: dict, now: str) -> bool:
+        """True when the experiment must wait for room in its namespace (tenancy.py): it
+        stays Pending, its status and an Event (the first time) say why."""
+        meta = exp["metadata"]
+        wait = self._take_slot(tenancy.EXPERIMENT, meta["namespace"], meta["name"])
+        if wait is None:
+            return False
+        before = get_condition(conditions, tenancy.ADMITTED)
+        waiting = tenancy.waiting_experiment(conditions, wait, now, meta.get("generation"))
+        if self._patch_status(exp, status, {**wanted, **waiting}) and (before or {}).get("status") != "False":
+            self.event(exp, "Normal", tenancy.NAMESPACE_BOUND, wait.message, now)
+        return True
+
     def _refuse(self, exp: dict, status: dict, conditions: list, reason: str, message: str, now: str) -> None:
         """The experiment's spec cannot run: Failed, with the reason and an Event."""
+        if self.slots is not None:  # the slot it may have taken to be judged goes back
+            self.slots.release(tenancy.EXPERIMENT, exp["metadata"]["namespace"], exp["metadata"]["name"])
         generation = exp["metadata"].get("generation")
         conditions = set_condition(conditions, "Valid", "False", reason, message, now=now, generation=generation)
         wanted = {"phase": FAILED, "message": message, "conditions": conditions, "observedGeneration": generation,

@@ -3,14 +3,15 @@
 Two keys of the cluster admin's policy (kubenas.api.policy; docs/security.md):
 
 * ``maxRunningExperimentsPerNamespace``: experiments that have started and not finished.
-  One more is accepted (its spec is valid) but waits ``Pending``, with the condition
-  ``Admitted=False`` (reason ``NamespaceBound``) and a message naming the key; it starts,
-  controller and all, when one of them finishes or is deleted.
+  One more waits ``Pending`` before it is judged, with the condition ``Admitted=False``
+  (reason ``NamespaceBound``) and a message naming the key; when one of them finishes or
+  is deleted it is judged (validation, policy) and, accepted, starts, controller and all.
 * ``maxTrialsInFlightPerNamespace``: trials that hold a Job and have not finished. One
   more stays ``Pending`` without a Job (reason ``NamespaceBound``) until one finishes.
 
-The operator's work per tenant is bounded with them: a waiting experiment has no
-controller and no trials, a waiting trial no Job and no pod.
+The operator's work per tenant is bounded with them: a waiting experiment costs a slot
+check and one status write (no validation, no controller, no trials), a waiting trial
+no Job and no pod.
 
 The decision is pure (:func:`room`); :class:`Slots` makes it hold under concurrent
 reconciles (kopf runs handlers in several threads): who holds a slot is what the watch
