@@ -144,3 +144,68 @@ def test_the_book_counts_trials_that_hold_a_job_and_running_experiments():
         book.put_experiment({"metadata": {"name": name, "namespace": "alice"}, "status": {"phase": phase}})
     book.put_experiment({"metadata": {"name": "x", "namespace": "bob"}, "status": {"phase": "Running"}})
     assert book.holders(EXPERIMENT, "alice") == {"a", "d"}
+
+
+# ------------------------------------------------------------ in the reconciler (mocked API)
+
+def _reconciler(holders: dict, bounds: dict):
+    from unittest import mock
+
+    from kubenas.operator.reconcile import Reconciler
+
+    kube = mock.Mock()
+    kube.get.side_effect = lambda kind, ns, name, *a, **k: {"data": bounds} if kind == "ConfigMap" else None
+    kube.create.return_value = True
+    kube.patch_custom_status.return_value = {}
+    r = Reconciler(kube, manage_rbac=False)
+    r.slots = Slots(lambda kind, ns: holders.get((kind, ns), set()))
+    return r, kube
+
+
+def _status_patches(kube) -> list[dict]:
+    return [call.args[3]["status"] for call in kube.patch_custom_status.call_args_list]
+
+
+def test_an_experiment_beyond_the_bound_waits_unjudged_and_a_refused_one_gives_its_slot_back():
+    from datetime import datetime, timezone
+    from unittest import mock
+
+    from tests.operator.test_ownership import EXP, accepted_experiment
+
+    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    new = {**EXP, "spec": accepted_experiment()["spec"], "status": {}}
+    r, kube = _reconciler({(EXPERIMENT, "ns"): {"a", "b"}}, {"maxRunningExperimentsPerNamespace": "2"})
+    with mock.patch("kubenas.operator.reconcile.validate_experiment") as validate:
+        r._experiment(new, [], now)
+        validate.assert_not_called()  # a flood costs no validation
+    (status,) = _status_patches(kube)
+    assert status["phase"] == "Pending" and "acceptedSpec" not in status
+    assert "maxRunningExperimentsPerNamespace" in status["message"]
+    kube.create.assert_not_called()  # no controller Deployment
+
+    # Room for one: it is judged; refused, its slot goes back to the next one.
+    r, kube = _reconciler({(EXPERIMENT, "ns"): {"a"}}, {"maxRunningExperimentsPerNamespace": "2"})
+    invalid = {**new, "spec": {**new["spec"], "budget": {"maxTrials": 0}}}
+    r._experiment(invalid, [], now)
+    assert _status_patches(kube)[-1]["phase"] == "Failed"
+    assert r.slots.take(EXPERIMENT, "ns", "next", 2) is None
+
+
+def test_a_trial_beyond_the_bound_gets_no_job_and_gets_one_when_room_frees():
+    from tests.operator.test_ownership import trial_and_experiment
+
+    trial, exp = trial_and_experiment()
+    trial["status"] = {}
+    holders = {(TRIAL, "ns"): {"other-0", "other-1"}}
+    r, kube = _reconciler(holders, {"maxTrialsInFlightPerNamespace": "2"})
+    decision = r.trial("ns", "web-0", [], body=trial, experiment=exp)
+    assert not decision.create_job and decision.status["reason"] == "NamespaceBound"
+    assert "jobName" not in decision.status and "maxTrialsInFlightPerNamespace" in decision.status["message"]
+    assert not [c for c in kube.create.call_args_list if c.args[0] == "Job"]
+
+    holders[(TRIAL, "ns")] = {"other-0"}  # one finished
+    trial["status"] = dict(decision.status)
+    decision = r.trial("ns", "web-0", [], body=trial, experiment=exp)
+    assert decision.create_job and decision.status["jobName"] == "web-0"
+    assert decision.status["reason"] is None and decision.status["message"] is None
+    assert [c for c in kube.create.call_args_list if c.args[0] == "Job"]
