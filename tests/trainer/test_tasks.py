@@ -217,6 +217,18 @@ def test_audio_folder_reads_speech_commands_layout_with_speakers(tmp_path):
     assert sorted(data.dataset.classes) == sorted(words)
 
 
+def test_an_audio_folder_without_test_fails_with_what_validate_says(tmp_path):
+    from kubenas.contract.datasets import layout_problem
+
+    for word in ("yes", "no"):
+        (tmp_path / "train" / word).mkdir(parents=True)
+    with pytest.raises(DataError) as err:
+        load_task("audio-classification", {"name": "audio-folder", "path": str(tmp_path), "frontEnd": FRONT_END},
+                  0, CPU)
+    assert str(err.value) == f"audio-folder: {layout_problem('audio-folder', tmp_path)}"
+    assert "has train/ but no test/ folder" in str(err.value)
+
+
 # ----------------------------------------------------------------------------- sequences
 
 
