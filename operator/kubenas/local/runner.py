@@ -7,6 +7,8 @@ The loop, written down as a state machine of the experiment:
     Running --(with spec.final: maxTrials finished)-----> re-evaluating (still phase Running)
     re-evaluating --(every re-evaluation finished)------> Succeeded
     Running --(failed > maxFailedTrials)----------------> Failed
+    Running --(a trial failed Unsatisfiable)------------> Failed   (every trial would fail so)
+    Running --(the budget spent, no trial succeeded)----> Failed   (NoTrialSucceeded)
     Running --(deadlineSeconds passed)------------------> Stopped
     Running --(Ctrl-C)--> (process exits; a rerun resumes in Running)
 
