@@ -294,7 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     operator.add_argument("--namespace", action="append", help="watch this namespace (repeatable)")
     operator.add_argument("--all-namespaces", action="store_true", help="watch every namespace")
     operator.add_argument("--metrics-port", type=int, default=9090,
-                          help="Prometheus /metrics port (8080 serves the liveness probe)")
+                          help="Prometheus /metrics port, HTTPS to a bearer token allowed to get /metrics "
+                               "(8080 serves the liveness probe)")
     operator.set_defaults(func=cmd_operator)
 
     for group in command_groups():
