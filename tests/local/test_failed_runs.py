@@ -52,10 +52,13 @@ def test_a_program_exiting_7_is_a_failure_that_counts_against_max_failed_trials(
     assert "exited with code 7" in records[0]["message"] and "oops" in records[0]["message"]
 
 
-def test_a_program_that_reports_nothing_keeps_its_exit_code_and_the_run_fails(tmp_path):
+def test_a_program_that_reports_nothing_keeps_its_exit_code_and_the_run_fails(tmp_path, capsys):
     path = program_experiment(tmp_path, "print('trained, forgot to report')", maxTrials=2, maxFailedTrials=4)
     run_dir = tmp_path / "run"
     assert main(["run", str(path), "--run-dir", str(run_dir), "--no-progress"]) == 1
+    captured = capsys.readouterr()
+    err = " ".join((captured.out + captured.err).split())
+    assert "Failed (NoTrialSucceeded)" in err and "cause: 2 of 2 failed trials" in err
     records = rows(run_dir)
     assert [(r["status"], r["reason"], r["exitCode"]) for r in records] == [("Failed", "NoReward", 0)] * 2
     assert "exited 0 but reported nothing" in records[0]["message"]
