@@ -19,7 +19,7 @@ $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url "$(TORCH_INDEX)")
-	$(BIN)/pip install -q -e ".[train,test,bench]"
+	$(BIN)/pip install -q -e ".[train,serve,test,bench]"
 	touch $@
 
 install: $(BIN)/.installed

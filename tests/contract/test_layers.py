@@ -29,6 +29,7 @@ ALLOWED = {
     "kubenas.controller": {"kubenas.contract", "kubenas.experiment", "kubenas.space", "kubenas.strategies",
                            "kubenas.api", "kubenas.cluster"},
     "kubenas.artifacts": {"kubenas.contract"},
+    "kubenas.serving": {"kubenas.contract", "kubenas.artifacts"},
     "kubenas_trainer": {"kubenas.contract"},
 }
 TORCH_FREE = ("kubenas.artifacts", "kubenas.contract", "kubenas.report", "kubenas.experiment", "kubenas.space", "kubenas.api", "kubenas.cluster",

@@ -6,7 +6,8 @@ from __future__ import annotations
 # One module per command group, each with ``add_commands(subparsers)`` listed in
 # ``command_groups``: this one (run, validate, controller, operator), ``results`` (get,
 # top, watch, export, logs), ``plots`` (plot). ``sources`` reads a run directory or a
-# cluster experiment; a new group adds a module and a line in ``command_groups``.
+# cluster experiment; ``serve`` (serve: the V2 inference server, kubenas.serving); a new
+# group adds a module and a line in ``command_groups``.
 
 import argparse
 import os
@@ -19,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from kubenas.contract import FAILED, SUCCEEDED, TOO_MANY_FAILED_TRIALS
+from kubenas.contract import FAILED, NO_TRIAL_SUCCEEDED, SUCCEEDED, TOO_MANY_FAILED_TRIALS
 
 EXIT_INVALID = 2
 EXIT_FAILED = 1
@@ -222,7 +223,7 @@ def _print_summary(console: Console, summary, runner, run_dir: str) -> None:
     colour = "green" if summary.phase == SUCCEEDED else "red"
     console.print(Text.assemble((str(summary.phase), colour), f" ({summary.reason}): {summary.message}; {counts}"),
                   highlight=False)
-    cause = failure_cause(summary.records) if summary.reason == TOO_MANY_FAILED_TRIALS else None
+    cause = failure_cause(summary.records) if summary.reason in (TOO_MANY_FAILED_TRIALS, NO_TRIAL_SUCCEEDED) else None
     if cause:
         console.print(Text.assemble(("cause", "red"), ": ", cause), highlight=False)
     if summary.trials_run == 0 and summary.records:
@@ -309,9 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def command_groups() -> tuple:
     """The modules that add commands (each has ``add_commands(subparsers)``)."""
-    from . import plots, results
+    from . import plots, results, serve
 
-    return (results, plots)
+    return (results, plots, serve)
 
 
 def main(argv: list[str] | None = None) -> int:
