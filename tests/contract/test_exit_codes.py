@@ -46,6 +46,7 @@ def test_the_jobs_failure_policy_fails_on_the_final_codes_only():
     assert fail["action"] == "FailJob"
     assert fail["onExitCodes"]["values"] == [e.code for e in EXIT_TABLE if e.final] == list(contract.FINAL_EXIT_CODES)
     assert 0 not in contract.FINAL_EXIT_CODES  # the API server refuses 0 with operator In
+    assert list(contract.FINAL_EXIT_CODES) == sorted(set(contract.FINAL_EXIT_CODES))  # unique and ordered, as it wants
     assert 1 in contract.FINAL_EXIT_CODES       # the documented rule: an exit 1 is never retried
 
 
