@@ -13,9 +13,11 @@ COPY trainer ./trainer
 COPY deploy/docker/*.txt ./deploy/docker/
 COPY crds /opt/kubenas/crds
 # Every package pinned with its hash (deploy/docker/operator.txt, from lock.sh); kubenas
-# itself from this checkout, nothing else resolved at build time.
+# itself from this checkout, nothing else resolved at build time. openssl (Debian's
+# ca-certificates depends on it) makes the metrics endpoint's self-signed certificate.
 RUN pip install --require-hashes -r deploy/docker/operator.txt \
- && pip install --no-deps . && rm -rf /src && python -c "import kubenas.operator.handlers, kubenas.controller.main"
+ && pip install --no-deps . && rm -rf /src && python -c "import kubenas.operator.handlers, kubenas.controller.main" \
+ && openssl version
 USER 65532:65532
 WORKDIR /tmp
 ENTRYPOINT []

@@ -16,11 +16,13 @@ COPY crds /opt/kubenas/crds
 COPY deploy/examples/byo_digits /opt/kubenas/examples/byo_digits
 ENV PYTHONPATH=/opt/kubenas/examples
 # torch comes from the base image; every other package pinned with its hash
-# (deploy/docker/trainer.txt, from lock.sh), kubenas itself from this checkout.
+# (deploy/docker/trainer.txt, from lock.sh), kubenas itself from this checkout. openssl
+# makes the metrics endpoint's self-signed certificate of a reinforce experiment's controller.
 RUN pip install --require-hashes -r deploy/docker/trainer.txt \
  && pip install --no-deps . \
  && rm -rf /src \
- && python -c "import torch, onnx, onnxruntime, kubenas_trainer.k8s_report, kubenas.controller.main"
+ && python -c "import torch, onnx, onnxruntime, kubenas_trainer.k8s_report, kubenas.controller.main" \
+ && openssl version
 USER 65532:65532
 WORKDIR /tmp
 ENTRYPOINT []

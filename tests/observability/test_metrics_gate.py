@@ -133,3 +133,23 @@ def test_served_over_https_with_a_self_signed_certificate(tmp_path, monkeypatch)
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_certificate_that_cannot_be_made_is_a_clear_error(tmp_path, monkeypatch):
+    from kubenas.cluster.metrics_server import ServingError, serving_certificate
+
+    monkeypatch.setenv("KUBENAS_METRICS_CERT_DIR", str(tmp_path))  # no tls.crt there
+    with pytest.raises(ServingError, match="must hold tls.crt and tls.key"):
+        serving_certificate("kubenas-test")
+    monkeypatch.delenv("KUBENAS_METRICS_CERT_DIR")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no openssl
+    with pytest.raises(ServingError, match="no openssl on PATH"):
+        serving_certificate("kubenas-test")
+
+
+def test_a_mounted_certificate_is_used(tmp_path, monkeypatch):
+    from kubenas.cluster.metrics_server import serving_certificate
+
+    cert, key = serving_certificate("kubenas-test", str(tmp_path))  # made once, as cert-manager would
+    monkeypatch.setenv("KUBENAS_METRICS_CERT_DIR", str(tmp_path))
+    assert serving_certificate("other") == (cert, key)

@@ -62,6 +62,10 @@ METRICS_PATH = "/metrics"
 CERT_DIR_ENV = "KUBENAS_METRICS_CERT_DIR"
 
 
+class ServingError(RuntimeError):
+    """The metrics endpoint cannot be served as configured (the message says how to fix it)."""
+
+
 @dataclass(frozen=True)
 class Verdict:
     """What the API server said about a token: 200 allowed, 401 not authenticated, 403
@@ -239,19 +243,22 @@ def serving_certificate(common_name: str, directory: str | None = None) -> tuple
     if given:
         cert, key = os.path.join(given, "tls.crt"), os.path.join(given, "tls.key")
         if not (os.path.isfile(cert) and os.path.isfile(key)):
-            raise SystemExit(f"{CERT_DIR_ENV}={given} must hold tls.crt and tls.key (a kubernetes.io/tls Secret "
+            raise ServingError(f"{CERT_DIR_ENV}={given} must hold tls.crt and tls.key (a kubernetes.io/tls Secret "
                              "mounted there); unset it to use a self-signed certificate")
         return cert, key
     openssl = shutil.which("openssl")
     if openssl is None:
-        raise SystemExit(f"cannot make the metrics endpoint's self-signed certificate: no openssl on PATH; mount a "
+        raise ServingError(f"cannot make the metrics endpoint's self-signed certificate: no openssl on PATH; mount a "
                          f"kubernetes.io/tls Secret and set {CERT_DIR_ENV} to its folder")
     folder = directory or tempfile.mkdtemp(prefix="kubenas-metrics-tls-")
     cert, key = os.path.join(folder, "tls.crt"), os.path.join(folder, "tls.key")
-    subprocess.run([openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                    "-nodes", "-keyout", key, "-out", cert, "-days", "365", "-subj", f"/CN={common_name}",
-                    "-addext", f"subjectAltName=DNS:{common_name},DNS:localhost,IP:127.0.0.1"],
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=30)
+    done = subprocess.run([openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                           "-nodes", "-keyout", key, "-out", cert, "-days", "365", "-subj", f"/CN={common_name}",
+                           "-addext", f"subjectAltName=DNS:{common_name},DNS:localhost,IP:127.0.0.1"],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=30)
+    if done.returncode != 0:
+        raise ServingError(f"openssl could not make the metrics endpoint's certificate: {done.stderr.strip()[-500:]}; "
+                           f"mount a kubernetes.io/tls Secret and set {CERT_DIR_ENV} to its folder")
     os.chmod(key, 0o600)
     return cert, key
 

@@ -33,6 +33,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 
 from kubenas.cluster.kube import Kube
+from kubenas.cluster.metrics_server import ServingError
 from kubenas.cluster.objects import accepted_spec, trial_object
 from kubenas.contract import EXPERIMENT_PLURAL, EXPERIMENT_TERMINAL, TRIAL_PLURAL
 from kubenas.contract import artifacts as art
@@ -251,5 +252,8 @@ def run(namespace: str, experiment: str) -> int:
     poll = float(os.environ.get("KUBENAS_CONTROLLER_POLL_SECONDS", "3"))
     checkpoint = float(os.environ.get("KUBENAS_CONTROLLER_CHECKPOINT_SECONDS", str(CHECKPOINT_SECONDS)))
     if os.environ.get("KUBENAS_CONTROLLER_METRICS_PORT"):
-        metrics.serve(int(os.environ["KUBENAS_CONTROLLER_METRICS_PORT"]), namespace, experiment)
+        try:
+            metrics.serve(int(os.environ["KUBENAS_CONTROLLER_METRICS_PORT"]), namespace, experiment)
+        except ServingError as err:  # the search goes on; its metrics are missing, and the log says why
+            log.error("not serving metrics: %s", err)
     return Controller(namespace, experiment, poll_seconds=poll, checkpoint_seconds=checkpoint).run(stop)

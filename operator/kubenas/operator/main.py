@@ -239,6 +239,11 @@ def run(namespaces: Sequence[str] | None = None, all_namespaces: bool = False, m
     if metrics_port is not None:
         from . import metrics
 
-        metrics.serve(metrics_port)
+        from kubenas.cluster.metrics_server import ServingError
+
+        try:
+            metrics.serve(metrics_port)
+        except ServingError as err:
+            raise SystemExit(f"cannot serve metrics on :{metrics_port}: {err}")
     asyncio.run(operator(options, liveness_endpoint=liveness))
     return 0
