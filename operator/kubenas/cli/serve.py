@@ -7,6 +7,8 @@ requests in flight (uvicorn's graceful shutdown) before the process exits.
 """
 from __future__ import annotations
 
+import signal
+
 from rich.console import Console
 from rich.text import Text
 
@@ -50,8 +52,17 @@ def cmd_serve(args) -> int:
     config = uvicorn.Config(create_app(model, limits), host=args.host, port=args.port, log_level=args.log_level,
                             access_log=args.access_log, timeout_graceful_shutdown=args.graceful_timeout)
     server = uvicorn.Server(config)
-    server.run()  # SIGINT/SIGTERM: stop accepting, finish the requests in flight, then exit
+    # SIGINT/SIGTERM: uvicorn stops accepting, finishes the requests in flight (up to
+    # --graceful-timeout), shuts the application down, then raises the signal again with
+    # the handlers it found: these, so a drained shutdown exits 0 rather than by the signal.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _drained)
+    server.run()
     return 0 if server.started else 1
+
+
+def _drained(signum, frame) -> None:
+    """The handler uvicorn's re-raised signal finds once the server has shut down."""
 
 
 def add_commands(sub) -> None:
