@@ -79,3 +79,12 @@ def test_docs_byo_names_the_codes_a_program_may_use():
     codes = ", ".join(map(str, contract.PROGRAM_EXIT_REASONS))
     assert f"| exits {codes} |" in text
     assert all(f"`{r}`" in text for r in contract.PROGRAM_EXIT_REASONS.values())
+
+
+def test_the_trial_crd_names_every_reason_a_trainer_may_report():
+    import yaml
+
+    crd = yaml.safe_load((DOCS.parent / "crds" / "kubenas.io_nastrials.yaml").read_text())
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    described = schema["properties"]["status"]["properties"]["reason"]["description"]
+    assert all(re.search(rf"\b{reason}\b", described) for reason in contract.TRAINER_REASONS), described
