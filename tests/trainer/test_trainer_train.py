@@ -177,3 +177,13 @@ def test_malformed_penalties_fail_the_trial_as_invalid():
     result = run_trial({**tiny(), "objective": {"penalties": [{"metric": "flops", "target": 1, "weight": -1}]}})
     assert (result["status"], result["reason"]) == ("Failed", "InvalidTrial")
     assert "objective.penalties[0].metric" in result["message"]
+
+
+def test_what_the_machine_lacks_is_unsatisfiable_before_any_training(monkeypatch):
+    """Whatever the candidate, no trial can train on CUDA here: reason Unsatisfiable (exit 9),
+    which ends the experiment (kubenas.experiment.outcome), not one more InvalidTrial."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    result = run_trial(tiny(device="cuda"))
+    assert (result["status"], result["reason"], exit_code(result)) == ("Failed", "Unsatisfiable", 9)
+    assert result["message"].startswith("training.device: cuda requested but no CUDA device is available")
+    assert result["history"] == []
