@@ -294,7 +294,7 @@ def test_run_summary_prints_markup_like_text_literally():
     record = {"name": "exp-0", "index": 0, "status": "Succeeded", "reward": 0.5,
               "hyperparameters": {"optimizer": "[/sgd]"}, "metrics": {},
               "architecture": {"type": "chain", "layers": [{"op": "conv", "filters": 8, "kernel": 3, "stride": 1}]}}
-    summary = SimpleNamespace(records=[record], counts={"Succeeded": 1}, phase="Succeeded", reason="MaxTrialsReached",
+    summary = SimpleNamespace(records=[record], trials_run=1, counts={"Succeeded": 1}, phase="Succeeded", reason="MaxTrialsReached",
                               message="done [/bold] :smile:", best=record)
     runner = SimpleNamespace(name="exp", metric="accuracy", goal="maximize", pareto=[])
     out = io.StringIO()
