@@ -142,7 +142,8 @@ def test_the_images_install_only_hashed_pins_matching_pyproject():
     wanted = {"operator": named(project["dependencies"]),
               "trainer": {**named(project["dependencies"]),
                           **{k: v for k, v in named(project["optional-dependencies"]["train"]).items() if k != "torch"},
-                          **named(project["optional-dependencies"]["artifacts"])}}
+                          **named(project["optional-dependencies"]["artifacts"]),
+                          **named(project["optional-dependencies"]["serve"])}}
     for image, deps in wanted.items():
         declared = reqs(docker / f"{image}.in")
         assert {k: str(v) for k, v in declared.items()} == {k: str(v) for k, v in deps.items()}, image

@@ -47,6 +47,8 @@ class Metrics:
         self.latency = Histogram("kubenas_serving_request_duration_seconds",
                                  "Inference request latency, body read to response built", ["model"],
                                  buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.model = Histogram("kubenas_serving_model_duration_seconds", "Time of one model run (one batch)",
+                               ["model"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.batch = Histogram("kubenas_serving_batch_size", "Rows per model run (dynamic batching)", ["model"],
                                buckets=BATCH_BUCKETS, registry=self.registry)
         self.depth = Gauge("kubenas_serving_queue_depth", "Requests waiting for a batch", ["model"],
@@ -69,8 +71,13 @@ def create_app(model: ServedModel, limits: Limits = Limits()) -> FastAPI:
     signature = model.signature
     state = {"ready": False}
 
-    def run(array):
-        return signature.outputs_of(model.run(array))
+    model_seconds = metrics.model.labels(model.name)
+
+    def run(array):  # in the batcher's worker thread
+        start = time.perf_counter()
+        raw = model.run(array)
+        model_seconds.observe(time.perf_counter() - start)
+        return signature.outputs_of(raw)
 
     batcher = Batcher(run, max_batch_size=limits.max_batch_size, max_wait=limits.max_batch_wait_ms / 1000,
                       on_batch=metrics.batch.labels(model.name).observe,

@@ -1,0 +1,204 @@
+#!/usr/bin/env python
+"""Load test of ``kubenas serve`` on the digits model: requests/s and p50/p99 latency at
+several concurrencies, with dynamic batching (--max-batch-size 32) and without it
+(--max-batch-size 1), against onnxruntime called in-process on the same batches.
+
+Each request is one 1x8x8 digits test image as a V2 JSON infer request, sent by an
+aiohttp client on the same machine (``concurrency`` clients, each sending its next
+request when the previous answer arrives), for ``--seconds`` after a warm-up. The
+in-process figure runs the same ONNX file with onnxruntime on batches of the mean size
+the server formed in that phase (read from its kubenas_serving_batch_size histogram), so
+``overhead ratio`` = in-process requests/s / served requests/s. The server's own overhead
+per request at concurrency 1 is its request time (body read to response built,
+kubenas_serving_request_duration_seconds) minus its model time
+(kubenas_serving_model_duration_seconds); the client-seen overhead adds HTTP, the
+loopback and the Python client.
+
+    .venv/bin/python bench/serve_load.py                       # trains a digits model first (about 30 s)
+    .venv/bin/python bench/serve_load.py --run-dir runs/digits-serve --seconds 8
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = "digits-serve"
+EXPERIMENT = {  # one convolutional chain, exported as ONNX (tests/serving/conftest.py trains the same)
+    "apiVersion": "kubenas.io/v1alpha1", "kind": "NASExperiment", "metadata": {"name": MODEL},
+    "spec": {"objective": {"metric": "accuracy", "goal": "maximize"},
+             "searchSpace": {"type": "chain", "chain": {"layers": 2, "operations": ["conv"], "filters": [16],
+                                                        "kernelSizes": [3], "strides": [1]}},
+             "strategy": {"type": "random", "seed": 3},
+             "budget": {"maxTrials": 1, "parallelTrials": 1, "maxFailedTrials": 1, "trialTimeoutSeconds": 300},
+             "trial": {"dataset": {"name": "digits"},
+                       "training": {"epochs": 3, "batchSize": 32, "optimizer": "sgd", "momentum": 0.9},
+                       "export": {"formats": ["torchscript", "onnx"], "opset": 17}}}}
+
+
+def train(where: Path) -> Path:
+    (where / "exp.yaml").write_text(yaml.safe_dump(EXPERIMENT))
+    subprocess.run([sys.executable, "-m", "kubenas.cli", "run", str(where / "exp.yaml"), "--run-dir",
+                    str(where / "run"), "--no-progress"], check=True, cwd=ROOT, capture_output=True)
+    return where / "run"
+
+
+def free_port() -> int:
+    with contextlib.closing(socket.socket()) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scrape(url: str) -> dict[str, float]:
+    text = urllib.request.urlopen(f"{url}/metrics", timeout=30).read().decode()
+    found = {}
+    for name in ("kubenas_serving_batch_size", "kubenas_serving_request_duration_seconds",
+                 "kubenas_serving_model_duration_seconds"):
+        for part in ("sum", "count"):
+            m = re.search(rf"^{name}_{part}{{[^}}]*}} (\S+)$", text, re.M)
+            found[f"{name}_{part}"] = float(m.group(1)) if m else 0.0
+    return found
+
+
+async def load(url: str, body: bytes, concurrency: int, seconds: float) -> list[float]:
+    import aiohttp
+
+    latencies: list[float] = []
+    stop = time.perf_counter() + seconds
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async def client():
+            while time.perf_counter() < stop:
+                start = time.perf_counter()
+                async with session.post(f"{url}/v2/models/{MODEL}/infer", data=body,
+                                        headers={"Content-Type": "application/json"}) as response:
+                    await response.read()
+                    if response.status != 200:
+                        raise RuntimeError(f"status {response.status}")
+                latencies.append(time.perf_counter() - start)
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+    return latencies
+
+
+def in_process(path: Path, x: np.ndarray, batch: int, threads: int, seconds: float) -> tuple[float, float]:
+    """(requests/s, seconds per call) of onnxruntime on batches of ``batch`` images."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    feed = np.ascontiguousarray(np.resize(x, (batch, *x.shape[1:])))
+    for _ in range(50):
+        session.run(["logits"], {"images": feed})
+    calls, start = 0, time.perf_counter()
+    per_call = []
+    while time.perf_counter() - start < seconds:
+        t = time.perf_counter()
+        session.run(["logits"], {"images": feed})
+        per_call.append(time.perf_counter() - t)
+        calls += 1
+    elapsed = time.perf_counter() - start
+    return calls * batch / elapsed, statistics.median(per_call)
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) * 1000
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run-dir", help="a digits run with best_model.onnx (default: train one)")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--seconds", type=float, default=6.0, help="measured seconds per phase")
+    parser.add_argument("--warmup", type=float, default=1.5)
+    parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads, both sides")
+    parser.add_argument("--max-batch-wait-ms", type=float, default=0.0)
+    parser.add_argument("--json", help="write the results here too")
+    args = parser.parse_args()
+
+    from kubenas_trainer.data import load_dataset
+
+    tmp = Path(tempfile.mkdtemp(prefix="kubenas-serve-load-"))
+    run_dir = Path(args.run_dir) if args.run_dir else train(tmp)
+    data = load_dataset({"name": "digits"})
+    x = (data.test.x.float() * data.scale).numpy().astype(np.float32)
+    body = json.dumps({"inputs": [{"name": "images", "shape": [1, 1, 8, 8], "datatype": "FP32",
+                                   "data": x[0].reshape(-1).tolist()}]}).encode()
+    rows = []
+    load_before = os.getloadavg()
+    for mode, batch_size in (("batch size 1", 1), ("dynamic batching", 32)):
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        server = subprocess.Popen([sys.executable, "-m", "kubenas.cli", "serve", str(run_dir), "--port", str(port),
+                                   "--threads", str(args.threads), "--max-batch-size", str(batch_size),
+                                   "--max-batch-wait-ms", str(args.max_batch_wait_ms), "--log-level", "warning"],
+                                  cwd=ROOT)
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    urllib.request.urlopen(f"{url}/v2/health/ready", timeout=5)
+                    break
+                except OSError:
+                    if time.monotonic() > deadline or server.poll() is not None:
+                        raise RuntimeError("kubenas serve did not start")
+                    time.sleep(0.2)
+            for concurrency in args.concurrency:
+                asyncio.run(load(url, body, concurrency, args.warmup))
+                before = scrape(url)
+                start = time.perf_counter()
+                latencies = asyncio.run(load(url, body, concurrency, args.seconds))
+                elapsed = time.perf_counter() - start
+                after = scrape(url)
+                delta = {k: after[k] - before[k] for k in after}
+                mean_batch = delta["kubenas_serving_batch_size_sum"] / max(delta["kubenas_serving_batch_size_count"], 1)
+                request_s = delta["kubenas_serving_request_duration_seconds_sum"] / \
+                    max(delta["kubenas_serving_request_duration_seconds_count"], 1)
+                model_s = delta["kubenas_serving_model_duration_seconds_sum"] / \
+                    max(delta["kubenas_serving_model_duration_seconds_count"], 1)
+                ref_rps, ref_call = in_process(run_dir / "best_model.onnx", x, max(1, round(mean_batch)),
+                                               args.threads, min(args.seconds, 3))
+                rps = len(latencies) / elapsed
+                rows.append({"mode": mode, "concurrency": concurrency, "requests": len(latencies),
+                             "rps": round(rps, 1), "p50_ms": round(pct(latencies, 50), 3),
+                             "p99_ms": round(pct(latencies, 99), 3), "mean_batch": round(mean_batch, 2),
+                             "in_process_rps": round(ref_rps, 1), "in_process_call_ms": round(ref_call * 1000, 3),
+                             "overhead_ratio": round(ref_rps / rps, 2),
+                             "server_request_ms": round(request_s * 1000, 3), "server_model_ms": round(model_s * 1000, 3),
+                             "server_overhead_ms": round((request_s - model_s / max(mean_batch, 1)) * 1000, 3),
+                             "client_seen_overhead_ms": round(pct(latencies, 50) - ref_call * 1000, 3)})
+                print(json.dumps(rows[-1]), flush=True)
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(60)
+    summary = {"load_before": [round(v, 2) for v in load_before], "load_after": [round(v, 2) for v in os.getloadavg()],
+               "cpus": os.cpu_count(), "threads": args.threads, "rows": rows}
+    rps = {(r["mode"], r["concurrency"]): r["rps"] for r in rows}
+    top = max(args.concurrency)
+    if ("batch size 1", top) in rps:
+        summary["batching_speedup_at_max_concurrency"] = round(rps[("dynamic batching", top)] /
+                                                               rps[("batch size 1", top)], 2)
+    print(json.dumps({k: v for k, v in summary.items() if k != "rows"}))
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
