@@ -48,13 +48,13 @@ def test_rungs_come_from_min_resource_reduction_factor_and_the_epochs():
 
 def test_new_candidates_fill_the_slots_until_a_rung_can_promote():
     spec = make_spec(max_trials=12, parallel=4)
-    jobs = fidelity.next_jobs(spec, [], 4)
+    jobs = fidelity.next_rungs(spec, [], 4)
     assert [(j.candidate, j.rung, j.epochs, j.resume_trial) for j in jobs] == [(c, 0, 1, None) for c in range(4)]
     # three results at rung 0: the best of them (1 in 3) is promoted before any new candidate
     rows = [row(i, j, reward=r) for i, (j, r) in enumerate(zip(jobs[:3], (0.2, 0.9, 0.5)))]
     rows.append(row(3, jobs[3], status=RUNNING))
     records = [from_row(r, details=False) for r in rows]
-    nxt = fidelity.next_jobs(spec, records, 2)
+    nxt = fidelity.next_rungs(spec, records, 2)
     assert (nxt[0].candidate, nxt[0].rung, nxt[0].epochs, nxt[0].resume_trial, nxt[0].resume_epochs) == \
         (1, 1, 3, "t-1", 1)
     assert (nxt[1].candidate, nxt[1].rung) == (4, 0)
@@ -62,12 +62,12 @@ def test_new_candidates_fill_the_slots_until_a_rung_can_promote():
 
 def test_a_failed_trial_is_never_promoted_and_minimize_promotes_the_lowest():
     spec = make_spec(goal="minimize")
-    jobs = fidelity.next_jobs(spec, [], 3)
+    jobs = fidelity.next_rungs(spec, [], 3)
     rows = [row(0, jobs[0], reward=0.1), row(1, jobs[1], status=FAILED), row(2, jobs[2], reward=0.5)]
-    nxt = fidelity.next_jobs(spec, [from_row(r, details=False) for r in rows], 1)[0]
+    nxt = fidelity.next_rungs(spec, [from_row(r, details=False) for r in rows], 1)[0]
     assert (nxt.candidate, nxt.rung) == (0, 1)
     rows = [row(0, jobs[0], status=FAILED), row(1, jobs[1], status=FAILED), row(2, jobs[2], status=FAILED)]
-    nxt = fidelity.next_jobs(spec, [from_row(r, details=False) for r in rows], 1)[0]
+    nxt = fidelity.next_rungs(spec, [from_row(r, details=False) for r in rows], 1)[0]
     assert (nxt.candidate, nxt.rung) == (3, 0)
 
 
@@ -77,7 +77,7 @@ def simulate(spec, stop_after=None):
     while experiment_outcome(spec, [from_row(r, details=False) for r in rows], 0.0) is None:
         records = [from_row(r, details=False) for r in rows]
         indices = trials_to_start(spec, records)
-        jobs = fidelity.next_jobs(spec, records, len(indices))
+        jobs = fidelity.next_rungs(spec, records, len(indices))
         assert len(jobs) == len(indices) == 1
         rows.append(row(indices[0], jobs[0], reward=reward_of(jobs[0].candidate, jobs[0].epochs)))
         if stop_after is not None and len(rows) == stop_after:
@@ -132,7 +132,7 @@ def test_the_budget_is_spent_only_when_nothing_is_in_flight_or_promotable():
     assert trials_to_start(spec, pending) == []
     # without the last trial: its promotion is due again (decided from the trials alone)
     before = [from_row(r, details=False) for r in rows[:-1]]
-    nxt = fidelity.next_jobs(spec, before, 1)
+    nxt = fidelity.next_rungs(spec, before, 1)
     assert [(j.candidate, j.rung) for j in nxt] == [tuple(rows[-1][fidelity.FIDELITY].values())]
 
 
@@ -143,7 +143,7 @@ def test_a_restart_from_the_trials_continues_exactly():
     rows = list(part)
     while experiment_outcome(spec, [from_row(r, details=False) for r in rows], 0.0) is None:
         records = [from_row(r, details=False) for r in rows]
-        job = fidelity.next_jobs(spec, records, 1)[0]
+        job = fidelity.next_rungs(spec, records, 1)[0]
         rows.append(row(trials_to_start(spec, records)[0], job, reward=reward_of(job.candidate, job.epochs)))
     assert rows == whole
 
@@ -152,15 +152,15 @@ def test_trial_fields_train_the_rung_on_the_last_rungs_schedule():
     spec = make_spec()
     p = fidelity.plan(spec)
     base = {"index": 5, "training": {"epochs": 9, "seed": 0}, "architecture": {}, "hyperparameters": {}}
-    job = fidelity.Job(candidate=2, rung=1, epochs=3, resume_trial="t-2", resume_epochs=1)
+    job = fidelity.RungAssignment(candidate=2, rung=1, epochs=3, resume_trial="t-2", resume_epochs=1)
     trial = fidelity.trial_fields(base, job, p, "/runs/x/t-2/checkpoint.pt")
     assert trial["training"] == {"epochs": 3, "scheduleEpochs": 9, "seed": 0}
     assert trial["fidelity"] == {"candidate": 2, "rung": 1}
     assert trial["checkpoint"] == {"save": True, "resumeFrom": "/runs/x/t-2/checkpoint.pt"}
     assert base["training"]["epochs"] == 9  # the input is not changed
-    last = fidelity.trial_fields(base, fidelity.Job(2, 2, 9, "t-7", 3), p, "c.pt")
+    last = fidelity.trial_fields(base, fidelity.RungAssignment(2, 2, 9, "t-7", 3), p, "c.pt")
     assert last["checkpoint"] == {"save": False, "resumeFrom": "c.pt"}
-    first = fidelity.trial_fields(base, fidelity.Job(2, 0, 1), p, None)
+    first = fidelity.trial_fields(base, fidelity.RungAssignment(2, 0, 1), p, None)
     assert first["checkpoint"] == {"save": True, "resumeFrom": None}
 
 
@@ -168,7 +168,7 @@ def test_trial_fields_train_the_rung_on_the_last_rungs_schedule():
 def test_a_trial_without_a_well_formed_fidelity_field_is_not_on_the_ladder(bad):
     spec = make_spec(max_trials=2)
     rows = [{"name": "t-0", "index": 0, "status": SUCCEEDED, "reward": 0.5, "fidelity": bad}]
-    jobs = fidelity.next_jobs(spec, [from_row(r, details=False) for r in rows], 3)
+    jobs = fidelity.next_rungs(spec, [from_row(r, details=False) for r in rows], 3)
     assert [(j.candidate, j.rung) for j in jobs] == [(0, 0), (1, 0)]
 
 
@@ -176,8 +176,8 @@ def test_a_promotion_continues_the_twin_that_answered_the_rung_below():
     """A candidate whose first trial was answered by a twin (kubenas.experiment.twins)
     trained nothing itself: its promotion continues the twin's trial (its checkpoint)."""
     spec = make_spec(max_trials=3)
-    jobs = fidelity.next_jobs(spec, [], 3)
+    jobs = fidelity.next_rungs(spec, [], 3)
     rows = [row(0, jobs[0], reward=0.2), dict(row(1, jobs[1], reward=0.9), duplicateOf="t-2"),
             row(2, jobs[2], reward=0.9)]
-    nxt = fidelity.next_jobs(spec, [from_row(r, details=False) for r in rows], 1)[0]
+    nxt = fidelity.next_rungs(spec, [from_row(r, details=False) for r in rows], 1)[0]
     assert (nxt.candidate, nxt.rung, nxt.resume_trial, nxt.resume_epochs) == (1, 1, "t-2", 1)

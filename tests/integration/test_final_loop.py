@@ -4,9 +4,16 @@ NASTrials marked reevaluationOf, its strategy never sees them, and the operator 
 experiment once they have all finished, with the best mean's candidate as bestTrial."""
 from __future__ import annotations
 
+import asyncio
+import sys
+
 import pytest
 
-from .cluster import FakeCluster, digits_experiment, final_rewards, wait_for
+from kubenas.contract.genotype import genotype_hash
+from kubenas.experiment import row_from_trial_object
+from kubenas.local.runner import LocalRunner
+
+from .cluster import FakeCluster, Script, digits_experiment, final_rewards, wait_for
 
 # Search trials 0-3 score 0.60, 0.63, 0.66, 0.69 (default_script); the top two are
 # final-3 and final-2. final-3's re-evaluations (4, 5) score 0.5, final-2's (6, 7) 0.76.
@@ -49,3 +56,66 @@ async def test_final_reevaluates_the_top_candidates_and_picks_the_best_mean(emul
     finally:
         await cluster.close()
     assert not cluster.errors, cluster.errors
+
+
+# Search trials (training seed 10) score 0.6 + 0.03 * index at once; a re-evaluation (seed
+# 11, 12) scores 0.1 every epoch, slowly: the median rule, were it applied, would stop it.
+REEVALUATION_PROGRAM = [sys.executable, "-c", """
+import os, time
+from kubenas import report
+index, seed = int(os.environ["KUBENAS_TRIAL_INDEX"]), int(os.environ["KUBENAS_SEED"])
+for epoch in range(1, 4):
+    report.report(epoch=epoch, accuracy=0.6 + 0.03 * index if seed == 10 else 0.1)
+    if seed != 10:
+        time.sleep(1.0)
+"""]
+
+
+def _final_median_experiment() -> dict:
+    exp = digits_experiment("fm", maxTrials=4, parallelTrials=2)
+    exp["spec"]["final"] = {"topK": 2, "seeds": 3}
+    exp["spec"]["earlyStopping"] = {"type": "median", "minTrials": 2, "startEpoch": 2}
+    exp["spec"]["trial"]["training"]["seed"] = 10
+    exp["spec"]["trial"]["command"] = REEVALUATION_PROGRAM
+    return exp
+
+
+def _reevaluations(rows: list[dict]) -> dict:
+    """(candidate hash, seed) of every re-evaluation -> its phase, from trials.jsonl-shaped rows."""
+    by_name = {r["name"]: r for r in rows}
+    return {(genotype_hash(r["architecture"], r["hyperparameters"]), by_name[r["reevaluationOf"]]["name"],
+             r["seed"]): r["status"] for r in rows if r.get("reevaluationOf")}
+
+
+async def test_final_with_median_stopping_reevaluates_alike_locally_and_in_a_cluster(emulator, tmp_path):
+    """The same spec.final + median-stopping file: the local runner and the cluster retrain
+    the same candidates over the same seeds, and neither stops a re-evaluation early (the
+    experiment plan says a re-evaluation may not stop; the operator once stopped them)."""
+    local = await asyncio.to_thread(LocalRunner(_final_median_experiment(), str(tmp_path / "run")).run)
+    assert local.phase == "Succeeded", local.message
+    local_runs = _reevaluations(local.records)
+
+    cluster = FakeCluster(emulator, emulator.conf, script=lambda i: Script(command=REEVALUATION_PROGRAM))
+    await cluster.start()
+    try:
+        await cluster.create_experiment(_final_median_experiment())
+        await wait_for(lambda: ((cluster.experiment("fm") or {}).get("status") or {}).get("phase")
+                       in ("Succeeded", "Failed"), 90, "the experiment to end")
+        status = cluster.experiment("fm")["status"]
+        assert status["phase"] == "Succeeded", status
+        rows = []
+        for trial in cluster.trials("fm"):
+            row = row_from_trial_object(trial)
+            if trial["spec"].get("reevaluationOf"):
+                row["seed"] = trial["spec"]["training"]["seed"]
+            rows.append(row)
+        cluster_runs = _reevaluations(rows)
+    finally:
+        await cluster.close()
+    assert not cluster.errors, cluster.errors
+
+    # fm-3 and fm-2 (the top two), each with seeds 11 and 12, all run to the end.
+    assert sorted((of, seed) for _, of, seed in local_runs) == [("fm-2", 11), ("fm-2", 12), ("fm-3", 11),
+                                                                ("fm-3", 12)]
+    assert set(cluster_runs) == set(local_runs)
+    assert set(local_runs.values()) == set(cluster_runs.values()) == {"Succeeded"}

@@ -10,10 +10,10 @@ Each pass (when a trial changes, and at least every ``poll_seconds``):
    WATCH of changes that also wakes the loop at once, so a pass costs O(changes), not
    O(trials), and a finished trial is replaced without waiting for the next poll;
 3. create NASTrials (deterministic names ``<experiment>-<index>``) to keep
-   ``parallelTrials`` in flight, until the budget is spent; with ``strategy.fidelity``
-   (``kubenas.experiment.fidelity``) a trial is a due promotion of a candidate to its
-   next rung, continuing the previous rung's checkpoint in the experiment's artifacts, or
-   else a new candidate (the strategy sees candidates and their first results only);
+   ``parallelTrials`` in flight, until the budget is spent: the trials the experiment's
+   plan (``kubenas.experiment.plan``) asks for, each the strategy's next proposal or
+   another run of an existing trial's network, continuing its checkpoint in the
+   experiment's artifacts where the plan says so (the strategy sees what the plan shows it);
 4. checkpoint ``strategy.state_dict()`` into the ConfigMap ``<experiment>-strategy``
    (``checkpoint.py``) when it changed, at most every ``checkpoint_seconds`` and once
    more when the experiment ends or the controller stops.
@@ -29,7 +29,6 @@ import os
 import signal
 import threading
 import time
-from dataclasses import replace
 from datetime import datetime, timezone
 
 from kubenas.cluster.kube import Kube
@@ -37,9 +36,8 @@ from kubenas.cluster.metrics_server import ServingError
 from kubenas.cluster.objects import accepted_spec, trial_object
 from kubenas.contract import EXPERIMENT_PLURAL, EXPERIMENT_TERMINAL, TRIAL_PLURAL
 from kubenas.contract import artifacts as art
-from kubenas.experiment import candidate, elapsed_seconds, fidelity, row_from_trial_object, strategy_reward, \
-    trials_to_start
-from kubenas.experiment import final as final_phase
+from kubenas.experiment import candidate, elapsed_seconds, row_from_trial_object, strategy_reward
+from kubenas.experiment.plan import ExperimentPlan, NextTrial, plan_for
 
 from . import metrics
 from .checkpoint import CHECKPOINT_SECONDS, CheckpointStore
@@ -68,7 +66,7 @@ class Controller:
         self.created: list[str] = []   # trials this incarnation created (tests, logs)
         self.last_experiment: dict | None = None  # the experiment as last read: the checkpoint on stop is its
         self._observed = 0             # finished trials the strategy has taken in (metrics)
-        self.candidates: dict[int, dict] = {}  # strategy.fidelity: candidate -> what was proposed
+        self.candidates: dict[int, dict] = {}  # candidate (of a plan that tracks them) -> what was proposed
 
     # --------------------------------------------------------------------- strategy
 
@@ -113,27 +111,19 @@ class Controller:
         if self.strategy is None:
             self.strategy = self._build_strategy(experiment, spec)
 
-        changes = self.informer.sync()
-        plan = fidelity.plan(spec)
-        if plan is not None:  # the strategy knows candidates (their first trials) by their number
-            changes = [c for c in changes if fidelity.is_first_trial(plan, c.record.candidate, c.record.rung)]
-            for change in changes:
+        plan = plan_for(spec)
+        # What the strategy observes, under the plan's index (the plan leaves the rest out).
+        changes = [(i, c) for c in self.informer.sync() if (i := plan.strategy_index(c.record)) is not None]
+        for _, change in changes:
+            if change.record.candidate is not None:  # a candidate the plan trains again: its proposal
                 self.candidates[change.record.candidate] = _candidate(change.trial)
-        elif spec.get("final"):  # the strategy never sees a re-evaluation (spec.final)
-            changes = [c for c in changes if final_phase.is_search(spec, c.record.index)
-                       and not c.record.reevaluation_of]
-
-        def strategy_index(change) -> int:
-            return change.record.candidate if plan is not None else change.trial["spec"]["index"]
-
-        new = [(strategy_index(c), _candidate(c.trial)) for c in changes if c.previous is None]
+        new = [(i, _candidate(c.trial)) for i, c in changes if c.previous is None]
         finished = []
-        for change in changes:  # in completion order
+        for i, change in changes:  # in completion order
             status = change.trial.get("status") or {}
             if change.record.finished and (change.previous is None or not change.previous.finished):
-                finished.append((strategy_index(change), _candidate(change.trial),
-                                 strategy_reward(status.get("phase"), status.get("reward")),
-                                 status.get("metrics")))
+                finished.append((i, _candidate(change.trial),
+                                 strategy_reward(status.get("phase"), status.get("reward")), status.get("metrics")))
         started = time.perf_counter()
         # Incremental: what the strategy has already registered or observed is skipped.
         rebuild(self.strategy, new, finished)
@@ -146,12 +136,8 @@ class Controller:
             self.save_checkpoint(experiment, force=True)
             return "done"
         elapsed = elapsed_seconds((experiment.get("status") or {}).get("startTime"), now)
-        records = self.informer.records()
-        indices = trials_to_start(spec, records, elapsed)
-        jobs = fidelity.next_jobs(spec, records, len(indices)) if plan is not None else [None] * len(indices)
-        bodies = [self._trial_body(experiment, spec, plan, index, job) for index, job in zip(indices, jobs)]
-        if spec.get("final") and not indices:
-            bodies = self._reevaluations(experiment, spec, records, elapsed)
+        due = plan.next_trials(self.informer.records(), None, elapsed)
+        bodies = [body for body in (self._trial_body(experiment, spec, plan, nxt) for nxt in due) if body is not None]
         for body in bodies:
             if self.kube.create_custom(TRIAL_PLURAL, self.namespace, body):
                 self.created.append(body["metadata"]["name"])
@@ -163,53 +149,44 @@ class Controller:
         self.save_checkpoint(experiment)
         return "running"
 
-    def _trial_body(self, experiment: dict, spec: dict, plan, index: int, job) -> dict:
-        """The NASTrial ``index``: the strategy's next proposal, or with fidelity ``job``'s
-        candidate trained to its rung, continuing the checkpoint the rung below left in
-        the experiment's artifacts (none configured: the promotion retrains from scratch)."""
-        if job is None:
-            return trial_object(experiment, spec, index, self.strategy.propose(index))
-        if job.is_new:
-            self.candidates[job.candidate] = self.strategy.propose(job.candidate)
-        proposal, resume = self.candidates[job.candidate], job.resume_trial is not None
-        below = self.informer.records_by_name(job.resume_trial) if resume else None
-        if below is not None and below.candidate != job.candidate:
-            # The twin that answered the candidate's trial (kubenas.experiment.twins): continue
-            # it as it encoded the network, which the checkpoint's identity holds; gone: retrain.
-            twin = self.kube.get_custom(TRIAL_PLURAL, self.namespace, job.resume_trial)
-            resume = twin is not None
-            proposal = candidate(row_from_trial_object(twin)) if resume else proposal
+    def _trial_body(self, experiment: dict, spec: dict, plan: ExperimentPlan, nxt: NextTrial) -> dict | None:
+        """The NASTrial the plan asks for: the strategy's next proposal, or another run of
+        trial ``nxt.copies``'s network, continuing the checkpoint ``nxt.resume`` left in the
+        experiment's artifacts (none configured: it trains from scratch). None: the trial to
+        train again is gone (deleted by hand) and nothing else holds its network."""
+        source, resume = None, nxt.resume is not None
+        if nxt.proposes is not None:
+            proposal = self.strategy.propose(nxt.proposes)
+            if nxt.candidate is not None:
+                self.candidates[nxt.candidate] = proposal
+        else:
+            proposal, source = self._copied(nxt)
+            if proposal is None and nxt.candidate in self.candidates:  # gone: the candidate retrains
+                proposal, resume = self.candidates[nxt.candidate], False
+            if proposal is None:
+                log.warning("cannot train the network of %s again: the trial is gone", nxt.copies)
+                return None
         resume_from = None
         if resume and spec.get("artifacts"):
-            resume_from = art.checkpoint_location(spec["artifacts"], self.name, job.resume_trial,
+            resume_from = art.checkpoint_location(spec["artifacts"], self.name, nxt.resume,
                                                   experiment["metadata"].get("uid"))
-        body = trial_object(experiment, spec, index, proposal)
-        body["spec"] = fidelity.trial_fields(body["spec"], job, plan, resume_from)
+        body = trial_object(experiment, spec, nxt.index, proposal)
+        body["spec"] = plan.trial_spec(nxt, body["spec"], source, resume_from)
         return body
 
-    def _reevaluations(self, experiment: dict, spec: dict, records: list, elapsed: float) -> list[dict]:
-        """spec.final: once the search has finished, the re-evaluation NASTrials not made
-        yet, as many as free slots allow (kubenas.experiment.final decides which)."""
-        if final_phase.outcome(spec, records, elapsed) is not None:
-            return []
-        existing = {r.index for r in records}
-        room = spec["budget"]["parallelTrials"] - sum(1 for r in records if not r.finished)
-        bodies = []
-        for reevaluation in final_phase.reevaluation_plan(spec, final_phase.rows_of(records)):
-            if len(bodies) >= room:
-                break
-            if reevaluation.index in existing:
-                continue
-            original = self.kube.get_custom(TRIAL_PLURAL, self.namespace, reevaluation.of)
-            if original is None:  # deleted by hand: nothing to retrain
-                log.warning("cannot re-evaluate %s: the trial is gone", reevaluation.of)
-                continue
-            row = row_from_trial_object(original)
-            seed = final_phase.trial_seed(spec, row) + reevaluation.offset  # a searched seed is in the trial
-            body = trial_object(experiment, spec, reevaluation.index, candidate(row))
-            body["spec"] = final_phase.reevaluation_trial(body["spec"], replace(reevaluation, seed=seed))
-            bodies.append(body)
-        return bodies
+    def _copied(self, nxt: NextTrial) -> tuple[dict | None, dict | None]:
+        """The network trial ``nxt.copies`` trained, and its row (None when not read): the
+        candidate's own trial is its proposal, known already; another (the twin that
+        answered it, a re-evaluation's original) is read, as it encoded the network,
+        which a checkpoint's identity holds. (None, None): the trial is gone."""
+        record = self.informer.records_by_name(nxt.copies)
+        if nxt.candidate in self.candidates and (record is None or record.candidate == nxt.candidate):
+            return self.candidates[nxt.candidate], None
+        body = self.kube.get_custom(TRIAL_PLURAL, self.namespace, nxt.copies)
+        if body is None:
+            return None, None
+        row = row_from_trial_object(body)
+        return candidate(row), row
 
     def run(self, stop: threading.Event | None = None) -> int:
         stop = stop or threading.Event()

@@ -48,8 +48,8 @@ class Plan:
 
 
 @dataclass(frozen=True)
-class Job:
-    """One trial to create: candidate ``candidate`` trained to rung ``rung`` (``epochs``);
+class RungAssignment:
+    """One trial to create (not a batch/v1 Job): candidate ``candidate`` trained to rung ``rung`` (``epochs``);
     a promotion continues ``resume_trial`` (the candidate's trial at the rung below,
     trained ``resume_epochs``, or the twin that answered it: then another candidate's
     trial of the same network, whose encoding the promotion takes); a new candidate has
@@ -118,24 +118,24 @@ def _ladder(p: Plan, records: Sequence[TrialRecord]) -> _Ladder:
     return ladder
 
 
-def next_jobs(spec: dict, records: Sequence[TrialRecord], slots: int) -> list[Job]:
+def next_rungs(spec: dict, records: Sequence[TrialRecord], slots: int) -> list[RungAssignment]:
     """Up to ``slots`` trials to start now, in order: due promotions first (from the highest
     rung down), then new candidates while fewer than ``maxTrials`` were proposed."""
     p = plan(spec)
     if p is None:
-        raise ValueError("next_jobs: the experiment has no strategy.fidelity")
+        raise ValueError("next_rungs: the experiment has no strategy.fidelity")
     ladder = _ladder(p, records)
-    jobs: list[Job] = []
+    jobs: list[RungAssignment] = []
     while len(jobs) < slots:
         promotion = contract.next_promotion(ladder.results, ladder.promoted, p.reduction_factor, p.goal,
                                             ladder.first_rung)
         if promotion is not None:
             candidate, rung = promotion
             ladder.promoted[rung - 1].add(candidate)
-            jobs.append(Job(candidate, rung, p.rungs[rung], ladder.trials[(candidate, rung - 1)], p.rungs[rung - 1]))
+            jobs.append(RungAssignment(candidate, rung, p.rungs[rung], ladder.trials[(candidate, rung - 1)], p.rungs[rung - 1]))
         elif ladder.candidates < p.max_candidates:
             first = p.first_rung(ladder.candidates)
-            jobs.append(Job(ladder.candidates, first, p.rungs[first]))
+            jobs.append(RungAssignment(ladder.candidates, first, p.rungs[first]))
             ladder.candidates += 1
         else:
             break
@@ -160,7 +160,7 @@ def spent_message(spec: dict, records: Sequence[TrialRecord]) -> str:
     return f"{ladder.candidates} candidates (budget.maxTrials) by {how}; trials per rung: {per_rung}"
 
 
-def trial_fields(trial_spec: dict, job: Job, plan_: Plan, resume_from: str | None) -> dict:
+def trial_fields(trial_spec: dict, job: RungAssignment, plan_: Plan, resume_from: str | None) -> dict:
     """A trial spec (``kubenas.api.trials.build_trial_spec``) made into the job's: trained to
     the rung's epochs on the schedule of the last rung, saving a checkpoint below the last
     rung, continuing ``resume_from`` (where the checkpoint of ``job.resume_trial`` lies)."""
@@ -184,5 +184,5 @@ def planned_trials(spec: dict) -> int:
     return sum(n // p.reduction_factor ** (k - b) for b, n in per_bracket.items() for k in range(b, len(p.rungs)))
 
 
-__all__ = ["FIDELITY", "Job", "Plan", "budget_spent", "is_first_trial", "next_jobs", "plan", "planned_trials",
+__all__ = ["FIDELITY", "Plan", "RungAssignment", "budget_spent", "is_first_trial", "next_rungs", "plan", "planned_trials",
            "spent_message", "trial_fields"]

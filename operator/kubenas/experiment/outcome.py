@@ -111,7 +111,7 @@ def trials_to_start(spec: dict, records: Sequence[TrialRecord], elapsed: float =
     if fidelity.plan(spec) is not None:  # promotions come on top of maxTrials (kubenas.experiment.fidelity)
         room = int(budget["parallelTrials"]) - in_flight
         if room > 0 and experiment_outcome(spec, records, elapsed) is None:
-            room = len(fidelity.next_jobs(spec, records, room))
+            room = len(fidelity.next_rungs(spec, records, room))
     if room <= 0 or experiment_outcome(spec, records, elapsed) is not None:
         return []
     indices = [int(r.index) for r in records if r.index is not None]

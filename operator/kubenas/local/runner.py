@@ -2,10 +2,7 @@
 
 The loop, written down as a state machine of the experiment:
 
-    Running --(finished >= maxTrials | target reached)--> Succeeded
-    Running --(with strategy.fidelity: maxTrials candidates, nothing left to promote)--> Succeeded
-    Running --(with spec.final: maxTrials finished)-----> re-evaluating (still phase Running)
-    re-evaluating --(every re-evaluation finished)------> Succeeded
+    Running --(the experiment plan's budget spent | target reached)--> Succeeded
     Running --(failed > maxFailedTrials)----------------> Failed
     Running --(a trial failed Unsatisfiable)------------> Failed   (every trial would fail so)
     Running --(the budget spent, no trial succeeded)----> Failed   (NoTrialSucceeded)
@@ -14,12 +11,11 @@ The loop, written down as a state machine of the experiment:
 
 and of each trial: proposed (trial.json written) -> running (a process) -> finished
 (a line in trials.jsonl: Succeeded | Failed | EarlyStopped). A trial proposed but not
-finished when the runner died is run again, under the same index, on resume. Re-evaluation
-trials (spec.final, kubenas.experiment.final) are trials of a top candidate with another
-training seed: never proposed by, nor shown to, the strategy. With ``strategy.fidelity``
-(kubenas.experiment.fidelity) each trial trains one candidate to one rung; a promotion is
-a new trial that continues the candidate's previous trial from its checkpoint.pt, and
-the strategy observes each candidate's first result (its bracket's rung) under the candidate's number.
+finished when the runner died is run again, under the same index, on resume. The
+experiment's plan (kubenas.experiment.plan) decides which trials to start, which the
+strategy observes, which the median rule may stop and when the experiment ends; a trial
+it asks for is a proposal of the strategy, or another run of an existing trial's network
+(its trial.json), continuing that trial's checkpoint.pt where the plan says so.
 """
 from __future__ import annotations
 
@@ -35,10 +31,9 @@ from kubenas.contract import FAILED, RUNNING, STOPPED_BY_RUNNER, SUCCEEDED
 from kubenas.contract import artifacts as art
 from kubenas.contract.genotype import genotype_hash
 from kubenas.early_stopping import median_stop
-from kubenas.experiment import (Outcome, answered_by, best_reward, can_answer, candidate, counts_by_phase, experiment_outcome,
-                                from_row, strategy_reward, twin_key)
-from kubenas.experiment import fidelity
-from kubenas.experiment import final as final_phase
+from kubenas.experiment import (Outcome, answered_by, best_reward, can_answer, candidate, counts_by_phase, from_row,
+                                strategy_reward, twin_key)
+from kubenas.experiment.plan import plan_for, row_marks
 from kubenas.space import SearchSpace, constraints_from_spec
 from kubenas.strategies import make_strategy, rebuild
 
@@ -90,8 +85,8 @@ class LocalRunner:
         self.running: dict[int, TrialProcess] = {}
         self.trial_records: list = []  # the finished rows as kubenas.experiment.TrialRecords (what decides)
         self.artifacts_env = artifacts_env(self.spec, self.name)
-        self.fidelity = fidelity.plan(self.spec)  # None unless spec.strategy.fidelity
-        self.running_fidelity: dict[int, dict | None] = {}  # index -> the fidelity field of a trial in flight
+        self.plan = plan_for(self.spec)
+        self.running_specs: dict[int, dict] = {}  # index -> the trial.json of a trial in flight
 
     # -- setup and resume ------------------------------------------------------------
 
@@ -101,8 +96,7 @@ class LocalRunner:
                                  self.pareto)
         finished = self.run_dir.finished()
         proposed = self.run_dir.proposed()
-        # The strategy knows the search's trials only, never the re-evaluations; with
-        # fidelity, each candidate's first trial (its bracket's rung), under the candidate's number.
+        # The strategy knows the trials the plan shows it, under the plan's index.
         searched = self._strategy_rows(proposed)
         observed = self._strategy_rows(finished)
         if not self._load_checkpoint(strategy, len(searched), len(observed)):
@@ -114,13 +108,11 @@ class LocalRunner:
 
     def _strategy_rows(self, rows: list) -> list:
         """The trials (specs or rows) the strategy proposed and learns from."""
-        if self.fidelity is not None:
-            return [r for r in rows if fidelity.is_first_trial(self.fidelity, *_ladder_place(r))]
-        return final_phase.search_rows(self.spec, rows)
+        return [r for r in rows if self._strategy_index(r) is not None]
 
-    def _strategy_index(self, row: dict) -> int:
-        """The strategy's index of a trial: the candidate's number with fidelity, else the trial's."""
-        return row[fidelity.FIDELITY]["candidate"] if self.fidelity is not None else row["index"]
+    def _strategy_index(self, row: dict) -> int | None:
+        """The strategy's index of a trial (spec or row); None: the strategy never sees it."""
+        return self.plan.strategy_index(from_row(row, details=False))
 
     def _load_checkpoint(self, strategy, proposed: int, finished: int) -> bool:
         """Use the checkpoint when it matches the history exactly; else replay history."""
@@ -155,57 +147,29 @@ class LocalRunner:
 
         finished_indices = {r["index"] for r in records}
         unfinished = [t for t in proposed if t["index"] not in finished_indices]
-        proposed_indices = {t["index"] for t in proposed}
-        searched = self._strategy_rows(proposed)
-        proposed_count = len(searched)  # the search's, as the strategy's checkpoint counts them
-        next_index = max((t["index"] for t in (proposed if self.fidelity else searched)), default=-1) + 1
-        max_trials = self.spec["budget"]["maxTrials"]
+        proposed_count = len(self._strategy_rows(proposed))  # as the strategy's checkpoint counts them
         # Succeeded trials by (candidate hash, rung): a repeated candidate is not retrained.
         hashes: dict = {}
         for row in records:
             self._remember(hashes, row)
 
-        self.progress.start(fidelity.planned_trials(self.spec) if self.fidelity
-                            else final_phase.planned_trials(self.spec), len(records))
+        self.progress.start(self.plan.planned_trials(), len(records))
         outcome = None
         try:
             while True:
-                elapsed = time.time() - started_epoch
-                if self.spec.get("final"):
-                    outcome = final_phase.outcome(self.spec, self.trial_records, elapsed)
-                elif self.fidelity is not None:  # the trials in flight count: promotions are decided on them
-                    outcome = experiment_outcome(self.spec, self.trial_records + self._active_records(), elapsed)
-                else:
-                    outcome = experiment_outcome(self.spec, self.trial_records, elapsed)
+                outcome = self.plan.outcome(self._records(), time.time() - started_epoch)
                 if outcome is not None:
                     break
-                # Fill the free slots: unfinished trials from a killed run first, then the
-                # search's, then (spec.final, once the search has finished) re-evaluations.
+                # Fill the free slots: unfinished trials from a killed run first, then what the plan asks for.
                 while len(self.running) < self.parallel:
                     if unfinished:
                         trial = unfinished.pop(0)
-                    elif self.fidelity is not None:
-                        trial = self._next_fidelity_trial(strategy, next_index)
-                        if trial is None:
-                            break
-                        next_index += 1
-                        if fidelity.is_first_trial(self.fidelity, *_ladder_place(trial)):
-                            proposed_count += 1
-                        # a promotion too: its twin may have reached this rung already
-                        if self._answered_by_twin(trial, hashes, strategy, records, proposed_count):
-                            continue
-                    elif next_index >= max_trials:
-                        trial = self._next_reevaluation(records, proposed_indices)
-                        if trial is None:
-                            break
-                        proposed_indices.add(trial["index"])
                     else:
-                        proposal = strategy.propose(next_index)
-                        trial = build_trial_spec(self.name, self.spec, next_index, proposal)
-                        self.run_dir.write_trial(trial_name(self.name, next_index), trial)
-                        proposed_indices.add(next_index)
-                        next_index += 1
-                        proposed_count += 1
+                        trial, proposed = self._next_trial(strategy)
+                        if trial is None:
+                            break
+                        proposed_count += proposed
+                        # a candidate trained before is answered by its twin (a re-evaluation never is)
                         if self._answered_by_twin(trial, hashes, strategy, records, proposed_count):
                             continue
                     self._launch(trial)
@@ -244,44 +208,37 @@ class LocalRunner:
         return True
 
     def _active_records(self) -> list:
-        """The trials in flight as records (what a multi-fidelity decision counts)."""
-        return [from_row({"name": proc.name, "index": index, "status": RUNNING,
-                          fidelity.FIDELITY: self.running_fidelity.get(index)}, details=False)
-                for index, proc in self.running.items()]
+        """The trials in flight as records."""
+        return [self._active_record(index, proc) for index, proc in self.running.items()]
 
-    def _next_fidelity_trial(self, strategy, index: int) -> dict | None:
-        """The next trial of a multi-fidelity experiment (trial ``index``), written to its
-        trial.json: a due promotion, else a new candidate; None when neither is due now."""
-        jobs = fidelity.next_jobs(self.spec, self.trial_records + self._active_records(), 1)
-        if not jobs:
-            return None
-        job = jobs[0]
-        if job.is_new:
-            proposal = strategy.propose(job.candidate)
-            resume_from = None
+    def _active_record(self, index: int, proc: TrialProcess):
+        return from_row({**self.running_specs[index], "name": proc.name, "status": RUNNING}, details=False)
+
+    def _records(self) -> list:
+        """Every trial's record, finished or in flight: what the plan decides on."""
+        return self.trial_records + self._active_records()
+
+    def _next_trial(self, strategy) -> tuple[dict | None, bool]:
+        """The next trial the plan asks for, written to its trial.json (None: none is due
+        now), and whether the strategy proposed it."""
+        due = self.plan.next_trials(self._records(), 1)
+        if not due:
+            return None, False
+        nxt = due[0]
+        source, resume_from = None, None
+        if nxt.proposes is not None:
+            proposal = strategy.propose(nxt.proposes)
         else:
-            # The trial below, or the twin that answered it: the network as that trial
-            # encoded it (the checkpoint's identity holds the encoding).
-            previous = self.run_dir.trial_dir(job.resume_trial)
-            proposal = candidate(json.loads((previous / "trial.json").read_text()))
-            resume_from = str(previous / art.CHECKPOINT_FILE)
-        trial = fidelity.trial_fields(build_trial_spec(self.name, self.spec, index, proposal), job,
-                                      self.fidelity, resume_from)
-        self.run_dir.write_trial(trial_name(self.name, index), trial)
-        return trial
-
-    def _next_reevaluation(self, records: list, proposed_indices: set) -> dict | None:
-        """The next re-evaluation trial not yet made (written to its trial.json), or None."""
-        by_name = {r["name"]: r for r in records}
-        for reevaluation in final_phase.reevaluation_plan(self.spec, records):
-            if reevaluation.index in proposed_indices:
-                continue
-            original = by_name[reevaluation.of]
-            trial = final_phase.reevaluation_trial(
-                build_trial_spec(self.name, self.spec, reevaluation.index, candidate(original)), reevaluation)
-            self.run_dir.write_trial(trial_name(self.name, reevaluation.index), trial)
-            return trial
-        return None
+            # Another run of a trial's network, as that trial encoded it (a checkpoint's
+            # identity holds the encoding): its trial.json.
+            source = json.loads((self.run_dir.trial_dir(nxt.copies) / "trial.json").read_text())
+            proposal = candidate(source)
+        if nxt.resume is not None:
+            resume_from = str(self.run_dir.trial_dir(nxt.resume) / art.CHECKPOINT_FILE)
+        trial = self.plan.trial_spec(nxt, build_trial_spec(self.name, self.spec, nxt.index, proposal), source,
+                                     resume_from)
+        self.run_dir.write_trial(trial_name(self.name, nxt.index), trial)
+        return trial, nxt.proposes is not None
 
     def _launch(self, trial: dict) -> None:
         name = trial_name(self.name, trial["index"])
@@ -292,7 +249,7 @@ class LocalRunner:
                                                     trial["timeoutSeconds"], self.threads, self.artifacts_env,
                                                     command=self.spec["trial"].get("command"),
                                                     python_path=self.python_path)
-        self.running_fidelity[trial["index"]] = trial.get(fidelity.FIDELITY)
+        self.running_specs[trial["index"]] = trial
         self.progress.trial_started(name)
         if self.metrics:
             self.metrics.trial_started(self.name)
@@ -302,8 +259,7 @@ class LocalRunner:
         completed = None
         for index, proc in list(self.running.items()):
             if proc.poll() is None:
-                # A re-evaluation is never stopped early: its full run is what the mean needs.
-                if stopping["type"] == "median" and final_phase.is_search(self.spec, index):
+                if stopping["type"] == "median" and self.plan.may_stop_early(self._active_record(index, proc)):
                     if completed is None:
                         completed = [r.get("history") or [] for r in records if r.get("status") == SUCCEEDED]
                     if not proc.early_stop_requested and median_stop(
@@ -312,7 +268,7 @@ class LocalRunner:
                         proc.request_early_stop()
                 continue
             del self.running[index]
-            self.running_fidelity.pop(index, None)
+            self.running_specs.pop(index, None)
             trial = json.loads((proc.directory / "trial.json").read_text())
             record = _record(trial, proc, self.name)
             records.append(record)
@@ -381,9 +337,7 @@ def _record(trial: dict, proc: TrialProcess, experiment: str) -> dict:
         "history": result.get("history") or [],
         **({"split": result["split"]} if result.get("split") else {}),  # the validation split the trainer used
         "exitCode": result.get("exitCode"),
-        **({final_phase.REEVALUATION_OF: trial[final_phase.REEVALUATION_OF], "seed": trial["training"]["seed"]}
-           if trial.get(final_phase.REEVALUATION_OF) else {}),
-        **_fidelity_fields(trial),
+        **row_marks(trial),
         "startTime": datetime.fromtimestamp(proc.started_at, timezone.utc).isoformat(),
         "completionTime": _now(),
     }
@@ -396,20 +350,7 @@ def _duplicate_record(trial: dict, twin: dict, experiment: str) -> dict:
             "name": trial_name(experiment, trial["index"]), "index": trial["index"],
             "architecture": trial["architecture"], "hyperparameters": trial.get("hyperparameters") or {},
             **answered_by(twin["name"]), "exitCode": None, "startTime": now, "completionTime": now,
-            **_fidelity_fields(trial)}
-
-
-def _ladder_place(row: dict) -> tuple:
-    """``(candidate, rung)`` of a multi-fidelity trial spec or row; ``(None, -1)`` without one."""
-    field = row.get(fidelity.FIDELITY) or {}
-    return field.get("candidate"), field.get("rung", -1)
-
-
-def _fidelity_fields(trial: dict) -> dict:
-    """A multi-fidelity trial's candidate and rung, and the epochs it was trained to."""
-    if not trial.get(fidelity.FIDELITY):
-        return {}
-    return {fidelity.FIDELITY: {**trial[fidelity.FIDELITY], "epochs": trial["training"]["epochs"]}}
+            **row_marks(trial)}
 
 
 def _strategy_reward(record: dict) -> float | None:

@@ -47,7 +47,7 @@ from kubenas.contract import TRIAL_TERMINAL as TERMINAL
 from kubenas.early_stopping import median_stop
 from kubenas.experiment import (Outcome, TrialRecord, acknowledged, elapsed_seconds, find_twin, from_trial_object,
                                 now_iso, parse_time)
-from kubenas.experiment import final as final_phase
+from kubenas.experiment.plan import plan_for
 
 from . import metrics
 from . import tenancy
@@ -236,8 +236,7 @@ class Reconciler:
         self._ensure_namespace(exp, now)
         wanted.update(self._fold(namespace, status, summaries, accepted))
         start = status.get("startTime") or now
-        # spec.final's rule, which is experiment_outcome's without spec.final
-        outcome = final_phase.outcome(accepted, summaries, elapsed_seconds(start, now_dt))
+        outcome = plan_for(accepted).outcome(summaries, elapsed_seconds(start, now_dt))
         if outcome is None and phase != RUNNING:  # to start, it needs room in its namespace
             if self._wait_for_room(exp, status, conditions, wanted, now):
                 return
@@ -386,8 +385,8 @@ class Reconciler:
                 return previous
             return trial_details(self.kube.get_custom(TRIAL_PLURAL, namespace, name), artifacts)
 
-        # spec.final: once re-evaluating, the best trial is the best mean's candidate's
-        aggregates = final_phase.aggregates(accepted, final_phase.rows_of(summaries)) if accepted.get("final") else []
+        # a candidate run several times (the plan's aggregates): the best trial is the best mean's candidate's
+        aggregates = plan_for(accepted).aggregates(summaries)
         return fold(summaries, objective["goal"], details, objective.get("pareto") or (),
                     aggregates[0] if aggregates else None)
 
@@ -568,6 +567,8 @@ class Reconciler:
         stopping = spec.get("earlyStopping") or {}
         if stopping.get("type") != "median":
             return None
+        if not plan_for(spec).may_stop_early(from_trial_object(trial, details=False)):
+            return None  # e.g. a re-evaluation: its full run is what the candidate's mean needs
         metric, goal = spec["objective"]["metric"], spec["objective"]["goal"]
         history = (trial.get("status") or {}).get("history") or []
         completed = [p.history(metric)

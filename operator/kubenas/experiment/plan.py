@@ -1,0 +1,206 @@
+"""The experiment plan: the one shape every experiment mode takes, over any strategy.
+
+A strategy (``kubenas.strategies``) proposes candidates and observes results, as an
+Optuna sampler does; the plan decides around it, as a Ray Tune ``TrialScheduler`` does:
+
+- ``next_trials(records, slots)``: which trials to start now (a proposal of the
+  strategy, or a trial that takes the network of an existing one), under which index;
+- ``strategy_index(record)``: what the strategy observes (under which of its indices),
+  or None for a trial it never sees;
+- ``may_stop_early(record)``: whether a running trial may be stopped by the median rule;
+- ``outcome(records, elapsed)``: when and how the experiment ends;
+- ``trial_spec(...)``: the spec of a trial it asked for, from the plain one;
+- ``aggregates(records)``: candidates summarised over several runs (the best trial's).
+
+Records are every trial's (``TrialRecord``), finished or in flight. The local runner,
+the controller and the operator call only these, so a mode decides alike everywhere.
+The modes are implementations that compose: ``Search`` (one trial per candidate),
+``MultiFidelity`` (``spec.strategy.fidelity``: successive halving, kubenas.experiment.fidelity)
+and ``Reevaluation`` (``spec.final``: the best candidates again with more seeds,
+kubenas.experiment.final), which wraps the search plan it follows. A new mode is one more
+implementation and an entry in :func:`plan_for` (docs/architecture.md, "Adding a mode").
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from kubenas.contract import TRIAL_ACTIVE
+
+from . import fidelity, final
+from .outcome import Outcome, experiment_outcome
+from .record import REEVALUATION_OF, TrialRecord
+
+
+@dataclass(frozen=True)
+class NextTrial:
+    """A trial the plan asks for. Its candidate is the strategy's proposal ``proposes``
+    (the strategy's index), or else the network of trial ``copies`` (what it trains
+    again). ``resume``: the trial whose checkpoint it continues. ``candidate``: the
+    strategy index it belongs to when the plan tracks candidates across trials (None
+    otherwise). ``detail``: the mode's own description of it (the plan reads it back)."""
+
+    index: int
+    proposes: int | None = None
+    copies: str | None = None
+    resume: str | None = None
+    candidate: int | None = None
+    detail: object = None
+
+
+def _start_index(records: Sequence[TrialRecord]) -> int:
+    """New indices follow the highest existing one, so a retried create hits the same name."""
+    indices = [int(r.index) for r in records if r.index is not None]
+    return max(indices) + 1 if indices else 0
+
+
+def _in_flight(records: Sequence[TrialRecord]) -> int:
+    return sum(1 for r in records if r.phase in TRIAL_ACTIVE)
+
+
+class ExperimentPlan:
+    """One trial per proposal, until ``budget.maxTrials`` have finished (the default mode)."""
+
+    def __init__(self, spec: dict):
+        self.spec = spec  # defaults filled (kubenas.api.validation.with_defaults)
+
+    def outcome(self, records: Sequence[TrialRecord], elapsed_seconds: float) -> Outcome | None:
+        return experiment_outcome(self.spec, records, elapsed_seconds)
+
+    def next_trials(self, records: Sequence[TrialRecord], slots: int | None = None,
+                    elapsed_seconds: float = 0.0) -> list[NextTrial]:
+        """Up to ``slots`` (default: the free ``parallelTrials``) trials to start now."""
+        budget = self.spec["budget"]
+        in_flight = _in_flight(records)
+        room = min(int(budget["parallelTrials"]) - in_flight,
+                   int(budget["maxTrials"]) - (len(records) - in_flight) - in_flight)
+        if slots is not None:
+            room = min(room, slots)
+        if room <= 0 or self.outcome(records, elapsed_seconds) is not None:
+            return []
+        start = _start_index(records)
+        return [NextTrial(index=i, proposes=i) for i in range(start, start + room)]
+
+    def strategy_index(self, record: TrialRecord) -> int | None:
+        return record.index
+
+    def may_stop_early(self, record: TrialRecord) -> bool:
+        return True
+
+    def trial_spec(self, trial: NextTrial, base: dict, source: dict | None, resume_from: str | None) -> dict:
+        """The spec of ``trial`` from ``base`` (``build_trial_spec`` of its candidate);
+        ``source``: the row of the trial it copies; ``resume_from``: where the checkpoint of
+        ``trial.resume`` lies (None: there is none to continue)."""
+        return base
+
+    def planned_trials(self) -> int:
+        """The trials the experiment runs when all goes to plan (a display total)."""
+        return self.spec["budget"]["maxTrials"]
+
+    def aggregates(self, records: Sequence[TrialRecord]) -> list[final.Aggregate]:
+        """Candidates summarised over several runs, best first; [] where each ran once."""
+        return []
+
+
+Search = ExperimentPlan
+
+
+class MultiFidelity(ExperimentPlan):
+    """``spec.strategy.fidelity``: each trial trains one candidate to one rung; a promotion
+    continues the rung below. The strategy observes each candidate's first rung."""
+
+    def __init__(self, spec: dict):
+        super().__init__(spec)
+        self.ladder = fidelity.plan(spec)
+
+    def next_trials(self, records, slots=None, elapsed_seconds=0.0):
+        room = int(self.spec["budget"]["parallelTrials"]) - _in_flight(records)
+        if slots is not None:
+            room = min(room, slots)
+        if room <= 0 or self.outcome(records, elapsed_seconds) is not None:
+            return []
+        start = _start_index(records)
+        return [NextTrial(index=start + k, proposes=rung.candidate if rung.is_new else None,
+                          copies=rung.resume_trial, resume=rung.resume_trial, candidate=rung.candidate, detail=rung)
+                for k, rung in enumerate(fidelity.next_rungs(self.spec, records, room))]
+
+    def strategy_index(self, record):
+        return record.candidate if fidelity.is_first_trial(self.ladder, record.candidate, record.rung) else None
+
+    def trial_spec(self, trial, base, source, resume_from):
+        return fidelity.trial_fields(base, trial.detail, self.ladder, resume_from if trial.resume else None)
+
+    def planned_trials(self):
+        return fidelity.planned_trials(self.spec)
+
+
+class Reevaluation(ExperimentPlan):
+    """``spec.final``: the search plan ``search`` first; once its ``maxTrials`` have
+    finished, the ``topK`` best candidates again with ``seeds - 1`` more training seeds.
+    The strategy never sees a re-evaluation, and the median rule never stops one: its
+    full run is what the candidate's mean needs."""
+
+    def __init__(self, spec: dict, search: ExperimentPlan):
+        super().__init__(spec)
+        self.search = search
+
+    def _is_search(self, record: TrialRecord) -> bool:
+        return final.is_search(self.spec, record.index) and not record.reevaluation_of
+
+    def outcome(self, records, elapsed_seconds):
+        return final.outcome(self.spec, records, elapsed_seconds)
+
+    def next_trials(self, records, slots=None, elapsed_seconds=0.0):
+        records = list(records)
+        searching = self.search.next_trials([r for r in records if self._is_search(r)], slots, elapsed_seconds)
+        if searching or self.outcome(records, elapsed_seconds) is not None:
+            return searching
+        room = int(self.spec["budget"]["parallelTrials"]) - _in_flight(records)
+        if slots is not None:
+            room = min(room, slots)
+        existing = {r.index for r in records}
+        due = [p for p in final.reevaluation_plan(self.spec, final.rows_of(records)) if p.index not in existing]
+        return [NextTrial(index=p.index, copies=p.of, detail=p) for p in due[:max(room, 0)]]
+
+    def strategy_index(self, record):
+        return self.search.strategy_index(record) if self._is_search(record) else None
+
+    def may_stop_early(self, record):
+        return self._is_search(record) and self.search.may_stop_early(record)
+
+    def trial_spec(self, trial, base, source, resume_from):
+        if not isinstance(trial.detail, final.Reevaluation):
+            return self.search.trial_spec(trial, base, source, resume_from)
+        # The seed the original trial ran with (a searched seed is in its hyperparameters).
+        seed = final.trial_seed(self.spec, source or {}) + trial.detail.offset
+        return final.reevaluation_trial(base, final.Reevaluation(trial.index, trial.detail.of, seed,
+                                                                 trial.detail.offset))
+
+    def planned_trials(self):
+        extra = self.spec["final"]["topK"] * (self.spec["final"]["seeds"] - 1)
+        return self.search.planned_trials() + extra
+
+    def aggregates(self, records):
+        return final.aggregates(self.spec, final.rows_of(records))
+
+
+def plan_for(spec: dict) -> ExperimentPlan:
+    """The plan of an experiment (``spec`` with defaults filled): its search, multi-fidelity
+    with ``strategy.fidelity``, followed by re-evaluation with ``spec.final``."""
+    plan = MultiFidelity(spec) if (spec.get("strategy") or {}).get(fidelity.FIDELITY) else Search(spec)
+    return Reevaluation(spec, plan) if spec.get("final") else plan
+
+
+def row_marks(trial_spec: dict) -> dict:
+    """What a trial's spec says about its place in the plan, as its trials.jsonl row keeps
+    it: a re-evaluation's original and seed; a multi-fidelity trial's candidate, rung and
+    the epochs it was trained to."""
+    marks = {}
+    if trial_spec.get(REEVALUATION_OF):
+        marks.update({REEVALUATION_OF: trial_spec[REEVALUATION_OF], "seed": trial_spec["training"]["seed"]})
+    if trial_spec.get(fidelity.FIDELITY):
+        marks[fidelity.FIDELITY] = {**trial_spec[fidelity.FIDELITY], "epochs": trial_spec["training"]["epochs"]}
+    return marks
+
+
+__all__ = ["ExperimentPlan", "MultiFidelity", "NextTrial", "Reevaluation", "Search", "plan_for", "row_marks"]
