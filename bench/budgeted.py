@@ -11,6 +11,15 @@ accuracy). For ASHA the incumbent is the best result at the highest rung reached
 by its full-training accuracy (what it would give if trained to the end), as benchmark
 papers score an incumbent architecture.
 
+A kubenas strategy runs as the product runs it (``kubenas.local.runner``, the operator):
+a proposal of a network that a succeeded trial already trained (canonical hash) is a trial
+answered by that *twin* (``kubenas.experiment.twins``): it is not trained, costs no
+training-seconds, and the strategy observes the twin's result for it. Today's strategies
+never propose a seen network before the space is spent (``repeats="avoid"``, the
+product's behaviour); ``repeats="observe"`` (issue 26, item 4) lets the strategy propose
+its draw as it is, seen or not, so it observes a repeat each time its model asks for one,
+as the Optuna-with-cache peer is told every repeat.
+
 Peers (bench/peers.py) propose encodings. "As-is", a repeat (an encoding whose network,
 by kubenas' canonical hash, was trained before) is trained and charged again, as the
 peer would on a real system; "behind a repeat cache" it is answered from the cache at no
@@ -38,6 +47,7 @@ class Trace:
     seconds: float = 0.0
     best: float | None = None
     repeats: int = 0  # trials that trained a network (canonical hash) trained before
+    answered: int = 0  # trials answered by their twin (not trained, no seconds charged)
 
     def charge(self, seconds: float, incumbent: float | None, trial: bool) -> None:
         self.trials += trial
@@ -78,19 +88,66 @@ def _done(trace: Trace, max_trials: int, max_seconds: float) -> bool:
     return trace.trials >= max_trials and trace.seconds >= max_seconds
 
 
+REPEATS = ("avoid", "observe")  # how a kubenas strategy meets a network it has seen (run_strategy)
+
+
+def propose_repeats(strategy) -> None:
+    """Make ``strategy`` propose its own draw even when it is a seen network (``repeats="observe"``).
+
+    Today ``Strategy._unseen_candidate`` redraws a network the strategy has proposed or observed
+    (up to ``MAX_RESAMPLES`` draws, then a walk to an unseen neighbour), so a repeat is never
+    proposed before the space is spent. Here that redraw is off: the first draw is proposed as it
+    is, and a repeat goes to the runner, whose twin answers it. Everything else is the strategy's
+    own model (TPE still scores its candidates and prefers an unseen one among them; evolution's
+    tournament and mutation are unchanged); constraints still hold (the bench tables have none).
+    Bench-only: the product is not changed by this.
+    """
+    base = type(strategy)
+
+    class ObservingRepeats(base):
+        def _unseen_candidate(self, index, rng):
+            candidate = self._candidate(index, rng)
+            return candidate if self.is_feasible(candidate) else self._any_feasible(candidate, rng)
+
+    ObservingRepeats.__name__ = f"{base.__name__}ObservingRepeats"
+    strategy.__class__ = ObservingRepeats
+
+
 def run_strategy(table: Table, label: str, spec: dict, max_trials: int, max_seconds: float,
-                 hard_cap: int = 5000) -> Trace:
-    """A kubenas strategy at full fidelity until both ``max_trials`` and ``max_seconds`` are spent."""
+                 hard_cap: int = 5000, repeats: str = "avoid", max_answered: int = 2000) -> Trace:
+    """A kubenas strategy at full fidelity until both ``max_trials`` and ``max_seconds`` are spent.
+
+    A proposal of a network a succeeded trial trained is answered by that twin: observed with
+    the twin's reward, counted as a trial, charged nothing (as the product does). The run ends
+    early when the strategy has proposed every network (nothing is left to train) or after
+    ``max_answered`` twin answers (a converged search that only repeats; the peer's repeat
+    cache has the same kind of cap).
+    """
+    if repeats not in REPEATS:
+        raise ValueError(f"repeats must be one of {', '.join(REPEATS)}, got {repeats!r}")
     strategy = make_strategy(spec, table.space, "maximize")
+    if repeats == "observe":
+        propose_repeats(strategy)
     trace = Trace(label, spec.get("seed", 0))
     index, trained = 0, set()
+    twins: dict[str, float] = {}  # canonical hash -> reward of the succeeded trial that trained it
     while not _done(trace, max_trials, max_seconds) and index < hard_cap:
         candidate = strategy.propose(index)
         key = table.space.candidate_hash(candidate)
-        trace.repeats += key in trained
+        if key in twins:  # answered by its twin (kubenas.experiment.twins): not trained
+            strategy.observe(index, candidate, twins[key])
+            trace.answered += 1
+            trace.charge(0.0, trace.best, trial=True)
+            index += 1
+            if strategy.exhausted or trace.answered >= max_answered:
+                break
+            continue
+        trace.repeats += key in trained  # a failed twin answers nothing: trained again
         trained.add(key)
         row = table.row(candidate)
         reward = row["valAccuracy"]
+        if reward is not None:
+            twins.setdefault(key, reward)
         strategy.observe(index, candidate, reward)
         trace.charge(full_seconds(row), _better(trace.best, reward), trial=True)
         index += 1

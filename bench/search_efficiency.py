@@ -218,6 +218,8 @@ def machine() -> str:
 
 PEER_BUDGETS = (25, 50, 100, 200)
 COMPUTE_FRACTIONS = (0.25, 0.5, 1.0)
+# kubenas strategies also run with repeats="observe" (bench/budgeted.py), as "<type>+observe-repeats".
+OBSERVE_REPEATS = ("evolution", "tpe")
 # The library's defaults (kubenas.strategies.fidelity.FIDELITY_DEFAULTS): rungs 1, 3, 9 epochs, eta 3.
 FIDELITIES = {"asha": {"type": "asha"}, "hyperband": {"type": "hyperband"}}
 
@@ -230,6 +232,9 @@ def peer_searchers(table: Table) -> list[tuple[str, object]]:
     out = []
     for kind in STRATEGIES + ("tpe",):
         out.append((kind, lambda seed, c, kind=kind: run_strategy(table, kind, {"type": kind, "seed": seed}, 200, c)))
+    for kind in OBSERVE_REPEATS:  # issue 26 item 4: propose repeats, observe their twins' answers
+        out.append((f"{kind}+observe-repeats", lambda seed, c, kind=kind: run_strategy(
+            table, f"{kind}+observe-repeats", {"type": kind, "seed": seed}, 200, c, repeats="observe")))
     if all(row["curve"] for row in table.rows.values()):
         for name, fidelity in FIDELITIES.items():
             for kind in STRATEGIES + ("tpe",):
@@ -283,8 +288,9 @@ def peers_section(table: Table, table_path: Path, seeds: range, reference: str,
              f"seeds {seeds.start}–{seeds.stop - 1}; compute = random search's mean training-seconds for 200 "
              f"trials = {compute:.0f} s. Regret in points, mean ± std over seeds; Δ = paired mean difference to "
              f"`{reference}` with a 95 % bootstrap CI (negative: better than it).", "",
-             "| searcher | " + " | ".join(columns) + " | reaches random@200 at | repeats per 200 trials |",
-             "|---|" + "---:|" * (len(columns) + 2)]
+             "| searcher | " + " | ".join(columns) + " | reaches random@200 at | repeats per 200 trials "
+             "| answered by a twin per 200 trials |",
+             "|---|" + "---:|" * (len(columns) + 3)]
     ref = per_seed.get(reference)
     for label, cols in per_seed.items():
         cells = []
@@ -301,11 +307,16 @@ def peers_section(table: Table, table_path: Path, seeds: range, reference: str,
                 cell += f"<br>Δ {sum(diffs) / len(diffs):+.2f} ({low:+.2f}, {high:+.2f})"
             cells.append(cell)
         runs = traces[label]
-        repeats = sum(t.repeats for t in runs) / len(runs) * 200 / max(1, sum(t.trials for t in runs) / len(runs))
+        per_200 = 200 / max(1, sum(t.trials for t in runs) / len(runs))
+        repeats = sum(t.repeats for t in runs) / len(runs) * per_200
+        answered = sum(t.answered for t in runs) / len(runs) * per_200
         where = f"{100 * reach[label]:.0f} % compute" if reach[label] is not None else "not within 100 %"
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {where} | {repeats:.1f} |")
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {where} | {repeats:.1f} | {answered:.1f} |")
     summary = {"compute": compute, "target": target, "reach": reach,
-               "perSeed": per_seed, "curves": {label: [sum(regret(t.after_seconds(x)) for t in runs) / len(runs)
+               "perSeed": per_seed,
+               "trialsRun": {label: [t.trials for t in runs] for label, runs in traces.items()},
+               "answeredByTwin": {label: [t.answered for t in runs] for label, runs in traces.items()},
+               "curves": {label: [sum(regret(t.after_seconds(x)) for t in runs) / len(runs)
                                                        for x in grid] for label, runs in traces.items()},
                "grid": grid}
     return "\n".join(lines) + "\n", summary

@@ -59,3 +59,48 @@ def test_a_repeat_cache_never_trains_a_network_twice(table, name):
     assert cached.repeats == 0 and cached.trials == trials
     as_is = run_peer(table, name, PEERS[name], 1, False, trials, 0.0)
     assert as_is.trials == trials and as_is.seconds > 0
+
+
+def _charges(trace):
+    return [b[1] - a[1] for a, b in zip([(0, 0.0, None)] + trace.points, trace.points)]
+
+
+def test_a_repeat_after_the_space_is_spent_is_answered_by_its_twin_at_no_charge(table):
+    # As the product does (kubenas.experiment.twins): not trained again, a trial, no seconds.
+    networks = table.space.network_count()
+    trace = run_strategy(table, "evolution", {"type": "evolution", "seed": 5}, networks + 50, 0.0)
+    assert trace.repeats == 0 and trace.answered == 1
+    assert trace.trials == networks + 1  # the run ends once nothing is left to train
+    assert _charges(trace)[-1] == 0.0 and all(c > 0 for c in _charges(trace)[:-1])
+    assert trace.best == max(row["valAccuracy"] for row in table.rows.values())
+
+
+def test_observing_repeats_proposes_them_and_never_trains_a_network_twice(table):
+    avoid = run_strategy(table, "evolution", {"type": "evolution", "seed": 5}, 150, 0.0)
+    observe = run_strategy(table, "evolution", {"type": "evolution", "seed": 5}, 150, 0.0, repeats="observe")
+    assert avoid.answered == 0  # today: no repeat before the space is spent
+    assert observe.answered > 0 and observe.repeats == 0 and observe.trials == 150
+    charges = _charges(observe)
+    assert charges.count(0.0) == observe.answered  # a twin's answer is free, a training never is
+    # the same seed draws the same random population before the first repeat
+    assert avoid.points[:16] == observe.points[:16]
+
+
+def test_observing_repeats_leaves_the_strategys_own_choice_alone():
+    from budgeted import propose_repeats
+    from kubenas.strategies import make_strategy
+
+    space = SearchSpace.from_spec(SPACE)
+    strategy = make_strategy({"type": "random", "seed": 1}, space, "maximize")
+    propose_repeats(strategy)
+    first = strategy.propose(0)
+    strategy.observe(0, first, 0.5)
+    # random search's draw for an index is fixed; with the redraw off a seen draw stays as drawn
+    draws = [strategy.propose(i) for i in range(1, 400)]
+    assert any(space.candidate_hash(c) == space.candidate_hash(first) for c in draws)
+    assert type(strategy).type == "random" and type(strategy).__name__ == "RandomSearchObservingRepeats"
+
+
+def test_an_unknown_repeats_mode_is_refused(table):
+    with pytest.raises(ValueError, match="repeats must be one of avoid, observe"):
+        run_strategy(table, "tpe", {"type": "tpe", "seed": 1}, 5, 0.0, repeats="sometimes")
