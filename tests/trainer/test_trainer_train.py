@@ -5,7 +5,7 @@ import time
 import pytest
 import torch
 
-from kubenas_trainer import train as train_module
+from kubenas_trainer import classification
 from kubenas_trainer.errors import exit_code
 from kubenas_trainer.models import build_model
 from kubenas_trainer.train import run_trial
@@ -133,14 +133,14 @@ def test_out_of_memory_and_crashes_become_results(monkeypatch):
     def oom(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
-    monkeypatch.setattr(train_module, "build_model", oom)
+    monkeypatch.setattr(classification, "build_model", oom)
     result = run_trial(tiny())
     assert result["reason"] == "OutOfMemory" and exit_code(result) == 4
 
     def bug(*args, **kwargs):
         raise ZeroDivisionError("oops")
 
-    monkeypatch.setattr(train_module, "build_model", bug)
+    monkeypatch.setattr(classification, "build_model", bug)
     result = run_trial(tiny())
     assert result["reason"] == "InternalError" and "ZeroDivisionError" in result["message"]
     assert exit_code(result) == 1

@@ -16,6 +16,11 @@ the other tasks' input, a waveform or a sequence, is named ``input``), and gives
 
     session = onnxruntime.InferenceSession("model.onnx")
     logits = session.run(["logits"], {"images": batch})[0]
+
+A trained trial's metadata also holds its task's ``signature``: ``{"inputs": [...],
+"outputs": [...]}``, each tensor ``{"name", "datatype", "shape"}`` with a V2 datatype
+(``FP32``, ``INT64``) and -1 for a free dimension; the ONNX file's input and output
+names are the signature's (``export_model``).
 """
 from __future__ import annotations
 
@@ -202,6 +207,22 @@ def check_inputs(example: torch.Tensor, variable_length: bool) -> list[torch.Ten
     return inputs
 
 
+def export_model(model: nn.Module, model_path: str | Path, formats, opset: int, spec, metadata: dict) -> None:
+    """Write ``model`` in each of ``formats`` (TorchScript at ``model_path``, ONNX beside it
+    with its suffix) as the task's ``spec`` (``interface.ExportSpec``) says: its front end
+    or normalisation built in, checked on its example inputs, and ``metadata`` plus the
+    ``signature`` in the file."""
+    from kubenas.contract.settings import EXPORT_SUFFIX
+
+    how = dict(metadata={**metadata, "signature": spec.signature}, front=spec.front, input_doc=spec.input_doc,
+               example=spec.example, normalise=spec.normalise, variable_length=spec.variable_length)
+    if "torchscript" in formats:
+        export_torchscript(model, model_path, spec.input_shape, spec.mean, spec.std, **how)
+    if "onnx" in formats:
+        export_onnx(model, Path(model_path).with_suffix(EXPORT_SUFFIX["onnx"]), spec.input_shape, spec.mean,
+                    spec.std, opset=opset, **how)
+
+
 def load_metadata(path: str | Path) -> dict:
     """The ``kubenas.json`` metadata of an exported model."""
     extra = {METADATA_FILE: ""}
@@ -237,6 +258,10 @@ def export_onnx(model: nn.Module, path: str | Path, input_shape: tuple[int, ...]
     if example is None:
         example = torch.rand(2, *input_shape)
     name = ONNX_INPUT if input_doc is None else ONNX_TASK_INPUT
+    output = ONNX_OUTPUT
+    signature = (metadata or {}).get("signature")
+    if signature:  # the task's names
+        name, output = signature["inputs"][0]["name"], signature["outputs"][0]["name"]
     axes = {0: "batch", 1: "length"} if variable_length else {0: "batch"}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -244,8 +269,8 @@ def export_onnx(model: nn.Module, path: str | Path, input_shape: tuple[int, ...]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer notes
         torch.onnx.export(wrapper, (example,), str(tmp), opset_version=int(opset), dynamo=False,
-                          input_names=[name], output_names=[ONNX_OUTPUT],
-                          dynamic_axes={name: axes, ONNX_OUTPUT: {0: "batch"}})
+                          input_names=[name], output_names=[output],
+                          dynamic_axes={name: axes, output: {0: "batch"}})
     proto = onnx.load(str(tmp))
     doc = input_doc or "float32 N x C x H x W, pixel values scaled to [0, 1]; normalisation is built in"
     meta = {"format": "kubenas-onnx/v1", "opset": int(opset), "input": f"{name}: {doc}",
@@ -255,7 +280,7 @@ def export_onnx(model: nn.Module, path: str | Path, input_shape: tuple[int, ...]
     onnx.checker.check_model(proto)
     onnx.save(proto, str(tmp))
     for x in check_inputs(example, variable_length)[1:]:  # not the traced example: others
-        check = onnx_disagreement(wrapper, tmp, x)
+        check = onnx_disagreement(wrapper, tmp, x, output=output)
         if check is not None and check > 0:
             tmp.unlink(missing_ok=True)
             raise ExportError(f"exported ONNX disagrees with the model under onnxruntime on an input of shape "
@@ -279,7 +304,8 @@ def _perturbed(x: torch.Tensor) -> torch.Tensor:
 
 
 def onnx_disagreement(model: nn.Module, path: str | Path, x: torch.Tensor | tuple[int, ...],
-                      batch: int = 3, rtol: float = 1e-4, atol: float = 1e-5) -> float | None:
+                      batch: int = 3, rtol: float = 1e-4, atol: float = 1e-5,
+                      output: str = ONNX_OUTPUT) -> float | None:
     """0.0 if onnxruntime's logits for the batch ``x`` (or a random batch of images of
     that shape) match ``model``'s within the tolerance, else the largest difference;
     None without onnxruntime."""
@@ -292,7 +318,7 @@ def onnx_disagreement(model: nn.Module, path: str | Path, x: torch.Tensor | tupl
     with torch.no_grad():
         expected = model(x).numpy()
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = session.run([ONNX_OUTPUT], {session.get_inputs()[0].name: x.numpy()})[0]
+    got = session.run([output], {session.get_inputs()[0].name: x.numpy()})[0]
     import numpy as np
 
     if got.shape == expected.shape and np.allclose(got, expected, rtol=rtol, atol=atol):

@@ -4,10 +4,15 @@
 arguments (plus torch's RNG for the initial weights). The result takes a normalised
 float batch ``N x C x H x W`` of any spatial size that is at least 1x1 and returns
 logits ``N x num_classes``. Models are TorchScript-scriptable.
+
+The head is the task's: ``build_model(..., head=make_head)`` ends the searched body in
+``make_head(channels)`` (the body's output channels) instead of the classification
+head (``ClassifierHead``: global average pooling -> linear); the module keeps the name
+``head`` either way.
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import torch
 from torch import nn
@@ -17,7 +22,9 @@ from kubenas.contract.ops import BUILT_IN_SPACE_TYPES
 
 from .ops import ResidualReduction, cell_op, chain_op, init_weights
 
-__all__ = ["build_model", "GenotypeError", "ChainNet", "CellNet", "live_edges"]
+__all__ = ["build_model", "GenotypeError", "ChainNet", "CellNet", "ClassifierHead", "live_edges"]
+
+HeadFactory = Callable[[int], nn.Module]  # the body's output channels -> the task's head
 
 
 class ClassifierHead(nn.Module):
@@ -35,14 +42,14 @@ class ClassifierHead(nn.Module):
 class ChainNet(nn.Module):
     """The layers of a chain genotype in order, then the head."""
 
-    def __init__(self, layers: Sequence[dict], in_channels: int, num_classes: int):
+    def __init__(self, layers: Sequence[dict], in_channels: int, head: HeadFactory):
         super().__init__()
         modules, channels = [], in_channels
         for layer in layers:
             module, channels = chain_op(layer, channels)
             modules.append(module)
         self.features = nn.Sequential(*modules)
-        self.head = ClassifierHead(channels, num_classes)
+        self.head = head(channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
@@ -88,9 +95,9 @@ class Cell(nn.Module):
 
 class CellNet(nn.Module):
     """stem conv+BN -> stages of cells (stride-2 residual reduction between stages)
-    -> BN -> ReLU -> global average pooling -> linear."""
+    -> BN -> ReLU -> the head."""
 
-    def __init__(self, genotype: dict, in_channels: int, num_classes: int):
+    def __init__(self, genotype: dict, in_channels: int, head: HeadFactory):
         super().__init__()
         c = genotype["channels"]
         self.stem = nn.Sequential(nn.Conv2d(in_channels, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c))
@@ -102,7 +109,7 @@ class CellNet(nn.Module):
             blocks.extend(Cell(genotype["nodes"], genotype["edges"], c) for _ in range(genotype["cellsPerStage"]))
         self.cells = nn.Sequential(*blocks)
         self.last_act = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(inplace=True))
-        self.head = ClassifierHead(c, num_classes)
+        self.head = head(c)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.last_act(self.cells(self.stem(x))))
@@ -121,20 +128,23 @@ class StemmedNet(nn.Module):
         return self.net(self.stem(x))
 
 
-def _check_input(input_shape, num_classes) -> tuple[int, int, int]:
+def _check_input(input_shape, num_classes, head) -> tuple[int, int, int]:
     try:
         c, h, w = (int(v) for v in input_shape)
     except (TypeError, ValueError):
         raise ValueError(f"input_shape must be (channels, height, width), got {input_shape!r}") from None
     if min(c, h, w) < 1:
         raise ValueError(f"input_shape must be positive, got {(c, h, w)}")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+    if (head is None or num_classes is not None) and (
+            isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2):
         raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
     return c, h, w
 
 
-def build_model(architecture: dict, input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
-    """Build the network a genotype describes.
+def build_model(architecture: dict, input_shape: tuple[int, int, int], num_classes: int | None = None, *,
+                head: HeadFactory | None = None) -> nn.Module:
+    """Build the network a genotype describes, ending in ``head(channels)`` (default: the
+    classification head over ``num_classes``).
 
     Raises GenotypeError (naming the decision, e.g. ``architecture.layers[2].kernel``)
     for an invalid genotype, ValueError for a bad input shape or class count.
@@ -144,10 +154,13 @@ def build_model(architecture: dict, input_shape: tuple[int, int, int], num_class
         raise GenotypeError("type", f"the built-in trainer builds {' and '.join(BUILT_IN_SPACE_TYPES)} "
                             f"architectures, not {genotype['type']}; a parameters space needs trial.command "
                             "or trial.model.builder (docs/byo.md)")
-    c, _, _ = _check_input(input_shape, num_classes)
+    c, _, _ = _check_input(input_shape, num_classes, head)
+    if head is None:
+        def head(channels: int) -> nn.Module:
+            return ClassifierHead(channels, num_classes)
     if genotype["type"] == "chain":
-        model: nn.Module = ChainNet(genotype["layers"], c, num_classes)
+        model: nn.Module = ChainNet(genotype["layers"], c, head)
     else:
-        model = CellNet(genotype, c, num_classes)
+        model = CellNet(genotype, c, head)
     init_weights(model)
     return model

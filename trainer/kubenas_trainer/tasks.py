@@ -1,26 +1,26 @@
-"""The task registry: a task = data + stem + head + metric (docs/tasks.md).
+"""The task registry: one entry per task name (docs/tasks.md; docs/architecture.md "Adding a task").
 
-One entry per name of ``kubenas.contract.TASKS``; the trainer refuses to import when the
-two differ. An entry says which datasets (and dataset fields) the task reads and how
-``load`` turns a dataset spec into a ``TaskData``:
+One entry per name of ``kubenas.contract.TASKS``; the trainer refuses to import when
+the two differ. An entry says which datasets (and dataset fields) the task reads, its
+metrics with their goals (what ``objective.metric`` may name, and its default goal:
+``settings.resolve_trial`` reads them here) and how ``load`` turns a dataset spec into
+a ``TrialTask`` (``interface.py``), the only thing the training loop knows of a task.
 
-- ``dataset``: the splits the network is trained on (images, log-mel features, padded
+Image, audio and sequence classification are one implementation,
+``classification.ClassificationTask``, given different data, stems and front ends:
+
+- the dataset: the splits the network is trained on (images, log-mel features, padded
   sequences) with their normalisation;
-- ``stem()``: a trainable module before the searched network (the token embedding), or None;
-- ``train_transform(generator)``: the per-batch training transform (audio augmentation), or None;
+- ``stem``: a trainable module before the searched network (the token embedding);
+- ``train_transform``: the per-batch training transform (audio augmentation);
 - ``front``: the fixed module that turns what a user has (a waveform, ``N x T x F``
   floats) into what the network was trained on; the exported model starts with it;
-- ``input_doc`` / ``export_example``: what the exported model takes, and a batch of it.
-
-Every task ends in the same head (global average pooling -> linear, in
-``kubenas_trainer.models``) and the same metrics (accuracy and cross-entropy on the
-validation split). A detection task would add its own head and metric here; the
-search spaces and the training loop would not change.
+- ``input_doc`` / ``export_example`` / ``export_input``: what the exported model takes.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -28,10 +28,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from kubenas.contract import TASKS
+from kubenas.contract import GOALS, TASKS
 from kubenas.contract.tasks import TASK_DATASET_FIELDS, TASK_DATASETS
 
 from . import audio, sequence
+from .classification import CLASSIFICATION_METRICS, ClassificationTask
 from .data import (
     Dataset,
     Split,
@@ -45,40 +46,35 @@ from .data import (
     take,
 )
 from .errors import InvalidTrial
-
-
-@dataclass
-class TaskData:
-    dataset: Dataset
-    stem: Callable[[], nn.Module | None] = lambda: None
-    train_transform: Callable[[torch.Generator], Callable | None] = lambda generator: None
-    front: nn.Module | None = None
-    input_doc: str = "float32 N x C x H x W, pixel values scaled to [0, 1]; normalisation is built in"
-    export_example: Callable[[int], torch.Tensor] | None = None
-    variable_length: bool = False  # the exported model takes any length (dimension 1 of its input)
-    metadata: dict = field(default_factory=dict)
+from .interface import TensorSpec, TrialTask
 
 
 @dataclass(frozen=True)
 class Task:
+    """A registry entry: what a trial of this task may ask for, and how it is loaded."""
     name: str
     datasets: tuple[str, ...]
     fields: tuple[str, ...]
-    load: Callable[[dict, int, torch.device], TaskData]
-    metric: str = "accuracy"
+    load: Callable[[dict, int, torch.device], TrialTask]
+    metrics: dict[str, str]  # metric -> goal, the loaded task's ``metrics``
+
+    def __post_init__(self):
+        bad = {m: g for m, g in self.metrics.items() if g not in GOALS}
+        if not self.metrics or bad:
+            raise ValueError(f"task {self.name}: every metric needs a goal of {', '.join(GOALS)}, got {bad or 'none'}")
 
 
 # --------------------------------------------------------------------------- image
 
 
-def _load_image(spec: dict, seed: int, device: torch.device) -> TaskData:
-    return TaskData(dataset=load_dataset(spec, seed))
+def _load_image(spec: dict, seed: int, device: torch.device) -> ClassificationTask:
+    return ClassificationTask(load_dataset(spec, seed))
 
 
 # --------------------------------------------------------------------------- audio
 
 
-def _load_audio(spec: dict, seed: int, device: torch.device) -> TaskData:
+def _load_audio(spec: dict, seed: int, device: torch.device) -> ClassificationTask:
     fe = audio.check_front_end(spec.get("frontEnd"))
     aug = audio.check_augment(spec.get("augment"))
     raw = read_raw(spec, audio.read_audio_npz if spec["name"] == "npz" else audio.read_audio_folder)
@@ -112,8 +108,8 @@ def _load_audio(spec: dict, seed: int, device: torch.device) -> TaskData:
             return None
         return audio.Augment(aug, audio.LogMel(fe).to(device), fe, generator, noise)
 
-    return TaskData(
-        dataset=data, train_transform=transform, front=frontend,
+    return ClassificationTask(
+        data, train_transform=transform, front=frontend, export_input=TensorSpec("input", "FP32", (-1, -1)),
         input_doc=(f"float32 N x L mono waveform at {fe['sampleRate']} Hz in [-1, 1], any L (trained on "
                    f"L = {samples}; longer clips are centre-cropped, shorter ones zero-padded); the log-mel front "
                    "end and normalisation are built in. classify_features(logmel) takes the front end's output "
@@ -132,7 +128,7 @@ class FloatSequenceFront(nn.Module):
         return x.transpose(1, 2).unsqueeze(2)
 
 
-def _load_sequence(spec: dict, seed: int, device: torch.device) -> TaskData:
+def _load_sequence(spec: dict, seed: int, device: torch.device) -> ClassificationTask:
     seq = sequence.check_sequence(spec.get("sequence"))
     raw = read_raw(spec, sequence.read_jsonl if spec["name"] == "jsonl" else sequence.read_sequence_npz)
     num_classes, classes = num_classes_of(raw, spec["name"])
@@ -145,8 +141,9 @@ def _load_sequence(spec: dict, seed: int, device: torch.device) -> TaskData:
     if width is None:
         data = Dataset(name=spec["name"], train=train, val=val, test=test, num_classes=num_classes, classes=classes,
                        scale=1.0, mean=[], std=[], info=info, input_kind="tokens")
-        return TaskData(
-            dataset=data, stem=lambda: sequence.TokenStem(vocabulary, seq["embeddingDim"], seq["padId"]),
+        return ClassificationTask(
+            data, stem=lambda: sequence.TokenStem(vocabulary, seq["embeddingDim"], seq["padId"]),
+            export_input=TensorSpec("input", "INT64", (-1, -1)),
             input_doc=(f"int64 N x T token ids, any length T >= 1 (trained on T = {length}, padded with "
                        f"{seq['padId']}); ids outside 0..{vocabulary - 1} count as padding"),
             export_example=lambda n: torch.randint(0, vocabulary, (n, length)), variable_length=True,
@@ -155,8 +152,8 @@ def _load_sequence(spec: dict, seed: int, device: torch.device) -> TaskData:
     mean, std = _channel_stats(train.x, 1.0)
     data = Dataset(name=spec["name"], train=train, val=val, test=test, num_classes=num_classes, classes=classes,
                    scale=1.0, mean=[float(v) for v in mean], std=[float(v) for v in std], info=info)
-    return TaskData(
-        dataset=data, front=FloatSequenceFront(),
+    return ClassificationTask(
+        data, front=FloatSequenceFront(), export_input=TensorSpec("input", "FP32", (-1, -1, width)),
         input_doc=f"float32 N x T x {width} sequences, any length T >= 1 (trained on T = {length}); "
                   "normalisation is built in",
         export_example=lambda n: torch.randn(n, length, width), variable_length=True,
@@ -168,14 +165,15 @@ def _load_sequence(spec: dict, seed: int, device: torch.device) -> TaskData:
 _LOADERS = {"image-classification": _load_image, "audio-classification": _load_audio,
             "sequence-classification": _load_sequence}
 TASK_REGISTRY: dict[str, Task] = {
-    name: Task(name, TASK_DATASETS[name], TASK_DATASET_FIELDS[name], load) for name, load in _LOADERS.items()}
+    name: Task(name, TASK_DATASETS[name], TASK_DATASET_FIELDS[name], load, CLASSIFICATION_METRICS)
+    for name, load in _LOADERS.items()}
 
 if set(TASK_REGISTRY) != set(TASKS):
     raise ImportError(f"tasks of kubenas.contract and kubenas_trainer.tasks differ: "
                       f"{sorted(set(TASKS) ^ set(TASK_REGISTRY))}")
 
 
-def load_task(task: str, spec: dict | None, seed: int, device: torch.device) -> TaskData:
+def load_task(task: str, spec: dict | None, seed: int, device: torch.device) -> TrialTask:
     """The data of a trial's task (InvalidTrial naming the field for a bad spec)."""
     entry = TASK_REGISTRY.get(task)
     if entry is None:
@@ -185,3 +183,13 @@ def load_task(task: str, spec: dict | None, seed: int, device: torch.device) -> 
     checked = check_spec(spec, entry.fields, entry.datasets, task)
     split_seed = checked.get("seed", seed)
     return entry.load(checked, split_seed, device)
+
+
+def open_task(task: str, spec: dict | None, seed: int, device: torch.device) -> TrialTask:
+    """The ``TrialTask`` a trial trains: ``load_task``, or the image classification of
+    the user's ``dataset.loader`` (user_code.py), which returns its own splits."""
+    if (spec or {}).get("loader"):
+        from .user_code import dataset_from_loader
+
+        return ClassificationTask(dataset_from_loader(spec, seed))
+    return load_task(task, spec, (spec or {}).get("seed", seed), device)

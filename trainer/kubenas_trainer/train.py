@@ -15,27 +15,24 @@ import os
 import random
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from kubenas.contract.genotype import GenotypeError, describe_genotype
 from kubenas.contract.reward import compute_reward
-from kubenas.contract.settings import EXPORT_SUFFIX
 
 from . import checkpoint as ckpt
 from . import errors
-from .data import Dataset
 from .errors import DataError, Diverged, InvalidArchitecture, InvalidTrial, TrialFailure, TrialTimeout
-from .loader import BatchLoader
+from .interface import Loaders, TrialTask
 from .measure import count_macs, count_parameters, measure_latency
-from .models import StemmedNet, build_model
 from .settings import TrialConfig, resolve_trial
-from .tasks import load_task
+from .tasks import open_task
 
 OnEpoch = Callable[[dict], object]
 log = logging.getLogger("kubenas.trainer")
@@ -128,24 +125,6 @@ def _make_optimizer(model: nn.Module, t: dict) -> torch.optim.Optimizer:
     return cls(params, lr=t["learningRate"], weight_decay=t["weightDecay"])
 
 
-def evaluate(model: nn.Module, loader: BatchLoader, autocast, clock: _Clock | None = None) -> tuple[float, float]:
-    """(accuracy, mean cross-entropy) of ``model`` over ``loader``."""
-    model.eval()
-    loss_sum = torch.zeros((), dtype=torch.float64, device=loader.device)
-    correct = torch.zeros((), dtype=torch.int64, device=loader.device)
-    with torch.inference_mode():
-        for xb, yb in loader:
-            if clock is not None:
-                clock.check()
-            with autocast():
-                out = model(xb)
-            loss_sum += F.cross_entropy(out.float(), yb, reduction="sum")
-            correct += (out.argmax(1) == yb).sum()
-    model.train()
-    n = loader.n
-    return correct.item() / n, loss_sum.item() / n
-
-
 def _result(status: str, *, reward=None, reason=None, message="", metrics=None, history=None,
             device="cpu") -> dict:
     return {"status": status, "reward": reward, "reason": reason, "message": message,
@@ -207,7 +186,7 @@ def run_trial(trial: dict, *, on_epoch: OnEpoch | None = None, model_path=None, 
                    device=state["device"])
 
 
-def _check_latency_limit(trial: dict, model, data, device, memory_format, metrics: dict, clock) -> None:
+def _check_latency_limit(trial: dict, model, task: TrialTask, device, metrics: dict, clock) -> None:
     """``constraints.maxLatencyMs``: measured on this device on the built, untrained network
     (latency does not depend on the weights); over the limit, the trial fails
     ConstraintViolated before its first training step. The RNG states are left as they
@@ -220,12 +199,15 @@ def _check_latency_limit(trial: dict, model, data, device, memory_format, metric
         raise errors.InvalidTrial(f"constraints.maxLatencyMs: must be a number of milliseconds > 0, got {limit!r}")
     clock.where = "while measuring latency against constraints.maxLatencyMs"
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        latency = measure_latency(model, data.input_shape, device, memory_format=memory_format,
-                                  check=clock.check, example=data.example(1, device))
+        latency = _latency(model, task, device, clock)
     metrics["latencyMs"] = round(latency, 4)
     if latency > limit:
         raise errors.ConstraintViolated(f"latencyMs {latency:.4g} > constraints.maxLatencyMs {limit:g} on "
                                         f"{device.type}: not trained")
+
+
+def _latency(model, task: TrialTask, device, clock) -> float:
+    return measure_latency(model, task.input_shape, device, check=clock.check, example=task.example(1, device))
 
 
 def _summary(architecture) -> str:
@@ -243,10 +225,38 @@ def _require_onnx() -> None:
                                    "pip install 'kubenas[train]' (or onnx), or remove onnx from export.formats")
 
 
+# --------------------------------------------------------------------------- the loop
+# It knows no task: everything task-specific goes through ``TrialTask`` (interface.py).
+
+
+@dataclass
+class _Training:
+    """One trial's training state, built by ``_prepare``."""
+    cfg: TrialConfig
+    task: TrialTask
+    model: nn.Module
+    device: torch.device
+    loaders: Loaders
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler | None
+    autocast: Callable
+    shuffle_gen: torch.Generator
+    clock: _Clock
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    def parts(self) -> dict:
+        """What a checkpoint captures and restores."""
+        return dict(model=self.model, optimizer=self.optimizer, scheduler=self.scheduler, scaler=self.scaler,
+                    shuffle_gen=self.shuffle_gen, cuda=self.cuda)
+
+
 def _run(trial, on_epoch, model_path, weights_path, checkpoint_path, clock: _Clock, history: list, metrics: dict,
          state: dict) -> dict:
     cfg: TrialConfig = resolve_trial(trial)
-    t = cfg.training
     if cfg.checkpoint["save"] and not checkpoint_path:
         raise InvalidTrial("checkpoint.save: this trainer was given no place for checkpoint.pt; run it with "
                            "--out (kubenas-train), or set save: false")
@@ -255,203 +265,223 @@ def _run(trial, on_epoch, model_path, weights_path, checkpoint_path, clock: _Clo
     if cfg.timeout_seconds:
         clock = _Clock(clock.start, clock.deadline, cfg.timeout_seconds)
     clock.check()
-    threads = t["numThreads"] or min(torch.get_num_threads(), cgroup_cpu_limit() or torch.get_num_threads())
-    if threads != torch.get_num_threads():
-        torch.set_num_threads(threads)
-    device = _select_device(t["device"])
-    state["device"] = device.type
-    cuda = device.type == "cuda"
-    shuffle_gen = _seed_everything(t["seed"], t["deterministic"], cuda)
-
+    device, shuffle_gen = _start(cfg.training, state)
     clock.where = "while loading the dataset"
-    if cfg.dataset.get("loader"):  # the user's data (user_code.py), for the image task's loop
-        from .tasks import TaskData
-        from .user_code import dataset_from_loader
-
-        task = TaskData(dataset=dataset_from_loader(cfg.dataset, t["seed"]))
-    else:
-        task = load_task(cfg.task, cfg.dataset, cfg.dataset.get("seed", t["seed"]), device)
-    data: Dataset = task.dataset
+    task = open_task(cfg.task, cfg.dataset, cfg.training["seed"], device)
     clock.check()
-
-    clock.where = "while building the model"
-    stem = task.stem()
-    try:
-        if stem is None:
-            body_shape = data.input_shape
-        else:
-            with torch.no_grad():
-                body_shape = tuple(stem(data.example(1)).shape[1:])
-        if cfg.model.get("builder"):  # the user's model (user_code.py)
-            from .user_code import build_user_model
-
-            body = build_user_model(cfg.model["builder"], cfg.architecture, body_shape, data.num_classes)
-        else:
-            body = build_model(cfg.architecture, body_shape, data.num_classes)
-        model = body if stem is None else StemmedNet(stem, body)
-    except GenotypeError as exc:
-        raise InvalidArchitecture(str(exc)) from None
-    except ValueError as exc:
-        raise DataError(f"dataset {data.name}: {exc}") from None
-    metrics["parameters"] = count_parameters(model)
-    try:
-        metrics["macs"] = count_macs(model, data.input_shape, example=data.example(1))
-    except RuntimeError as exc:
-        if _is_oom(exc):
-            raise
-        raise InvalidArchitecture(f"architecture: the model does not run on inputs of shape "
-                                  f"{data.input_shape}: {str(exc).splitlines()[0]}") from None
-    clock.check()
-
-    memory_format = torch.channels_last if cuda and t["channelsLast"] else torch.contiguous_format
-    model = model.to(device, memory_format=memory_format)
-    _check_latency_limit(trial, model, data, device, memory_format, metrics, clock)
-    amp_dtype = None
-    if cuda and t["mixedPrecision"]:
-        amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if amp_dtype else contextlib.nullcontext
-    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-
-    train_loader = BatchLoader(data.train, data, t["batchSize"], device, shuffle=True, generator=shuffle_gen,
-                               memory_format=memory_format, max_batches=t["maxTrainBatches"],
-                               transform=task.train_transform(shuffle_gen))
-    val_loader = BatchLoader(data.val, data, t["evalBatchSize"], device, shuffle=False, memory_format=memory_format)
-    test_loader = BatchLoader(data.test, data, t["evalBatchSize"], device, shuffle=False,
-                              memory_format=memory_format)
-    steps_per_epoch = len(train_loader)
-    optimizer = _make_optimizer(model, t)
-    # The schedule runs over scheduleEpochs (default epochs): a trial may train its first epochs.
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(
-        t["schedule"], t["scheduleEpochs"] * steps_per_epoch, int(round(t["warmupEpochs"] * steps_per_epoch))))
-    criterion = nn.CrossEntropyLoss(label_smoothing=t["labelSmoothing"])
-    check_every = 25 if cuda else 1  # a finiteness check syncs the GPU: not every batch there
-
-    ident = ckpt.identity(cfg, steps_per_epoch)
-    parts = dict(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, shuffle_gen=shuffle_gen,
-                 cuda=cuda)
+    tr = _prepare(trial, cfg, task, device, shuffle_gen, metrics, clock)
+    ident = ckpt.identity(cfg, len(tr.loaders.train))
     clock.where = "while reading the checkpoint"
-    resumed, notes = _resume(cfg, ident, parts, history)
+    resumed, notes = _resume(cfg, ident, tr.parts(), history)
     metrics["resumedFromEpoch"] = resumed
     clock.check()
 
-    status = errors.SUCCEEDED
-    train_seconds, train_images, trained = 0.0, 0, 0
-    model.train()
-    for epoch in range(resumed + 1, t["epochs"] + 1):
-        epoch_start = time.monotonic()
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device) if cuda else 0.0
-        correct = torch.zeros((), dtype=torch.int64, device=device)
-        seen = 0
-        for step, (xb, yb) in enumerate(train_loader, 1):
-            clock.where = f"in epoch {epoch}, batch {step} of {steps_per_epoch}"
-            clock.check()
-            with autocast():
-                out = model(xb)
-                loss = criterion(out, yb)
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                if t["gradientClipNorm"]:
-                    scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(model.parameters(), t["gradientClipNorm"])
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                if t["gradientClipNorm"]:
-                    nn.utils.clip_grad_norm_(model.parameters(), t["gradientClipNorm"])
-                optimizer.step()
-            scheduler.step()
-            seen += yb.shape[0]
-            correct += (out.detach().argmax(1) == yb).sum()
-            if cuda:  # accumulate on the GPU; a finiteness check syncs, so only every few batches
-                loss_sum += loss.detach() * yb.shape[0]
-                finite = not (step % check_every == 0 or step == steps_per_epoch) or torch.isfinite(loss_sum).item()
-            else:  # on the CPU reading the loss costs nothing
-                value = loss.item()
-                loss_sum += value * yb.shape[0]
-                finite = math.isfinite(value)
-            if not finite:
-                raise Diverged(f"training loss became {loss.item()} in epoch {epoch}, batch {step} "
-                               f"(learningRate={t['learningRate']:g}, optimizer={t['optimizer']})")
-        if cuda:
-            torch.cuda.synchronize(device)
-        train_seconds += time.monotonic() - epoch_start
-        train_images += seen
-        trained += 1
-
-        clock.where = f"while validating epoch {epoch}"
-        val_acc, val_loss = evaluate(model, val_loader, autocast, clock)
-        if not math.isfinite(val_loss):
-            raise Diverged(f"validation loss is {val_loss} after epoch {epoch}")
-        record = {"epoch": epoch, "accuracy": val_acc, "loss": val_loss, "trainLoss": float(loss_sum) / seen,
-                  "trainAccuracy": correct.item() / seen, "learningRate": optimizer.param_groups[0]["lr"],
-                  "seconds": round(time.monotonic() - epoch_start, 4)}
-        history.append(record)
-        if on_epoch is not None:
-            try:
-                answer = on_epoch(dict(record))
-            except Exception as exc:  # noqa: BLE001
-                raise TrialFailure(f"on_epoch callback failed after epoch {epoch}: {type(exc).__name__}: {exc}",
-                                   errors.INTERNAL_ERROR) from exc
-            if answer == "stop":
-                status = errors.EARLY_STOPPED
-                break
-
+    status, trained, train_seconds, seen = _epochs(tr, resumed, history, on_epoch)
     metrics["epochsTrained"] = trained
     last = history[-1]
     saved_to = None
     if cfg.checkpoint["save"]:  # the state after the last epoch, before anything else touches an RNG
         clock.where = "while saving the checkpoint"
-        ckpt.save(ckpt.capture(ident=ident, epoch=last["epoch"], history=history, **parts), checkpoint_path)
+        ckpt.save(ckpt.capture(ident=ident, epoch=last["epoch"], history=history, **tr.parts()), checkpoint_path)
         saved_to = str(checkpoint_path)
-    if not math.isfinite(last[cfg.metric]):
-        raise Diverged(f"validation {cfg.metric} is {last[cfg.metric]}")
-    metrics.update(accuracy=last["accuracy"], loss=last["loss"])
-    metrics["trainImagesPerSecond"] = round(train_images / train_seconds, 1) if train_seconds > 0 else None
-
-    clock.where = "while evaluating the test split"
-    metrics["testAccuracy"], _ = evaluate(model, test_loader, autocast, clock)
-    if t["measureLatency"] or any(p["metric"] == "latencyMs" for p in cfg.penalties):
-        clock.where = "while measuring latency"
-        metrics["latencyMs"] = round(measure_latency(model, data.input_shape, device, memory_format=memory_format,
-                                                     check=clock.check, example=data.example(1, device)), 4)
-    # The objective metric after the last epoch trained, with the penalties applied.
-    try:
-        reward = compute_reward(cfg.objective, metrics)
-    except ValueError as exc:
-        raise Diverged(f"reward: {exc}") from None
+    reward = _final_metrics(tr, last, metrics, seen, train_seconds)
     clock.where = "while saving the model"
-    if weights_path:
-        _atomic_save({"architecture": cfg.architecture, "inputShape": list(data.input_shape),
-                      "numClasses": data.num_classes, "classes": data.classes, "scale": data.scale,
-                      "mean": data.mean, "std": data.std,
-                      "stateDict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}, weights_path)
-    if model_path:
-        from .export import export_onnx, export_torchscript
-
-        meta = {"architecture": cfg.architecture, "summary": _summary(cfg.architecture),
-                "classes": data.classes, "numClasses": data.num_classes, "dataset": data.name,
-                "objective": {"metric": cfg.metric, "goal": cfg.goal}, "reward": reward, "trial": cfg.name,
-                "task": cfg.task, "split": data.info, **task.metadata}
-        # model_path names the TorchScript file (model.pt); each format of trial.export is
-        # written beside it with its suffix (model.onnx).
-        # Both formats export the same module: the task's front end and normalisation built in.
-        how = dict(metadata=meta, front=task.front,
-                   input_doc=task.input_doc if cfg.task != "image-classification" else None,
-                   example=task.export_example(2) if task.export_example else None,
-                   normalise=data.input_kind != "tokens", variable_length=task.variable_length)
-        if "torchscript" in cfg.export["formats"]:
-            export_torchscript(model, model_path, data.input_shape, data.mean, data.std, **how)
-        if "onnx" in cfg.export["formats"]:
-            export_onnx(model, Path(model_path).with_suffix(EXPORT_SUFFIX["onnx"]), data.input_shape, data.mean,
-                        data.std, opset=cfg.export["opset"], **how)
+    _save(tr, reward, weights_path, model_path)
     if status != errors.SUCCEEDED:
-        notes.append(f"stopped early after epoch {last['epoch']} of {t['epochs']}")
+        notes.append(f"stopped early after epoch {last['epoch']} of {cfg.training['epochs']}")
     metrics["wallSeconds"] = round(time.monotonic() - clock.start, 3)
     result = {**_result(status, reward=reward, message="; ".join(notes), metrics=metrics, history=history,
-                        device=state["device"]), "split": data.info}
+                        device=state["device"]), "split": task.split}
     return {**result, "checkpoint": saved_to} if saved_to else result
+
+
+def _start(t: dict, state: dict) -> tuple[torch.device, torch.Generator]:
+    """Threads, device and seeds: the training device and the shuffle generator."""
+    threads = t["numThreads"] or min(torch.get_num_threads(), cgroup_cpu_limit() or torch.get_num_threads())
+    if threads != torch.get_num_threads():
+        torch.set_num_threads(threads)
+    device = _select_device(t["device"])
+    state["device"] = device.type
+    return device, _seed_everything(t["seed"], t["deterministic"], device.type == "cuda")
+
+
+def _build(task: TrialTask, cfg: TrialConfig, metrics: dict) -> nn.Module:
+    """The task's network around the searched body, with its parameters and MACs counted."""
+    try:
+        model = task.build_model(cfg.architecture, cfg.model.get("builder"))
+    except GenotypeError as exc:
+        raise InvalidArchitecture(str(exc)) from None
+    except ValueError as exc:
+        raise DataError(f"dataset {task.data_name}: {exc}") from None
+    metrics["parameters"] = count_parameters(model)
+    try:
+        metrics["macs"] = count_macs(model, task.input_shape, example=task.example(1))
+    except RuntimeError as exc:
+        if _is_oom(exc):
+            raise
+        raise InvalidArchitecture(f"architecture: the model does not run on inputs of shape "
+                                  f"{task.input_shape}: {str(exc).splitlines()[0]}") from None
+    return model
+
+
+def _prepare(trial: dict, cfg: TrialConfig, task: TrialTask, device: torch.device, shuffle_gen: torch.Generator,
+             metrics: dict, clock: _Clock) -> _Training:
+    """Build the model on the device (refused over its latency limit), the loaders, the
+    optimizer, the learning-rate schedule and mixed precision."""
+    t = cfg.training
+    cuda = device.type == "cuda"
+    clock.where = "while building the model"
+    model = _build(task, cfg, metrics)
+    clock.check()
+    memory_format = torch.channels_last if cuda and t["channelsLast"] else torch.contiguous_format
+    model = model.to(device, memory_format=memory_format)
+    _check_latency_limit(trial, model, task, device, metrics, clock)
+    amp_dtype = None
+    if cuda and t["mixedPrecision"]:
+        amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if amp_dtype else contextlib.nullcontext
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    loaders = task.loaders(t, device, shuffle_gen, memory_format)
+    steps_per_epoch = len(loaders.train)
+    optimizer = _make_optimizer(model, t)
+    # The schedule runs over scheduleEpochs (default epochs): a trial may train its first epochs.
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(
+        t["schedule"], t["scheduleEpochs"] * steps_per_epoch, int(round(t["warmupEpochs"] * steps_per_epoch))))
+    return _Training(cfg, task, model, device, loaders, optimizer, scheduler, scaler, autocast, shuffle_gen, clock)
+
+
+def _epochs(tr: _Training, resumed: int, history: list, on_epoch: OnEpoch | None) -> tuple[str, int, float, int]:
+    """Train from the epoch after ``resumed`` to ``training.epochs``, validating after each
+    and asking ``on_epoch`` whether to go on: (status, epochs trained, training seconds,
+    examples trained on)."""
+    status, train_seconds, seen_total, trained = errors.SUCCEEDED, 0.0, 0, 0
+    tr.model.train()
+    for epoch in range(resumed + 1, tr.cfg.training["epochs"] + 1):
+        epoch_start = time.monotonic()
+        train_record, seen = _train_epoch(tr, epoch)
+        if tr.cuda:
+            torch.cuda.synchronize(tr.device)
+        train_seconds += time.monotonic() - epoch_start
+        seen_total += seen
+        trained += 1
+        tr.clock.where = f"while validating epoch {epoch}"
+        values = _evaluate(tr, tr.loaders.val)
+        for name, value in values.items():
+            if not math.isfinite(value):
+                raise Diverged(f"validation {name} is {value} after epoch {epoch}")
+        record = {"epoch": epoch, **values, **train_record, "learningRate": tr.optimizer.param_groups[0]["lr"],
+                  "seconds": round(time.monotonic() - epoch_start, 4)}
+        history.append(record)
+        if on_epoch is not None and _ask(on_epoch, record, epoch) == "stop":
+            status = errors.EARLY_STOPPED
+            break
+    return status, trained, train_seconds, seen_total
+
+
+def _ask(on_epoch: OnEpoch, record: dict, epoch: int):
+    try:
+        return on_epoch(dict(record))
+    except Exception as exc:  # noqa: BLE001
+        raise TrialFailure(f"on_epoch callback failed after epoch {epoch}: {type(exc).__name__}: {exc}",
+                           errors.INTERNAL_ERROR) from exc
+
+
+def _train_epoch(tr: _Training, epoch: int) -> tuple[dict, int]:
+    """One pass over the training batches: ({trainLoss, the task's running metrics}, examples seen).
+    Raises Diverged when the loss stops being finite."""
+    t, device, cuda = tr.cfg.training, tr.device, tr.cuda
+    steps_per_epoch = len(tr.loaders.train)
+    check_every = 25 if cuda else 1  # a finiteness check syncs the GPU: not every batch there
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device) if cuda else 0.0
+    sums: dict = {}
+    seen = 0
+    for step, batch in enumerate(tr.loaders.train, 1):
+        tr.clock.where = f"in epoch {epoch}, batch {step} of {steps_per_epoch}"
+        tr.clock.check()
+        with tr.autocast():
+            out = tr.task.train_step(tr.model, batch, t)
+        _optimise(tr, out.loss)
+        seen += out.count
+        for name, value in out.sums.items():
+            sums[name] = sums[name] + value if name in sums else value
+        if cuda:  # accumulate on the GPU; a finiteness check syncs, so only every few batches
+            loss_sum += out.loss.detach() * out.count
+            finite = not (step % check_every == 0 or step == steps_per_epoch) or torch.isfinite(loss_sum).item()
+        else:  # on the CPU reading the loss costs nothing
+            value = out.loss.item()
+            loss_sum += value * out.count
+            finite = math.isfinite(value)
+        if not finite:
+            raise Diverged(f"training loss became {out.loss.item()} in epoch {epoch}, batch {step} "
+                           f"(learningRate={t['learningRate']:g}, optimizer={t['optimizer']})")
+    running = {name: (value.item() if isinstance(value, torch.Tensor) else value) / seen for name, value in sums.items()}
+    return {"trainLoss": float(loss_sum) / seen, **running}, seen
+
+
+def _optimise(tr: _Training, loss: torch.Tensor) -> None:
+    """Backward, clip, step (through the gradient scaler under float16 AMP), then the schedule."""
+    clip = tr.cfg.training["gradientClipNorm"]
+    tr.optimizer.zero_grad(set_to_none=True)
+    if tr.scaler is not None:
+        tr.scaler.scale(loss).backward()
+        if clip:
+            tr.scaler.unscale_(tr.optimizer)
+            nn.utils.clip_grad_norm_(tr.model.parameters(), clip)
+        tr.scaler.step(tr.optimizer)
+        tr.scaler.update()
+    else:
+        loss.backward()
+        if clip:
+            nn.utils.clip_grad_norm_(tr.model.parameters(), clip)
+        tr.optimizer.step()
+    tr.scheduler.step()
+
+
+def _evaluate(tr: _Training, loader) -> dict[str, float]:
+    """The task's metrics over ``loader``, the model in eval mode meanwhile."""
+    tr.model.eval()
+    try:
+        return tr.task.evaluate(tr.model, loader, tr.autocast, tr.clock.check)
+    finally:
+        tr.model.train()
+
+
+def _final_metrics(tr: _Training, last: dict, metrics: dict, seen: int, train_seconds: float) -> float:
+    """The last epoch's metrics, the test split's, latency where asked: the reward (the
+    objective metric after the last epoch trained, with the penalties applied)."""
+    cfg, clock = tr.cfg, tr.clock
+    if not math.isfinite(last[cfg.metric]):
+        raise Diverged(f"validation {cfg.metric} is {last[cfg.metric]}")
+    metrics.update({name: last[name] for name in tr.task.metrics})
+    metrics["trainImagesPerSecond"] = round(seen / train_seconds, 1) if train_seconds > 0 else None
+    clock.where = "while evaluating the test split"
+    if tr.task.test_metrics:
+        test = _evaluate(tr, tr.loaders.test)
+        metrics.update({"test" + name[:1].upper() + name[1:]: test[name] for name in tr.task.test_metrics})
+    if cfg.training["measureLatency"] or any(p["metric"] == "latencyMs" for p in cfg.penalties):
+        clock.where = "while measuring latency"
+        metrics["latencyMs"] = round(_latency(tr.model, tr.task, tr.device, clock), 4)
+    try:
+        return compute_reward(cfg.objective, metrics)
+    except ValueError as exc:
+        raise Diverged(f"reward: {exc}") from None
+
+
+def _save(tr: _Training, reward: float, weights_path, model_path) -> None:
+    """The weights file and the exported model, in each format of ``trial.export``."""
+    cfg, task = tr.cfg, tr.task
+    if weights_path:
+        _atomic_save({"architecture": cfg.architecture, **task.saved_fields(),
+                      "stateDict": {k: v.detach().cpu() for k, v in tr.model.state_dict().items()}}, weights_path)
+    if model_path:
+        from .export import export_model
+
+        meta = {"architecture": cfg.architecture, "summary": _summary(cfg.architecture),
+                "objective": {"metric": cfg.metric, "goal": cfg.goal}, "reward": reward, "trial": cfg.name,
+                "task": cfg.task, **task.metadata_fields()}
+        # model_path names the TorchScript file (model.pt); each format of trial.export is
+        # written beside it with its suffix (model.onnx), the task's front end built in.
+        export_model(tr.model, model_path, cfg.export["formats"], cfg.export["opset"], task.export_spec(), meta)
 
 
 def _resume(cfg: TrialConfig, ident: dict, parts: dict, history: list) -> tuple[int, list[str]]:
