@@ -16,6 +16,14 @@ loopback and the Python client.
 
     .venv/bin/python bench/serve_load.py                       # trains a digits model first (about 30 s)
     .venv/bin/python bench/serve_load.py --run-dir runs/digits-serve --seconds 8
+    .venv/bin/python bench/serve_load.py --workload cifar      # a CIFAR-shaped model, binary tensors
+
+Workloads:
+  digits  the digits model (1x8x8; about 15 us per image in onnxruntime): what the HTTP
+          and JSON path costs, since the model costs almost nothing; JSON requests.
+  cifar   an untrained 3x32x32 cell network (4 nodes, 16 channels, 2 stages; weights do not
+          change the cost), exported as the trainer exports; requests in the binary tensor
+          extension (tritonclient's default), so the model is what costs.
 """
 from __future__ import annotations
 
@@ -59,6 +67,24 @@ def train(where: Path) -> Path:
     return where / "run"
 
 
+CIFAR_CELL = {"type": "cell", "nodes": 4, "channels": 16, "cellsPerStage": 1, "stages": 2,
+              "edges": [["conv_3x3"], ["conv_3x3", "skip_connect"], ["conv_3x3", "avg_pool_3x3", "skip_connect"]]}
+
+
+def cifar_model(where: Path) -> Path:
+    import torch
+
+    from kubenas_trainer.export import export_onnx
+    from kubenas_trainer.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(CIFAR_CELL, (3, 32, 32), 10).eval()
+    export_onnx(model, where / "model.onnx", (3, 32, 32), [0.5] * 3, [0.25] * 3, opset=17,
+                metadata={"task": "image-classification", "trial": "cifar-cell", "numClasses": 10,
+                          "classes": [str(i) for i in range(10)]})
+    return where
+
+
 def free_port() -> int:
     with contextlib.closing(socket.socket()) as s:
         s.bind(("127.0.0.1", 0))
@@ -76,7 +102,7 @@ def scrape(url: str) -> dict[str, float]:
     return found
 
 
-async def load(url: str, body: bytes, concurrency: int, seconds: float) -> list[float]:
+async def load(url: str, body: bytes, headers: dict, concurrency: int, seconds: float) -> list[float]:
     import aiohttp
 
     latencies: list[float] = []
@@ -86,8 +112,7 @@ async def load(url: str, body: bytes, concurrency: int, seconds: float) -> list[
         async def client():
             while time.perf_counter() < stop:
                 start = time.perf_counter()
-                async with session.post(f"{url}/v2/models/{MODEL}/infer", data=body,
-                                        headers={"Content-Type": "application/json"}) as response:
+                async with session.post(f"{url}/v2/models/{MODEL}/infer", data=body, headers=headers) as response:
                     await response.read()
                     if response.status != 200:
                         raise RuntimeError(f"status {response.status}")
@@ -123,6 +148,7 @@ def pct(values: list[float], q: float) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workload", choices=("digits", "cifar"), default="digits")
     parser.add_argument("--run-dir", help="a digits run with best_model.onnx (default: train one)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--seconds", type=float, default=6.0, help="measured seconds per phase")
@@ -135,17 +161,28 @@ def main() -> int:
     from kubenas_trainer.data import load_dataset
 
     tmp = Path(tempfile.mkdtemp(prefix="kubenas-serve-load-"))
-    run_dir = Path(args.run_dir) if args.run_dir else train(tmp)
-    data = load_dataset({"name": "digits"})
-    x = (data.test.x.float() * data.scale).numpy().astype(np.float32)
-    body = json.dumps({"inputs": [{"name": "images", "shape": [1, 1, 8, 8], "datatype": "FP32",
-                                   "data": x[0].reshape(-1).tolist()}]}).encode()
+    headers = {"Content-Type": "application/json"}
+    if args.workload == "digits":
+        run_dir = Path(args.run_dir) if args.run_dir else train(tmp)
+        target, onnx_file = [str(run_dir)], run_dir / "best_model.onnx"
+        data = load_dataset({"name": "digits"})
+        x = (data.test.x.float() * data.scale).numpy().astype(np.float32)
+        body = json.dumps({"inputs": [{"name": "images", "shape": [1, 1, 8, 8], "datatype": "FP32",
+                                       "data": x[0].reshape(-1).tolist()}]}).encode()
+    else:
+        folder = cifar_model(tmp)
+        target, onnx_file = ["--model-dir", str(folder), "--model-name", MODEL], folder / "model.onnx"
+        x = np.random.default_rng(0).random((64, 3, 32, 32), dtype=np.float32)
+        header = json.dumps({"inputs": [{"name": "images", "shape": [1, 3, 32, 32], "datatype": "FP32",
+                                         "parameters": {"binary_data_size": x[0].nbytes}}]}).encode()
+        body = header + x[0].tobytes()
+        headers = {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(header))}
     rows = []
     load_before = os.getloadavg()
     for mode, batch_size in (("batch size 1", 1), ("dynamic batching", 32)):
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        server = subprocess.Popen([sys.executable, "-m", "kubenas.cli", "serve", str(run_dir), "--port", str(port),
+        server = subprocess.Popen([sys.executable, "-m", "kubenas.cli", "serve", *target, "--port", str(port),
                                    "--threads", str(args.threads), "--max-batch-size", str(batch_size),
                                    "--max-batch-wait-ms", str(args.max_batch_wait_ms), "--log-level", "warning"],
                                   cwd=ROOT)
@@ -160,10 +197,10 @@ def main() -> int:
                         raise RuntimeError("kubenas serve did not start")
                     time.sleep(0.2)
             for concurrency in args.concurrency:
-                asyncio.run(load(url, body, concurrency, args.warmup))
+                asyncio.run(load(url, body, headers, concurrency, args.warmup))
                 before = scrape(url)
                 start = time.perf_counter()
-                latencies = asyncio.run(load(url, body, concurrency, args.seconds))
+                latencies = asyncio.run(load(url, body, headers, concurrency, args.seconds))
                 elapsed = time.perf_counter() - start
                 after = scrape(url)
                 delta = {k: after[k] - before[k] for k in after}
@@ -172,7 +209,7 @@ def main() -> int:
                     max(delta["kubenas_serving_request_duration_seconds_count"], 1)
                 model_s = delta["kubenas_serving_model_duration_seconds_sum"] / \
                     max(delta["kubenas_serving_model_duration_seconds_count"], 1)
-                ref_rps, ref_call = in_process(run_dir / "best_model.onnx", x, max(1, round(mean_batch)),
+                ref_rps, ref_call = in_process(onnx_file, x, max(1, round(mean_batch)),
                                                args.threads, min(args.seconds, 3))
                 rps = len(latencies) / elapsed
                 rows.append({"mode": mode, "concurrency": concurrency, "requests": len(latencies),
@@ -187,7 +224,7 @@ def main() -> int:
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(60)
-    summary = {"load_before": [round(v, 2) for v in load_before], "load_after": [round(v, 2) for v in os.getloadavg()],
+    summary = {"workload": args.workload, "load_before": [round(v, 2) for v in load_before], "load_after": [round(v, 2) for v in os.getloadavg()],
                "cpus": os.cpu_count(), "threads": args.threads, "rows": rows}
     rps = {(r["mode"], r["concurrency"]): r["rps"] for r in rows}
     top = max(args.concurrency)
