@@ -8,6 +8,7 @@ requests in flight (uvicorn's graceful shutdown) before the process exits.
 from __future__ import annotations
 
 import signal
+import tempfile
 
 from rich.console import Console
 from rich.text import Text
@@ -33,15 +34,20 @@ def cmd_serve(args) -> int:
                                ("--threads", args.threads, 0)):
         if value < least:
             raise CliError(f"{flag} {value}: must be at least {least}")
+    if args.model_dir and (args.target or args.trial):
+        raise CliError("--model-dir names the model itself: pass it without a run directory, experiment or --trial")
     if not 0 < args.port < 65536:
         raise CliError(f"--port {args.port}: pick a port from 1 to 65535")
-    try:
-        path, default_name = locate(args.target, trial=args.trial, model_dir=args.model_dir, fmt=args.format,
-                                    namespace=args.namespace, kubeconfig=args.kubeconfig, context=args.context,
-                                    volume_dir=args.volume_dir)
-        model = load(path, args.model_name or default_name, threads=args.threads)
-    except (ModelUnavailable, ValueError) as err:
-        raise CliError(str(err)) from None
+    # A cluster experiment's model is downloaded here; the runtime holds it in memory once
+    # loaded, so the folder goes before serving starts.
+    with tempfile.TemporaryDirectory(prefix="kubenas-serve-") as download:
+        try:
+            path, default_name = locate(args.target, trial=args.trial, model_dir=args.model_dir, fmt=args.format,
+                                        namespace=args.namespace, kubeconfig=args.kubeconfig, context=args.context,
+                                        volume_dir=args.volume_dir, download_dir=download)
+            model = load(path, args.model_name or default_name, threads=args.threads)
+        except (ModelUnavailable, ValueError) as err:
+            raise CliError(str(err)) from None
     limits = Limits(max_batch_size=args.max_batch_size, max_batch_wait_ms=args.max_batch_wait_ms,
                     max_body_bytes=args.max_body_bytes, max_elements=args.max_elements)
     console = Console(stderr=True, soft_wrap=True)

@@ -46,9 +46,11 @@ def _candidates(folder: Path, stem: str, fmt: str | None) -> list[Path]:
 
 
 def locate(target: str | None, *, trial: str | None = None, model_dir: str | None = None, fmt: str | None = None,
-           namespace=None, kubeconfig=None, context=None, volume_dir=None) -> tuple[Path, str]:
-    """(the model file, the model's default name). Raises ModelUnavailable naming what is
-    missing and what to do."""
+           namespace=None, kubeconfig=None, context=None, volume_dir=None,
+           download_dir: str | Path | None = None) -> tuple[Path, str]:
+    """(the model file, the model's default name). A cluster experiment's model is copied
+    into ``download_dir`` (default: a new temporary folder). Raises ModelUnavailable
+    naming what is missing and what to do."""
     if model_dir:
         where = Path(model_dir)
         if where.is_file():
@@ -74,7 +76,7 @@ def locate(target: str | None, *, trial: str | None = None, model_dir: str | Non
     if trial:
         raise ModelUnavailable("--trial serves another trial of a local run directory; for a cluster experiment "
                                "copy that trial's model out of spec.artifacts and pass it as --model-dir")
-    cache = Path(tempfile.mkdtemp(prefix="kubenas-serve-"))
+    cache = Path(download_dir) if download_dir else Path(tempfile.mkdtemp(prefix="kubenas-serve-"))
     last = None
     for f in (fmt,) if fmt else PREFERRED:
         try:
