@@ -63,6 +63,8 @@ CASES = [
     ("tensor larger than --max-elements", "POST", INFER, body(tensor(shape=(65, 1, 8, 8), data=[0.5])), {}, 413),
     ("body larger than --max-body-bytes", "POST", INFER, body(tensor(), parameters={"note": "x" * MAX_BODY}), {},
      413),
+    ("chunked body larger than --max-body-bytes", "POST", INFER, iter([b" " * (MAX_BODY // 2)] * 3),
+     {"Content-Type": "application/json"}, 413),
     ("unknown model", "POST", "/v2/models/mnist/infer", GOOD, {}, 404),
     ("unknown model version", "POST", f"/v2/models/{MODEL}/versions/7/infer", GOOD, {}, 404),
     ("unknown path", "GET", "/v1/models/digits", None, {}, 404),
