@@ -46,6 +46,10 @@ def scrapers(local_only, namespace):
     yield tokens
     for binding in bindings:
         cluster.kubectl("delete", "clusterrolebinding", binding, check=False)
+    # The held experiments go before their namespace: an experiment still running while its
+    # namespace terminates has the operator's resync try to create in it (403, logged).
+    cluster.kubectl("delete", "nasexperiments", "--all", "-n", namespace, "--wait=true", "--timeout=120s",
+                    check=False)
 
 
 def held(name: str) -> dict:

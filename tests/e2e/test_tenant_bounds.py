@@ -136,5 +136,7 @@ def test_a_flooding_tenant_waits_within_its_bounds_and_others_start_at_once(inst
     finally:
         cluster.kubectl("patch", "configmap", POLICY, "-n", OPERATOR_NS, "--type=merge", "-p",
                         json.dumps({"data": {k: original.get(k) for k in BOUNDS}}))
-        for namespace in (alice, bob):
+        for namespace in (alice, bob):  # experiments first (see test_metrics_auth.scrapers), then the namespace
+            cluster.kubectl("delete", "nasexperiments", "--all", "-n", namespace, "--wait=true", "--timeout=180s",
+                            check=False)
             cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
