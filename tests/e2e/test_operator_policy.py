@@ -97,5 +97,7 @@ def test_a_pod_refused_by_pod_security_ends_its_trial(installed):
 
 def test_the_shipped_network_policies_are_accepted(installed, namespace):
     deploy = pathlib.Path(__file__).resolve().parents[2] / "deploy"
-    installed.kubectl("apply", "--dry-run=server", "-f", str(deploy / "components/network-policy/networkpolicy.yaml"))
+    # The operator's is part of the default install (applied with deploy/); it must be there.
+    installed.get_json("networkpolicy", "kubenas-operator", "-n", "kubenas-system")
+    installed.kubectl("apply", "--dry-run=server", "-f", str(deploy / "network-policy.yaml"))
     installed.kubectl("apply", "--dry-run=server", "-n", namespace, "-k", str(deploy / "namespace-network-policy"))

@@ -11,12 +11,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubenas.contract import GOALS, METRICS, TASKS
+from kubenas.contract import GOALS
 from kubenas.contract.reward import check_penalties
 from kubenas.contract.settings import (DEFAULT_LEARNING_RATE, SETTINGS, checkpoint_problem, export_problem,
                                       resolved_checkpoint, resolved_export, schedule_problem)
 
 from .errors import InvalidTrial
+from .tasks import TASK_REGISTRY
 
 
 @dataclass
@@ -91,8 +92,8 @@ def resolve_trial(trial: Any) -> TrialConfig:
     if "architecture" not in trial:
         raise InvalidTrial("architecture: required")
     task = trial.get("task", "image-classification")
-    if task not in TASKS:
-        raise InvalidTrial(f"task: {task!r} is not supported (supported: {', '.join(TASKS)})")
+    if task not in TASK_REGISTRY:
+        raise InvalidTrial(f"task: {task!r} is not supported (supported: {', '.join(TASK_REGISTRY)})")
 
     resolved: dict[str, Any] = {}
     for where in ("training", "hyperparameters"):
@@ -116,11 +117,12 @@ def resolve_trial(trial: Any) -> TrialConfig:
         raise InvalidTrial(f"checkpoint{'.' + problem[0] if problem[0] else ''}: {problem[1]}")
 
     objective = _object(trial, "objective")
-    metric = objective.get("metric", "accuracy")
-    if metric not in METRICS:
-        raise InvalidTrial(f"objective.metric: {metric!r} is not one of {', '.join(METRICS)} "
+    goals = TASK_REGISTRY[task].metrics  # the task's metrics, each with its goal
+    metric = objective.get("metric", TASK_REGISTRY[task].metric)
+    if metric not in goals:
+        raise InvalidTrial(f"objective.metric: {metric!r} is not one of {', '.join(goals)} "
                            "(the reward is measured on the validation split)")
-    goal = objective.get("goal", "minimize" if metric == "loss" else "maximize")
+    goal = objective.get("goal", goals[metric])
     if goal not in GOALS:
         raise InvalidTrial(f"objective.goal: {goal!r} is not one of {', '.join(GOALS)}")
     try:

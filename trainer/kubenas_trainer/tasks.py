@@ -63,6 +63,11 @@ class Task:
         if not self.metrics or bad:
             raise ValueError(f"task {self.name}: every metric needs a goal of {', '.join(GOALS)}, got {bad or 'none'}")
 
+    @property
+    def metric(self) -> str:
+        """The default objective metric: the first."""
+        return next(iter(self.metrics))
+
 
 # --------------------------------------------------------------------------- image
 
