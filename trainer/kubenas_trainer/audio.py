@@ -190,12 +190,14 @@ def mel_filterbank(n_fft: int, n_mels: int, sample_rate: int, f_min: float, f_ma
 class LogMel(nn.Module):
     """Waveform ``N x L`` (at ``sampleRate``) -> log-mel ``N x 1 x nMels x frames``
     (``layout: image``) or ``N x nMels x 1 x frames`` (``layout: temporal``).
-    Crops or pads to ``clipSeconds`` first, for any input length ``L``. Scriptable, and
+    Crops or pads to ``clipSeconds`` first, for any input length ``L`` (``crop=False``:
+    every frame of the clip as it is, for speech recognition). Scriptable, and
     traceable without freezing ``L`` (the ONNX export), checked by export.py on clips
     shorter and longer than ``clipSeconds``."""
 
-    def __init__(self, fe: dict):
+    def __init__(self, fe: dict, crop: bool = True):
         super().__init__()
+        self.crop = crop
         self.n_fft = int(fe["nFft"])
         self.hop = int(fe["hopLength"])
         self.samples = clip_samples(fe)
@@ -205,7 +207,9 @@ class LogMel(nn.Module):
                                                      float(fe["fMin"]), float(fe["fMax"])))
 
     def power_mel(self, wave: torch.Tensor) -> torch.Tensor:
-        wave = fit_length(wave.float(), self.samples)
+        wave = wave.float()
+        if self.crop:
+            wave = fit_length(wave, self.samples)
         if torch.jit.is_tracing():
             # Traced only by the ONNX export (TorchScript is scripted): ONNX's STFT has no
             # complex output, so (real, imag) pairs, same values.

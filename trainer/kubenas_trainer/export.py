@@ -211,8 +211,11 @@ def export_model(model: nn.Module, model_path: str | Path, formats, opset: int, 
     """Write ``model`` in each of ``formats`` (TorchScript at ``model_path``, ONNX beside it
     with its suffix) as the task's ``spec`` (``interface.ExportSpec``) says: its front end
     or normalisation built in, checked on its example inputs, and ``metadata`` plus the
-    ``signature`` in the file."""
+    ``signature`` in the file; ``spec.post`` follows the network."""
     from kubenas.contract.settings import EXPORT_SUFFIX
+
+    if spec.post is not None:
+        model = nn.Sequential(model, spec.post)
 
     how = dict(metadata={**metadata, "signature": spec.signature}, front=spec.front, input_doc=spec.input_doc,
                example=spec.example, normalise=spec.normalise, variable_length=spec.variable_length)

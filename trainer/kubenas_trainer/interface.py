@@ -39,7 +39,9 @@ class ExportSpec:
     fixed front end the user's input passes first; ``normalise``: the per-channel
     normalisation of ``mean``/``std`` built in), ``example`` (a batch of the exported
     input, traced and checked on), ``input_doc`` (the input in words; None: images) and
-    ``variable_length`` (dimension 1 of the input is free: checked at other lengths)."""
+    ``variable_length`` (dimension 1 of the input is free: checked at other lengths) and
+    ``post`` (what the exported model applies to the network's output, e.g. the greedy
+    CTC decision per frame; None: the output as it is)."""
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     input_shape: tuple[int, ...]
@@ -50,6 +52,7 @@ class ExportSpec:
     example: torch.Tensor | None = None
     normalise: bool = True
     variable_length: bool = False
+    post: nn.Module | None = None
 
     @property
     def signature(self) -> dict:

@@ -16,6 +16,10 @@ the "user"'s own vocabulary; each example's group is its user.
     python -m kubenas_trainer.synthetic words out.npz
     python -m kubenas_trainer.synthetic sequences out.npz
     python -m kubenas_trainer.synthetic habits out.npz
+    python -m kubenas_trainer.synthetic speech out-folder
+
+``spoken_strings``: speech recognition, strings of those vowel words said by speakers,
+written as NeMo-style manifests and WAV files (``write_manifests``).
 
 ``speaker_habits``: whistled calls whose word is a pitch contour, where every training
 speaker also has a private habit per word; made so that memorising speakers wins a
@@ -52,18 +56,24 @@ def _utterance(rng, spk: dict, vowels, tic, sample_rate: int, samples: int, tic_
         a, b = int(start + i * seg), min(samples, int(start + (i + 1) * seg))
         if b <= a:
             continue
-        formants = [f * spk["tract"] for f in VOWELS[vowel]]
-        tone = np.zeros(b - a)
-        for h in range(1, 40):
-            fh = f0 * h
-            if fh >= sample_rate / 2:
-                break
-            envelope = 0.05 + sum(np.exp(-((fh - f) / 120.0) ** 2) for f in formants)
-            gain = h ** -(spk["rolloff"] / 2) * envelope
-            tone += gain * np.sin(2 * np.pi * fh * t[a:b] + rng.uniform(0, 2 * np.pi))
-        out[a:b] += tone * np.hanning(b - a)
+        out[a:b] += _vowel(rng, spk, vowel, f0, t[a:b], sample_rate)
     _mark(out, t, tic, samples // 6, tic_level)
     return _finish(out, rng, 0.02)
+
+
+def _vowel(rng, spk: dict, vowel: str, f0: float, t: np.ndarray, sample_rate: int) -> np.ndarray:
+    """One vowel at times ``t``: harmonics of ``f0`` shaped by the vowel's formants (scaled by
+    the speaker's vocal tract) and the speaker's roll-off, under a Hann envelope."""
+    formants = [f * spk["tract"] for f in VOWELS[vowel]]
+    tone = np.zeros(len(t))
+    for h in range(1, 40):
+        fh = f0 * h
+        if fh >= sample_rate / 2:
+            break
+        envelope = 0.05 + sum(np.exp(-((fh - f) / 120.0) ** 2) for f in formants)
+        gain = h ** -(spk["rolloff"] / 2) * envelope
+        tone += gain * np.sin(2 * np.pi * fh * t + rng.uniform(0, 2 * np.pi))
+    return tone * np.hanning(len(t))
 
 
 def _mark(out: np.ndarray, t: np.ndarray, mark: tuple, span: int, level: float) -> None:
@@ -105,6 +115,56 @@ def spoken_words(*, train_speakers: int = 16, test_speakers: int = 10, per_word:
     arrays["sample_rate"] = np.array(sample_rate)
     arrays["classes"] = np.array(words)
     return arrays
+
+
+def spoken_strings(*, train_speakers: int = 12, test_speakers: int = 6, per_speaker: int = 24,
+                   sample_rate: int = 8000, words: tuple[str, ...] = tuple(WORDS), max_words: int = 4,
+                   seed: int = 0) -> dict:
+    """Speech recognition data: strings of 1..``max_words`` vowel "words" (``WORDS``: each
+    letter a vowel) said by speakers (pitch, timbre, vocal tract, rate: ``_speaker``), with
+    a pause between words; the transcript is the words with spaces ("ia ue au"). Returns
+    ``{"train"|"test": [(clip, transcript, speaker), ...]}`` (clips float32 at ``sample_rate``)."""
+    rng = np.random.RandomState(seed)
+    out: dict = {}
+    for part, count in (("train", train_speakers), ("test", test_speakers)):
+        items = []
+        for s in range(count):
+            spk = _speaker(rng, sample_rate, 0)
+            speaker = f"{part}-speaker-{s}"
+            for _ in range(per_speaker):
+                said = [words[i] for i in rng.randint(0, len(words), rng.randint(1, max_words + 1))]
+                vowel_len = int(0.11 * sample_rate * spk["rate"])
+                pause = int(0.07 * sample_rate * spk["rate"])
+                pieces = [np.zeros(int(rng.uniform(0.03, 0.1) * sample_rate))]
+                f0 = spk["f0"] * rng.uniform(0.97, 1.03)
+                for w, word in enumerate(said):
+                    for vowel in WORDS.get(word, tuple(word)):
+                        n = int(vowel_len * rng.uniform(0.9, 1.1))
+                        pieces.append(_vowel(rng, spk, vowel, f0, np.arange(n) / sample_rate, sample_rate))
+                    pieces.append(np.zeros(pause if w < len(said) - 1 else int(rng.uniform(0.03, 0.1) * sample_rate)))
+                items.append((_finish(np.concatenate(pieces), rng, 0.02), " ".join(said), speaker))
+        out[part] = items
+    return out
+
+
+def write_manifests(folder, parts: dict, sample_rate: int = 8000) -> None:
+    """``parts`` (as ``spoken_strings`` returns) as 16-bit WAV files under ``folder/wav`` and
+    ``folder/train.json`` / ``folder/test.json`` manifests (paths relative to them)."""
+    import json
+    from pathlib import Path
+
+    from scipy.io import wavfile
+
+    folder = Path(folder)
+    (folder / "wav").mkdir(parents=True, exist_ok=True)
+    for part, items in parts.items():
+        lines = []
+        for i, (clip, text, speaker) in enumerate(items):
+            name = f"wav/{part}-{i:05d}.wav"
+            wavfile.write(folder / name, sample_rate, (np.clip(clip, -1, 1) * 32767).astype(np.int16))
+            lines.append(json.dumps({"audio_filepath": name, "text": text, "duration": len(clip) / sample_rate,
+                                     "speaker": speaker}))
+        (folder / f"{part}.json").write_text("\n".join(lines) + "\n")
 
 
 HABIT_SHAPES = ("rise", "fall", "level", "rise-fall")  # the word: the pitch contour of a whistled call
@@ -218,10 +278,15 @@ def token_sequences(*, train_users: int = 12, test_users: int = 6, per_class: in
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kubenas_trainer.synthetic", description=__doc__.split("\n\n")[0])
-    parser.add_argument("kind", choices=("words", "sequences", "habits"))
-    parser.add_argument("out", help="the .npz file to write")
+    parser.add_argument("kind", choices=("words", "sequences", "habits", "speech"))
+    parser.add_argument("out", help="the .npz file to write (speech: the folder of manifests and WAV files)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.kind == "speech":
+        parts = spoken_strings(seed=args.seed)
+        write_manifests(args.out, parts)
+        print(f"wrote {args.out}: " + ", ".join(f"{k}.json ({len(v)} clips)" for k, v in parts.items()))
+        return 0
     make = {"words": spoken_words, "sequences": token_sequences, "habits": speaker_habits}[args.kind]
     arrays = make(seed=args.seed)
     np.savez_compressed(args.out, **arrays)

@@ -31,7 +31,7 @@ from torch import nn
 from kubenas.contract import GOALS, TASKS
 from kubenas.contract.tasks import TASK_DATASET_FIELDS, TASK_DATASETS
 
-from . import audio, sequence
+from . import audio, sequence, speech
 from .classification import CLASSIFICATION_METRICS, ClassificationTask
 from .data import (
     Dataset,
@@ -172,6 +172,9 @@ _LOADERS = {"image-classification": _load_image, "audio-classification": _load_a
 TASK_REGISTRY: dict[str, Task] = {
     name: Task(name, TASK_DATASETS[name], TASK_DATASET_FIELDS[name], load, CLASSIFICATION_METRICS)
     for name, load in _LOADERS.items()}
+TASK_REGISTRY["speech-recognition"] = Task(
+    "speech-recognition", TASK_DATASETS["speech-recognition"], TASK_DATASET_FIELDS["speech-recognition"],
+    speech.load_speech, speech.SPEECH_METRICS)
 
 if set(TASK_REGISTRY) != set(TASKS):
     raise ImportError(f"tasks of kubenas.contract and kubenas_trainer.tasks differ: "

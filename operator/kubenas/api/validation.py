@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from kubenas.contract import METRIC_GOALS
+from kubenas.contract.tasks import TASK_METRICS
 from kubenas.contract.tasks import DATASETS_WITH_PATH, TASK_DATASET_FIELDS, TASK_DATASETS
 
 from . import API_VERSION, EXPERIMENT_KIND
@@ -30,7 +32,6 @@ from .schema import format_path, openapi_schema, validator
 # characters with a 5-digit index and a retry suffix, hence the cap on the name.
 MAX_EXPERIMENT_NAME = 50
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-METRIC_GOALS = {"accuracy": "maximize", "loss": "minimize"}
 
 
 def _training_defaults() -> dict:
@@ -229,6 +230,10 @@ def _objective_issues(spec: dict) -> list[Issue]:
     objective = spec["objective"]
     issues = []
     metric, goal = objective["metric"], objective["goal"]
+    task = (spec.get("trial") or {}).get("task", "image-classification")
+    if metric not in TASK_METRICS.get(task, (metric,)):
+        return [Issue("spec.objective.metric", f"{metric} is not measured by {task}; use one of "
+                      f"{', '.join(TASK_METRICS[task])}")]
     if goal != METRIC_GOALS[metric]:
         issues.append(Issue("spec.objective.goal", f"{metric} should be {METRIC_GOALS[metric]}d, not {goal}d"))
     target = objective.get("target")

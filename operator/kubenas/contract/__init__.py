@@ -159,10 +159,10 @@ NO_TRIAL_SUCCEEDED = "NoTrialSucceeded"
 
 # ---------------------------------------------------------------------- objectives
 
-METRIC_GOALS = {"accuracy": "maximize", "loss": "minimize"}
+METRIC_GOALS = {"accuracy": "maximize", "loss": "minimize", "wer": "minimize", "cer": "minimize"}
 METRICS = tuple(METRIC_GOALS)
 GOALS = ("maximize", "minimize")
-TASKS = ("image-classification", "audio-classification", "sequence-classification")
+TASKS = ("image-classification", "audio-classification", "sequence-classification", "speech-recognition")
 # Metrics a penalty may name (measured by the trainer for every trial).
 PENALTY_METRICS = ("parameters", "macs", "latencyMs")
 MAX_PENALTIES = 4
