@@ -209,3 +209,14 @@ def test_a_trial_beyond_the_bound_gets_no_job_and_gets_one_when_room_frees():
     assert decision.create_job and decision.status["jobName"] == "web-0"
     assert decision.status["reason"] is None and decision.status["message"] is None
     assert [c for c in kube.create.call_args_list if c.args[0] == "Job"]
+
+
+def test_the_book_knows_who_waits_for_room():
+    book = Book()
+    waiting = {"conditions": [{"type": "Admitted", "status": "False", "reason": "NamespaceBound"}], "phase": "Pending"}
+    book.put_experiment({"metadata": {"name": "w2", "namespace": "alice"}, "status": waiting})
+    book.put_experiment({"metadata": {"name": "w1", "namespace": "alice"}, "status": waiting})
+    book.put_experiment({"metadata": {"name": "r", "namespace": "alice"}, "status": {"phase": "Running", "conditions": [
+        {"type": "Admitted", "status": "True"}]}})
+    book.put_experiment({"metadata": {"name": "w", "namespace": "bob"}, "status": waiting})
+    assert book.waiting_experiments("alice") == ["w1", "w2"]

@@ -100,6 +100,13 @@ class Book:
             return {name for (ns, name), body in self._experiments.items()
                     if ns == namespace and (body.get("status") or {}).get("phase") == RUNNING}
 
+    def waiting_experiments(self, namespace: str) -> list[str]:
+        """The experiments of ``namespace`` waiting for room (condition Admitted=False)."""
+        with self._lock:
+            return sorted(name for (ns, name), body in self._experiments.items() if ns == namespace and any(
+                c.get("type") == "Admitted" and c.get("status") == "False"
+                for c in (body.get("status") or {}).get("conditions") or []))
+
     # ----------------------------------------------------------------- start
 
     def fill(self, kube, plural_experiments: str, plural_trials: str, namespaces: tuple[str, ...] = ()) -> None:

@@ -207,11 +207,24 @@ def experiment_event(type, namespace, name, body, memo: kopf.Memo, **_):
     app: App = memo["app"]
     metrics.observe_experiment(namespace, name, dict(body), deleted=type == "DELETED")
     if type == "DELETED":
+        held = name in app.book.holders(tenancy.EXPERIMENT, namespace)
         app.book.drop_experiment(namespace, name)
         app.reconciler.forget("experiment", namespace, name)
+        if held:
+            _room_freed(app, namespace)
         return
+    held = name in app.book.holders(tenancy.EXPERIMENT, namespace)
     app.book.put_experiment(dict(body))
     _guard("experiment", app.reconciler.experiment, namespace, name, app.book.summaries(namespace, name))
+    if held and name not in app.book.holders(tenancy.EXPERIMENT, namespace):
+        _room_freed(app, namespace)
+
+
+def _room_freed(app: App, namespace: str) -> None:
+    """A running experiment ended or went: those waiting for room in its namespace are
+    judged at once, not at the next full resync (tenancy.py)."""
+    for waiting in app.book.waiting_experiments(namespace):
+        app.mark(namespace, waiting)
 
 
 @kopf.on.event(**TRIALS, registry=registry)
