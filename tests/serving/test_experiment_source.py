@@ -49,7 +49,7 @@ def test_the_best_model_of_an_experiment_is_served_from_its_artifacts(s3, tmp_pa
     x = torch.rand(3, 1, 8, 8)
     with torch.no_grad():
         expected = torch.jit.load(str(exported))(x).numpy()
-    np.testing.assert_allclose(served.run(x.numpy()), expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(served.run(x.numpy())[0], expected, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("args, words", [

@@ -36,7 +36,7 @@ def test_each_task_is_served_with_its_export_signature(kind, name, datatype, sha
         {"name": "logits", "datatype": "FP32", "shape": [-1, k]},
         {"name": "probabilities", "datatype": "FP32", "shape": [-1, k]},
         {"name": "predicted_class", "datatype": "INT64", "shape": [-1]}]
-    out = sig.outputs_of(np.array([[0.0] * (k - 1) + [3.0]], dtype=np.float32))
+    out = sig.outputs_of([np.array([[0.0] * (k - 1) + [3.0]], dtype=np.float32)])
     assert out["predicted_class"].tolist() == [k - 1]
     np.testing.assert_allclose(out["probabilities"].sum(), 1, rtol=1e-6)
 
@@ -46,8 +46,30 @@ def test_the_class_names_are_in_the_parameters():
 
 
 def test_a_task_without_a_serving_signature_is_named():
-    with pytest.raises(ValueError, match="task 'object-detection' has no serving signature yet"):
+    with pytest.raises(ValueError, match="task 'object-detection' has no serving signature"):
         signature_of({"task": "object-detection"})
+
+
+def test_a_task_with_its_signature_in_the_metadata_is_served_as_exported():
+    """A task the server has no entry for (a detector) is served with the inputs and
+    outputs its export declares (metadata ``signature``), each output as the module gives it."""
+    meta = {"task": "object-detection", "signature": {
+        "inputs": [{"name": "images", "datatype": "FP32", "shape": [-1, 3, 64, 64]}],
+        "outputs": [{"name": "boxes", "datatype": "FP32", "shape": [-1, 20, 4]},
+                    {"name": "scores", "datatype": "FP32", "shape": [-1, 20]},
+                    {"name": "labels", "datatype": "INT64", "shape": [-1, 20]}]}}
+    sig = signature_of(meta)
+    assert sig.input.as_v2() == meta["signature"]["inputs"][0]
+    assert [o.as_v2() for o in sig.outputs] == meta["signature"]["outputs"]
+    raw = [np.zeros((2, 20, 4), np.float32), np.ones((2, 20), np.float32), np.zeros((2, 20), np.int64)]
+    assert {k: v.shape for k, v in sig.outputs_of(raw).items()} == {"boxes": (2, 20, 4), "scores": (2, 20),
+                                                                    "labels": (2, 20)}
+
+
+def test_the_exports_declared_input_is_the_served_one():
+    meta = {**META["tokens"], "signature": {"inputs": [{"name": "tokens", "datatype": "INT64", "shape": [-1, -1]}],
+                                            "outputs": [{"name": "logits", "datatype": "FP32", "shape": [-1, 2]}]}}
+    assert signature_of(meta).input.as_v2() == {"name": "tokens", "datatype": "INT64", "shape": [-1, -1]}
 
 
 def request(shape, datatype, data) -> bytes:

@@ -38,7 +38,7 @@ class ServedModel:
     platform: str
     path: Path
     signature: Signature
-    run: Callable[[np.ndarray], np.ndarray]  # a batch of the input -> the network's raw output
+    run: Callable[[np.ndarray], list[np.ndarray]]  # a batch of the input -> the exported module's outputs
 
 
 def _candidates(folder: Path, stem: str, fmt: str | None) -> list[Path]:
@@ -123,11 +123,14 @@ def _load_onnx(path: Path, name: str, threads: int) -> ServedModel:
     inputs, outputs = session.get_inputs(), session.get_outputs()
     if len(inputs) != 1:
         raise ModelUnavailable(f"{path} has {len(inputs)} inputs; kubenas serve serves models of one input")
-    signature = signature_of(meta, onnx_input(inputs[0]))
-    feed, fetch_name = inputs[0].name, outputs[0].name
+    try:
+        signature = signature_of(meta, onnx_input(inputs[0]))
+    except ValueError as err:
+        raise ModelUnavailable(f"{path}: {err}") from err
+    feed, fetch = inputs[0].name, [o.name for o in outputs]
 
-    def run(batch: np.ndarray) -> np.ndarray:
-        return session.run([fetch_name], {feed: batch})[0]
+    def run(batch: np.ndarray) -> list[np.ndarray]:
+        return session.run(fetch, {feed: batch})
     return ServedModel(name, str(meta.get("trial") or "1"), PLATFORMS["onnx"], path, signature, run)
 
 
@@ -149,10 +152,15 @@ def _load_torchscript(path: Path, name: str, threads: int) -> ServedModel:
     module.eval()
     meta = _json_metadata(extra[METADATA_KEY], path)
 
-    def run(batch: np.ndarray) -> np.ndarray:
+    def run(batch: np.ndarray) -> list[np.ndarray]:
         with torch.inference_mode():
-            return module(torch.from_numpy(batch)).numpy()
-    return ServedModel(name, str(meta.get("trial") or "1"), PLATFORMS["torchscript"], path, signature_of(meta), run)
+            out = module(torch.from_numpy(batch))
+        return [t.numpy() for t in out] if isinstance(out, (tuple, list)) else [out.numpy()]
+    try:
+        signature = signature_of(meta)
+    except ValueError as err:
+        raise ModelUnavailable(f"{path}: {err}") from err
+    return ServedModel(name, str(meta.get("trial") or "1"), PLATFORMS["torchscript"], path, signature, run)
 
 
 def _json_metadata(text, path: Path) -> dict:

@@ -6,10 +6,14 @@ and a new task (detection: boxes, labels, scores; speech recognition: token ids 
 vocabulary) extend ``TASK_OUTPUTS`` and ``input_of`` here.
 
 The exported model's metadata (``kubenas.json``, written by kubenas_trainer.export)
-names the task and its input (``inputShape``, ``vocabulary``, ``features``): an image
-model takes ``images`` FP32 ``N x C x H x W`` in [0, 1]; an audio model ``input`` FP32
-``N x L`` (a waveform, any L); a sequence model ``input`` INT64 ``N x T`` token ids or
-FP32 ``N x T x F`` floats (any T). Every task's network ends in ``logits`` ``N x K``.
+names the task and, in ``signature``, the exported module's own inputs and outputs (V2
+names, datatypes, -1 for free dimensions); models exported before the trainer wrote it
+are read from ``inputShape``, ``vocabulary`` and ``features``: an image model takes
+``images`` FP32 ``N x C x H x W`` in [0, 1]; an audio model ``input`` FP32 ``N x L`` (a
+waveform, any L); a sequence model ``input`` INT64 ``N x T`` token ids or FP32
+``N x T x F`` floats (any T). A classifier ends in ``logits`` ``N x K``, which the
+server completes with probabilities and the predicted class; a task without an entry in
+``TASK_OUTPUTS`` is served with the outputs its ``signature`` names, as they are.
 """
 from __future__ import annotations
 
@@ -51,11 +55,11 @@ class TensorSpec:
 @dataclass(frozen=True)
 class Signature:
     """A served model: its one input, the outputs a response can hold, and ``outputs_of``
-    (the network's raw output for a batch -> every output tensor by name)."""
+    (the exported module's outputs for a batch, in its order -> every output tensor by name)."""
     task: str
     input: TensorSpec
     outputs: tuple[TensorSpec, ...]
-    outputs_of: Callable[[np.ndarray], dict[str, np.ndarray]]
+    outputs_of: Callable[[list[np.ndarray]], dict[str, np.ndarray]]
     parameters: dict = field(default_factory=dict)  # the model metadata's parameters (strings, numbers)
 
     @property
@@ -85,8 +89,8 @@ def _classification(meta: dict) -> tuple[tuple[TensorSpec, ...], Callable[[np.nd
     outputs = (TensorSpec("logits", "FP32", (FREE, k)), TensorSpec("probabilities", "FP32", (FREE, k)),
                TensorSpec("predicted_class", "INT64", (FREE,)))
 
-    def outputs_of(logits: np.ndarray) -> dict[str, np.ndarray]:
-        logits = np.asarray(logits, dtype=np.float32)
+    def outputs_of(raw: list[np.ndarray]) -> dict[str, np.ndarray]:
+        logits = np.asarray(raw[0], dtype=np.float32)
         shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
         return {"logits": logits, "probabilities": shifted / shifted.sum(axis=1, keepdims=True),
                 "predicted_class": logits.argmax(axis=1).astype(np.int64)}
@@ -99,21 +103,42 @@ def _classification(meta: dict) -> tuple[tuple[TensorSpec, ...], Callable[[np.nd
 TASK_OUTPUTS: dict[str, Callable[[dict], tuple]] = {task: _classification for task in CLASSIFICATION_TASKS}
 
 
+def _declared(meta: dict, part: str) -> tuple[TensorSpec, ...]:
+    """The tensors the metadata's ``signature`` declares (``part``: inputs or outputs)."""
+    tensors = (meta.get("signature") or {}).get(part) or ()
+    return tuple(TensorSpec(str(t["name"]), str(t["datatype"]), tuple(int(d) for d in t["shape"])) for t in tensors)
+
+
+def _as_exported(outputs: tuple[TensorSpec, ...]) -> Callable[[list[np.ndarray]], dict[str, np.ndarray]]:
+    def outputs_of(raw: list[np.ndarray]) -> dict[str, np.ndarray]:
+        return {spec.name: np.asarray(value) for spec, value in zip(outputs, raw)}
+    return outputs_of
+
+
 def signature_of(meta: dict, graph_input: TensorSpec | None = None) -> Signature:
     """The served signature of a model with metadata ``meta``. ``graph_input``: the input
     the model file itself declares (an ONNX graph's), which wins over the metadata's
     where a foreign export named or shaped it otherwise."""
     task = meta.get("task") or IMAGE_TASK
-    if task not in TASK_OUTPUTS:
-        raise ValueError(f"task {task!r} has no serving signature yet (kubenas.serving.signature.TASK_OUTPUTS "
-                         f"serves {', '.join(sorted(TASK_OUTPUTS))})")
-    spec = graph_input or input_of(meta)
-    outputs, outputs_of = TASK_OUTPUTS[task](meta)
+    declared_inputs, declared_outputs = _declared(meta, "inputs"), _declared(meta, "outputs")
+    if len(declared_inputs) > 1:
+        raise ValueError(f"the model takes {len(declared_inputs)} inputs; kubenas serve serves models of one input")
+    if task in TASK_OUTPUTS:
+        outputs, outputs_of = TASK_OUTPUTS[task](meta)
+    elif declared_outputs:
+        outputs, outputs_of = declared_outputs, _as_exported(declared_outputs)
+    else:
+        raise ValueError(f"task {task!r} has no serving signature (its model's metadata declares no outputs, and "
+                         f"kubenas.serving.signature.TASK_OUTPUTS serves {', '.join(sorted(TASK_OUTPUTS))})")
+    spec = graph_input or (declared_inputs[0] if declared_inputs else input_of(meta))
     parameters = {"task": task, "input": str(meta.get("input") or ""),
                   "classes": json.dumps([str(c) for c in meta.get("classes") or ()])}  # V2 parameters are scalars
     for key in ("trial", "dataset", "architecture", "sampleRate", "vocabulary", "padId", "maxLength", "features"):
-        if isinstance(meta.get(key), (str, int, float)) and not isinstance(meta.get(key), bool):
-            parameters[key] = meta[key]
+        value = meta.get(key)
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            parameters[key] = value
+        elif isinstance(value, list):  # a speech model's vocabulary: a JSON array, as the classes
+            parameters[key] = json.dumps(value)
     return Signature(task=task, input=spec, outputs=outputs, outputs_of=outputs_of, parameters=parameters)
 
 
