@@ -7,7 +7,9 @@ Two keys of the cluster admin's policy (kubenas.api.policy; docs/security.md):
   (reason ``NamespaceBound``) and a message naming the key; when one of them finishes or
   is deleted it is judged (validation, policy) and, accepted, starts, controller and all.
 * ``maxTrialsInFlightPerNamespace``: trials that hold a Job and have not finished. One
-  more stays ``Pending`` without a Job (reason ``NamespaceBound``) until one finishes.
+  more stays ``Pending`` without a Job (reason ``NamespaceBound``) until one finishes; the
+  full resync (``KUBENAS_RESYNC_SECONDS``) gives it its Job. A waiting experiment is judged
+  as soon as a running one of its namespace ends (handlers._room_freed).
 
 The operator's work per tenant is bounded with them: a waiting experiment costs a slot
 check and one status write (no validation, no controller, no trials), a waiting trial
