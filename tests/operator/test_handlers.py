@@ -247,3 +247,37 @@ def test_liveness_fails_when_the_resync_loop_stops_making_progress():
     with pytest.raises(Stalled, match="no progress for 5 s"):
         progress_probe(memo={"app": app})
     assert progress_probe(memo={}) == 0  # not started yet: nothing to judge
+
+
+def _forbidden(causes):
+    import json
+
+    from kubernetes.client.exceptions import ApiException
+
+    err = ApiException(status=403, reason="Forbidden")
+    err.body = json.dumps({"kind": "Status", "reason": "Forbidden", "message": "unable to create new content in "
+                           "namespace ns because it is being terminated",
+                           "details": {"name": "exp-controller", "kind": "deployments", "causes": causes}})
+    return err
+
+
+def test_a_create_in_a_terminating_namespace_is_no_reconcile_error(caplog):
+    """A namespace being deleted refuses new objects (lifecycle admission, cause
+    NamespaceTerminating): the pass says so at INFO, with no traceback or error count;
+    any other 403 is still an error."""
+    from kubenas.operator import metrics
+
+    def refused(err):
+        raise err
+
+    before = metrics.RECONCILE_ERRORS.labels("experiment")._value.get()
+    with caplog.at_level("INFO", logger="kubenas"):
+        handlers._guard("experiment", refused, _forbidden([{"reason": "NamespaceTerminating",
+                                                           "message": "namespace ns is being terminated"}]))
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    assert any("namespace is being deleted" in r.getMessage() for r in caplog.records)
+    assert metrics.RECONCILE_ERRORS.labels("experiment")._value.get() == before
+    caplog.clear()
+    with caplog.at_level("INFO", logger="kubenas"):
+        handlers._guard("experiment", refused, _forbidden([]))
+    assert [r for r in caplog.records if r.levelname == "ERROR"]

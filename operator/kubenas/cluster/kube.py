@@ -98,6 +98,20 @@ def _decoded(answer):
         answer.release_conn()
 
 
+def namespace_terminating(err: BaseException) -> bool:
+    """A create refused because its namespace is being deleted (403, cause
+    ``NamespaceTerminating`` from the API server's lifecycle admission): nothing to retry
+    or report; the namespace's objects are going away with it."""
+    if not isinstance(err, ApiException) or err.status != 403:
+        return False
+    try:
+        body = json.loads(err.body or "{}")
+    except (TypeError, ValueError):
+        return False
+    causes = ((body.get("details") or {}).get("causes") or []) if isinstance(body, dict) else []
+    return any(isinstance(c, dict) and c.get("reason") == "NamespaceTerminating" for c in causes)
+
+
 def _done(call, *args, expected: int, **kwargs) -> bool:
     """True if the call did it, False if it was already done (``expected``: 409 on create, 404 on delete)."""
     kwargs.setdefault("_request_timeout", REQUEST_TIMEOUT)

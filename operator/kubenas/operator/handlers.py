@@ -99,7 +99,10 @@ def _guard(kind: str, fn, *args, app: "App | None" = None, **kwargs):
         app.progress_at = time.monotonic()
     try:
         return fn(*args, **kwargs)
-    except Exception:  # noqa: BLE001 - the resync loop retries; never kill the handler machinery
+    except Exception as err:  # noqa: BLE001 - the resync loop retries; never kill the handler machinery
+        if kube.namespace_terminating(err):  # its objects go with the namespace: not an error
+            log.info("not reconciling a %s: its namespace is being deleted", kind)
+            return None
         metrics.reconcile_error(kind)
         log.exception("reconciling a %s failed; it will be retried", kind)
         return None
