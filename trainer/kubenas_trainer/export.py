@@ -83,10 +83,14 @@ class TaskClassifier(nn.Module):
 
 
 def exported_module(model: nn.Module, mean: Sequence[float], std: Sequence[float], *,
-                    front: nn.Module | None = None, input_doc: str | None = None, normalise: bool = True) -> nn.Module:
+                    front: nn.Module | None = None, input_doc: str | None = None, normalise: bool = True,
+                    wrap=None) -> nn.Module:
     """What both formats export: a CPU float32 copy of ``model`` in eval mode behind its
-    normalisation (images) or its task's front end (``TaskClassifier``)."""
+    normalisation (images) or its task's front end (``TaskClassifier``), or inside the
+    task's own module (``wrap(copy)``: a detector's images -> boxes, scores, labels)."""
     net = copy.deepcopy(model).to(device="cpu", dtype=torch.float32, memory_format=torch.contiguous_format)
+    if wrap is not None:
+        return wrap(net.eval()).eval()
     if front is None and normalise and input_doc is None:
         return NormalizedClassifier(net, mean, std).eval()
     front = copy.deepcopy(front).cpu() if front is not None else nn.Identity()
@@ -97,7 +101,7 @@ def export_torchscript(model: nn.Module, path: str | Path, input_shape: tuple[in
                        mean: Sequence[float], std: Sequence[float], metadata: dict | None = None, *,
                        front: nn.Module | None = None, input_doc: str | None = None,
                        example: torch.Tensor | None = None, normalise: bool = True,
-                       variable_length: bool = False) -> Path:
+                       variable_length: bool = False, wrap=None) -> Path:
     """Write ``model`` (a copy, on CPU, float32, eval mode) as TorchScript to ``path``.
 
     Image models take normalisable images; other tasks give ``front`` (what turns the
@@ -114,7 +118,7 @@ def export_torchscript(model: nn.Module, path: str | Path, input_shape: tuple[in
     on the example, on another batch size and, where the length is free, on inputs
     shorter and longer than the example (``check_inputs``).
     """
-    wrapper = exported_module(model, mean, std, front=front, input_doc=input_doc, normalise=normalise)
+    wrapper = exported_module(model, mean, std, front=front, input_doc=input_doc, normalise=normalise, wrap=wrap)
     if example is None:
         example = torch.rand(2, *input_shape)
     how = "scripted"
@@ -187,10 +191,17 @@ def _disagreement(model: nn.Module, exported, x: torch.Tensor) -> str | None:
             got = exported(x)
         except Exception as exc:  # noqa: BLE001 - a trace run at another length fails in many ways
             return f"it fails ({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})"
-    if got.shape != expected.shape:
-        return f"logits of shape {list(got.shape)}, expected {list(expected.shape)}"
-    if not torch.allclose(expected, got, rtol=1e-4, atol=1e-5):
-        return f"max diff {(expected - got).abs().max().item():.3g}"
+    pairs = list(zip(expected, got)) if isinstance(expected, tuple) else [(expected, got)]
+    if isinstance(expected, tuple) and (not isinstance(got, tuple) or len(got) != len(expected)):
+        return f"{type(got).__name__} of {len(got) if isinstance(got, tuple) else 1}, expected {len(expected)} outputs"
+    for i, (want, have) in enumerate(pairs):
+        what = f"output {i}" if len(pairs) > 1 else "logits"
+        if have.shape != want.shape:
+            return f"{what} of shape {list(have.shape)}, expected {list(want.shape)}"
+        if want.is_floating_point() and not torch.allclose(want, have, rtol=1e-4, atol=1e-5):
+            return f"{what}: max diff {(want - have).abs().max().item():.3g}"
+        if not want.is_floating_point() and not torch.equal(want, have):
+            return f"{what} differs"
     return None
 
 
@@ -216,9 +227,12 @@ def export_model(model: nn.Module, model_path: str | Path, formats, opset: int, 
 
     if spec.post is not None:
         model = nn.Sequential(model, spec.post)
+    if "onnx" in formats and spec.onnx_refusal:
+        raise ExportError(spec.onnx_refusal)
 
     how = dict(metadata={**metadata, "signature": spec.signature}, front=spec.front, input_doc=spec.input_doc,
-               example=spec.example, normalise=spec.normalise, variable_length=spec.variable_length)
+               example=spec.example, normalise=spec.normalise, variable_length=spec.variable_length,
+               wrap=spec.wrap)
     if "torchscript" in formats:
         export_torchscript(model, model_path, spec.input_shape, spec.mean, spec.std, **how)
     if "onnx" in formats:
@@ -242,7 +256,7 @@ def export_onnx(model: nn.Module, path: str | Path, input_shape: tuple[int, ...]
                 std: Sequence[float], opset: int, metadata: dict | None = None, *,
                 front: nn.Module | None = None, input_doc: str | None = None,
                 example: torch.Tensor | None = None, normalise: bool = True,
-                variable_length: bool = False) -> Path:
+                variable_length: bool = False, wrap=None) -> Path:
     """Write ``model`` as ONNX at ``opset`` to ``path``: the module TorchScript gets
     (``exported_module``: normalisation, or the task's front end, built in), batch size
     free, and with ``variable_length`` the length (dimension 1) too. The input is named
@@ -257,7 +271,7 @@ def export_onnx(model: nn.Module, path: str | Path, input_shape: tuple[int, ...]
     """
     import onnx
 
-    wrapper = exported_module(model, mean, std, front=front, input_doc=input_doc, normalise=normalise)
+    wrapper = exported_module(model, mean, std, front=front, input_doc=input_doc, normalise=normalise, wrap=wrap)
     if example is None:
         example = torch.rand(2, *input_shape)
     name = ONNX_INPUT if input_doc is None else ONNX_TASK_INPUT

@@ -41,7 +41,10 @@ class ExportSpec:
     input, traced and checked on), ``input_doc`` (the input in words; None: images) and
     ``variable_length`` (dimension 1 of the input is free: checked at other lengths) and
     ``post`` (what the exported model applies to the network's output, e.g. the greedy
-    CTC decision per frame; None: the output as it is)."""
+    CTC decision per frame; None: the output as it is). ``wrap``: the task's own exported
+    module around the trained network (detection: images -> boxes, scores, labels,
+    counts), instead of the front end and normalisation; ``onnx_refusal``: why the task
+    cannot export ONNX (the ExportError when it is asked for)."""
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     input_shape: tuple[int, ...]
@@ -53,6 +56,8 @@ class ExportSpec:
     normalise: bool = True
     variable_length: bool = False
     post: nn.Module | None = None
+    wrap: Callable[[nn.Module], nn.Module] | None = None
+    onnx_refusal: str | None = None
 
     @property
     def signature(self) -> dict:
@@ -118,6 +123,12 @@ class TrialTask(ABC):
         """The whole trainable network: the task's stem, the searched body
         (``architecture``, or the user's ``model.builder``) and the task's head.
         GenotypeError for a bad architecture, ValueError for data it cannot take."""
+
+    def build_supernet(self, space: dict) -> nn.Module:
+        """The whole network with a weight-sharing supernet of the cell space ``space`` as
+        its body (``supernet.CellSupernet``: ``.path`` picks the genotype that runs), for
+        one-shot search. A task that cannot wrap one keeps this refusal."""
+        raise NotImplementedError(f"{type(self).__name__}: this task has no one-shot supernet")
 
     @abstractmethod
     def train_step(self, model: nn.Module, batch, training: dict) -> Step:

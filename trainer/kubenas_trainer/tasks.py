@@ -31,7 +31,7 @@ from torch import nn
 from kubenas.contract import GOALS, TASKS
 from kubenas.contract.tasks import TASK_DATASET_FIELDS, TASK_DATASETS
 
-from . import audio, sequence, speech
+from . import audio, detection, sequence, speech
 from .classification import CLASSIFICATION_METRICS, ClassificationTask
 from .data import (
     Dataset,
@@ -175,6 +175,9 @@ TASK_REGISTRY: dict[str, Task] = {
 TASK_REGISTRY["speech-recognition"] = Task(
     "speech-recognition", TASK_DATASETS["speech-recognition"], TASK_DATASET_FIELDS["speech-recognition"],
     speech.load_speech, speech.SPEECH_METRICS)
+TASK_REGISTRY["object-detection"] = Task(
+    "object-detection", TASK_DATASETS["object-detection"], TASK_DATASET_FIELDS["object-detection"],
+    detection.load_detection, detection.DETECTION_METRICS)
 
 if set(TASK_REGISTRY) != set(TASKS):
     raise ImportError(f"tasks of kubenas.contract and kubenas_trainer.tasks differ: "

@@ -159,10 +159,12 @@ NO_TRIAL_SUCCEEDED = "NoTrialSucceeded"
 
 # ---------------------------------------------------------------------- objectives
 
-METRIC_GOALS = {"accuracy": "maximize", "loss": "minimize", "wer": "minimize", "cer": "minimize"}
+METRIC_GOALS = {"accuracy": "maximize", "loss": "minimize", "wer": "minimize", "cer": "minimize",
+                "mAP": "maximize", "mAP50": "maximize"}
 METRICS = tuple(METRIC_GOALS)
 GOALS = ("maximize", "minimize")
-TASKS = ("image-classification", "audio-classification", "sequence-classification", "speech-recognition")
+TASKS = ("image-classification", "audio-classification", "sequence-classification", "speech-recognition",
+         "object-detection")
 # Metrics a penalty may name (measured by the trainer for every trial).
 PENALTY_METRICS = ("parameters", "macs", "latencyMs")
 MAX_PENALTIES = 4

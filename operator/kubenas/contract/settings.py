@@ -158,6 +158,15 @@ ONNX_STFT_OPSET = 17
 ONNX_NEEDS_STFT = ("audio-classification",)
 
 
+# Tasks whose models torch's ONNX exporter cannot write, and why (the error names it).
+ONNX_REFUSED = {
+    "object-detection": ("onnx is not available for object-detection: torchvision's FCOS post-processing "
+                         "(per-image top-k over a data-dependent number of candidates, batched NMS, the resize "
+                         "transform) does not export to ONNX with torch's exporter; use formats: [torchscript] "
+                         "(the detector scripts)"),
+}
+
+
 def export_problem(export, task: str | None = None) -> tuple[str, str] | None:
     """What is wrong with a ``trial.export`` object (of a trial of ``task``), as (field
     below it, message naming the fix), or None. The CRD schema says as much where it
@@ -186,6 +195,8 @@ def export_problem(export, task: str | None = None) -> tuple[str, str] | None:
             return "opset", problem
         if "onnx" not in formats:
             return "opset", "is read only when formats lists onnx: add onnx to formats, or remove opset"
+    if "onnx" in formats and task in ONNX_REFUSED:
+        return f"formats[{formats.index('onnx')}]", ONNX_REFUSED[task]
     if "onnx" in formats and task in ONNX_NEEDS_STFT and export.get("opset", ONNX_OPSET.default) < ONNX_STFT_OPSET:
         return "opset", (f"{task} models carry their log-mel front end, whose STFT ONNX has from opset "
                          f"{ONNX_STFT_OPSET}: set opset {ONNX_STFT_OPSET} or more")

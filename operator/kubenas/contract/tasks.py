@@ -16,12 +16,14 @@ TASK_DATASETS: dict[str, tuple[str, ...]] = {
     "audio-classification": ("npz", "audio-folder"),
     "sequence-classification": ("npz", "jsonl"),
     "speech-recognition": ("npz", "manifest"),
+    "object-detection": ("coco",),
 }
 TASK_DATASET_FIELDS: dict[str, tuple[str, ...]] = {
     "image-classification": COMMON_DATASET_FIELDS + ("layout", "imageSize"),
     "audio-classification": COMMON_DATASET_FIELDS + ("frontEnd", "augment"),
     "sequence-classification": COMMON_DATASET_FIELDS + ("sequence",),
     "speech-recognition": COMMON_DATASET_FIELDS + ("frontEnd", "augment", "vocabulary"),
+    "object-detection": ("name", "path", "validationFraction", "seed", "limit", "validation", "imageSize"),
 }
 # The validation metrics each task measures (what objective.metric may name; goals in METRIC_GOALS);
 # a task not listed is not checked here (its trainer refuses a metric it does not measure).
@@ -30,10 +32,11 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
     "audio-classification": ("accuracy", "loss"),
     "sequence-classification": ("accuracy", "loss"),
     "speech-recognition": ("wer", "cer", "loss"),
+    "object-detection": ("mAP", "mAP50"),
 }
 # Datasets read from files (dataset.path required); the others are built in.
-DATASETS_WITH_PATH = ("mnist", "fashion-mnist", "cifar10", "npz", "image-folder", "audio-folder", "jsonl",
-                      "manifest")
+DATASETS_WITH_PATH = ("mnist", "fashion-mnist", "cifar10", "npz", "image-folder", "audio-folder", "jsonl", "manifest",
+                      "coco")
 # The rules of dataset.validation (kubenas_trainer.splits); absent: group when the data has groups, else random.
 VALIDATION_RULES = ("random", "group", "files", "kfold")
 
