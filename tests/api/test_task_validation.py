@@ -73,3 +73,14 @@ def test_onnx_of_an_audio_model_needs_the_stft_opset(kws):
     assert "spec.trial.export.opset" not in issues(kws)
     assert export_problem({"formats": ["onnx"], "opset": 13}, "image-classification") is None
     assert export_problem({"formats": ["onnx"], "opset": 13}, "audio-classification")[0] == "opset"
+
+
+def test_the_objective_metric_is_one_the_task_measures(kws):
+    speech = yaml.safe_load((ROOT / "deploy/examples/speech-vowels.yaml").read_text())
+    assert issues(speech) == {}  # wer, minimised, on speech-recognition
+    speech["spec"]["objective"] = {"metric": "accuracy", "goal": "maximize"}
+    assert "not measured by speech-recognition; use one of wer, cer, loss" in issues(speech)["spec.objective.metric"]
+    kws["spec"]["objective"] = {"metric": "wer", "goal": "minimize"}
+    assert "not measured by audio-classification" in issues(kws)["spec.objective.metric"]
+    speech["spec"]["objective"] = {"metric": "wer", "goal": "maximize"}
+    assert "wer should be minimized" in issues(speech)["spec.objective.goal"]

@@ -128,3 +128,25 @@ def test_bad_input_is_a_data_error_naming_the_line_and_field(tmp_path, easy):
         _manifest(folder, lines)
         with pytest.raises(DataError, match=expected):
             load_task("speech-recognition", _spec(folder, **extra), 0, CPU)
+
+
+def test_an_npz_of_clips_and_transcripts_reads_with_speakers(tmp_path):
+    parts = spoken_strings(train_speakers=4, test_speakers=2, per_speaker=5, words=("a", "i"), max_words=2)
+    arrays = {"text_train": np.array([t for _, t, _ in parts["train"]]),
+              "text_test": np.array([t for _, t, _ in parts["test"]]),
+              "groups_train": np.array([s for _, _, s in parts["train"]]), "sample_rate": np.array(8000)}
+    longest = max(len(c) for items in parts.values() for c, _, _ in items)
+    for part, items in parts.items():  # N x L padded, with each clip's length
+        arrays[f"x_{part}"] = np.stack([np.pad(c, (0, longest - len(c))) for c, _, _ in items])
+        arrays[f"lengths_{part}"] = np.array([len(c) for c, _, _ in items])
+    np.savez(tmp_path / "speech.npz", **arrays)
+    task = load_task("speech-recognition", {"name": "npz", "path": str(tmp_path / "speech.npz"),
+                                            "frontEnd": FRONT_END}, 0, CPU)
+    assert task.vocabulary == " ai" and task.split["validation"] == "group" and task.split["sharedGroups"] == 0
+    frames = sorted(f.shape[-1] for f in task.splits["test"][0])
+    assert frames[0] < frames[-1]  # the lengths cut the padding off
+    arrays["text_test"][1] = "  "
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(DataError, match=r"npz text_test\[1\]: empty transcript"):
+        load_task("speech-recognition", {"name": "npz", "path": str(tmp_path / "bad.npz"), "frontEnd": FRONT_END},
+                  0, CPU)

@@ -4,7 +4,8 @@ a CTC head over characters (docs/tasks.md "Speech recognition").
 Data: a ``manifest`` folder holding ``train.json`` and ``test.json`` (or ``.jsonl``), JSON
 lines ``{"audio_filepath", "text", "duration"?, "speaker"?}`` (the NeMo / ESPnet manifest;
 audio paths relative to the manifest), or an ``npz`` with ``x_train`` / ``x_test`` (clips),
-``text_train`` / ``text_test``, ``sample_rate`` and optional ``groups_train`` (speakers).
+``text_train`` / ``text_test``, ``sample_rate``, optional ``lengths_*`` (each clip's samples) and
+``groups_train`` (speakers).
 The speaker is the group: validation holds out whole speakers unless
 ``dataset.validation`` says otherwise (splits.py).
 
@@ -176,8 +177,8 @@ def read_manifest_folder(spec: dict) -> Raw:
 
 
 def read_speech_npz(spec: dict) -> Raw:
-    """The ``npz`` dataset: ``x_*`` clips (N x L, or an object array of 1-D clips), ``text_*``
-    transcripts, ``sample_rate``, optional ``groups_train`` (speakers)."""
+    """The ``npz`` dataset: ``x_*`` clips (N x L, zero-padded), ``text_*`` transcripts,
+    ``sample_rate``, optional ``lengths_*`` (each clip's samples; default L) and ``groups_train``."""
     path = Path(os.path.expanduser(str(spec["path"])))
     with np.load(path, allow_pickle=False) as z:
         for key in ("x_train", "text_train", "x_test", "text_test", "sample_rate"):
@@ -195,7 +196,11 @@ def read_speech_npz(spec: dict) -> Raw:
             empty = next((w for w, t in zip(where, texts) if not t), None)
             if empty:
                 raise DataError(f"{empty}: empty transcript")
-            parts.append(([np.asarray(c, dtype=np.float32) for c in x], [rate] * len(x), texts, where))
+            lengths = z[f"lengths_{part}"] if f"lengths_{part}" in z else np.full(len(x), x.shape[-1])
+            if x.ndim != 2 or len(lengths) != len(x) or not ((lengths >= 1) & (lengths <= x.shape[-1])).all():
+                raise DataError(f"npz: x_{part} must be N x L clips and lengths_{part} N lengths in 1..L")
+            parts.append(([np.asarray(c[:n], dtype=np.float32) for c, n in zip(x, lengths)], [rate] * len(x),
+                          texts, where))
         groups = np.array([str(g) for g in z["groups_train"]]) if "groups_train" in z else None
     return _raw(parts[0], parts[1], groups)
 
