@@ -1,7 +1,7 @@
 """``kubenas serve RUN_DIR | EXPERIMENT``: serve the best model (or ``--trial NAME``'s)
 over the Open Inference Protocol (V2 REST) with uvicorn (docs/serving.md).
 
-In a cluster, a Deployment runs ``kubenas serve --model-dir /mnt/model --host 0.0.0.0``
+In a cluster, a Deployment runs ``kubenas serve --model-dir /var/lib/kubenas/model --host 0.0.0.0``
 from the trainer image with the model's folder mounted read-only; SIGTERM drains the
 requests in flight (uvicorn's graceful shutdown) before the process exits.
 """
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import signal
 import tempfile
+from contextlib import nullcontext
+from pathlib import Path
 
 from rich.console import Console
 from rich.text import Text
@@ -38,9 +40,11 @@ def cmd_serve(args) -> int:
         raise CliError("--model-dir names the model itself: pass it without a run directory, experiment or --trial")
     if not 0 < args.port < 65536:
         raise CliError(f"--port {args.port}: pick a port from 1 to 65535")
-    # A cluster experiment's model is downloaded here; the runtime holds it in memory once
-    # loaded, so the folder goes before serving starts.
-    with tempfile.TemporaryDirectory(prefix="kubenas-serve-") as download:
+    # A cluster experiment's model is downloaded into a temporary folder; the runtime holds
+    # it in memory once loaded, so the folder goes before serving starts. Nothing is written
+    # otherwise (a pod's read-only root filesystem, the model mounted read-only).
+    from_cluster = not args.model_dir and args.target is not None and not Path(args.target).is_dir()
+    with tempfile.TemporaryDirectory(prefix="kubenas-serve-") if from_cluster else nullcontext() as download:
         try:
             path, default_name = locate(args.target, trial=args.trial, model_dir=args.model_dir, fmt=args.format,
                                         namespace=args.namespace, kubeconfig=args.kubeconfig, context=args.context,
