@@ -9,6 +9,8 @@ BIN := $(VENV)/bin
 #   make demo TORCH_INDEX=https://download.pytorch.org/whl/cpu
 # Debian/Ubuntu: `python3 -m venv` needs the python3-venv package.
 TORCH_SPEC ?= torch==2.13.0
+# torchvision (object detection) is built for one torch: installed with it, so the extra never moves torch.
+TORCHVISION_SPEC ?= torchvision==0.28.0
 TORCH_INDEX ?=
 EXAMPLE ?= deploy/examples/digits-evolution.yaml
 RUN_DIR ?= runs/demo
@@ -18,7 +20,7 @@ RUN_DIR ?= runs/demo
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url "$(TORCH_INDEX)")
+	$(BIN)/pip install -q "$(TORCH_SPEC)" "$(TORCHVISION_SPEC)" $(if $(TORCH_INDEX),--index-url "$(TORCH_INDEX)")
 	$(BIN)/pip install -q -e ".[train,serve,test,bench]"
 	touch $@
 

@@ -141,7 +141,8 @@ def test_the_images_install_only_hashed_pins_matching_pyproject():
 
     wanted = {"operator": named(project["dependencies"]),
               "trainer": {**named(project["dependencies"]),
-                          **{k: v for k, v in named(project["optional-dependencies"]["train"]).items() if k != "torch"},
+                          **{k: v for k, v in named(project["optional-dependencies"]["train"]).items()
+                             if k not in ("torch", "torchvision")},  # the base image's pair
                           **named(project["optional-dependencies"]["artifacts"]),
                           **named(project["optional-dependencies"]["serve"])}}
     for image, deps in wanted.items():
@@ -154,6 +155,6 @@ def test_the_images_install_only_hashed_pins_matching_pyproject():
         pins = {k.lower().replace("_", "-"): v for k, v in pins.items()}
         for name, requirement in declared.items():
             assert requirement.specifier.contains(pins[name.replace("_", "-")]), (image, name)
-        assert "torch" not in pins
+        assert "torch" not in pins and "torchvision" not in pins
         dockerfile = (docker / f"{image}.Dockerfile").read_text()
         assert f"--require-hashes -r deploy/docker/{image}.txt" in dockerfile and "pip install --no-deps ." in dockerfile
