@@ -172,3 +172,22 @@ def test_bad_annotations_get_a_data_error_naming_the_field(tmp_path, annotation,
     with pytest.raises(DataError) as err:
         read_coco(path, None)
     assert field in str(err.value) and words in str(err.value)
+
+
+def _example_issues(**trial):
+    import pathlib
+
+    import yaml
+
+    from kubenas.api.validation import validate_experiment
+
+    obj = yaml.safe_load(pathlib.Path("deploy/examples/detection-shapes.yaml").read_text())
+    obj["spec"]["trial"].update(trial)
+    return {issue.path: issue.message for issue in validate_experiment(obj)}
+
+
+def test_validate_passes_the_example_and_names_what_detection_refuses():
+    assert _example_issues() == {}
+    refused = _example_issues(export={"formats": ["torchscript", "onnx"]})
+    assert "onnx is not available for object-detection" in refused["spec.trial.export.formats[1]"]
+    assert "spec.trial.dataset.name" in _example_issues(dataset={"name": "npz", "path": "x.npz"})

@@ -290,3 +290,24 @@ def write_shapes(out: str | Path, *, train: int = 240, test: int = 80, size: int
                "categories": [{"id": k + 1, "name": name} for k, name in enumerate(SHAPES)]}
         (out / f"{split}.json").write_text(json.dumps(doc))
     return out
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m kubenas_trainer.coco",
+                                     description="write a synthetic coco dataset of shapes on textured backgrounds")
+    parser.add_argument("kind", choices=("shapes",))
+    parser.add_argument("out", help="the folder to write (train.json, train/, test.json, test/)")
+    parser.add_argument("--train", type=int, default=240)
+    parser.add_argument("--test", type=int, default=80)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    out = write_shapes(args.out, train=args.train, test=args.test, size=args.size, seed=args.seed)
+    print(f"wrote {out}: {args.train} training and {args.test} test images of {args.size} x {args.size}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
