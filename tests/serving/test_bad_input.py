@@ -43,6 +43,10 @@ GOOD = body(tensor())
 CASES = [
     ("body is not JSON", "POST", INFER, b"images=1,2,3", {}, 400),
     ("body is a JSON list, not an object", "POST", INFER, b"[1, 2]", {}, 400),
+    ("JSON nested 20000 deep", "POST", INFER, b'{"inputs": [{"name": "images", "data": ' + b"[" * 20000 + b"]" * 20000
+     + b"}]}", {}, 400),
+    ("data nested deeper than a tensor can be", "POST", INFER,
+     body(tensor(data=json.loads("[" * 100 + "0.5" + "]" * 100))), {}, 400),
     ("no inputs", "POST", INFER, b"{}", {}, 400),
     ("wrong input name", "POST", INFER, body(tensor(name="image")), {}, 400),
     ("input given twice", "POST", INFER, body(tensor(), tensor()), {}, 400),

@@ -58,6 +58,9 @@ def decode(body: bytes, header_length: str | None, signature: Signature, max_ele
         body, binary = body[:n], body[n:]
     try:
         request = json.loads(body)
+    except RecursionError:
+        raise _bad("the request body nests JSON arrays or objects too deeply to read; send \"data\" flat "
+                   "(row-major), as the protocol allows") from None
     except (ValueError, UnicodeDecodeError) as err:
         raise _bad(f"the request body is not JSON ({err}); send an inference request object "
                    '{"inputs": [{"name", "shape", "datatype", "data"}]}') from None
