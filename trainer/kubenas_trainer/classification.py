@@ -102,6 +102,16 @@ class ClassificationTask(TrialTask):
                                head=lambda channels: ClassifierHead(channels, data.num_classes))
         return body if stem is None else StemmedNet(stem, body)
 
+    def build_supernet(self, space: dict) -> nn.Module:
+        """The supernet of the cell space as the body, under this task's stem and head.
+        The stem (if any) stays outside: ``model.path`` is set on the returned module."""
+        if self.stem() is not None:
+            raise NotImplementedError("a one-shot supernet under a trainable stem (sequence data) is not built yet")
+        from .supernet import CellSupernet
+
+        data = self.dataset
+        return CellSupernet(space, data.input_shape[0], lambda channels: ClassifierHead(channels, data.num_classes))
+
     # ------------------------------------------------------------------ loss and metrics
     def train_step(self, model: nn.Module, batch, training: dict) -> Step:
         xb, yb = batch
