@@ -15,7 +15,7 @@ TORCH_INDEX ?=
 EXAMPLE ?= deploy/examples/digits-evolution.yaml
 RUN_DIR ?= runs/demo
 
-.PHONY: install demo test test-fast kube helm prometheus chart clean sync-crds
+.PHONY: install demo test test-fast kube helm kueue prometheus chart clean sync-crds
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,12 +39,17 @@ kube:
 helm:
 	bash hack/helm/build.sh >/dev/null
 
+# Kueue's controller manager and its install manifests for tests/e2e/test_kueue.py, built
+# from the sigs.k8s.io/kueue Go module once, into ~/.cache/kubenas (hack/kueue/build.sh; needs Go).
+kueue:
+	bash hack/kueue/build.sh >/dev/null
+
 # prometheus and promtool for the monitoring tests (tests/observability, tests/e2e/test_prometheus.py):
 # Debian 12's package, unpacked once into ~/.cache/kubenas (hack/prometheus/install.sh; apt).
 prometheus:
 	bash hack/prometheus/install.sh >/dev/null
 
-test: install kube helm prometheus
+test: install kube helm kueue prometheus
 	$(BIN)/python -m pytest -q
 
 # For contributors: the unit and emulated-API-server tiers only (no Go build, no control
