@@ -191,3 +191,13 @@ def test_validate_passes_the_example_and_names_what_detection_refuses():
     refused = _example_issues(export={"formats": ["torchscript", "onnx"]})
     assert "onnx is not available for object-detection" in refused["spec.trial.export.formats[1]"]
     assert "spec.trial.dataset.name" in _example_issues(dataset={"name": "npz", "path": "x.npz"})
+
+
+def test_the_leaderboard_shows_the_detectors_test_map():
+    from kubenas.local.report import leaderboard_columns, leaderboard_rows
+
+    row = {"name": "t-0", "status": "Succeeded", "reward": 0.31, "architecture": CHAIN,
+           "metrics": {"mAP": 0.31, "mAP50": 0.6, "testMAP": 0.27, "parameters": 72547}}
+    (board,) = leaderboard_rows([row], "maximize")
+    shown = dict(zip(leaderboard_columns(), board))
+    assert shown["reward"] == "0.3100" and shown["test"] == "0.2700"

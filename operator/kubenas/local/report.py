@@ -127,7 +127,7 @@ def leaderboard_rows(records: list[dict], goal: str, top: int = 10, pareto=()) -
     rows = []
     for rank, r in enumerate(ranked(records, goal)[:top], start=1):
         m = r.get("metrics") or {}
-        row = (rank, r["name"], f"{r['reward']:.4f}", _fmt(m.get("testAccuracy"), ".4f"),
+        row = (rank, r["name"], f"{r['reward']:.4f}", _fmt(test_metric(m), ".4f"),
                _fmt(m.get("parameters"), ",.0f"), _fmt(m.get("wallSeconds"), ".1f"),
                describe_hyperparameters(r.get("hyperparameters") or {}),
                describe_genotype(r["architecture"]))
@@ -137,7 +137,16 @@ def leaderboard_rows(records: list[dict], goal: str, top: int = 10, pareto=()) -
     return rows
 
 
-LEADERBOARD_COLUMNS = ("#", "trial", "reward", "test acc", "params", "train s", "hyperparameters", "architecture")
+# The test split's metric a row shows ("test"), the first a trial reports: classification's
+# accuracy, object detection's COCO mAP.
+TEST_METRICS = ("testAccuracy", "testMAP")
+
+
+def test_metric(metrics: dict):
+    return next((metrics[k] for k in TEST_METRICS if metrics.get(k) is not None), None)
+
+
+LEADERBOARD_COLUMNS = ("#", "trial", "reward", "test", "params", "train s", "hyperparameters", "architecture")
 
 
 def leaderboard_columns(pareto=()) -> tuple:
