@@ -136,3 +136,21 @@ def test_scoring_a_batch_of_candidates_gives_one_score_per_candidate_in_order():
     # scores depend on the candidate alone, not on who was scored before it
     alone = score_candidates(task, net, [archs[2]], calibration=calib, training=training)[0]
     assert alone == scores[2]
+
+
+def test_a_supernet_trial_then_a_score_trial_return_a_score_per_candidate(tmp_path):
+    from kubenas_trainer.supernet import run_oneshot_trial
+
+    base = {"architecture": genotype([["conv_3x3"], ["conv_3x3"] * 2, ["conv_3x3"] * 3]),
+            "dataset": {"name": "digits"}, "training": {"batchSize": 64, "maxTrainBatches": 3, "device": "cpu"}}
+    ckpt = tmp_path / "supernet.pt"
+    trained = run_oneshot_trial({**base, "oneshot": {"kind": "supernet", "space": SPACE, "epochs": 2}}, ckpt)
+    assert trained["status"] == "Succeeded" and ckpt.exists() and trained["metrics"]["epochs"] == 2
+    rng = random.Random(0)
+    net = CellSupernet(SPACE, 1, lambda c: nn.Identity())
+    candidates = [genotype(net.sample_path(rng)) for _ in range(3)]
+    scored = run_oneshot_trial({**base, "oneshot": {"kind": "score", "space": SPACE, "candidates": candidates,
+                                                    "bnRecalibrationBatches": 2}}, ckpt)
+    assert len(scored["scores"]) == 3 and scored["reward"] == max(s["accuracy"] for s in scored["scores"])
+    with pytest.raises(ValueError, match="oneshot.kind"):
+        run_oneshot_trial({**base, "oneshot": {"kind": "search"}}, ckpt)

@@ -247,3 +247,46 @@ def calibration_batches(task, training: dict, count: int, seed: int, device=None
             break
         out.append(batch)
     return out
+
+
+# --------------------------------------------------------------------------- one trial of a phase
+
+SUPERNET_KIND, SCORE_KIND = "supernet", "score"
+
+
+def run_oneshot_trial(trial: dict, checkpoint_path: str | os.PathLike) -> dict:
+    """One trial of a one-shot experiment (kubenas.experiment.oneshot), on the task
+    interface. ``trial`` is an ordinary trial (its ``architecture`` any genotype of the
+    space, used for the settings' validation) plus ``oneshot``: ``{"kind": "supernet",
+    "space": <cell space>, "epochs": N}`` trains the supernet into ``checkpoint_path``
+    (resuming from it); ``{"kind": "score", "space": ..., "candidates": [genotype, ...],
+    "bnRecalibrationBatches": k}`` scores the candidates with the weights at
+    ``checkpoint_path``: ``scores`` holds one ``{metric: value}`` per candidate, in order,
+    and ``reward`` the best of the objective metric."""
+    from .settings import resolve_trial
+    from .tasks import open_task
+    from .train import _select_device
+
+    spec = trial.get("oneshot") or {}
+    kind = spec.get("kind")
+    if kind not in (SUPERNET_KIND, SCORE_KIND):
+        raise ValueError(f"oneshot.kind: must be {SUPERNET_KIND} or {SCORE_KIND}, got {kind!r}")
+    cfg = resolve_trial(trial)
+    t = cfg.training
+    torch.manual_seed(t["seed"])
+    device = _select_device(t["device"])
+    task = open_task(cfg.task, cfg.dataset, t["seed"], device)
+    net = task.build_supernet(spec["space"]).to(device)
+    if kind == SUPERNET_KIND:
+        info = train_supernet(task, net, t, epochs=int(spec["epochs"]), seed=t["seed"],
+                              checkpoint_path=checkpoint_path)
+        return {"status": "Succeeded", "reward": None, "metrics": info, "checkpoint": str(checkpoint_path)}
+    if not os.path.exists(checkpoint_path):
+        raise FileNotFoundError(f"oneshot: no supernet checkpoint at {checkpoint_path} to score with")
+    net.load_state_dict(torch.load(checkpoint_path, map_location=device, weights_only=False)["model"])
+    calibration = calibration_batches(task, t, int(spec.get("bnRecalibrationBatches", 4)), seed=t["seed"],
+                                      device=device)
+    scores = score_candidates(task, net, spec["candidates"], calibration=calibration, training=t)
+    values = [s[cfg.metric] for s in scores]
+    best = (max if cfg.goal == "maximize" else min)(values) if values else None
+    return {"status": "Succeeded", "reward": best, "scores": scores, "metrics": {"candidates": len(scores)}}
