@@ -535,6 +535,22 @@ def _export_issues(spec: dict) -> list[Issue]:
     where, message = problem
     return [Issue("spec.trial.export" + (f".{where}" if where else ""), message)]
 
+def _deploy_issues(spec: dict) -> list[Issue]:
+    """spec.deploy serves a model that spec.artifacts keeps; kubenas serve's Deployment
+    mounts it from a volume (an object store's model needs KServe)."""
+    deploy, artifacts = spec.get("deploy"), spec.get("artifacts") or {}
+    if deploy is None:
+        return []
+    if not artifacts or artifacts.get("models") == "none":
+        return [Issue("spec.deploy", "serves a model kept in spec.artifacts: add spec.artifacts (a "
+                      "persistentVolumeClaim or an object store url) with models all or top")]
+    if deploy.get("kind") == "Deployment" and artifacts.get("url"):
+        return [Issue("spec.deploy.kind", "Deployment (kubenas serve) mounts the model from "
+                      "spec.artifacts.persistentVolumeClaim; with an object store use kind InferenceService "
+                      "(KServe) or auto")]
+    return []
+
+
 def _validation_issues(validation) -> list[Issue]:
     """dataset.validation: the fields its type needs, and only those (kubenas_trainer.splits)."""
     if not validation:
@@ -590,7 +606,8 @@ def _resources_issues(spec: dict) -> list[Issue]:
     names, fractional extended resources (nvidia.com/gpu: 0.5), requests above limits."""
     issues = []
     blocks = ((["spec", "trial", "template", "resources"], spec["trial"]["template"].get("resources")),
-              (["spec", "controller", "resources"], spec["controller"].get("resources")))
+              (["spec", "controller", "resources"], spec["controller"].get("resources")),
+              (["spec", "deploy", "resources"], (spec.get("deploy") or {}).get("resources")))
     for where, resources in blocks:
         resources = resources or {}
         limits, requests = resources.get("limits") or {}, resources.get("requests") or {}
@@ -673,6 +690,7 @@ SEMANTIC_CHECKS = (
                      "spec.searchSpace")),
     (_user_code_issues, ("spec.searchSpace", "spec.trial")),
     (_export_issues, ("spec.trial.export",)),
+    (_deploy_issues, ("spec.deploy", "spec.artifacts")),
     (_resources_issues, ("spec.trial.template", "spec.controller")),
     (_artifacts_issues, ("spec.artifacts", "spec.trial.template")),
     (_template_rule_issues, ("spec.trial.template",)),

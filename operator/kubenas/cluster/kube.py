@@ -131,6 +131,7 @@ BUILTINS = {
     "ConfigMap": ("core", "namespaced_config_map"),
     "ServiceAccount": ("core", "namespaced_service_account"),
     "RoleBinding": ("rbac", "namespaced_role_binding"),
+    "Service": ("core", "namespaced_service"),
 }
 
 
@@ -256,6 +257,30 @@ class Kube:
 
     def patch(self, kind: str, namespace: str, name: str, patch: dict) -> dict | None:
         return _or_none(self._builtin("patch", kind), name, namespace, patch)
+
+    # -------------------------------------------- other groups' objects (KServe's, spec.deploy)
+
+    def serves(self, group: str, version: str, plural: str) -> bool:
+        """Whether the API server serves ``plural`` in ``group/version`` (discovery: a CRD installed)."""
+        found = _or_none(self.custom.get_api_resources, group, version)
+        return found is not None and any(r.name == plural for r in found.resources or [])
+
+    def create_object(self, group: str, version: str, plural: str, namespace: str, body: dict) -> dict | None:
+        """Create a namespaced object of another group: the object made, None if the name is taken (409)."""
+        try:
+            return self.custom.create_namespaced_custom_object(group, version, namespace, plural, body,
+                                                               _request_timeout=REQUEST_TIMEOUT)
+        except ApiException as err:
+            if err.status == 409:
+                return None
+            raise
+
+    def get_object(self, group: str, version: str, plural: str, namespace: str, name: str) -> dict | None:
+        return _or_none(self.custom.get_namespaced_custom_object, group, version, namespace, plural, name)
+
+    def patch_object(self, group: str, version: str, plural: str, namespace: str, name: str,
+                     patch: dict) -> dict | None:
+        return _or_none(self.custom.patch_namespaced_custom_object, group, version, namespace, plural, name, patch)
 
     def list_events(self, namespace: str, kind: str, name: str) -> list[dict]:
         """The Events about one object (core/v1, as controllers post them)."""

@@ -49,13 +49,14 @@ from kubenas.experiment import (Outcome, TrialRecord, acknowledged, elapsed_seco
                                 now_iso, parse_time)
 from kubenas.experiment.plan import plan_for
 
+from . import deploying
 from . import metrics
 from . import tenancy
 from .changes import compare
 from .events import EventBudget, with_suppressed
 from .manifests import (Settings, controller_deployment, controller_name, job_for_trial, namespace_role_bindings,
                         namespace_service_accounts)
-from .status import fold, get_condition, set_condition, status_patch, trial_details
+from .status import fold, get_condition, model_location, set_condition, status_patch, trial_details
 from .trial_state import (TrialAction, duplicate_action, early_stop_action, name_conflict_action, next_action,
                           pod_refusal, waiting_for_pod)
 
@@ -189,6 +190,8 @@ class Reconciler:
             if accepted is not None:
                 wanted.update(self._fold(namespace, status, summaries, accepted))
                 self._stop_in_flight(namespace, summaries, now)
+                if accepted.get("deploy") is not None and phase == SUCCEEDED:
+                    wanted["deployment"] = self._deploy(exp, accepted, {**status, **wanted}, now)
             self._patch_status(exp, status, wanted)
             return
 
@@ -373,6 +376,76 @@ class Reconciler:
         if existing is not None and ownership(existing, _experiment_owner(exp)) == OURS:
             self.kube.delete("Deployment", key[0], controller_name(key[1]), existing["metadata"]["uid"])
         self._controllers_deleted.add(key)
+
+    def _deploy(self, exp: dict, accepted: dict, status: dict, now: str) -> dict | None:
+        """spec.deploy: create, replace or keep the serving object of the chosen trial's
+        model (deploying.py decides); ``status.deployment`` says which and where."""
+        meta = exp["metadata"]
+        namespace = meta["namespace"]
+        deploy = accepted["deploy"]
+        trial = deploying.chosen_trial({**exp, "status": status})
+        best = status.get("bestTrial") or {}
+        model = best.get("model") if trial == best.get("name") else None
+        if trial and trial != best.get("name"):
+            model = model_location(self.kube.get_custom(TRIAL_PLURAL, namespace, trial), accepted.get("artifacts"))
+        requested = deploy.get("kind") or deploying.KIND_AUTO
+        kind = deploying.resolve_kind(deploy, requested == deploying.KIND_AUTO and self.kube.serves(
+            deploying.ISVC_GROUP, deploying.ISVC_VERSION, deploying.ISVC_PLURAL))
+        name = deploying.serving_name(meta["name"], kind)
+        isvc = (deploying.ISVC_GROUP, deploying.ISVC_VERSION, deploying.ISVC_PLURAL, namespace)
+        existing = (self.kube.get_object(*isvc, name) if kind == deploying.KIND_ISVC
+                    else self.kube.get("Deployment", namespace, name))
+        whose = None if existing is None else deploying.serving_ownership(existing, exp)
+        decision = deploying.decide(deploy, True, trial, model, existing, whose)
+        shown = {"kind": kind, "name": name, "trial": trial, "model": model,
+                 "url": deploying.service_url(name, namespace, kind)}
+        if decision.action == deploying.NOTHING:
+            return status.get("deployment")
+        if decision.action == deploying.WAIT:
+            return {**shown, "reason": "Waiting", "message": decision.message}
+        if decision.action == deploying.CONFLICT:
+            message = (f"{kind} {name} already exists in namespace {namespace} and is not this experiment's; "
+                       f"kubenas neither adopts nor overwrites it: remove or rename it")
+            if (status.get("deployment") or {}).get("reason") != NAME_CONFLICT:
+                self.event(exp, "Warning", NAME_CONFLICT, message, now)
+            return {**shown, "reason": NAME_CONFLICT, "message": message}
+        if decision.action == deploying.KEEP:
+            return {**shown, "reason": "Deployed", "message": f"serving trial {trial}"}
+        try:
+            if kind == deploying.KIND_ISVC:
+                body = deploying.inference_service(exp, accepted, trial, model)
+                if decision.action == deploying.CREATE:
+                    self.kube.create_object(*isvc, body)
+                else:
+                    self.kube.patch_object(*isvc, name, {
+                        "metadata": {"annotations": body["metadata"]["annotations"],
+                                     "resourceVersion": existing["metadata"]["resourceVersion"]},
+                        "spec": body["spec"]})
+            else:
+                body = deploying.serving_deployment(exp, accepted, trial, model, self.settings)
+                if decision.action == deploying.CREATE:
+                    self.kube.create("Deployment", namespace, body)
+                else:
+                    self.kube.patch("Deployment", namespace, name, {
+                        "metadata": {"annotations": body["metadata"]["annotations"],
+                                     "resourceVersion": existing["metadata"]["resourceVersion"]},
+                        "spec": body["spec"]})
+                service = self.kube.get("Service", namespace, name)
+                if service is None:
+                    self.kube.create("Service", namespace, deploying.serving_service(exp, accepted, trial, model))
+                elif deploying.serving_ownership(service, exp) != OURS:
+                    raise ValueError(f"Service {name} already exists in namespace {namespace} and is not this "
+                                     f"experiment's; kubenas neither adopts nor overwrites it: remove or rename it")
+        except ValueError as err:
+            return {**shown, "reason": "DeployRefused", "message": str(err)[:2000]}
+        except ApiException as err:
+            if err.status not in PERMANENT + (403, 409):
+                raise
+            return {**shown, "reason": "DeployRefused",
+                    "message": f"the API server refused the {kind} ({err.status}): {api_message(err)}"[:2000]}
+        verb = "deployed" if decision.action == deploying.CREATE else "now serves"
+        self.event(exp, "Normal", "Deployed", f"{kind} {name} {verb} trial {trial}", now)
+        return {**shown, "reason": "Deployed", "message": f"serving trial {trial}"}
 
     def _fold(self, namespace: str, status: dict, summaries: list[TrialRecord], accepted: dict) -> dict:
         """The trial part of the status; the best trial's details are read from it only
