@@ -310,9 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def command_groups() -> tuple:
     """The modules that add commands (each has ``add_commands(subparsers)``)."""
-    from . import plots, results, serve
+    from . import deploy, plots, results, serve
 
-    return (results, plots, serve)
+    return (results, plots, serve, deploy)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,8 +3,8 @@ cluster"). Pure: the manifests (a KServe InferenceService, or a Deployment + Ser
 running ``kubenas serve``) and the decision what to do with the one that exists; the
 reconciler (reconcile.py) reads and writes.
 
-Which trial: the one named by the experiment's ``kubenas.io/deploy-trial`` annotation
-(``kubenas deploy EXPERIMENT --trial NAME``), else the best trial. Either way only a
+Which trial: the one named by the experiment's annotation
+``deploy.kubenas.io/trial`` (``kubenas deploy EXPERIMENT --trial NAME``), else the best trial. Either way only a
 trial of this experiment whose model the operator itself located in ``spec.artifacts``
 (status.model_location) is served, so the annotation selects among the experiment's own
 models and grants nothing: the right to create the serving kind was checked on
@@ -20,7 +20,8 @@ from kubenas.contract import artifacts as art
 
 from .manifests import CONTAINER_SECURITY_CONTEXT, POD_SECURITY_CONTEXT, Settings, quantities
 
-DEPLOY_TRIAL_ANNOTATION = "kubenas.io/deploy-trial"  # set by `kubenas deploy --trial`
+# set by `kubenas deploy --trial`; the user's, so not under kubenas.io/ (the operator's, by admission)
+DEPLOY_TRIAL_ANNOTATION = "deploy.kubenas.io/trial"
 SERVED_TRIAL_ANNOTATION = "kubenas.io/trial"         # on the serving object and its pod template
 SERVED_MODEL_ANNOTATION = "kubenas.io/model"
 # Whose serving object it is when it has no ownerReference (deleteWithExperiment false).
@@ -32,6 +33,7 @@ SERVE_CONTAINER = "kserve-container"  # KServe's name for the predictor's contai
 SERVE_PORT = 8080                     # KServe's and `kubenas serve`'s HTTP port
 MODEL_MOUNT = "/var/lib/kubenas/model"
 MODEL_VOLUME = "model"
+PRE_STOP_SECONDS = 5
 DEFAULT_RESOURCES = {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}
 
 # decisions
@@ -140,6 +142,9 @@ def serving_deployment(experiment: dict, spec: dict, trial: str, model: str, set
         "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": "http"}, "periodSeconds": 10,
                           "failureThreshold": 3},
         "resources": quantities(deploy.get("resources") or DEFAULT_RESOURCES),
+        # The endpoints controller takes a terminating pod out of the Service a moment after
+        # SIGTERM: sleeping first keeps it accepting until then (no request dropped in a roll).
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
         "volumeMounts": [{"name": MODEL_VOLUME, "mountPath": MODEL_MOUNT, "readOnly": True,
                           "subPath": model_folder(model)[len(prefix):]},
                          {"name": "tmp", "mountPath": "/tmp"}],
@@ -163,7 +168,7 @@ def serving_deployment(experiment: dict, spec: dict, trial: str, model: str, set
                             {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
                 "enableServiceLinks": False,
                 # SIGTERM drains the requests in flight (kubenas serve --graceful-timeout 30)
-                "terminationGracePeriodSeconds": 40,
+                "terminationGracePeriodSeconds": 30 + PRE_STOP_SECONDS + 5,
             }},
         },
     }
