@@ -224,5 +224,16 @@ def test_kueue_admits_at_most_the_gpu_quota_and_every_trial_runs_once(kueue_name
               if kind != "DELETED" and wl.get("status", {}).get("conditions")
               and not _true(wl, "QuotaReserved") and not _true(wl, "Finished")}
     assert len(admitted) == TRIALS and len(waited) >= PARALLEL - QUOTA, (admitted, waited)
+    # Kueue, not kubenas, unsuspended them: the audit log's only writes to the trial
+    # Jobs' spec are one patch per Job by Kueue's ServiceAccount.
+    spec_writes = defaultdict(list)
+    with open(cluster.plane.audit_log) as f:
+        for line in f:
+            entry = json.loads(line)
+            ref = entry.get("objectRef") or {}
+            if (ref.get("resource") == "jobs" and ref.get("namespace") == namespace and not ref.get("subresource")
+                    and entry["verb"] in ("update", "patch") and entry["responseStatus"]["code"] < 300):
+                spec_writes[ref["name"]].append(entry["user"]["username"])
+    assert spec_writes == {job["metadata"]["name"]: [kueue.user] for job in created}, dict(spec_writes)
     print(f"kueue: {len(created)} Jobs, most unsuspended at once {most_unsuspended_at_once(jobs)}, "
           f"{len(waited)} Workloads waited for quota; GPU demand while queued {demand}")

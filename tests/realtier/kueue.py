@@ -163,6 +163,8 @@ class Kueue:
     :meth:`stop` removes its webhook configurations first, so the cluster's Jobs do not
     fail admission once it is gone."""
 
+    user = f"system:serviceaccount:{NAMESPACE}:{SERVICE_ACCOUNT}"  # its identity in the audit log
+
     def __init__(self, cluster, workdir: Path):
         self.cluster = cluster
         self.workdir = Path(workdir)
