@@ -152,5 +152,28 @@ def test_a_supernet_trial_then_a_score_trial_return_a_score_per_candidate(tmp_pa
     scored = run_oneshot_trial({**base, "oneshot": {"kind": "score", "space": SPACE, "candidates": candidates,
                                                     "bnRecalibrationBatches": 2}}, ckpt)
     assert len(scored["scores"]) == 3 and scored["reward"] == max(s["accuracy"] for s in scored["scores"])
-    with pytest.raises(ValueError, match="oneshot.kind"):
-        run_oneshot_trial({**base, "oneshot": {"kind": "search"}}, ckpt)
+    bad = run_oneshot_trial({**base, "oneshot": {"kind": "search"}}, ckpt)
+    assert bad["status"] == "Failed" and "oneshot.kind" in bad["message"]
+
+
+def test_the_trainer_cli_runs_a_supernet_trial_and_a_score_trial_reading_its_checkpoint(tmp_path):
+    import json
+
+    from kubenas_trainer.cli import main
+
+    base = {"architecture": genotype([["conv_3x3"], ["conv_3x3"] * 2, ["conv_3x3"] * 3]),
+            "dataset": {"name": "digits"}, "training": {"batchSize": 64, "maxTrainBatches": 2, "device": "cpu"}}
+    (tmp_path / "supernet.json").write_text(json.dumps(
+        {**base, "oneshot": {"kind": "supernet", "space": SPACE, "epochs": 1}}))
+    assert main(["--trial", str(tmp_path / "supernet.json"), "--out", str(tmp_path / "s")]) == 0
+    candidates = [genotype([["conv_1x1"], ["skip_connect", "conv_3x3"], ["none", "none", "conv_3x3"]]),
+                  genotype([["none"], ["none", "none"], ["none", "none", "none"]])]
+    (tmp_path / "score.json").write_text(json.dumps(
+        {**base, "oneshot": {"kind": "score", "space": SPACE, "candidates": candidates,
+                             "supernetCheckpoint": str(tmp_path / "s" / "checkpoint.pt")}}))
+    assert main(["--trial", str(tmp_path / "score.json"), "--out", str(tmp_path / "b")]) == 0
+    result = json.loads(next((tmp_path / "b").glob("result*.json")).read_text())
+    assert result["status"] == "Succeeded" and len(result["scores"]) == 2
+    (tmp_path / "orphan.json").write_text(json.dumps(
+        {**base, "oneshot": {"kind": "score", "space": SPACE, "candidates": candidates}}))
+    assert main(["--trial", str(tmp_path / "orphan.json"), "--out", str(tmp_path / "o")]) != 0

@@ -77,12 +77,17 @@ def main(argv=None) -> int:
         result = {"status": errors.FAILED, "reward": None, "reason": exc.reason, "message": exc.message,
                   "metrics": {}, "history": [], "device": "cpu"}
     else:
-        from .train import run_trial  # torch is imported only once there is a trial to run
+        if trial.get("oneshot"):  # a phase of a one-shot experiment (supernet.py)
+            from .supernet import run_oneshot_trial
 
-        result = run_trial(trial, on_epoch=reporter.epoch,
-                           model_path=args.out / "model.pt" if args.export_model else None,
-                           weights_path=args.out / "weights.pt" if args.save_weights else None,
-                           checkpoint_path=args.out / CHECKPOINT_FILE)
+            result = run_oneshot_trial(trial, args.out / CHECKPOINT_FILE)
+        else:
+            from .train import run_trial  # torch is imported only once there is a trial to run
+
+            result = run_trial(trial, on_epoch=reporter.epoch,
+                               model_path=args.out / "model.pt" if args.export_model else None,
+                               weights_path=args.out / "weights.pt" if args.save_weights else None,
+                               checkpoint_path=args.out / CHECKPOINT_FILE)
     policy = Policy.from_env()
     if policy is not None:  # spec.artifacts of a local run (an object store): the same outputs there too
         result = publish_result(policy, trial.get("name") or args.out.name, trial, result,

@@ -255,14 +255,27 @@ SUPERNET_KIND, SCORE_KIND = "supernet", "score"
 
 
 def run_oneshot_trial(trial: dict, checkpoint_path: str | os.PathLike) -> dict:
+    """``_run_oneshot`` with its failures as a Failed result (the reason and message of
+    ``errors.TrialFailure``; a bad ``oneshot`` block is InvalidTrial naming the field)."""
+    from . import errors
+
+    try:
+        return _run_oneshot(trial, checkpoint_path)
+    except errors.TrialFailure as exc:
+        return {"status": errors.FAILED, "reward": None, "reason": exc.reason, "message": exc.message,
+                "metrics": {}, "history": [], "device": "cpu"}
+
+
+def _run_oneshot(trial: dict, checkpoint_path: str | os.PathLike) -> dict:
     """One trial of a one-shot experiment (kubenas.experiment.oneshot), on the task
     interface. ``trial`` is an ordinary trial (its ``architecture`` any genotype of the
     space, used for the settings' validation) plus ``oneshot``: ``{"kind": "supernet",
     "space": <cell space>, "epochs": N}`` trains the supernet into ``checkpoint_path``
     (resuming from it); ``{"kind": "score", "space": ..., "candidates": [genotype, ...],
-    "bnRecalibrationBatches": k}`` scores the candidates with the weights at
-    ``checkpoint_path``: ``scores`` holds one ``{metric: value}`` per candidate, in order,
+    "bnRecalibrationBatches": k, "supernetCheckpoint": path}`` scores the candidates with
+    the supernet trial's weights (default: ``checkpoint_path``): ``scores`` holds one ``{metric: value}`` per candidate, in order,
     and ``reward`` the best of the objective metric."""
+    from .errors import InvalidTrial
     from .settings import resolve_trial
     from .tasks import open_task
     from .train import _select_device
@@ -270,7 +283,10 @@ def run_oneshot_trial(trial: dict, checkpoint_path: str | os.PathLike) -> dict:
     spec = trial.get("oneshot") or {}
     kind = spec.get("kind")
     if kind not in (SUPERNET_KIND, SCORE_KIND):
-        raise ValueError(f"oneshot.kind: must be {SUPERNET_KIND} or {SCORE_KIND}, got {kind!r}")
+        raise InvalidTrial(f"oneshot.kind: must be {SUPERNET_KIND} or {SCORE_KIND}, got {kind!r}")
+    if not isinstance(spec.get("space"), dict):
+        raise InvalidTrial("oneshot.space: required, the cell space's skeleton and operations "
+                           "(nodes, operations, channels, stages, cellsPerStage)")
     cfg = resolve_trial(trial)
     t = cfg.training
     torch.manual_seed(t["seed"])
@@ -281,9 +297,11 @@ def run_oneshot_trial(trial: dict, checkpoint_path: str | os.PathLike) -> dict:
         info = train_supernet(task, net, t, epochs=int(spec["epochs"]), seed=t["seed"],
                               checkpoint_path=checkpoint_path)
         return {"status": "Succeeded", "reward": None, "metrics": info, "checkpoint": str(checkpoint_path)}
-    if not os.path.exists(checkpoint_path):
-        raise FileNotFoundError(f"oneshot: no supernet checkpoint at {checkpoint_path} to score with")
-    net.load_state_dict(torch.load(checkpoint_path, map_location=device, weights_only=False)["model"])
+    source = spec.get("supernetCheckpoint") or checkpoint_path
+    if not os.path.exists(source):
+        raise InvalidTrial(f"oneshot.supernetCheckpoint: no supernet checkpoint at {source} to score with; "
+                           "run the supernet trial first and point this at its checkpoint.pt")
+    net.load_state_dict(torch.load(source, map_location=device, weights_only=False)["model"])
     calibration = calibration_batches(task, t, int(spec.get("bnRecalibrationBatches", 4)), seed=t["seed"],
                                       device=device)
     scores = score_candidates(task, net, spec["candidates"], calibration=calibration, training=t)
