@@ -20,6 +20,7 @@ average, SPOS section 3.3), then the task's validation metrics; one score per ca
 """
 from __future__ import annotations
 
+import math
 import os
 import random
 import time
@@ -154,9 +155,9 @@ def train_supernet(task, supernet: CellSupernet, training: dict, *, epochs: int,
     path per batch, with the trial's optimizer settings and a cosine schedule over the
     whole run. After each epoch the state (weights, optimizer, epoch, path RNG) goes to
     ``checkpoint_path`` (atomically); if it exists, training resumes after its epoch.
-    Returns ``{"epochs", "resumedFromEpoch", "trainSeconds", "trainLoss"}``."""
-    import math
-
+    Returns ``{"epochs", "resumedFromEpoch", "trainSeconds", "trainLoss"}``. Not honoured
+    yet (unlike train.py's loop): mixed precision, gradient clipping, warm-up, other
+    schedules, the trial's deadline."""
     from .train import _make_optimizer
 
     device = next(supernet.parameters()).device
