@@ -45,6 +45,7 @@ def main(argv=None) -> int:
     parser.add_argument("--data", required=True)
     parser.add_argument("--run-dir", required=True)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     parser.add_argument("--out", default=None, help="write the numbers as JSON here")
     args = parser.parse_args(argv)
     example = yaml.safe_load((ROOT / "deploy/examples/detection-shapes.yaml").read_text())["spec"]["trial"]
@@ -52,7 +53,7 @@ def main(argv=None) -> int:
     results: dict = {}
     for name, arch in (("pick", best["architecture"]), ("hand", HAND)):
         runs = []
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             start = time.monotonic()
             r = run_trial({"architecture": arch, "task": "object-detection",
                            "dataset": {**example["dataset"], "path": args.data},
