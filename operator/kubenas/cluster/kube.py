@@ -289,13 +289,14 @@ class Kube:
             _preload_content=False, _request_timeout=REQUEST_TIMEOUT)
         return json.loads(answer.data).get("items") or []
 
-    def may(self, user: str, groups: tuple[str, ...], verb: str, resource: str, namespace: str, name: str) -> bool:
-        """Whether ``user`` (in ``groups``) may ``verb`` that core object: the API
-        server's own authorizer, through a SubjectAccessReview."""
+    def may(self, user: str, groups: tuple[str, ...], verb: str, resource: str, namespace: str, name: str,
+            group: str = "") -> bool:
+        """Whether ``user`` (in ``groups``) may ``verb`` that object (of the core group
+        unless ``group``): the API server's own authorizer, through a SubjectAccessReview."""
         review = k8s.AuthorizationV1Api(self.api).create_subject_access_review({
             "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
             "spec": {"user": user, "groups": list(groups), "resourceAttributes": {
-                "group": "", "resource": resource, "verb": verb, "namespace": namespace, "name": name}}},
+                "group": group, "resource": resource, "verb": verb, "namespace": namespace, "name": name}}},
             _request_timeout=REQUEST_TIMEOUT)
         return bool(review.status and review.status.allowed)
 

@@ -199,6 +199,14 @@ def serving_ownership(obj: dict, experiment: dict) -> str:
     return ownership(obj, owner)
 
 
+def needed_rights(deploy: dict) -> list[tuple[str, str]]:
+    """The (API group, resource) the author of ``spec.deploy`` must be allowed to create
+    in the namespace (as deploy/admission.yaml checks): the kind asked for, both for auto."""
+    kind = deploy.get("kind") or KIND_AUTO
+    rights = {KIND_DEPLOYMENT: ("apps", "deployments"), KIND_ISVC: (ISVC_GROUP, ISVC_PLURAL)}
+    return list(rights.values()) if kind == KIND_AUTO else [rights[kind]]
+
+
 def chosen_trial(experiment: dict) -> str | None:
     """The trial to serve: the deploy-trial annotation's, else the best trial."""
     named = ((experiment.get("metadata") or {}).get("annotations") or {}).get(DEPLOY_TRIAL_ANNOTATION)

@@ -21,7 +21,7 @@ from kubernetes.client.exceptions import ApiException
 from kubenas.api.policy import (CREATED_BY, CREATED_BY_GROUPS, POLICY_NAME, REQUESTER_POLICY,
                                 REQUESTER_POLICY_MARGIN_SECONDS, Policy, Requester, policy_issues, reference_issues,
                                 references)
-from kubenas.api.validation import validate_experiment, with_defaults
+from kubenas.api.validation import Issue, validate_experiment, with_defaults
 from kubenas.cluster.kube import Kube, post_event
 from kubenas.cluster.objects import (FOREIGN, OURS, STALE, accepted_spec, accepted_spec_text, events_about,
                                      owned_by, owned_pods, ownership)
@@ -312,11 +312,26 @@ class Reconciler:
         """Without the admission policies (operatorEnforcesLists): may whoever created
         ``exp`` get each Secret, ConfigMap and PVC its trial pods would read?"""
         refs = references(exp["spec"])
-        if not refs or not policy.enforces_lists:
+        deploy = exp["spec"].get("deploy")
+        if (not refs and deploy is None) or not policy.enforces_lists:
             return []
         namespace = exp["metadata"]["namespace"]
-        return reference_issues(refs, self._requester(exp), lambda who, ref: self.kube.may(
+        who = self._requester(exp)
+        issues = reference_issues(refs, who, lambda who, ref: self.kube.may(
             who.user, who.groups, "get", ref.resource, namespace, ref.name), policy)
+        if deploy is not None:  # spec.deploy: the author's own right to create the serving kind
+            for group, resource in deploying.needed_rights(deploy):
+                if who is None and policy.allows_unchecked_references:
+                    continue
+                if who is None or not self.kube.may(who.user, who.groups, "create", resource, namespace, "",
+                                                    group=group):
+                    author = (f"{who.user} may not" if who else "the operator cannot tell who created this "
+                              "experiment to check their right to")
+                    issues.append(Issue("spec.deploy", f"{author} create {resource}.{group} in namespace {namespace}, "
+                                        f"which the operator would create to serve the model: ask a namespace admin "
+                                        f"for that right, or set spec.deploy.kind to the kind you may create (auto "
+                                        f"needs both)"))
+        return issues
 
     def _requester(self, exp: dict) -> Requester | None:
         """Who created ``exp``, as deploy/requester/'s policy stamped it; None unless that

@@ -1,0 +1,160 @@
+"""spec.deploy on the real-API-server tier (docs/serving.md, "On a cluster"): without
+KServe the operator serves the best model with a Deployment + Service running
+``kubenas serve`` on the model folder of the artifacts claim, mounted read-only; the
+serving pod (run by the node stand-in, reached at its pod IP) answers Open Inference
+Protocol requests, and its predictions over the digits test split score the best
+trial's reported test accuracy."""
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+from tests.e2e.test_artifacts import claim, finish, small
+from tests.e2e.test_cluster import apply
+from tests.waiting import wait_until
+
+SERVE_PORT = 8080
+
+
+def digits_test_split():
+    """The digits test split as the trainer holds it out (kubenas_trainer.data), in [0, 1]."""
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    from kubenas_trainer.data import DIGITS_TEST_FRACTION, DIGITS_TEST_SEED
+    from kubenas_trainer.splits import stratified_split
+
+    bunch = load_digits()
+    _, test = stratified_split(bunch.target.astype(np.int64), DIGITS_TEST_FRACTION,
+                               np.random.RandomState(DIGITS_TEST_SEED))
+    return (bunch.images[test][:, None] / 16.0).astype(np.float32), bunch.target[test]
+
+
+def http(url: str, body: dict | None = None) -> tuple[int, dict | str]:
+    request = urllib.request.Request(url, data=None if body is None else json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode(errors="replace")
+    except OSError as err:
+        return 0, repr(err)
+
+
+def serving_pod(cluster, namespace: str, experiment: str) -> dict | None:
+    pods = cluster.get_json("pods", "-n", namespace, "-l",
+                            f"kubenas.io/experiment={experiment},app.kubernetes.io/component=serving")["items"]
+    running = [p for p in pods if (p.get("status") or {}).get("phase") == "Running" and p["status"].get("podIP")
+               and not p["metadata"].get("deletionTimestamp")]
+    return running[0] if running else None
+
+
+def test_deploy_serves_the_best_model_from_the_volume(local_only, installed, namespace, tmp_path):
+    folder = tmp_path / "volume"
+    folder.mkdir()
+    claim(installed, namespace, "models", folder)
+    body = small("e2e-deploy", {"persistentVolumeClaim": {"claimName": "models", "path": "nas"}})
+    body["spec"]["trial"]["export"] = {"formats": ["torchscript", "onnx"]}
+    body["spec"]["deploy"] = {"maxBatchSize": 64}  # auto: no KServe here, so a Deployment
+    apply(installed, namespace, body)
+    exp = finish(installed, namespace, "e2e-deploy")
+    best = exp["status"]["bestTrial"]
+
+    def deployed():
+        status = installed.get_json("nasexperiment", "e2e-deploy", "-n", namespace).get("status") or {}
+        return status.get("deployment") if (status.get("deployment") or {}).get("reason") == "Deployed" else None
+
+    shown = wait_until(deployed, 120, "status.deployment to say Deployed", interval=2)
+    assert shown["kind"] == "Deployment" and shown["name"] == "e2e-deploy-serve", shown
+    assert shown["trial"] == best["name"] and shown["model"] == best["model"], shown
+    assert shown["url"] == f"http://e2e-deploy-serve.{namespace}.svc.cluster.local:{SERVE_PORT}", shown
+    dep = installed.get_json("deployment", "e2e-deploy-serve", "-n", namespace)
+    pod_spec = dep["spec"]["template"]["spec"]
+    assert pod_spec["automountServiceAccountToken"] is False
+    assert dep["metadata"].get("ownerReferences") in (None, []), "deleteWithExperiment unset: not owned"
+    installed.get_json("service", "e2e-deploy-serve", "-n", namespace)
+
+    pod = wait_until(lambda: serving_pod(installed, namespace, "e2e-deploy"), 180, "a running serving pod",
+                     interval=2)
+    base = f"http://{pod['status']['podIP']}:{SERVE_PORT}"
+    wait_until(lambda: http(f"{base}/v2/health/ready")[0] == 200, 180, "the serving pod to be ready", interval=2)
+    code, meta = http(f"{base}/v2/models/e2e-deploy")
+    assert code == 200 and meta["versions"] == [best["name"]], meta
+
+    x, y = digits_test_split()
+    code, answer = http(f"{base}/v2/models/e2e-deploy/infer", {"inputs": [
+        {"name": meta["inputs"][0]["name"], "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}]})
+    assert code == 200, answer
+    predicted = next(o for o in answer["outputs"] if o["name"] == "predicted_class")["data"]
+    accuracy = sum(int(p) == int(t) for p, t in zip(predicted, y)) / len(y)
+    assert abs(accuracy - best["metrics"]["testAccuracy"]) <= 0.005, (accuracy, best["metrics"])
+
+
+def install_kserve_crd(cluster) -> None:
+    """KServe's own InferenceService CRD (hack/kserve/crd.sh: its Go module, pinned version)."""
+    import subprocess
+
+    from tests.e2e.test_cluster import REPO
+
+    path = subprocess.run(["bash", str(REPO / "hack" / "kserve" / "crd.sh")], check=True, capture_output=True,
+                          text=True, timeout=600).stdout.strip().splitlines()[-1]
+    # server-side: the CRD (~1 MB) is too large for client-side apply's annotation
+    cluster.kubectl("apply", "--server-side", "-f", path)
+    wait_until(lambda: "serving.kserve.io/v1beta1" in cluster.kubectl("api-versions").stdout, 60,
+               "the API server to serve serving.kserve.io/v1beta1")
+
+
+def test_deploy_creates_an_inference_service_that_kserves_crd_accepts(installed, namespace, tmp_path):
+    install_kserve_crd(installed)
+    try:
+        folder = tmp_path / "volume"
+        folder.mkdir()
+        claim(installed, namespace, "models", folder)
+        body = small("e2e-isvc", {"persistentVolumeClaim": {"claimName": "models", "path": "nas"}})
+        body["spec"]["trial"]["export"] = {"formats": ["torchscript", "onnx"]}
+        body["spec"]["deploy"] = {"replicas": 2, "resources": {"limits": {"nvidia.com/gpu": 1, "memory": "2Gi"}}}
+        apply(installed, namespace, body)
+        exp = finish(installed, namespace, "e2e-isvc")
+        best = exp["status"]["bestTrial"]
+
+        def shown():
+            status = installed.get_json("nasexperiment", "e2e-isvc", "-n", namespace).get("status") or {}
+            return (status.get("deployment") or {}).get("reason") in ("Deployed", "DeployRefused") and \
+                status["deployment"]
+        # DeployRefused carries the API server's message when KServe's schema refuses the object
+        deployment = wait_until(shown, 120, "status.deployment")
+        assert deployment["reason"] == "Deployed" and deployment["kind"] == "InferenceService", deployment
+        isvc = installed.get_json("inferenceservices.serving.kserve.io", "e2e-isvc", "-n", namespace)
+        model = isvc["spec"]["predictor"]["model"]
+        assert model["modelFormat"]["name"] == "onnx" and model["protocolVersion"] == "v2", model
+        assert model["storageUri"] == best["model"].rpartition("/")[0], (model, best["model"])
+        assert model["storageUri"].startswith("pvc://models/nas/e2e-isvc_"), model
+        assert model["resources"]["limits"]["nvidia.com/gpu"] == "1", model
+        assert isvc["spec"]["predictor"]["minReplicas"] == 2
+        assert deployment["url"] == f"http://e2e-isvc-predictor.{namespace}.svc.cluster.local", deployment
+    finally:
+        installed.kubectl("delete", "crd", "inferenceservices.serving.kserve.io", "--wait=false", check=False)
+
+
+def test_admission_checks_the_authors_right_to_create_the_serving_kind(installed, namespace):
+    """The attack: alice may create experiments but not Deployments; spec.deploy would
+    have the operator create one for her. Refused, naming the field and the fix."""
+    from tests.e2e.test_admission import EXPERIMENTS, accepted, grant, refused
+
+    grant(installed, namespace, "experiments", "alice", [
+        EXPERIMENTS, {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["get"]}])
+    body = small("e2e-deploy-adm", {"persistentVolumeClaim": {"claimName": "models"}})
+
+    def try_apply(deploy):
+        body["spec"]["deploy"] = deploy
+        return installed.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", user="alice", check=False,
+                                 input=json.dumps(body))
+
+    refused(try_apply({"kind": "Deployment"}), "spec.deploy", "who may not create Deployments")
+    grant(installed, namespace, "serving", "alice", [
+        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["create"]}])
+    accepted(try_apply({"kind": "Deployment"}))
+    # auto may become an InferenceService, which alice may not create
+    refused(try_apply({}), "spec.deploy", "may not create Deployments and InferenceServices")
