@@ -140,6 +140,10 @@ def _load_torchscript(path: Path, name: str, threads: int) -> ServedModel:
     except ImportError as err:
         raise ModelUnavailable(f"{path} is TorchScript, which needs torch; or export ONNX too "
                                "(trial.export.formats: [torchscript, onnx]) and serve that") from err
+    try:  # an exported detector calls torchvision's ops (torchvision::nms), registered on import
+        import torchvision  # noqa: F401
+    except ImportError:
+        pass
     if threads:
         torch.set_num_threads(threads)
     extra = {METADATA_KEY: ""}
