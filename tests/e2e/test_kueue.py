@@ -217,7 +217,8 @@ def test_kueue_admits_at_most_the_gpu_quota_and_every_trial_runs_once(kueue_name
     assert sorted(t["status"]["phase"] for t in trials) == ["Succeeded"] * TRIALS
 
     # At most the quota admitted at once, and the quota used.
-    assert most_unsuspended_at_once(jobs) == QUOTA, jobs
+    timeline = [(kind, job["metadata"]["name"], job["spec"].get("suspend")) for kind, job in jobs]
+    assert most_unsuspended_at_once(jobs) == QUOTA, timeline
     assert most_holding_quota_at_once(workloads) == QUOTA
     admitted = {wl["metadata"]["name"] for kind, wl in workloads if _true(wl, "Admitted")}
     waited = {wl["metadata"]["name"] for kind, wl in workloads
