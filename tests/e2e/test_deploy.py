@@ -91,6 +91,29 @@ def test_deploy_serves_the_best_model_from_the_volume(local_only, installed, nam
     accuracy = sum(int(p) == int(t) for p, t in zip(predicted, y)) / len(y)
     assert abs(accuracy - best["metrics"]["testAccuracy"]) <= 0.005, (accuracy, best["metrics"])
 
+    # kubenas deploy --trial: another of the experiment's models replaces the served one
+    # with a rolling update of the same Deployment (a new pod template).
+    from kubenas.cli import main as kubenas
+
+    other = next(t for t in ("e2e-deploy-0", "e2e-deploy-1") if t != best["name"])
+    assert kubenas(["deploy", "e2e-deploy", "--trial", other, "-n", namespace,
+                    "--kubeconfig", str(installed.kubeconfig)]) == 0
+    shown = wait_until(lambda: (deployed() or {}).get("trial") == other and deployed(), 120,
+                       f"status.deployment to serve {other}", interval=2)
+    assert shown["model"].endswith(f"/{other}/model.pt"), shown
+    rolled = installed.get_json("deployment", "e2e-deploy-serve", "-n", namespace)
+    assert rolled["metadata"]["uid"] == dep["metadata"]["uid"], "the same Deployment, rolled, not a new one"
+    assert rolled["spec"]["template"]["metadata"]["annotations"]["kubenas.io/trial"] == other
+
+    def serving_other():
+        pod = serving_pod(installed, namespace, "e2e-deploy")
+        if pod is None:
+            return None
+        code, meta = http(f"http://{pod['status']['podIP']}:{SERVE_PORT}/v2/models/e2e-deploy")
+        return code == 200 and meta["versions"] == [other]
+
+    wait_until(serving_other, 180, f"a serving pod with {other}'s model", interval=2)
+
 
 def install_kserve_crd(cluster) -> None:
     """KServe's own InferenceService CRD (hack/kserve/crd.sh: its Go module, pinned version)."""
