@@ -164,3 +164,50 @@ def test_validation_names_the_field(artifacts, deploy, field):
     assert [i.path for i in validate_experiment(exp)] == [field]
     exp["spec"]["artifacts"] = {"persistentVolumeClaim": {"claimName": "m"}}
     assert validate_experiment(exp) == []
+
+
+def deploy_reconciler(existing: dict | None):
+    from unittest import mock
+
+    from kubenas.operator.reconcile import Reconciler
+
+    kube = mock.Mock()
+    kube.serves.return_value = False  # no KServe: auto is a Deployment
+    kube.get.side_effect = lambda kind, ns, name: existing if kind == "Deployment" else None
+    kube.create.return_value = {}
+    return Reconciler(kube, manage_rbac=False), kube
+
+
+STATUS = {"phase": "Succeeded", "bestTrial": {"name": "digits-7", "model": PVC_MODEL}}
+
+
+def test_reconciler_creates_the_deployment_and_service():
+    r, kube = deploy_reconciler(None)
+    shown = r._deploy(EXP, spec(), STATUS, "2026-01-01T00:00:00Z")
+    assert shown["reason"] == "Deployed" and shown["trial"] == "digits-7" and shown["kind"] == "Deployment", shown
+    assert [c.args[0] for c in kube.create.call_args_list] == ["Deployment", "Service"]
+    kube.patch.assert_not_called()
+
+
+def test_reconciler_never_touches_a_foreign_deployment_of_that_name():
+    theirs = {"metadata": {"name": "digits-serve", "uid": "x", "resourceVersion": "1", "annotations": {}}}
+    r, kube = deploy_reconciler(theirs)
+    shown = r._deploy(EXP, spec(), STATUS, "2026-01-01T00:00:00Z")
+    assert shown["reason"] == "NameConflict", shown
+    kube.create.assert_not_called()
+    kube.patch.assert_not_called()
+    kube.delete.assert_not_called()
+
+
+def test_reconciler_rolls_its_own_deployment_to_a_newer_model_conditionally():
+    mine = d.serving_deployment(EXP, spec(), "digits-3", PVC_MODEL.replace("digits-7", "digits-3"))
+    mine["metadata"].update(uid="dep-uid", resourceVersion="42")
+    r, kube = deploy_reconciler(mine)
+    shown = r._deploy(EXP, spec(), STATUS, "2026-01-01T00:00:00Z")
+    assert shown["reason"] == "Deployed" and shown["trial"] == "digits-7", shown
+    (kind, _, name, patch), _ = kube.patch.call_args
+    assert (kind, name) == ("Deployment", "digits-serve")
+    assert patch["metadata"]["resourceVersion"] == "42"  # only the object it read
+    assert patch["spec"]["template"]["metadata"]["annotations"][d.SERVED_TRIAL_ANNOTATION] == "digits-7"
+    # no Deployment made anew; only the Service, which this stub says is missing
+    assert [c.args[0] for c in kube.create.call_args_list] == ["Service"]
