@@ -157,6 +157,12 @@ def test_deploy_creates_an_inference_service_that_kserves_crd_accepts(installed,
         assert model["resources"]["limits"]["nvidia.com/gpu"] == "1", model
         assert isvc["spec"]["predictor"]["minReplicas"] == 2
         assert deployment["url"] == f"http://e2e-isvc-predictor.{namespace}.svc.cluster.local", deployment
+        # The installed CRD's schema does judge: the same object with a field of the wrong
+        # type is refused (so a refusal of the operator's object would have shown above).
+        broken = {**isvc, "metadata": {"name": "e2e-isvc-broken", "namespace": namespace},
+                  "spec": {"predictor": {**isvc["spec"]["predictor"], "minReplicas": "two"}}}
+        done = installed.kubectl("create", "--dry-run=server", "-f", "-", input=json.dumps(broken), check=False)
+        assert done.returncode != 0 and "minReplicas" in done.stderr, done.stderr
     finally:
         installed.kubectl("delete", "crd", "inferenceservices.serving.kserve.io", "--wait=false", check=False)
 
