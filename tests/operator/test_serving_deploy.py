@@ -211,3 +211,28 @@ def test_reconciler_rolls_its_own_deployment_to_a_newer_model_conditionally():
     assert patch["spec"]["template"]["metadata"]["annotations"][d.SERVED_TRIAL_ANNOTATION] == "digits-7"
     # no Deployment made anew; only the Service, which this stub says is missing
     assert [c.args[0] for c in kube.create.call_args_list] == ["Service"]
+
+
+def test_without_admission_the_operator_checks_the_authors_right_to_the_serving_kind():
+    """operatorEnforcesLists: the operator asks the API server (SubjectAccessReview) whether
+    the recorded author may create what spec.deploy would make, as admission does."""
+    from unittest import mock
+
+    from kubenas.api.policy import Policy, Requester
+
+    r, kube = deploy_reconciler(None)
+    policy = Policy.from_data({"operatorEnforcesLists": "true"})
+    exp = {**EXP, "spec": {"deploy": {"kind": "Deployment"}}}
+    kube.may.return_value = False
+    with mock.patch.object(r, "_requester", return_value=Requester("alice", ("team",))):
+        (issue,) = r._reference_issues(exp, policy)
+        assert issue.path == "spec.deploy" and "alice may not create deployments.apps" in issue.message
+        assert kube.may.call_args.kwargs["group"] == "apps" and kube.may.call_args.args[2] == "create"
+        kube.may.return_value = True
+        assert r._reference_issues(exp, policy) == []
+        exp["spec"]["deploy"] = {}  # auto: both kinds
+        assert r._reference_issues(exp, policy) == []
+        assert {c.kwargs["group"] for c in kube.may.call_args_list[-2:]} == {"apps", "serving.kserve.io"}
+    with mock.patch.object(r, "_requester", return_value=None):  # no record of the author
+        (issue,) = r._reference_issues({**exp, "spec": {"deploy": {"kind": "Deployment"}}}, policy)
+        assert "cannot tell who created this experiment" in issue.message
