@@ -24,7 +24,7 @@ from kubenas.contract.tasks import DATASETS_WITH_PATH, TASK_DATASET_FIELDS, TASK
 from . import API_VERSION, EXPERIMENT_KIND
 from kubenas.contract import artifacts as artifacts_contract
 from kubenas.contract import fidelity as fidelity_contract
-from kubenas.strategies import STRATEGY_TYPES
+from kubenas.strategies import strategy_names
 
 from .schema import format_path, openapi_schema, validator
 
@@ -284,7 +284,7 @@ def _strategy_issues(spec: dict) -> list[Issue]:
     from kubenas.strategies import check_strategy_spec
 
     strategy, budget = spec["strategy"], spec["budget"]
-    for other in STRATEGY_TYPES:
+    for other in strategy_names():
         if other != strategy["type"] and other in strategy:
             return [Issue(f"spec.strategy.{other}", f"is set but strategy.type is {strategy['type']}; "
                           f"remove it or set type: {other}")]
