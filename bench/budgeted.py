@@ -3,9 +3,10 @@ training-seconds, not only against trials (for bench/search_efficiency.py --peer
 
 Every searcher runs one trial at a time (parallel 1) and is charged the table's training
 seconds of what it trains: a whole trial for full-fidelity searchers (the sum of the
-epoch seconds on a curves table, ``trainSeconds`` otherwise); for ASHA
-(``kubenas.strategies.fidelity.SuccessiveHalving``) the epochs of each job, a promotion
-resuming from its checkpoint (only the added epochs are charged). A trace records after
+epoch seconds on a curves table, ``trainSeconds`` otherwise); for ASHA and Hyperband
+(the experiments' own plan, ``kubenas.experiment.plan.MultiFidelity``, over trial records
+as an experiment keeps them) the epochs of each trial, a promotion resuming from its
+checkpoint (only the added epochs are charged). A trace records after
 every charge (trials so far, seconds so far, the incumbent's full-training validation
 accuracy). For ASHA the incumbent is the best result at the highest rung reached, scored
 by its full-training accuracy (what it would give if trained to the end), as benchmark
@@ -30,8 +31,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from kubenas.contract import FAILED, SUCCEEDED
+from kubenas.contract.fidelity import FIDELITY_DEFAULTS
+from kubenas.experiment import TrialRecord
+from kubenas.experiment.plan import MultiFidelity
 from kubenas.strategies import make_strategy
-from kubenas.strategies.fidelity import SuccessiveHalving
 
 from tabular import Table
 
@@ -156,29 +160,51 @@ def run_strategy(table: Table, label: str, spec: dict, max_trials: int, max_seco
 
 def run_asha(table: Table, label: str, spec: dict, fidelity: dict, max_seconds: float,
              hard_cap: int = 20000) -> Trace:
-    """ASHA or Hyperband (``fidelity``) over a kubenas strategy on a curves table, until
-    ``max_seconds`` are spent; a trial is a new candidate, a promotion is not."""
-    scheduler = SuccessiveHalving(make_strategy(spec, table.space, "maximize"), fidelity)
+    """ASHA or Hyperband (``fidelity``, a ``strategy.fidelity`` block) over a kubenas strategy on
+    a curves table, until ``max_seconds`` are spent, one trial at a time; a trial is a new
+    candidate, a promotion is not. The plan is an experiment's with ``trial.training.epochs``
+    the table's; once the strategy has proposed every network, the plan promotes beyond the
+    quota before it asks for a repeat (``fidelity.next_rungs``)."""
+    strategy = make_strategy(spec, table.space, "maximize")
+    plan = MultiFidelity({"strategy": {**spec, "fidelity": {**FIDELITY_DEFAULTS, **fidelity}},
+                          "objective": {"goal": "maximize"},
+                          "trial": {"training": {"epochs": table.meta["training"]["epochs"]}},
+                          "budget": {"maxTrials": hard_cap, "parallelTrials": 1, "maxFailedTrials": hard_cap}},
+                         exhausted=lambda: strategy.exhausted)
     trace = Trace(label, spec.get("seed", 0))
-    trained = set()
-    for _ in range(hard_cap):
+    trained, records, candidates = set(), [], {}
+    for index in range(hard_cap):
         if trace.seconds >= max_seconds:
             break
-        job = scheduler.next_job()
-        new = job.resume_from == 0  # a new trial (at its bracket's first rung), not a promotion
-        if new:
-            key = table.space.candidate_hash(job.candidate)
+        nxt = plan.next_trials(records, 1)[0]
+        rung = nxt.detail
+        if nxt.proposes is not None:  # a new candidate (at its bracket's first rung), not a promotion
+            candidates[rung.candidate] = strategy.propose(nxt.proposes)
+            key = table.space.candidate_hash(candidates[rung.candidate])
             trace.repeats += key in trained
             trained.add(key)
-        row = table.row(job.candidate)
+        row = table.row(candidates[rung.candidate])
         if row["curve"] is None:
             raise ValueError("ASHA needs a table with per-epoch curves (bench/generate_curves.py)")
-        reward = row["curve"][job.epochs - 1] if row["valAccuracy"] is not None else None
-        scheduler.report(job.index, job.rung, reward)
-        best = scheduler.best()
-        incumbent = table.row(scheduler.candidates[best[0]])["valAccuracy"] if best else None
-        trace.charge(sum(row["epochSeconds"][job.resume_from:job.epochs]), incumbent, trial=new)
+        reward = row["curve"][rung.epochs - 1] if row["valAccuracy"] is not None else None
+        record = TrialRecord(name=f"t-{index}", index=index, phase=FAILED if reward is None else SUCCEEDED,
+                             reward=reward, candidate=rung.candidate, rung=rung.rung)
+        records.append(record)
+        if plan.strategy_index(record) is not None:
+            strategy.observe(rung.candidate, candidates[rung.candidate], reward)
+        best = _incumbent(records)
+        incumbent = table.row(candidates[best])["valAccuracy"] if best is not None else None
+        trace.charge(sum(row["epochSeconds"][rung.resume_epochs:rung.epochs]), incumbent,
+                     trial=nxt.proposes is not None)
     return trace
+
+
+def _incumbent(records: list) -> int | None:
+    """The candidate with the best result at the highest rung that has one (ties: the lower candidate)."""
+    top = max((r.rung for r in records if r.reward is not None), default=None)
+    if top is None:
+        return None
+    return min((-r.reward, r.candidate) for r in records if r.rung == top and r.reward is not None)[1]
 
 
 def run_peer(table: Table, label: str, peer_class, seed: int, cache: bool, max_trials: int, max_seconds: float,

@@ -220,7 +220,8 @@ PEER_BUDGETS = (25, 50, 100, 200)
 COMPUTE_FRACTIONS = (0.25, 0.5, 1.0)
 # kubenas strategies also run with repeats="observe" (bench/budgeted.py), as "<type>+observe-repeats".
 OBSERVE_REPEATS = ("evolution", "tpe")
-# The library's defaults (kubenas.strategies.fidelity.FIDELITY_DEFAULTS): rungs 1, 3, 9 epochs, eta 3.
+# The experiments' defaults (kubenas.contract.fidelity.FIDELITY_DEFAULTS) over the table's
+# 9 epochs: rungs 1, 3, 9, eta 3.
 FIDELITIES = {"asha": {"type": "asha"}, "hyperband": {"type": "hyperband"}}
 
 

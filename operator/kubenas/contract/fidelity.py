@@ -17,10 +17,9 @@ compare results within a bracket. Candidates go to brackets in a fixed cycle by 
 number (``bracket_cycle``), so the bracket is a function of the candidate alone.
 
 The rule is a pure function of the results at each rung, of which candidates were
-promoted and of each candidate's bracket, so the in-memory scheduler
-(``kubenas.strategies.fidelity``), the local runner, the controller and the operator's
-ending rule (``kubenas.experiment.fidelity``) decide alike, and a restarted process
-decides again from the trials alone.
+promoted and of each candidate's bracket, so the local runner, the controller, the
+operator's ending rule and the bench (all through ``kubenas.experiment.fidelity``) decide
+alike, and a restarted process decides again from the trials alone.
 """
 from __future__ import annotations
 
@@ -132,7 +131,7 @@ def next_promotion(results: Sequence[Mapping[int, float | None]], promoted: Sequ
 
 def best_unpromoted(results: Mapping[int, float | None], promoted: set, goal: str = "maximize") -> int | None:
     """The best successful result at one rung not yet promoted, whatever the quota (a spent
-    space: ``kubenas.strategies.fidelity``); ties: the lower candidate."""
+    space: ``kubenas.experiment.fidelity.next_rungs(..., exhausted=True)``); ties: the lower candidate."""
     scored = sorted((-f, c) for c, r in results.items() if (f := fitness(r, goal)) is not None and c not in promoted)
     return scored[0][1] if scored else None
 

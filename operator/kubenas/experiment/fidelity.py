@@ -118,9 +118,16 @@ def _ladder(p: Plan, records: Sequence[TrialRecord]) -> _Ladder:
     return ladder
 
 
-def next_rungs(spec: dict, records: Sequence[TrialRecord], slots: int) -> list[RungAssignment]:
+def next_rungs(spec: dict, records: Sequence[TrialRecord], slots: int, *,
+               exhausted: bool = False) -> list[RungAssignment]:
     """Up to ``slots`` trials to start now, in order: due promotions first (from the highest
-    rung down), then new candidates while fewer than ``maxTrials`` were proposed."""
+    rung down), then new candidates while fewer than ``maxTrials`` were proposed.
+
+    ``exhausted``: the strategy has proposed every distinct network, so a new candidate
+    could only repeat one already trained; then the best not-yet-promoted result of the
+    highest rung below the top is promoted beyond the ``1 / reductionFactor`` quota
+    before a repeat is asked for (what the benchmark's searches do, bench/budgeted.py;
+    an experiment answers a repeat from its twin instead, kubenas.experiment.twins)."""
     p = plan(spec)
     if p is None:
         raise ValueError("next_rungs: the experiment has no strategy.fidelity")
@@ -132,7 +139,13 @@ def next_rungs(spec: dict, records: Sequence[TrialRecord], slots: int) -> list[R
         if promotion is not None:
             candidate, rung = promotion
             ladder.promoted[rung - 1].add(candidate)
-            jobs.append(RungAssignment(candidate, rung, p.rungs[rung], ladder.trials[(candidate, rung - 1)], p.rungs[rung - 1]))
+            jobs.append(RungAssignment(candidate, rung, p.rungs[rung], ladder.trials[(candidate, rung - 1)],
+                                       p.rungs[rung - 1]))
+        elif exhausted and (beyond := _beyond_quota(p, ladder)) is not None:
+            candidate, rung = beyond
+            ladder.promoted[rung].add(candidate)
+            jobs.append(RungAssignment(candidate, rung + 1, p.rungs[rung + 1], ladder.trials[(candidate, rung)],
+                                       p.rungs[rung]))
         elif ladder.candidates < p.max_candidates:
             first = p.first_rung(ladder.candidates)
             jobs.append(RungAssignment(ladder.candidates, first, p.rungs[first]))
@@ -140,6 +153,15 @@ def next_rungs(spec: dict, records: Sequence[TrialRecord], slots: int) -> list[R
         else:
             break
     return jobs
+
+
+def _beyond_quota(p: Plan, ladder: _Ladder) -> tuple[int, int] | None:
+    """(candidate, rung) of the best result not yet promoted, on the highest rung below the top."""
+    for rung in range(len(p.rungs) - 2, -1, -1):
+        candidate = contract.best_unpromoted(ladder.results[rung], ladder.promoted[rung], p.goal)
+        if candidate is not None:
+            return candidate, rung
+    return None
 
 
 def budget_spent(spec: dict, records: Sequence[TrialRecord]) -> bool:
@@ -184,5 +206,5 @@ def planned_trials(spec: dict) -> int:
     return sum(n // p.reduction_factor ** (k - b) for b, n in per_bracket.items() for k in range(b, len(p.rungs)))
 
 
-__all__ = ["FIDELITY", "Plan", "RungAssignment", "budget_spent", "is_first_trial", "next_rungs", "plan", "planned_trials",
-           "spent_message", "trial_fields"]
+__all__ = ["FIDELITY", "Plan", "RungAssignment", "budget_spent", "is_first_trial", "next_rungs", "plan",
+           "planned_trials", "spent_message", "trial_fields"]

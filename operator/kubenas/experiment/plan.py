@@ -23,7 +23,7 @@ implementation and an entry in :func:`plan_for` (docs/architecture.md, "Adding a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 from kubenas.contract import TRIAL_ACTIVE
 
@@ -107,11 +107,15 @@ Search = ExperimentPlan
 
 class MultiFidelity(ExperimentPlan):
     """``spec.strategy.fidelity``: each trial trains one candidate to one rung; a promotion
-    continues the rung below. The strategy observes each candidate's first rung."""
+    continues the rung below. The strategy observes each candidate's first rung.
+    ``exhausted``: whether the strategy has proposed every distinct network (then results
+    are promoted beyond the quota before a repeat is asked for, ``fidelity.next_rungs``);
+    experiments leave it out, as a twin answers their repeats."""
 
-    def __init__(self, spec: dict):
+    def __init__(self, spec: dict, exhausted: Callable[[], bool] | None = None):
         super().__init__(spec)
         self.ladder = fidelity.plan(spec)
+        self.exhausted = exhausted
 
     def next_trials(self, records, slots=None, elapsed_seconds=0.0):
         room = int(self.spec["budget"]["parallelTrials"]) - _in_flight(records)
@@ -122,7 +126,8 @@ class MultiFidelity(ExperimentPlan):
         start = _start_index(records)
         return [NextTrial(index=start + k, proposes=rung.candidate if rung.is_new else None,
                           copies=rung.resume_trial, resume=rung.resume_trial, candidate=rung.candidate, detail=rung)
-                for k, rung in enumerate(fidelity.next_rungs(self.spec, records, room))]
+                for k, rung in enumerate(fidelity.next_rungs(self.spec, records, room,
+                                                             exhausted=bool(self.exhausted and self.exhausted())))]
 
     def strategy_index(self, record):
         return record.candidate if fidelity.is_first_trial(self.ladder, record.candidate, record.rung) else None

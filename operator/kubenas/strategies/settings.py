@@ -143,26 +143,17 @@ register(StrategyEntry(
 STRATEGY_TYPES = strategy_names()
 
 
-# The in-memory scheduler's horizon when no experiment gives one (kubenas.strategies.fidelity):
-# the bench tables' 9 epochs. An experiment's last rung is its trial.training.epochs.
-LIBRARY_MAX_RESOURCE = 9
-
-
-def check_fidelity(block: Any, max_epochs: int | None) -> dict[str, Any]:
+def check_fidelity(block: Any, max_epochs: int) -> dict[str, Any]:
     """A ``strategy.fidelity`` block with defaults filled in; SpaceError names the field.
 
-    The one validator of the block, for experiments and for the library's scheduler.
-    ``max_epochs`` is an experiment's ``trial.training.epochs``: the last rung, so
-    ``maxResource`` is not a setting there (a second truth) and ``minResource`` must leave
-    a rung to promote to. ``None`` is the library scheduler's, whose horizon is
-    ``maxResource`` (default ``LIBRARY_MAX_RESOURCE``). Returns ``type``, ``minResource``,
-    ``reductionFactor`` and ``maxResource``.
+    The one validator of the block. ``max_epochs`` is the experiment's
+    ``trial.training.epochs``: the last rung, so ``maxResource`` is not a setting (a second
+    truth) and ``minResource`` must leave a rung to promote to. Returns ``type``,
+    ``minResource``, ``reductionFactor`` and ``maxResource``.
     """
     path = "strategy.fidelity"
     block = expect_mapping(block, path)
     defaults = dict(fidelity_contract.FIDELITY_DEFAULTS)
-    if max_epochs is None:
-        defaults["maxResource"] = LIBRARY_MAX_RESOURCE
     reject_unknown_keys(block, defaults, path)
     kind = block.get("type", defaults["type"])
     if kind not in fidelity_contract.FIDELITY_TYPES:
@@ -170,14 +161,11 @@ def check_fidelity(block: Any, max_epochs: int | None) -> dict[str, Any]:
     settings = {"type": kind,
                 "minResource": read_int(block, "minResource", path, defaults["minResource"], low=1),
                 "reductionFactor": read_int(block, "reductionFactor", path, defaults["reductionFactor"], low=2)}
-    if max_epochs is None:
-        settings["maxResource"] = read_int(block, "maxResource", path, defaults["maxResource"], low=1)
-    else:
-        if settings["minResource"] >= max_epochs:
-            raise SpaceError(f"{path}.minResource", f"{settings['minResource']} epochs leaves nothing to promote "
-                             f"to: the last rung trains trial.training.epochs ({max_epochs}); lower minResource "
-                             f"or raise epochs")
-        settings["maxResource"] = max_epochs
+    if settings["minResource"] >= max_epochs:
+        raise SpaceError(f"{path}.minResource", f"{settings['minResource']} epochs leaves nothing to promote "
+                         f"to: the last rung trains trial.training.epochs ({max_epochs}); lower minResource "
+                         f"or raise epochs")
+    settings["maxResource"] = max_epochs
     try:
         fidelity_contract.rungs(settings["minResource"], settings["maxResource"], settings["reductionFactor"])
     except ValueError as err:
