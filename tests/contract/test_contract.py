@@ -164,6 +164,9 @@ def test_names_the_crds_enumerate():
     assert tuple(at(EXPERIMENT, "status.phase")["enum"]) == contract.EXPERIMENT_PHASES
     assert tuple(at(TRIAL, "status.phase")["enum"]) == contract.TRIAL_PHASES
     assert at(TRIAL, "status.history")["maxItems"] == contract.HISTORY_LIMIT
+    # Every objective metric survives in a trial's per-epoch history (the API server prunes
+    # unknown fields, and the median rule reads the objective there).
+    assert set(contract.METRICS) <= set(at(TRIAL, "status.history")["items"]["properties"])
 
 
 def test_exit_codes():
