@@ -30,7 +30,7 @@ def table() -> Table:
         rows[key] = {"valAccuracy": curve[-1], "testAccuracy": final, "valLoss": 1.0, "parameters": 1,
                      "trainSeconds": 99.0, "status": "Succeeded", "hash": None, "curve": curve,
                      "epochSeconds": [1.0 + key.count("2")] * EPOCHS}
-    return Table(space, rows)
+    return Table(space, rows, {"training": {"epochs": EPOCHS}})  # as a real table's .meta.json says
 
 
 def test_a_full_fidelity_strategy_is_charged_whole_trainings(table):
