@@ -19,12 +19,15 @@ OPERATOR_RULES = [
     ("list", "pods", True), ("create", "events", True), ("create", "serviceaccounts", True),
     ("create", "rolebindings.rbac.authorization.k8s.io", True),
     ("bind", "clusterroles.rbac.authorization.k8s.io/kubenas-trainer", True),
+    # spec.deploy: the serving Deployment is rolled to a newer model (patch), with its Service
+    # (inferenceservices: only where KServe's CRD is installed, tests/e2e/test_deploy.py)
+    ("patch", "deployments.apps", True), ("create", "services", True),
     # never:
     ("get", "secrets", False), ("create", "pods", False), ("create", "nastrials.kubenas.io", False),
     ("patch", "nastrials.kubenas.io", False), ("bind", "clusterroles.rbac.authorization.k8s.io/cluster-admin",
                                                False),
     ("escalate", "clusterroles.rbac.authorization.k8s.io", False), ("impersonate", "serviceaccounts", False),
-    ("create", "serviceaccounts/token", False), ("patch", "deployments.apps", False),
+    ("create", "serviceaccounts/token", False), ("delete", "services", False),
     ("get", "configmaps", False),
 ]
 CONTROLLER_RULES = [
