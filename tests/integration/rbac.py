@@ -23,7 +23,15 @@ NOT_CALLS = {("kubenas-operator", "rbac.authorization.k8s.io", "clusterroles", "
              # tests/e2e/test_operator_requester.py.
              ("kubenas-operator", "authorization.k8s.io", "subjectaccessreviews", "create"),
              ("kubenas-operator", "admissionregistration.k8s.io", "mutatingadmissionpolicies", "get"),
-             ("kubenas-operator", "admissionregistration.k8s.io", "mutatingadmissionpolicybindings", "get")}
+             ("kubenas-operator", "admissionregistration.k8s.io", "mutatingadmissionpolicybindings", "get"),
+             # Only for spec.deploy (serving the best model), which the emulated loops do not
+             # run: on the real tier, tests/e2e/test_deploy.py (the Deployment + Service, a
+             # rolling redeploy, and an InferenceService against KServe's own CRD).
+             ("kubenas-operator", "", "services", "create"),
+             ("kubenas-operator", "", "services", "get"),
+             ("kubenas-operator", "apps", "deployments", "patch"),
+             *(("kubenas-operator", "serving.kserve.io", "inferenceservices", verb)
+               for verb in ("create", "delete", "get", "patch"))}
 
 
 def load_roles() -> dict[str, list[dict]]:
