@@ -56,7 +56,10 @@ echo "install.sh: fetching prometheus $version into $dest" >&2
 chmod 0777 "$deb"
 (cd "$deb" && apt-get download -qq "prometheus=$version" >&2)
 dpkg-deb -x "$deb"/prometheus_*.deb "$tmp/root"
-cp "$tmp/root/usr/bin/prometheus" "$tmp/root/usr/bin/promtool" "$tmp/bin/"
+# the package's own binaries folder, wherever its layout keeps them
+for tool in prometheus promtool; do
+  cp "$(find "$tmp/root" -type f -name "$tool" -perm -u+x | head -1)" "$tmp/bin/"
+done
 rm -rf "$tmp/root" "$deb"
 "$tmp/bin/prometheus" --version >&2
 rm -rf "$dest"; mv "$tmp" "$dest"; trap - EXIT
