@@ -56,11 +56,18 @@ echo "install.sh: fetching prometheus $version into $dest" >&2
 chmod 0777 "$deb"
 (cd "$deb" && apt-get download -qq "prometheus=$version" >&2)
 dpkg-deb -x "$deb"/prometheus_*.deb "$tmp/root"
-# the package's own binaries folder, wherever its layout keeps them
+# the package's executables, in whichever bin folder its layout keeps them: an ELF file
+# named so (the package also ships /etc/init.d/prometheus, a shell script of that name)
 for tool in prometheus promtool; do
-  cp "$(find "$tmp/root" -type f -name "$tool" -perm -u+x | head -1)" "$tmp/bin/"
+  found=""
+  while IFS= read -r candidate; do
+    if [ "$(head -c4 "$candidate" | od -An -c | tr -d ' ')" = '177ELF' ]; then found="$candidate"; break; fi
+  done < <(find "$tmp/root" -type f -path "*/bin/$tool" -perm -u+x | sort)
+  [ -n "$found" ] || { echo "install.sh: no $tool executable in the prometheus package" >&2; exit 2; }
+  cp "$found" "$tmp/bin/"
 done
 rm -rf "$tmp/root" "$deb"
 "$tmp/bin/prometheus" --version >&2
+"$tmp/bin/promtool" --version >&2
 rm -rf "$dest"; mv "$tmp" "$dest"; trap - EXIT
 echo "$dest"

@@ -184,7 +184,7 @@ class Prometheus:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"prometheus exited: {self.log()[-3000:]}")
+                raise RuntimeError(f"prometheus exited with status {self.proc.returncode}: {self.log()[-3000:]}")
             try:
                 with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as answer:
                     if answer.status == 200:
