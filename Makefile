@@ -61,10 +61,10 @@ clean:
 	rm -rf $(VENV) runs build *.egg-info
 
 # kustomize cannot read files above deploy/, so deploy/crds/ is a copy of crds/
-# (tests/operator/test_deploy.py fails when they drift).
+# (tests/install/test_deploy.py fails when they drift).
 sync-crds:
 	sh deploy/sync-crds.sh
 
-# charts/kubenas is generated from deploy/ (tests/operator/test_chart.py fails when it drifts).
+# charts/kubenas is generated from deploy/ (tests/install/test_chart.py fails when it drifts).
 chart: install
 	$(BIN)/python hack/helm/chart.py

@@ -3,7 +3,7 @@ components), so that the two installs cannot drift: each template is a deploy/ f
 with the few settings a chart exposes replaced by values, and values.yaml holds the
 defaults read from deploy/. With default values `helm template --include-crds` renders
 what `kubectl kustomize deploy/` builds (tests/e2e/test_helm.py checks it, and
-tests/operator/test_chart.py that the committed chart is this script's output).
+tests/install/test_chart.py that the committed chart is this script's output).
 
     python hack/helm/chart.py          # rewrite charts/kubenas from deploy/
     python hack/helm/chart.py --check  # exit 1 if charts/kubenas is out of date

@@ -1,5 +1,5 @@
 """The Helm chart charts/kubenas (generated from deploy/ by hack/helm/chart.py, checked
-up to date by tests/operator/test_chart.py): with
+up to date by tests/install/test_chart.py): with
 default values it renders what `kubectl kustomize deploy/` builds, with the monitoring
 values what the kustomize components add, and `helm template | kubectl apply
 --dry-run=server` passes on a real API server, with default and with changed values.

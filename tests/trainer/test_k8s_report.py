@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from kubenas_trainer.k8s_report import RETRIES, cluster_namespace, main_from_cluster, termination_message
+from kubenas_trainer.reporting.cluster import RETRIES, cluster_namespace, main_from_cluster, termination_message
 
 
 def test_namespace_from_env_or_service_account_file(tmp_path):
@@ -36,7 +36,7 @@ def test_a_progress_write_refused_after_the_trial_ended_stops_training():
     answers 403, and the trainer stops instead of training on; it writes nothing after."""
     from kubernetes.client.exceptions import ApiException
 
-    from kubenas_trainer.k8s_report import KubernetesReporter
+    from kubenas_trainer.reporting.cluster import KubernetesReporter
 
     class Api:
         def __init__(self):
@@ -69,7 +69,7 @@ def test_a_final_write_whose_answer_was_lost_is_not_an_error():
     ended, so its status is the operator's): the result is there, nothing more to write."""
     from kubernetes.client.exceptions import ApiException
 
-    from kubenas_trainer.k8s_report import KubernetesReporter
+    from kubenas_trainer.reporting.cluster import KubernetesReporter
 
     class Api:
         phase = "Running"
