@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kubenas.api.validation import MAX_FILE_BYTES, MAX_YAML_NODES, validate_experiment
+from kubenas.api.loading import MAX_FILE_BYTES, MAX_YAML_NODES
+from kubenas.api.validation import validate_experiment
 from kubenas.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kubenas.api.validation import MAX_EXPERIMENT_NAME, validate_experiment
+from kubenas.api.structure import MAX_EXPERIMENT_NAME
+from kubenas.api.validation import validate_experiment
 
 ROOT = Path(__file__).resolve().parents[2]
 CRDS = {"NASExperiment": "kubenas.io_nasexperiments.yaml", "NASTrial": "kubenas.io_nastrials.yaml"}

@@ -13,7 +13,9 @@ import yaml
 
 from kubenas.api.schema import openapi_schema, validator
 from kubenas.api.trials import build_trial_spec
-from kubenas.api.validation import _user_code_issues, validate_experiment, with_defaults
+from kubenas.api.checks.trial import user_code_issues
+from kubenas.api.defaults import with_defaults
+from kubenas.api.validation import validate_experiment
 from kubenas.experiment import from_row, from_trial_object
 from kubenas.experiment.record import candidate as trial_candidate
 from kubenas.local.report import leaderboard_rows
@@ -55,13 +57,13 @@ def test_a_parameters_space_is_refused_for_the_built_in_trainer_naming_the_fix(e
 def test_user_code_makes_a_parameters_space_runnable(trial, experiment):
     spec = with_defaults(experiment["spec"])
     spec["trial"].update(trial)
-    assert _user_code_issues(spec) == []
+    assert user_code_issues(spec) == []
 
 
 def test_chain_and_cell_need_no_user_code(experiment):
     for kind in ("chain", "cell"):
         spec = with_defaults({**experiment["spec"], "searchSpace": {"type": kind}})
-        assert _user_code_issues(spec) == []
+        assert user_code_issues(spec) == []
 
 
 def set_parameter(experiment, index, **fields):

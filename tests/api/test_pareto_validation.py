@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kubenas.api.validation import validate_experiment, with_defaults
+from kubenas.api.defaults import with_defaults
+from kubenas.api.validation import validate_experiment
 
 ROOT = Path(__file__).resolve().parents[2]
 

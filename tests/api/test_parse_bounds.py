@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kubenas.api.validation import MAX_NESTING, max_spec_bytes, nesting_issue, validate_experiment
+from kubenas.api.bounds import MAX_NESTING, max_spec_bytes, nesting_issue
+from kubenas.api.validation import validate_experiment
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kubenas.api.validation import (ExperimentInvalid, load_experiment_file, validate_experiment,
-                                    with_defaults)
+from kubenas.api.defaults import with_defaults
+from kubenas.api.loading import load_experiment_file
+from kubenas.api.validation import ExperimentInvalid, validate_experiment
 from kubenas.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]

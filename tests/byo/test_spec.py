@@ -10,7 +10,8 @@ import sys
 import yaml
 
 from kubenas.api.trials import build_trial_spec
-from kubenas.api.validation import validate_experiment, with_defaults
+from kubenas.api.defaults import with_defaults
+from kubenas.api.validation import validate_experiment
 from kubenas.operator.manifests import job_for_trial
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "deploy" / "examples"

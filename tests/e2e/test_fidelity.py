@@ -129,7 +129,7 @@ def test_the_nastrial_schema_keeps_what_promotions_and_limits_need(cluster, name
 def test_the_status_schema_keeps_the_best_mean_of_spec_final(cluster, namespace):
     """status.bestTrial.final as the operator folds it survives the status schema unpruned
     (a server-side dry run, so no operator of another test races it)."""
-    from kubenas.api.validation import with_defaults
+    from kubenas.api.defaults import with_defaults
     from kubenas.experiment import final, from_row
     from kubenas.operator.status import fold
 

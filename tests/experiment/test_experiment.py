@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from kubenas.api.validation import with_defaults
+from kubenas.api.defaults import with_defaults
 from kubenas.experiment import (TrialRecord, best, elapsed_seconds, experiment_outcome, from_row, from_trial_object,
                                 ranked, strategy_reward, trials_to_start)
 from kubenas.operator.status import trial_details

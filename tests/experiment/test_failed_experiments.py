@@ -3,7 +3,7 @@ the operator and the controller): a failure every trial would repeat ends it at 
 a spent budget without a succeeded trial is no result."""
 from __future__ import annotations
 
-from kubenas.api.validation import with_defaults
+from kubenas.api.defaults import with_defaults
 from kubenas.experiment import experiment_outcome, failure_line, from_row, from_trial_object, trials_to_start
 from kubenas.experiment import final as final_phase
 

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from kubenas.api.validation import with_defaults
+from kubenas.api.defaults import with_defaults
 from kubenas.contract import FAILED, MAX_TRIALS_REACHED, RUNNING, SUCCEEDED
 from kubenas.experiment import experiment_outcome, fidelity, from_row, trials_to_start
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from kubenas.api.trials import build_trial_spec
-from kubenas.api.validation import validate_experiment, with_defaults
+from kubenas.api.defaults import with_defaults
+from kubenas.api.validation import validate_experiment
 from kubenas.experiment import final, from_row
 
 SPEC = with_defaults({"objective": {"metric": "accuracy"}, "searchSpace": {"type": "chain"},

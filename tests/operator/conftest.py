@@ -4,7 +4,7 @@ import copy
 
 import pytest
 
-from kubenas.api.validation import with_defaults
+from kubenas.api.defaults import with_defaults
 
 EXPERIMENT = {
     "apiVersion": "kubenas.io/v1alpha1",

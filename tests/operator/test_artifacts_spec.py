@@ -9,7 +9,8 @@ import pytest
 import yaml
 from kubernetes import client as k8s
 
-from kubenas.api.validation import validate_experiment, with_defaults
+from kubenas.api.defaults import with_defaults
+from kubenas.api.validation import validate_experiment
 from kubenas.contract import artifacts as art
 from kubenas.experiment import TrialRecord
 from kubenas.operator.manifests import job_for_trial

@@ -10,7 +10,8 @@ import pytest
 import yaml
 from kubernetes import client as k8s
 
-from kubenas.api.validation import validate_experiment, with_defaults
+from kubenas.api.defaults import with_defaults
+from kubenas.api.validation import validate_experiment
 from kubenas.cluster import kube
 from kubenas.cluster.objects import (ANNOTATION_ACCEPTED_SPEC, accepted_spec, accepted_spec_text,
                                      checkpoint_configmap, label_value, trial_object)

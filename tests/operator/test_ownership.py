@@ -12,7 +12,7 @@ from unittest import mock
 
 import yaml
 
-from kubenas.api.validation import with_defaults
+from kubenas.api.defaults import with_defaults
 from kubenas.cluster.objects import (FOREIGN, OURS, STALE, accepted_spec_text, events_about, owned_pods, owner_reference,
                                      ownership)
 from kubenas.contract import NAME_CONFLICT

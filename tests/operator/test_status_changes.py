@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from kubenas.api.validation import with_defaults
+from kubenas.api.defaults import with_defaults
 from kubenas.operator.changes import compare
 from kubenas.operator.status import fold, set_condition, status_patch
 

@@ -36,7 +36,8 @@ import re
 from dataclasses import dataclass
 
 from kubenas.api.images import image_allowed, parse_image
-from kubenas.api.validation import Issue, parse_quantity
+from kubenas.api.issues import Issue
+from kubenas.api.quantities import parse_quantity
 from kubenas.contract import artifacts as artifacts_contract
 
 POLICY_NAMESPACE = "kubenas-system"

@@ -5,7 +5,7 @@ import copy
 
 from kubenas.space import max_latency_ms
 
-from .validation import with_defaults
+from .defaults import with_defaults
 
 INDEX_DIGITS = 5  # budget.maxTrials <= 100000
 

@@ -48,7 +48,8 @@ def _print_issues(console: Console, path: str, issues) -> None:
 
 
 def cmd_validate(args) -> int:
-    from kubenas.api.validation import ExperimentInvalid, load_experiment_file
+    from kubenas.api.loading import load_experiment_file
+    from kubenas.api.validation import ExperimentInvalid
 
     console = Console(stderr=True, soft_wrap=True)
     status = 0
@@ -102,7 +103,8 @@ def dataset_issues(experiment: dict, *, here: bool) -> list:
 
 
 def cmd_run(args) -> int:
-    from kubenas.api.validation import ExperimentInvalid, load_experiment_file
+    from kubenas.api.loading import load_experiment_file
+    from kubenas.api.validation import ExperimentInvalid
     from kubenas.local.rundir import RunDirMismatch
     from kubenas.local.runner import LocalRunner
 

@@ -42,7 +42,7 @@ class Snapshot:
 
 def objective(spec: dict) -> tuple[str, str]:
     """(metric, goal) of an experiment spec, defaults filled."""
-    from kubenas.api.validation import with_defaults
+    from kubenas.api.defaults import with_defaults
 
     try:
         filled = with_defaults(spec)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from kubenas.api.trials import build_trial_spec, trial_name
-from kubenas.api.validation import with_defaults
+from kubenas.api.defaults import with_defaults
 from kubenas.contract import FAILED, RUNNING, STOPPED_BY_RUNNER, SUCCEEDED
 from kubenas.contract import artifacts as art
 from kubenas.contract.genotype import genotype_hash

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
-from kubenas.api.validation import with_defaults
+from kubenas.api.defaults import with_defaults
 
 MUTABLE = (("budget", "maxTrials"), ("budget", "parallelTrials"))
 

@@ -21,7 +21,8 @@ from kubernetes.client.exceptions import ApiException
 from kubenas.api.policy import (CREATED_BY, CREATED_BY_GROUPS, POLICY_NAME, REQUESTER_POLICY,
                                 REQUESTER_POLICY_MARGIN_SECONDS, Policy, Requester, policy_issues, reference_issues,
                                 references)
-from kubenas.api.validation import Issue, validate_experiment, with_defaults
+from kubenas.api.defaults import with_defaults
+from kubenas.api.validation import Issue, validate_experiment
 from kubenas.cluster.kube import Kube, post_event
 from kubenas.cluster.objects import (FOREIGN, OURS, STALE, accepted_spec, accepted_spec_text, events_about,
                                      owned_by, owned_pods, ownership)
