@@ -28,7 +28,7 @@ PENDING = "Pending"
 RUNNING = "Running"
 SUCCEEDED = "Succeeded"
 FAILED = "Failed"
-EARLY_STOPPED = "EarlyStopped"
+EARLY_STOPPED = "EarlyStopped"  # a phase, and the reason of a trial the median rule stopped
 STOPPED = "Stopped"  # an experiment's deadline passed
 
 TRIAL_PHASES = (PENDING, RUNNING, SUCCEEDED, FAILED, EARLY_STOPPED)
@@ -131,7 +131,6 @@ DEADLINE_EXCEEDED = "DeadlineExceeded"      # the Job's activeDeadlineSeconds pa
 OOM_KILLED = "OOMKilled"
 EVICTED = "Evicted"
 EXPERIMENT_FINISHED = "ExperimentFinished"  # stopped because the experiment ended
-STOPPED_EARLY = EARLY_STOPPED               # stopped by the median rule
 DUPLICATE = "Duplicate"                     # the result of a twin reused, not retrained (kubenas.experiment.twins)
 STOPPED_BY_RUNNER = STOPPED                 # local mode: the runner ended the process
 # An object kubenas would make, adopt or delete under its deterministic name (the controller

@@ -44,7 +44,6 @@ from kubenas.contract import (
     PENDING,
     POD_FAILED,
     RUNNING,
-    STOPPED_EARLY,
     SUCCEEDED,
     finite_number,
 )
@@ -327,6 +326,6 @@ def name_conflict_action(trial: dict, *, now: str) -> TrialAction:
 
 def early_stop_action(name: str, now: str, reason_detail: str) -> TrialAction:
     return TrialAction(
-        status={"phase": EARLY_STOPPED, "reason": STOPPED_EARLY, "message": reason_detail, "completionTime": now},
+        status={"phase": EARLY_STOPPED, "reason": EARLY_STOPPED, "message": reason_detail, "completionTime": now},
         delete_job=True,
         event=("Normal", EARLY_STOPPED, f"trial {name} stopped early: {reason_detail}"))
