@@ -2,7 +2,7 @@
 import pytest
 import yaml
 
-from kubenas.api.policy import (DEFAULTS, RESERVED_MOUNT_PATHS, RESERVED_NAME_PREFIX, Policy, env_allowed,
+from kubenas.api.policy import (DEFAULTS, RESERVED_MOUNT_PATHS, RESERVED_NAME_PREFIX, TenancyPolicy, env_allowed,
                                 policy_issues)
 from tests.api.policy_cases import CASES  # the table the admission policy is tested on too (tests/e2e)
 
@@ -11,7 +11,7 @@ def test_the_shipped_configmap_and_the_operator_defaults_agree():
     with open("deploy/admission-params.yaml") as f:
         shipped = next(d for d in yaml.safe_load_all(f) if d["kind"] == "ConfigMap")["data"]
     assert shipped == DEFAULTS
-    assert Policy.from_data(shipped) == Policy.default()
+    assert TenancyPolicy.from_data(shipped) == TenancyPolicy.default()
 
 
 def spec(**template) -> dict:
@@ -23,7 +23,7 @@ def paths(issues) -> list[str]:
 
 
 def test_what_the_lists_allow_passes():
-    policy = Policy.default()
+    policy = TenancyPolicy.default()
     ok = spec(image="ghcr.io/kubenas/kubenas-trainer:1", volumes=[{"name": "d", "emptyDir": {}}],
               env=[{"name": "FOO", "value": "1"}], serviceAccountName="someone", tolerations=[{"key": "spot"}])
     assert policy_issues(ok, policy) == []      # accounts and tolerations are admission's (requester) call
@@ -31,7 +31,7 @@ def test_what_the_lists_allow_passes():
 
 
 def test_each_rule_names_the_field_and_the_fix():
-    policy = Policy.default()
+    policy = TenancyPolicy.default()
     bad = spec(image="evil.example/x:1", volumes=[{"name": "h", "hostPath": {"path": "/"}}],
                env=[{"name": "LD_PRELOAD", "value": "/x.so"}], labels={"kubenas.io/trial": "b-1"},
                annotations={"kubenas.io/x": "1"})
@@ -46,7 +46,7 @@ def test_each_rule_names_the_field_and_the_fix():
 
 
 def test_without_admission_the_operator_enforces_the_lists_with_no_exception():
-    policy = Policy.from_data({"operatorEnforcesLists": "true", "priorityClasses": "low",
+    policy = TenancyPolicy.from_data({"operatorEnforcesLists": "true", "priorityClasses": "low",
                                "volumeTypes": "*", "trainerImagePrefixes": "*"})
     bad = spec(image="anything:1", volumes=[{"name": "h", "hostPath": {"path": "/"}}],
                serviceAccountName="default", priorityClassName="high",
@@ -66,7 +66,7 @@ def test_the_operator_judges_the_shared_table_as_admission_does(case):
     refused naming the case's field first (admission reports its first failing rule), or
     accepted."""
     template, field = CASES[case]
-    issues = policy_issues(spec(**template), Policy.from_data({"operatorEnforcesLists": "true"}))
+    issues = policy_issues(spec(**template), TenancyPolicy.from_data({"operatorEnforcesLists": "true"}))
     if field is None:
         assert issues == []
     else:
@@ -76,7 +76,7 @@ def test_the_operator_judges_the_shared_table_as_admission_does(case):
 def test_with_the_user_code_right_mounts_and_env_outside_the_lists_pass_but_never_over_the_image():
     """What admission grants a requester who may create pods, the operator grants with
     userCode "true"; protected and reserved paths stay refused for everybody."""
-    policy = Policy.from_data({"operatorEnforcesLists": "true", "userCode": "true"})
+    policy = TenancyPolicy.from_data({"operatorEnforcesLists": "true", "userCode": "true"})
     assert policy_issues(spec(volumes=[{"name": "w", "emptyDir": {}}],
                               volumeMounts=[{"name": "w", "mountPath": "/workspace"}],
                               env=[{"name": "WANDB_PROJECT", "value": "nas"}]), policy) == []
@@ -91,7 +91,7 @@ def test_admission_installed_the_operator_still_refuses_what_nobody_may_do():
     """operatorEnforcesLists "false" (admission judges the requester): the operator still
     refuses the argparse attack, a 1Pi emptyDir, unconfined AppArmor and a foreign image,
     and leaves mounts and env outside the lists to admission."""
-    policy = Policy.default()
+    policy = TenancyPolicy.default()
     for case in ("argparse-downward-api", "argparse-in-image", "token-path", "emptydir-1pi", "apparmor-unconfined",
                  "image-dotdot", "volume-kubenas-api-token"):
         assert policy_issues(spec(**CASES[case][0]), policy), case
@@ -105,7 +105,7 @@ def test_the_shipped_lists_of_paths_cover_what_the_operator_mounts():
 
     assert TOKEN_VOLUME.startswith(RESERVED_NAME_PREFIX)
     assert any(TOKEN_PATH.startswith(p + "/") for p in RESERVED_MOUNT_PATHS) and MOUNT_PATH in RESERVED_MOUNT_PATHS
-    policy = Policy.default()
+    policy = TenancyPolicy.default()
     assert all(any(p == q or p.startswith(q + "/") for q in policy.protected_mount_paths)
                for p in ("/opt/conda/lib/python3.11/argparse.py", "/opt/conda/bin/kubenas-train", "/usr/lib", "/etc"))
 
@@ -137,14 +137,14 @@ def test_an_unknown_requester_gets_no_reference_unless_the_admin_allows_it():
     from kubenas.api.policy import Reference, Requester, reference_issues
 
     refs = [Reference("spec.trial.template.volumes[name=s].secret", "secrets", "db")]
-    enforcing = Policy.from_data({"operatorEnforcesLists": "true"})
+    enforcing = TenancyPolicy.from_data({"operatorEnforcesLists": "true"})
     (issue,) = reference_issues(refs, None, None, enforcing)
     assert issue.path == refs[0].field and "cannot tell who created this experiment" in issue.message
     assert "operatorAllowsUncheckedReferences" in issue.message and "deploy/requester/" in issue.message
-    assert reference_issues(refs, None, None, Policy.from_data({"operatorEnforcesLists": "true",
+    assert reference_issues(refs, None, None, TenancyPolicy.from_data({"operatorEnforcesLists": "true",
                                                                  "operatorAllowsUncheckedReferences": "true"})) == []
     asked = []
     (denied,) = reference_issues(refs, Requester("alice", ("team",)), lambda who, ref: asked.append((who, ref)), enforcing)
     assert asked == [(Requester("alice", ("team",)), refs[0])] and denied.message.startswith("alice may not get Secret db")
     assert reference_issues(refs, Requester("alice"), lambda who, ref: True, enforcing) == []
-    assert reference_issues(refs, None, None, Policy.default()) == []    # admission judges the requester
+    assert reference_issues(refs, None, None, TenancyPolicy.default()) == []    # admission judges the requester

@@ -160,14 +160,14 @@ def test_an_object_store_without_credentials_secret_takes_the_admins_allow_ambie
     """A url without credentialsSecret (gs takes none) is reached with whatever the node
     or pod has: refused by the operator's own check (clusters without the admission
     policies) unless the admin's ConfigMap says allowAmbientCredentials: "true"."""
-    from kubenas.api.policy import Policy, policy_issues
+    from kubenas.api.policy import TenancyPolicy, policy_issues
 
     spec = {"artifacts": {"url": "s3://any-bucket"}}
-    (issue,) = policy_issues(spec, Policy.from_data({}))
+    (issue,) = policy_issues(spec, TenancyPolicy.from_data({}))
     assert issue.path == "spec.artifacts.credentialsSecret"
     assert "s3://any-bucket without credentialsSecret" in issue.message
     assert 'allowAmbientCredentials: "true" in ConfigMap kubenas-system/kubenas-admission-policy' in issue.message
-    assert policy_issues({"artifacts": {"url": "gs://b/x"}}, Policy.from_data({}))
-    assert not policy_issues(spec, Policy.from_data({"allowAmbientCredentials": "true"}))
-    assert not policy_issues({"artifacts": {"url": "s3://b", "credentialsSecret": "s3"}}, Policy.from_data({}))
-    assert not policy_issues({"artifacts": {"persistentVolumeClaim": {"claimName": "c"}}}, Policy.from_data({}))
+    assert policy_issues({"artifacts": {"url": "gs://b/x"}}, TenancyPolicy.from_data({}))
+    assert not policy_issues(spec, TenancyPolicy.from_data({"allowAmbientCredentials": "true"}))
+    assert not policy_issues({"artifacts": {"url": "s3://b", "credentialsSecret": "s3"}}, TenancyPolicy.from_data({}))
+    assert not policy_issues({"artifacts": {"persistentVolumeClaim": {"claimName": "c"}}}, TenancyPolicy.from_data({}))

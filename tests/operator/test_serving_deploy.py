@@ -218,10 +218,10 @@ def test_without_admission_the_operator_checks_the_authors_right_to_the_serving_
     the recorded author may create what spec.deploy would make, as admission does."""
     from unittest import mock
 
-    from kubenas.api.policy import Policy, Requester
+    from kubenas.api.policy import TenancyPolicy, Requester
 
     r, kube = deploy_reconciler(None)
-    policy = Policy.from_data({"operatorEnforcesLists": "true"})
+    policy = TenancyPolicy.from_data({"operatorEnforcesLists": "true"})
     exp = {**EXP, "spec": {"deploy": {"kind": "Deployment"}}}
     kube.may.return_value = False
     with mock.patch.object(r, "_requester", return_value=Requester("alice", ("team",))):

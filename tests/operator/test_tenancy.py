@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from kubenas.api.policy import DEFAULTS, Policy
+from kubenas.api.policy import DEFAULTS, TenancyPolicy
 from kubenas.operator import tenancy
 from kubenas.operator.book import Book
 from kubenas.operator.tenancy import EXPERIMENT, TRIAL, Slots, Wait, room
@@ -34,13 +34,13 @@ def test_room(holders, name, limit, expected):
 
 
 def test_policy_keys_default_and_zero_means_no_bound():
-    assert Policy.default().max_running_experiments == int(DEFAULTS["maxRunningExperimentsPerNamespace"]) > 0
-    assert Policy.default().max_trials_in_flight == int(DEFAULTS["maxTrialsInFlightPerNamespace"]) > 0
-    policy = Policy.from_data({"maxRunningExperimentsPerNamespace": "0", "maxTrialsInFlightPerNamespace": ""})
+    assert TenancyPolicy.default().max_running_experiments == int(DEFAULTS["maxRunningExperimentsPerNamespace"]) > 0
+    assert TenancyPolicy.default().max_trials_in_flight == int(DEFAULTS["maxTrialsInFlightPerNamespace"]) > 0
+    policy = TenancyPolicy.from_data({"maxRunningExperimentsPerNamespace": "0", "maxTrialsInFlightPerNamespace": ""})
     assert (policy.max_running_experiments, policy.max_trials_in_flight) == (0, 0)
-    assert tenancy.bound(Policy.from_data({"maxTrialsInFlightPerNamespace": "7"}), TRIAL) == 7
+    assert tenancy.bound(TenancyPolicy.from_data({"maxTrialsInFlightPerNamespace": "7"}), TRIAL) == 7
     # A typo does not lift the bound: the shipped default holds.
-    assert Policy.from_data({"maxRunningExperimentsPerNamespace": "ten"}).max_running_experiments == \
+    assert TenancyPolicy.from_data({"maxRunningExperimentsPerNamespace": "ten"}).max_running_experiments == \
         int(DEFAULTS["maxRunningExperimentsPerNamespace"])
 
 

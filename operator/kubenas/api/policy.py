@@ -89,7 +89,7 @@ def _items(text: str | None) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
-class Policy:
+class TenancyPolicy:
     trainer_image_prefixes: tuple[str, ...]
     controller_image_prefixes: tuple[str, ...]
     volume_types: tuple[str, ...]
@@ -113,7 +113,7 @@ class Policy:
     max_trials_in_flight: int = 0
 
     @classmethod
-    def from_data(cls, data: dict | None) -> "Policy":
+    def from_data(cls, data: dict | None) -> "TenancyPolicy":
         """From a ConfigMap's ``data``; keys it does not set take the shipped defaults."""
         merged = {**DEFAULTS, **{k: v for k, v in (data or {}).items() if isinstance(v, str)}}
         return cls(
@@ -137,7 +137,7 @@ class Policy:
         )
 
     @classmethod
-    def default(cls) -> "Policy":
+    def default(cls) -> "TenancyPolicy":
         return cls.from_data(None)
 
 
@@ -216,7 +216,7 @@ def _volumes(template: dict) -> dict:
     return {v.get("name"): v for v in template.get("volumes") or [] if isinstance(v, dict)}
 
 
-def mount_issues(template: dict, policy: Policy) -> list[Issue]:
+def mount_issues(template: dict, policy: TenancyPolicy) -> list[Issue]:
     """Mounts nobody may ask for: reserved names, a path that is not plain, kubenas' own
     paths, and what the image needs (``protectedMountPaths``)."""
     base, issues = "spec.trial.template", []
@@ -252,7 +252,7 @@ def mount_issues(template: dict, policy: Policy) -> list[Issue]:
     return issues
 
 
-def outside_mounts(template: dict, policy: Policy) -> list[dict]:
+def outside_mounts(template: dict, policy: TenancyPolicy) -> list[dict]:
     """The mounts outside ``mountPathPrefixes`` (and not a scratch emptyDir): code, like
     spec.trial.command, since a file there can replace what the trainer runs."""
     if "*" in policy.mount_path_prefixes:
@@ -267,7 +267,7 @@ def env_allowed(name: str, allowed: tuple[str, ...]) -> bool:
     return any(name.startswith(a[:-1]) if a.endswith("*") else name == a for a in allowed)
 
 
-def outside_env(template: dict, policy: Policy) -> list[str]:
+def outside_env(template: dict, policy: TenancyPolicy) -> list[str]:
     """The template's environment variables outside ``envNames``: they may change what
     code the trainer runs (PYTHONWARNINGS imports a module, for one)."""
     return [str(e.get("name")) for e in template.get("env") or []
@@ -287,7 +287,7 @@ def _profile_allowed(key: str, value) -> bool | None:
     return None
 
 
-def pod_issues(template: dict, policy: Policy) -> list[Issue]:
+def pod_issues(template: dict, policy: TenancyPolicy) -> list[Issue]:
     """AppArmor and seccomp annotations and emptyDir sizes, for everybody."""
     base, issues = "spec.trial.template", []
     for key, value in (template.get("annotations") or {}).items():
@@ -310,7 +310,7 @@ def pod_issues(template: dict, policy: Policy) -> list[Issue]:
     return issues
 
 
-def ambient_credentials_issues(spec: dict, policy: Policy) -> list[Issue]:
+def ambient_credentials_issues(spec: dict, policy: TenancyPolicy) -> list[Issue]:
     """spec.artifacts.url without credentialsSecret (gs takes none): the trial pods would
     use whatever credentials the node or the pod has, a bucket the author was never given;
     for everybody, unless the admin allows it (allowAmbientCredentials)."""
@@ -325,7 +325,7 @@ def ambient_credentials_issues(spec: dict, policy: Policy) -> list[Issue]:
                   f"allowAmbientCredentials: \"true\" in {WHERE}")]
 
 
-def policy_issues(spec: dict, policy: Policy) -> list[Issue]:
+def policy_issues(spec: dict, policy: TenancyPolicy) -> list[Issue]:
     """What ``spec`` (a NASExperiment spec) asks for beyond ``policy``, field by field."""
     issues: list[Issue] = []
     template = ((spec.get("trial") or {}).get("template") or {})
@@ -463,7 +463,7 @@ def references(spec: dict) -> list[Reference]:
     return found
 
 
-def reference_issues(refs: list[Reference], requester: Requester | None, may_get, policy: Policy) -> list[Issue]:
+def reference_issues(refs: list[Reference], requester: Requester | None, may_get, policy: TenancyPolicy) -> list[Issue]:
     """The operator's own check of the requester's right to what the trial pods would
     read, on a cluster without the admission policies (``operatorEnforcesLists``):
     ``may_get(requester, reference)`` asks the API server (a SubjectAccessReview). An

@@ -18,10 +18,10 @@ from datetime import datetime, timedelta, timezone
 
 from kubernetes.client.exceptions import ApiException
 
-from kubenas.api.policy import (CREATED_BY, CREATED_BY_GROUPS, POLICY_NAME, REQUESTER_POLICY,
-                                REQUESTER_POLICY_MARGIN_SECONDS, Policy, Requester, policy_issues, reference_issues,
-                                references)
 from kubenas.api.defaults import with_defaults
+from kubenas.api.policy import (CREATED_BY, CREATED_BY_GROUPS, POLICY_NAME, REQUESTER_POLICY,
+                                REQUESTER_POLICY_MARGIN_SECONDS, Requester, TenancyPolicy, policy_issues,
+                                reference_issues, references)
 from kubenas.api.validation import Issue, validate_experiment
 from kubenas.cluster.kube import Kube, post_event
 from kubenas.cluster.objects import (FOREIGN, OURS, STALE, accepted_spec, accepted_spec_text, events_about,
@@ -126,7 +126,7 @@ class Reconciler:
         # Per-namespace bounds (tenancy.py): set by the operator (handlers.App) to slots
         # that count from its Book; None (tests of single objects): no bounds.
         self.slots: tenancy.Slots | None = None
-        self._bounds_policy: tuple[float, Policy | None] = (0.0, None)
+        self._bounds_policy: tuple[float, TenancyPolicy | None] = (0.0, None)
 
     def lock(self, kind: str, namespace: str, name: str) -> threading.Lock:
         if kind == "trial":
@@ -293,7 +293,7 @@ class Reconciler:
             self.event(exp, "Warning", reason, message, now)
             metrics.experiment_finished(exp["metadata"]["namespace"], FAILED, reason)
 
-    def policy(self) -> Policy:
+    def policy(self) -> TenancyPolicy:
         """The cluster admin's policy, read when an experiment is judged (rarely): the
         shipped defaults when its ConfigMap is missing or unreadable."""
         try:
@@ -305,11 +305,11 @@ class Reconciler:
         if configmap is None:
             log.warning("ConfigMap %s/%s not found or not readable: using the shipped tenancy policy",
                         self.settings.policy_namespace, POLICY_NAME)
-        policy = Policy.from_data((configmap or {}).get("data"))
+        policy = TenancyPolicy.from_data((configmap or {}).get("data"))
         self._bounds_policy = (time.monotonic(), policy)  # the latest read: the bounds use it too
         return policy
 
-    def _reference_issues(self, exp: dict, policy: Policy) -> list:
+    def _reference_issues(self, exp: dict, policy: TenancyPolicy) -> list:
         """Without the admission policies (operatorEnforcesLists): may whoever created
         ``exp`` get each Secret, ConfigMap and PVC its trial pods would read?"""
         refs = references(exp["spec"])

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from kubenas.api.policy import WHERE, Policy
+from kubenas.api.policy import WHERE, TenancyPolicy
 from kubenas.contract import PENDING
 
 from .status import get_condition, set_condition
@@ -58,7 +58,7 @@ class Wait:
                 f"allows ({self.bound}); this {self.kind} starts when one of them finishes")
 
 
-def bound(policy: Policy, kind: str) -> int:
+def bound(policy: TenancyPolicy, kind: str) -> int:
     return policy.max_running_experiments if kind == EXPERIMENT else policy.max_trials_in_flight
 
 
