@@ -11,7 +11,7 @@ The hand-designed backbone is the plain VGG-style stack a detection engineer wou
 from at this size: three 3x3 conv-BN-ReLU layers of stride 2, 16 -> 32 -> 32 filters
 (feature levels at strides 2, 4, 8).
 
-    python -m kubenas_trainer.coco shapes data/shapes --train 160 --test 60
+    python -m kubenas_trainer.tasks.coco shapes data/shapes --train 160 --test 60
     kubenas run deploy/examples/detection-shapes.yaml --run-dir runs/detection-shapes
     python bench/detection_baseline.py --data data/shapes --run-dir runs/detection-shapes
 """
@@ -39,7 +39,7 @@ def pick(run_dir: Path) -> dict:
 
 
 def main(argv=None) -> int:
-    from kubenas_trainer.train import run_trial
+    from kubenas_trainer.training.loop import run_trial
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True)

@@ -61,7 +61,7 @@ def main() -> int:
 
     torch.set_num_threads(1)
     from kubenas.space import SearchSpace
-    from kubenas_trainer.train import run_trial
+    from kubenas_trainer.training.loop import run_trial
 
     training = {**TRAINING, "epochs": EPOCHS}
     space = SearchSpace.from_spec(SPACE)

@@ -8,7 +8,7 @@ trained on digits with one fixed protocol (NAS-Bench-201 in miniature).
 Space (``SPACE`` below): a 4-node cell (6 edges), ops none / skip_connect / conv_1x1 /
 conv_3x3, skeleton channels 8, stages 2, cellsPerStage 1: 4^6 = 4096 architectures.
 
-Protocol (``TRAINING`` below): the real trainer (``kubenas_trainer.train.run_trial``,
+Protocol (``TRAINING`` below): the real trainer (``kubenas_trainer.training.loop.run_trial``,
 in-process, one thread, no latency measurement) on scikit-learn digits at full 8x8
 size, the trainer's own splits (1150 train / 287 validation / 360 test), Adam lr 0.01,
 batch 128, 10 epochs, cosine schedule, weight decay 5e-4, seed 0. Reward = validation
@@ -64,9 +64,9 @@ def encoding_string(encoding) -> str:
 
 
 def trainer_fingerprint() -> dict:
-    import kubenas_trainer.train
+    import kubenas_trainer.training.loop
 
-    root = Path(kubenas_trainer.train.__file__).parent
+    root = Path(kubenas_trainer.training.loop.__file__).parent
     return {name: hashlib.sha256((root / name).read_bytes()).hexdigest()[:16] for name in TRAINER_FILES}
 
 
@@ -103,7 +103,7 @@ def main() -> int:
 
     torch.set_num_threads(1)
     from kubenas.space import SearchSpace
-    from kubenas_trainer.train import run_trial
+    from kubenas_trainer.training.loop import run_trial
 
     space = SearchSpace.from_spec(SPACE)
     classes = equivalence_classes(space)

@@ -1,6 +1,6 @@
 """The keyword search's exported model on held-out clips at their own length (issue 25).
 
-Data: ``kubenas_trainer.synthetic.spoken_words`` (the data of deploy/examples/words-*.yaml):
+Data: ``kubenas_trainer.data.synthetic.spoken_words`` (the data of deploy/examples/words-*.yaml):
 ``--train-speakers`` speakers for training (validation holds out whole speakers of
 these, the default rule with groups) and ``--test-speakers`` new speakers, drawn after
 them from the same seed, for the test split. Training clips are 0.5 s, as the front end's
@@ -61,7 +61,7 @@ def own_length(clip: np.ndarray, rng: np.random.RandomState, low: float, high: f
 def write_data(root: Path, args) -> None:
     from scipy.io import wavfile
 
-    from kubenas_trainer.synthetic import spoken_words
+    from kubenas_trainer.data.synthetic import spoken_words
 
     arrays = spoken_words(train_speakers=args.train_speakers, test_speakers=args.test_speakers,
                           per_word=args.per_word, seed=args.seed)
@@ -92,8 +92,8 @@ def evaluate(run_dir: Path, data: Path) -> dict:
     import onnxruntime
     import torch
 
-    from kubenas_trainer import audio
-    from kubenas_trainer.audio import read_wav
+    from kubenas_trainer.tasks import audio
+    from kubenas_trainer.tasks.audio import read_wav
 
     best = json.loads((run_dir / "best.json").read_text())
     with warnings.catch_warnings():

@@ -59,7 +59,7 @@ def main() -> int:
     torch.set_num_threads(1)
     from kubenas.space import SearchSpace
     from kubenas_trainer.settings import resolve_trial
-    from kubenas_trainer.supernet import calibration_batches, score_candidates, train_supernet
+    from kubenas_trainer.models.supernet import calibration_batches, score_candidates, train_supernet
     from kubenas_trainer.tasks import open_task
 
     space = SearchSpace.from_spec(SPACE)

@@ -74,7 +74,7 @@ CIFAR_CELL = {"type": "cell", "nodes": 4, "channels": 16, "cellsPerStage": 1, "s
 def cifar_model(where: Path) -> Path:
     import torch
 
-    from kubenas_trainer.export import export_onnx
+    from kubenas_trainer.training.export import export_onnx
     from kubenas_trainer.models import build_model
 
     torch.manual_seed(0)

@@ -4,9 +4,9 @@ neither ever saw (bench/RESULTS.md).
 Both are trained by the same loop, CTC head, data and settings as
 deploy/examples/speech-vowels.yaml (``run_trial``), from ``--seeds`` initialisations each;
 the numbers are WER and CER of greedy decoding on the test split (the 6 test speakers of
-``python -m kubenas_trainer.synthetic speech``), which the search never read.
+``python -m kubenas_trainer.data.synthetic speech``), which the search never read.
 
-    python -m kubenas_trainer.synthetic speech data/speech
+    python -m kubenas_trainer.data.synthetic speech data/speech
     kubenas run deploy/examples/speech-vowels.yaml --run-dir runs/speech-vowels
     python bench/speech_baseline.py --data data/speech --run-dir runs/speech-vowels
 """
@@ -50,7 +50,7 @@ def conv_bigru(architecture, input_shape, num_classes):
 
 
 def _trial(example: dict, data: str, architecture: dict, seed: int, builder: str | None) -> dict:
-    from kubenas_trainer.train import run_trial
+    from kubenas_trainer.training.loop import run_trial
 
     trial = example["spec"]["trial"]
     body = {"architecture": architecture, "task": trial["task"], "seed": seed,

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 from kubenas_trainer.data import load_dataset
 from kubenas_trainer.models import build_model
-from kubenas_trainer.train import run_trial
+from kubenas_trainer.training.loop import run_trial
 
 WORKLOADS = {
     "digits": {

@@ -21,7 +21,7 @@ ENV PYTHONPATH=/opt/kubenas/examples
 RUN pip install --require-hashes -r deploy/docker/trainer.txt \
  && pip install --no-deps . \
  && rm -rf /src \
- && python -c "import torch, onnx, onnxruntime, kubenas_trainer.k8s_report, kubenas.controller.main" \
+ && python -c "import torch, onnx, onnxruntime, kubenas_trainer.reporting.cluster, kubenas.controller.main" \
  && openssl version
 USER 65532:65532
 WORKDIR /tmp

@@ -63,7 +63,7 @@ def test_builder_and_loader_reach_good_accuracy_and_export_torchscript(tmp_path)
 
 
 def test_a_missing_builder_module_is_named_with_its_import_error(tmp_path):
-    from kubenas_trainer.train import run_trial
+    from kubenas_trainer.training.loop import run_trial
 
     result = run_trial({"architecture": {"type": "parameters", "parameters": {}},
                         "model": {"builder": "no_such_pkg.models:build"}, "training": {"epochs": 1}})

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from kubenas_trainer.errors import DataError, InvalidArchitecture, InvalidTrial
-from kubenas_trainer.train import run_trial
-from kubenas_trainer.user_code import build_user_model, dataset_from_loader
+from kubenas_trainer.training.loop import run_trial
+from kubenas_trainer.models.user_code import build_user_model, dataset_from_loader
 
 MODULE = '''
 import numpy as np

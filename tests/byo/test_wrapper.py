@@ -11,7 +11,7 @@ import pytest
 
 from kubenas.contract import DIVERGED, EARLY_STOPPED, INVALID_TRIAL, NO_REWARD, OUT_OF_MEMORY, SUCCEEDED, TIMEOUT
 from kubenas.contract.byo import ReportError, format_report, parse_report, references, substitute
-from kubenas_trainer.wrapper import Terminated, main, run_command
+from kubenas_trainer.reporting.wrapper import Terminated, main, run_command
 
 TRIAL = {"experiment": "x", "index": 3, "name": "x-3", "architecture": {"type": "chain", "layers": []},
          "hyperparameters": {"learningRate": 0.05, "optimizer": "adam"},

@@ -128,7 +128,7 @@ def test_the_trainer_resolves_with_the_contracts_table():
 
 
 def test_op_registries_are_the_crd_enums_and_the_trainers_builders():
-    from kubenas_trainer import ops as trainer_ops
+    from kubenas_trainer.models import ops as trainer_ops
 
     assert tuple(at(EXPERIMENT, "spec.searchSpace.chain.operations.[]")["enum"]) == tuple(ops.CHAIN_OPS)
     assert tuple(at(EXPERIMENT, "spec.searchSpace.cell.operations.[]")["enum"]) == tuple(ops.CELL_OPS)

@@ -23,7 +23,7 @@ def digits_test_split():
     from sklearn.datasets import load_digits
 
     from kubenas_trainer.data import DIGITS_TEST_FRACTION, DIGITS_TEST_SEED
-    from kubenas_trainer.splits import stratified_split
+    from kubenas_trainer.data.splits import stratified_split
 
     bunch = load_digits()
     _, test = stratified_split(bunch.target.astype(np.int64), DIGITS_TEST_FRACTION,

@@ -22,7 +22,7 @@ def test_detection_example_searches_on_the_cluster_and_ranks_map(local_only, nam
     import torch
     import torchvision  # noqa: F401 - registers torchvision::nms for the exported detector
 
-    from kubenas_trainer.coco import read_coco, write_shapes
+    from kubenas_trainer.tasks.coco import read_coco, write_shapes
 
     work = REPO / "runs" / f"e2e-{namespace}"
     work.mkdir(parents=True, exist_ok=True)

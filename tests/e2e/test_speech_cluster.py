@@ -20,7 +20,7 @@ from tests.waiting import wait_until
 def test_speech_example_searches_on_the_cluster_and_ranks_wer_ascending(local_only, namespace):
     import torch
 
-    from kubenas_trainer.synthetic import spoken_strings, write_manifests
+    from kubenas_trainer.data.synthetic import spoken_strings, write_manifests
 
     work = REPO / "runs" / f"e2e-{namespace}"
     work.mkdir(parents=True, exist_ok=True)
@@ -58,7 +58,7 @@ def test_speech_example_searches_on_the_cluster_and_ranks_wer_ascending(local_on
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             model = torch.jit.load(str(work / "models" / best["name"] / "model.pt"))
-        from kubenas_trainer.audio import read_wav
+        from kubenas_trainer.tasks.audio import read_wav
 
         first = json.loads((data / "test.json").read_text().splitlines()[0])
         wave, _ = read_wav(data / first["audio_filepath"])

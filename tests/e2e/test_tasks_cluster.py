@@ -27,7 +27,7 @@ CASES = {
 def test_task_example_searches_on_the_cluster_and_exports_its_best_model(local_only, namespace, example):
     import torch
 
-    from kubenas_trainer.synthetic import spoken_words, token_sequences
+    from kubenas_trainer.data.synthetic import spoken_words, token_sequences
 
     kind, name = CASES[example]
     work = REPO / "runs" / f"e2e-{namespace}"

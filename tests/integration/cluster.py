@@ -3,7 +3,7 @@ operator (kopf) and controller, and fakes for what kube-controller-manager and t
 kubelet would do (run a controller pod per Deployment, run a trainer per Job).
 
 The fake trainer goes through the real ``kubenas-train --from-cluster`` code path
-(``k8s_report.main_from_cluster``) with a scripted ``run_trial``, so trial status is
+(``kubenas_trainer.reporting.cluster.main_from_cluster``) with a scripted ``run_trial``, so trial status is
 patched through the API exactly as in a cluster.
 """
 from __future__ import annotations
@@ -230,7 +230,7 @@ class FakeCluster:
 
     def _run_pod_inner(self, job: dict) -> None:
         from kubenas_trainer import errors as trainer_errors
-        from kubenas_trainer.k8s_report import main_from_cluster
+        from kubenas_trainer.reporting.cluster import main_from_cluster
 
         name = job["metadata"]["name"]
         env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
@@ -276,7 +276,7 @@ class FakeCluster:
                        "KUBENAS_REPORT_INTERVAL_SECONDS": "0"}
             run = fake_run
             if script.command:
-                from kubenas_trainer.wrapper import run_command
+                from kubenas_trainer.reporting.wrapper import run_command
 
                 def run(trial, on_epoch=None, model_path=None, checkpoint_path=None):
                     return run_command(script.command, trial, on_epoch=on_epoch,

@@ -19,7 +19,7 @@ from .cluster import NS, digits_experiment  # noqa: E402
 
 
 async def test_real_trainer_reports_into_trial_status(emulator, tmp_path):
-    from kubenas_trainer.k8s_report import main_from_cluster
+    from kubenas_trainer.reporting.cluster import main_from_cluster
 
     spec = with_defaults(digits_experiment()["spec"])
     spec["trial"]["training"].update(epochs=2, batchSize=128, device="cpu")

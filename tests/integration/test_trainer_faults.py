@@ -10,7 +10,7 @@ import sys
 from kubenas.contract import EXIT_TABLE, FINAL_EXIT_CODES
 from kubenas.operator.manifests import job_for_trial
 from kubenas.operator.trial_state import pod_failure
-from kubenas_trainer.k8s_report import RETRIES, main_from_cluster
+from kubenas_trainer.reporting.cluster import RETRIES, main_from_cluster
 
 from .cluster import NS, TRAINER_RETRY_DELAY, FakeCluster, Script, client, default_script, digits_experiment, wait_for
 

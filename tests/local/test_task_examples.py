@@ -21,7 +21,7 @@ EXAMPLES = {"words-audio": "words", "words-kws-temporal": "words", "sequences-mo
 def test_task_example_runs_locally_and_its_best_model_loads_with_plain_torch(tmp_path, example, monkeypatch):
     import torch
 
-    from kubenas_trainer.synthetic import spoken_words, token_sequences
+    from kubenas_trainer.data.synthetic import spoken_words, token_sequences
 
     kind = EXAMPLES[example]
     (tmp_path / "data").mkdir()
@@ -49,10 +49,10 @@ def test_task_example_runs_locally_and_its_best_model_loads_with_plain_torch(tmp
 def test_speech_example_runs_locally_ranks_wer_ascending_and_decodes(tmp_path, monkeypatch):
     import torch
 
-    from kubenas_trainer.audio import read_wav
-    from kubenas_trainer.export import load_metadata
-    from kubenas_trainer.speech import decode
-    from kubenas_trainer.synthetic import spoken_strings, write_manifests
+    from kubenas_trainer.tasks.audio import read_wav
+    from kubenas_trainer.training.export import load_metadata
+    from kubenas_trainer.tasks.speech import decode
+    from kubenas_trainer.data.synthetic import spoken_strings, write_manifests
 
     write_manifests(tmp_path / "data" / "speech", spoken_strings())
     monkeypatch.chdir(tmp_path)  # the example names data/speech, relative to where kubenas runs

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from kubenas_trainer.coco import read_coco, write_shapes
-from kubenas_trainer.train import run_trial
+from kubenas_trainer.tasks.coco import read_coco, write_shapes
+from kubenas_trainer.training.loop import run_trial
 
 tritonclient = pytest.importorskip("tritonclient.http")
 pytest.importorskip("torchvision")

@@ -12,8 +12,8 @@ import torch
 from kubenas.artifacts import model as artifacts_model
 from kubenas.contract import artifacts as art
 from kubenas.serving.model import load, locate
-from kubenas_trainer.artifacts import Policy, publish
-from kubenas_trainer.export import export_onnx, export_torchscript
+from kubenas_trainer.reporting.artifacts import Policy, publish
+from kubenas_trainer.training.export import export_onnx, export_torchscript
 from tests.trainer.test_artifacts_store import BUCKET, s3, s3_server  # noqa: F401 - fixtures
 
 pytest.importorskip("onnxruntime")

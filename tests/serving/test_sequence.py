@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from kubenas_trainer.export import export_onnx
+from kubenas_trainer.training.export import export_onnx
 from kubenas_trainer.models import build_model
 from kubenas_trainer.tasks import FloatSequenceFront
 

@@ -1,4 +1,4 @@
-"""The trainer's side of spec.artifacts (kubenas_trainer.artifacts): what a trial writes,
+"""The trainer's side of spec.artifacts (kubenas_trainer.reporting.artifacts): what a trial writes,
 which models `top` keeps, and the cluster reporter's result carrying the model's place."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import random
 import pytest
 
 from kubenas.contract import artifacts as art
-from kubenas_trainer.artifacts import Policy, Stored, kept, parse_bytes, publish, publish_result
+from kubenas_trainer.reporting.artifacts import Policy, Stored, kept, parse_bytes, publish, publish_result
 
 HISTORY = [{"epoch": 1, "accuracy": 0.5}, {"epoch": 2, "accuracy": 0.7}]
 

@@ -14,8 +14,8 @@ import torch
 from kubenas.artifacts.model import ModelUnavailable, copy_model, fetch, location_from_status
 from kubenas.cli import main
 from kubenas.contract import artifacts as art
-from kubenas_trainer.artifacts import Policy, publish
-from kubenas_trainer.export import export_torchscript
+from kubenas_trainer.reporting.artifacts import Policy, publish
+from kubenas_trainer.training.export import export_torchscript
 from tests.trainer.test_trainer_cli import TRIAL
 
 BUCKET = "kubenas-test"
@@ -92,7 +92,7 @@ def test_both_exported_formats_go_to_the_store_and_kubenas_model_fetches_each(s3
     import numpy as np
 
     from kubenas.artifacts.model import HOW_TO_LOAD
-    from kubenas_trainer.export import export_onnx
+    from kubenas_trainer.training.export import export_onnx
 
     net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 10))
     exported = export_torchscript(net, tmp_path / "trial" / "model.pt", (1, 8, 8), [0.5], [0.25])
@@ -133,7 +133,7 @@ def test_both_exported_formats_go_to_the_store_and_kubenas_model_fetches_each(s3
 
 
 def test_an_onnx_only_trial_is_named_by_its_onnx_file(tmp_path):
-    from kubenas_trainer.export import export_onnx
+    from kubenas_trainer.training.export import export_onnx
 
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
     model_file = tmp_path / "t" / "model.pt"  # where the trainer was told; only model.onnx was exported
@@ -217,8 +217,8 @@ def test_a_local_run_copies_its_outputs_to_the_store(s3, tmp_path, monkeypatch):
 def test_checkpoint_to_s3_and_a_later_trial_resumes_from_its_url(s3, tmp_path):
     """trial.checkpoint with spec.artifacts.url: the checkpoint goes to the store whatever
     the model policy, at checkpoint_location, and resuming from that URL continues exactly."""
-    from kubenas_trainer.artifacts import publish_result
-    from kubenas_trainer.train import run_trial
+    from kubenas_trainer.reporting.artifacts import publish_result
+    from kubenas_trainer.training.loop import run_trial
 
     def trial(epochs, **checkpoint):
         return {"name": "exp-0", "architecture": {"type": "chain", "layers": [{"op": "conv", "filters": 4,

@@ -4,9 +4,9 @@ import pytest
 import torch
 from scipy.io import wavfile
 
-from kubenas_trainer import audio
+from kubenas_trainer.tasks import audio
 from kubenas_trainer.errors import DataError, InvalidTrial
-from kubenas_trainer.synthetic import spoken_words
+from kubenas_trainer.data.synthetic import spoken_words
 from kubenas_trainer.tasks import load_task
 
 FRONT_END = {"sampleRate": 8000, "clipSeconds": 0.5, "nFft": 256, "hopLength": 128, "nMels": 32}

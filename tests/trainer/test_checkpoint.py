@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from kubenas.contract import artifacts as art
-from kubenas_trainer.artifacts import Policy, publish_result
+from kubenas_trainer.reporting.artifacts import Policy, publish_result
 from kubenas_trainer.errors import InvalidTrial
 from kubenas_trainer.settings import resolve_trial
-from kubenas_trainer.train import run_trial
+from kubenas_trainer.training.loop import run_trial
 
 CHAIN = {"type": "chain", "layers": [{"op": "conv", "filters": 8, "kernel": 3, "stride": 1},
                                      {"op": "max_pool", "kernel": 3, "stride": 2}]}

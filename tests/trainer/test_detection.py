@@ -1,4 +1,4 @@
-"""Object detection (kubenas_trainer.detection, coco.py): COCO data in, FCOS around the
+"""Object detection (kubenas_trainer.tasks.detection, coco.py): COCO data in, FCOS around the
 searched backbone, COCO mAP out, and an exported TorchScript detector that runs without kubenas."""
 import json
 import subprocess
@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from kubenas_trainer.coco import read_coco, write_shapes
+from kubenas_trainer.tasks.coco import read_coco, write_shapes
 from kubenas_trainer.errors import DataError
-from kubenas_trainer.export import load_metadata
+from kubenas_trainer.training.export import load_metadata
 from kubenas_trainer.tasks import load_task
-from kubenas_trainer.train import run_trial
+from kubenas_trainer.training.loop import run_trial
 
 # Three stride-2 convs: feature levels at strides 2, 4 and 8 (a three-level pyramid).
 CHAIN = {"type": "chain", "layers": [{"op": "conv", "filters": 16, "kernel": 3, "stride": 2},
@@ -72,7 +72,7 @@ def test_a_detector_finds_easy_objects(tmp_path):
     learned gives (an untrained one scores under 0.05 here) and needs both the boxes and
     the classes: a detector that finds every box but guesses the class scores about 0.5.
     (Measured: 0.8-0.95 after this training.)"""
-    from kubenas_trainer import coco
+    from kubenas_trainer.tasks import coco
 
     for split, n, seed in (("train", 96, 0), ("test", 16, 1)):
         images, anns = coco.shapes_split(n, 40, seed, max_objects=1, min_side=16, max_side=22)

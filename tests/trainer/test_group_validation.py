@@ -1,7 +1,7 @@
 """Speaker-disjoint validation changes the pick, and tells the truth about new speakers
 (issue 13, docs/tasks.md).
 
-Synthesised calls (kubenas_trainer.synthetic.speaker_habits): the word is a pitch
+Synthesised calls (kubenas_trainer.data.synthetic.speaker_habits): the word is a pitch
 contour, mumbled in some takes, and every training speaker has a habit per word (a tone
 at its own place in the spectrogram) that gives the word away for that speaker only.
 Two candidate architectures: ``local`` (small kernels then global average pooling, blind
@@ -15,8 +15,8 @@ speakers (never seen) is what a user gets. Measured numbers: bench/RESULTS.md.
 import numpy as np
 import pytest
 
-from kubenas_trainer.synthetic import speaker_habits
-from kubenas_trainer.train import run_trial
+from kubenas_trainer.data.synthetic import speaker_habits
+from kubenas_trainer.training.loop import run_trial
 
 DATA = {"train_speakers": 12, "test_speakers": 16, "per_word": 14, "mumble": 0.35, "habit_level": 2.0, "seed": 0}
 FRONT_END = {"sampleRate": 8000, "clipSeconds": 0.5, "nFft": 256, "hopLength": 128, "nMels": 48}

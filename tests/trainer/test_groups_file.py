@@ -6,11 +6,11 @@ import pytest
 import yaml
 
 from kubenas.api.validation import validate_experiment
-from kubenas_trainer import audio
+from kubenas_trainer.tasks import audio
 from kubenas_trainer.data import check_spec, read_raw, split_indices, split_info
 from kubenas_trainer.errors import DataError, InvalidTrial
-from kubenas_trainer.splits import groups_from_file
-from kubenas_trainer.synthetic import spoken_words
+from kubenas_trainer.data.splits import groups_from_file
+from kubenas_trainer.data.synthetic import spoken_words
 
 
 def test_groups_come_from_the_file_and_replace_the_datasets_own(tmp_path):

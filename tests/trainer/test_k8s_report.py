@@ -120,7 +120,7 @@ def api_error(status, retry_after=None):
 
 
 def reporter(api, monkeypatch, waits):
-    from kubenas_trainer import k8s_report
+    from kubenas_trainer.reporting import cluster as k8s_report
 
     monkeypatch.setattr(k8s_report.time, "sleep", waits.append)
     r = k8s_report.KubernetesReporter("ns", "t-0", api_client=object(), retry_delay=1.0)

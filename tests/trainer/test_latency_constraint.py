@@ -6,7 +6,7 @@ from kubenas.api.trials import build_trial_spec
 from kubenas.contract import CONSTRAINT_VIOLATED, FAILED, SUCCEEDED, TOO_MANY_FAILED_TRIALS
 from kubenas.experiment import experiment_outcome, from_row
 from kubenas_trainer.errors import exit_code
-from kubenas_trainer.train import run_trial
+from kubenas_trainer.training.loop import run_trial
 
 from .test_trainer_train import tiny
 

@@ -7,9 +7,9 @@ import torch
 
 from kubenas.contract import ops
 from kubenas.contract.settings import EXPORT_DEFAULTS, ONNX_OPSET
-from kubenas_trainer.export import NormalizedClassifier, export_onnx, load_metadata, load_onnx_metadata
+from kubenas_trainer.training.export import NormalizedClassifier, export_onnx, load_metadata, load_onnx_metadata
 from kubenas_trainer.models import build_model
-from kubenas_trainer.train import run_trial
+from kubenas_trainer.training.loop import run_trial
 
 onnxruntime = pytest.importorskip("onnxruntime")
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from kubenas_trainer import speech
+from kubenas_trainer.tasks import speech
 from kubenas_trainer.errors import DataError
-from kubenas_trainer.export import load_metadata
-from kubenas_trainer.synthetic import spoken_strings, write_manifests
+from kubenas_trainer.training.export import load_metadata
+from kubenas_trainer.data.synthetic import spoken_strings, write_manifests
 from kubenas_trainer.tasks import load_task
-from kubenas_trainer.train import run_trial
+from kubenas_trainer.training.loop import run_trial
 
 CPU = torch.device("cpu")
 FRONT_END = {"sampleRate": 8000, "nFft": 256, "hopLength": 128, "nMels": 32, "layout": "temporal"}

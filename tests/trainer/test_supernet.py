@@ -1,4 +1,4 @@
-"""The one-shot supernet (kubenas_trainer.supernet): the weight-sharing invariant, its
+"""The one-shot supernet (kubenas_trainer.models.supernet): the weight-sharing invariant, its
 training by uniform path sampling (and resume), batch-norm recalibration, and the
 inherited-weight scoring of a batch of candidates."""
 import random
@@ -9,7 +9,7 @@ from torch import nn
 
 from kubenas_trainer.models import build_model
 from kubenas_trainer.settings import resolve_trial
-from kubenas_trainer.supernet import (CellSupernet, calibration_batches, extract, recalibrate_bn,
+from kubenas_trainer.models.supernet import (CellSupernet, calibration_batches, extract, recalibrate_bn,
                                       score_candidates, train_supernet)
 from kubenas_trainer.tasks import open_task
 
@@ -139,7 +139,7 @@ def test_scoring_a_batch_of_candidates_gives_one_score_per_candidate_in_order():
 
 
 def test_a_supernet_trial_then_a_score_trial_return_a_score_per_candidate(tmp_path):
-    from kubenas_trainer.supernet import run_oneshot_trial
+    from kubenas_trainer.models.supernet import run_oneshot_trial
 
     base = {"architecture": genotype([["conv_3x3"], ["conv_3x3"] * 2, ["conv_3x3"] * 3]),
             "dataset": {"name": "digits"}, "training": {"batchSize": 64, "maxTrainBatches": 3, "device": "cpu"}}

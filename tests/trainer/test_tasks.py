@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from kubenas_trainer import audio
+from kubenas_trainer.tasks import audio
 from kubenas_trainer.errors import DataError, InvalidTrial
-from kubenas_trainer.export import load_metadata, load_onnx_metadata
-from kubenas_trainer.splits import check_validation, split_train_validation
-from kubenas_trainer.synthetic import spoken_words, token_sequences
+from kubenas_trainer.training.export import load_metadata, load_onnx_metadata
+from kubenas_trainer.data.splits import check_validation, split_train_validation
+from kubenas_trainer.data.synthetic import spoken_words, token_sequences
 from kubenas_trainer.tasks import load_task
-from kubenas_trainer.train import run_trial
+from kubenas_trainer.training.loop import run_trial
 
 FRONT_END = {"sampleRate": 8000, "clipSeconds": 0.5, "nFft": 256, "hopLength": 128, "nMels": 32}
 CPU = torch.device("cpu")

@@ -1,7 +1,7 @@
 """A chain and a cell genotype each reach >= 0.95 validation accuracy on digits within 30 s of CPU."""
 import pytest
 
-from kubenas_trainer.train import run_trial
+from kubenas_trainer.training.loop import run_trial
 
 CHAIN = {"type": "chain", "layers": [{"op": "conv", "filters": 32, "kernel": 3, "stride": 1},
                                      {"op": "conv", "filters": 64, "kernel": 3, "stride": 2},

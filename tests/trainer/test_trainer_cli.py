@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from kubenas_trainer.cli import main
-from kubenas_trainer.report import FileReporter, Reporter
+from kubenas_trainer.reporting.files import FileReporter, Reporter
 
 TRIAL = {
     "experiment": "digits-test", "index": 0,

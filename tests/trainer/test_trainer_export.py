@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from kubenas_trainer.data import load_dataset
-from kubenas_trainer.export import load_metadata
-from kubenas_trainer.train import run_trial
+from kubenas_trainer.training.export import load_metadata
+from kubenas_trainer.training.loop import run_trial
 
 CHAIN = {"type": "chain", "layers": [{"op": "conv", "filters": 16, "kernel": 3, "stride": 1},
                                      {"op": "conv", "filters": 32, "kernel": 3, "stride": 2},
@@ -93,7 +93,7 @@ class _ForeignFront(torch.nn.Module):
 
 
 def _export(tmp_path, net, front, variable_length=True):
-    from kubenas_trainer.export import export_torchscript
+    from kubenas_trainer.training.export import export_torchscript
 
     return export_torchscript(net, tmp_path / "model.pt", (1, 1, 40), [0.0], [1.0], front=front,
                               input_doc="float32 N x T", example=torch.randn(2, 40),
@@ -101,7 +101,7 @@ def _export(tmp_path, net, front, variable_length=True):
 
 
 def test_a_length_free_model_that_does_not_script_is_refused_naming_the_module(tmp_path):
-    from kubenas_trainer.export import ExportError
+    from kubenas_trainer.training.export import ExportError
 
     with pytest.raises(ExportError) as err:
         _export(tmp_path, _Net(), _LengthBoundFront())

@@ -9,7 +9,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from kubenas.contract import ops
 from kubenas.contract.genotype import GenotypeError
-from kubenas_trainer.measure import count_macs, count_parameters
+from kubenas_trainer.training.measure import count_macs, count_parameters
 from kubenas_trainer.models import build_model, live_edges
 
 SHAPES = [(1, 8, 8), (3, 32, 32), (1, 28, 28)]

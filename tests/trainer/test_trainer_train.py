@@ -5,10 +5,10 @@ import time
 import pytest
 import torch
 
-from kubenas_trainer import classification
+from kubenas_trainer.tasks import classification
 from kubenas_trainer.errors import exit_code
 from kubenas_trainer.models import build_model
-from kubenas_trainer.train import run_trial
+from kubenas_trainer.training.loop import run_trial
 
 CHAIN = {"type": "chain", "layers": [{"op": "conv", "filters": 8, "kernel": 3, "stride": 1},
                                      {"op": "max_pool", "kernel": 3, "stride": 2},

@@ -1,4 +1,4 @@
 """`python -m kubenas_trainer ...` is `kubenas-train ...` (the local runner uses this)."""
-from .cli import main
+from kubenas_trainer.cli import main
 
 raise SystemExit(main())

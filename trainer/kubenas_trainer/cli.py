@@ -17,15 +17,15 @@ from pathlib import Path
 
 from kubenas.contract.artifacts import CHECKPOINT_FILE
 
-from . import errors
-from .artifacts import Policy, publish_result
-from .report import FileReporter, Reporter
+from kubenas_trainer import errors
+from kubenas_trainer.reporting.artifacts import Policy, publish_result
+from kubenas_trainer.reporting.files import FileReporter, Reporter
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="kubenas-train", description="Train one kubenas trial.")
     p.add_argument("--from-cluster", action="store_true",
-                   help="read the NASTrial $KUBENAS_TRIAL and report into its status (see k8s_report.py)")
+                   help="read the NASTrial $KUBENAS_TRIAL and report into its status (see reporting/cluster.py)")
     p.add_argument("--trial", required="--from-cluster" not in (sys.argv[1:] if argv is None else argv), type=Path,
                    help="trial file (.json, .yaml): a Trial object, or a NASTrial whose spec is one")
     p.add_argument("--out", required="--from-cluster" not in (sys.argv[1:] if argv is None else argv), type=Path,
@@ -66,7 +66,7 @@ def make_reporter(args: argparse.Namespace) -> Reporter:
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.from_cluster:
-        from .k8s_report import main_from_cluster
+        from kubenas_trainer.reporting.cluster import main_from_cluster
 
         return main_from_cluster(args)
     reporter = make_reporter(args)
@@ -78,11 +78,11 @@ def main(argv=None) -> int:
                   "metrics": {}, "history": [], "device": "cpu"}
     else:
         if trial.get("oneshot"):  # a phase of a one-shot experiment (supernet.py)
-            from .supernet import run_oneshot_trial
+            from kubenas_trainer.models.supernet import run_oneshot_trial
 
             result = run_oneshot_trial(trial, args.out / CHECKPOINT_FILE)
         else:
-            from .train import run_trial  # torch is imported only once there is a trial to run
+            from kubenas_trainer.training.loop import run_trial  # torch is imported only once there is a trial to run
 
             result = run_trial(trial, on_epoch=reporter.epoch,
                                model_path=args.out / "model.pt" if args.export_model else None,

@@ -16,8 +16,8 @@ from kubenas.contract.reward import check_penalties
 from kubenas.contract.settings import (DEFAULT_LEARNING_RATE, SETTINGS, checkpoint_problem, export_problem,
                                       resolved_checkpoint, resolved_export, schedule_problem)
 
-from .errors import InvalidTrial
-from .tasks import TASK_REGISTRY
+from kubenas_trainer.errors import InvalidTrial
+from kubenas_trainer.tasks import TASK_REGISTRY
 
 
 @dataclass

@@ -4,7 +4,7 @@ What kubenas hands the program (the candidate file and the environment), how it
 substitutes ``${name}`` in the command, and the one text format of a metric report
 (``kubenas: epoch=3 accuracy=0.912``), read from the program's output and from the
 report file that :mod:`kubenas.report` writes. Pure functions, no I/O: the wrapper
-(``kubenas-trial``, kubenas_trainer.wrapper), the API validation and ``kubenas.report``
+(``kubenas-trial``, kubenas_trainer.reporting.wrapper), the API validation and ``kubenas.report``
 all use these, so the format is written down once.
 """
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """What a network costs, from its genotype alone (no torch): trainable parameters and
 multiply-accumulates per sample, exactly as the trainer measures them on the model it
-builds (``kubenas_trainer.measure.count_parameters`` / ``count_macs``; tests/trainer
+builds (``kubenas_trainer.training.measure.count_parameters`` / ``count_macs``; tests/trainer
 checks the two agree). Hard constraints (``spec.constraints``) use these numbers to reject
 a candidate before it is trained.
 
-Conventions are the trainer's (``kubenas_trainer.ops`` and ``models``): convolutions
+Conventions are the trainer's (``kubenas_trainer.models.ops`` and ``models``): convolutions
 followed by BN have no bias; BN has 2 parameters per channel; every op pads
 ``dilation * (kernel // 2)``, so a stride-s op maps a side n to ceil(n / s); MACs count
 Conv2d (``out elements * in_channels / groups * kh * kw``), Linear

@@ -1,7 +1,7 @@
 """The op registry of both search spaces: one table each (names, what each op takes).
 
 The search spaces, genotype validation and summaries read these tables; the trainer
-registers one builder per name (``kubenas_trainer.ops``) and refuses to import if a
+registers one builder per name (``kubenas_trainer.models.ops``) and refuses to import if a
 name has none. The CRD enums of the operations lists are checked against them.
 """
 from __future__ import annotations

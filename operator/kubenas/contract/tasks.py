@@ -37,7 +37,7 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
 # Datasets read from files (dataset.path required); the others are built in.
 DATASETS_WITH_PATH = ("mnist", "fashion-mnist", "cifar10", "npz", "image-folder", "audio-folder", "jsonl", "manifest",
                       "coco")
-# The rules of dataset.validation (kubenas_trainer.splits); absent: group when the data has groups, else random.
+# The rules of dataset.validation (kubenas_trainer.data.splits); absent: group when the data has groups, else random.
 VALIDATION_RULES = ("random", "group", "files", "kfold")
 
 assert set(TASK_DATASETS) == set(TASKS) == set(TASK_DATASET_FIELDS), "a task without its datasets"

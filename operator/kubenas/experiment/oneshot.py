@@ -5,7 +5,7 @@ Three phases, each a kind of trial, decided from the records alone (restart-safe
 restarted controller rebuilds everything from them, the strategy included):
 
 1. ``supernet``: one trial trains the supernet by uniform path sampling
-   (kubenas_trainer.supernet.train_supernet); a killed pod resumes from its checkpoint
+   (kubenas_trainer.models.supernet.train_supernet); a killed pod resumes from its checkpoint
    inside the same trial, so the plan starts it once.
 2. ``score``: the strategy's candidates ``0 .. candidates-1`` (strategy indices) in
    batches of ``batch``, one trial per batch, each scoring its candidates with the

@@ -1,5 +1,5 @@
 """One trial as a local process running the trainer (`python -m kubenas_trainer`), or the
-user's own program under the ``kubenas-trial`` wrapper (`python -m kubenas_trainer.wrapper`)
+user's own program under the ``kubenas-trial`` wrapper (`python -m kubenas_trainer.reporting.wrapper`)
 when the experiment sets ``trial.command`` (docs/byo.md).
 
 The trainer writes history.jsonl as it goes and result.json at the end; its exit code
@@ -50,7 +50,7 @@ class TrialProcess:
         if python_path:  # the experiment file's folder: where a local trial finds the user's modules
             env["PYTHONPATH"] = os.pathsep.join(python_path + [p for p in [env.get("PYTHONPATH")] if p])
         io = ["--trial", str(directory / "trial.json"), "--out", str(directory), "--export-model"]
-        argv = ([sys.executable, "-m", "kubenas_trainer.wrapper", *io, "--", *command] if command
+        argv = ([sys.executable, "-m", "kubenas_trainer.reporting.wrapper", *io, "--", *command] if command
                 else [sys.executable, "-m", "kubenas_trainer", *io])
         self._log = open(directory / "log.txt", "ab")
         # Own session: a Ctrl-C in the terminal reaches the runner only, which then

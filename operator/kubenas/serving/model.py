@@ -26,7 +26,7 @@ from kubenas.contract.settings import EXPORT_SUFFIX
 
 from .signature import Signature, onnx_input, signature_of
 
-METADATA_KEY = "kubenas.json"  # the exported model's metadata (kubenas_trainer.export.METADATA_FILE)
+METADATA_KEY = "kubenas.json"  # the exported model's metadata (kubenas_trainer.training.export.METADATA_FILE)
 PREFERRED = ("onnx", "torchscript")  # onnxruntime first: faster on a CPU, no torch needed
 PLATFORMS = {"onnx": "onnxruntime_onnx", "torchscript": "pytorch_libtorch"}  # Triton's / KServe's names
 

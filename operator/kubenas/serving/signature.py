@@ -5,7 +5,7 @@ cluster's serving object (KServe InferenceService or ``kubenas serve`` in a Depl
 and a new task (detection: boxes, labels, scores; speech recognition: token ids and the
 vocabulary) extend ``TASK_OUTPUTS`` and ``input_of`` here.
 
-The exported model's metadata (``kubenas.json``, written by kubenas_trainer.export)
+The exported model's metadata (``kubenas.json``, written by kubenas_trainer.training.export)
 names the task and, in ``signature``, the exported module's own inputs and outputs (V2
 names, datatypes, -1 for free dimensions); models exported before the trainer wrote it
 are read from ``inputShape``, ``vocabulary`` and ``features``: an image model takes
@@ -34,7 +34,7 @@ ONNX_TYPES = {f"tensor({t})": d for t, d in (("float", "FP32"), ("double", "FP64
 
 IMAGE_TASK = "image-classification"
 CLASSIFICATION_TASKS = (IMAGE_TASK, "audio-classification", "sequence-classification")
-IMAGE_INPUT, TASK_INPUT, RAW_OUTPUT = "images", "input", "logits"  # kubenas_trainer.export's names
+IMAGE_INPUT, TASK_INPUT, RAW_OUTPUT = "images", "input", "logits"  # kubenas_trainer.training.export's names
 FREE = -1
 
 

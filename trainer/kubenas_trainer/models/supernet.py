@@ -1,0 +1,311 @@
+"""Weight sharing: the cell space's supernet, its training by uniform path sampling and
+the inherited-weight scoring of candidates (single-path one-shot, Guo et al. 2020).
+
+The supernet has the skeleton of ``models.CellNet`` (stem, stages of cells with the
+residual reduction between them, BN-ReLU, the task's head), but every edge of every
+cell holds every op of the space. A *path* is one op per edge: a cell genotype's
+``edges``. ``model.path = edges`` selects it, and ``model(x)`` then runs exactly the
+stand-alone network of that genotype (the same live edges, ``genotype.live_edges``,
+summed in the same order): ``extract`` copies a path's weights into a ``CellNet`` whose
+forward equals the supernet's (the weight-sharing invariant, tests/trainer/test_supernet.py).
+Because the path is an attribute, the task's ``train_step`` and ``evaluate`` run the
+supernet unchanged: a supernet is a body the task wraps (``TrialTask.build_supernet``).
+
+``train_supernet``: each training batch samples a path uniformly (every edge's op
+independently uniform, as SPOS), one optimizer step per batch, a checkpoint after every
+epoch that a restarted trial resumes from. ``score_candidates``: for each candidate,
+select its path, recalibrate batch-norm statistics on a few fixed training batches
+(the running statistics of the whole network reset and re-estimated as a cumulative
+average, SPOS section 3.3), then the task's validation metrics; one score per candidate.
+"""
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from kubenas.contract.genotype import live_edges
+
+from kubenas_trainer.models.ops import ResidualReduction, cell_op, init_weights
+
+HeadFactory = Callable[[int], nn.Module]
+
+
+class SuperNode(nn.Module):
+    """Node ``k`` of a supernet cell: an edge from each earlier node, each holding every op."""
+
+    def __init__(self, sources: int, operations: Sequence[str], channels: int):
+        super().__init__()
+        self.edges = nn.ModuleList(
+            nn.ModuleDict({op: cell_op(op, channels) for op in operations if op != "none"})
+            for _ in range(sources))
+
+
+class SuperCell(nn.Module):
+    def __init__(self, nodes: int, operations: Sequence[str], channels: int):
+        super().__init__()
+        self.nodes = nn.ModuleList(SuperNode(i, operations, channels) for i in range(1, nodes))
+
+    def forward(self, x: torch.Tensor, live: list) -> torch.Tensor:
+        states = [x]
+        for node, edges in zip(self.nodes, live):
+            total = None
+            for j, op in edges:
+                y = node.edges[j][op](states[j])
+                total = y if total is None else total + y
+            states.append(torch.zeros_like(x) if total is None else total)
+        return states[-1]
+
+
+class CellSupernet(nn.Module):
+    """Every op on every edge of the cell space ``space`` (``nodes``, ``operations``,
+    ``channels``, ``stages``, ``cellsPerStage``); ``path`` (a genotype's ``edges``) picks
+    the network that runs."""
+
+    def __init__(self, space: dict, in_channels: int, head: HeadFactory):
+        super().__init__()
+        self.space = dict(space)
+        self.num_nodes = int(space["nodes"])
+        self.operations = list(space["operations"])
+        c = int(space["channels"])
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c))
+        blocks: list[nn.Module] = []
+        for stage in range(int(space["stages"])):
+            if stage > 0:
+                blocks.append(ResidualReduction(c, 2 * c))
+                c *= 2
+            blocks.extend(SuperCell(self.num_nodes, self.operations, c) for _ in range(int(space["cellsPerStage"])))
+        self.cells = nn.ModuleList(blocks)
+        self.last_act = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(inplace=True))
+        self.head = head(c)
+        self._live: list | None = None
+        self._path: tuple | None = None
+        init_weights(self)
+
+    @property
+    def path(self) -> tuple | None:
+        return self._path
+
+    @path.setter
+    def path(self, edges) -> None:
+        edges = tuple(tuple(row) for row in edges)
+        if len(edges) != self.num_nodes - 1 or any(len(row) != i + 1 for i, row in enumerate(edges)):
+            raise ValueError(f"path: a {self.num_nodes}-node cell has edges rows of lengths 1..{self.num_nodes - 1}")
+        for row in edges:
+            for op in row:
+                if op not in self.operations:
+                    raise ValueError(f"path: op {op!r} is not one of the supernet's operations {self.operations}")
+        self._path = edges
+        self._live = live_edges(self.num_nodes, [list(r) for r in edges])
+
+    def sample_path(self, rng: random.Random) -> tuple:
+        """A uniformly random path: each edge's op drawn independently and uniformly."""
+        return tuple(tuple(rng.choice(self.operations) for _ in range(i)) for i in range(1, self.num_nodes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._live is None:
+            raise RuntimeError("CellSupernet: set .path (a cell genotype's edges) before the forward pass")
+        x = self.stem(x)
+        for block in self.cells:
+            x = block(x, self._live) if isinstance(block, SuperCell) else block(x)
+        return self.head(self.last_act(x))
+
+
+def extract(supernet: CellSupernet, architecture: dict, standalone: nn.Module) -> nn.Module:
+    """Copy the weights of ``architecture``'s path into ``standalone`` (a ``CellNet`` of
+    the same genotype, or a task's network around one, built by ``build_model``): its
+    ``cells.B.nodes.K.ops.I`` is the I-th live edge (source j, op) of node K+1, which is
+    the supernet's ``cells.B.nodes.K.edges.j.op``; every other key is the same."""
+    live = live_edges(int(architecture["nodes"]), architecture["edges"])
+    source = supernet.state_dict()
+    target = standalone.state_dict()
+    prefix = next((k[: -len("stem.0.weight")] for k in target if k.endswith("stem.0.weight")), "")
+    copied = {}
+    for key in target:
+        rest = key[len(prefix):]
+        parts = rest.split(".")
+        if parts[0] == "cells" and len(parts) > 4 and parts[2] == "nodes" and parts[4] == "ops":
+            b, k, i = parts[1], int(parts[3]), int(parts[5])
+            j, op = live[k][i]
+            src = ".".join(["cells", b, "nodes", str(k), "edges", str(j), op, *parts[6:]])
+        else:
+            src = rest
+        copied[key] = source[src].clone()
+    standalone.load_state_dict(copied)
+    return standalone
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _set_lr(optimizer: torch.optim.Optimizer, base: float, factor: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = base * factor
+
+
+def train_supernet(task, supernet: CellSupernet, training: dict, *, epochs: int, seed: int,
+                   checkpoint_path: str | os.PathLike | None = None,
+                   on_epoch: Callable[[int, dict], None] | None = None) -> dict:
+    """Train ``supernet`` for ``epochs`` epochs on the task's training split, one uniform
+    path per batch, with the trial's optimizer settings and a cosine schedule over the
+    whole run. After each epoch the state (weights, optimizer, epoch, path RNG) goes to
+    ``checkpoint_path`` (atomically); if it exists, training resumes after its epoch.
+    Returns ``{"epochs", "resumedFromEpoch", "trainSeconds", "trainLoss"}``. Not honoured
+    yet (unlike train.py's loop): mixed precision, gradient clipping, warm-up, other
+    schedules, the trial's deadline."""
+    from kubenas_trainer.training.loop import _make_optimizer
+
+    device = next(supernet.parameters()).device
+    gen = torch.Generator().manual_seed(seed)
+    loaders = task.loaders(training, device, gen, torch.contiguous_format)
+    optimizer = _make_optimizer(supernet, training)
+    base_lr = training["learningRate"]
+    rng = random.Random(seed)
+    start = 0
+    if checkpoint_path and os.path.exists(checkpoint_path):
+        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        supernet.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        rng.setstate(state["pathRng"])
+        gen.set_state(state["shuffleGen"])
+        start = int(state["epoch"])
+    steps = max(1, epochs * len(loaders.train))
+    t0 = time.monotonic()
+    loss_sum, count = 0.0, 0
+    for epoch in range(start + 1, epochs + 1):
+        supernet.train()
+        loss_sum, count = 0.0, 0
+        for b, batch in enumerate(loaders.train):
+            step = (epoch - 1) * len(loaders.train) + b
+            _set_lr(optimizer, base_lr, 0.5 * (1.0 + math.cos(math.pi * step / steps)))
+            supernet.path = supernet.sample_path(rng)
+            out = task.train_step(supernet, batch, training)
+            optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            optimizer.step()
+            loss_sum += float(out.loss.detach()) * out.count
+            count += out.count
+        if checkpoint_path:
+            tmp = f"{checkpoint_path}.tmp"
+            torch.save({"model": supernet.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+                        "pathRng": rng.getstate(), "shuffleGen": gen.get_state()}, tmp)
+            os.replace(tmp, checkpoint_path)
+        if on_epoch is not None:
+            on_epoch(epoch, {"trainLoss": loss_sum / max(1, count)})
+    return {"epochs": epochs, "resumedFromEpoch": start, "trainSeconds": round(time.monotonic() - t0, 3),
+            "trainLoss": loss_sum / max(1, count) if count else None}
+
+
+def recalibrate_bn(model: nn.Module, batches: Sequence, forward: Callable[[nn.Module, object], None]) -> None:
+    """Reset every batch-norm's running statistics and re-estimate them (cumulative
+    average, ``momentum=None``) from ``batches`` with the current path, in train mode
+    without gradients; the model is left in eval mode."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    with torch.no_grad():
+        for batch in batches:
+            forward(model, batch)
+    for m, momentum in zip(bns, saved):
+        m.momentum = momentum
+    model.eval()
+
+
+def score_candidates(task, supernet: CellSupernet, architectures: Sequence[dict], *, calibration: Sequence,
+                     training: dict) -> list[dict]:
+    """The task's validation metrics of each architecture with inherited weights: its
+    path selected, batch-norm recalibrated on ``calibration`` (the same fixed training
+    batches for every candidate), then ``task.evaluate`` on the validation split."""
+    device = next(supernet.parameters()).device
+    val = task.loaders(training, device, torch.Generator().manual_seed(0), torch.contiguous_format).val
+
+    def forward(model, batch):
+        task.train_step(model, batch, training)
+
+    scores = []
+    for arch in architectures:
+        supernet.path = arch["edges"]
+        recalibrate_bn(supernet, calibration, forward)
+        scores.append(task.evaluate(supernet, val))
+    return scores
+
+
+def calibration_batches(task, training: dict, count: int, seed: int, device=None) -> list:
+    """``count`` training batches drawn once (seeded), reused for every candidate."""
+    gen = torch.Generator().manual_seed(seed)
+    loader = task.loaders(training, device or torch.device("cpu"), gen, torch.contiguous_format).train
+    out = []
+    for batch in loader:
+        if len(out) >= count:
+            break
+        out.append(batch)
+    return out
+
+
+# --------------------------------------------------------------------------- one trial of a phase
+
+SUPERNET_KIND, SCORE_KIND = "supernet", "score"
+
+
+def run_oneshot_trial(trial: dict, checkpoint_path: str | os.PathLike) -> dict:
+    """``_run_oneshot`` with its failures as a Failed result (the reason and message of
+    ``errors.TrialFailure``; a bad ``oneshot`` block is InvalidTrial naming the field)."""
+    from kubenas_trainer import errors
+
+    try:
+        return _run_oneshot(trial, checkpoint_path)
+    except errors.TrialFailure as exc:
+        return {"status": errors.FAILED, "reward": None, "reason": exc.reason, "message": exc.message,
+                "metrics": {}, "history": [], "device": "cpu"}
+
+
+def _run_oneshot(trial: dict, checkpoint_path: str | os.PathLike) -> dict:
+    """One trial of a one-shot experiment (kubenas.experiment.oneshot), on the task
+    interface. ``trial`` is an ordinary trial (its ``architecture`` any genotype of the
+    space, used for the settings' validation) plus ``oneshot``: ``{"kind": "supernet",
+    "space": <cell space>, "epochs": N}`` trains the supernet into ``checkpoint_path``
+    (resuming from it); ``{"kind": "score", "space": ..., "candidates": [genotype, ...],
+    "bnRecalibrationBatches": k, "supernetCheckpoint": path}`` scores the candidates with
+    the supernet trial's weights (default: ``checkpoint_path``): ``scores`` holds one ``{metric: value}`` per candidate, in order,
+    and ``reward`` the best of the objective metric."""
+    from kubenas_trainer.errors import InvalidTrial
+    from kubenas_trainer.settings import resolve_trial
+    from kubenas_trainer.tasks import open_task
+    from kubenas_trainer.training.loop import _select_device
+
+    spec = trial.get("oneshot") or {}
+    kind = spec.get("kind")
+    if kind not in (SUPERNET_KIND, SCORE_KIND):
+        raise InvalidTrial(f"oneshot.kind: must be {SUPERNET_KIND} or {SCORE_KIND}, got {kind!r}")
+    if not isinstance(spec.get("space"), dict):
+        raise InvalidTrial("oneshot.space: required, the cell space's skeleton and operations "
+                           "(nodes, operations, channels, stages, cellsPerStage)")
+    cfg = resolve_trial(trial)
+    t = cfg.training
+    torch.manual_seed(t["seed"])
+    device = _select_device(t["device"])
+    task = open_task(cfg.task, cfg.dataset, t["seed"], device)
+    net = task.build_supernet(spec["space"]).to(device)
+    if kind == SUPERNET_KIND:
+        info = train_supernet(task, net, t, epochs=int(spec["epochs"]), seed=t["seed"],
+                              checkpoint_path=checkpoint_path)
+        return {"status": "Succeeded", "reward": None, "metrics": info, "checkpoint": str(checkpoint_path)}
+    source = spec.get("supernetCheckpoint") or checkpoint_path
+    if not os.path.exists(source):
+        raise InvalidTrial(f"oneshot.supernetCheckpoint: no supernet checkpoint at {source} to score with; "
+                           "run the supernet trial first and point this at its checkpoint.pt")
+    net.load_state_dict(torch.load(source, map_location=device, weights_only=False)["model"])
+    calibration = calibration_batches(task, t, int(spec.get("bnRecalibrationBatches", 4)), seed=t["seed"],
+                                      device=device)
+    scores = score_candidates(task, net, spec["candidates"], calibration=calibration, training=t)
+    values = [s[cfg.metric] for s in scores]
+    best = (max if cfg.goal == "maximize" else min)(values) if values else None
+    return {"status": "Succeeded", "reward": best, "scores": scores, "metrics": {"candidates": len(scores)}}
