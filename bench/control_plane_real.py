@@ -101,8 +101,31 @@ def etcd_db_bytes(url: str) -> int | None:
     return None
 
 
-def kubenas_pids() -> dict[str, list[int]]:
+def _parents() -> dict[int, int]:
+    out = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                out[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+
+def _descends(pid: int, root: int, parents: dict[int, int]) -> bool:
+    while pid > 1:
+        if pid == root:
+            return True
+        pid = parents.get(pid, 0)
+    return False
+
+
+def kubenas_pids(under: int | None = None) -> dict[str, list[int]]:
+    """The ``kubenas operator`` and ``kubenas controller`` processes, by role; with
+    ``under``, only those descending from that process (one node stand-in's pods: other
+    test sessions on the machine run kubenas too)."""
     out: dict[str, list[int]] = defaultdict(list)
+    parents = _parents() if under else {}
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -113,19 +136,23 @@ def kubenas_pids() -> dict[str, list[int]]:
         words = [a.decode(errors="replace") for a in argv]
         for i, w in enumerate(words[:-1]):
             if w.endswith("kubenas") and words[i + 1] in ("operator", "controller"):
-                out[words[i + 1]].append(int(proc.name))
+                if under is None or _descends(int(proc.name), under, parents):
+                    out[words[i + 1]].append(int(proc.name))
     return out
 
 
 class Sampler(threading.Thread):
-    def __init__(self):
+    """Peak RSS (VmHWM, KiB) by role, sampled every 0.5 s (see :func:`kubenas_pids`)."""
+
+    def __init__(self, under: int | None = None):
         super().__init__(daemon=True)
+        self.under = under
         self.peak: dict[str, int] = {}
         self.stop = threading.Event()
 
     def run(self):
         while not self.stop.wait(0.5):
-            for role, pids in kubenas_pids().items():
+            for role, pids in kubenas_pids(self.under).items():
                 for pid in pids:
                     hwm = _vm(pid, "VmHWM")
                     if hwm:
@@ -135,7 +162,7 @@ class Sampler(threading.Thread):
 def run_once(trials: int, strategy: str, parallel: int, timeout: float, workdir: Path) -> dict:
     cluster = LocalCluster(workdir)
     cluster.start()
-    sampler = Sampler()
+    sampler = Sampler(under=cluster.node.pid)
     try:
         cluster.install()
         cluster.kubectl("create", "namespace", NS)

@@ -127,9 +127,10 @@ sys.stdout.write(str(code) + chr(10) + body.decode(errors="replace"))
 class LocalCluster(_Cluster):
     """The real-API-server tier on this machine: control plane + node stand-in."""
 
-    def __init__(self, workdir: Path, max_backoff: float = 10.0, faults=None):
+    def __init__(self, workdir: Path, max_backoff: float = 10.0, faults=None,
+                 controller_manager_qps: int | None = None):
         self.workdir = Path(workdir)
-        self.plane = ControlPlane(self.workdir / "controlplane")
+        self.plane = ControlPlane(self.workdir / "controlplane", controller_manager_qps=controller_manager_qps)
         self.state = self.workdir / "node"
         self.node: subprocess.Popen | None = None
         self.max_backoff = max_backoff
