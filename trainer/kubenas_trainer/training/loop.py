@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from kubenas.contract.genotype import GenotypeError, describe_genotype
+from kubenas.contract.result import TrialResult, failed_result, trial_result
 from kubenas.contract.reward import compute_reward
 
 from kubenas_trainer.training import checkpoint as ckpt
@@ -125,12 +126,6 @@ def _make_optimizer(model: nn.Module, t: dict) -> torch.optim.Optimizer:
     return cls(params, lr=t["learningRate"], weight_decay=t["weightDecay"])
 
 
-def _result(status: str, *, reward=None, reason=None, message="", metrics=None, history=None,
-            device="cpu") -> dict:
-    return {"status": status, "reward": reward, "reason": reason, "message": message,
-            "metrics": metrics or {}, "history": history or [], "device": device}
-
-
 def _atomic_save(obj, path: str | os.PathLike) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -140,7 +135,7 @@ def _atomic_save(obj, path: str | os.PathLike) -> None:
 
 
 def run_trial(trial: dict, *, on_epoch: OnEpoch | None = None, model_path=None, weights_path=None,
-              checkpoint_path=None, deadline: float | None = None) -> dict:
+              checkpoint_path=None, deadline: float | None = None) -> TrialResult:
     """Train and evaluate one trial; returns the Trial-result dict of docs/formats.md.
 
     ``on_epoch(record)`` is called after every epoch with the history record; returning
@@ -182,8 +177,7 @@ def run_trial(trial: dict, *, on_epoch: OnEpoch | None = None, model_path=None, 
             gc.collect()
             torch.cuda.empty_cache()
     metrics["wallSeconds"] = round(time.monotonic() - start, 3)
-    return _result(errors.FAILED, reason=reason, message=message, metrics=metrics, history=history,
-                   device=state["device"])
+    return failed_result(reason, message, metrics=metrics, history=history, device=state["device"])
 
 
 def _check_latency_limit(trial: dict, model, task: TrialTask, device, metrics: dict, clock) -> None:
@@ -255,7 +249,7 @@ class _Training:
 
 
 def _run(trial, on_epoch, model_path, weights_path, checkpoint_path, clock: _Clock, history: list, metrics: dict,
-         state: dict) -> dict:
+         state: dict) -> TrialResult:
     cfg: TrialConfig = resolve_trial(trial)
     if cfg.checkpoint["save"] and not checkpoint_path:
         raise InvalidTrial("checkpoint.save: this trainer was given no place for checkpoint.pt; run it with "
@@ -290,9 +284,8 @@ def _run(trial, on_epoch, model_path, weights_path, checkpoint_path, clock: _Clo
     if status != errors.SUCCEEDED:
         notes.append(f"stopped early after epoch {last['epoch']} of {cfg.training['epochs']}")
     metrics["wallSeconds"] = round(time.monotonic() - clock.start, 3)
-    result = {**_result(status, reward=reward, message="; ".join(notes), metrics=metrics, history=history,
-                        device=state["device"]), "split": task.split}
-    return {**result, "checkpoint": saved_to} if saved_to else result
+    return trial_result(status, reward=reward, message="; ".join(notes), metrics=metrics, history=history,
+                        device=state["device"], split=task.split, **({"checkpoint": saved_to} if saved_to else {}))
 
 
 def _start(t: dict, state: dict) -> tuple[torch.device, torch.Generator]:
