@@ -15,6 +15,7 @@ from typing import Any
 
 from . import API_VERSION, EXPERIMENT_KIND
 from .bounds import nesting_issue, size_issues
+from .checks.distributed import distributed_issues
 from .checks.outputs import artifacts_issues, deploy_issues
 from .checks.pod import resources_issues, template_rule_issues
 from .checks.search import (budget_issues, constraints_issues, fidelity_issues, final_issues, objective_issues,
@@ -49,6 +50,8 @@ SEMANTIC_CHECKS = (
     (resources_issues, ("spec.trial.template", "spec.controller")),
     (artifacts_issues, ("spec.artifacts", "spec.trial.template")),
     (template_rule_issues, ("spec.trial.template",)),
+    (distributed_issues, ("spec.trial.distributed", "spec.trial.template", "spec.trial.training",
+                          "spec.trial.command", "spec.searchSpace")),
     (size_issues, ()),
 )
 

@@ -29,6 +29,8 @@ from kubenas.cluster.objects import (
 from kubenas.contract import FINAL_EXIT_CODES, TRIAL_KIND
 from kubenas.contract import artifacts as art
 
+from .distributed import launch_command
+
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 
 TRAINER_CONTAINER = "trainer"
@@ -251,7 +253,7 @@ def job_for_trial(trial: dict, spec: dict, settings: Settings = Settings()) -> d
         "name": TRAINER_CONTAINER,
         "image": template.get("image") or settings.trainer_image,
         "imagePullPolicy": template.get("imagePullPolicy") or settings.image_pull_policy,
-        "command": trial_command(spec),
+        "command": launch_command(spec, trial_command(spec), USER_COMMAND_WRAPPER),  # torchrun: distributed.py
         "env": _trainer_env(name, template.get("env") or [], artifacts_env),
         "resources": with_default_requests(quantities(template.get("resources")), settings.trainer_default_requests),
         "volumeMounts": mounts,
