@@ -7,7 +7,7 @@ from kubenas.contract import FAILED, RUNNING, SUCCEEDED
 from kubenas.experiment import oneshot
 from kubenas.experiment.oneshot import RETRAIN, SCORE, SUPERNET, OneShotError, OneShotTrial, Start
 
-S = oneshot.settings({"candidates": 10, "batch": 4, "topK": 2})
+S = oneshot.settings({"candidates": 10, "candidatesPerTrial": 4, "topK": 2})
 
 
 def supernet(phase=SUCCEEDED):
@@ -69,11 +69,11 @@ def test_the_decisions_are_a_function_of_the_records_alone():
 
 
 @pytest.mark.parametrize("raw, field", [
-    ({"batch": 0}, "spec.strategy.oneshot.batch"),
-    ({"candidates": 5, "batch": 6}, "spec.strategy.oneshot.batch"),
-    ({"topK": "3"}, "spec.strategy.oneshot.topK"),
-    ({"sampling": "reinforce"}, "spec.strategy.oneshot.sampling"),
-    ({"supernetEpoch": 3}, "spec.strategy.oneshot.supernetEpoch"),
+    ({"candidatesPerTrial": 0}, "spec.oneShot.candidatesPerTrial"),
+    ({"candidates": 5, "candidatesPerTrial": 6}, "spec.oneShot.candidatesPerTrial"),
+    ({"topK": "3"}, "spec.oneShot.topK"),
+    ({"sampling": "reinforce"}, "spec.oneShot.sampling"),
+    ({"supernetEpoch": 3}, "spec.oneShot.supernetEpoch"),
 ])
 def test_bad_settings_name_the_field(raw, field):
     with pytest.raises(OneShotError, match=field.replace(".", r"\.")):

@@ -16,6 +16,7 @@ from typing import Any
 from . import API_VERSION, EXPERIMENT_KIND
 from .bounds import nesting_issue, size_issues
 from .checks.distributed import distributed_issues
+from .checks.oneshot import oneshot_issues
 from .checks.outputs import artifacts_issues, deploy_issues
 from .checks.pod import resources_issues, template_rule_issues
 from .checks.search import (budget_issues, constraints_issues, fidelity_issues, final_issues, objective_issues,
@@ -35,7 +36,7 @@ SEMANTIC_CHECKS = (
     (objective_issues, ("spec.objective", "spec.trial.task")),
     (pareto_issues, ("spec.objective", "spec.strategy", "spec.trial.training")),
     (search_space_issues, ("spec.searchSpace",)),
-    (strategy_issues, ("spec.strategy", "spec.budget", "spec.objective")),
+    (strategy_issues, ("spec.strategy", "spec.budget", "spec.objective", "spec.oneShot")),
     (budget_issues, ("spec.budget",)),
     (fidelity_issues, ("spec.strategy", "spec.trial.training", "spec.earlyStopping", "spec.objective",
                        "spec.final")),
@@ -52,6 +53,8 @@ SEMANTIC_CHECKS = (
     (template_rule_issues, ("spec.trial.template",)),
     (distributed_issues, ("spec.trial.distributed", "spec.trial.template", "spec.trial.training",
                           "spec.trial.command", "spec.searchSpace")),
+    (oneshot_issues, ("spec.oneShot", "spec.searchSpace", "spec.trial", "spec.strategy", "spec.final",
+                      "spec.objective", "spec.budget")),
     (size_issues, ()),
 )
 

@@ -36,7 +36,7 @@ from kubenas.cluster.metrics_server import ServingError
 from kubenas.cluster.objects import accepted_spec, trial_object
 from kubenas.contract import EXPERIMENT_PLURAL, EXPERIMENT_TERMINAL, TRIAL_PLURAL
 from kubenas.contract import artifacts as art
-from kubenas.experiment import candidate, elapsed_seconds, row_from_trial_object, strategy_reward
+from kubenas.experiment import candidate, elapsed_seconds, row_from_trial_object
 from kubenas.experiment.plan import ExperimentPlan, NextTrial, plan_for
 
 from . import metrics
@@ -112,18 +112,20 @@ class Controller:
             self.strategy = self._build_strategy(experiment, spec)
 
         plan = plan_for(spec)
-        # What the strategy observes, under the plan's index (the plan leaves the rest out).
-        changes = [(i, c) for c in self.informer.sync() if (i := plan.strategy_index(c.record)) is not None]
-        for _, change in changes:
+        # What the strategy observes, under the plan's indices (the plan leaves the rest out).
+        new, finished = [], []
+        for change in self.informer.sync():  # in completion order
+            trial_spec = change.trial.get("spec") or {}
+            held = plan.proposals(change.record, trial_spec)
+            if not held:
+                continue
             if change.record.candidate is not None:  # a candidate the plan trains again: its proposal
                 self.candidates[change.record.candidate] = _candidate(change.trial)
-        new = [(i, _candidate(c.trial)) for i, c in changes if c.previous is None]
-        finished = []
-        for i, change in changes:  # in completion order
-            status = change.trial.get("status") or {}
+            if change.previous is None:
+                new += held
             if change.record.finished and (change.previous is None or not change.previous.finished):
-                finished.append((i, _candidate(change.trial),
-                                 strategy_reward(status.get("phase"), status.get("reward")), status.get("metrics")))
+                finished += plan.observations(change.record, trial_spec,
+                                              (change.trial.get("status") or {}).get("metrics"))
         started = time.perf_counter()
         # Incremental: what the strategy has already registered or observed is skipped.
         rebuild(self.strategy, new, finished)
@@ -155,12 +157,15 @@ class Controller:
         experiment's artifacts (none configured: it trains from scratch). None: the trial to
         train again is gone (deleted by hand) and nothing else holds its network."""
         source, resume = None, nxt.resume is not None
+        proposals = [self.strategy.propose(i) for i in nxt.batch]
         if nxt.proposes is not None:
             proposal = self.strategy.propose(nxt.proposes)
             if nxt.candidate is not None:
                 self.candidates[nxt.candidate] = proposal
+        elif nxt.given is not None:
+            proposal = nxt.given
         else:
-            proposal, source = self._copied(nxt)
+            proposal, source = self._copied(plan, nxt)
             if proposal is None and nxt.candidate in self.candidates:  # gone: the candidate retrains
                 proposal, resume = self.candidates[nxt.candidate], False
             if proposal is None:
@@ -171,10 +176,10 @@ class Controller:
             resume_from = art.checkpoint_location(spec["artifacts"], self.name, nxt.resume,
                                                   experiment["metadata"].get("uid"))
         body = trial_object(experiment, spec, nxt.index, proposal)
-        body["spec"] = plan.trial_spec(nxt, body["spec"], source, resume_from)
+        body["spec"] = plan.trial_spec(nxt, body["spec"], source, resume_from, proposals)
         return body
 
-    def _copied(self, nxt: NextTrial) -> tuple[dict | None, dict | None]:
+    def _copied(self, plan: ExperimentPlan, nxt: NextTrial) -> tuple[dict | None, dict | None]:
         """The network trial ``nxt.copies`` trained, and its row (None when not read): the
         candidate's own trial is its proposal, known already; another (the twin that
         answered it, a re-evaluation's original) is read, as it encoded the network,
@@ -186,7 +191,7 @@ class Controller:
         if body is None:
             return None, None
         row = row_from_trial_object(body)
-        return candidate(row), row
+        return plan.copied_candidate(nxt, body.get("spec") or {}), row
 
     def run(self, stop: threading.Event | None = None) -> int:
         stop = stop or threading.Event()

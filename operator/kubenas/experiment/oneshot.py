@@ -1,70 +1,40 @@
 """One-shot (weight-sharing) search as pure decisions: which trial to start next, given
-the trials so far (docs/strategies.md, "One-shot (weight sharing)").
+the trials so far (``spec.oneShot``; docs/oneshot.md). The plan that runs it is
+``kubenas.experiment.plan.OneShot``.
 
 Three phases, each a kind of trial, decided from the records alone (restart-safe: a
 restarted controller rebuilds everything from them, the strategy included):
 
 1. ``supernet``: one trial trains the supernet by uniform path sampling
-   (kubenas_trainer.models.supernet.train_supernet); a killed pod resumes from its checkpoint
-   inside the same trial, so the plan starts it once.
+   (kubenas_trainer.models.supernet.train_supernet); a killed pod resumes from its
+   checkpoint inside the same trial, so the plan starts it once.
 2. ``score``: the strategy's candidates ``0 .. candidates-1`` (strategy indices) in
-   batches of ``batch``, one trial per batch, each scoring its candidates with the
-   supernet's inherited weights (score_candidates). A batch's scores are its trial's
-   result, one per candidate: what the strategy observes (``observations``). A failed
-   score trial is started again for the same batch (a new index), up to ``retries``
-   times; then that batch's candidates stay unscored.
+   batches of ``candidatesPerTrial``, one trial per batch, each scoring its candidates
+   with the supernet's inherited weights (score_candidates). A batch's scores are its
+   trial's result, one per candidate: what the strategy observes (``observations``). A
+   failed score trial is started again for the same batch (a new index, the same
+   candidates), up to ``scoreRetries`` times; then that batch's candidates stay unscored.
 3. ``retrain``: the ``topK`` best-scored candidates (ties: the lower index) trained
    stand-alone as ordinary trials; the experiment's best is the best of these.
 
-What this module does not do yet: the local runner, controller and operator do not
-call it (it is not an ``ExperimentPlan`` in ``plan_for``), and the CRD has no
-``spec.strategy.oneshot``; the trainer side (the supernet, its training, the batch
-scoring) exists and is tested (tests/trainer/test_supernet.py).
+``budget.maxTrials`` bounds the trials started in all (supernet, score trials and their
+retries, retrains): it must leave room for the planned ones (:func:`planned_trials`).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
 from kubenas.contract import FAILED, SUCCEEDED, TRIAL_TERMINAL
 
-SUPERNET, SCORE, RETRAIN = "supernet", "score", "retrain"
-KINDS = (SUPERNET, SCORE, RETRAIN)
-SAMPLING = ("uniform",)
-DEFAULTS = {"supernetEpochs": 50, "sampling": "uniform", "candidates": 500, "batch": 100, "topK": 3,
-            "bnRecalibrationBatches": 4, "retries": 1}
-FIELD = "spec.strategy.oneshot"
+from kubenas.contract.oneshot import (DEFAULTS, FIELD, KINDS, RETRAIN, SAMPLING, SCORE, SPEC_KEY, SUPERNET,
+                                     TRIAL_FIELD, OneShotError, planned_trials, settings)
 
-
-class OneShotError(ValueError):
-    """A bad ``spec.strategy.oneshot``: the message names the field and the fix."""
-
-
-def _int(settings: dict, name: str, low: int, high: int | None = None) -> int:
-    value = settings[name]
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
-        bound = f"from {low} to {high}" if high is not None else f">= {low}"
-        raise OneShotError(f"{FIELD}.{name}: must be an integer {bound}, got {value!r}")
-    return value
-
-
-def settings(raw: dict | None) -> dict:
-    """``spec.strategy.oneshot`` with its defaults filled, or OneShotError naming the field."""
-    raw = dict(raw or {})
-    unknown = sorted(set(raw) - set(DEFAULTS))
-    if unknown:
-        raise OneShotError(f"{FIELD}.{unknown[0]}: unknown field (known: {', '.join(DEFAULTS)})")
-    s = {**DEFAULTS, **raw}
-    _int(s, "supernetEpochs", 1)
-    _int(s, "candidates", 1)
-    _int(s, "batch", 1, s["candidates"])
-    _int(s, "topK", 1, s["candidates"])
-    _int(s, "bnRecalibrationBatches", 1)
-    _int(s, "retries", 0, 10)
-    if s["sampling"] not in SAMPLING:
-        raise OneShotError(f"{FIELD}.sampling: must be one of {', '.join(SAMPLING)}, got {s['sampling']!r} "
-                           "(strategy-driven sampling while the supernet trains, as ENAS does, is not built)")
-    return s
+__all__ = ["DEFAULTS", "FIELD", "KINDS", "RETRAIN", "SAMPLING", "SCORE", "SPEC_KEY", "SUPERNET", "OneShotError",
+           "OneShotTrial", "Start", "batches", "candidate_of", "next_trials", "observations", "outcome",
+           "planned_trials", "representative", "retrain_fields", "score_fields", "scored_in", "settings",
+           "supernet_fields", "supernet_trial", "top_candidates", "view"]
 
 
 @dataclass(frozen=True)
@@ -78,10 +48,24 @@ class OneShotTrial:
     candidates: tuple[int, ...] = ()
     scores: tuple[float | None, ...] = ()
     reward: float | None = None
+    name: str = ""
 
     @property
     def finished(self) -> bool:
         return self.phase in TRIAL_TERMINAL
+
+
+def view(record) -> OneShotTrial | None:
+    """A ``TrialRecord`` as the one-shot plan reads it; None: no trial of a one-shot plan."""
+    if record.oneshot not in KINDS or record.index is None:
+        return None
+    if record.oneshot == RETRAIN:
+        candidates = (record.candidate,) if record.candidate is not None else ()
+    else:
+        candidates = tuple(record.batch)
+    scores = tuple(None if math.isnan(v) else v for v in record.scores) if record.phase == SUCCEEDED else ()
+    return OneShotTrial(int(record.index), record.phase, record.oneshot, candidates, scores, record.reward,
+                        record.name)
 
 
 @dataclass(frozen=True)
@@ -93,7 +77,7 @@ class Start:
 
 
 def batches(s: dict) -> list[tuple[int, ...]]:
-    n, size = s["candidates"], s["batch"]
+    n, size = s["candidates"], s["candidatesPerTrial"]
     return [tuple(range(b, min(b + size, n))) for b in range(0, n, size)]
 
 
@@ -108,31 +92,49 @@ def observations(records: Sequence[OneShotTrial]) -> dict[int, float | None]:
     return seen
 
 
-def top_candidates(s: dict, records: Sequence[OneShotTrial]) -> list[int]:
-    scored = [(score, c) for c, score in observations(records).items() if score is not None]
-    return [c for _, c in sorted(scored, key=lambda sc: (-sc[0], sc[1]))[: s["topK"]]]
+def top_candidates(s: dict, records: Sequence[OneShotTrial], goal: str = "maximize") -> list[int]:
+    """The ``topK`` best-scored candidates, best first (ties: the lower index)."""
+    sign = -1.0 if goal == "maximize" else 1.0
+    scored = [(sign * score, c) for c, score in observations(records).items() if score is not None]
+    return [c for _, c in sorted(scored)[: s["topK"]]]
 
 
-def _batch_state(s: dict, records: Sequence[OneShotTrial]) -> tuple[list[tuple[int, ...]], bool]:
-    """The batches to start now and whether scoring is over (every batch scored or given up)."""
+def scored_in(records: Sequence[OneShotTrial], candidate: int) -> OneShotTrial | None:
+    """The succeeded score trial whose score of ``candidate`` counts (the first by index)."""
+    return next((r for r in sorted(records, key=lambda r: r.index)
+                 if r.kind == SCORE and r.phase == SUCCEEDED and candidate in r.candidates), None)
+
+
+def _batch_state(s: dict, records: Sequence[OneShotTrial], slack: int | None) -> tuple[list[tuple[int, ...]], bool]:
+    """The batches to start now and whether scoring is over (every batch scored or given
+    up). ``slack``: the trials ``budget.maxTrials`` leaves beyond the planned ones, which
+    retries may take (None: no bound)."""
+    scoring = [r for r in records if r.kind == SCORE]
+    retries_left = None if slack is None else slack - (len(scoring) - len({r.candidates for r in scoring}))
     due, over = [], True
     for batch in batches(s):
-        mine = [r for r in records if r.kind == SCORE and r.candidates == batch]
+        mine = [r for r in scoring if r.candidates == batch]
         if any(r.phase == SUCCEEDED for r in mine):
             continue
         if any(not r.finished for r in mine):
             over = False
             continue
         failures = len(mine)  # all finished, none succeeded
-        if failures > s["retries"]:
+        if failures > s["scoreRetries"]:
             continue  # given up: its candidates stay unscored
+        if failures and retries_left is not None:
+            if retries_left <= 0:
+                continue  # no room in budget.maxTrials for another try: given up
+            retries_left -= 1
         over = False
         due.append(batch)
     return due, over
 
 
-def next_trials(s: dict, records: Sequence[OneShotTrial], slots: int) -> list[Start]:
-    """Up to ``slots`` trials to start now (``s``: :func:`settings`'s result)."""
+def next_trials(s: dict, records: Sequence[OneShotTrial], slots: int, goal: str = "maximize",
+                max_trials: int | None = None) -> list[Start]:
+    """Up to ``slots`` trials to start now (``s``: :func:`settings`'s result;
+    ``max_trials``: budget.maxTrials, the trials it may start in all)."""
     if slots <= 0:
         return []
     start = max((r.index for r in records), default=-1) + 1
@@ -141,23 +143,82 @@ def next_trials(s: dict, records: Sequence[OneShotTrial], slots: int) -> list[St
         return [Start(start, SUPERNET)]
     if not any(r.phase == SUCCEEDED for r in supernet):
         return []  # training (its pod resumes from the checkpoint), or failed: see outcome()
-    due, over = _batch_state(s, records)
+    slack = None if max_trials is None else max_trials - planned_trials(s)
+    due, over = _batch_state(s, records, slack)
     if not over:
         return [Start(start + k, SCORE, batch) for k, batch in enumerate(due[:slots])]
     started = {r.candidates for r in records if r.kind == RETRAIN}
-    todo = [(c,) for c in top_candidates(s, records) if (c,) not in started]
+    todo = [(c,) for c in top_candidates(s, records, goal) if (c,) not in started]
     return [Start(start + k, RETRAIN, cand) for k, cand in enumerate(todo[:slots])]
 
 
-def outcome(s: dict, records: Sequence[OneShotTrial]) -> tuple[str, str, OneShotTrial | None] | None:
-    """None while the experiment goes on; else (phase, message, best retrained trial)."""
+def supernet_trial(records: Sequence[OneShotTrial]) -> OneShotTrial | None:
+    """The supernet trial whose weights the candidates are scored with (the succeeded one)."""
+    return next((r for r in records if r.kind == SUPERNET and r.phase == SUCCEEDED), None)
+
+
+def outcome(s: dict, records: Sequence[OneShotTrial], goal: str = "maximize",
+            max_trials: int | None = None) -> tuple[str, str, OneShotTrial | None] | None:
+    """None while the experiment goes on; else (phase, message, best retrained trial).
+    ``max_trials``: with that many trials started and finished, it ends whatever is left."""
     supernet = [r for r in records if r.kind == SUPERNET]
     if supernet and all(r.finished and r.phase != SUCCEEDED for r in supernet):
-        return FAILED, "the supernet trial failed: nothing to score candidates with", None
-    if not supernet or next_trials(s, records, 1) or any(not r.finished for r in records):
+        return FAILED, f"the supernet trial {supernet[0].name or supernet[0].index} failed: nothing to score " \
+                       "candidates with", None
+    if any(not r.finished for r in records) or not supernet:
+        return None
+    spent = max_trials is not None and len(records) >= max_trials
+    if next_trials(s, records, 1, goal, max_trials) and not spent:
         return None
     retrained = [r for r in records if r.kind == RETRAIN and r.phase == SUCCEEDED and r.reward is not None]
+    scored = sum(score is not None for score in observations(records).values())
     if not retrained:
-        return FAILED, "no candidate was scored and retrained to a result", None
-    best = max(retrained, key=lambda r: (r.reward, -r.index))
-    return SUCCEEDED, f"best of {len(retrained)} retrained top candidates", best
+        why = " (budget.maxTrials spent)" if spent else ""
+        return FAILED, f"no candidate was scored and retrained to a result{why}: {scored} of " \
+                       f"{s['candidates']} candidates scored, {sum(r.kind == RETRAIN for r in records)} retrained", None
+    sign = 1.0 if goal == "maximize" else -1.0
+    best = max(retrained, key=lambda r: (sign * r.reward, -r.index))
+    return SUCCEEDED, (f"best of {len(retrained)} retrained top candidates ({scored} of {s['candidates']} "
+                       f"scored with inherited weights)"), best
+
+
+# --------------------------------------------------------------------------- trial specs
+
+
+def representative(cell_space: dict) -> dict:
+    """A genotype of the cell space (every edge its last op): the ``architecture`` of a
+    supernet or score trial, which trains or scores no candidate of its own (the trainer
+    reads its skeleton; twins and ranking ignore it)."""
+    nodes = int(cell_space["nodes"])
+    op = list(cell_space["operations"])[-1]
+    return {"type": "cell", "nodes": nodes, "edges": [[op] * i for i in range(1, nodes)],
+            **{k: cell_space[k] for k in ("channels", "cellsPerStage", "stages") if k in cell_space}}
+
+
+def supernet_fields(s: dict, cell_space: dict) -> dict:
+    """The ``oneshot`` field of the supernet trial's spec."""
+    return {"kind": SUPERNET, "space": dict(cell_space), "epochs": s["supernetEpochs"], "sampling": s["sampling"]}
+
+
+def score_fields(s: dict, cell_space: dict, indices: Sequence[int], architectures: Sequence[dict],
+                 supernet_checkpoint: str | None) -> dict:
+    """The ``oneshot`` field of a score trial: its candidates (strategy indices and their
+    genotypes, in order) and where the supernet's weights are (None: nowhere kept, the
+    trainer says so)."""
+    return {"kind": SCORE, "space": dict(cell_space), "indices": list(indices), "candidates": list(architectures),
+            "bnRecalibrationBatches": s["bnRecalibrationBatches"],
+            **({"supernetCheckpoint": supernet_checkpoint} if supernet_checkpoint else {})}
+
+
+def retrain_fields(candidate: int) -> dict:
+    """The ``oneshot`` field of a retrain: an ordinary trial of strategy candidate ``candidate``."""
+    return {"kind": RETRAIN, "candidate": candidate}
+
+
+def candidate_of(trial_spec: dict, candidate: int) -> dict | None:
+    """Candidate ``candidate``'s genotype in a score trial's spec (None: not in it)."""
+    field_ = trial_spec.get(TRIAL_FIELD) or {}
+    indices, archs = field_.get("indices") or [], field_.get("candidates") or []
+    if candidate not in indices or len(archs) != len(indices):
+        return None
+    return {"architecture": archs[indices.index(candidate)], "hyperparameters": {}}

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 
 from kubenas.contract import (FAILED, HISTORY_LIMIT, LEARNED_PHASES, PENALTY_METRICS, PENDING, SUCCEEDED,
                               TRIAL_TERMINAL, finite_number)
+from kubenas.contract import oneshot as oneshot_contract
 from kubenas.contract.genotype import describe_genotype, genotype_hash
 
 REEVALUATION_OF = "reevaluationOf"  # the field of a re-evaluation trial's spec and row (spec.final)
@@ -50,6 +51,12 @@ class TrialRecord:
     hash: str | None = None          # the candidate's (architecture + hyperparameters): spec.final's distinct top
     reevaluation_of: str | None = None  # spec.final: the search trial this one retrains with another seed
     duplicate_of: str | None = None  # the twin whose result answered this trial (kubenas.experiment.twins)
+    # A one-shot experiment's trial (spec.oneShot, kubenas.experiment.oneshot): its kind
+    # (supernet, score, retrain); a score trial's candidates (strategy indices) and their
+    # inherited-weight scores once it succeeded (NaN: not scored); a retrain's is ``candidate``.
+    oneshot: str | None = None
+    batch: tuple[int, ...] = ()
+    scores: Sequence[float] = ()
 
     @property
     def finished(self) -> bool:
@@ -89,9 +96,19 @@ def _costs(phase: str, metrics) -> tuple:
     return array("d", (_nan_if_none(finite_number(metrics.get(m))) for m in PENALTY_METRICS))
 
 
+ONESHOT = oneshot_contract.TRIAL_FIELD  # of a one-shot trial's spec and row (spec.oneShot)
+# one-shot trials that train or score no candidate of their own
+WEIGHT_SHARING_KINDS = (oneshot_contract.SUPERNET, oneshot_contract.SCORE)
+
+
+def _weight_sharing(spec: dict) -> bool:
+    field = spec.get(ONESHOT)
+    return isinstance(field, dict) and field.get("kind") in WEIGHT_SHARING_KINDS
+
+
 def _hash(spec: dict) -> str | None:
-    if not spec.get("architecture"):  # a trial known by name only (one in flight locally)
-        return None
+    if not spec.get("architecture") or _weight_sharing(spec):  # known by name only (one in flight locally),
+        return None  # or a supernet/score trial: its architecture is no candidate, it answers no repeat
     try:
         return genotype_hash(spec.get("architecture") or {}, spec.get("hyperparameters") or {})
     except Exception:  # noqa: BLE001 - garbage in a spec: no hash, never a crash while folding
@@ -129,6 +146,23 @@ def _fidelity(spec: dict) -> dict:
     return {"candidate": field["candidate"], "rung": rung if isinstance(rung, int) and rung >= 0 else 0}
 
 
+def _oneshot(spec: dict, scores) -> dict:
+    """``oneshot`` (kind), ``batch``, ``scores`` and a retrain's ``candidate`` of a one-shot
+    trial's ``oneshot`` field and reported ``scores``; {} for others."""
+    field = spec.get(ONESHOT)
+    if not isinstance(field, dict) or not isinstance(field.get("kind"), str):
+        return {}
+    out: dict = {"oneshot": sys.intern(field["kind"])}
+    indices = field.get("indices")
+    if isinstance(indices, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in indices):
+        out["batch"] = tuple(indices)
+        if isinstance(scores, list):
+            out["scores"] = array("d", (_nan_if_none(finite_number(v)) for v in scores[:len(indices)]))
+    if isinstance(field.get("candidate"), int):
+        out["candidate"] = field["candidate"]
+    return out
+
+
 def _nan_if_none(value: float | None) -> float:
     return math.nan if value is None else value
 
@@ -154,7 +188,7 @@ def from_trial_object(trial: dict, *, details: bool = True) -> TrialRecord:
                          reason=_reason(phase, status.get("reason")), failure=_failure(phase, status.get("message")),
                          hash=_hash(spec),
                          reevaluation_of=_name(spec.get(REEVALUATION_OF)), duplicate_of=_name(status.get(DUPLICATE_OF)),
-                         **_fidelity(spec))
+                         **_fidelity(spec), **_oneshot(spec, status.get("scores")))
     if not details:
         return record
     metric = (spec.get("objective") or {}).get("metric") or "accuracy"
@@ -168,9 +202,9 @@ def from_row(row: dict, metric: str = "accuracy", *, details: bool = True) -> Tr
     record = TrialRecord(name=row.get("name", ""), index=row.get("index"), phase=phase,
                          reward=finite_number(row.get("reward")), acknowledged=True,
                          reason=_reason(phase, row.get("reason")), failure=_failure(phase, row.get("message")),
-                         hash=row.get("hash") or _hash(row),
+                         hash=None if _weight_sharing(row) else row.get("hash") or _hash(row),
                          reevaluation_of=_name(row.get(REEVALUATION_OF)), duplicate_of=_name(row.get(DUPLICATE_OF)),
-                         **_fidelity(row))
+                         **_fidelity(row), **_oneshot(row, row.get("scores")))
     if not details:
         return record
     return replace(record, architecture=architecture_summary(row.get("architecture")),
@@ -210,6 +244,8 @@ def row_from_trial_object(trial: dict) -> dict:
         "history": [h for h in (status.get("history") or []) if isinstance(h, dict)],
         **({"fidelity": spec["fidelity"]} if spec.get("fidelity") else {}),
         **({REEVALUATION_OF: spec[REEVALUATION_OF]} if spec.get(REEVALUATION_OF) else {}),
+        **({ONESHOT: spec[ONESHOT]} if spec.get(ONESHOT) else {}),
+        **({"scores": status["scores"]} if isinstance(status.get("scores"), list) else {}),
         "startTime": status.get("startTime"),
         "completionTime": status.get("completionTime"),
     }

@@ -3,6 +3,7 @@ fidelity too), budget, final and constraints."""
 from __future__ import annotations
 
 from kubenas.contract import METRIC_GOALS
+from kubenas.contract.oneshot import DEFAULTS as ONESHOT_DEFAULTS
 from kubenas.contract.tasks import TASK_METRICS
 from kubenas.strategies import strategy_names
 
@@ -76,10 +77,13 @@ def strategy_issues(spec: dict) -> list[Issue]:
     except SpaceError as err:
         return [Issue(spec_path(err.path, "strategy"), err.message)]
     population = checked["settings"].get("populationSize")
-    if strategy["type"] == "evolution" and population >= budget["maxTrials"]:
+    # the candidates it proposes: one per trial, or spec.oneShot's (kubenas.contract.oneshot)
+    proposals, field = ((spec["oneShot"].get("candidates", ONESHOT_DEFAULTS["candidates"]), "oneShot.candidates")
+                        if spec.get("oneShot") is not None else (budget["maxTrials"], "budget.maxTrials"))
+    if strategy["type"] == "evolution" and population >= proposals:
         return [Issue("spec.strategy.evolution.populationSize",
-                      f"{population} >= budget.maxTrials ({budget['maxTrials']}): evolution would never "
-                      "evolve; lower populationSize or raise maxTrials")]
+                      f"{population} >= {field} ({proposals}): evolution would never "
+                      f"evolve; lower populationSize or raise {field.split('.')[-1]}")]
     return []
 
 

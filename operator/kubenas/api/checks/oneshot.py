@@ -1,0 +1,65 @@
+"""spec.oneShot (weight-sharing search, docs/oneshot.md): its settings, and the
+combinations that make no sense with it, each refused naming the field and the fix."""
+from __future__ import annotations
+
+from kubenas.contract import oneshot
+
+from ..issues import Issue
+
+# The tasks whose trainer builds a supernet of the cell space (TrialTask.build_supernet).
+SUPERNET_TASKS = ("image-classification",)
+
+
+def oneshot_issues(spec: dict) -> list[Issue]:
+    raw = spec.get(oneshot.SPEC_KEY)
+    if raw is None:
+        return []
+    try:
+        s = oneshot.settings(raw)
+    except oneshot.OneShotError as err:
+        return [Issue(err.path, err.message)]
+    issues = []
+    space = spec["searchSpace"]
+    if space.get("type") != "cell":
+        issues.append(Issue("spec.searchSpace.type", f"{space.get('type')} has no weight-sharing supernet: "
+                            "spec.oneShot searches a cell space (searchSpace.type: cell) only; use a cell space "
+                            "or remove spec.oneShot"))
+    if space.get("hyperparameters"):
+        issues.append(Issue("spec.searchSpace.hyperparameters", "cannot be searched with spec.oneShot: the "
+                            "supernet is trained with one set of training settings, so inherited-weight scores "
+                            "do not rank them; fix them in trial.training or remove spec.oneShot"))
+    task = spec["trial"]["task"]
+    if task not in SUPERNET_TASKS:
+        issues.append(Issue("spec.trial.task", f"{task} has no supernet in the trainer; spec.oneShot runs "
+                            f"{', '.join(SUPERNET_TASKS)} only"))
+    trial = spec["trial"]
+    if trial.get("command"):
+        issues.append(Issue("spec.trial.command", "a user's training program cannot train or score a supernet; "
+                            "remove trial.command or spec.oneShot"))
+    if (trial.get("model") or {}).get("builder"):
+        issues.append(Issue("spec.trial.model.builder", "a user's model builder has no supernet (the one-shot "
+                            "supernet is the built-in cell network's); remove model.builder or spec.oneShot"))
+    if spec["strategy"].get("fidelity"):
+        issues.append(Issue("spec.strategy.fidelity", "cannot be combined with spec.oneShot: candidates are scored "
+                            "with inherited weights, not trained; remove one of them"))
+    if spec.get("final"):
+        issues.append(Issue("spec.final", "cannot be combined with spec.oneShot, whose last phase already "
+                            "retrains its oneShot.topK best candidates stand-alone; remove spec.final"))
+    objective = spec["objective"]
+    if objective.get("pareto"):
+        issues.append(Issue("spec.objective.pareto", "cannot be combined with spec.oneShot: the candidates are "
+                            "ranked by one inherited-weight score; remove objective.pareto or spec.oneShot"))
+    if objective.get("penalties"):
+        issues.append(Issue("spec.objective.penalties", "are not applied to inherited-weight scores, so the "
+                            "strategy would search without them; remove them or spec.oneShot (use spec.constraints "
+                            "for hard limits)"))
+    if objective.get("target") is not None:
+        issues.append(Issue("spec.objective.target", "cannot end a one-shot search early: its best is known only "
+                            "once the top candidates are retrained; remove objective.target"))
+    planned = oneshot.planned_trials(s)
+    if spec["budget"]["maxTrials"] < planned:
+        issues.append(Issue("spec.budget.maxTrials", f"a one-shot experiment runs 1 supernet trial, "
+                            f"{planned - 1 - s['topK']} score trials ({s['candidates']} candidates, "
+                            f"{s['candidatesPerTrial']} per trial) and {s['topK']} retrains: {planned} trials; set "
+                            f"maxTrials to at least {planned} (more leaves room for retried score trials)"))
+    return issues
