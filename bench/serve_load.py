@@ -4,8 +4,12 @@ several concurrencies, with dynamic batching (--max-batch-size 32) and without i
 (--max-batch-size 1), against onnxruntime called in-process on the same batches.
 
 Each request is one 1x8x8 digits test image as a V2 JSON infer request, sent by an
-aiohttp client on the same machine (``concurrency`` clients, each sending its next
-request when the previous answer arrives), for ``--seconds`` after a warm-up. The
+aiohttp client on the same machine, in processes of its own (``--client-processes``;
+``concurrency`` clients spread over them, each sending its next request when the
+previous answer arrives), for ``--seconds`` after a warm-up. Before the server is
+started, the same client loads a trivial HTTP endpoint (a fixed answer, no framework) at
+each concurrency: ``client_ceiling_rps``, the most the client can send on this machine,
+says whether the client or the server is the bottleneck. The
 in-process figure runs the same ONNX file with onnxruntime on batches of the mean size
 the server formed in that phase (read from its kubenas_serving_batch_size histogram), so
 ``overhead ratio`` = in-process requests/s / served requests/s. The server's own overhead
@@ -31,6 +35,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import multiprocessing
 import os
 import re
 import signal
@@ -102,7 +107,7 @@ def scrape(url: str) -> dict[str, float]:
     return found
 
 
-async def load(url: str, body: bytes, headers: dict, concurrency: int, seconds: float) -> list[float]:
+async def _load(url: str, body: bytes, headers: dict, concurrency: int, seconds: float) -> list[float]:
     import aiohttp
 
     latencies: list[float] = []
@@ -119,6 +124,81 @@ async def load(url: str, body: bytes, headers: dict, concurrency: int, seconds: 
                 latencies.append(time.perf_counter() - start)
         await asyncio.gather(*(client() for _ in range(concurrency)))
     return latencies
+
+
+def _load_process(args) -> list[float]:
+    import uvloop
+
+    uvloop.install()
+    return asyncio.run(_load(*args))
+
+
+def load(url: str, body: bytes, headers: dict, concurrency: int, seconds: float, processes: int) -> list[float]:
+    """Every answered request's latency: ``concurrency`` clients spread over ``processes``
+    client processes (none of them the server's), each sending its next request when the
+    previous answer arrives."""
+    shares = [concurrency // processes + (i < concurrency % processes) for i in range(processes)]
+    shares = [n for n in shares if n]
+    with multiprocessing.get_context("spawn").Pool(len(shares)) as pool:
+        parts = pool.map(_load_process, [(url, body, headers, n, seconds) for n in shares])
+    return [latency for part in parts for latency in part]
+
+
+TRIVIAL = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
+
+
+def trivial_server(port: int) -> None:
+    """An HTTP endpoint that costs next to nothing: a fixed answer to every request (one
+    request per read of a keep-alive connection, as the load client sends them). What the
+    load client reaches against it is the client's own ceiling on this machine."""
+    import uvloop
+
+    class Answer(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport, self.buffer = transport, b""
+
+        def data_received(self, data):
+            self.buffer += data
+            while True:
+                end = self.buffer.find(b"\r\n\r\n")
+                if end < 0:
+                    return
+                length = re.search(rb"(?i)content-length: *(\d+)", self.buffer[:end])
+                total = end + 4 + (int(length.group(1)) if length else 0)
+                if len(self.buffer) < total:
+                    return
+                self.buffer = self.buffer[total:]
+                self.transport.write(TRIVIAL)
+
+    async def serve():
+        server = await asyncio.get_running_loop().create_server(Answer, "127.0.0.1", port)
+        await server.serve_forever()
+
+    uvloop.install()
+    asyncio.run(serve())
+
+
+def client_ceiling(body: bytes, headers: dict, concurrency: int, seconds: float, processes: int) -> float:
+    """Requests/s of the load client against the trivial endpoint (in its own process)."""
+    port = free_port()
+    server = multiprocessing.get_context("spawn").Process(target=trivial_server, args=(port,), daemon=True)
+    server.start()
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("the trivial endpoint did not start")
+            time.sleep(0.05)
+        url = f"http://127.0.0.1:{port}"
+        load(url, body, headers, concurrency, 0.5, processes)
+        start = time.perf_counter()
+        latencies = load(url, body, headers, concurrency, seconds, processes)
+        return len(latencies) / (time.perf_counter() - start)
+    finally:
+        server.terminate()
+        server.join(10)
 
 
 def in_process(path: Path, x: np.ndarray, batch: int, threads: int, seconds: float) -> tuple[float, float]:
@@ -155,6 +235,8 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=1.5)
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads, both sides")
     parser.add_argument("--max-batch-wait-ms", type=float, default=0.0)
+    parser.add_argument("--client-processes", type=int, default=1,
+                        help="load client processes (the concurrency is spread over them)")
     parser.add_argument("--json", help="write the results here too")
     args = parser.parse_args()
 
@@ -179,6 +261,9 @@ def main() -> int:
         headers = {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(header))}
     rows = []
     load_before = os.getloadavg()
+    ceiling = {c: round(client_ceiling(body, headers, c, min(args.seconds, 3), args.client_processes), 1)
+               for c in args.concurrency}
+    print(json.dumps({"client_ceiling_rps": ceiling}), flush=True)
     for mode, batch_size in (("batch size 1", 1), ("dynamic batching", 32)):
         port = free_port()
         url = f"http://127.0.0.1:{port}"
@@ -197,10 +282,10 @@ def main() -> int:
                         raise RuntimeError("kubenas serve did not start")
                     time.sleep(0.2)
             for concurrency in args.concurrency:
-                asyncio.run(load(url, body, headers, concurrency, args.warmup))
+                load(url, body, headers, concurrency, args.warmup, args.client_processes)
                 before = scrape(url)
                 start = time.perf_counter()
-                latencies = asyncio.run(load(url, body, headers, concurrency, args.seconds))
+                latencies = load(url, body, headers, concurrency, args.seconds, args.client_processes)
                 elapsed = time.perf_counter() - start
                 after = scrape(url)
                 delta = {k: after[k] - before[k] for k in after}
@@ -216,7 +301,7 @@ def main() -> int:
                              "rps": round(rps, 1), "p50_ms": round(pct(latencies, 50), 3),
                              "p99_ms": round(pct(latencies, 99), 3), "mean_batch": round(mean_batch, 2),
                              "in_process_rps": round(ref_rps, 1), "in_process_call_ms": round(ref_call * 1000, 3),
-                             "overhead_ratio": round(ref_rps / rps, 2),
+                             "overhead_ratio": round(ref_rps / rps, 2), "client_ceiling_rps": ceiling[concurrency],
                              "server_request_ms": round(request_s * 1000, 3), "server_model_ms": round(model_s * 1000, 3),
                              "server_overhead_ms": round((request_s - model_s / max(mean_batch, 1)) * 1000, 3),
                              "client_seen_overhead_ms": round(pct(latencies, 50) - ref_call * 1000, 3)})
@@ -225,7 +310,8 @@ def main() -> int:
             server.send_signal(signal.SIGTERM)
             server.wait(60)
     summary = {"workload": args.workload, "load_before": [round(v, 2) for v in load_before], "load_after": [round(v, 2) for v in os.getloadavg()],
-               "cpus": os.cpu_count(), "threads": args.threads, "rows": rows}
+               "cpus": os.cpu_count(), "threads": args.threads, "client_processes": args.client_processes,
+               "rows": rows}
     rps = {(r["mode"], r["concurrency"]): r["rps"] for r in rows}
     top = max(args.concurrency)
     if ("batch size 1", top) in rps:

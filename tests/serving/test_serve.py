@@ -147,3 +147,32 @@ def test_sigterm_finishes_the_request_in_flight(run_dir, test_split, serve):
     thread.join(60)
     assert answer["result"].as_numpy("predicted_class")[0] == in_process(run_dir, x).argmax()
     assert code == 0, err
+
+
+def test_sigterm_with_a_drain_period_answers_while_not_ready(run_dir, test_split, serve):
+    """--drain-seconds (a spec.deploy Deployment passes 5): after SIGTERM the readiness
+    probe fails at once, inference is still answered until the period ends, then the
+    server drains and exits 0."""
+    import signal
+    import time
+
+    from tests.waiting import wait_until
+
+    server = serve(run_dir, "--drain-seconds", "3")
+    x = test_split[0][:1]
+    c = client(server)
+    assert server.status("/v2/health/ready") == 200
+    sent = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)
+    wait_until(lambda: server.status("/v2/health/ready") == 503, 10, "readiness to fail after SIGTERM",
+               interval=0.05)
+    assert server.status(f"/v2/models/{MODEL}/ready") == 503
+    answered = 0
+    while time.monotonic() - sent < 2:  # well inside the drain period
+        assert infer(c, x).as_numpy("predicted_class")[0] == in_process(run_dir, x).argmax()
+        answered += 1
+    assert server.process.poll() is None, "the server stopped before its drain period ended"
+    server.process.wait(30)  # the exit the first SIGTERM set off (a second one would not wait)
+    code, err = server.stop()
+    assert code == 0, err
+    assert answered > 0 and time.monotonic() - sent >= 3, "it exited before the drain period was over"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import signal
 import tempfile
+import threading
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -33,7 +34,7 @@ def cmd_serve(args) -> int:
 
     for flag, value, least in (("--max-batch-size", args.max_batch_size, 1), ("--max-body-bytes", args.max_body_bytes, 1),
                                ("--max-elements", args.max_elements, 1), ("--max-batch-wait-ms", args.max_batch_wait_ms, 0),
-                               ("--threads", args.threads, 0)):
+                               ("--threads", args.threads, 0), ("--drain-seconds", args.drain_seconds, 0)):
         if value < least:
             raise CliError(f"{flag} {value}: must be at least {least}")
     if args.model_dir and (args.target or args.trial):
@@ -59,12 +60,14 @@ def cmd_serve(args) -> int:
     console.print(Text(f"kubenas: serving {path} as model {model.name!r} version {model.version!r} "
                        f"({model.platform}; input {spec.name} {spec.datatype} {list(spec.shape)}) on "
                        f"http://{args.host}:{args.port}/v2/models/{model.name}"), highlight=False)
-    config = uvicorn.Config(create_app(model, limits), host=args.host, port=args.port, log_level=args.log_level,
+    app = create_app(model, limits)
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
                             access_log=args.access_log, timeout_graceful_shutdown=args.graceful_timeout)
-    server = uvicorn.Server(config)
-    # SIGINT/SIGTERM: uvicorn stops accepting, finishes the requests in flight (up to
-    # --graceful-timeout), shuts the application down, then raises the signal again with
-    # the handlers it found: these, so a drained shutdown exits 0 rather than by the signal.
+    server = _draining_server(uvicorn.Server)(config, drain=app.state.drain, drain_seconds=args.drain_seconds)
+    # SIGTERM: with --drain-seconds, not ready but still answering for that long; then
+    # uvicorn stops accepting, finishes the requests in flight (up to --graceful-timeout),
+    # shuts the application down, and raises the signal again with the handlers it found:
+    # these, so a drained shutdown exits 0 rather than by the signal.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _drained)
     server.run()
@@ -73,6 +76,30 @@ def cmd_serve(args) -> int:
 
 def _drained(signum, frame) -> None:
     """The handler uvicorn's re-raised signal finds once the server has shut down."""
+
+
+def _draining_server(base):
+    """uvicorn's Server whose SIGTERM first drains: ``drain()`` turns the readiness probe to
+    503 while requests are still answered, and uvicorn's graceful shutdown starts
+    ``drain_seconds`` later: by then Kubernetes has taken the pod out of its Service's
+    endpoints (after a failed readiness probe, or at once on deletion), so no client is
+    sent to a server that has stopped accepting. SIGINT (Ctrl-C), or a second SIGTERM,
+    shuts down at once."""
+
+    class DrainingServer(base):
+        def __init__(self, config, *, drain, drain_seconds: float):
+            super().__init__(config)
+            self._drain, self._drain_seconds, self._draining = drain, drain_seconds, None
+
+        def handle_exit(self, sig, frame) -> None:
+            if sig != signal.SIGTERM or not self._drain_seconds or self._draining is not None:
+                return super().handle_exit(sig, frame)
+            self._drain()
+            self._draining = threading.Timer(self._drain_seconds, super().handle_exit, (sig, None))
+            self._draining.daemon = True
+            self._draining.start()
+
+    return DrainingServer
 
 
 def add_commands(sub) -> None:
@@ -107,6 +134,10 @@ def add_commands(sub) -> None:
     p.add_argument("--threads", type=int, default=0, help="the runtime's intra-op threads (default 0: its own)")
     p.add_argument("--graceful-timeout", type=float, default=30.0,
                    help="seconds SIGTERM waits for requests in flight (default 30)")
+    p.add_argument("--drain-seconds", type=float, default=0.0,
+                   help="on SIGTERM, answer requests but report not ready (503 on /v2/health/ready) for this "
+                        "long before shutting down, so a load balancer stops sending first (default 0; a "
+                        "spec.deploy Deployment passes 5)")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     p.add_argument("--access-log", action="store_true", help="log every request (off by default: it costs)")
     p.add_argument("--volume-dir", help="for a cluster experiment whose artifacts are on a PersistentVolumeClaim: "

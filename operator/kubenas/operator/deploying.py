@@ -33,7 +33,11 @@ SERVE_CONTAINER = "kserve-container"  # KServe's name for the predictor's contai
 SERVE_PORT = 8080                     # KServe's and `kubenas serve`'s HTTP port
 MODEL_MOUNT = "/var/lib/kubenas/model"
 MODEL_VOLUME = "model"
-PRE_STOP_SECONDS = 5
+# On SIGTERM a serving pod keeps answering, not ready, this long before it stops accepting
+# (kubenas serve --drain-seconds): the endpoints controller and every node's proxy take a
+# terminating pod out of the Service meanwhile, so a roll drops no request.
+DRAIN_SECONDS = 5
+GRACEFUL_SECONDS = 30  # then the requests in flight get this long (kubenas serve --graceful-timeout)
 DEFAULT_RESOURCES = {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}
 
 # decisions
@@ -108,7 +112,8 @@ def inference_service(experiment: dict, spec: dict, trial: str, model: str) -> d
 def serve_command(experiment: str, deploy: dict) -> list[str]:
     return ["kubenas", "serve", "--model-dir", MODEL_MOUNT, "--host", "0.0.0.0", "--port", str(SERVE_PORT),
             "--model-name", experiment, "--max-batch-size", str(int(deploy.get("maxBatchSize", 32))),
-            "--max-batch-wait-ms", str(deploy.get("maxBatchWaitMs", 0))]
+            "--max-batch-wait-ms", str(deploy.get("maxBatchWaitMs", 0)), "--drain-seconds", str(DRAIN_SECONDS),
+            "--graceful-timeout", str(GRACEFUL_SECONDS)]
 
 
 def serving_deployment(experiment: dict, spec: dict, trial: str, model: str, settings: Settings = Settings()) -> dict:
@@ -142,9 +147,6 @@ def serving_deployment(experiment: dict, spec: dict, trial: str, model: str, set
         "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": "http"}, "periodSeconds": 10,
                           "failureThreshold": 3},
         "resources": quantities(deploy.get("resources") or DEFAULT_RESOURCES),
-        # The endpoints controller takes a terminating pod out of the Service a moment after
-        # SIGTERM: sleeping first keeps it accepting until then (no request dropped in a roll).
-        "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
         "volumeMounts": [{"name": MODEL_VOLUME, "mountPath": MODEL_MOUNT, "readOnly": True,
                           "subPath": model_folder(model)[len(prefix):]},
                          {"name": "tmp", "mountPath": "/tmp"}],
@@ -167,8 +169,9 @@ def serving_deployment(experiment: dict, spec: dict, trial: str, model: str, set
                                                                             "readOnly": True}},
                             {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
                 "enableServiceLinks": False,
-                # SIGTERM drains the requests in flight (kubenas serve --graceful-timeout 30)
-                "terminationGracePeriodSeconds": 30 + PRE_STOP_SECONDS + 5,
+                # SIGTERM: --drain-seconds answering while not ready, then --graceful-timeout for
+                # the requests in flight, within the grace period
+                "terminationGracePeriodSeconds": DRAIN_SECONDS + GRACEFUL_SECONDS + 5,
             }},
         },
     }

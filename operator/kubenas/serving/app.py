@@ -66,98 +66,96 @@ def _version() -> str:
         return "0"
 
 
-def create_app(model: ServedModel, limits: Limits = Limits()) -> FastAPI:
-    metrics = Metrics()
-    signature = model.signature
-    state = {"ready": False}
+class _Server:
+    """The routes' handlers over one model: its signature, limits, metrics and batcher."""
 
-    model_seconds = metrics.model.labels(model.name)
+    def __init__(self, model: ServedModel, limits: Limits):
+        self.model, self.signature, self.limits = model, model.signature, limits
+        self.metrics = Metrics()
+        self.ready = False      # the model is loaded and the batcher runs: inference is answered
+        self.draining = False   # SIGTERM with a drain period: still answering, but no longer ready
+        self._model_seconds = self.metrics.model.labels(model.name)
+        self._latency = self.metrics.latency.labels(model.name)
+        self._answered: dict[tuple[str, int], Counter] = {}  # (model label, status) -> its bound counter
+        self.batcher = Batcher(self._run, max_batch_size=limits.max_batch_size,
+                               max_wait=limits.max_batch_wait_ms / 1000,
+                               on_batch=self.metrics.batch.labels(model.name).observe,
+                               on_depth=self.metrics.depth.labels(model.name).set)
 
-    def run(array):  # in the batcher's worker thread
+    def _run(self, array):  # in the batcher (the event loop or its worker thread)
         start = time.perf_counter()
-        raw = model.run(array)
-        model_seconds.observe(time.perf_counter() - start)
-        return signature.outputs_of(raw)
-
-    batcher = Batcher(run, max_batch_size=limits.max_batch_size, max_wait=limits.max_batch_wait_ms / 1000,
-                      on_batch=metrics.batch.labels(model.name).observe,
-                      on_depth=metrics.depth.labels(model.name).set)
+        raw = self.model.run(array)
+        self._model_seconds.observe(time.perf_counter() - start)
+        return self.signature.outputs_of(raw)
 
     @asynccontextmanager
-    async def lifespan(app):
-        batcher.start()
-        state["ready"] = True
+    async def lifespan(self, app):
+        self.batcher.start()
+        self.ready = True
         try:
             yield
         finally:  # uvicorn has answered the requests in flight (SIGTERM: graceful shutdown)
-            state["ready"] = False
-            await batcher.stop()
+            self.ready = False
+            await self.batcher.stop()
 
-    app = FastAPI(title="kubenas serve", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.metrics, app.state.batcher, app.state.model = metrics, batcher, model
-
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException):  # unknown path, wrong method
-        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-        if exc.status_code == 405:
-            detail = f"{request.method} is not allowed on {request.url.path}"
-        elif exc.status_code == 404:
-            detail = f"no route {request.url.path}: the server speaks the Open Inference Protocol (/v2/...)"
-        return JSONResponse({"error": detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
-
-    def unknown(name: str, version: str | None) -> JSONResponse | None:
+    def unknown(self, name: str, version: str | None) -> JSONResponse | None:
+        model = self.model
         if name != model.name:
             return _error(404, f"model {name!r} is not served here; this server serves {model.name!r}")
         if version is not None and version != model.version:
             return _error(404, f"model {name!r} has no version {version!r}; it has {model.version!r}")
         return None
 
-    @app.get("/v2")
-    async def server_metadata():
-        return {"name": SERVER_NAME, "version": _version(), "extensions": EXTENSIONS}
+    def drain(self) -> None:
+        """Report not ready (the readiness probe fails: Kubernetes takes the pod out of its
+        Service) while still answering inference requests."""
+        self.draining = True
 
-    @app.get("/v2/health/live")
-    async def live():
-        return {"live": True}
+    @property
+    def accepting(self) -> bool:
+        return self.ready and not self.draining
 
-    @app.get("/v2/health/ready")
-    async def ready():
-        return JSONResponse({"ready": state["ready"]}, status_code=200 if state["ready"] else 503)
+    async def health_ready(self):
+        return JSONResponse({"ready": self.accepting}, status_code=200 if self.accepting else 503)
 
-    def model_metadata(name: str, version: str | None = None):
-        return unknown(name, version) or {
+    def model_metadata(self, name: str, version: str | None = None):
+        model, signature = self.model, self.signature
+        return self.unknown(name, version) or {
             "name": model.name, "versions": [model.version], "platform": model.platform,
             "inputs": [signature.input.as_v2()], "outputs": [o.as_v2() for o in signature.outputs],
             "parameters": signature.parameters}
 
-    def model_ready(name: str, version: str | None = None):
-        return unknown(name, version) or JSONResponse({"name": model.name, "ready": state["ready"]},
-                                                      status_code=200 if state["ready"] else 503)
+    def model_ready(self, name: str, version: str | None = None):
+        return self.unknown(name, version) or JSONResponse({"name": self.model.name, "ready": self.accepting},
+                                                           status_code=200 if self.accepting else 503)
 
-    app.get("/v2/models/{name}")(model_metadata)
-    app.get("/v2/models/{name}/versions/{version}")(model_metadata)
-    app.get("/v2/models/{name}/ready")(model_ready)
-    app.get("/v2/models/{name}/versions/{version}/ready")(model_ready)
-
-    async def infer(name: str, request: Request, version: str | None = None):
+    async def infer(self, request: Request) -> Response:
+        """POST .../infer, a plain Starlette endpoint (no FastAPI parameter solving on the
+        hot path)."""
         start = time.perf_counter()
-        label = model.name if name == model.name else "unknown"
-        response = unknown(name, version) or await _infer(request)
-        metrics.requests.labels(label, str(response.status_code)).inc()
-        if response.status_code == 200:
-            metrics.latency.labels(model.name).observe(time.perf_counter() - start)
+        name, version = request.path_params["name"], request.path_params.get("version")
+        response = self.unknown(name, version) or await self._infer(request)
+        status = response.status_code
+        key = (self.model.name if name == self.model.name else "unknown", status)
+        counter = self._answered.get(key)
+        if counter is None:
+            counter = self._answered[key] = self.metrics.requests.labels(key[0], str(status))
+        counter.inc()
+        if status == 200:
+            self._latency.observe(time.perf_counter() - start)
         return response
 
-    async def _infer(request: Request) -> Response:
-        if not state["ready"]:
+    async def _infer(self, request: Request) -> Response:
+        model = self.model
+        if not self.ready:
             return _error(503, f"model {model.name!r} is not ready (the server is shutting down)")
         try:
-            body = await _read_body(request, limits.max_body_bytes)
-            decoded = decode(body, request.headers.get(HEADER_LENGTH), signature, limits.max_elements)
+            body = await _read_body(request, self.limits.max_body_bytes)
+            decoded = decode(body, request.headers.get(HEADER_LENGTH), self.signature, self.limits.max_elements)
         except InferenceError as err:
             return _error(err.status, err.message)
         try:
-            tensors = await batcher.submit(decoded.array)
+            tensors = await self.batcher.submit(decoded.array)
         except Exception as err:  # noqa: BLE001 - the model failed on input that passed the checks
             return _error(500, f"model {model.name!r} failed: {type(err).__name__}: {err}")
         content, header_length = encode(model.name, model.version, decoded, tensors)
@@ -165,13 +163,41 @@ def create_app(model: ServedModel, limits: Limits = Limits()) -> FastAPI:
             return Response(content, media_type="application/json")
         return Response(content, media_type="application/octet-stream", headers={HEADER_LENGTH: str(header_length)})
 
-    app.post("/v2/models/{name}/infer")(infer)
-    app.post("/v2/models/{name}/versions/{version}/infer")(infer)
+    async def prometheus(self):
+        return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/metrics")
-    async def prometheus():
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+async def _http_error(request: Request, exc: HTTPException):  # unknown path, wrong method
+    detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    if exc.status_code == 405:
+        detail = f"{request.method} is not allowed on {request.url.path}"
+    elif exc.status_code == 404:
+        detail = f"no route {request.url.path}: the server speaks the Open Inference Protocol (/v2/...)"
+    return JSONResponse({"error": detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+
+async def _server_metadata():
+    return {"name": SERVER_NAME, "version": _version(), "extensions": EXTENSIONS}
+
+
+async def _live():
+    return {"live": True}
+
+
+def create_app(model: ServedModel, limits: Limits = Limits()) -> FastAPI:
+    server = _Server(model, limits)
+    app = FastAPI(title="kubenas serve", lifespan=server.lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.metrics, app.state.batcher, app.state.model = server.metrics, server.batcher, model
+    app.state.drain = server.drain
+    app.add_exception_handler(HTTPException, _http_error)
+    app.get("/v2")(_server_metadata)
+    app.get("/v2/health/live")(_live)
+    app.get("/v2/health/ready")(server.health_ready)
+    for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
+        app.get(prefix)(server.model_metadata)
+        app.get(prefix + "/ready")(server.model_ready)
+        app.add_route(prefix + "/infer", server.infer, methods=["POST"])
+    app.get("/metrics")(server.prometheus)
     return app
 
 
