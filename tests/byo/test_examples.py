@@ -6,7 +6,7 @@ import pathlib
 
 import pytest
 
-from kubenas.api.validation import load_experiment_file
+from kubenas.api.loading import load_experiment_file
 from kubenas.contract import EARLY_STOPPED, SUCCEEDED
 from kubenas.local.runner import LocalRunner
 

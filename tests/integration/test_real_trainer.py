@@ -13,7 +13,7 @@ pytest.importorskip("sklearn")
 from kubernetes import client as k8s  # noqa: E402
 
 from kubenas.api.trials import build_trial_spec  # noqa: E402
-from kubenas.api.validation import with_defaults  # noqa: E402
+from kubenas.api.defaults import with_defaults  # noqa: E402
 
 from .cluster import NS, digits_experiment  # noqa: E402
 

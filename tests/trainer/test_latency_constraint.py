@@ -1,7 +1,8 @@
 """constraints.maxLatencyMs: the trainer measures the built, untrained network on its device
 and refuses it before training (ConstraintViolated); within the limit the trial trains
 exactly as without it; the experiment does not count such refusals as failures."""
-from kubenas.api.validation import validate_experiment, with_defaults
+from kubenas.api.defaults import with_defaults
+from kubenas.api.validation import validate_experiment
 from kubenas.api.trials import build_trial_spec
 from kubenas.contract import CONSTRAINT_VIOLATED, FAILED, SUCCEEDED, TOO_MANY_FAILED_TRIALS
 from kubenas.experiment import experiment_outcome, from_row
