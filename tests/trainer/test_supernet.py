@@ -151,7 +151,10 @@ def test_a_supernet_trial_then_a_score_trial_return_a_score_per_candidate(tmp_pa
     candidates = [genotype(net.sample_path(rng)) for _ in range(3)]
     scored = run_oneshot_trial({**base, "oneshot": {"kind": "score", "space": SPACE, "candidates": candidates,
                                                     "bnRecalibrationBatches": 2}}, ckpt)
-    assert len(scored["scores"]) == 3 and scored["reward"] == max(s["accuracy"] for s in scored["scores"])
+    # one objective value (accuracy) per candidate, in order; the reward is the batch's best
+    assert len(scored["scores"]) == 3 and all(0 <= v <= 1 for v in scored["scores"])
+    assert scored["reward"] == max(scored["scores"]) and scored["metrics"]["candidates"] == 3
+    assert 0 <= trained["reward"] <= 1 and trained["metrics"]["pathsScored"] == 8  # mean over sampled paths
     bad = run_oneshot_trial({**base, "oneshot": {"kind": "search"}}, ckpt)
     assert bad["status"] == "Failed" and "oneshot.kind" in bad["message"]
 
@@ -177,3 +180,36 @@ def test_the_trainer_cli_runs_a_supernet_trial_and_a_score_trial_reading_its_che
     (tmp_path / "orphan.json").write_text(json.dumps(
         {**base, "oneshot": {"kind": "score", "space": SPACE, "candidates": candidates}}))
     assert main(["--trial", str(tmp_path / "orphan.json"), "--out", str(tmp_path / "o")]) != 0
+
+
+def test_a_replaced_supernet_pod_resumes_from_the_kept_checkpoint(tmp_path):
+    """The cluster trainer keeps the supernet's checkpoint in spec.artifacts after every
+    epoch (``store``); a new pod with an empty local folder resumes from it after the pod
+    running it died mid-training, and ends with the weights of an uninterrupted run."""
+    from kubenas_trainer.models.supernet import run_oneshot_trial
+
+    class PodKilled(Exception):
+        pass
+
+    def kill_after_first_epoch(record):
+        assert set(record) == {"epoch", "trainLoss"}
+        raise PodKilled
+
+    trial = {"architecture": genotype([["conv_3x3"], ["conv_3x3"] * 2, ["conv_3x3"] * 3]),
+             "dataset": {"name": "digits"}, "training": {"batchSize": 64, "maxTrainBatches": 2, "device": "cpu"},
+             "oneshot": {"kind": "supernet", "space": SPACE, "epochs": 2}}
+    store = str(tmp_path / "artifacts" / "exp-0" / "checkpoint.pt")
+    for pod in ("pod1", "pod2", "pod3"):
+        (tmp_path / pod).mkdir()
+    with pytest.raises(PodKilled):
+        run_oneshot_trial(trial, tmp_path / "pod1" / "checkpoint.pt", store=store, on_epoch=kill_after_first_epoch)
+    assert torch.load(store, weights_only=True)["epoch"] == 1
+    resumed = run_oneshot_trial(trial, tmp_path / "pod2" / "checkpoint.pt", store=store)
+    assert resumed["status"] == "Succeeded" and resumed["metrics"]["resumedFromEpoch"] == 1
+    straight = run_oneshot_trial(trial, tmp_path / "pod3" / "checkpoint.pt", store=str(tmp_path / "other.pt"))
+    assert straight["metrics"]["resumedFromEpoch"] == 0
+    a = torch.load(store, weights_only=True)["model"]
+    b = torch.load(tmp_path / "other.pt", weights_only=True)["model"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key])
+    assert resumed["reward"] == straight["reward"]

@@ -22,6 +22,13 @@ MAX_PER_TRIAL = 500  # candidates in one score trial: their genotypes are in the
 MAX_TOP_K = 20
 
 
+def is_weight_sharing(trial_spec: dict) -> bool:
+    """A supernet or score trial (its spec, trial.json or row): it trains or scores no
+    candidate of its own (a retrain is an ordinary trial)."""
+    field = trial_spec.get(TRIAL_FIELD)
+    return isinstance(field, dict) and field.get("kind") in (SUPERNET, SCORE)
+
+
 class OneShotError(ValueError):
     """A bad ``spec.oneShot``: ``path`` is the field, ``message`` what to do about it."""
 

@@ -97,13 +97,14 @@ def _costs(phase: str, metrics) -> tuple:
 
 
 ONESHOT = oneshot_contract.TRIAL_FIELD  # of a one-shot trial's spec and row (spec.oneShot)
-# one-shot trials that train or score no candidate of their own
-WEIGHT_SHARING_KINDS = (oneshot_contract.SUPERNET, oneshot_contract.SCORE)
+_weight_sharing = oneshot_contract.is_weight_sharing  # a supernet or score trial: no candidate of its own
 
 
-def _weight_sharing(spec: dict) -> bool:
-    field = spec.get(ONESHOT)
-    return isinstance(field, dict) and field.get("kind") in WEIGHT_SHARING_KINDS
+def _reward(spec: dict, reward) -> float | None:
+    """The trial's reward as ranking, the best trial and the strategy read it: none for a
+    supernet or score trial, whose reported reward (the supernet's mean over sampled paths,
+    a batch's best inherited-weight score) is no candidate's stand-alone result."""
+    return None if _weight_sharing(spec) else finite_number(reward)
 
 
 def _hash(spec: dict) -> str | None:
@@ -184,7 +185,7 @@ def from_trial_object(trial: dict, *, details: bool = True) -> TrialRecord:
     status = trial.get("status") or {}
     phase = status.get("phase") or PENDING
     record = TrialRecord(name=trial["metadata"]["name"], index=spec.get("index"), phase=phase,
-                         reward=finite_number(status.get("reward")), acknowledged=acknowledged(status),
+                         reward=_reward(spec, status.get("reward")), acknowledged=acknowledged(status),
                          reason=_reason(phase, status.get("reason")), failure=_failure(phase, status.get("message")),
                          hash=_hash(spec),
                          reevaluation_of=_name(spec.get(REEVALUATION_OF)), duplicate_of=_name(status.get(DUPLICATE_OF)),
@@ -200,7 +201,7 @@ def from_row(row: dict, metric: str = "accuracy", *, details: bool = True) -> Tr
     """A line of trials.jsonl as a record (every such trial is finished and recorded)."""
     phase = row.get("status") or PENDING
     record = TrialRecord(name=row.get("name", ""), index=row.get("index"), phase=phase,
-                         reward=finite_number(row.get("reward")), acknowledged=True,
+                         reward=_reward(row, row.get("reward")), acknowledged=True,
                          reason=_reason(phase, row.get("reason")), failure=_failure(phase, row.get("message")),
                          hash=None if _weight_sharing(row) else row.get("hash") or _hash(row),
                          reevaluation_of=_name(row.get(REEVALUATION_OF)), duplicate_of=_name(row.get(DUPLICATE_OF)),

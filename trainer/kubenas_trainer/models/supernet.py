@@ -20,6 +20,7 @@ average, SPOS section 3.3), then the task's validation metrics; one score per ca
 """
 from __future__ import annotations
 
+import io
 import math
 import os
 import random
@@ -29,7 +30,10 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from kubenas.contract import SUCCEEDED
+from kubenas.contract import oneshot as oneshot_contract
 from kubenas.contract.genotype import live_edges
+from kubenas.contract.result import failed_result, trial_result
 
 from kubenas_trainer.models.ops import ResidualReduction, cell_op, init_weights
 
@@ -168,7 +172,7 @@ def train_supernet(task, supernet: CellSupernet, training: dict, *, epochs: int,
     rng = random.Random(seed)
     start = 0
     if checkpoint_path and os.path.exists(checkpoint_path):
-        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        state = torch.load(checkpoint_path, map_location=device, weights_only=True)
         supernet.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         rng.setstate(state["pathRng"])
@@ -195,7 +199,7 @@ def train_supernet(task, supernet: CellSupernet, training: dict, *, epochs: int,
             torch.save({"model": supernet.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
                         "pathRng": rng.getstate(), "shuffleGen": gen.get_state()}, tmp)
             os.replace(tmp, checkpoint_path)
-        if on_epoch is not None:
+        if on_epoch is not None:  # after the checkpoint: a callback may keep it elsewhere
             on_epoch(epoch, {"trainLoss": loss_sum / max(1, count)})
     return {"epochs": epochs, "resumedFromEpoch": start, "trainSeconds": round(time.monotonic() - t0, 3),
             "trainLoss": loss_sum / max(1, count) if count else None}
@@ -252,30 +256,82 @@ def calibration_batches(task, training: dict, count: int, seed: int, device=None
 
 # --------------------------------------------------------------------------- one trial of a phase
 
-SUPERNET_KIND, SCORE_KIND = "supernet", "score"
+SUPERNET_KIND, SCORE_KIND = oneshot_contract.SUPERNET, oneshot_contract.SCORE
+HEALTH_PATHS = 8  # uniformly sampled paths the supernet trial scores after training: its reward
 
 
-def run_oneshot_trial(trial: dict, checkpoint_path: str | os.PathLike) -> dict:
+def run_oneshot_trial(trial: dict, checkpoint_path: str | os.PathLike, *, store: str | None = None,
+                      on_epoch: Callable[[dict], object] | None = None) -> dict:
     """``_run_oneshot`` with its failures as a Failed result (the reason and message of
-    ``errors.TrialFailure``; a bad ``oneshot`` block is InvalidTrial naming the field)."""
+    ``errors.TrialFailure``; a bad ``oneshot`` block is InvalidTrial naming the field).
+    ``store``: where the supernet's checkpoint is kept beyond this process (a path or an
+    fsspec URL in spec.artifacts; None: ``checkpoint_path`` itself is kept)."""
     from kubenas_trainer import errors
 
     try:
-        return _run_oneshot(trial, checkpoint_path)
+        return _run_oneshot(trial, checkpoint_path, store, on_epoch)
     except errors.TrialFailure as exc:
-        return {"status": errors.FAILED, "reward": None, "reason": exc.reason, "message": exc.message,
-                "metrics": {}, "history": [], "device": "cpu"}
+        return failed_result(exc.reason, exc.message)
 
 
-def _run_oneshot(trial: dict, checkpoint_path: str | os.PathLike) -> dict:
+def _fetch(store: str, local: str | os.PathLike) -> bool:
+    """Copy the kept checkpoint ``store`` to ``local``; False when there is none yet."""
+    from kubenas_trainer.training.checkpoint import _read_bytes
+
+    try:
+        data = _read_bytes(store)
+    except FileNotFoundError:
+        return False
+    tmp = f"{local}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, local)
+    return True
+
+
+def _keep(local: str | os.PathLike, store: str) -> None:
+    """Write ``local`` to ``store`` (a path: atomically; a URL: with fsspec, whose stores
+    replace an object whole)."""
+    if "://" in store:
+        import fsspec
+
+        with open(local, "rb") as src, fsspec.open(store, "wb") as dst:
+            dst.write(src.read())
+        return
+    os.makedirs(os.path.dirname(store) or ".", exist_ok=True)
+    tmp = f"{store}.tmp"
+    with open(local, "rb") as src, open(tmp, "wb") as dst:
+        dst.write(src.read())
+        dst.flush()
+        os.fsync(dst.fileno())
+    os.replace(tmp, store)
+
+
+def _load_supernet(source: str, device) -> dict:
+    from kubenas_trainer.errors import InvalidTrial
+    from kubenas_trainer.training.checkpoint import _read_bytes
+
+    try:
+        data = _read_bytes(source)
+    except FileNotFoundError:
+        raise InvalidTrial(f"oneshot.supernetCheckpoint: no supernet checkpoint at {source} to score with; "
+                           "the supernet trial writes it there (spec.artifacts)") from None
+    return torch.load(io.BytesIO(data), map_location=device, weights_only=True)["model"]
+
+
+def _run_oneshot(trial: dict, checkpoint_path: str | os.PathLike, store: str | None, on_epoch) -> dict:
     """One trial of a one-shot experiment (kubenas.experiment.oneshot), on the task
     interface. ``trial`` is an ordinary trial (its ``architecture`` any genotype of the
     space, used for the settings' validation) plus ``oneshot``: ``{"kind": "supernet",
     "space": <cell space>, "epochs": N}`` trains the supernet into ``checkpoint_path``
-    (resuming from it); ``{"kind": "score", "space": ..., "candidates": [genotype, ...],
-    "bnRecalibrationBatches": k, "supernetCheckpoint": path}`` scores the candidates with
-    the supernet trial's weights (default: ``checkpoint_path``): ``scores`` holds one ``{metric: value}`` per candidate, in order,
-    and ``reward`` the best of the objective metric."""
+    (resuming from it, or from ``store`` where it is kept, and keeping it there after every
+    epoch); its reward is the mean objective of :data:`HEALTH_PATHS` uniformly sampled
+    paths scored as candidates are (how well the supernet's weights serve a path).
+    ``{"kind": "score", "space": ..., "candidates": [genotype, ...],
+    "bnRecalibrationBatches": k, "supernetCheckpoint": path or URL}`` scores the candidates
+    with the supernet trial's weights: ``scores`` holds the objective metric of each
+    candidate, in order, and ``reward`` the best of them. Neither reward is a candidate's
+    result: the experiment ranks retrained trials only (kubenas.experiment.record)."""
     from kubenas_trainer.errors import InvalidTrial
     from kubenas_trainer.settings import resolve_trial
     from kubenas_trainer.tasks import open_task
@@ -294,18 +350,35 @@ def _run_oneshot(trial: dict, checkpoint_path: str | os.PathLike) -> dict:
     device = _select_device(t["device"])
     task = open_task(cfg.task, cfg.dataset, t["seed"], device)
     net = task.build_supernet(spec["space"]).to(device)
+    pick = max if cfg.goal == "maximize" else min
     if kind == SUPERNET_KIND:
+        if store is not None and not os.path.exists(checkpoint_path):
+            _fetch(store, checkpoint_path)  # a pod killed mid-training left it there
+
+        def epoch_done(epoch: int, values: dict) -> None:
+            if store is not None:
+                _keep(checkpoint_path, store)
+            if on_epoch is not None:  # progress (a reporter's history line); a supernet is not stopped early
+                on_epoch({"epoch": epoch, **values})
+
         info = train_supernet(task, net, t, epochs=int(spec["epochs"]), seed=t["seed"],
-                              checkpoint_path=checkpoint_path)
-        return {"status": "Succeeded", "reward": None, "metrics": info, "checkpoint": str(checkpoint_path)}
-    source = spec.get("supernetCheckpoint") or checkpoint_path
-    if not os.path.exists(source):
-        raise InvalidTrial(f"oneshot.supernetCheckpoint: no supernet checkpoint at {source} to score with; "
-                           "run the supernet trial first and point this at its checkpoint.pt")
-    net.load_state_dict(torch.load(source, map_location=device, weights_only=False)["model"])
+                              checkpoint_path=checkpoint_path, on_epoch=epoch_done)
+        rng = random.Random(f"health/{t['seed']}")
+        paths = [{"edges": [list(row) for row in net.sample_path(rng)]} for _ in range(HEALTH_PATHS)]
+        calibration = calibration_batches(task, t, int(spec.get("bnRecalibrationBatches", 4)), seed=t["seed"],
+                                          device=device)
+        health = [s[cfg.metric] for s in score_candidates(task, net, paths, calibration=calibration, training=t)]
+        return trial_result(SUCCEEDED, reward=sum(health) / len(health),
+                            metrics={**{k: v for k, v in info.items() if v is not None}, "pathsScored": len(health)},
+                            device=device.type, checkpoint=str(checkpoint_path))
+    source = spec.get("supernetCheckpoint") or str(checkpoint_path)
+    net.load_state_dict(_load_supernet(source, device))
     calibration = calibration_batches(task, t, int(spec.get("bnRecalibrationBatches", 4)), seed=t["seed"],
                                       device=device)
-    scores = score_candidates(task, net, spec["candidates"], calibration=calibration, training=t)
-    values = [s[cfg.metric] for s in scores]
-    best = (max if cfg.goal == "maximize" else min)(values) if values else None
-    return {"status": "Succeeded", "reward": best, "scores": scores, "metrics": {"candidates": len(scores)}}
+    t0 = time.monotonic()
+    scores = [s[cfg.metric] for s in score_candidates(task, net, spec.get("candidates") or [],
+                                                        calibration=calibration, training=t)]
+    finite = [v for v in scores if isinstance(v, float) and math.isfinite(v)]
+    return trial_result(SUCCEEDED, reward=pick(finite) if finite else None, scores=scores,
+                        metrics={"candidates": len(scores), "scoreSeconds": round(time.monotonic() - t0, 3)},
+                        device=device.type)
