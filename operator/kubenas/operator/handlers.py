@@ -134,7 +134,12 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_):
     settings.watching.chunk_size = 500         # list in pages, not 10,000 objects in one answer
     settings.networking.request_timeout = 60
     settings.networking.connect_timeout = 10   # a dead API server fails the call, not the worker
-    settings.execution.max_workers = int(os.environ.get("KUBENAS_OPERATOR_WORKERS", "8"))
+    # Handlers wait on the API server, a few calls each: 8 workers held 20 experiments'
+    # trials ~19 s before a first look (bench/RESULTS.md, "Scale"). One pooled connection
+    # per worker: beyond urllib3's 10 each call opened, then discarded, a TLS connection.
+    workers = int(os.environ.get("KUBENAS_OPERATOR_WORKERS", "32"))
+    settings.execution.max_workers = workers
+    kube.configuration().connection_pool_maxsize = workers + 4
     global current_app
     if current_app is not None and current_app.task is not None:  # kopf restarted after a failure
         current_app.task.cancel()
