@@ -20,6 +20,7 @@ from kubenas.contract.artifacts import CHECKPOINT_FILE
 from kubenas_trainer import errors
 from kubenas_trainer.reporting.artifacts import Policy, publish_result
 from kubenas_trainer.reporting.files import FileReporter, Reporter
+from kubenas_trainer.training import launch
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -32,6 +33,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="output directory")
     p.add_argument("--export-model", action="store_true", help="write OUT/model.pt (TorchScript)")
     p.add_argument("--save-weights", action="store_true", help="write OUT/weights.pt (state dict + metadata)")
+    p.add_argument("--nproc-per-node", type=int, default=1, metavar="N",
+                   help="train as N processes under torchrun with DistributedDataParallel (docs/distributed.md)")
+    p.add_argument("--backend", choices=("nccl", "gloo"),
+                   help="the torch.distributed backend of --nproc-per-node (default: nccl on CUDA, else gloo)")
     return p.parse_args(argv)
 
 
@@ -65,6 +70,13 @@ def make_reporter(args: argparse.Namespace) -> Reporter:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    launched = launch.entry(args, list(sys.argv[1:] if argv is None else argv))  # torchrun, or a rank but 0
+    if launched is not None:
+        return launched
+    return launch.record_exit(_main(args))
+
+
+def _main(args: argparse.Namespace) -> int:
     if args.from_cluster:
         from kubenas_trainer.reporting.cluster import main_from_cluster
 

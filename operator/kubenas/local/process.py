@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from kubenas.contract import FAILED, INTERNAL_ERROR, TIMEOUT
+from kubenas.contract.distributed import Distributed, torchrun_command
 
 LOG_TAIL_CHARS = 2000
 KILL_GRACE_SECONDS = 5.0
@@ -38,7 +39,7 @@ def _die_with_parent() -> None:
 class TrialProcess:
     def __init__(self, name: str, index: int, directory: Path, timeout_seconds: float, threads: int,
                  extra_env: dict | None = None, command: list[str] | None = None,
-                 python_path: list[str] | None = None):
+                 python_path: list[str] | None = None, distributed: Distributed | None = None):
         self.name = name
         self.index = index
         self.directory = directory
@@ -50,8 +51,10 @@ class TrialProcess:
         if python_path:  # the experiment file's folder: where a local trial finds the user's modules
             env["PYTHONPATH"] = os.pathsep.join(python_path + [p for p in [env.get("PYTHONPATH")] if p])
         io = ["--trial", str(directory / "trial.json"), "--out", str(directory), "--export-model"]
+        if command and distributed:  # several processes (docs/distributed.md): torchrun inside the wrapper
+            command = torchrun_command(distributed, command)
         argv = ([sys.executable, "-m", "kubenas_trainer.reporting.wrapper", *io, "--", *command] if command
-                else [sys.executable, "-m", "kubenas_trainer", *io])
+                else [sys.executable, "-m", "kubenas_trainer", *io, *(distributed.launch_args() if distributed else [])])
         self._log = open(directory / "log.txt", "ab")
         # Own session: a Ctrl-C in the terminal reaches the runner only, which then
         # stops its trials deliberately instead of having them die mid-write.

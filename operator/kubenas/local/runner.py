@@ -29,6 +29,7 @@ from kubenas.api.trials import build_trial_spec, trial_name
 from kubenas.api.defaults import with_defaults
 from kubenas.contract import FAILED, RUNNING, STOPPED_BY_RUNNER, SUCCEEDED
 from kubenas.contract import artifacts as art
+from kubenas.contract.distributed import distributed_for
 from kubenas.contract.genotype import genotype_hash
 from kubenas.early_stopping import median_stop
 from kubenas.experiment import (Outcome, answered_by, best_reward, can_answer, candidate, counts_by_phase, from_row,
@@ -248,7 +249,8 @@ class LocalRunner:
         self.running[trial["index"]] = TrialProcess(name, trial["index"], directory,
                                                     trial["timeoutSeconds"], self.threads, self.artifacts_env,
                                                     command=self.spec["trial"].get("command"),
-                                                    python_path=self.python_path)
+                                                    python_path=self.python_path,
+                                                    distributed=distributed_for(self.spec["trial"]))
         self.running_specs[trial["index"]] = trial
         self.progress.trial_started(name)
         if self.metrics:

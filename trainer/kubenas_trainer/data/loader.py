@@ -39,9 +39,24 @@ class BatchLoader:
         self.a, self.b = affine if affine is not None else (None, None)
         # A task's training transform (audio augmentation): raw batch -> model input, before normalisation.
         self.transform = transform
+        self.rank, self.world = 0, 1  # shard(): this process' part of each batch of a distributed trial
+
+    def shard(self, rank: int, world: int) -> "BatchLoader":
+        """Yield only rank ``rank``'s slice (``batch_size / world`` examples) of every batch,
+        the batches themselves unchanged (the shuffle generator is seeded alike on every
+        rank, so all draw the same permutation); ``batch_size`` must be a multiple of
+        ``world``. A trailing batch is cut to a multiple of ``world`` and kept while each
+        rank gets at least 2 of it (batch norm cannot train on one)."""
+        if self.batch_size % world:
+            raise ValueError(f"batch size {self.batch_size} is not a multiple of {world} processes")
+        self.rank, self.world = rank, world
+        return self
 
     def __len__(self) -> int:
         full, rest = divmod(self.n, self.batch_size)
+        if self.world > 1:
+            count = full + (1 if rest // self.world >= 2 else 0)
+            return min(count, self.max_batches) if self.max_batches else count
         # In training, a trailing batch of one is dropped: batch norm cannot train on it.
         count = full + (1 if rest > 1 or (rest == 1 and not self.shuffle) or full == 0 else 0)
         return min(count, self.max_batches) if self.max_batches else count
@@ -53,11 +68,15 @@ class BatchLoader:
             if self.x.device != order.device:
                 order = order.to(self.x.device)
         for i in range(len(self)):
+            lo, hi = i * bs, min((i + 1) * bs, self.n)
+            if self.world > 1:  # this rank's equal part of the (trailing batch cut to a multiple of world)
+                part = (hi - lo) // self.world
+                lo, hi = lo + self.rank * part, lo + (self.rank + 1) * part
             if self.shuffle:
-                idx = order[i * bs:(i + 1) * bs]
+                idx = order[lo:hi]
                 xb, yb = self.x.index_select(0, idx), self.y.index_select(0, idx)
             else:
-                xb, yb = self.x[i * bs:(i + 1) * bs], self.y[i * bs:(i + 1) * bs]
+                xb, yb = self.x[lo:hi], self.y[lo:hi]
             if xb.device != self.device:
                 xb = xb.to(self.device, non_blocking=True)
                 yb = yb.to(self.device, non_blocking=True)
