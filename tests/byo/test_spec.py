@@ -80,7 +80,7 @@ def test_the_report_module_prints_lines_outside_kubenas():
 
 
 def test_the_operator_refuses_user_code_where_it_enforces_the_policy_alone():
-    from kubenas.api.policy import Policy, policy_issues
+    from kubenas.api.policy import TenancyPolicy as Policy, policy_issues
 
     spec = load("byo-script-digits.yaml")["spec"]
     builder = load("byo-builder-digits.yaml")["spec"]

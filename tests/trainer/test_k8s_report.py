@@ -5,7 +5,9 @@ import json
 
 import pytest
 
-from kubenas_trainer.reporting.cluster import RETRIES, cluster_namespace, main_from_cluster, termination_message
+from kubenas.contract.result import MESSAGE_LIMIT, TERMINATION_MESSAGE_BYTES, termination_message
+
+from kubenas_trainer.reporting.cluster import RETRIES, cluster_namespace, main_from_cluster
 
 
 def test_namespace_from_env_or_service_account_file(tmp_path):
@@ -20,8 +22,8 @@ def test_termination_message_is_short_json():
     msg = termination_message({"status": "Failed", "reward": float("nan"), "reason": "Diverged",
                                "message": "x" * 5000})
     data = json.loads(msg)
-    assert data["status"] == "Failed" and "reward" not in data and len(data["message"]) == 400
-    assert len(msg) < 600
+    assert data["status"] == "Failed" and "reward" not in data and len(data["message"]) == MESSAGE_LIMIT
+    assert len(msg.encode()) <= TERMINATION_MESSAGE_BYTES
 
 
 def test_missing_trial_env_is_an_invalid_trial(tmp_path):

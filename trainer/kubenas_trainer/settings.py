@@ -117,7 +117,8 @@ def resolve_trial(trial: Any) -> TrialConfig:
         raise InvalidTrial(f"checkpoint{'.' + problem[0] if problem[0] else ''}: {problem[1]}")
 
     objective = _object(trial, "objective")
-    goals = TASK_REGISTRY[task].metrics  # the task's metrics, each with its goal
+    # The task's metrics, each with its goal (the registry's, which reads kubenas.contract.tasks)
+    goals = TASK_REGISTRY[task].metrics
     metric = objective.get("metric", TASK_REGISTRY[task].metric)
     if metric not in goals:
         raise InvalidTrial(f"objective.metric: {metric!r} is not one of {', '.join(goals)} "

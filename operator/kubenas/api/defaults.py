@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import copy
 
-from kubenas.contract import METRIC_GOALS
 from kubenas.contract import artifacts as artifacts_contract
 from kubenas.contract import fidelity as fidelity_contract
+from kubenas.contract.tasks import goal_of
 
 
 def with_defaults(spec: dict) -> dict:
@@ -17,7 +17,7 @@ def with_defaults(spec: dict) -> dict:
     """
     spec = copy.deepcopy(spec)
     objective = spec.setdefault("objective", {"metric": "accuracy"})
-    objective.setdefault("goal", METRIC_GOALS.get(objective.get("metric"), "maximize"))
+    objective.setdefault("goal", goal_of(objective.get("metric")))
     objective.setdefault("penalties", [])
     spec.setdefault("searchSpace", {}).setdefault("hyperparameters", [])
     spec.setdefault("strategy", {}).setdefault("seed", 0)

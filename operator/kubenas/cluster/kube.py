@@ -21,6 +21,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
 from kubenas.contract import GROUP, VERSION
+from kubenas.contract.result import short_message
 
 from . import decoding
 
@@ -325,7 +326,7 @@ def event_body(obj: dict, type_: str, reason: str, message: str, component: str,
         "metadata": {"name": f"{meta.get('name')}.{time.time_ns():x}", "namespace": meta.get("namespace")},
         "involvedObject": involved,
         "reason": reason,
-        "message": message[:1024],
+        "message": short_message(message),
         "type": type_,
         "source": {"component": component},
         "reportingComponent": f"kubenas.io/{component}",

@@ -17,7 +17,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from . import MAX_PENALTIES, METRIC_GOALS, PENALTY_METRICS
+from . import MAX_PENALTIES, PENALTY_METRICS
+from .tasks import goal_of
 
 _TINY = 1e-12  # a measured 0 (latency rounded down) must not zero or explode the factor
 
@@ -63,7 +64,7 @@ def compute_reward(objective: dict, metrics: dict) -> float:
     metric = objective.get("metric", "accuracy")
     if metrics.get(metric) is None:
         raise ValueError(f"objective metric {metric!r} was not measured")
-    goal = objective.get("goal") or METRIC_GOALS.get(metric, "maximize")
+    goal = objective.get("goal") or goal_of(metric)
     reward = float(metrics[metric]) * penalty_factor(objective.get("penalties") or [], metrics, goal)
     if not math.isfinite(reward):
         raise ValueError(f"reward is not finite ({reward})")

@@ -7,7 +7,7 @@ are checked against it (tests/contract). docs/tasks.md describes the fields.
 """
 from __future__ import annotations
 
-from . import TASKS
+from . import METRIC_GOALS, TASKS
 
 COMMON_DATASET_FIELDS = ("name", "path", "validationFraction", "seed", "limit", "validation", "groupsFile")
 
@@ -25,8 +25,8 @@ TASK_DATASET_FIELDS: dict[str, tuple[str, ...]] = {
     "speech-recognition": COMMON_DATASET_FIELDS + ("frontEnd", "augment", "vocabulary"),
     "object-detection": ("name", "path", "validationFraction", "seed", "limit", "validation", "imageSize"),
 }
-# The validation metrics each task measures (what objective.metric may name; goals in METRIC_GOALS);
-# a task not listed is not checked here (its trainer refuses a metric it does not measure).
+# The validation metrics each task measures (what objective.metric may name), in the order its
+# history records them; the first is its default objective. Their goals: METRIC_GOALS.
 TASK_METRICS: dict[str, tuple[str, ...]] = {
     "image-classification": ("accuracy", "loss"),
     "audio-classification": ("accuracy", "loss"),
@@ -41,3 +41,16 @@ DATASETS_WITH_PATH = ("mnist", "fashion-mnist", "cifar10", "npz", "image-folder"
 VALIDATION_RULES = ("random", "group", "files", "kfold")
 
 assert set(TASK_DATASETS) == set(TASKS) == set(TASK_DATASET_FIELDS), "a task without its datasets"
+assert set(TASK_METRICS) == set(TASKS), "a task without its metrics"
+assert {m for metrics in TASK_METRICS.values() for m in metrics} <= set(METRIC_GOALS), "a metric without its goal"
+
+# metric -> goal of each task's metrics (TASK_METRICS' order): what the trainer's tasks
+# measure and the trainer defaults objective.goal to, read from the one table of goals.
+TASK_METRIC_GOALS: dict[str, dict[str, str]] = {
+    task: {metric: METRIC_GOALS[metric] for metric in metrics} for task, metrics in TASK_METRICS.items()}
+
+
+def goal_of(metric: str) -> str:
+    """The goal of ``metric`` (METRIC_GOALS); ``maximize`` for a metric kubenas does not
+    know (a user program's own)."""
+    return METRIC_GOALS.get(metric, "maximize")

@@ -1,7 +1,9 @@
 """Timestamps as Kubernetes writes them (RFC 3339, UTC, seconds)."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
+
+from kubenas.contract.result import timestamp
 
 # Prometheus buckets of trial durations (seconds): from seconds (digits on a CPU) to a day
 # (CIFAR-10 on a GPU); the operator's and the local run's histograms use the same.
@@ -9,8 +11,7 @@ DURATION_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400,
 
 
 def now_iso(now: datetime | None = None) -> str:
-    now = now or datetime.now(timezone.utc)
-    return now.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return timestamp(now)
 
 
 def parse_time(text) -> datetime | None:

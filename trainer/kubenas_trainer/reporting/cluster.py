@@ -31,22 +31,22 @@ trial that could not be read at all exits ``ApiUnavailable`` (75), which the Job
 """
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
 import sys
 import tempfile
 import time
 import traceback
-from datetime import datetime, timezone
 from pathlib import Path
 
-from kubenas.contract import (API_UNAVAILABLE, EARLY_STOPPED, GROUP, HISTORY_LIMIT, INTERNAL_ERROR, NO_REWARD, RUNNING,
-                              SUCCEEDED, TRIAL_PLURAL)
+from kubenas.contract import API_UNAVAILABLE, EARLY_STOPPED, GROUP, HISTORY_LIMIT, INTERNAL_ERROR, RUNNING, TRIAL_PLURAL
 from kubenas.contract import TRIAL_TERMINAL as TERMINAL
 from kubenas.contract import VERSION
+from kubenas.contract import artifacts as art
 from kubenas.contract.artifacts import CHECKPOINT_FILE, MODELS_NONE
+from kubenas.contract.oneshot import is_weight_sharing
+from kubenas.contract.result import (TrialResult, failed_result, status_fields, termination_message, timestamp,
+                                     without_non_finite)
 
 from kubenas_trainer import errors
 from kubenas_trainer.reporting.artifacts import Policy, publish_result
@@ -57,7 +57,6 @@ PLURAL = TRIAL_PLURAL
 SA_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 TERMINATION_LOG = "/dev/termination-log"
 REQUEST_TIMEOUT = (10.0, 60.0)  # connect, read seconds
-MAX_MESSAGE = 4000
 RETRIES = 6                # tries after the first: 1+2+4+8+15+15 s, about 45 s of an outage
 MAX_RETRY_DELAY = 15.0
 TRANSIENT_STATUSES = (429, 500, 502, 503, 504)
@@ -84,25 +83,6 @@ def _retry_after(err: BaseException) -> float | None:
 def _describe(err: BaseException) -> str:
     status = getattr(err, "status", None)
     return f"{status} {getattr(err, 'reason', '')}".strip() if status else f"{type(err).__name__}: {err}"
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _safe(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _safe(v) for k, v in value.items() if _safe(v) is not None}
-    if isinstance(value, (list, tuple)):
-        return [_safe(v) for v in value]
-    return value
-
-
-def _numbers(values: dict | None) -> dict:
-    return {k: float(v) for k, v in (values or {}).items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))}
 
 
 def cluster_namespace(env=os.environ, sa_file: str = SA_NAMESPACE_FILE) -> str | None:
@@ -167,7 +147,7 @@ class KubernetesReporter:
         return self._call(self.api.get_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL, self.name)
 
     def _patch(self, status: dict, resource_version: str | None = None) -> dict:
-        body: dict = {"status": _safe(status)}
+        body: dict = {"status": without_non_finite(status)}
         if resource_version:
             body["metadata"] = {"resourceVersion": resource_version}
         return self._call(self.api.patch_namespaced_custom_object_status, GROUP, VERSION, self.namespace, PLURAL,
@@ -211,7 +191,7 @@ class KubernetesReporter:
         unreachable after the retries does not stop training (the operator sets both from
         the Job)."""
         try:
-            self._patch_unless_terminal({"phase": RUNNING, "startTime": _now()})
+            self._patch_unless_terminal({"phase": RUNNING, "startTime": timestamp()})
         except Exception as err:  # noqa: BLE001
             if not transient(err):
                 raise
@@ -236,7 +216,7 @@ class KubernetesReporter:
             self.stop_requested = True
 
     def epoch(self, record: dict) -> str | None:
-        self.history.append(_safe(dict(record)))
+        self.history.append(without_non_finite(dict(record)))
         due = self._last_flush is None or self.clock() - self._last_flush >= self.min_interval
         if due:
             try:
@@ -245,42 +225,18 @@ class KubernetesReporter:
                 log.warning("cannot report epoch %s: %s", record.get("epoch"), err)
         return "stop" if self.stop_requested else None
 
-    def final(self, result: dict) -> None:
-        status = {
-            "phase": result.get("status") or errors.FAILED,
-            "reward": _safe(result.get("reward")),
-            "reason": result.get("reason"),
-            "message": (result.get("message") or "")[:MAX_MESSAGE],
-            "metrics": _numbers(result.get("metrics")),
-            "history": [_safe(h) for h in (result.get("history") or self.history)][:HISTORY_LIMIT],
-            "device": result.get("device"),
-            "model": result.get("model"),
-            "completionTime": _now(),
-        }
-        if status["phase"] == SUCCEEDED and status["reward"] is None:
-            status.update(phase=errors.FAILED, reason=NO_REWARD, message="the trainer produced no finite reward")
-        status = {k: v for k, v in status.items() if v is not None}
-        if self._patch_unless_terminal(status) is None:
+    def final(self, result: TrialResult) -> None:
+        """The result into the status (kubenas.contract.result.status_fields), unless the trial has ended."""
+        if self._patch_unless_terminal(status_fields(result, history=self.history)) is None:
             log.info("trial %s/%s was already finished; result not written", self.namespace, self.name)
 
 
-def termination_message(result: dict) -> str:
-    short = {"status": result.get("status"), "reward": _safe(result.get("reward")),
-             "reason": result.get("reason"), "message": (result.get("message") or "")[:400]}
-    return json.dumps({k: v for k, v in short.items() if v is not None}, separators=(",", ":"))
-
-
-def write_termination_log(result: dict, path: str = TERMINATION_LOG) -> None:
+def write_termination_log(result: TrialResult, path: str = TERMINATION_LOG) -> None:
     try:
         with open(path, "w") as f:
             f.write(termination_message(result))
     except OSError:
         pass  # not in a pod (or no writable termination log): nothing to do
-
-
-def failed(reason: str, message: str) -> dict:
-    return {"status": errors.FAILED, "reward": None, "reason": reason, "message": message,
-            "metrics": {}, "history": [], "device": "cpu"}
 
 
 def main_from_cluster(args=None, *, env=os.environ, api_client=None, termination_log: str = TERMINATION_LOG,
@@ -292,7 +248,7 @@ def main_from_cluster(args=None, *, env=os.environ, api_client=None, termination
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     namespace, name = cluster_namespace(env), env.get("KUBENAS_TRIAL")
     if not namespace or not name:
-        result = failed(errors.INVALID_TRIAL, "--from-cluster needs $KUBENAS_TRIAL and $POD_NAMESPACE "
+        result = failed_result(errors.INVALID_TRIAL, "--from-cluster needs $KUBENAS_TRIAL and $POD_NAMESPACE "
                                               "(or a ServiceAccount namespace file)")
         write_termination_log(result, termination_log)
         print(f"kubenas-train: {result['message']}", file=sys.stderr)
@@ -305,7 +261,7 @@ def main_from_cluster(args=None, *, env=os.environ, api_client=None, termination
         # Unreachable past the retries: a new pod may do better (75 is not final); anything
         # else (no such trial, not allowed, garbage) will not change by retrying.
         reason = API_UNAVAILABLE if transient(err) else errors.INVALID_TRIAL
-        result = failed(reason, f"cannot read NASTrial {namespace}/{name}: {err}"[:MAX_MESSAGE])
+        result = failed_result(reason, f"cannot read NASTrial {namespace}/{name}: {err}")
         write_termination_log(result, termination_log)
         print(f"kubenas-train: {result['message']}", file=sys.stderr)
         return errors.exit_code(result)
@@ -317,7 +273,7 @@ def main_from_cluster(args=None, *, env=os.environ, api_client=None, termination
         log.exception("trial %s/%s: the trainer failed", namespace, name)
         tb = traceback.extract_tb(err.__traceback__)
         where = f" ({Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
-        result = failed(INTERNAL_ERROR, f"{type(err).__name__}: {err}{where}"[:MAX_MESSAGE])
+        result = failed_result(INTERNAL_ERROR, f"{type(err).__name__}: {err}{where}")
     write_termination_log(result, termination_log)
     try:
         reporter.final(result)
@@ -329,14 +285,38 @@ def main_from_cluster(args=None, *, env=os.environ, api_client=None, termination
     return errors.exit_code(result)
 
 
-def _run(reporter: KubernetesReporter, trial: dict, env, name: str, run) -> dict:
+def _run_oneshot(trial: dict, reporter: KubernetesReporter, name: str, policy: Policy | None,
+                 model_dir: str | None) -> TrialResult:
+    """A supernet or score trial (kubenas_trainer.models.supernet.run_oneshot_trial). The
+    supernet's checkpoint is kept in the experiment's artifacts after every epoch
+    (``<trial>/checkpoint.pt``, where score trials read it), so a replaced pod resumes it."""
+    from kubenas_trainer.models.supernet import run_oneshot_trial
+
+    if policy is not None:
+        store = art.join(policy.root, name, CHECKPOINT_FILE)
+    elif model_dir:
+        store = str(Path(model_dir) / name / CHECKPOINT_FILE)
+    else:
+        return failed_result(errors.INVALID_TRIAL, "spec.artifacts: a one-shot experiment keeps its supernet's "
+                             "weights there (the score trials read them, a replaced pod resumes from them); set "
+                             "spec.artifacts on the experiment")
+    local = Path(tempfile.mkdtemp(prefix="kubenas-supernet-")) / CHECKPOINT_FILE
+    result = run_oneshot_trial(trial, local, store=store, on_epoch=reporter.epoch)
+    if policy is not None:
+        result = publish_result(policy, name, trial, result, None)
+    return result
+
+
+def _run(reporter: KubernetesReporter, trial: dict, env, name: str, run) -> TrialResult:
     """Report the start, run the trial, publish its outputs (spec.artifacts): its result."""
     namespace = reporter.namespace
     reporter.start()
-    if run is None:
-        from kubenas_trainer.training.loop import run_trial as run  # torch only once there is a trial to run
     model_dir = env.get("KUBENAS_MODEL_DIR")
     policy = Policy.from_env(env)
+    if run is None and is_weight_sharing(trial):  # a one-shot supernet or score trial
+        return _run_oneshot(trial, reporter, name, policy, model_dir)
+    if run is None:
+        from kubenas_trainer.training.loop import run_trial as run  # torch only once there is a trial to run
     if model_dir:
         model_path = Path(model_dir) / name / "model.pt"
     elif policy is not None and policy.models != MODELS_NONE:

@@ -31,12 +31,14 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from kubenas.contract import (DIVERGED, EARLY_STOPPED, FAILED, INTERNAL_ERROR, INVALID_TRIAL, NO_REWARD,
                               PROGRAM_EXIT_REASONS, SUCCEEDED, TIMEOUT)
 from kubenas.contract.artifacts import CHECKPOINT_FILE
 from kubenas.contract.byo import ReportError, candidate_document, environment, parse_report, substitute
+from kubenas.contract.result import MESSAGE_LIMIT, TrialResult, failed_result, trial_result
 from kubenas.contract.reward import compute_reward
 
 from kubenas_trainer import errors
@@ -120,14 +122,31 @@ def _in_child() -> None:
         pass
 
 
-def _failed(reason: str, message: str, history: list, metrics: dict | None = None) -> dict:
-    return {"status": FAILED, "reward": None, "reason": reason, "message": message[:4000],
-            "metrics": metrics or {}, "history": history, "device": "cpu", "exitCode": None}
+def _failed(reason: str, message: str, history: list, metrics: dict | None = None) -> TrialResult:
+    """A Failed result of the wrapper: ``exitCode`` null until the program has run."""
+    return failed_result(reason, message, metrics=metrics, history=history, exitCode=None)
+
+
+@dataclass(frozen=True)
+class _Files:
+    """The files the wrapper shares with the program in its work directory (docs/byo.md "Inputs")."""
+    trial: Path      # $KUBENAS_TRIAL_FILE: the candidate document
+    reports: Path    # $KUBENAS_REPORT_FILE: kubenas.report's lines
+    result: Path     # $KUBENAS_RESULT_FILE: the program's JSON object of final metrics
+
+    @classmethod
+    def fresh(cls, workdir: Path) -> "_Files":
+        workdir.mkdir(parents=True, exist_ok=True)
+        files = cls(workdir / "candidate.json", workdir / "reports.txt", workdir / "result-from-program.json")
+        for stale in (files.reports, files.result):
+            stale.unlink(missing_ok=True)
+        files.reports.touch()
+        return files
 
 
 def run_command(command: list[str], trial: dict, *, on_epoch, workdir: Path, model_path=None, checkpoint_path=None,
-                grace_seconds: float = GRACE_SECONDS, terminated: threading.Event | None = None) -> dict:
-    """Run the user's program for ``trial`` and return the Trial-result dict (docs/formats.md).
+                grace_seconds: float = GRACE_SECONDS, terminated: threading.Event | None = None) -> TrialResult:
+    """Run the user's program for ``trial`` and return its trial result (docs/formats.md).
 
     ``on_epoch(record)`` is the reporter's (``"stop"`` stops the program: EarlyStopped).
     ``terminated`` set from outside (SIGTERM) stops the program and raises Terminated:
@@ -136,113 +155,144 @@ def run_command(command: list[str], trial: dict, *, on_epoch, workdir: Path, mod
     with save) and $KUBENAS_RESUME_FROM; a checkpoint file it wrote is published like the
     built-in trainer's (the result's ``checkpoint``).
     """
-    workdir.mkdir(parents=True, exist_ok=True)
-    trial_file, report_file, result_file = (workdir / "candidate.json", workdir / "reports.txt",
-                                            workdir / "result-from-program.json")
-    for stale in (report_file, result_file):
-        stale.unlink(missing_ok=True)
-    report_file.touch()
-    document = candidate_document(trial, trial_file=str(trial_file), output_dir=str(workdir))
-    trial_file.write_text(json.dumps(document, indent=2, sort_keys=True))
+    files = _Files.fresh(workdir)
+    document = candidate_document(trial, trial_file=str(files.trial), output_dir=str(workdir))
+    files.trial.write_text(json.dumps(document, indent=2, sort_keys=True))
     try:
-        argv = substitute(command, document)
+        argv = _argv(command, document)
     except KeyError as err:
         return _failed(INVALID_TRIAL, f"spec.trial.command: ${{{err.args[0]}}} has no scalar value in this "
                                       f"candidate (known: {', '.join(sorted(document['values']))})", [])
-    if argv and argv[0] in PYTHON_NAMES:
-        argv[0] = sys.executable  # the Python that runs kubenas (and has torch): not whatever is first on PATH
-    metric = (trial.get("objective") or {}).get("metric", "accuracy")
-    wanted = trial.get("checkpoint") if isinstance(trial.get("checkpoint"), dict) else {}
-    checkpoint_path = Path(checkpoint_path) if checkpoint_path and wanted.get("save") is True else None
-    env = dict(os.environ, **environment(document, report_file=str(report_file), result_file=str(result_file),
-                                         model_file=str(model_path) if model_path else None,
-                                         checkpoint_file=str(checkpoint_path) if checkpoint_path else None,
-                                         resume_from=wanted.get("resumeFrom")))
-    timeout = trial.get("timeoutSeconds")
-    deadline = time.monotonic() + float(timeout) if timeout else None
+    checkpoint_path = _checkpoint_file(trial, checkpoint_path)
+    env = _environment(trial, document, files, model_path, checkpoint_path)
     started = time.monotonic()
     try:
         popen = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                  env=env, preexec_fn=_in_child)
     except OSError as err:
         return _failed(INVALID_TRIAL, f"spec.trial.command: cannot start {argv[0]!r}: {err}", [])
-    collector = _Collector(report_file)
-    reader = threading.Thread(target=collector.read_output, args=(popen.stdout,), daemon=True)
-    reader.start()
-
-    history: list[dict] = []
-    final: dict = {}
-    problem = None
-    outcome = None  # EARLY_STOPPED, TIMEOUT, DIVERGED or "terminated" when we ended the program
-
-    def drain() -> None:
-        nonlocal problem, outcome
-        for line in collector.pending():
-            try:
-                parsed = parse_report(line)
-            except ReportError as err:
-                problem = problem or str(err)
-                continue
-            if parsed is None or outcome is not None:  # after a stop, what it still prints is not its result
-                continue
-            kind, values = parsed
-            if kind == "final":
-                final.update(values)
-                continue
-            history.append(values)
-            if not math.isfinite(values.get(metric, 0.0)):  # as the built-in trainer: stop at once
-                outcome = DIVERGED
-                _terminate(popen, grace_seconds)
-            elif on_epoch is not None and on_epoch(dict(values)) == "stop":
-                outcome = EARLY_STOPPED
-                _terminate(popen, grace_seconds)
-
-    while popen.poll() is None:
-        drain()
-        if outcome is None and deadline is not None and time.monotonic() > deadline:
-            outcome = TIMEOUT
-            _terminate(popen, grace_seconds)
-        if outcome is None and terminated is not None and terminated.is_set():
-            outcome = "terminated"
-            _terminate(popen, grace_seconds)
-        time.sleep(POLL_SECONDS)
-    reader.join(5.0)
-    drain()
-    if outcome == "terminated":
+    watch = _Watch(popen, _Collector(files.reports), _metric(trial), on_epoch, grace_seconds)
+    watch.until_exit(_deadline(trial), terminated)
+    if watch.outcome == TERMINATED:
         raise Terminated()
-    result = _verdict(popen.returncode, outcome, problem, history, final, trial, result_file,
-                      tail="\n".join(collector.tail[-5:]))
+    result = _verdict(popen.returncode, watch, trial, files.result)
     if checkpoint_path and checkpoint_path.exists() and result["status"] != FAILED:
         result["checkpoint"] = str(checkpoint_path)
     # The program's run time, as the built-in trainer's (the leaderboard's "train s"), unless it reported its own.
     result["metrics"].setdefault("wallSeconds", round(time.monotonic() - started, 3))
-    return {**result, "exitCode": popen.returncode}
+    result["exitCode"] = popen.returncode
+    return result
 
 
-def _verdict(code: int, outcome: str | None, problem: str | None, history: list, final: dict, trial: dict,
-             result_file: Path, *, tail: str) -> dict:
-    """The trial's result from how the program ended (``code``, ``outcome``: what the wrapper
-    did to it) and what it reported."""
+def _argv(command: list[str], document: dict) -> list[str]:
+    """The command with ``${name}`` substituted (KeyError: a name without a scalar value);
+    ``python``/``python3`` is the Python that runs kubenas (and has torch), not whatever is
+    first on PATH."""
+    argv = substitute(command, document)
+    if argv and argv[0] in PYTHON_NAMES:
+        argv[0] = sys.executable
+    return argv
+
+
+def _metric(trial: dict) -> str:
+    return (trial.get("objective") or {}).get("metric", "accuracy")
+
+
+def _deadline(trial: dict) -> float | None:
+    """The trial's timeout as a ``time.monotonic()`` deadline from now (None: no timeout)."""
+    timeout = trial.get("timeoutSeconds")
+    return time.monotonic() + float(timeout) if timeout else None
+
+
+def _checkpoint_file(trial: dict, checkpoint_path) -> Path | None:
+    """Where the program may write its checkpoint: only with ``trial.checkpoint.save``."""
+    wanted = trial.get("checkpoint") if isinstance(trial.get("checkpoint"), dict) else {}
+    return Path(checkpoint_path) if checkpoint_path and wanted.get("save") is True else None
+
+
+def _environment(trial: dict, document: dict, files: _Files, model_path, checkpoint_path: Path | None) -> dict:
+    """The program's environment: the wrapper's own plus the trial's (kubenas.contract.byo)."""
+    wanted = trial.get("checkpoint") if isinstance(trial.get("checkpoint"), dict) else {}
+    return dict(os.environ, **environment(document, report_file=str(files.reports), result_file=str(files.result),
+                                          model_file=str(model_path) if model_path else None,
+                                          checkpoint_file=str(checkpoint_path) if checkpoint_path else None,
+                                          resume_from=wanted.get("resumeFrom")))
+
+
+TERMINATED = "terminated"
+
+
+class _Watch:
+    """The running program and what it reported: epochs (``history``, each given to
+    ``on_epoch``), the final report (``final``), the first malformed report (``problem``)
+    and ``outcome``, what the wrapper did to it: EARLY_STOPPED, TIMEOUT, DIVERGED (a
+    non-finite objective value, as the built-in trainer stops at once), TERMINATED (the
+    wrapper's own SIGTERM), or None while the program decides its own end."""
+
+    def __init__(self, popen: subprocess.Popen, collector: _Collector, metric: str, on_epoch, grace_seconds: float):
+        self.popen, self.collector, self.metric = popen, collector, metric
+        self.on_epoch, self.grace_seconds = on_epoch, grace_seconds
+        self.history: list[dict] = []
+        self.final: dict = {}
+        self.problem: str | None = None
+        self.outcome: str | None = None
+        self.reader = threading.Thread(target=collector.read_output, args=(popen.stdout,), daemon=True)
+        self.reader.start()
+
+    def until_exit(self, deadline: float | None, terminated: threading.Event | None) -> None:
+        """Read reports until the program exits, stopping it at the deadline or on ``terminated``."""
+        while self.popen.poll() is None:
+            self.drain()
+            if self.outcome is None and deadline is not None and time.monotonic() > deadline:
+                self._stop(TIMEOUT)
+            if self.outcome is None and terminated is not None and terminated.is_set():
+                self._stop(TERMINATED)
+            time.sleep(POLL_SECONDS)
+        self.reader.join(5.0)
+        self.drain()
+
+    def drain(self) -> None:
+        """Take every pending report line; after a stop, what it still prints is not its result."""
+        for line in self.collector.pending():
+            try:
+                parsed = parse_report(line)
+            except ReportError as err:
+                self.problem = self.problem or str(err)
+                continue
+            if parsed is None or self.outcome is not None:
+                continue
+            kind, values = parsed
+            if kind == "final":
+                self.final.update(values)
+            else:
+                self._epoch(values)
+
+    def _epoch(self, values: dict) -> None:
+        self.history.append(values)
+        if not math.isfinite(values.get(self.metric, 0.0)):
+            self._stop(DIVERGED)
+        elif self.on_epoch is not None and self.on_epoch(dict(values)) == "stop":
+            self._stop(EARLY_STOPPED)
+
+    def _stop(self, outcome: str) -> None:
+        self.outcome = outcome
+        _terminate(self.popen, self.grace_seconds)
+
+    def tail(self, room: int) -> str:
+        """The program's last output lines, at most ``room`` characters (its end kept: the error is last)."""
+        text = "\n".join(self.collector.tail[-5:])
+        return text if len(text) <= room else "..." + text[len(text) - room + 3:]
+
+
+def _verdict(code: int, watch: _Watch, trial: dict, result_file: Path) -> TrialResult:
+    """The trial's result from how the program ended (``code``; ``watch.outcome``: what the
+    wrapper did to it) and what it reported."""
+    failure = _failure(code, watch, trial)
+    if failure is not None:
+        return failure
+    history, final = watch.history, watch.final
     objective = trial.get("objective") or {}
     metric = objective.get("metric", "accuracy")
-    if outcome == TIMEOUT:
-        return _failed(TIMEOUT, f"the program ran longer than the trial's timeout ({trial.get('timeoutSeconds')}s, "
-                                "budget.trialTimeoutSeconds)", history)
-    if outcome == DIVERGED:
-        return _failed(DIVERGED, f"the program reported {metric}={history[-1][metric]} at epoch "
-                                 f"{history[-1]['epoch']}: stopped", history)
-    if problem and outcome is None:
-        return _failed(INVALID_TRIAL, f"a metric report of the program is malformed: {problem}", history)
-    if outcome is None and code != 0:
-        if code < 0:
-            reason, why = INTERNAL_ERROR, f"was killed by signal {-code} ({signal.Signals(-code).name})"
-        elif code in PROGRAM_EXIT_REASONS:
-            reason, why = PROGRAM_EXIT_REASONS[code], f"exited with code {code}"
-        else:
-            reason, why = INTERNAL_ERROR, (f"exited with code {code} (a failure of its own: only "
-                                           f"{', '.join(map(str, PROGRAM_EXIT_REASONS))} name a reason)")
-        return _failed(reason, f"the program {why}" + (f"; its last output:\n{tail}" if tail else ""), history)
-
     if result_file.exists():
         try:
             data = json.loads(result_file.read_text())
@@ -254,11 +304,11 @@ def _verdict(code: int, outcome: str | None, problem: str | None, history: list,
         final.update({k: float(v) for k, v in data.items()
                       if isinstance(v, (int, float)) and not isinstance(v, bool)})
     metrics = {k: v for k, v in (history[-1] if history else {}).items() if k != "epoch"}
-    if outcome != EARLY_STOPPED:
+    if watch.outcome != EARLY_STOPPED:
         metrics.update(final)
     value = metrics.get(metric)
     if value is None:
-        if outcome == EARLY_STOPPED:
+        if watch.outcome == EARLY_STOPPED:
             return _failed(NO_REWARD, f"stopped early before it reported {metric}", history, metrics)
         said = (f"reported no {metric} (only {', '.join(sorted(metrics))})" if metrics
                 else "reported nothing")
@@ -272,10 +322,40 @@ def _verdict(code: int, outcome: str | None, problem: str | None, history: list,
     except ValueError as err:
         return _failed(INVALID_TRIAL, f"objective.penalties: {err}; report it (e.g. kubenas: final "
                                       f"parameters=12345)", history, metrics)
-    status = EARLY_STOPPED if outcome == EARLY_STOPPED else SUCCEEDED
+    status = EARLY_STOPPED if watch.outcome == EARLY_STOPPED else SUCCEEDED
     message = f"stopped early after epoch {history[-1]['epoch']}" if status == EARLY_STOPPED and history else ""
-    return {"status": status, "reward": reward, "reason": None, "message": message, "metrics": metrics,
-            "history": history, "device": "cpu"}
+    return trial_result(status, reward=reward, message=message, metrics=metrics, history=history)
+
+
+def _failure(code: int, watch: _Watch, trial: dict) -> TrialResult | None:
+    """The Failed result for a program the wrapper stopped (timeout, a non-finite
+    objective value), that reported malformed lines, or that exited non-zero; None when
+    it exited 0 by itself (its reports decide)."""
+    history, outcome = watch.history, watch.outcome
+    if outcome == TIMEOUT:
+        return _failed(TIMEOUT, f"the program ran longer than the trial's timeout ({trial.get('timeoutSeconds')}s, "
+                                "budget.trialTimeoutSeconds)", history)
+    if outcome == DIVERGED:
+        metric = _metric(trial)
+        return _failed(DIVERGED, f"the program reported {metric}={history[-1][metric]} at epoch "
+                                 f"{history[-1]['epoch']}: stopped", history)
+    if watch.problem and outcome is None:
+        return _failed(INVALID_TRIAL, f"a metric report of the program is malformed: {watch.problem}", history)
+    if outcome is not None or code == 0:
+        return None
+    if code < 0:
+        reason, why = INTERNAL_ERROR, f"was killed by signal {-code} ({signal.Signals(-code).name})"
+    elif code in PROGRAM_EXIT_REASONS:
+        reason, why = PROGRAM_EXIT_REASONS[code], f"exited with code {code}"
+    else:
+        reason, why = INTERNAL_ERROR, (f"exited with code {code} (a failure of its own: only "
+                                       f"{', '.join(map(str, PROGRAM_EXIT_REASONS))} name a reason)")
+    said = f"the program {why}"
+    tail = watch.tail(MESSAGE_LIMIT - len(said) - len(_LAST_OUTPUT))
+    return _failed(reason, said + (_LAST_OUTPUT + tail if tail else ""), history)
+
+
+_LAST_OUTPUT = "; its last output:\n"
 
 
 # ------------------------------------------------------------------------------ CLI

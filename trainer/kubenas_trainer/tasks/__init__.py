@@ -29,13 +29,13 @@ import torch
 from torch import nn
 
 from kubenas.contract import GOALS, TASKS
-from kubenas.contract.tasks import TASK_DATASET_FIELDS, TASK_DATASETS
+from kubenas.contract.tasks import TASK_DATASET_FIELDS, TASK_DATASETS, TASK_METRIC_GOALS
 
 from kubenas_trainer.tasks import audio
 from kubenas_trainer.tasks import detection
 from kubenas_trainer.tasks import sequence
 from kubenas_trainer.tasks import speech
-from kubenas_trainer.tasks.classification import CLASSIFICATION_METRICS, ClassificationTask
+from kubenas_trainer.tasks.classification import ClassificationTask
 from kubenas_trainer.data import (
     Dataset,
     Split,
@@ -173,14 +173,14 @@ def _load_sequence(spec: dict, seed: int, device: torch.device) -> Classificatio
 _LOADERS = {"image-classification": _load_image, "audio-classification": _load_audio,
             "sequence-classification": _load_sequence}
 TASK_REGISTRY: dict[str, Task] = {
-    name: Task(name, TASK_DATASETS[name], TASK_DATASET_FIELDS[name], load, CLASSIFICATION_METRICS)
+    name: Task(name, TASK_DATASETS[name], TASK_DATASET_FIELDS[name], load, TASK_METRIC_GOALS[name])
     for name, load in _LOADERS.items()}
 TASK_REGISTRY["speech-recognition"] = Task(
     "speech-recognition", TASK_DATASETS["speech-recognition"], TASK_DATASET_FIELDS["speech-recognition"],
-    speech.load_speech, speech.SPEECH_METRICS)
+    speech.load_speech, TASK_METRIC_GOALS["speech-recognition"])
 TASK_REGISTRY["object-detection"] = Task(
     "object-detection", TASK_DATASETS["object-detection"], TASK_DATASET_FIELDS["object-detection"],
-    detection.load_detection, detection.DETECTION_METRICS)
+    detection.load_detection, TASK_METRIC_GOALS["object-detection"])
 
 if set(TASK_REGISTRY) != set(TASKS):
     raise ImportError(f"tasks of kubenas.contract and kubenas_trainer.tasks differ: "

@@ -17,13 +17,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kubenas.contract.tasks import TASK_METRIC_GOALS
+
 from kubenas_trainer.data import Dataset
 from kubenas_trainer.data.loader import BatchLoader
 from kubenas_trainer.models import ClassifierHead, StemmedNet, build_model
-from kubenas_trainer.tasks.interface import ExportSpec, Loaders, Step, TensorSpec, TrialTask
+from kubenas_trainer.tasks.interface import ExportSpec, Loaders, Step, TensorSpec, TrialTask, evaluation_pass
 
 IMAGE_INPUT_DOC = "float32 N x C x H x W, pixel values scaled to [0, 1]; normalisation is built in"
-CLASSIFICATION_METRICS = {"accuracy": "maximize", "loss": "minimize"}
+CLASSIFICATION_METRICS = TASK_METRIC_GOALS["image-classification"]  # the same for audio and sequences
 
 
 class ClassificationTask(TrialTask):
@@ -124,14 +126,14 @@ class ClassificationTask(TrialTask):
         """Accuracy and mean cross-entropy of ``model`` (in eval mode) over ``loader``."""
         loss_sum = torch.zeros((), dtype=torch.float64, device=loader.device)
         correct = torch.zeros((), dtype=torch.int64, device=loader.device)
-        with torch.inference_mode():
-            for xb, yb in loader:
-                if check is not None:
-                    check()
-                with autocast():
-                    out = model(xb)
-                loss_sum += F.cross_entropy(out.float(), yb, reduction="sum")
-                correct += (out.argmax(1) == yb).sum()
+
+        def take(batch, out) -> None:
+            nonlocal loss_sum, correct
+            yb = batch[1]
+            loss_sum += F.cross_entropy(out.float(), yb, reduction="sum")
+            correct += (out.argmax(1) == yb).sum()
+
+        evaluation_pass(model, loader, lambda batch: batch[0], take, autocast, check)
         n = loader.n
         return {"accuracy": correct.item() / n, "loss": loss_sum.item() / n}
 

@@ -37,12 +37,13 @@ import torch
 from torch import Tensor, nn
 
 from kubenas.contract.settings import ONNX_REFUSED
+from kubenas.contract.tasks import TASK_METRIC_GOALS
 
 from kubenas_trainer.tasks.coco import CocoData, evaluate_coco, ground_truth
-from kubenas_trainer.tasks.interface import ExportSpec, Loaders, Step, TensorSpec, TrialTask
+from kubenas_trainer.tasks.interface import ExportSpec, Loaders, Step, TensorSpec, TrialTask, evaluation_pass
 from kubenas_trainer.models import CellNet, ChainNet, build_model
 
-DETECTION_METRICS = {"mAP": "maximize", "mAP50": "maximize"}
+DETECTION_METRICS = TASK_METRIC_GOALS["object-detection"]
 FPN_CHANNELS = 32  # small: a searched backbone trains in minutes on a CPU; the head is not searched
 HEAD_CONVS = 2  # conv layers in each FCOS branch (torchvision's default, 4, is for 800-pixel COCO images)
 MAX_LEVELS = 3
@@ -235,7 +236,7 @@ class DetectionTask(TrialTask):
 
     def __init__(self, data: CocoData, train_idx: np.ndarray, val_idx: np.ndarray, test_idx: np.ndarray,
                  info: dict, name: str = "coco"):
-        self.data, self.name, self.info = data, name, info
+        self.data, self.data_name, self.split = data, name, info
         self.classes = list(data.classes)
         tr, te = data.train, data.test
 
@@ -258,14 +259,6 @@ class DetectionTask(TrialTask):
             self._gt[key] = ground_truth(split[1], split[2], split[3], size, len(self.classes))
 
     # ------------------------------------------------------------------ data
-    @property
-    def data_name(self) -> str:
-        return self.name
-
-    @property
-    def split(self) -> dict:
-        return self.info
-
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(int(v) for v in self.train[0].shape[1:])
@@ -308,19 +301,17 @@ class DetectionTask(TrialTask):
                  check: Callable[[], None] | None = None) -> dict[str, float]:
         """COCO mAP@[.5:.95] and mAP@.5 of ``model`` (in eval mode) over ``loader``."""
         results = []
-        with torch.inference_mode():
-            for images, _, ids in loader:
-                if check is not None:
-                    check()
-                with autocast():
-                    detections = model(images)
-                for image_id, d in zip(ids, detections):
-                    boxes = d["boxes"].float().cpu()
-                    boxes[:, 2:] -= boxes[:, :2]
-                    for box, score, label in zip(boxes.tolist(), d["scores"].float().cpu().tolist(),
-                                                 d["labels"].cpu().tolist()):
-                        results.append({"image_id": image_id, "category_id": int(label), "bbox": box,
-                                        "score": float(score)})
+
+        def take(batch, detections) -> None:
+            for image_id, d in zip(batch[2], detections):
+                boxes = d["boxes"].float().cpu()
+                boxes[:, 2:] -= boxes[:, :2]
+                for box, score, label in zip(boxes.tolist(), d["scores"].float().cpu().tolist(),
+                                             d["labels"].cpu().tolist()):
+                    results.append({"image_id": image_id, "category_id": int(label), "bbox": box,
+                                    "score": float(score)})
+
+        evaluation_pass(model, loader, lambda batch: batch[0], take, autocast, check)
         return evaluate_coco(loader.gt, results)
 
     # ------------------------------------------------------------------ saving
@@ -330,7 +321,7 @@ class DetectionTask(TrialTask):
 
     def metadata_fields(self) -> dict:
         return {"classes": self.classes, "numClasses": len(self.classes), "categoryIds": list(self.data.category_ids),
-                "dataset": self.name, "split": self.info, "detector": "fcos",
+                "dataset": self.data_name, "split": self.split, "detector": "fcos",
                 "labels": "labels index classes and categoryIds (COCO category id); -1 pads"}
 
     def export_spec(self) -> ExportSpec:

@@ -1,4 +1,4 @@
-"""The task interface: what the training loop (``train.py``) knows of a task.
+"""The task interface: what the training loop (``training/loop.py``) knows of a task.
 
 A ``TrialTask`` supplies the data (``loaders``: batches the loop never looks inside),
 the network around the searched body (stem, body, head: ``build_model``), the loss and
@@ -12,6 +12,7 @@ task" says how a new task plugs in (``tasks.TASK_REGISTRY``).
 """
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Callable, ClassVar, NamedTuple
@@ -64,6 +65,21 @@ class ExportSpec:
         return {"inputs": [t.as_dict() for t in self.inputs], "outputs": [t.as_dict() for t in self.outputs]}
 
 
+def evaluation_pass(model: nn.Module, loader, inputs: Callable, take: Callable, autocast=contextlib.nullcontext,
+                    check: Callable[[], None] | None = None) -> None:
+    """One pass of ``model`` over ``loader`` as every task's ``evaluate`` makes it: no
+    autograd, ``check()`` before each batch (the trial's deadline), the forward pass of
+    ``inputs(batch)`` under ``autocast()``, then ``take(batch, output)`` to accumulate the
+    task's metrics (outside autocast)."""
+    with torch.inference_mode():
+        for batch in loader:
+            if check is not None:
+                check()
+            with autocast():
+                output = model(inputs(batch))
+            take(batch, output)
+
+
 class Step(NamedTuple):
     """One training batch: the loss to minimise, the number of examples it covers and
     the running training metrics (``sums``: tensors summed over the epoch and reported
@@ -86,23 +102,17 @@ class TrialTask(ABC):
     """A task as the training loop sees it (one instance per trial, bound to its data).
 
     ``metrics``: the validation metrics ``evaluate`` returns, each with its goal
-    (``maximize``/``minimize``), in the order the history records them; the trial's
-    ``objective.metric`` is one of them. ``test_metrics``: those also measured on the
-    test split (reported as ``test<Metric>``, never used for the reward).
+    (``maximize``/``minimize``, kubenas.contract.tasks.TASK_METRIC_GOALS), in the order the
+    history records them; the trial's ``objective.metric`` is one of them.
+    ``test_metrics``: those also measured on the test split (reported as
+    ``test<Metric>``, never used for the reward). ``data_name``: the dataset's name, for
+    messages; ``split``: how the data was split (the result's ``split``, docs/tasks.md).
     """
 
     metrics: ClassVar[dict[str, str]]
     test_metrics: ClassVar[tuple[str, ...]] = ()
-
-    @property
-    @abstractmethod
-    def data_name(self) -> str:
-        """The dataset's name, for messages."""
-
-    @property
-    @abstractmethod
-    def split(self) -> dict:
-        """How the data was split (the result's ``split``, docs/tasks.md)."""
+    data_name: str
+    split: dict
 
     @property
     @abstractmethod
@@ -139,7 +149,7 @@ class TrialTask(ABC):
                  ) -> dict[str, float]:
         """``{metric: value}`` for every name of ``metrics``, of the model (already in eval
         mode) over ``loader``; ``autocast()`` wraps forward passes, ``check()`` is called
-        between batches (it raises at the trial's deadline)."""
+        between batches (it raises at the trial's deadline): ``evaluation_pass`` does both."""
 
     @abstractmethod
     def saved_fields(self) -> dict:

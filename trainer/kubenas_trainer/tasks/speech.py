@@ -41,13 +41,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kubenas.contract.tasks import TASK_METRIC_GOALS
+
 from kubenas_trainer.tasks import audio
 from kubenas_trainer.data import Raw, read_raw, split_indices, split_info
 from kubenas_trainer.errors import DataError, InvalidTrial
-from kubenas_trainer.tasks.interface import ExportSpec, Loaders, Step, TensorSpec, TrialTask
+from kubenas_trainer.tasks.interface import ExportSpec, Loaders, Step, TensorSpec, TrialTask, evaluation_pass
 from kubenas_trainer.models import build_model
 
-SPEECH_METRICS = {"wer": "minimize", "cer": "minimize", "loss": "minimize"}
+SPEECH_METRICS = TASK_METRIC_GOALS["speech-recognition"]
 BLANK = 0
 MANIFEST_NAMES = ("json", "jsonl")
 
@@ -285,20 +287,12 @@ class SpeechRecognitionTask(TrialTask):
 
     def __init__(self, name: str, fe: dict, aug: dict, vocabulary: str, splits: dict, mean: torch.Tensor,
                  std: torch.Tensor, info: dict):
-        self.name, self.fe, self.aug, self.vocabulary = name, fe, aug, vocabulary
+        self.data_name, self.fe, self.aug, self.vocabulary = name, fe, aug, vocabulary
         self.splits = splits  # part -> (features, target ids, texts)
-        self.mean, self.std, self.info = mean, std, info
+        self.mean, self.std, self.split = mean, std, info
         frames = sorted(f.shape[-1] for f in splits["train"][0])
         self.frames = int(frames[len(frames) // 2])  # the median clip: MACs and latency are of it
         self._shape = (*splits["train"][0][0].shape[:-1], self.frames)
-
-    @property
-    def data_name(self) -> str:
-        return self.name
-
-    @property
-    def split(self) -> dict:
-        return self.info
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -344,27 +338,25 @@ class SpeechRecognitionTask(TrialTask):
         """WER and CER (jiwer, over the whole split) of greedy decoding, and the mean CTC loss per clip."""
         import jiwer
 
-        refs, hyps, loss_sum = [], [], 0.0
-        with torch.inference_mode():
-            for batch in loader:
-                if check is not None:
-                    check()
-                with autocast():
-                    logits = model(batch.x)
-                loss, lengths = self._loss(logits, batch, "sum")
-                loss_sum += float(loss)
-                best = logits.argmax(-1).cpu()
-                hyps.extend(decode(best[i, :int(n)], self.vocabulary) for i, n in enumerate(lengths.tolist()))
-                refs.extend(batch.texts)
+        refs, hyps, losses = [], [], []
+
+        def take(batch, logits) -> None:
+            loss, lengths = self._loss(logits, batch, "sum")
+            losses.append(float(loss))
+            best = logits.argmax(-1).cpu()
+            hyps.extend(decode(best[i, :int(n)], self.vocabulary) for i, n in enumerate(lengths.tolist()))
+            refs.extend(batch.texts)
+
+        evaluation_pass(model, loader, lambda batch: batch.x, take, autocast, check)
         return {"wer": float(jiwer.wer(refs, hyps)), "cer": float(jiwer.cer(refs, hyps)),
-                "loss": loss_sum / max(1, loader.n)}
+                "loss": sum(losses, 0.0) / max(1, loader.n)}
 
     def saved_fields(self) -> dict:
         return {"inputShape": list(self.input_shape), "vocabulary": self.vocabulary, "blank": BLANK,
                 "mean": self.mean.flatten().tolist(), "std": self.std.flatten().tolist()}
 
     def metadata_fields(self) -> dict:
-        return {"dataset": self.name, "split": self.info, "vocabulary": self.vocabulary, "blank": BLANK,
+        return {"dataset": self.data_name, "split": self.split, "vocabulary": self.vocabulary, "blank": BLANK,
                 "frontEnd": self.fe, "sampleRate": self.fe["sampleRate"],
                 "decode": "per row: take the frames of the clip, collapse repeated ids, drop 0 (the CTC blank); "
                           "id i > 0 is vocabulary[i - 1]"}
