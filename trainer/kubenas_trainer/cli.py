@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from kubenas.contract.artifacts import CHECKPOINT_FILE
+from kubenas.contract.result import failed_result
 
 from kubenas_trainer import errors
 from kubenas_trainer.reporting.artifacts import Policy, publish_result
@@ -86,8 +87,7 @@ def _main(args: argparse.Namespace) -> int:
         trial = load_trial(args.trial)
     except errors.TrialFailure as exc:
         trial = {}
-        result = {"status": errors.FAILED, "reward": None, "reason": exc.reason, "message": exc.message,
-                  "metrics": {}, "history": [], "device": "cpu"}
+        result = failed_result(exc.reason, exc.message)
     else:
         if trial.get("oneshot"):  # a phase of a one-shot experiment (supernet.py)
             from kubenas_trainer.models.supernet import run_oneshot_trial

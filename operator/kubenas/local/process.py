@@ -17,7 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from kubenas.contract import FAILED, INTERNAL_ERROR, TIMEOUT
+from kubenas.contract import INTERNAL_ERROR, TIMEOUT
+from kubenas.contract.result import MESSAGE_LIMIT, failed_result, read_result
 from kubenas.contract.distributed import Distributed, torchrun_command
 
 LOG_TAIL_CHARS = 2000
@@ -107,17 +108,16 @@ class TrialProcess:
         path = self.directory / "result.json"
         if path.exists():
             try:
-                result = json.loads(path.read_text())
+                result = read_result(json.loads(path.read_text()))
             except json.JSONDecodeError:
                 result = None
         if result is None and self.stop_reason:
-            result = {"status": FAILED, "reason": self.stop_reason, "reward": None, "metrics": {},
-                      "history": self.history(),
-                      "message": f"trial process ended by the runner ({self.stop_reason})"}
+            result = failed_result(self.stop_reason, f"trial process ended by the runner ({self.stop_reason})",
+                                   history=self.history())
         elif result is None:
-            result = {"status": FAILED, "reason": INTERNAL_ERROR, "reward": None, "metrics": {},
-                      "history": self.history(),
-                      "message": f"trainer exited with code {code} without a result: {self.log_tail()}"}
+            said = f"trainer exited with code {code} without a result: "
+            result = failed_result(INTERNAL_ERROR, said + self.log_tail()[len(said) - MESSAGE_LIMIT:],
+                                   history=self.history())
         result.setdefault("exitCode", code)
         return result
 

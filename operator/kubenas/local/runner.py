@@ -23,7 +23,7 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 
 from kubenas.api.trials import build_trial_spec, trial_name
 from kubenas.api.defaults import with_defaults
@@ -31,6 +31,7 @@ from kubenas.contract import FAILED, RUNNING, STOPPED_BY_RUNNER, SUCCEEDED
 from kubenas.contract import artifacts as art
 from kubenas.contract.distributed import distributed_for
 from kubenas.contract.genotype import genotype_hash
+from kubenas.contract.result import timestamp
 from kubenas.early_stopping import median_stop
 from kubenas.experiment import (Outcome, answered_by, best_reward, can_answer, candidate, counts_by_phase, from_row,
                                 strategy_reward, twin_key)
@@ -340,7 +341,7 @@ def _record(trial: dict, proc: TrialProcess, experiment: str) -> dict:
         **({"split": result["split"]} if result.get("split") else {}),  # the validation split the trainer used
         "exitCode": result.get("exitCode"),
         **row_marks(trial),
-        "startTime": datetime.fromtimestamp(proc.started_at, timezone.utc).isoformat(),
+        "startTime": timestamp(proc.started_at),
         "completionTime": _now(),
     }
 
@@ -360,4 +361,4 @@ def _strategy_reward(record: dict) -> float | None:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    return timestamp()

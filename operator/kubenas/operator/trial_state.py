@@ -49,9 +49,10 @@ from kubenas.contract import (
 )
 from kubenas.contract import TRIAL_ACTIVE as ACTIVE
 from kubenas.contract import TRIAL_TERMINAL as TERMINAL
+from kubenas.contract.result import read_termination_message
+from kubenas.contract.result import short_message as _short  # the one message cap, MESSAGE_LIMIT
 from kubenas.experiment import answered_by
 
-MAX_MESSAGE = 1024
 JOB_DONE = frozenset({JOB_COMPLETE, JOB_FAILED, JOB_SUCCESS_CRITERIA_MET})
 
 
@@ -77,11 +78,6 @@ def _true_conditions(job: dict) -> dict:
 def job_finished(job: dict) -> bool:
     """The Job has ended (Complete or Failed): its pods will not change any more."""
     return bool(_true_conditions(job).keys() & {JOB_COMPLETE, JOB_FAILED})
-
-
-def _short(text: str | None) -> str:
-    text = (text or "").strip()
-    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
 
 
 def _changed(current: dict, wanted: dict) -> dict:
@@ -126,15 +122,9 @@ def reported_result(pods: list[dict]) -> float | None:
     done.sort(key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "", reverse=True)
     for pod in done:
         for cs in (pod.get("status") or {}).get("containerStatuses") or []:
-            message = ((cs.get("state") or {}).get("terminated") or {}).get("message")
-            try:
-                data = json.loads(message or "")
-            except ValueError:
-                continue
-            if isinstance(data, dict) and data.get("status") == SUCCEEDED:
-                reward = finite_number(data.get("reward"))
-                if reward is not None:
-                    return reward
+            left = read_termination_message(((cs.get("state") or {}).get("terminated") or {}).get("message"))
+            if left is not None and left["status"] == SUCCEEDED and left["reward"] is not None:
+                return left["reward"]
     return None
 
 
