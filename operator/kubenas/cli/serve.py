@@ -83,8 +83,9 @@ def _draining_server(base):
     503 while requests are still answered, and uvicorn's graceful shutdown starts
     ``drain_seconds`` later: by then Kubernetes has taken the pod out of its Service's
     endpoints (after a failed readiness probe, or at once on deletion), so no client is
-    sent to a server that has stopped accepting. SIGINT (Ctrl-C), or a second SIGTERM,
-    shuts down at once."""
+    sent to a server that has stopped accepting. A SIGTERM during the drain changes nothing
+    (a pod's init may pass on the one its process group got); SIGINT (Ctrl-C) shuts down
+    at once."""
 
     class DrainingServer(base):
         def __init__(self, config, *, drain, drain_seconds: float):
@@ -92,8 +93,10 @@ def _draining_server(base):
             self._drain, self._drain_seconds, self._draining = drain, drain_seconds, None
 
         def handle_exit(self, sig, frame) -> None:
-            if sig != signal.SIGTERM or not self._drain_seconds or self._draining is not None:
+            if sig != signal.SIGTERM or not self._drain_seconds:
                 return super().handle_exit(sig, frame)
+            if self._draining is not None:
+                return None
             self._drain()
             self._draining = threading.Timer(self._drain_seconds, super().handle_exit, (sig, None))
             self._draining.daemon = True
