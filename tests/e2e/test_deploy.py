@@ -3,10 +3,15 @@ KServe the operator serves the best model with a Deployment + Service running
 ``kubenas serve`` on the model folder of the artifacts claim, mounted read-only; the
 serving pod (run by the node stand-in, reached at its pod IP) answers Open Inference
 Protocol requests, and its predictions over the digits test split score the best
-trial's reported test accuracy."""
+trial's reported test accuracy. Rolling the Deployment to another trial's model drops no
+request of a client that keeps sending through the Service's endpoints (ServiceRouter:
+the stand-in routes no Service) and the answers switch to the new model."""
 from __future__ import annotations
 
+import itertools
 import json
+import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -51,6 +56,78 @@ def serving_pod(cluster, namespace: str, experiment: str) -> dict | None:
     return running[0] if running else None
 
 
+class ServiceRouter:
+    """A client that sends to a Service as kube-proxy would route it, from the API server's
+    view of the pods (the node stand-in routes no Service: loopback pod IPs are refused in
+    EndpointSlices): each request goes, on a new connection, to the next of the serving
+    pods that are Ready and not terminating (an EndpointSlice's ready endpoints; the
+    stand-in runs the readiness probe, tests/realtier/probes.py), from a pod list read
+    every ``refresh`` seconds. It sends one image after another until stopped, keeping
+    every answer's model_version and every failure."""
+
+    def __init__(self, cluster, namespace: str, experiment: str, image, refresh: float = 0.25):
+        self.cluster, self.namespace, self.experiment, self.image = cluster, namespace, experiment, image
+        self.refresh = refresh
+        self.answers: list[tuple[float, str, str]] = []  # (time, pod IP, model_version)
+        self.failures: list[tuple[float, str, str]] = []  # (time, pod IP, what)
+        self.no_endpoint = 0.0                           # seconds with no ready endpoint
+        self._endpoints: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._watch, daemon=True),
+                         threading.Thread(target=self._send, daemon=True)]
+
+    def ready_endpoints(self) -> list[str]:
+        pods = self.cluster.get_json("pods", "-n", self.namespace, "-l",
+                                     f"kubenas.io/experiment={self.experiment},app.kubernetes.io/component=serving")
+        ready = []
+        for pod in pods["items"]:
+            conditions = {c["type"]: c["status"] for c in (pod.get("status") or {}).get("conditions") or []}
+            if conditions.get("Ready") == "True" and pod["status"].get("podIP") and \
+                    not pod["metadata"].get("deletionTimestamp"):
+                ready.append(pod["status"]["podIP"])
+        return sorted(ready)
+
+    def _watch(self):
+        while not self._stop.is_set():
+            try:
+                self._endpoints = self.ready_endpoints()
+            except Exception:  # noqa: BLE001 - a slow API server: keep the last view, as kube-proxy does
+                pass
+            self._stop.wait(self.refresh)
+
+    def _send(self):
+        body = {"inputs": [{"name": "images", "shape": [1, 1, 8, 8], "datatype": "FP32",
+                            "data": self.image.ravel().tolist()}], "outputs": [{"name": "predicted_class"}]}
+        turn = itertools.count()
+        while not self._stop.is_set():
+            endpoints = self._endpoints
+            if not endpoints:
+                self.no_endpoint += 0.05
+                time.sleep(0.05)
+                continue
+            ip = endpoints[next(turn) % len(endpoints)]
+            code, answer = http(f"http://{ip}:{SERVE_PORT}/v2/models/{self.experiment}/infer", body)
+            if code == 200:
+                self.answers.append((time.monotonic(), ip, answer["model_version"]))
+            else:
+                self.failures.append((time.monotonic(), ip, f"{code}: {answer}"))
+
+    def __enter__(self):
+        self._endpoints = self.ready_endpoints()
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(60)
+
+    def versions(self) -> list[str]:
+        """The model versions answered, each run of equal ones once (in order)."""
+        return [version for version, _ in itertools.groupby(v for _, _, v in self.answers)]
+
+
 def test_deploy_serves_the_best_model_from_the_volume(local_only, installed, namespace, tmp_path):
     folder = tmp_path / "volume"
     folder.mkdir()
@@ -92,27 +169,38 @@ def test_deploy_serves_the_best_model_from_the_volume(local_only, installed, nam
     assert abs(accuracy - best["metrics"]["testAccuracy"]) <= 0.005, (accuracy, best["metrics"])
 
     # kubenas deploy --trial: another of the experiment's models replaces the served one
-    # with a rolling update of the same Deployment (a new pod template).
+    # with a rolling update of the same Deployment (a new pod template), while a client keeps
+    # sending through the Service's ready endpoints: no request fails, answers switch.
+    template = dep["spec"]["template"]["spec"]["containers"][0]
+    assert template["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready", template
+    assert dep["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0, dep["spec"]["strategy"]
+    assert "--drain-seconds" in template["command"], template["command"]
     from kubenas.cli import main as kubenas
 
     other = next(t for t in ("e2e-deploy-0", "e2e-deploy-1") if t != best["name"])
-    assert kubenas(["deploy", "e2e-deploy", "--trial", other, "-n", namespace,
-                    "--kubeconfig", str(installed.kubeconfig)]) == 0
-    shown = wait_until(lambda: (deployed() or {}).get("trial") == other and deployed(), 120,
-                       f"status.deployment to serve {other}", interval=2)
+    old_ip = pod["status"]["podIP"]
+    with ServiceRouter(installed, namespace, "e2e-deploy", x[0]) as client:
+        wait_until(lambda: len(client.answers) >= 5, 60, "the client's first answers", interval=0.2)
+        assert kubenas(["deploy", "e2e-deploy", "--trial", other, "-n", namespace,
+                        "--kubeconfig", str(installed.kubeconfig)]) == 0
+        shown = wait_until(lambda: (deployed() or {}).get("trial") == other and deployed(), 120,
+                           f"status.deployment to serve {other}", interval=2)
+        # the roll is over when the old pod is gone and the client has been answered by the new one since
+        wait_until(lambda: serving_pod(installed, namespace, "e2e-deploy") is not None and
+                   old_ip not in {p["status"].get("podIP") for p in installed.get_json(
+                       "pods", "-n", namespace, "-l", "kubenas.io/experiment=e2e-deploy,"
+                       "app.kubernetes.io/component=serving")["items"]}, 240, "the old serving pod to go",
+                   interval=1)
+        done = len(client.answers)
+        wait_until(lambda: len(client.answers) >= done + 20, 60, "answers after the roll", interval=0.2)
+    assert client.failures == [], client.failures[:5]
+    assert client.versions()[0] == best["name"] and client.versions()[-1] == other, client.versions()
+    assert all(v == other for _, _, v in client.answers[done:]), "the old model answered after its pod went"
+    assert {ip for _, ip, _ in client.answers} - {old_ip}, "no answer came from a new pod"
     assert shown["model"].endswith(f"/{other}/model.pt"), shown
     rolled = installed.get_json("deployment", "e2e-deploy-serve", "-n", namespace)
     assert rolled["metadata"]["uid"] == dep["metadata"]["uid"], "the same Deployment, rolled, not a new one"
     assert rolled["spec"]["template"]["metadata"]["annotations"]["kubenas.io/trial"] == other
-
-    def serving_other():
-        pod = serving_pod(installed, namespace, "e2e-deploy")
-        if pod is None:
-            return None
-        code, meta = http(f"http://{pod['status']['podIP']}:{SERVE_PORT}/v2/models/e2e-deploy")
-        return code == 200 and meta["versions"] == [other]
-
-    wait_until(serving_other, 180, f"a serving pod with {other}'s model", interval=2)
 
 
 def install_kserve_crd(cluster) -> None:

@@ -30,7 +30,8 @@ What it does, as a kubelet would:
   empty (the endpoints controllers log it); Services are not routed either.
 
 Not simulated: images (any image runs this checkout's code), resource limits (no
-cgroups: no OOMKilled, no CPU throttling), probes, init and sidecar containers, user
+cgroups: no OOMKilled, no CPU throttling), liveness and exec probes (httpGet readiness
+probes are run: tests/realtier/probes.py), init and sidecar containers, user
 IDs (processes run as the agent's user), scheduling constraints (every pod fits).
 
 Pod logs: ``<state>/logs/<namespace>_<pod>_<container>.log`` (all restarts appended;
@@ -68,6 +69,8 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
+
+from tests.realtier import probes
 
 log = logging.getLogger("kubenas.testnode")
 HERE = Path(__file__).resolve().parent
@@ -279,7 +282,9 @@ class PodRunner(threading.Thread):
             self.proc = self._spawn(launch)
             with open(self.agent.state / "starts.log", "a") as f:  # every container start, kept after the pod
                 f.write(f"{self.ns} {self.name} {container['name']} {self.restarts}\n")
-            self._status_running(container, started_at, last_state)
+            self._status_running(container, started_at, last_state, probes.readiness_probe(container) is None)
+            probes.watch_readiness(self, container, self.proc, lambda ready, c=container, at=started_at,
+                                   last=last_state: self._status_running(c, at, last, ready))
             code = self._wait(deadline, start)
             finished_at = now()
             message = self._termination_message(container, code, launch)
@@ -616,10 +621,10 @@ class PodRunner(threading.Thread):
             status["lastState"] = last_state
         return status
 
-    def _status_running(self, container, started_at, last_state) -> None:
-        self._put_status({"phase": "Running", "conditions": self._conditions(True),
+    def _status_running(self, container, started_at, last_state, ready: bool = True) -> None:
+        self._put_status({"phase": "Running", "conditions": self._conditions(ready),
                           "containerStatuses": [self._container_status(
-                              container, {"running": {"startedAt": started_at}}, True, last_state)]})
+                              container, {"running": {"startedAt": started_at}}, ready, last_state)]})
 
     def _status_waiting(self, container, reason, message, last_state) -> None:
         self._put_status({"phase": "Running" if self.restarts else "Pending", "conditions": self._conditions(False),
