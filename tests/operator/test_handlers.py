@@ -34,8 +34,8 @@ class RecordingReconciler:
     def __init__(self):
         self.calls = []
 
-    def trial(self, namespace, name, peers=None, body=None, experiment=None):
-        self.calls.append({"name": name, "body": body, "experiment": experiment, "peers": peers})
+    def trial(self, namespace, name, peers=None, body=None, experiment=None, job=None):
+        self.calls.append({"name": name, "body": body, "experiment": experiment, "peers": peers, "job": job})
 
 
 class FakeApp:
@@ -105,7 +105,56 @@ def test_finished_job_on_relisting_costs_nothing(app, condition):
 def test_job_changes_and_active_jobs_are_reconciled(app, event_type, condition):
     send_job(app, event_type, job(condition))
     (call,) = app.reconciler.calls
+    # exp-0 was never watched: the reconcile reads it
     assert call["name"] == "exp-0" and call["body"] is None and call["experiment"] is EXPERIMENT
+    assert call["job"] == (None if event_type == "DELETED" else job(condition))
+
+
+@pytest.mark.parametrize("condition", [None, "Complete", "Failed"])
+def test_a_job_event_reconciles_the_watched_trial_with_the_delivered_job(app, condition):
+    """The observe phase reuses the watches: no trial GET per Job event (4.3 per trial on
+    a real API server before), and the trial event that follows sees the watched Job."""
+    watched = trial("Running", name="exp-9")
+    send_job(app, "MODIFIED", job(condition, name="exp-9"))
+    (call,) = app.reconciler.calls
+    assert call["body"] == watched and call["job"] == job(condition, name="exp-9")
+    send_trial(app, "MODIFIED", watched)
+    assert app.reconciler.calls[-1]["job"] == job(condition, name="exp-9")
+
+
+def test_a_deleted_job_reconciles_its_trial_from_a_fresh_read(app):
+    """The watched trial may predate the stop that deleted the Job: deciding from it could
+    create the Job again."""
+    send_job(app, "MODIFIED", job(name="exp-9"))
+    send_job(app, "DELETED", job(name="exp-9"))
+    call = app.reconciler.calls[-1]
+    assert call["body"] is None and call["job"] is None
+    assert app.book.watched_job("ns", "exp-9") is None
+
+
+@pytest.mark.parametrize("phase,reconciled", [("Succeeded", False), ("Failed", False), ("EarlyStopped", True)])
+def test_a_job_event_of_a_trial_whose_end_is_recorded(app, phase, reconciled):
+    """Its end is recorded: nothing its Job does changes the trial (no read), unless it was
+    stopped early and its Job may still run."""
+    send_trial(app, "MODIFIED", trial(phase, FINISHED, name="exp-9"))
+    app.reconciler.calls.clear()
+    send_job(app, "MODIFIED", job("Complete", name="exp-9"))
+    assert bool(app.reconciler.calls) == reconciled
+    assert app.book.watched_trial("ns", "exp-9") is None and app.book.watched_job("ns", "exp-9") is None
+
+
+def test_the_book_keeps_watched_bodies_of_trials_in_flight_only():
+    book = Book()
+    book.put_experiment(EXPERIMENT)
+    book.put_trial(trial("Running"))
+    book.put_job("exp-0", job())
+    assert book.watched_trial("ns", "exp-0") == trial("Running") and book.watched_job("ns", "exp-0") == job()
+    book.put_job("exp-7", job(name="exp-7"))  # a Job of a trial not watched (or already settled): not kept
+    assert book.watched_job("ns", "exp-7") is None
+    book.put_trial(trial("Succeeded"))  # terminal, not yet acknowledged: still in flight for the operator
+    assert book.watched_trial("ns", "exp-0") is not None
+    book.put_trial(trial("Succeeded", FINISHED))
+    assert book.watched_trial("ns", "exp-0") is None and book.watched_job("ns", "exp-0") is None
 
 
 def test_job_without_a_trial_owner_is_ignored(app):
@@ -151,7 +200,8 @@ def test_a_trial_its_experiment_did_not_make_is_not_counted_and_gets_no_job():
     from unittest import mock
 
     from kubenas.cluster.objects import owned_by, owner_reference
-    from kubenas.operator.reconcile import NOT_OWNED, Reconciler
+    from kubenas.contract.reasons import NOT_OWNED
+    from kubenas.operator.reconcile import Reconciler
 
     exp = {"apiVersion": "kubenas.io/v1alpha1", "kind": "NASExperiment",
            "metadata": {"name": "exp", "namespace": "ns", "uid": "u-1",
@@ -191,7 +241,8 @@ def test_a_job_the_api_server_refuses_for_good_ends_the_trial_with_its_reason():
     from kubernetes.client.exceptions import ApiException
 
     from kubenas.cluster.objects import owner_reference
-    from kubenas.operator.reconcile import JOB_REFUSED, Reconciler
+    from kubenas.contract.reasons import JOB_REFUSED
+    from kubenas.operator.reconcile import Reconciler
 
     exp = {"apiVersion": "kubenas.io/v1alpha1", "kind": "NASExperiment",
            "metadata": {"name": "exp", "namespace": "ns", "uid": "u-1"}, "status": {"phase": "Running"}}

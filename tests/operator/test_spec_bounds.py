@@ -10,7 +10,8 @@ from unittest import mock
 import yaml
 from kubernetes.client.exceptions import ApiException
 
-from kubenas.operator.reconcile import INVALID_SPEC, Reconciler
+from kubenas.contract.reasons import INVALID_SPEC
+from kubenas.operator.reconcile import Reconciler
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)

@@ -160,3 +160,83 @@ def test_a_transient_pod_refusal_keeps_the_trial_pending_and_says_why():
                    job(active=1), now=NOW)
     assert later.status == {"phase": "Running", "startTime": "2024-05-01T09:59:00Z", "reason": None, "message": None}
     assert pod_refusal([]) is None and pod_refusal([{"reason": "SuccessfulCreate", "message": "ok"}]) is None
+
+
+# ------------------------------------------------------- "a Job has finished", once
+
+import pytest  # noqa: E402
+
+from kubenas.operator import trial_state  # noqa: E402
+
+
+@pytest.mark.parametrize("condition,outcome", [("Complete", "Succeeded"), ("SuccessCriteriaMet", "Succeeded"),
+                                               ("Failed", "Failed"), ("FailureTarget", "Failed"),
+                                               ("Suspended", None), (None, None)])
+def test_one_reading_of_a_finished_job(condition, outcome):
+    """Kubernetes 1.31+ sets SuccessCriteriaMet / FailureTarget when the outcome is decided
+    and Complete / Failed once the pods are gone: each says the trial's outcome, and the
+    handlers, the observation and the decision read them through job_outcome alone."""
+    body = job((condition, None, None)) if condition else job(active=1)
+    assert trial_state.job_outcome(body) == outcome
+    assert trial_state.job_finished(body) is (outcome is not None)
+    assert trial_state.JOB_SUCCEEDED_CONDITIONS == {"Complete", "SuccessCriteriaMet"}
+    assert trial_state.JOB_FAILED_CONDITIONS == {"Failed", "FailureTarget"}
+    false = job(active=1)
+    false["status"]["conditions"] = [{"type": condition or "Complete", "status": "False"}]
+    assert trial_state.job_outcome(false) is None
+    from kubenas.operator.handlers import job_needs_reconcile
+    assert job_needs_reconcile(None, body) is (outcome is None)  # a listed finished Job costs nothing
+    # An early-stopped trial's Job is deleted only while it has not finished.
+    assert decide(trial(phase="EarlyStopped"), body, now=NOW).delete_job is (outcome is None)
+
+
+# ----------------------------------------------------- observe, decide (pure), apply
+
+OWNER = {"apiVersion": "kubenas.io/v1alpha1", "kind": "NASExperiment", "name": "e", "uid": "exp-uid"}
+
+
+def observation(status=None, job_body=None, **fields):
+    from kubenas.api.defaults import with_defaults
+    body = trial(**(status or {}))
+    body["metadata"].update(uid="trial-uid", ownerReferences=[OWNER])
+    exp = {"metadata": {"name": "e", "namespace": "ns", "uid": "exp-uid"}, "status": {"phase": "Running"}}
+    if job_body is not None:
+        job_body["metadata"]["ownerReferences"] = [{"kind": "NASTrial", "name": "e-1", "uid": "trial-uid"}]
+    spec = with_defaults({"objective": {"metric": "accuracy"}, "budget": {"maxTrials": 4}})
+    return trial_state.TrialObservation(body, exp, spec, job=job_body, now=NOW, **fields)
+
+
+def test_every_state_has_a_transition_and_a_step():
+    assert set(trial_state.TRANSITIONS) == set(trial_state.TrialState)
+    owned_unfinished = set(trial_state.TrialState) - {trial_state.TrialState.NOT_OWNED, trial_state.TrialState.ENDED,
+                                                      trial_state.TrialState.STALE_JOB,
+                                                      trial_state.TrialState.FOREIGN_JOB}
+    assert set(trial_state._STEPS) == owned_unfinished
+
+
+def test_the_situation_of_each_observation():
+    S, situation = trial_state.TrialState, trial_state.trial_situation
+    assert situation(observation()) is S.NO_JOB
+    assert situation(observation(job_body=job(active=1))) is S.RUNNING  # no `ready` (before 1.24): `active` it is
+    not_ready = job(active=1)
+    not_ready["status"]["ready"] = 0  # a pod waiting for a node
+    assert situation(observation(job_body=not_ready)) is S.WAITING
+    assert situation(observation(job_body=job(active=1, suspend=True))) is S.WAITING
+    foreign = observation(job_body=job(active=1))
+    foreign.job["metadata"]["ownerReferences"] = [{"kind": "NASTrial", "name": "e-1", "uid": "other"}]
+    assert situation(foreign) is S.FOREIGN_JOB
+    assert situation(observation({"phase": "Succeeded"})) is S.ENDED
+    not_owned = observation()
+    not_owned.trial["metadata"]["ownerReferences"] = []
+    assert situation(not_owned) is S.NOT_OWNED
+    assert trial_state.decide(not_owned).status["reason"] == "NotOwnedByExperiment"
+    assert situation(observation(job_body=job(("Complete", None, None)))) is S.JOB_SUCCEEDED
+    assert situation(observation(job_body=job(("FailureTarget", "PodFailurePolicy", "x")))) is S.JOB_FAILED
+    assert situation(observation(job_body=job(), refusal=("quota", False))) is S.POD_REFUSED
+
+
+def test_the_decision_acknowledges_a_terminal_phase_once():
+    fresh = trial_state.decide(observation({"phase": "Failed"}))
+    assert fresh.acknowledge and not fresh.status and not fresh.delete_job
+    done = trial_state.decide(observation({"phase": "Failed", "conditions": [{"type": "Finished", "status": "True"}]}))
+    assert not done.acknowledge

@@ -46,25 +46,33 @@ EXPERIMENT_TERMINAL = frozenset({SUCCEEDED, FAILED, STOPPED})
 
 # --------------------------------------------------------------------------- reasons
 
-# Why the trainer failed a trial (its result's ``reason``); its exit code is in EXIT_TABLE.
-INVALID_ARCHITECTURE = "InvalidArchitecture"
-INVALID_TRIAL = "InvalidTrial"
-DIVERGED = "Diverged"
-OUT_OF_MEMORY = "OutOfMemory"
-TIMEOUT = "Timeout"
-DATA_ERROR = "DataError"
-INTERNAL_ERROR = "InternalError"
-# The candidate broke a hard limit the trainer checks before training (spec.constraints.
-# maxLatencyMs): nothing was trained. It uses a unit of maxTrials, never of maxFailedTrials.
-CONSTRAINT_VIOLATED = "ConstraintViolated"
-# The experiment's spec asks for what the place its trials run lacks, whatever the
-# candidate (training.device: cuda without a CUDA device): every trial would fail the
-# same way, so the experiment ends Failed with this reason at the first such trial.
-UNSATISFIABLE = "Unsatisfiable"
-# The trainer could not reach the API server (after retrying) to read its trial: nothing
-# was run; the Job starts a new pod (budget.maxRetries).
-API_UNAVAILABLE = "ApiUnavailable"
-NO_REWARD = "NoReward"                      # ended without a reward (no objective metric reported)
+# Every reason, with who may write it: kubenas.contract.reasons (re-exported here).
+from .reasons import (  # noqa: E402,F401
+    API_UNAVAILABLE,
+    BACKOFF_LIMIT_EXCEEDED,
+    CONSTRAINT_VIOLATED,
+    DATA_ERROR,
+    DEADLINE_EXCEEDED,
+    DIVERGED,
+    DUPLICATE,
+    EVICTED,
+    EXPERIMENT_FINISHED,
+    INTERNAL_ERROR,
+    INVALID_ARCHITECTURE,
+    INVALID_TRIAL,
+    MAX_TRIALS_REACHED,
+    NAME_CONFLICT,
+    NO_REWARD,
+    NO_TRIAL_SUCCEEDED,
+    OOM_KILLED,
+    OUT_OF_MEMORY,
+    STOPPED_BY_RUNNER,
+    STOPPED_EARLY,
+    TARGET_REACHED,
+    TIMEOUT,
+    TOO_MANY_FAILED_TRIALS,
+    UNSATISFIABLE,
+)
 
 # ------------------------------------------------------------------------ exit codes
 
@@ -126,19 +134,6 @@ PROGRAM_EXIT_REASONS = {entry.code: entry.reasons[0] for entry in EXIT_TABLE
 # Exit codes that are final answers: a Job never retries them (its podFailurePolicy).
 FINAL_EXIT_CODES = tuple(entry.code for entry in EXIT_TABLE if entry.final)
 
-# Why the control plane ended or stopped a trial.
-DEADLINE_EXCEEDED = "DeadlineExceeded"      # the Job's activeDeadlineSeconds passed
-OOM_KILLED = "OOMKilled"
-EVICTED = "Evicted"
-EXPERIMENT_FINISHED = "ExperimentFinished"  # stopped because the experiment ended
-DUPLICATE = "Duplicate"                     # the result of a twin reused, not retrained (kubenas.experiment.twins)
-STOPPED_BY_RUNNER = STOPPED                 # local mode: the runner ended the process
-# An object kubenas would make, adopt or delete under its deterministic name (the controller
-# Deployment <experiment>-controller, a trial's Job <trial>) exists and is not this
-# experiment's or trial's (no ownerReference to its uid): kubenas never touches it, and the
-# experiment or trial ends with this reason.
-NAME_CONFLICT = "NameConflict"
-
 # Words of Kubernetes' own that the operator reads (Job conditions, pod phase and reason).
 JOB_COMPLETE = "Complete"
 JOB_SUCCESS_CRITERIA_MET = "SuccessCriteriaMet"
@@ -146,15 +141,6 @@ JOB_FAILED = FAILED
 JOB_FAILURE_TARGET = "FailureTarget"
 JOB_SUSPENDED = "Suspended"
 POD_FAILED = FAILED
-BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
-
-# Why an experiment ended.
-MAX_TRIALS_REACHED = "MaxTrialsReached"
-TARGET_REACHED = "TargetReached"
-TOO_MANY_FAILED_TRIALS = "TooManyFailedTrials"
-# The budget is spent and no trial succeeded: the experiment has no result, so it Failed.
-NO_TRIAL_SUCCEEDED = "NoTrialSucceeded"
-# (A trial failed Unsatisfiable: the experiment ends Failed with that reason too.)
 
 # ---------------------------------------------------------------------- objectives
 

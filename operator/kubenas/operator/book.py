@@ -1,7 +1,10 @@
 """What the operator remembers of its trials and experiments, in memory.
 
-One small record per trial (``kubenas.experiment.TrialRecord``), grouped by experiment, and the
-last watched version of each experiment. Filled by a paged LIST at startup, before kopf
+One small record per trial (``kubenas.experiment.TrialRecord``), grouped by experiment, the
+last watched version of each experiment, and, for the trials whose end the operator has not
+recorded yet (those in flight: a handful per experiment), the last watched version of the
+trial and of its Job, which the trial reconcile observes instead of reading them again
+(controller-runtime's informer cache, kept to what can still change). Filled by a paged LIST at startup, before kopf
 starts watching, so that no handler ever folds a partial view; then kept up to date by
 the watch handlers (every event, kopf's own listing included). Thread-safe: handlers run
 in kopf's worker threads.
@@ -25,6 +28,9 @@ class Book:
         self._trials: dict[tuple[str, str], dict[str, TrialRecord]] = {}  # (namespace, experiment) -> name -> record
         self._experiments: dict[tuple[str, str], dict] = {}        # (namespace, name) -> body
         self._jobs: dict[str, set[str]] = {}  # namespace -> its trials that hold a Job, not finished
+        # (namespace, trial) -> the last watched trial / Job body, while the trial's end is not recorded
+        self._watched_trials: dict[tuple[str, str], dict] = {}
+        self._watched_jobs: dict[tuple[str, str], dict] = {}
 
     # ---------------------------------------------------------------- trials
 
@@ -37,6 +43,11 @@ class Book:
             if experiment is not None and experiment["metadata"].get("uid") and not owned_by(trial, experiment):
                 return record  # not made by this experiment's controller: it counts for nothing
             self._trials.setdefault(key, {})[record.name] = record
+            if record.acknowledged:
+                self._watched_trials.pop((key[0], record.name), None)
+                self._watched_jobs.pop((key[0], record.name), None)
+            else:
+                self._watched_trials[(key[0], record.name)] = trial
             jobs = self._jobs.setdefault(key[0], set())
             if holds_job:
                 jobs.add(record.name)
@@ -48,10 +59,39 @@ class Book:
         with self._lock:
             trials = self._trials.get((namespace, experiment))
             self._jobs.get(namespace, set()).discard(name)
+            self._watched_trials.pop((namespace, name), None)
+            self._watched_jobs.pop((namespace, name), None)
             if trials is not None:
                 trials.pop(name, None)
                 if not trials:
                     del self._trials[(namespace, experiment)]
+
+    def record(self, namespace: str, experiment: str | None, name: str) -> TrialRecord | None:
+        with self._lock:
+            return (self._trials.get((namespace, experiment)) or {}).get(name)
+
+    def watched_trial(self, namespace: str, name: str) -> dict | None:
+        """The trial as last watched, while its end is not recorded; else None."""
+        with self._lock:
+            return self._watched_trials.get((namespace, name))
+
+    # ------------------------------------------------------------------ Jobs
+
+    def put_job(self, trial: str, job: dict) -> None:
+        """The trial's Job as watched, kept while the trial's end is not recorded."""
+        key = (job["metadata"].get("namespace"), trial)
+        with self._lock:
+            if key in self._watched_trials:
+                self._watched_jobs[key] = job
+
+    def drop_job(self, namespace: str, trial: str) -> None:
+        with self._lock:
+            self._watched_jobs.pop((namespace, trial), None)
+
+    def watched_job(self, namespace: str, trial: str) -> dict | None:
+        """The trial's Job as last watched; None when none was (it may still exist)."""
+        with self._lock:
+            return self._watched_jobs.get((namespace, trial))
 
     def summaries(self, namespace: str, experiment: str | None) -> list[TrialRecord]:
         """The experiment's trial records now (a copy: safe to iterate while others write)."""
@@ -80,6 +120,9 @@ class Book:
             self._experiments.pop((namespace, name), None)
             gone = self._trials.pop((namespace, name), None) or {}
             self._jobs.get(namespace, set()).difference_update(gone)
+            for trial in gone:
+                self._watched_trials.pop((namespace, trial), None)
+                self._watched_jobs.pop((namespace, trial), None)
 
     def experiment(self, namespace: str, name: str | None) -> dict | None:
         with self._lock:

@@ -33,7 +33,7 @@ from kubenas.cluster.objects import LABEL_COMPONENT, LABEL_EXPERIMENT, LABEL_MAN
 from kubenas.contract import EARLY_STOPPED, EXPERIMENT_PLURAL, EXPERIMENT_TERMINAL, GROUP, TRIAL_KIND, TRIAL_PLURAL
 from kubenas.contract import TRIAL_ACTIVE as ACTIVE
 from kubenas.contract import VERSION
-from kubenas.experiment import acknowledged
+from kubenas.experiment import TrialRecord, acknowledged
 
 from . import metrics
 from . import tenancy
@@ -208,6 +208,13 @@ def job_needs_reconcile(event_type: str | None, body: dict) -> bool:
     return event_type is not None or not job_finished(body)
 
 
+def job_concerns_trial(record: TrialRecord | None) -> bool:
+    """Whether a change of a trial's Job can change anything for the trial, from the
+    Book's record of it (None: not known yet, so it may): not once the trial's end is
+    recorded, unless it was stopped early (its Job is deleted if it still runs)."""
+    return record is None or not record.acknowledged or record.phase == EARLY_STOPPED
+
+
 # -------------------------------------------------------------------------- handlers
 
 @kopf.on.event(**EXPERIMENTS, registry=registry)
@@ -246,7 +253,8 @@ def trial_event(type, namespace, name, spec, body, memo: kopf.Memo, **_):
         app.book.put_trial(dict(body))
         if trial_needs_reconcile(type, body):
             _guard("trial", app.reconciler.trial, namespace, name, app.book.summaries(namespace, experiment),
-                   body=dict(body), experiment=app.book.experiment(namespace, experiment))
+                   body=dict(body), experiment=app.book.experiment(namespace, experiment),
+                   job=app.book.watched_job(namespace, name))
     if experiment:
         app.mark(namespace, experiment)
 
@@ -259,8 +267,19 @@ def job_event(type, namespace, body, memo: kopf.Memo, **_):
         return
     trial = owners[0]["name"]
     experiment = (body.get("metadata", {}).get("labels") or {}).get(LABEL_EXPERIMENT, "")
+    if type == "DELETED":
+        app.book.drop_job(namespace, trial)
+    else:
+        app.book.put_job(trial, dict(body))
+    if not job_concerns_trial(app.book.record(namespace, experiment, trial)):
+        return  # the trial's end is recorded: nothing its Job does changes it (no read)
+    watched = app.book.watched_trial(namespace, trial)
+    # The trial as last watched, and this Job as delivered: no read. A deleted Job's
+    # trial is read afresh (its watched version may predate the stop that deleted it).
+    fresh = type == "DELETED" or watched is None
     _guard("trial", app.reconciler.trial, namespace, trial, app.book.summaries(namespace, experiment),
-           experiment=app.book.experiment(namespace, experiment))
+           body=None if fresh else watched, experiment=app.book.experiment(namespace, experiment),
+           job=None if type == "DELETED" else dict(body))
 
 
 # ------------------------------------------------------------------------ resync loop

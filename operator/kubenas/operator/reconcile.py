@@ -24,7 +24,7 @@ from kubenas.api.policy import (CREATED_BY, CREATED_BY_GROUPS, POLICY_NAME, REQU
                                 reference_issues, references)
 from kubenas.api.validation import Issue, validate_experiment
 from kubenas.cluster.kube import Kube, post_event
-from kubenas.cluster.objects import (FOREIGN, OURS, STALE, accepted_spec, accepted_spec_text, events_about,
+from kubenas.cluster.objects import (FOREIGN, OURS, accepted_spec, accepted_spec_text, events_about,
                                      owned_by, owned_pods, ownership)
 from kubenas.contract import (
     API_VERSION,
@@ -33,10 +33,6 @@ from kubenas.contract import (
     EXPERIMENT_PLURAL,
     EXPERIMENT_TERMINAL,
     FAILED,
-    JOB_COMPLETE,
-    JOB_FAILED,
-    JOB_FAILURE_TARGET,
-    JOB_SUCCESS_CRITERIA_MET,
     NAME_CONFLICT,
     RUNNING,
     SUCCEEDED,
@@ -45,9 +41,9 @@ from kubenas.contract import (
 )
 from kubenas.contract import TRIAL_ACTIVE as ACTIVE
 from kubenas.contract import TRIAL_TERMINAL as TERMINAL
-from kubenas.early_stopping import median_stop
-from kubenas.experiment import (Outcome, TrialRecord, acknowledged, elapsed_seconds, find_twin, from_trial_object,
-                                now_iso, parse_time)
+from kubenas.contract.reasons import (DEPLOY_REFUSED, DEPLOY_WAITING, DEPLOYED, INVALID_SPEC, JOB_REFUSED,
+                                      POLICY_DENIED)
+from kubenas.experiment import (Outcome, TrialRecord, acknowledged, elapsed_seconds, now_iso, parse_time)
 from kubenas.experiment.plan import plan_for
 
 from . import deploying
@@ -58,22 +54,18 @@ from .events import EventBudget, with_suppressed
 from .manifests import (Settings, controller_deployment, controller_name, job_for_trial, namespace_role_bindings,
                         namespace_service_accounts)
 from .status import fold, get_condition, model_location, set_condition, status_patch, trial_details
-from .trial_state import (TrialAction, duplicate_action, early_stop_action, name_conflict_action, next_action,
-                          pod_refusal, waiting_for_pod)
+from .trial_state import (TrialAction, TrialObservation, decide, needs_events, needs_pods, pod_refusal,
+                          twin_candidate)
 
 log = logging.getLogger("kubenas.operator")
 
 COMPONENT = "operator"
 TRIAL_LOCKS = 64  # striped: a lock per trial would grow with the number of trials
 
-
-NOT_OWNED = "NotOwnedByExperiment"
-INVALID_SPEC = "InvalidSpec"
-POLICY_DENIED = "PolicyDenied"
-JOB_REFUSED = "JobRefused"
+# Answers that will not change by retrying: the same Job (or accepted spec) would be
+# refused again, so the trial (or experiment) ends, with the API server's reason.
 PERMANENT = (400, 422)
 BOUNDS_POLICY_SECONDS = 10.0  # how stale the per-namespace bounds may be (the policy ConfigMap, read again)
-POD_GRACE_SECONDS = 10  # a Job without a pod for this long: look for the Job controller's reason  # the same Job would be refused again: the trial ends, with the API server's reason
 
 
 def api_message(err: ApiException) -> str:
@@ -418,7 +410,7 @@ class Reconciler:
         if decision.action == deploying.NOTHING:
             return status.get("deployment")
         if decision.action == deploying.WAIT:
-            return {**shown, "reason": "Waiting", "message": decision.message}
+            return {**shown, "reason": DEPLOY_WAITING, "message": decision.message}
         if decision.action == deploying.CONFLICT:
             message = (f"{kind} {name} already exists in namespace {namespace} and is not this experiment's; "
                        f"kubenas neither adopts nor overwrites it: remove or rename it")
@@ -426,7 +418,7 @@ class Reconciler:
                 self.event(exp, "Warning", NAME_CONFLICT, message, now)
             return {**shown, "reason": NAME_CONFLICT, "message": message}
         if decision.action == deploying.KEEP:
-            return {**shown, "reason": "Deployed", "message": f"serving trial {trial}"}
+            return {**shown, "reason": DEPLOYED, "message": f"serving trial {trial}"}
         try:
             if kind == deploying.KIND_ISVC:
                 body = deploying.inference_service(exp, accepted, trial, model)
@@ -453,15 +445,15 @@ class Reconciler:
                     raise ValueError(f"Service {name} already exists in namespace {namespace} and is not this "
                                      f"experiment's; kubenas neither adopts nor overwrites it: remove or rename it")
         except ValueError as err:
-            return {**shown, "reason": "DeployRefused", "message": str(err)[:2000]}
+            return {**shown, "reason": DEPLOY_REFUSED, "message": str(err)[:2000]}
         except ApiException as err:
             if err.status not in PERMANENT + (403, 409):
                 raise
-            return {**shown, "reason": "DeployRefused",
+            return {**shown, "reason": DEPLOY_REFUSED,
                     "message": f"the API server refused the {kind} ({err.status}): {api_message(err)}"[:2000]}
         verb = "deployed" if decision.action == deploying.CREATE else "now serves"
         self.event(exp, "Normal", "Deployed", f"{kind} {name} {verb} trial {trial}", now)
-        return {**shown, "reason": "Deployed", "message": f"serving trial {trial}"}
+        return {**shown, "reason": DEPLOYED, "message": f"serving trial {trial}"}
 
     def _fold(self, namespace: str, status: dict, summaries: list[TrialRecord], accepted: dict) -> dict:
         """The trial part of the status; the best trial's details are read from it only
@@ -540,85 +532,56 @@ class Reconciler:
     # ====================================================================== trials
 
     def trial(self, namespace: str, name: str, peers: list[TrialRecord] | None = None,
-              body: dict | None = None, experiment: dict | None = None,
+              body: dict | None = None, experiment: dict | None = None, job: dict | None = None,
               now: datetime | None = None) -> TrialAction | None:
-        """Reconcile one trial (read fresh unless ``body`` is given). ``experiment`` is
-        the watched experiment, to save reading it again; it is read when missing or
-        not accepted yet."""
+        """Reconcile one trial: observe, decide (``trial_state.decide``, pure), apply.
+
+        ``body``, ``experiment`` and ``job`` are what the watches delivered (the trial,
+        its experiment, the trial's Job): each is read from the API only when not given
+        (and the experiment also when it is not accepted yet). The resync loop gives none
+        of them on purpose: it is the net for a missed or stale watch event."""
         with self.lock("trial", namespace, name):
             trial = body if body is not None else self.kube.get_custom(TRIAL_PLURAL, namespace, name)
             if trial is None or (trial.get("metadata") or {}).get("deletionTimestamp"):
                 return None
-            return self._trial(trial, peers or [], _now(now), experiment)
+            observation = self._observe(trial, peers or [], _now(now), experiment, job)
+            if observation is None:
+                return None
+            return self._apply(observation, decide(observation))
 
-    def _trial(self, trial: dict, peers: list[TrialRecord], now_dt: datetime,
-               exp: dict | None = None) -> TrialAction | None:
+    def _observe(self, trial: dict, peers: list[TrialRecord], now_dt: datetime, exp: dict | None,
+                 job: dict | None) -> TrialObservation | None:
+        """The read phase: everything the decision may need, reusing what was watched;
+        pods, Events and a twin only when ``trial_state`` says the decision needs them.
+        None when there is nothing to decide (no experiment, or one not accepted yet)."""
         meta = trial["metadata"]
         namespace, name = meta["namespace"], meta["name"]
-        status = trial.get("status") or {}
         experiment_name = (trial.get("spec") or {}).get("experiment")
         if not experiment_name:
             return None
         if exp is None or accepted_spec(exp) is None or (exp.get("metadata") or {}).get("name") != experiment_name:
             exp = self.kube.get_custom(EXPERIMENT_PLURAL, namespace, experiment_name)
-        if exp is None:
-            return None  # the garbage collector removes orphans; nothing to run for them
-        spec = accepted_spec(exp)
+        spec = None if exp is None else accepted_spec(exp)
         if spec is None:
-            return None
-        if not owned_by(trial, exp):
-            # Not made by this experiment's controller (whose trials carry its owner
-            # reference, uid included): run nothing for it, say why once.
-            if (trial.get("status") or {}).get("reason") != NOT_OWNED:
-                self._apply(trial, exp, spec, TrialAction(
-                    status={"phase": FAILED, "reason": NOT_OWNED, "completionTime": now_iso(now_dt),
-                            "message": f"the trial names experiment {experiment_name} but is not owned by it "
-                                       f"(ownerReferences uid); only its controller creates its trials"},
-                    event=("Warning", NOT_OWNED, f"trial {name} is not owned by experiment {experiment_name}; "
-                                                 f"no Job is created for it")), now_iso(now_dt))
-            return None
-        exp_over = (exp.get("status") or {}).get("phase") in EXPERIMENT_TERMINAL
-        now = now_iso(now_dt)
-        if status.get("phase") in TERMINAL:
-            self._acknowledge(trial, experiment_name, now, exp)
-            if status.get("phase") != EARLY_STOPPED:
-                return None  # nothing left to do; skip the Job lookup
-        job = self.kube.get("Job", namespace, name)
-        whose = None if job is None else ownership(job, {**trial, "kind": trial.get("kind", TRIAL_KIND)})
-        if whose == STALE:
-            return None  # an earlier trial's of the same name, which the garbage collector is removing
-        if whose == FOREIGN:
-            # Not this trial's Job: never adopted, read (its pods' results) or deleted.
-            if status.get("phase") in TERMINAL:
-                return None
-            decision = name_conflict_action(trial, now=now)
-            self._apply(trial, exp, spec, decision, now)
-            return decision
-        pods = None
-        if job is not None and not exp_over and status.get("phase") not in TERMINAL:
-            conditions = {c.get("type") for c in (job.get("status") or {}).get("conditions") or []
-                          if c.get("status") == "True"}
-            no_reward = status.get("reward") is None and conditions & {JOB_COMPLETE, JOB_SUCCESS_CRITERIA_MET}
-            if conditions & {JOB_FAILED, JOB_FAILURE_TARGET} or no_reward:
-                pods = owned_pods(job, self.kube.list_pods(namespace, f"job-name={name}"))
-        refusal = None
-        if (job is not None and not exp_over and status.get("phase") not in TERMINAL and waiting_for_pod(job)
-                and elapsed_seconds((job.get("metadata") or {}).get("creationTimestamp"), now_dt) >= POD_GRACE_SECONDS):
-            # No pod after a while: only the Job controller's Events say why (Pod Security, a quota).
+            return None  # the garbage collector removes orphans; nothing to run for them
+        seen = TrialObservation(trial, exp, spec, peers=tuple(peers), now=now_iso(now_dt))
+        phase = (trial.get("status") or {}).get("phase")
+        if not owned_by(trial, exp) or (phase in TERMINAL and phase != EARLY_STOPPED):
+            return seen  # decided without its Job (never read for a trial that is not the experiment's)
+        if job is None:
+            job = self.kube.get("Job", namespace, name)
+        if job is None:
+            twin = twin_candidate(trial, exp, None, peers)
+            body = None if twin is None else self.kube.get_custom(TRIAL_PLURAL, namespace, twin.name)
+            return replace(seen, twin=body)
+        if ownership(job, {**trial, "kind": trial.get("kind", TRIAL_KIND)}) != OURS:
+            return replace(seen, job=job)  # someone else's: never read further (its pods, its Events)
+        pods = refusal = None
+        if needs_pods(trial, exp, job):
+            pods = tuple(owned_pods(job, self.kube.list_pods(namespace, f"job-name={name}")))
+        if needs_events(trial, exp, job, now_dt):
             refusal = pod_refusal(events_about(job, self.kube.list_events(namespace, "Job", name)))
-        if job is None and not exp_over and status.get("phase") not in TERMINAL:
-            decision = self._answer_from_twin(trial, exp, peers, now)
-            if decision is not None:  # a repeat: its twin's result, no Job
-                self._apply(trial, exp, spec, decision, now)
-                return decision
-        decision = next_action(trial, job, pods, now=now, experiment_over=exp_over, refusal=refusal)
-        if (not decision.status and not decision.create_job and status.get("phase") == RUNNING
-                and job is not None):
-            decision = self._early_stop(trial, spec, peers, now) or decision
-        if decision.create_job:
-            decision = self._room_for_job(trial, decision)
-        self._apply(trial, exp, spec, decision, now, job)
-        return decision
+        return replace(seen, job=job, pods=pods, refusal=refusal)
 
     def _take_slot(self, kind: str, namespace: str, name: str) -> "tenancy.Wait | None":
         if self.slots is None:
@@ -640,42 +603,13 @@ class Reconciler:
         kept = {k: v for k, v in decision.status.items() if k == "createdTime"}
         return TrialAction(status={**kept, **tenancy.waiting_trial(status, wait)})
 
-    def _answer_from_twin(self, trial: dict, exp: dict, peers: list[TrialRecord], now: str) -> TrialAction | None:
-        """A repeated candidate's result from its twin (kubenas.experiment.twins), read fresh:
-        the book may be a moment behind, and a twin must still hold what it trained and be
-        the experiment's own (made by its controller, like the trial)."""
-        twin = find_twin(from_trial_object(trial, details=False), peers)
-        if twin is None:
-            return None
-        body = self.kube.get_custom(TRIAL_PLURAL, trial["metadata"]["namespace"], twin.name)
-        if body is None or not owned_by(body, exp) or from_trial_object(body, details=False).hash != twin.hash:
-            return None
-        return duplicate_action(trial, body, now=now)
-
-    def _early_stop(self, trial: dict, spec: dict, peers: list[TrialRecord], now: str) -> TrialAction | None:
-        stopping = spec.get("earlyStopping") or {}
-        if stopping.get("type") != "median":
-            return None
-        if not plan_for(spec).may_stop_early(from_trial_object(trial, details=False)):
-            return None  # e.g. a re-evaluation: its full run is what the candidate's mean needs
-        metric, goal = spec["objective"]["metric"], spec["objective"]["goal"]
-        history = (trial.get("status") or {}).get("history") or []
-        completed = [p.history(metric)
-                     for p in peers if p.phase == SUCCEEDED and p.name != trial["metadata"]["name"]]
-        if not median_stop(history, completed, metric, goal, int(stopping.get("minTrials", 5)),
-                           int(stopping.get("startEpoch", 2))):
-            return None
-        detail = (f"after epoch {len(history)} its best {metric} is worse than the median of "
-                  f"{len(completed)} completed trials (median stopping rule)")
-        return early_stop_action(trial["metadata"]["name"], now, detail)
-
     @staticmethod
     def _finished_condition(trial: dict, status: dict, now: str) -> list:
         current = (trial.get("status") or {}).get("conditions")
         reason = status.get("reason") or status["phase"]
         return set_condition(current, "Finished", "True", reason, status.get("message") or status["phase"], now=now)
 
-    def _acknowledge(self, trial: dict, experiment: str, now: str, exp: dict | None = None) -> None:
+    def _acknowledge(self, trial: dict, now: str, exp: dict | None = None) -> None:
         """A terminal phase written by the trainer: record it once (condition, Event, metric)."""
         status = trial.get("status") or {}
         if acknowledged(status):
@@ -713,41 +647,56 @@ class Reconciler:
             text += f": {status['reason']}"
         self.event(exp, "Warning" if phase == FAILED else "Normal", f"Trial{phase}", text, now)
 
-    def _apply(self, trial: dict, exp: dict, spec: dict, decision: TrialAction, now: str,
-               job: dict | None = None) -> None:
-        """Carry out ``decision``; ``job`` is the trial's own Job it was decided from (the
-        only one ``delete_job`` may delete)."""
-        meta = trial["metadata"]
-        namespace, name = meta["namespace"], meta["name"]
-        experiment = exp["metadata"]["name"]
+    def _apply(self, seen: TrialObservation, decision: TrialAction) -> TrialAction:
+        """The apply phase: carry out ``decision``, made from ``seen``, and return what
+        was carried out. Its Job is the only one ``delete_job`` may delete (by the uid
+        observed); a Job waits for room in its namespace (tenancy.py) before it is
+        created, and a Job the API server refuses for good ends the trial (JobRefused)."""
+        trial, now = seen.trial, seen.now
+        if decision.acknowledge:
+            self._acknowledge(trial, now, seen.experiment)
         if decision.create_job:
-            try:
-                if self.kube.create("Job", namespace, job_for_trial(trial, spec, self.settings)):
-                    metrics.trial_job_created(namespace, experiment)  # no Event: the Job controller posts its own
-            except ApiException as err:
-                if err.status not in PERMANENT:
-                    raise  # 403 (e.g. an exhausted ResourceQuota), 429, 5xx: retried by the resync loop
-                decision = job_refused(name, err, now)  # retrying the same Job would loop for ever
-        if decision.status:
-            patch = {"status": dict(decision.status)}
-            if decision.phase in TERMINAL:
-                patch["status"]["conditions"] = self._finished_condition(trial, decision.status, now)
-            if meta.get("resourceVersion"):
-                # Conditional on what was decided from: the trainer writes the same
-                # status, and its terminal phase must win over a stale decision.
-                patch["metadata"] = {"resourceVersion": meta["resourceVersion"]}
-            try:
-                done = self.kube.patch_custom_status(TRIAL_PLURAL, namespace, name, patch)
-            except ApiException as err:
-                if err.status != 409:
-                    raise
-                log.info("trial %s/%s changed meanwhile; it will be reconciled again", namespace, name)
-                return
-            if done is None:
-                return
-            if decision.event:
-                self.event(trial, *decision.event, now)
-            if decision.phase in TERMINAL:
-                self._trial_finished_event(exp, trial, {**(trial.get("status") or {}), **decision.status}, now)
-        if decision.delete_job and job is not None:
-            self.kube.delete("Job", namespace, name, job["metadata"]["uid"])
+            decision = self._room_for_job(trial, decision)
+        if decision.create_job:
+            decision = self._create_job(seen, decision)
+        if decision.status and not self._patch_trial(trial, decision, now):
+            return decision
+        if decision.status and decision.event:
+            self.event(trial, *decision.event, now)
+        if decision.phase in TERMINAL:
+            self._trial_finished_event(seen.experiment, trial, {**(trial.get("status") or {}), **decision.status}, now)
+        if decision.delete_job and seen.job is not None:
+            meta = trial["metadata"]
+            self.kube.delete("Job", meta["namespace"], meta["name"], seen.job["metadata"]["uid"])
+        return decision
+
+    def _create_job(self, seen: TrialObservation, decision: TrialAction) -> TrialAction:
+        meta = seen.trial["metadata"]
+        try:
+            if self.kube.create("Job", meta["namespace"], job_for_trial(seen.trial, seen.spec, self.settings)):
+                # no Event: the Job controller posts its own
+                metrics.trial_job_created(meta["namespace"], seen.experiment["metadata"]["name"])
+        except ApiException as err:
+            if err.status not in PERMANENT:
+                raise  # 403 (e.g. an exhausted ResourceQuota), 429, 5xx: retried by the resync loop
+            return job_refused(meta["name"], err, seen.now)  # retrying the same Job would loop for ever
+        return decision
+
+    def _patch_trial(self, trial: dict, decision: TrialAction, now: str) -> bool:
+        """Write the decision's status, conditional on the version it was decided from:
+        the trainer writes the same status, and its terminal phase must win over a stale
+        decision (409: decide again on the next event)."""
+        meta = trial["metadata"]
+        patch = {"status": dict(decision.status)}
+        if decision.phase in TERMINAL:
+            patch["status"]["conditions"] = self._finished_condition(trial, decision.status, now)
+        if meta.get("resourceVersion"):
+            patch["metadata"] = {"resourceVersion": meta["resourceVersion"]}
+        try:
+            done = self.kube.patch_custom_status(TRIAL_PLURAL, meta["namespace"], meta["name"], patch)
+        except ApiException as err:
+            if err.status != 409:
+                raise
+            log.info("trial %s/%s changed meanwhile; it will be reconciled again", meta["namespace"], meta["name"])
+            return False
+        return done is not None
