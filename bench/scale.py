@@ -47,6 +47,7 @@ import argparse
 import json
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -122,7 +123,10 @@ def _split_trial(name: str) -> tuple[str, int] | None:
 def read_audit(lines, namespaces: set[str]) -> AuditFacts:
     """Fold audit log lines (JSON text) into :class:`AuditFacts`, for ``namespaces`` only."""
     facts = AuditFacts()
+    needles = [f'"namespace":"{ns}"' for ns in namespaces]  # most lines are other namespaces': skip unparsed
     for line in lines:
+        if not any(n in line for n in needles):
+            continue
         e = json.loads(line)
         ref = e.get("objectRef") or {}
         ns = ref.get("namespace")
@@ -221,9 +225,15 @@ def summarise(reports: list[dict]) -> dict:
 
 # ============================================================================ running
 
-def prepare(cluster) -> None:
+def prepare(cluster, operator_env: dict[str, str] | None = None) -> None:
     """kubenas installed, and the bench's instant-trainer image allowed (as a cluster
-    admin allows a new trainer image's prefix)."""
+    admin allows a new trainer image's prefix); ``operator_env`` set on the operator's
+    Deployment (rolled out before this returns)."""
+    if operator_env:
+        cluster.kubectl("-n", "kubenas-system", "set", "env", "deployment/kubenas-operator",
+                        *(f"{k}={v}" for k, v in operator_env.items()))
+        cluster.kubectl("-n", "kubenas-system", "rollout", "status", "deployment/kubenas-operator",
+                        "--timeout=300s", timeout=320)
     policy = cluster.get_json("configmap", ADMISSION_POLICY[1], "-n", ADMISSION_POLICY[0])
     prefixes = (policy.get("data") or {}).get("trainerImagePrefixes", "")
     if BENCH_IMAGE_PREFIX not in prefixes:
@@ -255,7 +265,8 @@ def run_experiments(cluster, exps: list[Experiment], timeout: float, audit_log: 
     start = time.monotonic()
     cluster.kubectl("apply", "-f", "-", input=json.dumps(manifest(exps)))
     wanted = {(e.namespace, e.name) for e in exps}
-    last_print = 0.0
+    last_print, timed_out = 0.0, False
+    trajectory = []  # (seconds, trials succeeded by the experiments' status, peak RSS KiB by role)
     try:
         while True:
             found = {}
@@ -270,12 +281,15 @@ def run_experiments(cluster, exps: list[Experiment], timeout: float, audit_log: 
                 last_print = elapsed
                 finished = sum(((o.get("status") or {}).get("trials") or {}).get("succeeded", 0)
                                for o in found.values())
+                trajectory.append((round(elapsed), finished, dict(sampler.peak)))
                 progress(f"  {elapsed:6.0f}s {dict(phases)} trials succeeded {finished} "
                          f"peak RSS KiB {sampler.peak}")
             if done == len(wanted):
                 break
-            if elapsed > timeout:
-                raise TimeoutError(f"after {timeout:.0f} s: {dict(phases)}")
+            if elapsed > timeout:  # report what happened so far; the invariants name what did not finish
+                progress(f"  timed out after {timeout:.0f} s: {dict(phases)}")
+                timed_out = True
+                break
             time.sleep(3.0)
         wall = time.monotonic() - start
         time.sleep(2.5)  # the audit log is written in batches of at most 1 s
@@ -295,6 +309,9 @@ def run_experiments(cluster, exps: list[Experiment], timeout: float, audit_log: 
     total = sum(e.trials for e in exps)
     return {
         "wall_seconds": round(wall, 1),
+        "timed_out": timed_out,
+        "trials_finished": len(all_finishes),
+        "rss_trajectory": trajectory,
         "trials_per_second": round(len(all_finishes) / (all_finishes[-1] - all_jobs[0]), 2)
         if all_finishes and all_jobs else None,
         "peak_rss_mib": {k: round(v / 1024, 1) for k, v in sampler.peak.items()},
@@ -307,7 +324,7 @@ def run_experiments(cluster, exps: list[Experiment], timeout: float, audit_log: 
 
 
 def bench(shape: str, trials: int, parallel: int, experiments: int, namespaces: int, timeout: float,
-          workdir: Path, kcm_qps: int) -> dict:
+          workdir: Path, kcm_qps: int, operator_env: dict[str, str] | None = None) -> dict:
     from tests.realtier.cluster import LocalCluster
 
     shutil.rmtree(workdir, ignore_errors=True)
@@ -315,7 +332,7 @@ def bench(shape: str, trials: int, parallel: int, experiments: int, namespaces: 
     cluster.start()
     try:
         cluster.install()
-        prepare(cluster)
+        prepare(cluster, operator_env)
         exps = (layout(1, 1, trials, parallel, prefix="bench") if shape == "one"
                 else layout(experiments, namespaces, trials, parallel))
         result = run_experiments(cluster, exps, timeout, cluster.plane.audit_log,
@@ -325,7 +342,7 @@ def bench(shape: str, trials: int, parallel: int, experiments: int, namespaces: 
         cluster.stop()
     return {"shape": shape, "trials": trials, "parallel": parallel,
             "experiments": 1 if shape == "one" else experiments, "namespaces": 1 if shape == "one" else namespaces,
-            "kcm_qps": kcm_qps or 20, **result}
+            "kcm_qps": kcm_qps or 20, "operator_env": operator_env or {}, **result}
 
 
 def table(runs: list[dict]) -> str:
@@ -358,6 +375,9 @@ def main() -> int:
     p.add_argument("--namespaces", type=int, default=10, help="tenants shape: namespaces")
     p.add_argument("--kcm-qps", type=int, default=300,
                    help="kube-controller-manager --kube-api-qps (burst twice that); 0: its default (20)")
+    p.add_argument("--operator-env", action="append", default=[], metavar="NAME=VALUE",
+                   help="an environment variable for the operator (e.g. KUBENAS_OPERATOR_WORKERS=8 for the "
+                        "earlier default); repeatable")
     p.add_argument("--timeout", type=float, default=2400)
     p.add_argument("--label", default="")
     p.add_argument("--workdir", default="/tmp/kubenas-bench-scale")
@@ -366,9 +386,11 @@ def main() -> int:
     if args.table:
         print(table(json.loads(RESULTS.read_text())["runs"]))
         return 0
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the tier on the way out
     load_before = Path("/proc/loadavg").read_text().split()[:3]
+    env = dict(item.split("=", 1) for item in args.operator_env)
     result = bench(args.shape, args.trials, args.parallel, args.experiments, args.namespaces, args.timeout,
-                   Path(args.workdir), args.kcm_qps)
+                   Path(args.workdir), args.kcm_qps, env)
     result["label"] = args.label
     result["load_before"] = " ".join(load_before)
     result["load_after"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
@@ -384,7 +406,8 @@ def _merge_scale(result: dict, meta: dict) -> None:
     data = {"runs": []}
     if RESULTS.exists():
         data = json.loads(RESULTS.read_text())
-    key = lambda r: (r["shape"], r["trials"], r["experiments"], r["parallel"], r["kcm_qps"], r.get("label", ""))  # noqa: E731
+    key = lambda r: (r["shape"], r["trials"], r["experiments"], r["parallel"], r["kcm_qps"],  # noqa: E731
+                     json.dumps(r.get("operator_env") or {}, sort_keys=True), r.get("label", ""))
     data["runs"] = [r for r in data["runs"] if key(r) != key(result)] + [{**result, **meta}]
     data["runs"].sort(key=lambda r: (r["shape"], r["experiments"], r["trials"], r.get("label", "")))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
