@@ -48,6 +48,7 @@ class Script:
     curve: Callable[[dict], list] | None = None  # per-epoch accuracy from the trial spec (instead of values)
     message: str | None = None    # the failure's message (status Failed)
     command: list | None = None   # run this user program under the real wrapper (spec.trial.command) instead
+    extra: Callable[[dict], dict] | None = None  # more result fields from the trial (a one-shot score trial's scores)
 
 
 def default_script(index: int) -> Script:
@@ -262,7 +263,7 @@ class FakeCluster:
             reward = values[-1]
             return {"status": "Succeeded", "reward": reward, "reason": None, "message": "",
                     "metrics": {"accuracy": reward, "loss": 1 - reward, "parameters": 1000 + index},
-                    "history": history, "device": "cpu"}
+                    "history": history, "device": "cpu", **(script.extra(trial) if script.extra else {})}
 
         termination = ""
         terminated_reason = None
