@@ -79,6 +79,7 @@ TOO_MANY_FAILED_TRIALS = "TooManyFailedTrials"
 NO_TRIAL_SUCCEEDED = "NoTrialSucceeded"
 INVALID_SPEC = "InvalidSpec"
 POLICY_DENIED = "PolicyDenied"
+INTERRUPTED = "Interrupted"  # local mode: the run was interrupted (Ctrl-C); rerunning resumes it
 
 # ---------------------------------------------- a served model (status.deployment)
 DEPLOYED = "Deployed"
@@ -133,6 +134,7 @@ EXPERIMENT_REASONS = (
     _reason(NAME_CONFLICT, _O, meaning="the controller Deployment's name is taken by another object"),
     _reason(INVALID_SPEC, _O, meaning="the spec is invalid (condition Valid=False)"),
     _reason(POLICY_DENIED, _O, meaning="the cluster admin's policy refuses the spec (condition Valid=False)"),
+    _reason(INTERRUPTED, _R, meaning="local mode: the run was interrupted; rerunning the command resumes it"),
 )
 
 DEPLOYMENT_REASONS = (

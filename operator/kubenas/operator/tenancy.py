@@ -29,10 +29,10 @@ from dataclasses import dataclass
 
 from kubenas.api.policy import WHERE, TenancyPolicy
 from kubenas.contract import PENDING
+from kubenas.contract.reasons import NAMESPACE_BOUND
 
 from .status import get_condition, set_condition
 
-NAMESPACE_BOUND = "NamespaceBound"
 ADMITTED = "Admitted"
 EXPERIMENT, TRIAL = "experiment", "trial"
 KEYS = {EXPERIMENT: "maxRunningExperimentsPerNamespace", TRIAL: "maxTrialsInFlightPerNamespace"}
