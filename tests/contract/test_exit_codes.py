@@ -8,6 +8,7 @@ import re
 
 from kubenas import contract
 from kubenas.contract import BY_PROGRAM, BY_TRAINER, EXIT_TABLE
+from kubenas.api.defaults import with_defaults
 from kubenas.operator.manifests import job_for_trial
 from kubenas_trainer import errors
 
@@ -41,7 +42,7 @@ def test_the_trainer_has_a_code_for_every_failure_it_reports():
 
 def test_the_jobs_failure_policy_fails_on_the_final_codes_only():
     job = job_for_trial({"metadata": {"name": "e-0", "namespace": "ns", "uid": "u"},
-                         "spec": {"experiment": "e", "index": 0}}, {})
+                         "spec": {"experiment": "e", "index": 0}}, with_defaults({}))
     fail = job["spec"]["podFailurePolicy"]["rules"][0]
     assert fail["action"] == "FailJob"
     assert fail["onExitCodes"]["values"] == [e.code for e in EXIT_TABLE if e.final] == list(contract.FINAL_EXIT_CODES)

@@ -31,6 +31,7 @@ import threading
 import time
 from datetime import datetime, timezone
 
+from kubenas.cluster.intervals import CONTROLLER_POLL_ENV, CONTROLLER_POLL_SECONDS
 from kubenas.cluster.kube import Kube
 from kubenas.cluster.metrics_server import ServingError
 from kubenas.cluster.objects import accepted_spec, trial_object
@@ -53,7 +54,7 @@ def _candidate(trial: dict) -> dict:
 
 
 class Controller:
-    def __init__(self, namespace: str, experiment: str, kube: Kube | None = None, poll_seconds: float = 3.0,
+    def __init__(self, namespace: str, experiment: str, kube: Kube | None = None, poll_seconds: float = CONTROLLER_POLL_SECONDS,
                  checkpoint_seconds: float = CHECKPOINT_SECONDS):
         self.namespace = namespace
         self.name = experiment
@@ -231,7 +232,7 @@ def run(namespace: str, experiment: str) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
-    poll = float(os.environ.get("KUBENAS_CONTROLLER_POLL_SECONDS", "3"))
+    poll = float(os.environ.get(CONTROLLER_POLL_ENV, CONTROLLER_POLL_SECONDS))
     checkpoint = float(os.environ.get("KUBENAS_CONTROLLER_CHECKPOINT_SECONDS", str(CHECKPOINT_SECONDS)))
     if os.environ.get("KUBENAS_CONTROLLER_METRICS_PORT"):
         try:

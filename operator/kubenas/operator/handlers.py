@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import kopf
 
 from kubenas.cluster import kube
+from kubenas.cluster.intervals import OPERATOR_RESYNC_SECONDS
 from kubenas.cluster.objects import LABEL_COMPONENT, LABEL_EXPERIMENT, LABEL_MANAGED_BY, MANAGED_BY
 from kubenas.contract import EARLY_STOPPED, EXPERIMENT_PLURAL, EXPERIMENT_TERMINAL, GROUP, TRIAL_KIND, TRIAL_PLURAL
 from kubenas.contract import TRIAL_ACTIVE as ACTIVE
@@ -58,7 +59,7 @@ class Options:
 
     settings: Settings = field(default_factory=Settings.from_env)
     manage_rbac: bool = True
-    resync_seconds: float = 30.0   # full pass over experiments and unfinished trials
+    resync_seconds: float = OPERATOR_RESYNC_SECONDS  # full pass over experiments and unfinished trials
     debounce_seconds: float = 0.5  # how soon trial changes reach the experiment status
     watch_seconds: int = 600       # server-side watch timeout (whole seconds: the API server refuses 600.0)
     namespaces: tuple[str, ...] = ()  # empty: the whole cluster

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 
 import kopf
 
+from kubenas.cluster.intervals import OPERATOR_RESYNC_ENV, OPERATOR_RESYNC_SECONDS
+
 log = logging.getLogger("kubenas.operator")
 
 from . import decoding, handlers, metrics
@@ -40,7 +42,7 @@ def options_from_env(namespaces: Sequence[str] = ()) -> Options:
     return Options(
         settings=Settings.from_env(),
         manage_rbac=_env_bool("KUBENAS_MANAGE_RBAC", True),
-        resync_seconds=float(os.environ.get("KUBENAS_RESYNC_SECONDS", "30")),
+        resync_seconds=float(os.environ.get(OPERATOR_RESYNC_ENV, OPERATOR_RESYNC_SECONDS)),
         watch_seconds=_env_seconds("KUBENAS_WATCH_SECONDS", 600),
         namespaces=tuple(namespaces),
         leader_election=_env_bool("KUBENAS_LEADER_ELECTION", False),

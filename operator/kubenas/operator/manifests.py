@@ -26,6 +26,7 @@ from kubenas.cluster.objects import (
     owned_by_experiment,
     owner_reference,
 )
+from kubenas.cluster.intervals import CONTROLLER_POLL_ENV, CONTROLLER_POLL_SECONDS
 from kubenas.contract import FINAL_EXIT_CODES, TRIAL_KIND
 from kubenas.contract import artifacts as art
 
@@ -72,7 +73,7 @@ class Settings:
         "limits": {"memory": "1Gi"},
     })
     # How often, at least, the controller pod makes a pass (it also wakes on every trial change it watches).
-    controller_poll_seconds: float = 3.0
+    controller_poll_seconds: float = CONTROLLER_POLL_SECONDS
     # How often, at most, the controller writes its strategy checkpoint (seconds).
     controller_checkpoint_seconds: float = 60.0
     # Requests a trainer container gets for cpu/memory its template leaves unset (no
@@ -94,7 +95,7 @@ class Settings:
             controller_image=env.get("KUBENAS_CONTROLLER_IMAGE", default.controller_image),
             image_pull_policy=env.get("KUBENAS_IMAGE_PULL_POLICY", default.image_pull_policy),
             job_ttl_seconds=int(env.get("KUBENAS_JOB_TTL_SECONDS", default.job_ttl_seconds)),
-            controller_poll_seconds=float(env.get("KUBENAS_CONTROLLER_POLL_SECONDS",
+            controller_poll_seconds=float(env.get(CONTROLLER_POLL_ENV,
                                                   default.controller_poll_seconds)),
             controller_checkpoint_seconds=float(env.get("KUBENAS_CONTROLLER_CHECKPOINT_SECONDS",
                                                         default.controller_checkpoint_seconds)),
@@ -208,24 +209,97 @@ def job_for_trial(trial: dict, spec: dict, settings: Settings = Settings()) -> d
     """The batch/v1 Job that trains one NASTrial.
 
     `trial` is the NASTrial object (its uid owns the Job); `spec` the experiment's
-    accepted spec with defaults, whose ``trial.template`` shapes the pod.
+    accepted spec with defaults (``kubenas.api.defaults.with_defaults``: read plainly
+    here), whose ``trial.template`` shapes the pod.
     """
     meta = trial["metadata"]
-    name, namespace = meta["name"], meta["namespace"]
-    experiment = trial["spec"]["experiment"]
-    template = spec.get("trial", {}).get("template") or {}
-    budget = spec.get("budget", {})
-    timeout = int(trial["spec"].get("timeoutSeconds") or budget.get("trialTimeoutSeconds") or 3600)
-
-    labels = common_labels("trainer", experiment)
-    labels[LABEL_TRIAL] = label_value(name)
-    labels[LABEL_INDEX] = str(trial["spec"].get("index", ""))
+    template = spec["trial"]["template"]
+    labels = trainer_labels(trial)
     job_labels = dict(labels)
     if template.get("queueName"):
         job_labels[KUEUE_QUEUE_LABEL] = label_value(template["queueName"])
-    pod_labels = {**(template.get("labels") or {}), **labels}
+    job_spec = {
+        "backoffLimit": int(spec["budget"]["maxRetries"]),
+        "activeDeadlineSeconds": int(trial["spec"].get("timeoutSeconds") or spec["budget"]["trialTimeoutSeconds"]),
+        "ttlSecondsAfterFinished": settings.job_ttl_seconds,
+        "podFailurePolicy": copy.deepcopy(POD_FAILURE_POLICY),
+        "template": {
+            "metadata": {"labels": {**(template.get("labels") or {}), **labels},
+                         "annotations": copy.deepcopy(template.get("annotations") or {})},
+            "spec": trainer_pod_spec(trial, spec, settings),
+        },
+    }
+    if template.get("queueName"):
+        job_spec["suspend"] = True  # Kueue admits (unsuspends) it
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "labels": job_labels,
+            "ownerReferences": [owner_reference({**trial, "kind": trial.get("kind", TRIAL_KIND)})],
+        },
+        "spec": job_spec,
+    }
 
-    # Writable /tmp and a /dev/shm for data loaders, unless the template brings its own.
+
+# Trainer exit codes are final answers (a bad architecture is not retried). Evictions and
+# preemptions (pod condition DisruptionTarget: spot reclaim, node drain, Kueue/priority
+# preemption) are retried, up to backoffLimit = budget.maxRetries, and show as
+# status.retries on the trial. Servers older than 1.26 drop this field and count every
+# pod failure against backoffLimit.
+POD_FAILURE_POLICY = {"rules": [
+    {"action": "FailJob",
+     "onExitCodes": {"containerName": TRAINER_CONTAINER, "operator": "In", "values": list(TRAINER_FINAL_EXIT_CODES)}},
+    {"action": "Count", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+]}
+
+
+def trainer_labels(trial: dict) -> dict:
+    """The labels of a trial's Job and pod: kubenas' own, the experiment, trial and index."""
+    labels = common_labels("trainer", trial["spec"]["experiment"])
+    labels[LABEL_TRIAL] = label_value(trial["metadata"]["name"])
+    labels[LABEL_INDEX] = str(trial["spec"].get("index", ""))
+    return labels
+
+
+def trainer_pod_spec(trial: dict, spec: dict, settings: Settings) -> dict:
+    """The trial pod's spec: the trainer container, its volumes, the template's scheduling."""
+    template = spec["trial"]["template"]
+    artifacts_env, artifacts_volumes, artifacts_mounts = artifacts_pod_parts(
+        spec, trial["spec"]["experiment"], experiment_uid(trial))
+    volumes, mounts = trainer_volumes(template, settings)
+    container = {
+        "name": TRAINER_CONTAINER,
+        "image": template.get("image") or settings.trainer_image,
+        "imagePullPolicy": template.get("imagePullPolicy") or settings.image_pull_policy,
+        "command": launch_command(spec, trial_command(spec), USER_COMMAND_WRAPPER),  # torchrun: distributed.py
+        "env": _trainer_env(trial["metadata"]["name"], template.get("env") or [], artifacts_env),
+        "resources": with_default_requests(quantities(template.get("resources")), settings.trainer_default_requests),
+        "volumeMounts": mounts + artifacts_mounts,
+        "securityContext": copy.deepcopy(CONTAINER_SECURITY_CONTEXT),
+        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    pod_spec = {
+        "restartPolicy": "Never",
+        "serviceAccountName": template.get("serviceAccountName") or TRAINER_SERVICE_ACCOUNT,
+        "automountServiceAccountToken": False,
+        "securityContext": copy.deepcopy(POD_SECURITY_CONTEXT),
+        "containers": [container],
+        "volumes": volumes + artifacts_volumes,
+        "enableServiceLinks": False,
+    }
+    for key in ("nodeSelector", "tolerations", "affinity", "priorityClassName", "imagePullSecrets"):
+        if template.get(key):
+            pod_spec[key] = copy.deepcopy(template[key])
+    return pod_spec
+
+
+def trainer_volumes(template: dict, settings: Settings) -> tuple[list, list]:
+    """The trainer's volumes and mounts: a writable /tmp and a /dev/shm for data loaders
+    (unless the template brings its own), the API token, then the template's."""
     user_volumes = copy.deepcopy(template.get("volumes") or [])
     user_mounts = copy.deepcopy(template.get("volumeMounts") or [])
     taken_names = {v.get("name") for v in user_volumes}
@@ -245,69 +319,7 @@ def job_for_trial(trial: dict, spec: dict, settings: Settings = Settings()) -> d
     # that extend token expiry keep valid for a year in whatever the user's image does.
     volumes.append(token_volume())
     mounts.append({"name": TOKEN_VOLUME, "mountPath": TOKEN_PATH, "readOnly": True})
-    artifacts_env, artifacts_volumes, artifacts_mounts = artifacts_pod_parts(spec, experiment, experiment_uid(trial))
-    volumes += user_volumes + artifacts_volumes
-    mounts += user_mounts + artifacts_mounts
-
-    container = {
-        "name": TRAINER_CONTAINER,
-        "image": template.get("image") or settings.trainer_image,
-        "imagePullPolicy": template.get("imagePullPolicy") or settings.image_pull_policy,
-        "command": launch_command(spec, trial_command(spec), USER_COMMAND_WRAPPER),  # torchrun: distributed.py
-        "env": _trainer_env(name, template.get("env") or [], artifacts_env),
-        "resources": with_default_requests(quantities(template.get("resources")), settings.trainer_default_requests),
-        "volumeMounts": mounts,
-        "securityContext": copy.deepcopy(CONTAINER_SECURITY_CONTEXT),
-        "terminationMessagePath": "/dev/termination-log",
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-    }
-    pod_spec = {
-        "restartPolicy": "Never",
-        "serviceAccountName": template.get("serviceAccountName") or TRAINER_SERVICE_ACCOUNT,
-        "automountServiceAccountToken": False,
-        "securityContext": copy.deepcopy(POD_SECURITY_CONTEXT),
-        "containers": [container],
-        "volumes": volumes,
-        "enableServiceLinks": False,
-    }
-    for key in ("nodeSelector", "tolerations", "affinity", "priorityClassName", "imagePullSecrets"):
-        if template.get(key):
-            pod_spec[key] = copy.deepcopy(template[key])
-
-    job_spec = {
-        "backoffLimit": int(budget.get("maxRetries", 3)),
-        "activeDeadlineSeconds": timeout,
-        "ttlSecondsAfterFinished": settings.job_ttl_seconds,
-        # Trainer exit codes are final answers (a bad architecture is not retried).
-        # Evictions and preemptions (pod condition DisruptionTarget: spot reclaim,
-        # node drain, Kueue/priority preemption) are retried, up to backoffLimit =
-        # budget.maxRetries, and show as status.retries on the trial. Servers older
-        # than 1.26 drop this field and count every pod failure against backoffLimit.
-        "podFailurePolicy": {"rules": [
-            {"action": "FailJob",
-             "onExitCodes": {"containerName": TRAINER_CONTAINER, "operator": "In",
-                             "values": list(TRAINER_FINAL_EXIT_CODES)}},
-            {"action": "Count", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
-        ]},
-        "template": {
-            "metadata": {"labels": pod_labels,
-                         "annotations": copy.deepcopy(template.get("annotations") or {})},
-            "spec": pod_spec,
-        },
-    }
-    if template.get("queueName"):
-        job_spec["suspend"] = True  # Kueue admits (unsuspends) it
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": job_labels,
-            "ownerReferences": [owner_reference({**trial, "kind": trial.get("kind", TRIAL_KIND)})],
-        },
-        "spec": job_spec,
-    }
+    return volumes + user_volumes, mounts + user_mounts
 
 
 # ------------------------------------------------------------------ controller Deployment
@@ -347,7 +359,7 @@ def controller_deployment(experiment: dict, spec: dict, settings: Settings = Set
         "command": ["kubenas", "controller", "--namespace", namespace, "--experiment", name],
         "env": [
             {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-            {"name": "KUBENAS_CONTROLLER_POLL_SECONDS", "value": str(settings.controller_poll_seconds)},
+            {"name": CONTROLLER_POLL_ENV, "value": str(settings.controller_poll_seconds)},
             {"name": "KUBENAS_CONTROLLER_CHECKPOINT_SECONDS", "value": str(settings.controller_checkpoint_seconds)},
             {"name": "KUBENAS_CONTROLLER_METRICS_PORT", "value": str(CONTROLLER_METRICS_PORT)},
             {"name": "HOME", "value": "/tmp"},
