@@ -20,6 +20,7 @@ average, SPOS section 3.3), then the task's validation metrics; one score per ca
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
@@ -152,22 +153,36 @@ def _set_lr(optimizer: torch.optim.Optimizer, base: float, factor: float) -> Non
         group["lr"] = base * factor
 
 
+def memory_format(training: dict, device: torch.device) -> torch.memory_format:
+    """``channelsLast`` on CUDA, as the training loop does."""
+    return torch.channels_last if device.type == "cuda" and training.get("channelsLast") else torch.contiguous_format
+
+
 def train_supernet(task, supernet: CellSupernet, training: dict, *, epochs: int, seed: int,
                    checkpoint_path: str | os.PathLike | None = None,
                    on_epoch: Callable[[int, dict], None] | None = None) -> dict:
     """Train ``supernet`` for ``epochs`` epochs on the task's training split, one uniform
-    path per batch, with the trial's optimizer settings and a cosine schedule over the
-    whole run. After each epoch the state (weights, optimizer, epoch, path RNG) goes to
-    ``checkpoint_path`` (atomically); if it exists, training resumes after its epoch.
-    Returns ``{"epochs", "resumedFromEpoch", "trainSeconds", "trainLoss"}``. Not honoured
-    yet (unlike train.py's loop): mixed precision, gradient clipping, warm-up, other
-    schedules, the trial's deadline."""
-    from kubenas_trainer.training.loop import _make_optimizer
+    path per batch, with the trial's optimizer settings, its ``schedule`` and
+    ``warmupEpochs`` over these ``epochs`` (the training loop's ``_lr_lambda``),
+    ``gradientClipNorm``, and on CUDA ``mixedPrecision`` (bfloat16 where supported, else
+    float16 with a gradient scaler) and ``channelsLast``. After each epoch the state
+    (weights, optimizer, scaler, epoch, path RNG, shuffle generator) goes to
+    ``checkpoint_path`` (atomically); if it exists, training resumes after its epoch,
+    exactly as an uninterrupted run. Returns ``{"epochs", "resumedFromEpoch",
+    "trainSeconds", "trainLoss"}``. The trial's deadline is its process's (the runner or
+    the Job stops it; the checkpoint stays)."""
+    from kubenas_trainer.training.loop import _lr_lambda, _make_optimizer
 
     device = next(supernet.parameters()).device
+    cuda = device.type == "cuda"
     gen = torch.Generator().manual_seed(seed)
-    loaders = task.loaders(training, device, gen, torch.contiguous_format)
+    loaders = task.loaders(training, device, gen, memory_format(training, device))
     optimizer = _make_optimizer(supernet, training)
+    amp_dtype = None
+    if cuda and training.get("mixedPrecision"):
+        amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    clip = float(training.get("gradientClipNorm") or 0.0)
     base_lr = training["learningRate"]
     rng = random.Random(seed)
     start = 0
@@ -175,28 +190,43 @@ def train_supernet(task, supernet: CellSupernet, training: dict, *, epochs: int,
         state = torch.load(checkpoint_path, map_location=device, weights_only=True)
         supernet.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
         rng.setstate(state["pathRng"])
         gen.set_state(state["shuffleGen"])
         start = int(state["epoch"])
-    steps = max(1, epochs * len(loaders.train))
+    per_epoch = len(loaders.train)
+    factor = _lr_lambda(training.get("schedule", "cosine"), max(1, epochs * per_epoch),
+                        int(round(float(training.get("warmupEpochs") or 0.0) * per_epoch)))
     t0 = time.monotonic()
     loss_sum, count = 0.0, 0
     for epoch in range(start + 1, epochs + 1):
         supernet.train()
         loss_sum, count = 0.0, 0
         for b, batch in enumerate(loaders.train):
-            step = (epoch - 1) * len(loaders.train) + b
-            _set_lr(optimizer, base_lr, 0.5 * (1.0 + math.cos(math.pi * step / steps)))
+            _set_lr(optimizer, base_lr, factor((epoch - 1) * per_epoch + b))
             supernet.path = supernet.sample_path(rng)
-            out = task.train_step(supernet, batch, training)
+            with torch.autocast("cuda", dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
+                out = task.train_step(supernet, batch, training)
             optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
-            optimizer.step()
+            if scaler is not None:
+                scaler.scale(out.loss).backward()
+                if clip:
+                    scaler.unscale_(optimizer)
+                    nn.utils.clip_grad_norm_(supernet.parameters(), clip)
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                out.loss.backward()
+                if clip:
+                    nn.utils.clip_grad_norm_(supernet.parameters(), clip)
+                optimizer.step()
             loss_sum += float(out.loss.detach()) * out.count
             count += out.count
         if checkpoint_path:
             tmp = f"{checkpoint_path}.tmp"
             torch.save({"model": supernet.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+                        "scaler": scaler.state_dict() if scaler is not None else None,
                         "pathRng": rng.getstate(), "shuffleGen": gen.get_state()}, tmp)
             os.replace(tmp, checkpoint_path)
         if on_epoch is not None:  # after the checkpoint: a callback may keep it elsewhere
@@ -349,7 +379,7 @@ def _run_oneshot(trial: dict, checkpoint_path: str | os.PathLike, store: str | N
     torch.manual_seed(t["seed"])
     device = _select_device(t["device"])
     task = open_task(cfg.task, cfg.dataset, t["seed"], device)
-    net = task.build_supernet(spec["space"]).to(device)
+    net = task.build_supernet(spec["space"]).to(device, memory_format=memory_format(t, device))
     pick = max if cfg.goal == "maximize" else min
     if kind == SUPERNET_KIND:
         if store is not None and not os.path.exists(checkpoint_path):

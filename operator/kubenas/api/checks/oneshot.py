@@ -3,6 +3,7 @@ combinations that make no sense with it, each refused naming the field and the f
 from __future__ import annotations
 
 from kubenas.contract import oneshot
+from kubenas.contract.spaces import supernet_spaces
 
 from ..issues import Issue
 
@@ -20,10 +21,11 @@ def oneshot_issues(spec: dict) -> list[Issue]:
         return [Issue(err.path, err.message)]
     issues = []
     space = spec["searchSpace"]
-    if space.get("type") != "cell":
+    shared = supernet_spaces()
+    if space.get("type") not in shared:
         issues.append(Issue("spec.searchSpace.type", f"{space.get('type')} has no weight-sharing supernet: "
-                            "spec.oneShot searches a cell space (searchSpace.type: cell) only; use a cell space "
-                            "or remove spec.oneShot"))
+                            f"spec.oneShot searches a {' or '.join(shared)} space (searchSpace.type: "
+                            f"{' or '.join(shared)}) only; use such a space or remove spec.oneShot"))
     if space.get("hyperparameters"):
         issues.append(Issue("spec.searchSpace.hyperparameters", "cannot be searched with spec.oneShot: the "
                             "supernet is trained with one set of training settings, so inherited-weight scores "
@@ -39,6 +41,10 @@ def oneshot_issues(spec: dict) -> list[Issue]:
     if (trial.get("model") or {}).get("builder"):
         issues.append(Issue("spec.trial.model.builder", "a user's model builder has no supernet (the one-shot "
                             "supernet is the built-in cell network's); remove model.builder or spec.oneShot"))
+    if trial["training"].get("scheduleEpochs") is not None:
+        issues.append(Issue("spec.trial.training.scheduleEpochs", "cannot be set with spec.oneShot: the supernet's "
+                            "schedule runs over oneShot.supernetEpochs and a retrain's over training.epochs; "
+                            "remove it"))
     if spec["strategy"].get("fidelity"):
         issues.append(Issue("spec.strategy.fidelity", "cannot be combined with spec.oneShot: candidates are scored "
                             "with inherited weights, not trained; remove one of them"))
