@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from kubenas.contract.artifacts import CHECKPOINT_FILE
+from kubenas.contract.oneshot import is_weight_sharing
 from kubenas.contract.result import failed_result
 
 from kubenas_trainer import errors
@@ -89,10 +90,10 @@ def _main(args: argparse.Namespace) -> int:
         trial = {}
         result = failed_result(exc.reason, exc.message)
     else:
-        if trial.get("oneshot"):  # a phase of a one-shot experiment (supernet.py)
+        if is_weight_sharing(trial):  # a supernet or score trial of a one-shot experiment (models/supernet.py)
             from kubenas_trainer.models.supernet import run_oneshot_trial
 
-            result = run_oneshot_trial(trial, args.out / CHECKPOINT_FILE)
+            result = run_oneshot_trial(trial, args.out / CHECKPOINT_FILE, on_epoch=reporter.epoch)
         else:
             from kubenas_trainer.training.loop import run_trial  # torch is imported only once there is a trial to run
 
