@@ -167,70 +167,83 @@ class Reconciler:
             self._experiment(exp, summaries, _now(now))
 
     def _experiment(self, exp: dict, summaries: list[TrialRecord], now_dt: datetime) -> None:
-        meta = exp["metadata"]
-        namespace, name = meta["namespace"], meta["name"]
-        generation = meta.get("generation")
+        """A finished experiment is tidied; a new one judged (accepted or refused); an
+        accepted one runs or ends (the plan's outcome)."""
         now = now_iso(now_dt)
         status = exp.get("status") or {}
-        phase = status.get("phase")
         accepted = accepted_spec(exp)
-        wanted: dict = {}
-        conditions = status.get("conditions") or []
-
-        if phase in EXPERIMENT_TERMINAL:
-            # Finished: the controller goes; late trial changes (stopped trials) still count.
-            self._delete_controller(exp)
-            if accepted is not None:
-                wanted.update(self._fold(namespace, status, summaries, accepted))
-                self._stop_in_flight(namespace, summaries, now)
-                if accepted.get("deploy") is not None and phase == SUCCEEDED:
-                    wanted["deployment"] = self._deploy(exp, accepted, {**status, **wanted}, now)
-            self._patch_status(exp, status, wanted)
+        if status.get("phase") in EXPERIMENT_TERMINAL:
+            self._finished_experiment(exp, status, summaries, accepted, now)
             return
-
+        conditions = status.get("conditions") or []
         if accepted is None:
-            # Beyond its namespace's bound it waits before it is even judged: a tenant's
-            # flood costs the operator a slot check and one status write per experiment.
-            if self._wait_for_room(exp, status, conditions, {}, now):
+            judged = self._judge(exp, status, conditions, now)
+            if judged is None:
                 return
-            issues, reason = validate_experiment(_clean_experiment(exp)), INVALID_SPEC
-            if not issues:
-                policy = self.policy()
-                issues, reason = policy_issues(exp["spec"], policy) + self._reference_issues(exp, policy), POLICY_DENIED
-            if issues:
-                self._refuse(exp, status, conditions, reason, "; ".join(str(issue) for issue in issues[:8]), now)
-                return
-            accepted = with_defaults(exp["spec"])
-            self._ensure_namespace(exp, now)
-            # Accepted first, in status (which only the operator writes), before the
-            # controller that reads it exists.
-            accepting = {"acceptedSpec": accepted_spec_text(accepted),
-                         "conditions": set_condition(conditions, "Valid", "True", "SpecAccepted", "the spec is valid",
-                                                     now=now, generation=generation)}
-            try:
-                written = self._patch_status(exp, status, accepting)
-            except ApiException as err:
-                if err.status not in PERMANENT:
-                    raise
-                # The API server will not store this accepted spec (validation keeps it within
-                # the schema's bounds; this is the backstop): the experiment can never start.
-                self._refuse(exp, status, conditions, INVALID_SPEC,
-                             f"status.acceptedSpec: the API server refused to store the accepted spec "
-                             f"({err.status}): {api_message(err)[:2000]}", now)
-                return
-            if not written:
-                return
-            conditions = accepting["conditions"]
-            status = {**status, **accepting}
-            self.event(exp, "Normal", "Accepted",
-                       f"spec accepted: {accepted['strategy']['type']} search, up to "
-                       f"{accepted['budget']['maxTrials']} trials, {accepted['budget']['parallelTrials']} at a time",
-                       now)
+            accepted, status, conditions = judged
         else:
-            accepted, conditions = self._spec_change(exp, accepted, conditions, now, generation)
+            accepted, conditions = self._spec_change(exp, accepted, conditions, now, exp["metadata"].get("generation"))
+        self._run_or_end(exp, status, conditions, accepted, summaries, now_dt)
 
+    def _finished_experiment(self, exp: dict, status: dict, summaries: list[TrialRecord], accepted: dict | None,
+                             now: str) -> None:
+        """Finished: the controller goes; late trial changes (stopped trials) still count,
+        and a Succeeded experiment's spec.deploy serves its chosen trial."""
+        self._delete_controller(exp)
+        wanted: dict = {}
+        if accepted is not None:
+            wanted.update(self._fold(exp["metadata"]["namespace"], status, summaries, accepted))
+            self._stop_in_flight(exp["metadata"]["namespace"], summaries, now)
+            if accepted.get("deploy") is not None and status.get("phase") == SUCCEEDED:
+                wanted["deployment"] = self._deploy(exp, accepted, {**status, **wanted}, now)
+        self._patch_status(exp, status, wanted)
+
+    def _judge(self, exp: dict, status: dict, conditions: list, now: str) -> tuple[dict, dict, list] | None:
+        """A new experiment: refused (Failed, InvalidSpec or PolicyDenied), or accepted,
+        in status (which only the operator writes) before the controller that reads it
+        exists. The accepted spec, status and conditions; None when it was not accepted
+        (refused, waiting for room in its namespace, or the write did not happen)."""
+        # Beyond its namespace's bound it waits before it is even judged: a tenant's
+        # flood costs the operator a slot check and one status write per experiment.
+        if self._wait_for_room(exp, status, conditions, {}, now):
+            return None
+        issues, reason = validate_experiment(_clean_experiment(exp)), INVALID_SPEC
+        if not issues:
+            policy = self.policy()
+            issues, reason = policy_issues(exp["spec"], policy) + self._reference_issues(exp, policy), POLICY_DENIED
+        if issues:
+            self._refuse(exp, status, conditions, reason, "; ".join(str(issue) for issue in issues[:8]), now)
+            return None
+        accepted = with_defaults(exp["spec"])
         self._ensure_namespace(exp, now)
-        wanted.update(self._fold(namespace, status, summaries, accepted))
+        accepting = {"acceptedSpec": accepted_spec_text(accepted),
+                     "conditions": set_condition(conditions, "Valid", "True", "SpecAccepted", "the spec is valid",
+                                                 now=now, generation=exp["metadata"].get("generation"))}
+        try:
+            if not self._patch_status(exp, status, accepting):
+                return None
+        except ApiException as err:
+            if err.status not in PERMANENT:
+                raise
+            # The API server will not store this accepted spec (validation keeps it within
+            # the schema's bounds; this is the backstop): the experiment can never start.
+            self._refuse(exp, status, conditions, INVALID_SPEC,
+                         f"status.acceptedSpec: the API server refused to store the accepted spec "
+                         f"({err.status}): {api_message(err)[:2000]}", now)
+            return None
+        self.event(exp, "Normal", "Accepted",
+                   f"spec accepted: {accepted['strategy']['type']} search, up to {accepted['budget']['maxTrials']} "
+                   f"trials, {accepted['budget']['parallelTrials']} at a time", now)
+        return accepted, {**status, **accepting}, accepting["conditions"]
+
+    def _run_or_end(self, exp: dict, status: dict, conditions: list, accepted: dict, summaries: list[TrialRecord],
+                    now_dt: datetime) -> None:
+        """An accepted experiment: folded, then Running (its controller there, room in its
+        namespace to start) or ended with the plan's outcome (or NameConflict)."""
+        meta, now, phase = exp["metadata"], now_iso(now_dt), status.get("phase")
+        generation = meta.get("generation")
+        self._ensure_namespace(exp, now)
+        wanted = self._fold(meta["namespace"], status, summaries, accepted)
         start = status.get("startTime") or now
         outcome = plan_for(accepted).outcome(summaries, elapsed_seconds(start, now_dt))
         if outcome is None and phase != RUNNING:  # to start, it needs room in its namespace
@@ -248,7 +261,6 @@ class Reconciler:
             if self._patch_status(exp, status, wanted) and phase != RUNNING:
                 self.event(exp, "Normal", "Started", "the experiment is running: its controller proposes trials", now)
             return
-
         # The experiment ends: record why first, then stop the controller and running trials.
         conditions = set_condition(conditions, RUNNING, "False", outcome.reason, outcome.message, now=now)
         conditions = set_condition(conditions, "Complete", "True", outcome.reason, outcome.message, now=now)
@@ -256,9 +268,9 @@ class Reconciler:
                        "conditions": conditions, "observedGeneration": generation})
         if self._patch_status(exp, status, wanted):
             self.event(exp, "Warning" if outcome.phase == FAILED else "Normal", outcome.reason, outcome.message, now)
-            metrics.experiment_finished(namespace, outcome.phase, outcome.reason)
+            metrics.experiment_finished(meta["namespace"], outcome.phase, outcome.reason)
         self._delete_controller(exp)
-        self._stop_in_flight(namespace, summaries, now)
+        self._stop_in_flight(meta["namespace"], summaries, now)
 
     def _wait_for_room(self, exp: dict, status: dict, conditions: list, wanted: dict, now: str) -> bool:
         """True when the experiment must wait for room in its namespace (tenancy.py): it
@@ -628,9 +640,8 @@ class Reconciler:
             return
         if status["phase"] == SUCCEEDED:
             return  # routine: the status, the leaderboard and the metrics show it; Events are for attention
-        else:
-            text = f"trial {meta['name']} {status['phase']}: {status.get('reason') or ''} {status.get('message') or ''}"
-            self.event(trial, "Warning" if status["phase"] == FAILED else "Normal", status["phase"], text.strip(), now)
+        text = f"trial {meta['name']} {status['phase']}: {status.get('reason') or ''} {status.get('message') or ''}"
+        self.event(trial, "Warning" if status["phase"] == FAILED else "Normal", status["phase"], text.strip(), now)
         self._trial_finished_event(exp, trial, status, now)
 
     def _trial_finished_event(self, exp: dict | None, trial: dict, status: dict, now: str) -> None:
@@ -639,11 +650,9 @@ class Reconciler:
         that was two writes each, and the status and leaderboard show them."""
         if exp is None or status.get("phase") == SUCCEEDED:
             return
-        phase, reward = status.get("phase"), status.get("reward")
+        phase = status.get("phase")
         text = f"trial {trial['metadata']['name']} {phase}"
-        if isinstance(reward, (int, float)) and phase == SUCCEEDED:
-            text += f", reward {reward:.4g}"
-        if status.get("reason") and phase != SUCCEEDED:
+        if status.get("reason"):
             text += f": {status['reason']}"
         self.event(exp, "Warning" if phase == FAILED else "Normal", f"Trial{phase}", text, now)
 
