@@ -8,6 +8,7 @@ import json
 import sys
 
 from kubenas.contract import EXIT_TABLE, FINAL_EXIT_CODES
+from kubenas.api.defaults import with_defaults
 from kubenas.operator.manifests import job_for_trial
 from kubenas.operator.trial_state import pod_failure
 from kubenas_trainer.reporting.cluster import RETRIES, main_from_cluster
@@ -107,7 +108,7 @@ async def test_a_trial_the_trainer_cannot_read_for_an_outage_is_retried_not_fail
     assert (code, json.loads(log.read_text())["reason"]) == (75, "ApiUnavailable")
     assert code not in FINAL_EXIT_CODES
     job = job_for_trial({"metadata": {"name": "gone-0", "namespace": NS, "uid": "u"},
-                         "spec": {"experiment": "gone", "index": 0}}, {"budget": {"maxRetries": 2}})
+                         "spec": {"experiment": "gone", "index": 0}}, with_defaults({"budget": {"maxRetries": 2}}))
     fail_job = job["spec"]["podFailurePolicy"]["rules"][0]
     assert fail_job["action"] == "FailJob" and 75 not in fail_job["onExitCodes"]["values"]
     assert fail_job["onExitCodes"]["values"] == [e.code for e in EXIT_TABLE if e.final]

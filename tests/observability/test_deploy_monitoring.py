@@ -136,7 +136,8 @@ def test_network_policies_select_the_pods_kubenas_builds():
            "metadata": {"name": "e", "namespace": "ns", "uid": "u"}}
     controller = controller_deployment(exp, {"strategy": {"type": "random"}}, Settings())
     trial = {"metadata": {"name": "e-0", "namespace": "ns", "uid": "t"}, "spec": {"experiment": "e", "index": 0}}
-    trainer = job_for_trial(trial, {"trial": {}, "budget": {}}, Settings())
+    from kubenas.api.defaults import with_defaults
+    trainer = job_for_trial(trial, with_defaults({}), Settings())
     for name, pod_labels in (("kubenas-controller", controller["spec"]["template"]["metadata"]["labels"]),
                              ("kubenas-trainer", trainer["spec"]["template"]["metadata"]["labels"])):
         assert policies[name]["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items(), name

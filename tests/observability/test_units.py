@@ -39,7 +39,8 @@ def test_a_pod_waiting_for_a_node_keeps_the_trial_pending():
 def test_evictions_count_against_max_retries_and_exit_codes_are_final():
     t = {"metadata": {"name": "u-1", "namespace": "ns", "uid": "x"},
          "spec": {"experiment": "unit", "index": 1}}
-    j = job_for_trial(t, {"budget": {"maxRetries": 5}, "trial": {"template": {"queueName": "q"}}})
+    from kubenas.api.defaults import with_defaults
+    j = job_for_trial(t, with_defaults({"budget": {"maxRetries": 5}, "trial": {"template": {"queueName": "q"}}}))
     assert j["spec"]["backoffLimit"] == 5 and j["spec"]["suspend"] is True
     rules = j["spec"]["podFailurePolicy"]["rules"]
     assert rules[0]["action"] == "FailJob"

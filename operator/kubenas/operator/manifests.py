@@ -151,7 +151,7 @@ def _trainer_env(trial_name: str, template_env: list, artifacts_env: list = ()) 
 def trial_command(spec: dict) -> list[str]:
     """The trial container's command: the built-in trainer, or the user's program
     (spec.trial.command, admitted by deploy/admission.yaml) under ``kubenas-trial``."""
-    command = (spec.get("trial") or {}).get("command")
+    command = spec["trial"].get("command")
     return [*USER_COMMAND_WRAPPER, *command] if command else list(TRAINER_COMMAND)
 
 
@@ -181,6 +181,17 @@ def with_default_requests(resources: dict, defaults: dict) -> dict:
     return {**resources, "requests": {**missing, **(resources.get("requests") or {})}}
 
 
+def credential_env(artifacts: dict) -> list:
+    """An object store's credentials from ``spec.artifacts.credentialsSecret`` as env
+    (secretKeyRef), one variable per name its fsspec backend reads
+    (kubenas.contract.artifacts.CREDENTIAL_VARIABLES), each optional; none without a Secret."""
+    secret = artifacts.get("credentialsSecret")
+    if not secret or not artifacts.get("url"):
+        return []
+    return [{"name": var, "valueFrom": {"secretKeyRef": {"name": secret, "key": var, "optional": True}}}
+            for var in art.CREDENTIAL_VARIABLES[art.scheme(artifacts["url"])]]
+
+
 def artifacts_pod_parts(spec: dict, experiment: str, uid: str | None) -> tuple[list, list, list]:
     """The trainer's (env, volumes, volumeMounts) for ``spec.artifacts``; all empty
     without it. A claim is mounted by subPath at the experiment's folder only (named
@@ -193,11 +204,7 @@ def artifacts_pod_parts(spec: dict, experiment: str, uid: str | None) -> tuple[l
     root = art.trainer_root(artifacts, experiment, uid)
     env = [{"name": k, "value": v} for k, v in art.trainer_env(artifacts, experiment, root, uid).items()]
     if artifacts.get("url"):
-        secret = artifacts.get("credentialsSecret")
-        if secret:
-            env += [{"name": var, "valueFrom": {"secretKeyRef": {"name": secret, "key": var, "optional": True}}}
-                    for var in art.CREDENTIAL_VARIABLES[art.scheme(artifacts["url"])]]
-        return env, [], []
+        return env + credential_env(artifacts), [], []
     volumes = [{"name": art.VOLUME_NAME,
                 "persistentVolumeClaim": {"claimName": artifacts["persistentVolumeClaim"]["claimName"]}}]
     mounts = [{"name": art.VOLUME_NAME, "mountPath": art.MOUNT_PATH,
