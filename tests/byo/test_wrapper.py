@@ -11,6 +11,7 @@ import pytest
 
 from kubenas.contract import DIVERGED, EARLY_STOPPED, INVALID_TRIAL, NO_REWARD, OUT_OF_MEMORY, SUCCEEDED, TIMEOUT
 from kubenas.contract.byo import ReportError, format_report, parse_report, references, substitute
+from kubenas.contract.result import MESSAGE_LIMIT
 from kubenas_trainer.reporting.wrapper import Terminated, main, run_command
 
 TRIAL = {"experiment": "x", "index": 3, "name": "x-3", "architecture": {"type": "chain", "layers": []},
@@ -143,6 +144,17 @@ def test_a_program_that_reports_nothing_keeps_its_own_exit_code(tmp_path):
     assert (result["reason"], result["exitCode"]) == (NO_REWARD, 0)
     assert result["message"].startswith("the program exited 0 but reported nothing: print 'kubenas: epoch=N")
     assert code == 8  # NoReward's own code (kubenas.contract.EXIT_TABLE), not InternalError's 1
+
+
+def test_a_failure_message_keeps_the_programs_last_line_within_the_one_cap(tmp_path):
+    """The message is cut to MESSAGE_LIMIT from the front of the output, so the error a
+    program dies with (its last line) is always in it."""
+    code = "print('x' * 3000, flush=True); raise SystemExit('the real error is here')"
+    result = run(code, tmp_path)
+    assert result["reason"] == "InternalError" and result["exitCode"] == 1
+    assert len(result["message"]) <= MESSAGE_LIMIT
+    assert result["message"].startswith("the program exited with code 1")
+    assert result["message"].endswith("the real error is here")
 
 
 def test_unknown_substitution_fails_the_trial_naming_the_field(tmp_path):

@@ -277,24 +277,35 @@ def _to_nchw(x: np.ndarray, layout: str, where: str) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if layout == "NHWC" else x
 
 
-def _read_npz(spec: dict):
+NPZ_SPLITS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def read_npz(spec: dict, required: tuple[str, ...] = NPZ_SPLITS, holds: str | None = None
+             ) -> tuple[Path, dict[str, np.ndarray]]:
+    """``dataset.path`` and every array of that ``.npz`` (read without unpickling):
+    DataError when it is not a file, cannot be read, or lacks a ``required`` array (the
+    message says what it has, or ``holds``: what such a file holds)."""
     path = _require_path(spec)
     if not path.is_file():
         raise DataError(f"npz: {path} is not a file")
-    layout = spec.get("layout", "auto")
     try:
         with np.load(path, allow_pickle=False) as npz:
-            missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in npz.files]
+            missing = [k for k in required if k not in npz.files]
             if missing:
                 raise DataError(f"npz: {path} lacks the array(s) {', '.join(missing)} "
-                                f"(has {', '.join(npz.files) or 'none'})")
-            arrays = {k: npz[k] for k in ("x_train", "y_train", "x_test", "y_test")}
-            names = [str(c) for c in npz["classes"]] if "classes" in npz.files else None
-            side = {k: npz[k] for k in ("groups_train", "names_train") if k in npz.files}
+                                f"({holds or 'has ' + (', '.join(npz.files) or 'none')})")
+            return path, {k: npz[k] for k in npz.files}
     except DataError:
         raise
     except Exception as exc:  # noqa: BLE001
         raise DataError(f"npz: cannot read {path}: {exc}") from exc
+
+
+def _read_npz(spec: dict):
+    layout = spec.get("layout", "auto")
+    path, arrays = read_npz(spec)
+    names = [str(c) for c in arrays["classes"]] if "classes" in arrays else None
+    side = {k: arrays[k] for k in ("groups_train", "names_train") if k in arrays}
     xs, ys = [], []
     for part in ("train", "test"):
         x, y = arrays[f"x_{part}"], arrays[f"y_{part}"]
@@ -421,6 +432,20 @@ def _read_cached(name: str, path: str | None, layout: str | None, image_size: tu
     for a in (raw.x_train, raw.y_train, raw.x_test, raw.y_test):
         a.setflags(write=False)
     return raw
+
+
+def dataset_block(value, defaults: dict, where: str) -> dict:
+    """A task's settings block of the dataset spec (``dataset.<where>``: absent, or an
+    object of ``defaults``' fields) with the defaults filled; InvalidTrial naming an
+    unknown field. The values are the caller's to check."""
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise InvalidTrial(f"dataset.{where}: must be an object, got {value!r}")
+    unknown = sorted(set(value) - set(defaults))
+    if unknown:
+        raise InvalidTrial(f"dataset.{where}.{unknown[0]}: unknown field (known: {', '.join(defaults)})")
+    return {**defaults, **value}
 
 
 def check_spec(spec, fields: tuple = COMMON_FIELDS + ("layout", "imageSize"), datasets: tuple = IMAGE_DATASETS,

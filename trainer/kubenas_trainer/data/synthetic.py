@@ -91,13 +91,32 @@ def _finish(out: np.ndarray, rng, noise: float) -> np.ndarray:
     return (out / (np.abs(out).max() + 1e-9) * 0.8).astype(np.float32)
 
 
+
+def _audio_npz(splits: dict, sample_rate: int, classes, *, names: bool) -> dict:
+    """The arrays of an audio npz from ``splits`` (``train``/``test`` -> the clips, their
+    labels and speakers): ``x_<part>``, ``y_<part>``, the training speakers as
+    ``groups_train`` (with ``names_train``, ``<group>/<i>``, if ``names``), ``sample_rate``
+    and ``classes``."""
+    arrays: dict = {}
+    for part, (xs, ys, groups) in splits.items():
+        arrays[f"x_{part}"] = np.stack(xs)
+        arrays[f"y_{part}"] = np.array(ys, dtype=np.int64)
+        if part == "train":
+            arrays["groups_train"] = np.array(groups)
+            if names:
+                arrays["names_train"] = np.array([f"{g}/{i}" for i, g in enumerate(groups)])
+    arrays["sample_rate"] = np.array(sample_rate)
+    arrays["classes"] = np.array(classes)
+    return arrays
+
+
 def spoken_words(*, train_speakers: int = 16, test_speakers: int = 10, per_word: int = 10, sample_rate: int = 8000,
                  seconds: float = 0.5, tic_level: float = 1.0, seed: int = 0) -> dict:
     """The arrays of an audio npz (docs/tasks.md): waveforms, labels, speakers as groups."""
     rng = np.random.RandomState(seed)
     words = list(WORDS)
     samples = int(round(seconds * sample_rate))
-    arrays: dict = {}
+    splits: dict = {}
     for part, count in (("train", train_speakers), ("test", test_speakers)):
         xs, ys, groups = [], [], []
         for s in range(count):
@@ -107,14 +126,8 @@ def spoken_words(*, train_speakers: int = 16, test_speakers: int = 10, per_word:
                     xs.append(_utterance(rng, spk, WORDS[word], spk["tics"][w], sample_rate, samples, tic_level))
                     ys.append(w)
                     groups.append(f"{part}-speaker-{s}")
-        arrays[f"x_{part}"] = np.stack(xs)
-        arrays[f"y_{part}"] = np.array(ys, dtype=np.int64)
-        if part == "train":
-            arrays["groups_train"] = np.array(groups)
-            arrays["names_train"] = np.array([f"{g}/{i}" for i, g in enumerate(groups)])
-    arrays["sample_rate"] = np.array(sample_rate)
-    arrays["classes"] = np.array(words)
-    return arrays
+        splits[part] = (xs, ys, groups)
+    return _audio_npz(splits, sample_rate, words, names=True)
 
 
 def spoken_strings(*, train_speakers: int = 12, test_speakers: int = 6, per_speaker: int = 24,
@@ -220,7 +233,7 @@ def speaker_habits(*, train_speakers: int = 16, test_speakers: int = 16, per_wor
     grid = [(1900 + 1800 * (i + 0.5) / freqs, 0.05 + 0.75 * (j + 0.5) / times)
             for i in range(freqs) for j in range(times)]
     order = rng.permutation(len(grid))
-    arrays: dict = {}
+    splits: dict = {}
     for part, count in (("train", train_speakers), ("test", test_speakers)):
         xs, ys, groups = [], [], []
         for s in range(count):
@@ -235,13 +248,8 @@ def speaker_habits(*, train_speakers: int = 16, test_speakers: int = 16, per_wor
                     xs.append(_call(rng, pitch, rate, HABIT_SHAPES[said], habit, sample_rate, samples, habit_level))
                     ys.append(w)
                     groups.append(f"{part}-speaker-{s}")
-        arrays[f"x_{part}"] = np.stack(xs)
-        arrays[f"y_{part}"] = np.array(ys, dtype=np.int64)
-        if part == "train":
-            arrays["groups_train"] = np.array(groups)
-    arrays["sample_rate"] = np.array(sample_rate)
-    arrays["classes"] = np.array(HABIT_SHAPES)
-    return arrays
+        splits[part] = (xs, ys, groups)
+    return _audio_npz(splits, sample_rate, HABIT_SHAPES, names=False)
 
 
 MOTIFS = ((5, 6, 7), (7, 6, 5), (5, 5, 8), (8, 7, 8))

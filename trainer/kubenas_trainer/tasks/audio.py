@@ -33,7 +33,7 @@ from torch import nn
 
 from kubenas.contract.datasets import SPEECH_COMMANDS_TEST_LIST, layout_problem
 
-from kubenas_trainer.data import Raw, _require_path, npz_side_arrays
+from kubenas_trainer.data import NPZ_SPLITS, Raw, _require_path, dataset_block, npz_side_arrays, read_npz
 from kubenas_trainer.errors import DataError, InvalidTrial
 
 AUDIO_EXTENSIONS = (".wav",)
@@ -49,14 +49,7 @@ _INTS = ("sampleRate", "nFft", "hopLength", "nMels", "freqMasks", "freqMaskWidth
 
 
 def _check_block(value, defaults: dict, where: str) -> dict:
-    if value is None:
-        value = {}
-    if not isinstance(value, dict):
-        raise InvalidTrial(f"dataset.{where}: must be an object, got {value!r}")
-    unknown = sorted(set(value) - set(defaults))
-    if unknown:
-        raise InvalidTrial(f"dataset.{where}.{unknown[0]}: unknown field (known: {', '.join(defaults)})")
-    out = {**defaults, **value}
+    out = dataset_block(value, defaults, where)
     for key, v in out.items():
         path = f"dataset.{where}.{key}"
         if key == "noiseFiles":
@@ -419,20 +412,8 @@ def read_audio_folder(spec: dict) -> Raw:
 def read_audio_npz(spec: dict) -> Raw:
     """``x_train``/``x_test``: N x L waveforms (float in [-1, 1], or int16), ``y_*``,
     ``sample_rate`` (a scalar), optional ``groups_train``, ``names_train``, ``classes``."""
-    path = _require_path(spec)
-    if not path.is_file():
-        raise DataError(f"npz: {path} is not a file")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            missing = [k for k in ("x_train", "y_train", "x_test", "y_test", "sample_rate") if k not in npz.files]
-            if missing:
-                raise DataError(f"npz: {path} lacks the array(s) {', '.join(missing)} (an audio npz holds "
-                                "N x L waveforms and their sample_rate)")
-            a = {k: npz[k] for k in npz.files}
-    except DataError:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        raise DataError(f"npz: cannot read {path}: {exc}") from exc
+    path, a = read_npz(spec, NPZ_SPLITS + ("sample_rate",), holds="an audio npz holds N x L waveforms and their "
+                                                                  "sample_rate")
     xs, ys = [], []
     for part in ("train", "test"):
         x, y = a[f"x_{part}"], np.asarray(a[f"y_{part}"]).reshape(-1)

@@ -11,6 +11,7 @@ exported model returns ``logits`` ``N x K``.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Callable
 
 import torch
@@ -28,6 +29,15 @@ IMAGE_INPUT_DOC = "float32 N x C x H x W, pixel values scaled to [0, 1]; normali
 CLASSIFICATION_METRICS = TASK_METRIC_GOALS["image-classification"]  # the same for audio and sequences
 
 
+def _no_stem() -> None:
+    return None
+
+
+def _no_transform(generator: torch.Generator) -> None:
+    return None
+
+
+@dataclass(eq=False)
 class ClassificationTask(TrialTask):
     """One label per example, from in-memory splits (``data.Dataset``).
 
@@ -36,27 +46,29 @@ class ClassificationTask(TrialTask):
     augmentation), or None; ``front``: the fixed module the exported model starts with
     (what turns a waveform or ``N x T x F`` floats into the network's input);
     ``input_doc`` / ``export_example`` / ``export_input``: what the exported model takes
-    (its words, a batch of it, its signature); ``variable_length``: its dimension 1 is free.
+    (its words, a batch of it, its signature: images of the dataset's shape by default);
+    ``variable_length``: its dimension 1 is free; ``metadata``: what the exported model's
+    metadata adds for this kind of data.
     """
 
     metrics = CLASSIFICATION_METRICS
     test_metrics = ("accuracy",)
 
-    def __init__(self, dataset: Dataset, *, stem: Callable[[], nn.Module | None] = lambda: None,
-                 train_transform: Callable[[torch.Generator], Callable | None] = lambda generator: None,
-                 front: nn.Module | None = None, input_doc: str | None = None,
-                 export_example: Callable[[int], torch.Tensor] | None = None,
-                 export_input: TensorSpec | None = None, variable_length: bool = False,
-                 metadata: dict | None = None):
-        self.dataset = dataset
-        self.stem = stem
-        self.train_transform = train_transform
-        self.front = front
-        self.input_doc = input_doc
-        self.export_example = export_example
-        self.export_input = export_input or TensorSpec("images", "FP32", (-1, *dataset.input_shape))
-        self.variable_length = variable_length
-        self.metadata = dict(metadata or {})
+    dataset: Dataset
+    _: KW_ONLY
+    stem: Callable[[], nn.Module | None] = _no_stem
+    train_transform: Callable[[torch.Generator], Callable | None] = _no_transform
+    front: nn.Module | None = None
+    input_doc: str | None = None
+    export_example: Callable[[int], torch.Tensor] | None = None
+    export_input: TensorSpec | None = None
+    variable_length: bool = False
+    metadata: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.export_input is None:
+            self.export_input = TensorSpec("images", "FP32", (-1, *self.dataset.input_shape))
+        self.metadata = dict(self.metadata or {})
 
     # ------------------------------------------------------------------ data
     @property

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from kubenas_trainer.data import Raw, _require_path, npz_side_arrays
+from kubenas_trainer.data import Raw, _require_path, dataset_block, npz_side_arrays, read_npz
 from kubenas_trainer.errors import DataError, InvalidTrial
 
 SEQUENCE_DEFAULTS = {"maxLength": None, "padId": 0, "embeddingDim": 32}
@@ -33,14 +33,7 @@ MAX_VOCABULARY = 1 << 22
 
 
 def check_sequence(value) -> dict:
-    if value is None:
-        value = {}
-    if not isinstance(value, dict):
-        raise InvalidTrial(f"dataset.sequence: must be an object, got {value!r}")
-    unknown = sorted(set(value) - set(SEQUENCE_DEFAULTS))
-    if unknown:
-        raise InvalidTrial(f"dataset.sequence.{unknown[0]}: unknown field (known: {', '.join(SEQUENCE_DEFAULTS)})")
-    out = {**SEQUENCE_DEFAULTS, **value}
+    out = dataset_block(value, SEQUENCE_DEFAULTS, "sequence")
     for key, low in (("maxLength", 1), ("padId", 0), ("embeddingDim", 1)):
         v = out[key]
         if v is None and key == "maxLength":
@@ -131,19 +124,7 @@ def read_jsonl(spec: dict) -> Raw:
 
 
 def read_sequence_npz(spec: dict) -> Raw:
-    path = _require_path(spec)
-    if not path.is_file():
-        raise DataError(f"npz: {path} is not a file")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in npz.files]
-            if missing:
-                raise DataError(f"npz: {path} lacks the array(s) {', '.join(missing)}")
-            a = {k: npz[k] for k in npz.files}
-    except DataError:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        raise DataError(f"npz: cannot read {path}: {exc}") from exc
+    path, a = read_npz(spec)
     parts = {}
     width = None
     for part in ("train", "test"):
