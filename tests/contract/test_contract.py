@@ -14,6 +14,7 @@ from kubenas import contract
 from kubenas.api.validation import validate_experiment
 from kubenas.contract import ops
 from kubenas.contract.settings import INT64_MAX, SEARCHABLE, SETTINGS
+from kubenas.contract.spaces import space_names
 from kubenas.space import SearchSpace, SpaceError
 from kubenas_trainer.errors import InvalidTrial
 from kubenas_trainer.settings import resolve_trial
@@ -153,8 +154,8 @@ def test_space_limits_in_the_crd(path, low, high):
 
 
 def test_names_the_crds_enumerate():
-    assert tuple(at(EXPERIMENT, "spec.searchSpace.type")["enum"]) == ops.SPACE_TYPES
-    assert tuple(at(TRIAL, "spec.architecture.type")["enum"]) == ops.SPACE_TYPES
+    assert tuple(at(EXPERIMENT, "spec.searchSpace.type")["enum"]) == space_names()
+    assert tuple(at(TRIAL, "spec.architecture.type")["enum"]) == space_names()
     assert tuple(at(EXPERIMENT, "spec.objective.metric")["enum"]) == contract.METRICS
     assert tuple(at(EXPERIMENT, "spec.objective.goal")["enum"]) == contract.GOALS
     assert tuple(at(TRIAL, "spec.objective.goal")["enum"]) == contract.GOALS

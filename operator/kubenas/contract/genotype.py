@@ -58,10 +58,10 @@ from .ops import (
     MAX_FILTERS,
     MAX_STAGES,
     MIN_CELL_NODES,
-    SPACE_TYPES,
     STRIDES,
 )
 from .parameters import PARAMETERS_TYPE, AssignmentError, check_assignment, describe_assignment
+from .spaces import SpaceEntry, register, space_entry, space_names
 
 CELL_SKELETON_FIELDS = ("channels", "cellsPerStage", "stages")
 
@@ -142,12 +142,8 @@ def validate_genotype(genotype: Any) -> dict:
     """Return ``genotype`` if it is well formed, else raise GenotypeError."""
     if not isinstance(genotype, dict):
         raise GenotypeError("", f"must be an object, got {type(genotype).__name__}")
-    kind = _require_choice(genotype.get("type"), "type", SPACE_TYPES)
-    if kind == PARAMETERS_TYPE:
-        return _validate_parameters(genotype)
-    if kind == "chain":
-        return _validate_chain(genotype)
-    return _validate_cell(genotype)
+    kind = _require_choice(genotype.get("type"), "type", space_names())
+    return space_entry(kind).check(genotype)
 
 
 def live_edges(nodes: int, edges: list) -> list[list[tuple[int, str]]]:
@@ -177,15 +173,23 @@ def canonical_genotype(genotype: dict) -> dict:
     (``live_edges``) is written as ``none``.
     """
     genotype = validate_genotype(genotype)
-    if genotype["type"] == PARAMETERS_TYPE:
-        return {"type": PARAMETERS_TYPE, "parameters": genotype["parameters"]}
-    if genotype["type"] == "cell":
-        nodes = genotype["nodes"]
-        edges = [["none"] * (i + 1) for i in range(nodes - 1)]
-        for i, node_edges in enumerate(live_edges(nodes, genotype["edges"])):
-            for j, op in node_edges:
-                edges[i][j] = op
-        return {"type": "cell", "nodes": nodes, "edges": edges, **{k: genotype[k] for k in CELL_SKELETON_FIELDS}}
+    return space_entry(genotype["type"]).canonical(genotype)
+
+
+def _canonical_parameters(genotype: dict) -> dict:
+    return {"type": PARAMETERS_TYPE, "parameters": genotype["parameters"]}
+
+
+def _canonical_cell(genotype: dict) -> dict:
+    nodes = genotype["nodes"]
+    edges = [["none"] * (i + 1) for i in range(nodes - 1)]
+    for i, node_edges in enumerate(live_edges(nodes, genotype["edges"])):
+        for j, op in node_edges:
+            edges[i][j] = op
+    return {"type": "cell", "nodes": nodes, "edges": edges, **{k: genotype[k] for k in CELL_SKELETON_FIELDS}}
+
+
+def _canonical_chain(genotype: dict) -> dict:
     layers = [{"op": layer["op"], **{f: layer.get(f, 1) if f == "dilation" else layer[f]
                                      for f in CHAIN_LAYER_FIELDS if CHAIN_OPS[layer["op"]].takes(f)}}
               for layer in genotype["layers"]]
@@ -200,12 +204,27 @@ def genotype_hash(genotype: dict, hyperparameters: dict | None = None) -> str:
 
 
 def describe_genotype(genotype: dict) -> str:
-    """A one-line human summary, for leaderboards and the experiment status."""
-    if genotype.get("type") == PARAMETERS_TYPE and isinstance(genotype.get("parameters"), dict):
-        return describe_assignment(genotype["parameters"])
-    if genotype.get("type") == "cell":
-        rows = ["+".join(f"{op}~{j}" for j, op in enumerate(row)) for row in genotype.get("edges", [])]
-        return "|" + "|".join(rows) + "|"
+    """A one-line human summary, for leaderboards and the experiment status (lenient: an
+    architecture of no registered type is described as a chain)."""
+    return _entry_or_chain(genotype).describe(genotype)
+
+
+def _entry_or_chain(genotype: dict) -> SpaceEntry:
+    kind = genotype.get("type")
+    return space_entry(kind if kind in space_names() else "chain")
+
+
+def _describe_parameters(genotype: dict) -> str:
+    parameters = genotype.get("parameters")
+    return describe_assignment(parameters) if isinstance(parameters, dict) else ""
+
+
+def _describe_cell(genotype: dict) -> str:
+    rows = ["+".join(f"{op}~{j}" for j, op in enumerate(row)) for row in genotype.get("edges", [])]
+    return "|" + "|".join(rows) + "|"
+
+
+def _describe_chain(genotype: dict) -> str:
     parts = []
     for layer in genotype.get("layers", []):
         op = layer.get("op")
@@ -224,7 +243,30 @@ def describe_genotype(genotype: dict) -> str:
 
 def genotype_ops(genotype: dict) -> list[str]:
     """The operation at each decision of a genotype: a chain's layer ops in order, a
-    cell's edge ops row by row (what op-frequency plots count)."""
-    if genotype.get("type") == "cell":
-        return [str(op) for row in genotype.get("edges") or [] if isinstance(row, list) for op in row]
+    cell's edge ops row by row (what op-frequency plots count); none for a parameters space."""
+    return _entry_or_chain(genotype).ops(genotype)
+
+
+def _cell_ops(genotype: dict) -> list[str]:
+    return [str(op) for row in genotype.get("edges") or [] if isinstance(row, list) for op in row]
+
+
+def _chain_ops(genotype: dict) -> list[str]:
     return [str(layer.get("op")) for layer in genotype.get("layers") or [] if isinstance(layer, dict)]
+
+
+# The built-in spaces, in the order of the CRDs' enums (kubenas.contract.spaces).
+register(SpaceEntry(
+    "chain", "kubenas.space.chain:ChainSpace",
+    "a sequence of layers, each an op with its filters, kernel and stride (REINFORCE NAS, Zoph & Le 2017)",
+    check=_validate_chain, canonical=_canonical_chain, describe=_describe_chain, ops=_chain_ops,
+    built_by_trainer=True))
+register(SpaceEntry(
+    "cell", "kubenas.space.cell:CellSpace",
+    "a NAS-Bench-201-style cell (an op per edge of a small DAG) stacked into stages",
+    check=_validate_cell, canonical=_canonical_cell, describe=_describe_cell, ops=_cell_ops,
+    built_by_trainer=True, supernet=True))
+register(SpaceEntry(
+    "parameters", "kubenas.space.parameters:ParametersSpace",
+    "general named parameters (choices, ranges, nested lists) that your own code builds a model from",
+    check=_validate_parameters, canonical=_canonical_parameters, describe=_describe_parameters))

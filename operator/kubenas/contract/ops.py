@@ -1,4 +1,4 @@
-"""The op registry of both search spaces: one table each (names, what each op takes).
+"""The op registry of the chain and cell search spaces: one table each (names, what each op takes).
 
 The search spaces, genotype validation and summaries read these tables; the trainer
 registers one builder per name (``kubenas_trainer.models.ops``) and refuses to import if a
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SPACE_TYPES = ("chain", "cell", "parameters")  # parameters: kubenas.contract.parameters
-BUILT_IN_SPACE_TYPES = ("chain", "cell")  # what the built-in trainer builds
+# Which kinds of search space there are, and which the built-in trainer builds: the
+# space registry (kubenas.contract.spaces).
 
 
 @dataclass(frozen=True)

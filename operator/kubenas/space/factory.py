@@ -1,16 +1,13 @@
-"""``spec.searchSpace`` -> SearchSpace."""
+"""``spec.searchSpace`` -> SearchSpace, through the space registry (kubenas.contract.spaces)."""
 from __future__ import annotations
 
 from typing import Any
 
-from kubenas.contract.ops import SPACE_TYPES
+from kubenas.contract.spaces import space_entry, space_names
 
 from .base import SearchSpace
-from .cell import CellSpace
-from .chain import ChainSpace
 from .errors import SpaceError
 from .hyperparameters import parse_hyperparameters
-from .parameters import ParametersSpace
 from .spec import expect_mapping, reject_unknown_keys
 
 PATH = "searchSpace"
@@ -18,15 +15,13 @@ PATH = "searchSpace"
 
 def space_from_spec(spec: Any) -> SearchSpace:
     spec = expect_mapping(spec, PATH)
-    # The block of the other type is ignored rather than refused: `type` says which one
+    # The block of another type is ignored rather than refused: `type` says which one
     # the user means, and a schema default elsewhere must not break an experiment.
-    reject_unknown_keys(spec, ("type", "chain", "cell", "parameters", "hyperparameters"), PATH)
+    # (The experiment validation refuses it, naming it.)
+    names = space_names()
+    reject_unknown_keys(spec, ("type", *names, "hyperparameters"), PATH)
     kind = spec.get("type")
-    if kind not in SPACE_TYPES:
-        raise SpaceError(f"{PATH}.type", f"{kind!r} is not one of {', '.join(SPACE_TYPES)}")
+    if kind not in names:
+        raise SpaceError(f"{PATH}.type", f"{kind!r} is not one of {', '.join(names)}")
     hyperparameters = parse_hyperparameters(spec.get("hyperparameters"), f"{PATH}.hyperparameters")
-    if kind == "chain":
-        return ChainSpace.from_block(spec.get("chain"), hyperparameters, f"{PATH}.chain")
-    if kind == "parameters":
-        return ParametersSpace.from_block(spec.get("parameters"), hyperparameters, f"{PATH}.parameters")
-    return CellSpace.from_block(spec.get("cell"), hyperparameters, f"{PATH}.cell")
+    return space_entry(kind).load().from_block(spec.get(kind), hyperparameters, f"{PATH}.{kind}")

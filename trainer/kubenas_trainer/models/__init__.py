@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from kubenas.contract.genotype import GenotypeError, live_edges, validate_genotype
-from kubenas.contract.ops import BUILT_IN_SPACE_TYPES
+from kubenas.contract.spaces import trainer_built_spaces
 
 from kubenas_trainer.models.ops import ResidualReduction, cell_op, chain_op, init_weights
 
@@ -150,8 +150,8 @@ def build_model(architecture: dict, input_shape: tuple[int, int, int], num_class
     for an invalid genotype, ValueError for a bad input shape or class count.
     """
     genotype = validate_genotype(architecture)
-    if genotype["type"] not in BUILT_IN_SPACE_TYPES:
-        raise GenotypeError("type", f"the built-in trainer builds {' and '.join(BUILT_IN_SPACE_TYPES)} "
+    if genotype["type"] not in trainer_built_spaces():
+        raise GenotypeError("type", f"the built-in trainer builds {' and '.join(trainer_built_spaces())} "
                             f"architectures, not {genotype['type']}; a parameters space needs trial.command "
                             "or trial.model.builder (docs/byo.md)")
     c, _, _ = _check_input(input_shape, num_classes, head)

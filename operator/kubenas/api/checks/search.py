@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from kubenas.contract import METRIC_GOALS
 from kubenas.contract.oneshot import DEFAULTS as ONESHOT_DEFAULTS
+from kubenas.contract.spaces import space_names
 from kubenas.contract.tasks import TASK_METRICS
 from kubenas.strategies import strategy_names
 
@@ -52,7 +53,7 @@ def search_space_issues(spec: dict) -> list[Issue]:
     from kubenas.space import SearchSpace, SpaceError
 
     space = spec["searchSpace"]
-    for other in ("chain", "cell", "parameters"):
+    for other in space_names():
         if other != space["type"] and other in space:
             return [Issue(f"spec.searchSpace.{other}", f"is set but searchSpace.type is {space['type']}; "
                           f"remove it or set type: {other}")]

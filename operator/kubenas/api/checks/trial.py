@@ -134,15 +134,16 @@ def command_issues(spec: dict) -> list[Issue]:
 
 def user_code_issues(spec: dict) -> list[Issue]:
     """A parameters space is built by the user's code: the built-in trainer builds chain and
-    cell architectures only (kubenas.contract.ops.BUILT_IN_SPACE_TYPES)."""
-    from kubenas.contract.ops import BUILT_IN_SPACE_TYPES
+    cell architectures only (kubenas.contract.spaces: built_by_trainer)."""
+    from kubenas.contract.spaces import trainer_built_spaces
 
+    built = trainer_built_spaces()
     kind = spec["searchSpace"]["type"]
     trial = spec["trial"]
-    if kind in BUILT_IN_SPACE_TYPES or trial.get("command") or (trial.get("model") or {}).get("builder"):
+    if kind in built or trial.get("command") or (trial.get("model") or {}).get("builder"):
         return []
     return [Issue("spec.trial.command", f"searchSpace.type {kind} needs your training code: the built-in "
-                  f"trainer builds only {' and '.join(BUILT_IN_SPACE_TYPES)} architectures. Set trial.command "
+                  f"trainer builds only {' and '.join(built)} architectures. Set trial.command "
                   "(your program receives the assignment, docs/byo.md) or trial.model.builder "
                   "(a callable that builds your model from it)")]
 
