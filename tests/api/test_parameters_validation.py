@@ -18,7 +18,7 @@ from kubenas.api.defaults import with_defaults
 from kubenas.api.validation import validate_experiment
 from kubenas.experiment import from_row, from_trial_object
 from kubenas.experiment.record import candidate as trial_candidate
-from kubenas.local.report import leaderboard_rows
+from kubenas.local.summary import leaderboard_rows
 from kubenas.space import SearchSpace
 from kubenas.space import parameters as limits
 

@@ -194,7 +194,7 @@ def test_validate_passes_the_example_and_names_what_detection_refuses():
 
 
 def test_the_leaderboard_shows_the_detectors_test_map():
-    from kubenas.local.report import leaderboard_columns, leaderboard_rows
+    from kubenas.local.summary import leaderboard_columns, leaderboard_rows
 
     row = {"name": "t-0", "status": "Succeeded", "reward": 0.31, "architecture": CHAIN,
            "metrics": {"mAP": 0.31, "mAP50": 0.6, "testMAP": 0.27, "parameters": 72547}}

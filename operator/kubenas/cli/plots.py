@@ -12,7 +12,7 @@ from .sources import CliError, LocalRun, open_source
 
 def cmd_plot(args) -> int:
     from kubenas.local.plots import write_plots
-    from kubenas.local.report import write_plot
+    from kubenas.local.summary import write_plot
     from kubenas.local.rundir import RunDir
 
     source = open_source(args.target, args)

@@ -2,7 +2,7 @@
 
 Each reads a local run directory or a NASExperiment on the cluster (``sources.py``) as
 trials.jsonl rows and prints them with the local run's own report code
-(``kubenas.local.report``: ranking through ``kubenas.experiment``, the leaderboard's
+(``kubenas.local.summary``: ranking through ``kubenas.experiment``, the leaderboard's
 columns) and progress display (``kubenas.local.progress``).
 """
 from __future__ import annotations
@@ -67,7 +67,7 @@ def cmd_get(args) -> int:
 
 
 def cmd_top(args) -> int:
-    from kubenas.local.report import leaderboard_columns, leaderboard_rows
+    from kubenas.local.summary import leaderboard_columns, leaderboard_rows
 
     source = open_source(args.target, args)
     rows = source.rows()
@@ -131,7 +131,7 @@ def cmd_watch(args) -> int:
     colour = "green" if snap.phase == SUCCEEDED else "red" if snap.phase == FAILED else "yellow"
     console.print(Text.assemble((str(snap.phase or "not running"), colour),
                                 f": {snap.message}; {counts_line(snap.rows)}"), highlight=False)
-    from kubenas.local.report import leaderboard_columns, leaderboard_rows
+    from kubenas.local.summary import leaderboard_columns, leaderboard_rows
 
     print_table(console, f"{source.name}: top trials by validation {source.metric}",
                 leaderboard_columns(source.pareto), leaderboard_rows(snap.rows, source.goal, top=args.limit,

@@ -114,7 +114,7 @@ class LocalRun:
 
     def experiments(self) -> list[dict]:
         """This run as one NASExperiment-like summary (for ``kubenas get``)."""
-        from kubenas.local.report import best_trial
+        from kubenas.local.summary import best_trial
 
         rows = self.rows()
         best = best_trial(rows, self.goal)

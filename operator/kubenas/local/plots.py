@@ -1,4 +1,4 @@
-"""The plots of a search beside progress.png (report.write_plot), from trials.jsonl rows
+"""The plots of a search beside progress.png (summary.write_plot), from trials.jsonl rows
 of a local run or of a cluster experiment's NASTrials alike:
 
     tradeoff.png   reward against cost (parameters, MACs, latency), the Pareto front marked
@@ -21,7 +21,7 @@ from kubenas.contract import SUCCEEDED, finite_number
 from kubenas.contract.genotype import genotype_ops
 from kubenas.contract.parameters import PARAMETERS_TYPE, flatten
 
-from .report import front_rows, ranked
+from .summary import front_rows, ranked
 
 # metric name -> axis label; the costs the trainer measures (docs/formats.md)
 COSTS = {"parameters": "parameters", "macs": "MACs", "latencyMs": "latency (ms)"}
@@ -58,7 +58,7 @@ def pareto_panels(rows: list[dict], goal: str, pareto) -> list[tuple[str, str, l
     """For a Pareto search: one panel per pair of objectives (reward, then each cost of
     ``pareto``), as (x objective, y objective, all points, front points); a point is
     (x, y, name), every trial that measured all the costs, the front the one over all
-    objectives (kubenas.local.report.front_rows), by increasing x."""
+    objectives (kubenas.local.summary.front_rows), by increasing x."""
     front = {r["name"] for r in front_rows(rows, goal, pareto)}
     objectives = ["reward", *pareto]
 

@@ -1,5 +1,6 @@
-"""The end of a local run: leaderboard, best.json, best_model.pt, progress.png, and with
-objective.pareto the Pareto front (pareto.json, marked in the leaderboard)."""
+"""The summary at the end of a local run: leaderboard, best.json, best_model.pt,
+progress.png, and with objective.pareto the Pareto front (pareto.json, marked in the
+leaderboard)."""
 from __future__ import annotations
 
 import json
