@@ -212,7 +212,7 @@ def run_dir_problem(run_dir: str) -> str | None:
 
 
 def _print_summary(console: Console, summary, runner, run_dir: str) -> None:
-    from kubenas.local.report import leaderboard_columns, leaderboard_rows
+    from kubenas.local.summary import leaderboard_columns, leaderboard_rows
 
     pareto = runner.pareto
     table = Table(title=Text(f"{runner.name}: top trials by validation {runner.metric}"))

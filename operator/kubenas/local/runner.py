@@ -297,13 +297,13 @@ class LocalRunner:
         self.running.clear()
 
     def _conclude(self, outcome: Outcome, records: list, started: str) -> RunSummary:
-        from . import plots, report
+        from . import plots, summary
 
         if self.metrics and hasattr(self.metrics, "experiment_finished"):
             self.metrics.experiment_finished(outcome.phase)
-        best = report.write_best(self.run_dir, records, self.goal, self.spec)
-        report.write_pareto(self.run_dir, records, self.goal, self.pareto)
-        report.write_plot(self.run_dir, records, self.goal, self.metric, self.name)
+        best = summary.write_best(self.run_dir, records, self.goal, self.spec)
+        summary.write_pareto(self.run_dir, records, self.goal, self.pareto)
+        summary.write_plot(self.run_dir, records, self.goal, self.metric, self.name)
         plots.write_plots(self.run_dir.root, records, self.goal, self.metric, self.name, self.pareto)
         self.run_dir.save_state({"phase": outcome.phase, "reason": outcome.reason, "message": outcome.message,
                                  "startTime": started, "completionTime": _now()})
