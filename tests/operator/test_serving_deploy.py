@@ -73,9 +73,27 @@ def test_service_selects_the_serving_pods():
         "http://digits-serve.team-a.svc.cluster.local:8080"
 
 
-def test_deployment_needs_a_volume():
-    with pytest.raises(ValueError, match="persistentVolumeClaim"):
-        d.serving_deployment(EXP, spec({"url": "s3://bucket/runs"}), "digits-7", S3_MODEL)
+def test_deployment_reads_an_object_stores_model_with_the_artifacts_credentials():
+    dep = d.serving_deployment(EXP, spec({"url": "s3://bucket/runs", "credentialsSecret": "s3-creds"}),
+                               "digits-7", S3_MODEL)
+    k8s.V1Deployment.from_dict(dep)
+    pod = dep["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    at = container["command"].index("--model-url")
+    assert container["command"][at + 1] == S3_MODEL.replace("model.pt", "model.onnx")  # ONNX is exported
+    assert "--model-dir" not in container["command"]
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e}
+    assert refs["AWS_ACCESS_KEY_ID"] == {"name": "s3-creds", "key": "AWS_ACCESS_KEY_ID", "optional": True}
+    assert "AWS_ENDPOINT_URL" in refs
+    assert [v["name"] for v in pod["volumes"]] == ["tmp"]  # no claim: the model is read into /tmp
+    assert pod["automountServiceAccountToken"] is False
+
+
+def test_deployment_needs_the_model_where_the_artifacts_are():
+    with pytest.raises(ValueError, match="not in the object store"):
+        d.serving_deployment(EXP, spec({"url": "s3://bucket/runs"}), "digits-7", PVC_MODEL)
+    with pytest.raises(ValueError, match="not on claim"):
+        d.serving_deployment(EXP, spec(), "digits-7", S3_MODEL)
 
 
 @pytest.mark.parametrize("artifacts,model,uri", [
@@ -146,7 +164,6 @@ def test_chosen_trial_annotation_else_best():
 @pytest.mark.parametrize("artifacts,deploy,field", [
     (None, {}, "spec.deploy"),
     ({"persistentVolumeClaim": {"claimName": "m"}, "models": "none"}, {}, "spec.deploy"),
-    ({"url": "s3://bucket/runs"}, {"kind": "Deployment"}, "spec.deploy.kind"),
 ])
 def test_validation_names_the_field(artifacts, deploy, field):
     import pathlib
@@ -163,6 +180,20 @@ def test_validation_names_the_field(artifacts, deploy, field):
     exp["spec"]["deploy"] = deploy
     assert [i.path for i in validate_experiment(exp)] == [field]
     exp["spec"]["artifacts"] = {"persistentVolumeClaim": {"claimName": "m"}}
+    assert validate_experiment(exp) == []
+
+
+def test_a_deployment_may_serve_from_an_object_store():
+    import pathlib
+
+    import yaml
+
+    from kubenas.api.validation import validate_experiment
+
+    root = pathlib.Path(__file__).resolve().parents[2]
+    exp = yaml.safe_load((root / "deploy/examples/digits-evolution.yaml").read_text())
+    exp["spec"]["artifacts"] = {"url": "s3://bucket/runs", "credentialsSecret": "s3-creds"}
+    exp["spec"]["deploy"] = {"kind": "Deployment"}
     assert validate_experiment(exp) == []
 
 

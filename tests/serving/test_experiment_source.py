@@ -51,12 +51,20 @@ def test_the_best_model_of_an_experiment_is_served_from_its_artifacts(s3, tmp_pa
         expected = torch.jit.load(str(exported))(x).numpy()
     np.testing.assert_allclose(served.run(x.numpy())[0], expected, rtol=1e-4, atol=1e-5)
 
+    # --model-url: what a spec.deploy Deployment serves from an object store (no API server)
+    at_url = art.model_location(where, "onnx" if "onnx" in formats else "torchscript")
+    path, name = locate(None, model_url=at_url, download_dir=tmp_path / "pod-tmp")
+    assert path.parent == tmp_path / "pod-tmp" and name == "model"
+    np.testing.assert_allclose(load(path, name).run(x.numpy())[0], expected, rtol=1e-4, atol=1e-5)
+
 
 @pytest.mark.parametrize("args, words", [
     (["nowhere/run"], "nowhere/run is not a run directory (nor a NASExperiment name)"),
     (["{run}", "--trial", "tiny-9"], "has no model.onnx or model.pt: trial tiny-9 kept no model"),
     (["--model-dir", "{run}"], "holds no model.onnx or model.pt"),
     (["{run}", "--model-dir", "{run}"], "--model-dir names the model itself"),
+    (["{run}", "--model-url", "s3://b/exp_1/t/model.pt"], "--model-url names the model itself"),
+    (["--model-url", "https://example.com/model.pt"], "expected the URL of an exported model file in an object store"),
     (["{run}", "--max-batch-size", "0"], "--max-batch-size 0: must be at least 1"),
     ([], "name a run directory or a NASExperiment, or pass --model-dir"),
 ])

@@ -37,19 +37,23 @@ def cmd_serve(args) -> int:
                                ("--threads", args.threads, 0), ("--drain-seconds", args.drain_seconds, 0)):
         if value < least:
             raise CliError(f"{flag} {value}: must be at least {least}")
-    if args.model_dir and (args.target or args.trial):
-        raise CliError("--model-dir names the model itself: pass it without a run directory, experiment or --trial")
+    for flag, value in (("--model-dir", args.model_dir), ("--model-url", args.model_url)):
+        if value and (args.target or args.trial or (args.model_dir and args.model_url)):
+            raise CliError(f"{flag} names the model itself: pass it without a run directory, experiment, --trial "
+                           "or the other of --model-dir and --model-url")
     if not 0 < args.port < 65536:
         raise CliError(f"--port {args.port}: pick a port from 1 to 65535")
-    # A cluster experiment's model is downloaded into a temporary folder; the runtime holds
+    # A cluster experiment's model (or --model-url's) is copied into a temporary folder; the runtime holds
     # it in memory once loaded, so the folder goes before serving starts. Nothing is written
     # otherwise (a pod's read-only root filesystem, the model mounted read-only).
-    from_cluster = not args.model_dir and args.target is not None and not Path(args.target).is_dir()
-    with tempfile.TemporaryDirectory(prefix="kubenas-serve-") if from_cluster else nullcontext() as download:
+    fetched = bool(args.model_url) or (not args.model_dir and args.target is not None
+                                       and not Path(args.target).is_dir())
+    with tempfile.TemporaryDirectory(prefix="kubenas-serve-") if fetched else nullcontext() as download:
         try:
             path, default_name = locate(args.target, trial=args.trial, model_dir=args.model_dir, fmt=args.format,
                                         namespace=args.namespace, kubeconfig=args.kubeconfig, context=args.context,
-                                        volume_dir=args.volume_dir, download_dir=download)
+                                        volume_dir=args.volume_dir, model_url=args.model_url,
+                                        download_dir=download)
             model = load(path, args.model_name or default_name, threads=args.threads)
         except (ModelUnavailable, ValueError) as err:
             raise CliError(str(err)) from None
@@ -120,6 +124,9 @@ def add_commands(sub) -> None:
     p.add_argument("--trial", help="serve this trial's model instead of the best (a run directory's trials/NAME)")
     p.add_argument("--model-dir", help="serve the model in this folder (model.onnx or model.pt, e.g. a trial's "
                                        "artifacts mounted read-only) or this model file; no TARGET then")
+    p.add_argument("--model-url", help="serve the model file at this object-store URL (s3://, gs://, az://; "
+                                       "model.onnx or model.pt), read with this environment's credentials, e.g. "
+                                       "AWS_ACCESS_KEY_ID and AWS_ENDPOINT_URL; no TARGET then")
     p.add_argument("--format", choices=EXPORT_FORMATS, help="which exported file (default: onnx when there, "
                                                              "else torchscript)")
     p.add_argument("--model-name", help="the model's name in the URLs (default: the experiment's name)")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from kubenas.cluster.objects import LABEL_COMPONENT, LABEL_EXPERIMENT, common_labels, owned_by_experiment
 from kubenas.contract import artifacts as art
 
-from .manifests import CONTAINER_SECURITY_CONTEXT, POD_SECURITY_CONTEXT, Settings, quantities
+from .manifests import CONTAINER_SECURITY_CONTEXT, POD_SECURITY_CONTEXT, Settings, credential_env, quantities
 
 # set by `kubenas deploy --trial`; the user's, so not under kubenas.io/ (the operator's, by admission)
 DEPLOY_TRIAL_ANNOTATION = "deploy.kubenas.io/trial"
@@ -109,28 +109,48 @@ def inference_service(experiment: dict, spec: dict, trial: str, model: str) -> d
             "spec": {"predictor": predictor}}
 
 
-def serve_command(experiment: str, deploy: dict) -> list[str]:
-    return ["kubenas", "serve", "--model-dir", MODEL_MOUNT, "--host", "0.0.0.0", "--port", str(SERVE_PORT),
+def serve_command(experiment: str, deploy: dict, source: tuple[str, str] = ("--model-dir", MODEL_MOUNT)) -> list[str]:
+    """``kubenas serve`` of the model at ``source``: ``--model-dir`` the mounted folder, or
+    ``--model-url`` the model file in the object store."""
+    return ["kubenas", "serve", *source, "--host", "0.0.0.0", "--port", str(SERVE_PORT),
             "--model-name", experiment, "--max-batch-size", str(int(deploy.get("maxBatchSize", 32))),
             "--max-batch-wait-ms", str(deploy.get("maxBatchWaitMs", 0)), "--drain-seconds", str(DRAIN_SECONDS),
             "--graceful-timeout", str(GRACEFUL_SECONDS)]
 
 
-def serving_deployment(experiment: dict, spec: dict, trial: str, model: str, settings: Settings = Settings()) -> dict:
-    """A Deployment running ``kubenas serve`` (the trainer image) on the trial's model
-    folder of the artifacts claim, mounted read-only by subPath: no other trial's or
-    experiment's files, no API token, the trainer's restricted security context. A new
-    trial changes the pod template (its annotations): a rolling update that keeps every
-    ready pod until its replacement is ready (maxUnavailable 0)."""
-    deploy = spec.get("deploy") or {}
+def _model_source(spec: dict, model: str) -> tuple[tuple[str, str], list, list, list]:
+    """Where the serving pod reads ``model`` from: (kubenas serve's flag and value, env,
+    volumes, volumeMounts). On a claim: the trial's folder mounted read-only by subPath (no
+    other trial's or experiment's files). In an object store: the model file's URL, read
+    once at start with the artifacts' credentials (their Secret's keys as env, as the
+    trainer gets them); the pod writes nothing there."""
     artifacts = spec.get("artifacts") or {}
+    if artifacts.get("url"):
+        fmt = "onnx" if model_format(spec) == "onnx" else "torchscript"
+        if art.scheme(model) not in art.URL_SCHEMES:
+            raise ValueError(f"model {model} is not in the object store {artifacts['url']}")
+        return ("--model-url", art.model_location(model, fmt)), credential_env(artifacts), [], []
     pvc = artifacts.get("persistentVolumeClaim")
     if not pvc:
-        raise ValueError("spec.deploy kind Deployment serves a model on spec.artifacts.persistentVolumeClaim; "
-                         "an object store's model needs KServe (kind InferenceService)")
+        raise ValueError("spec.deploy kind Deployment serves a model kept in spec.artifacts (a "
+                         "persistentVolumeClaim or an object store url)")
     prefix = f"{art.PVC_SCHEME}://{pvc['claimName']}/"
     if not model.startswith(prefix):
         raise ValueError(f"model {model} is not on claim {pvc['claimName']}")
+    volumes = [{"name": MODEL_VOLUME, "persistentVolumeClaim": {"claimName": pvc["claimName"], "readOnly": True}}]
+    mounts = [{"name": MODEL_VOLUME, "mountPath": MODEL_MOUNT, "readOnly": True,
+               "subPath": model_folder(model)[len(prefix):]}]
+    return ("--model-dir", MODEL_MOUNT), [], volumes, mounts
+
+
+def serving_deployment(experiment: dict, spec: dict, trial: str, model: str, settings: Settings = Settings()) -> dict:
+    """A Deployment running ``kubenas serve`` (the trainer image) on the trial's model
+    (_model_source: the claim's folder mounted read-only, or the object store's file),
+    no API token, the trainer's restricted security context. A new trial changes the pod
+    template (its annotations): a rolling update that keeps every ready pod until its
+    replacement is ready (maxUnavailable 0)."""
+    deploy = spec.get("deploy") or {}
+    source, env, volumes, mounts = _model_source(spec, model)
     exp_name = experiment["metadata"]["name"]
     name = serving_name(exp_name, KIND_DEPLOYMENT)
     meta = _metadata(experiment, spec, name, trial, model)
@@ -140,16 +160,14 @@ def serving_deployment(experiment: dict, spec: dict, trial: str, model: str, set
         "name": SERVE_CONTAINER,
         "image": settings.trainer_image,
         "imagePullPolicy": settings.image_pull_policy,
-        "command": serve_command(exp_name, deploy),
-        "env": [{"name": "HOME", "value": "/tmp"}, {"name": "PYTHONUNBUFFERED", "value": "1"}],
+        "command": serve_command(exp_name, deploy, source),
+        "env": [{"name": "HOME", "value": "/tmp"}, {"name": "PYTHONUNBUFFERED", "value": "1"}, *env],
         "ports": [{"name": "http", "containerPort": SERVE_PORT}],
         "readinessProbe": probe,
         "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": "http"}, "periodSeconds": 10,
                           "failureThreshold": 3},
         "resources": quantities(deploy.get("resources") or DEFAULT_RESOURCES),
-        "volumeMounts": [{"name": MODEL_VOLUME, "mountPath": MODEL_MOUNT, "readOnly": True,
-                          "subPath": model_folder(model)[len(prefix):]},
-                         {"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [*mounts, {"name": "tmp", "mountPath": "/tmp"}],
         "securityContext": copy.deepcopy(CONTAINER_SECURITY_CONTEXT),
     }
     template_meta = {"labels": meta["labels"],
@@ -165,9 +183,7 @@ def serving_deployment(experiment: dict, spec: dict, trial: str, model: str, set
                 "automountServiceAccountToken": False,
                 "securityContext": copy.deepcopy(POD_SECURITY_CONTEXT),
                 "containers": [container],
-                "volumes": [{"name": MODEL_VOLUME, "persistentVolumeClaim": {"claimName": pvc["claimName"],
-                                                                            "readOnly": True}},
-                            {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
+                "volumes": [*volumes, {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
                 "enableServiceLinks": False,
                 # SIGTERM: --drain-seconds answering while not ready, then --graceful-timeout for
                 # the requests in flight, within the grace period

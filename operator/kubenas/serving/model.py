@@ -7,6 +7,9 @@ Where the file is (``locate``):
   ``best_model.pt``; with ``trial``: ``trials/<trial>/model.onnx`` or ``model.pt``;
 * a model folder or file (``--model-dir``): a trial's artifacts folder as the cluster
   mounts it read-only (``model.onnx`` / ``model.pt``), or the file itself;
+* a model file in an object store (``--model-url``, what a ``spec.deploy`` Deployment
+  serves from a store): copied into ``download_dir`` with this environment's credentials
+  (the backend's variables, kubenas.contract.artifacts.CREDENTIAL_VARIABLES);
 * a NASExperiment on a cluster: the best model its ``status.bestTrial.model`` names,
   copied out of ``spec.artifacts`` as ``kubenas model`` does (kubenas.artifacts.model).
 """
@@ -21,7 +24,8 @@ from typing import Callable
 
 import numpy as np
 
-from kubenas.artifacts.model import ModelUnavailable, fetch
+from kubenas.artifacts.model import ModelUnavailable, copy_model, fetch
+from kubenas.contract import artifacts as art
 from kubenas.contract.settings import EXPORT_SUFFIX
 
 from .signature import Signature, onnx_input, signature_of
@@ -46,11 +50,13 @@ def _candidates(folder: Path, stem: str, fmt: str | None) -> list[Path]:
 
 
 def locate(target: str | None, *, trial: str | None = None, model_dir: str | None = None, fmt: str | None = None,
-           namespace=None, kubeconfig=None, context=None, volume_dir=None,
+           namespace=None, kubeconfig=None, context=None, volume_dir=None, model_url: str | None = None,
            download_dir: str | Path | None = None) -> tuple[Path, str]:
-    """(the model file, the model's default name). A cluster experiment's model is copied
-    into ``download_dir`` (default: a new temporary folder). Raises ModelUnavailable
-    naming what is missing and what to do."""
+    """(the model file, the model's default name). A cluster experiment's model, or the
+    one at ``model_url``, is copied into ``download_dir`` (default: a new temporary
+    folder). Raises ModelUnavailable naming what is missing and what to do."""
+    if model_url:
+        return _from_url(model_url, download_dir), "model"
     if model_dir:
         where = Path(model_dir)
         if where.is_file():
@@ -86,6 +92,15 @@ def locate(target: str | None, *, trial: str | None = None, model_dir: str | Non
         except ModelUnavailable as err:  # no onnx exported: the TorchScript one
             last = err
     raise last
+
+
+def _from_url(url: str, download_dir: str | Path | None) -> Path:
+    name = url.rstrip("/").rsplit("/", 1)[-1]
+    if art.scheme(url) not in art.URL_SCHEMES or Path(name).suffix not in EXPORT_SUFFIX.values():
+        raise ModelUnavailable(f"--model-url {url}: expected the URL of an exported model file in an object store "
+                               f"({', '.join(s + '://' for s in art.URL_SCHEMES)}; {' or '.join(art.MODEL_FILES.values())})")
+    cache = Path(download_dir) if download_dir else Path(tempfile.mkdtemp(prefix="kubenas-serve-"))
+    return copy_model(url, cache / name)
 
 
 def _run_name(run_dir: Path) -> str:

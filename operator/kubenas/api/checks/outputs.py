@@ -55,16 +55,12 @@ def artifacts_issues(spec: dict) -> list[Issue]:
 
 
 def deploy_issues(spec: dict) -> list[Issue]:
-    """spec.deploy serves a model that spec.artifacts keeps; kubenas serve's Deployment
-    mounts it from a volume (an object store's model needs KServe)."""
+    """spec.deploy serves a model that spec.artifacts keeps (kubenas serve's Deployment mounts
+    it from the claim, or reads it from the object store with the artifacts' credentials)."""
     deploy, artifacts = spec.get("deploy"), spec.get("artifacts") or {}
     if deploy is None:
         return []
     if not artifacts or artifacts.get("models") == "none":
         return [Issue("spec.deploy", "serves a model kept in spec.artifacts: add spec.artifacts (a "
                       "persistentVolumeClaim or an object store url) with models all or top")]
-    if deploy.get("kind") == "Deployment" and artifacts.get("url"):
-        return [Issue("spec.deploy.kind", "Deployment (kubenas serve) mounts the model from "
-                      "spec.artifacts.persistentVolumeClaim; with an object store use kind InferenceService "
-                      "(KServe) or auto")]
     return []
