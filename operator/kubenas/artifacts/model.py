@@ -1,5 +1,6 @@
-"""`kubenas model EXPERIMENT [-o best_model.pt]`: copy the best trial's exported model out
-of where its experiment's artifacts went, or out of a local run directory.
+"""Where an experiment's best model is and copying it out (``kubenas model``, whose command
+line is kubenas.cli.model; ``kubenas serve EXPERIMENT``): out of where its experiment's
+artifacts went, or out of a local run directory.
 
 * A cluster experiment names its best model in ``status.bestTrial.model`` (the operator
   checks it against spec.artifacts): an ``s3://``, ``gs://`` or ``az://`` URL is read with
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from kubenas.contract import EXPERIMENT_PLURAL, GROUP, VERSION
 from kubenas.contract import artifacts as art
-from kubenas.contract.settings import EXPORT_FORMATS, EXPORT_SUFFIX
+from kubenas.contract.settings import EXPORT_SUFFIX
 
 RUN_DIR_MODEL = "best_model.pt"
 HOW_TO_LOAD = {"torchscript": "torch.jit.load loads it", "onnx": "onnxruntime.InferenceSession loads it"}
@@ -172,35 +173,3 @@ def fetch(target: str, dest: Path, *, namespace=None, kubeconfig=None, context=N
     experiment = read_experiment(target, namespace, kubeconfig, context)
     location = location_from_status(experiment, fmt)
     return copy_model(location, dest, volume_dir), location
-
-
-def add_parser(sub) -> None:
-    """The `kubenas model` subcommand, for kubenas.cli's subparsers."""
-    p = sub.add_parser("model", help="download the best model of an experiment (cluster) or a run directory",
-                       description="Copy the best trial's exported model (TorchScript: loads with torch.jit.load; "
-                                   "ONNX: loads with onnxruntime) out of where the experiment's spec.artifacts put it, "
-                                   "or out of a local run directory.")
-    p.add_argument("experiment", help="NASExperiment name, or a local run directory (kubenas run --run-dir)")
-    p.add_argument("-o", "--output", help="file to write (default best_model.pt, or best_model.onnx for --format onnx)")
-    p.add_argument("--format", choices=EXPORT_FORMATS, default="torchscript",
-                   help="which exported file (trial.export.formats; default torchscript)")
-    p.add_argument("-n", "--namespace", help="the experiment's namespace (default: the context's)")
-    p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
-    p.add_argument("--context", help="kubeconfig context (default: the current one)")
-    p.add_argument("--volume-dir", help="local folder where the artifacts PersistentVolumeClaim is mounted "
-                                        "(for a pvc:// model)")
-    p.set_defaults(func=cmd_model)
-
-
-def cmd_model(args) -> int:
-    import sys
-
-    try:
-        output = Path(args.output) if args.output else Path(RUN_DIR_MODEL).with_suffix(EXPORT_SUFFIX[args.format])
-        path, source = fetch(args.experiment, output, namespace=args.namespace, kubeconfig=args.kubeconfig,
-                             context=args.context, volume_dir=args.volume_dir, fmt=args.format)
-    except ModelUnavailable as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print(f"{path}: best model from {source} ({path.stat().st_size} bytes; {HOW_TO_LOAD[args.format]})")
-    return 0

@@ -304,17 +304,14 @@ def build_parser() -> argparse.ArgumentParser:
     for group in command_groups():
         group.add_commands(sub)
 
-    from kubenas.artifacts.model import add_parser as add_model_parser
-
-    add_model_parser(sub)  # kubenas model: the best model out of spec.artifacts or a run directory
     return parser
 
 
 def command_groups() -> tuple:
     """The modules that add commands (each has ``add_commands(subparsers)``)."""
-    from . import deploy, plots, results, serve
+    from . import deploy, model, plots, results, serve
 
-    return (results, plots, serve, deploy)
+    return (results, plots, model, serve, deploy)
 
 
 def main(argv: list[str] | None = None) -> int:
