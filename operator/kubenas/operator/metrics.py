@@ -1,6 +1,6 @@
 """The operator's Prometheus metrics (docs/observability.md has the catalogue).
 
-Names follow DESIGN.md section 5: ``kubenas_`` prefix, counters end in ``_total``,
+Names follow the rules of docs/observability.md ("Metrics"): ``kubenas_`` prefix, counters end in ``_total``,
 durations are histograms in seconds, labels have bounded cardinality (namespace,
 experiment, phase, outcome, reason; never a trial name).
 
