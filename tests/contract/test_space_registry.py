@@ -1,6 +1,6 @@
 """The search-space registry (kubenas.contract.spaces) is the one source: the CRD enums,
 SearchSpace.from_spec, genotype checks, hashing, validation's rules and the docs table
-follow it, and a new space is one registration (docs/extending-spaces.md)."""
+follow it, and a new space is one registration (docs/architecture.md, "Adding a search space")."""
 from __future__ import annotations
 
 import pathlib

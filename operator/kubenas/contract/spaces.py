@@ -11,10 +11,10 @@ shares weights over it.
 
 ``kubenas.space.SearchSpace.from_spec``, ``validate_genotype``, the experiment
 validation (the space's block, the user-code rule), the CRD enum test
-(tests/contract/test_space_registry.py) and the docs table (docs/experiments.md,
+(tests/contract/test_space_registry.py) and the docs table (docs/strategies.md,
 "Search spaces") read it. The built-in spaces register in ``kubenas.contract.genotype``,
 beside their architecture formats; a new space is a module with its ``SearchSpace``
-subclass and format plus one ``register`` call (docs/extending-spaces.md).
+subclass and format plus one ``register`` call (docs/architecture.md, "Adding a search space").
 
 Part of the contract (imports nothing outside it): the trainer reads which spaces it
 builds from here.
