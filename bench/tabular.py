@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kubenas.contract.result import failed_result, trial_result
 from kubenas.space import SearchSpace
 from kubenas.strategies import make_strategy
 
@@ -116,18 +117,15 @@ class TabularTrainer:
         candidate = {"architecture": trial["architecture"], "hyperparameters": trial.get("hyperparameters") or {}}
         row = self.table.row(candidate)
         if row is None:
-            return {"status": "Failed", "reward": None, "reason": "InternalError",
-                    "message": "architecture missing from the (partial) table", "metrics": {}, "history": [],
-                    "device": "table"}
+            return failed_result("InternalError", "architecture missing from the (partial) table", device="table")
         if row["valAccuracy"] is None:
-            return {"status": "Failed", "reward": None, "reason": row["status"].partition(":")[2] or "InternalError",
-                    "message": "failed when the table was generated", "metrics": {"wallSeconds": row["trainSeconds"]},
-                    "history": [], "device": "table"}
-        return {"status": "Succeeded", "reward": row["valAccuracy"], "reason": None, "message": "",
-                "metrics": {"accuracy": row["valAccuracy"], "loss": row["valLoss"],
-                            "testAccuracy": row["testAccuracy"], "parameters": row["parameters"],
-                            "wallSeconds": row["trainSeconds"]},
-                "history": [], "device": "table"}
+            return failed_result(row["status"].partition(":")[2] or "InternalError",
+                                 "failed when the table was generated", metrics={"wallSeconds": row["trainSeconds"]},
+                                 device="table")
+        return trial_result("Succeeded", reward=row["valAccuracy"],
+                            metrics={"accuracy": row["valAccuracy"], "loss": row["valLoss"],
+                                     "testAccuracy": row["testAccuracy"], "parameters": row["parameters"],
+                                     "wallSeconds": row["trainSeconds"]}, device="table")
 
 
 @dataclass

@@ -37,9 +37,11 @@ def _result_literals(tree: ast.AST):
 
 
 def test_no_module_but_the_contract_builds_a_trial_result():
-    """The trainer, the wrapper, the cluster reporter, the one-shot phases and the local
-    runner build results with trial_result/failed_result, never as a dict of their own."""
-    found = [f"{path.relative_to(ROOT)}:{node.lineno}" for path in _product_files() if path != HOME
+    """The trainer, the wrapper, the cluster reporter, the one-shot phases, the local
+    runner and the benchmarks' table trainer build results with trial_result/failed_result,
+    never as a dict of their own."""
+    files = [*_product_files(), *sorted((ROOT / "bench").rglob("*.py"))]
+    found = [f"{path.relative_to(ROOT)}:{node.lineno}" for path in files if path != HOME
              for node in _result_literals(ast.parse(path.read_text()))]
     assert found == []
 
