@@ -226,6 +226,58 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) * 1000
 
 
+@contextlib.contextmanager
+def serving(target: list[str], batch_size: int, args):
+    """``kubenas serve`` of ``target`` on a free port until the block ends: its URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([sys.executable, "-m", "kubenas.cli", "serve", *target, "--port", str(port),
+                               "--threads", str(args.threads), "--max-batch-size", str(batch_size),
+                               "--max-batch-wait-ms", str(args.max_batch_wait_ms), "--log-level", "warning"],
+                              cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/v2/health/ready", timeout=5)
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("kubenas serve did not start")
+                time.sleep(0.2)
+        yield url
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(60)
+
+
+def phase(url: str, body: bytes, headers: dict, concurrency: int, args, onnx_file: Path, x: np.ndarray) -> dict:
+    """One measured phase at ``concurrency`` (after a warm-up), with the server's metrics
+    over it and onnxruntime in-process on batches of the mean size the server formed."""
+    load(url, body, headers, concurrency, args.warmup, args.client_processes)
+    before = scrape(url)
+    start = time.perf_counter()
+    latencies = load(url, body, headers, concurrency, args.seconds, args.client_processes)
+    elapsed = time.perf_counter() - start
+    after = scrape(url)
+
+    def mean(name: str) -> float:
+        return (after[f"{name}_sum"] - before[f"{name}_sum"]) / max(after[f"{name}_count"] - before[f"{name}_count"], 1)
+
+    mean_batch = mean("kubenas_serving_batch_size")
+    request_s = mean("kubenas_serving_request_duration_seconds")
+    model_s = mean("kubenas_serving_model_duration_seconds")
+    ref_rps, ref_call = in_process(onnx_file, x, max(1, round(mean_batch)), args.threads, min(args.seconds, 3))
+    rps = len(latencies) / elapsed
+    return {"requests": len(latencies), "rps": round(rps, 1), "p50_ms": round(pct(latencies, 50), 3),
+            "p99_ms": round(pct(latencies, 99), 3), "mean_batch": round(mean_batch, 2),
+            "in_process_rps": round(ref_rps, 1), "in_process_call_ms": round(ref_call * 1000, 3),
+            "overhead_ratio": round(ref_rps / rps, 2),
+            "server_request_ms": round(request_s * 1000, 3), "server_model_ms": round(model_s * 1000, 3),
+            "server_overhead_ms": round((request_s - model_s / max(mean_batch, 1)) * 1000, 3),
+            "client_seen_overhead_ms": round(pct(latencies, 50) - ref_call * 1000, 3)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workload", choices=("digits", "cifar"), default="digits")
@@ -265,53 +317,15 @@ def main() -> int:
                for c in args.concurrency}
     print(json.dumps({"client_ceiling_rps": ceiling}), flush=True)
     for mode, batch_size in (("batch size 1", 1), ("dynamic batching", 32)):
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        server = subprocess.Popen([sys.executable, "-m", "kubenas.cli", "serve", *target, "--port", str(port),
-                                   "--threads", str(args.threads), "--max-batch-size", str(batch_size),
-                                   "--max-batch-wait-ms", str(args.max_batch_wait_ms), "--log-level", "warning"],
-                                  cwd=ROOT)
-        try:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    urllib.request.urlopen(f"{url}/v2/health/ready", timeout=5)
-                    break
-                except OSError:
-                    if time.monotonic() > deadline or server.poll() is not None:
-                        raise RuntimeError("kubenas serve did not start")
-                    time.sleep(0.2)
+        with serving(target, batch_size, args) as url:
             for concurrency in args.concurrency:
-                load(url, body, headers, concurrency, args.warmup, args.client_processes)
-                before = scrape(url)
-                start = time.perf_counter()
-                latencies = load(url, body, headers, concurrency, args.seconds, args.client_processes)
-                elapsed = time.perf_counter() - start
-                after = scrape(url)
-                delta = {k: after[k] - before[k] for k in after}
-                mean_batch = delta["kubenas_serving_batch_size_sum"] / max(delta["kubenas_serving_batch_size_count"], 1)
-                request_s = delta["kubenas_serving_request_duration_seconds_sum"] / \
-                    max(delta["kubenas_serving_request_duration_seconds_count"], 1)
-                model_s = delta["kubenas_serving_model_duration_seconds_sum"] / \
-                    max(delta["kubenas_serving_model_duration_seconds_count"], 1)
-                ref_rps, ref_call = in_process(onnx_file, x, max(1, round(mean_batch)),
-                                               args.threads, min(args.seconds, 3))
-                rps = len(latencies) / elapsed
-                rows.append({"mode": mode, "concurrency": concurrency, "requests": len(latencies),
-                             "rps": round(rps, 1), "p50_ms": round(pct(latencies, 50), 3),
-                             "p99_ms": round(pct(latencies, 99), 3), "mean_batch": round(mean_batch, 2),
-                             "in_process_rps": round(ref_rps, 1), "in_process_call_ms": round(ref_call * 1000, 3),
-                             "overhead_ratio": round(ref_rps / rps, 2), "client_ceiling_rps": ceiling[concurrency],
-                             "server_request_ms": round(request_s * 1000, 3), "server_model_ms": round(model_s * 1000, 3),
-                             "server_overhead_ms": round((request_s - model_s / max(mean_batch, 1)) * 1000, 3),
-                             "client_seen_overhead_ms": round(pct(latencies, 50) - ref_call * 1000, 3)})
+                rows.append({"mode": mode, "concurrency": concurrency,
+                             **phase(url, body, headers, concurrency, args, onnx_file, x),
+                             "client_ceiling_rps": ceiling[concurrency]})
                 print(json.dumps(rows[-1]), flush=True)
-        finally:
-            server.send_signal(signal.SIGTERM)
-            server.wait(60)
-    summary = {"workload": args.workload, "load_before": [round(v, 2) for v in load_before], "load_after": [round(v, 2) for v in os.getloadavg()],
-               "cpus": os.cpu_count(), "threads": args.threads, "client_processes": args.client_processes,
-               "rows": rows}
+    summary = {"workload": args.workload, "load_before": [round(v, 2) for v in load_before],
+               "load_after": [round(v, 2) for v in os.getloadavg()], "cpus": os.cpu_count(), "threads": args.threads,
+               "client_processes": args.client_processes, "rows": rows}
     rps = {(r["mode"], r["concurrency"]): r["rps"] for r in rows}
     top = max(args.concurrency)
     if ("batch size 1", top) in rps:
