@@ -32,9 +32,10 @@ def cmd_serve(args) -> int:
             from None
     from kubenas.artifacts.model import ModelUnavailable
 
-    for flag, value, least in (("--max-batch-size", args.max_batch_size, 1), ("--max-body-bytes", args.max_body_bytes, 1),
-                               ("--max-elements", args.max_elements, 1), ("--max-batch-wait-ms", args.max_batch_wait_ms, 0),
-                               ("--threads", args.threads, 0), ("--drain-seconds", args.drain_seconds, 0)):
+    for flag, value, least in (("--max-batch-size", args.max_batch_size, 1),
+                               ("--max-body-bytes", args.max_body_bytes, 1), ("--max-elements", args.max_elements, 1),
+                               ("--max-batch-wait-ms", args.max_batch_wait_ms, 0), ("--threads", args.threads, 0),
+                               ("--drain-seconds", args.drain_seconds, 0)):
         if value < least:
             raise CliError(f"{flag} {value}: must be at least {least}")
     for flag, value in (("--model-dir", args.model_dir), ("--model-url", args.model_url)):

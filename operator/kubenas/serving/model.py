@@ -97,8 +97,9 @@ def locate(target: str | None, *, trial: str | None = None, model_dir: str | Non
 def _from_url(url: str, download_dir: str | Path | None) -> Path:
     name = url.rstrip("/").rsplit("/", 1)[-1]
     if art.scheme(url) not in art.URL_SCHEMES or Path(name).suffix not in EXPORT_SUFFIX.values():
+        stores = ", ".join(s + "://" for s in art.URL_SCHEMES)
         raise ModelUnavailable(f"--model-url {url}: expected the URL of an exported model file in an object store "
-                               f"({', '.join(s + '://' for s in art.URL_SCHEMES)}; {' or '.join(art.MODEL_FILES.values())})")
+                               f"({stores}; {' or '.join(art.MODEL_FILES.values())})")
     cache = Path(download_dir) if download_dir else Path(tempfile.mkdtemp(prefix="kubenas-serve-"))
     return copy_model(url, cache / name)
 
