@@ -237,6 +237,8 @@ class PodRunner(threading.Thread):
         self.dir = agent.state / "pods" / self.uid
         self.proc: subprocess.Popen | None = None
         self.deleting = threading.Event()
+        self.finished = threading.Event()  # the runner is done (token renewal stops)
+        self.renewing: set[Path] = set()  # token files kept fresh (_renew_token)
         self.grace = float(pod["spec"].get("terminationGracePeriodSeconds", 30))
         self.restarts = 0
         self.started_at = now()
@@ -252,6 +254,7 @@ class PodRunner(threading.Thread):
         except Exception:  # noqa: BLE001
             log.exception("pod %s/%s: runner failed", self.ns, self.name)
         finally:
+            self.finished.set()
             self.agent.runner_done(self)
 
     def _run(self) -> None:
@@ -480,6 +483,25 @@ class PodRunner(threading.Thread):
             "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec})
         return answer.status.token
 
+    def _renew_token(self, target: Path, audience: str | None, seconds: int) -> None:
+        """As the kubelet does: a fresh token in the file once 80 % of its lifetime has
+        passed, for as long as the pod runs (kubenas' pods ask for 600 s tokens: without
+        this, a controller lost its API access after 10 minutes)."""
+        if target in self.renewing:  # a restarted container: its first start's renewal goes on
+            return
+        self.renewing.add(target)
+
+        def renew() -> None:
+            while not self.finished.wait(seconds * 0.8):
+                try:
+                    fresh = target.with_name(target.name + ".new")
+                    fresh.write_text(self._token(audience, seconds))
+                    os.replace(fresh, target)  # in the volume's folder: the pod sees the new file
+                except Exception as err:  # noqa: BLE001 - the kubelet retries too
+                    log.warning("pod %s/%s: token renewal failed: %s", self.ns, self.name, err)
+
+        threading.Thread(target=renew, daemon=True, name=f"token-{self.ns}/{self.name}").start()
+
     def _projected(self, base: Path, volume: dict) -> None:
         """serviceAccountToken, configMap, secret and downwardAPI sources (the
         ServiceAccount admission plugin's kube-api-access-* volume uses three of them)."""
@@ -488,7 +510,9 @@ class PodRunner(threading.Thread):
         for source in volume.get("sources") or []:
             if "serviceAccountToken" in source:
                 t = source["serviceAccountToken"]
-                (base / t["path"]).write_text(self._token(t.get("audience"), int(t.get("expirationSeconds", 3600))))
+                target, seconds = base / t["path"], int(t.get("expirationSeconds", 3600))
+                target.write_text(self._token(t.get("audience"), seconds))
+                self._renew_token(target, t.get("audience"), seconds)
             elif "configMap" in source or "secret" in source:
                 ref = source.get("configMap") or source.get("secret")
                 if "configMap" in source:
