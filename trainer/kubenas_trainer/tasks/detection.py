@@ -333,7 +333,8 @@ class DetectionTask(TrialTask):
             input_doc=("float32 N x 3 x H x W RGB images, pixel values scaled to [0, 1], any H x W (resized to "
                        f"{self.input_shape[1]} x {self.input_shape[2]} inside, boxes mapped back); returns boxes "
                        "N x D x 4 (x1, y1, x2, y2 pixels), scores N x D, labels N x D (-1 pads) and counts N"),
-            example=self.example(2), wrap=lambda model: ExportedDetector(model.fcos), onnx_refusal=ONNX_REFUSAL)
+            example=self.example(2), normalise=False,  # the detector normalises (and resizes) inside
+            wrap=lambda model: ExportedDetector(model.fcos), onnx_refusal=ONNX_REFUSAL)
 
 
 def load_detection(spec: dict, seed: int, device: torch.device) -> DetectionTask:

@@ -40,12 +40,13 @@ class ExportSpec:
     fixed front end the user's input passes first; ``normalise``: the per-channel
     normalisation of ``mean``/``std`` built in), ``example`` (a batch of the exported
     input, traced and checked on), ``input_doc`` (the input in words; None: images) and
-    ``variable_length`` (dimension 1 of the input is free: checked at other lengths) and
-    ``post`` (what the exported model applies to the network's output, e.g. the greedy
-    CTC decision per frame; None: the output as it is). ``wrap``: the task's own exported
-    module around the trained network (detection: images -> boxes, scores, labels,
-    counts), instead of the front end and normalisation; ``onnx_refusal``: why the task
-    cannot export ONNX (the ExportError when it is asked for)."""
+    ``variable_length`` (dimension 1 of the input is free: checked at other lengths).
+    ``wrap``: the task's module around the trained network (speech recognition: the
+    network, then the greedy CTC decision per frame; object detection: the detector,
+    images -> boxes, scores, labels, counts; None: the network as it is). The front end
+    and the normalisation go before it, unless the task has neither (``front`` None,
+    ``normalise`` False): then the wrapped network takes the user's input itself.
+    ``onnx_refusal``: why the task cannot export ONNX (the ExportError when it is asked for)."""
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     input_shape: tuple[int, ...]
@@ -56,7 +57,6 @@ class ExportSpec:
     example: torch.Tensor | None = None
     normalise: bool = True
     variable_length: bool = False
-    post: nn.Module | None = None
     wrap: Callable[[nn.Module], nn.Module] | None = None
     onnx_refusal: str | None = None
 

@@ -372,7 +372,8 @@ class SpeechRecognitionTask(TrialTask):
             input_doc=(f"float32 N x L mono waveforms at {rate} Hz in [-1, 1], any L (rows of a batch zero-padded "
                        "at the end); returns int64 N x T, the best token per encoder frame (greedy CTC): collapse "
                        "repeats and drop 0 (blank) to read the transcript with the metadata's vocabulary"),
-            example=torch.randn(2, samples) * 0.1, variable_length=True, post=GreedyFrames())
+            example=torch.randn(2, samples) * 0.1, variable_length=True,
+            wrap=lambda network: nn.Sequential(network, GreedyFrames()))
 
 
 # --------------------------------------------------------------------------- loading

@@ -85,12 +85,15 @@ class TaskClassifier(nn.Module):
 def exported_module(model: nn.Module, mean: Sequence[float], std: Sequence[float], *,
                     front: nn.Module | None = None, input_doc: str | None = None, normalise: bool = True,
                     wrap=None) -> nn.Module:
-    """What both formats export: a CPU float32 copy of ``model`` in eval mode behind its
-    normalisation (images) or its task's front end (``TaskClassifier``), or inside the
-    task's own module (``wrap(copy)``: a detector's images -> boxes, scores, labels)."""
+    """What both formats export: a CPU float32 copy of ``model`` in eval mode, inside the
+    task's module around it (``wrap(copy)``: the network then the greedy CTC decision, a
+    detector's images -> boxes, scores, labels), behind its normalisation (images) or its
+    task's front end (``TaskClassifier``); a wrapped network without either is the model."""
     net = copy.deepcopy(model).to(device="cpu", dtype=torch.float32, memory_format=torch.contiguous_format)
     if wrap is not None:
-        return wrap(net.eval()).eval()
+        net = wrap(net.eval()).eval()
+        if front is None and not normalise:
+            return net
     if front is None and normalise and input_doc is None:
         return NormalizedClassifier(net, mean, std).eval()
     front = copy.deepcopy(front).cpu() if front is not None else nn.Identity()
@@ -222,11 +225,9 @@ def export_model(model: nn.Module, model_path: str | Path, formats, opset: int, 
     """Write ``model`` in each of ``formats`` (TorchScript at ``model_path``, ONNX beside it
     with its suffix) as the task's ``spec`` (``interface.ExportSpec``) says: its front end
     or normalisation built in, checked on its example inputs, and ``metadata`` plus the
-    ``signature`` in the file; ``spec.post`` follows the network."""
+    ``signature`` in the file; ``spec.wrap`` is the task's module around the network."""
     from kubenas.contract.settings import EXPORT_SUFFIX
 
-    if spec.post is not None:
-        model = nn.Sequential(model, spec.post)
     if "onnx" in formats and spec.onnx_refusal:
         raise ExportError(spec.onnx_refusal)
 
