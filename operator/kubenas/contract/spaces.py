@@ -21,10 +21,11 @@ builds from here.
 """
 from __future__ import annotations
 
-import importlib
 import json
 from dataclasses import dataclass
 from typing import Callable
+
+from .registry import add, load_target, names_where
 
 
 def _as_is(architecture: dict) -> dict:
@@ -55,20 +56,16 @@ class SpaceEntry:
     supernet: bool = False  # spec.oneShot can train a weight-sharing supernet over it
 
     def load(self) -> type:
-        module, _, name = self.target.partition(":")
-        return getattr(importlib.import_module(module), name)
+        return load_target(self.target)
 
 
 _REGISTRY: dict[str, SpaceEntry] = {}
 
 
 def register(entry: SpaceEntry) -> SpaceEntry:
-    if entry.name in _REGISTRY:
-        raise ValueError(f"search space {entry.name!r} is registered twice")
     if entry.name in ("type", "hyperparameters"):
         raise ValueError(f"search space {entry.name!r}: the name is a field of spec.searchSpace")
-    _REGISTRY[entry.name] = entry
-    return entry
+    return add(_REGISTRY, entry, "search space")
 
 
 def space_names() -> tuple[str, ...]:
@@ -82,12 +79,12 @@ def space_entry(name: str) -> SpaceEntry:
 
 def trainer_built_spaces() -> tuple[str, ...]:
     """The spaces whose networks the built-in trainer builds."""
-    return tuple(name for name, entry in _REGISTRY.items() if entry.built_by_trainer)
+    return names_where(_REGISTRY, lambda entry: entry.built_by_trainer)
 
 
 def supernet_spaces() -> tuple[str, ...]:
     """The spaces a one-shot supernet shares weights over."""
-    return tuple(name for name, entry in _REGISTRY.items() if entry.supernet)
+    return names_where(_REGISTRY, lambda entry: entry.supernet)
 
 
 from . import genotype as _genotype  # noqa: E402,F401  (registers the built-in spaces)

@@ -246,12 +246,16 @@ class Strategy:
             current = self.space.mutate(current, rng)
             if self._acceptable(current):
                 return current
-        if self.space.size() <= self.MAX_ENUMERATION:
-            unseen = [encoding for encoding in self.space.iter_encodings()
-                      if self._acceptable(self.space.decode(encoding))]
-            if unseen:
-                return self.space.decode(rng.choice(unseen))
-        return current
+        unseen = self._enumerated_choice(rng, self._acceptable)
+        return current if unseen is None else unseen
+
+    def _enumerated_choice(self, rng: random.Random, accept) -> Candidate | None:
+        """A candidate ``accept`` takes, drawn uniformly from a space small enough to list
+        (``MAX_ENUMERATION``); None when none is, or the space is too large to list."""
+        if self.space.size() > self.MAX_ENUMERATION:
+            return None
+        accepted = [encoding for encoding in self.space.iter_encodings() if accept(self.space.decode(encoding))]
+        return self.space.decode(rng.choice(accepted)) if accepted else None
 
     def _any_feasible(self, start: Candidate, rng: random.Random) -> Candidate:
         """A feasible candidate, seen or not (the space may hold no unseen feasible one)."""
@@ -259,11 +263,9 @@ class Strategy:
             candidate = self.space.sample(rng)
             if self.is_feasible(candidate):
                 return candidate
-        if self.space.size() <= self.MAX_ENUMERATION:
-            feasible = [encoding for encoding in self.space.iter_encodings()
-                        if self.is_feasible(self.space.decode(encoding))]
-            if feasible:
-                return self.space.decode(rng.choice(feasible))
+        feasible = self._enumerated_choice(rng, self.is_feasible)
+        if feasible is not None:
+            return feasible
         raise NoFeasibleCandidate("constraints", f"no candidate of the space satisfies the constraints "
                                   f"(e.g. {self.constraints.violation(start)}); raise the limits")
 

@@ -10,9 +10,10 @@ name in the CRD's ``spec.strategy.type`` enum (the test names it when it is miss
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
+
+from kubenas.contract.registry import add, load_target, names_where
 
 # block, its path ("strategy.<name>"), the defaults -> the settings (SpaceError on nonsense)
 SettingsReader = Callable[[dict, str, Mapping[str, Any]], dict]
@@ -36,9 +37,8 @@ class StrategyEntry:
         return settings
 
     def load(self) -> type:
-        module, _, name = self.target.partition(":")
         try:
-            return getattr(importlib.import_module(module), name)
+            return load_target(self.target)
         except ImportError as error:
             if not self.needs_torch:
                 raise
@@ -51,12 +51,9 @@ _REGISTRY: dict[str, StrategyEntry] = {}
 
 
 def register(entry: StrategyEntry) -> StrategyEntry:
-    if entry.name in _REGISTRY:
-        raise ValueError(f"strategy {entry.name!r} is registered twice")
     if entry.continuous not in ("native", "binned"):
         raise ValueError(f"strategy {entry.name!r}: continuous must be 'native' or 'binned'")
-    _REGISTRY[entry.name] = entry
-    return entry
+    return add(_REGISTRY, entry, "strategy")
 
 
 def strategy_names() -> tuple[str, ...]:
@@ -69,4 +66,4 @@ def strategy_entry(name: str) -> StrategyEntry:
 
 
 def pareto_strategies() -> tuple[str, ...]:
-    return tuple(name for name, entry in _REGISTRY.items() if entry.pareto)
+    return names_where(_REGISTRY, lambda entry: entry.pareto)
