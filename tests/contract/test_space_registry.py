@@ -66,12 +66,13 @@ def test_capabilities_come_from_the_registry():
     assert issue.path == "spec.trial.command" and "builds only chain and cell architectures" in issue.message
 
 
-def test_the_registry_refuses_a_name_twice_and_the_fields_of_search_space(monkeypatch):
-    monkeypatch.setattr(registry_module, "_REGISTRY", dict(registry_module._REGISTRY))
-    with pytest.raises(ValueError, match="registered twice"):
-        register(SpaceEntry("cell", "kubenas.space.cell:CellSpace", "again", check=lambda g: g))
-    with pytest.raises(ValueError, match="a field of spec.searchSpace"):
-        register(SpaceEntry("hyperparameters", "x:Y", "no", check=lambda g: g))
+def test_the_registry_refuses_a_name_twice_and_the_fields_of_search_space():
+    with registry_module.SPACES.isolated():
+        with pytest.raises(ValueError, match="registered twice"):
+            register(SpaceEntry("cell", "kubenas.space.cell:CellSpace", "again", check=lambda g: g))
+        with pytest.raises(ValueError, match="a field of spec.searchSpace"):
+            register(SpaceEntry("hyperparameters", "x:Y", "no", check=lambda g: g))
+    assert space_names() == ("chain", "cell", "parameters")
 
 
 # ---- a new kind of space: a module with its SearchSpace and format, and one register call
@@ -114,12 +115,13 @@ def check_widths(genotype: dict) -> dict:
 
 @pytest.fixture()
 def widths(monkeypatch):
-    monkeypatch.setattr(registry_module, "_REGISTRY", dict(registry_module._REGISTRY))
     module = types.ModuleType("kubenas_test_widths_space")
     module.WidthsSpace = WidthsSpace
     monkeypatch.setitem(sys.modules, module.__name__, module)
-    return register(SpaceEntry("widths", f"{module.__name__}:WidthsSpace", "a width per layer", check=check_widths,
-                               describe=lambda g: "-".join(map(str, g["widths"]))))
+    with registry_module.SPACES.isolated():
+        yield register(SpaceEntry("widths", f"{module.__name__}:WidthsSpace", "a width per layer",
+                                  check=check_widths, describe=lambda g: "-".join(map(str, g["widths"]))))
+    assert "widths" not in space_names()
 
 
 def test_a_registered_space_is_built_searched_checked_and_hashed_without_other_edits(widths):

@@ -54,8 +54,6 @@ def test_pareto_capability_comes_from_the_registry():
 
 
 def test_a_registered_strategy_is_made_and_validated_without_other_edits(monkeypatch):
-    monkeypatch.setattr(registry_module, "_REGISTRY", dict(registry_module._REGISTRY))
-
     class Uniform(RandomSearch):
         type = "uniform"
 
@@ -64,12 +62,14 @@ def test_a_registered_strategy_is_made_and_validated_without_other_edits(monkeyp
     module = types.ModuleType("kubenas_test_uniform_strategy")
     module.Uniform = Uniform
     monkeypatch.setitem(sys.modules, module.__name__, module)
-    register(StrategyEntry("uniform", f"{module.__name__}:Uniform", "a test strategy"))
-    space = SearchSpace.from_spec({"type": "cell"})
-    strategy = make_strategy({"type": "uniform", "seed": 3}, space)
-    assert isinstance(strategy, Uniform)
-    with pytest.raises(ValueError, match="registered twice"):
-        register(StrategyEntry("uniform", f"{module.__name__}:Uniform", "again"))
+    with registry_module.STRATEGIES.isolated():
+        register(StrategyEntry("uniform", f"{module.__name__}:Uniform", "a test strategy"))
+        space = SearchSpace.from_spec({"type": "cell"})
+        strategy = make_strategy({"type": "uniform", "seed": 3}, space)
+        assert isinstance(strategy, Uniform)
+        with pytest.raises(ValueError, match="registered twice"):
+            register(StrategyEntry("uniform", f"{module.__name__}:Uniform", "again"))
+    assert "uniform" not in strategy_names()
 
 
 def test_an_unknown_strategy_is_named_with_the_registered_ones():

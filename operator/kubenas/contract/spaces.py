@@ -25,7 +25,7 @@ import json
 from dataclasses import dataclass
 from typing import Callable
 
-from .registry import add, load_target, names_where
+from .registry import Registry, load_target
 
 
 def _as_is(architecture: dict) -> dict:
@@ -59,32 +59,25 @@ class SpaceEntry:
         return load_target(self.target)
 
 
-_REGISTRY: dict[str, SpaceEntry] = {}
-
-
-def register(entry: SpaceEntry) -> SpaceEntry:
+def _not_a_field(entry: SpaceEntry) -> None:
     if entry.name in ("type", "hyperparameters"):
         raise ValueError(f"search space {entry.name!r}: the name is a field of spec.searchSpace")
-    return add(_REGISTRY, entry, "search space")
 
 
-def space_names() -> tuple[str, ...]:
-    """Every registered space's name, in registration order (the CRD enums' order)."""
-    return tuple(_REGISTRY)
-
-
-def space_entry(name: str) -> SpaceEntry:
-    return _REGISTRY[name]
+SPACES: Registry[SpaceEntry] = Registry("search space", _not_a_field)
+register = SPACES.register
+space_names = SPACES.names  # in registration order: the CRD enums' order
+space_entry = SPACES.entry
 
 
 def trainer_built_spaces() -> tuple[str, ...]:
     """The spaces whose networks the built-in trainer builds."""
-    return names_where(_REGISTRY, lambda entry: entry.built_by_trainer)
+    return SPACES.names_where(lambda entry: entry.built_by_trainer)
 
 
 def supernet_spaces() -> tuple[str, ...]:
     """The spaces a one-shot supernet shares weights over."""
-    return names_where(_REGISTRY, lambda entry: entry.supernet)
+    return SPACES.names_where(lambda entry: entry.supernet)
 
 
 from . import genotype as _genotype  # noqa: E402,F401  (registers the built-in spaces)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from kubenas.contract.registry import add, load_target, names_where
+from kubenas.contract.registry import Registry, load_target
 
 # block, its path ("strategy.<name>"), the defaults -> the settings (SpaceError on nonsense)
 SettingsReader = Callable[[dict, str, Mapping[str, Any]], dict]
@@ -47,23 +47,16 @@ class StrategyEntry:
                 "(pip install 'kubenas[train]' or the controller image with torch)") from error
 
 
-_REGISTRY: dict[str, StrategyEntry] = {}
-
-
-def register(entry: StrategyEntry) -> StrategyEntry:
+def _continuous_known(entry: StrategyEntry) -> None:
     if entry.continuous not in ("native", "binned"):
         raise ValueError(f"strategy {entry.name!r}: continuous must be 'native' or 'binned'")
-    return add(_REGISTRY, entry, "strategy")
 
 
-def strategy_names() -> tuple[str, ...]:
-    """Every registered strategy's name, in registration order."""
-    return tuple(_REGISTRY)
-
-
-def strategy_entry(name: str) -> StrategyEntry:
-    return _REGISTRY[name]
+STRATEGIES: Registry[StrategyEntry] = Registry("strategy", _continuous_known)
+register = STRATEGIES.register
+strategy_names = STRATEGIES.names  # in registration order: the CRD enum's order
+strategy_entry = STRATEGIES.entry
 
 
 def pareto_strategies() -> tuple[str, ...]:
-    return names_where(_REGISTRY, lambda entry: entry.pareto)
+    return STRATEGIES.names_where(lambda entry: entry.pareto)
