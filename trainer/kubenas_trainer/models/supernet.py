@@ -170,13 +170,24 @@ def train_supernet(task, supernet: CellSupernet, training: dict, *, epochs: int,
     ``checkpoint_path`` (atomically); if it exists, training resumes after its epoch,
     exactly as an uninterrupted run. Returns ``{"epochs", "resumedFromEpoch",
     "trainSeconds", "trainLoss"}``. The trial's deadline is its process's (the runner or
-    the Job stops it; the checkpoint stays)."""
+    the Job stops it; the checkpoint stays). Under torchrun (a trial of several processes,
+    docs/distributed.md) each rank trains its part of every global batch under DDP on the
+    same path, rank 0 reads the checkpoint and broadcasts it, and alone writes it and
+    calls ``on_epoch``."""
+    from kubenas_trainer.training import distributed as ddp
     from kubenas_trainer.training.loop import _lr_lambda, _make_optimizer
 
     device = next(supernet.parameters()).device
+    ranks = ddp.Ranks.from_env()  # under torchrun (docs/distributed.md): every rank samples the same paths
+    if ranks is not None:
+        device = ddp.start(ranks, device)
+        supernet.to(device)
+        ddp.check_batch_size(ranks, training)
+    main = ranks is None or ranks.main
     cuda = device.type == "cuda"
     gen = torch.Generator().manual_seed(seed)
     loaders = task.loaders(training, device, gen, memory_format(training, device))
+    train = loaders.train if ranks is None else ddp.shard(loaders.train, ranks, "the supernet")
     optimizer = _make_optimizer(supernet, training)
     amp_dtype = None
     if cuda and training.get("mixedPrecision"):
@@ -186,8 +197,12 @@ def train_supernet(task, supernet: CellSupernet, training: dict, *, epochs: int,
     base_lr = training["learningRate"]
     rng = random.Random(seed)
     start = 0
-    if checkpoint_path and os.path.exists(checkpoint_path):
-        state = torch.load(checkpoint_path, map_location=device, weights_only=True)
+    state = None
+    if checkpoint_path and os.path.exists(checkpoint_path) and main:
+        state = torch.load(checkpoint_path, map_location=device if ranks is None else "cpu", weights_only=True)
+    if ranks is not None:  # the other ranks resume from what rank 0 read
+        state = ddp.from_main(ranks, state)
+    if state is not None:
         supernet.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if scaler is not None and state.get("scaler"):
@@ -195,7 +210,8 @@ def train_supernet(task, supernet: CellSupernet, training: dict, *, epochs: int,
         rng.setstate(state["pathRng"])
         gen.set_state(state["shuffleGen"])
         start = int(state["epoch"])
-    per_epoch = len(loaders.train)
+    forward = supernet if ranks is None else ddp.wrap(supernet, ranks, device, find_unused_parameters=True)
+    per_epoch = len(train)
     factor = _lr_lambda(training.get("schedule", "cosine"), max(1, epochs * per_epoch),
                         int(round(float(training.get("warmupEpochs") or 0.0) * per_epoch)))
     t0 = time.monotonic()
@@ -203,11 +219,11 @@ def train_supernet(task, supernet: CellSupernet, training: dict, *, epochs: int,
     for epoch in range(start + 1, epochs + 1):
         supernet.train()
         loss_sum, count = 0.0, 0
-        for b, batch in enumerate(loaders.train):
+        for b, batch in enumerate(train):
             _set_lr(optimizer, base_lr, factor((epoch - 1) * per_epoch + b))
             supernet.path = supernet.sample_path(rng)
             with torch.autocast("cuda", dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
-                out = task.train_step(supernet, batch, training)
+                out = task.train_step(forward, batch, training)
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(out.loss).backward()
@@ -223,13 +239,16 @@ def train_supernet(task, supernet: CellSupernet, training: dict, *, epochs: int,
                 optimizer.step()
             loss_sum += float(out.loss.detach()) * out.count
             count += out.count
-        if checkpoint_path:
+        if ranks is not None:  # the epoch's loss over every rank's part
+            total = ddp.sum_across({"loss": loss_sum, "count": count}, device)
+            loss_sum, count = total["loss"], int(total["count"])
+        if checkpoint_path and main:
             tmp = f"{checkpoint_path}.tmp"
             torch.save({"model": supernet.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
                         "scaler": scaler.state_dict() if scaler is not None else None,
                         "pathRng": rng.getstate(), "shuffleGen": gen.get_state()}, tmp)
             os.replace(tmp, checkpoint_path)
-        if on_epoch is not None:  # after the checkpoint: a callback may keep it elsewhere
+        if on_epoch is not None and main:  # after the checkpoint: a callback may keep it elsewhere
             on_epoch(epoch, {"trainLoss": loss_sum / max(1, count)})
     return {"epochs": epochs, "resumedFromEpoch": start, "trainSeconds": round(time.monotonic() - t0, 3),
             "trainLoss": loss_sum / max(1, count) if count else None}
