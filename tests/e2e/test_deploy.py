@@ -193,6 +193,9 @@ def test_deploy_serves_the_best_model_from_the_volume(local_only, installed, nam
                    interval=1)
         done = len(client.answers)
         wait_until(lambda: len(client.answers) >= done + 20, 60, "answers after the roll", interval=0.2)
+    print(f"roll: {len(client.answers)} answers, {len(client.failures)} failed, answered by "
+          f"{sorted({ip for _, ip, _ in client.answers})}, versions in order {client.versions()}, "
+          f"{client.no_endpoint:.2f} s without a ready endpoint")
     assert client.failures == [], client.failures[:5]
     assert client.versions()[0] == best["name"] and client.versions()[-1] == other, client.versions()
     assert all(v == other for _, _, v in client.answers[done:]), "the old model answered after its pod went"
