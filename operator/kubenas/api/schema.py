@@ -67,7 +67,7 @@ _KubeValidator = validators.extend(Draft4Validator, {"pattern": _pattern})
 def validator(kind: str) -> Draft4Validator:
     # OpenAPI v3.0 schemas use draft-4 semantics (boolean exclusiveMinimum). The
     # x-kubernetes-* keywords (CEL rules among them) are ignored here and checked by the
-    # API server; kubenas.api.validation repeats the CEL rules in Python.
+    # API server; kubenas.api.checks.pod repeats the CEL rules in Python.
     return _KubeValidator(openapi_schema(kind))
 
 

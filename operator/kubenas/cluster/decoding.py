@@ -6,7 +6,7 @@ nest that deeply (docs/security.md), but an object stored under an older schema,
 written by a component with more rights, would otherwise stop every list and watch that
 carries it, for every tenant. :func:`loads` decodes such a document anyway, without
 recursion, with each list or map deeper than ``MAX_DEPTH`` replaced by :data:`TOO_DEEP`:
-the object is delivered, its nesting is named by validation (kubenas.api.validation,
+the object is delivered, its nesting is named by validation (kubenas.api.bounds,
 nesting_issue) and only its own experiment fails.
 
 Documents of ordinary depth take ``json.loads`` itself; the slow path runs only after it

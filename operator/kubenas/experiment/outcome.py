@@ -50,7 +50,7 @@ def target_reached(reward: float | None, target: float | None, goal: str) -> boo
 def experiment_outcome(spec: dict, records: Sequence[TrialRecord], elapsed_seconds: float) -> Outcome | None:
     """None while the experiment should go on; else how and why it ends.
 
-    ``spec`` has defaults filled (kubenas.api.validation.with_defaults).
+    ``spec`` has defaults filled (kubenas.api.defaults.with_defaults).
     """
     budget, objective = spec["budget"], spec["objective"]
     failed = failed_outcome(spec, records)

@@ -73,7 +73,7 @@ class ExperimentPlan:
     """One trial per proposal, until ``budget.maxTrials`` have finished (the default mode)."""
 
     def __init__(self, spec: dict):
-        self.spec = spec  # defaults filled (kubenas.api.validation.with_defaults)
+        self.spec = spec  # defaults filled (kubenas.api.defaults.with_defaults)
 
     def outcome(self, records: Sequence[TrialRecord], elapsed_seconds: float) -> Outcome | None:
         return experiment_outcome(self.spec, records, elapsed_seconds)
