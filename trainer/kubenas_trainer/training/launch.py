@@ -169,10 +169,18 @@ def _peer_trial(args, env) -> dict | None:
         from kubenas_trainer.cli import load_trial
 
         return load_trial(args.trial)
-    from kubenas_trainer.reporting.cluster import KubernetesReporter, cluster_namespace
+    from kubenas.contract import API_UNAVAILABLE
 
-    reader = KubernetesReporter(cluster_namespace(env), env.get("KUBENAS_TRIAL"))  # reads; never writes
-    trial = reader.load_trial()
+    from kubenas_trainer.errors import INVALID_TRIAL, TrialFailure
+    from kubenas_trainer.reporting.cluster import KubernetesReporter, cluster_namespace, transient
+
+    namespace, name = cluster_namespace(env), env.get("KUBENAS_TRIAL")
+    reader = KubernetesReporter(namespace, name)  # reads the trial; never writes
+    try:
+        trial = reader.load_trial()
+    except Exception as err:  # noqa: BLE001 - as rank 0 says it (cluster.main_from_cluster): 75 is retried
+        raise TrialFailure(f"cannot read NASTrial {namespace}/{name}: {err}",
+                           API_UNAVAILABLE if transient(err) else INVALID_TRIAL) from None
     return None if reader.stop_requested else trial
 
 

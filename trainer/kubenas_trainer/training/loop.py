@@ -28,6 +28,8 @@ from kubenas.contract.result import TrialResult, failed_result, trial_result
 from kubenas.contract.reward import compute_reward
 
 from kubenas_trainer.training import checkpoint as ckpt
+from kubenas_trainer.training import distributed as ddp
+from kubenas_trainer.training import launch
 from kubenas_trainer import errors
 from kubenas_trainer.errors import DataError, Diverged, InvalidArchitecture, InvalidTrial, TrialFailure, TrialTimeout
 from kubenas_trainer.tasks.interface import Loaders, TrialTask
@@ -171,13 +173,14 @@ def run_trial(trial: dict, *, on_epoch: OnEpoch | None = None, model_path=None, 
             where = f" ({Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
             reason, message = errors.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}{where}"
     finally:
+        ddp.stop()
         if torch.get_num_threads() != threads_before:
             torch.set_num_threads(threads_before)
         if state["device"].startswith("cuda"):
             gc.collect()
             torch.cuda.empty_cache()
     metrics["wallSeconds"] = round(time.monotonic() - start, 3)
-    return failed_result(reason, message, metrics=metrics, history=history, device=state["device"])
+    return launch.settle(failed_result(reason, message, metrics=metrics, history=history, device=state["device"]))
 
 
 def _check_latency_limit(trial: dict, model, task: TrialTask, device, metrics: dict, clock) -> None:
@@ -237,6 +240,13 @@ class _Training:
     autocast: Callable
     shuffle_gen: torch.Generator
     clock: _Clock
+    ranks: ddp.Ranks | None = None  # a distributed trial's ranks (training/distributed.py); None: one process
+    forward: nn.Module | None = None  # what train_step runs: the model under DDP, else the model
+
+    @property
+    def reports(self) -> bool:
+        """Whether this process validates, reports and writes outputs: rank 0, or the only process."""
+        return self.ranks is None or self.ranks.main
 
     @property
     def cuda(self) -> bool:
@@ -260,10 +270,15 @@ def _run(trial, on_epoch, model_path, weights_path, checkpoint_path, clock: _Clo
         clock = _Clock(clock.start, clock.deadline, cfg.timeout_seconds)
     clock.check()
     device, shuffle_gen = _start(cfg.training, state)
+    ranks = ddp.Ranks.from_env()
+    if ranks is not None:
+        device = ddp.start(ranks, device)
+        ddp.check_batch_size(ranks, cfg.training)
+        metrics["processes"] = ranks.world_size
     clock.where = "while loading the dataset"
     task = open_task(cfg.task, cfg.dataset, cfg.training["seed"], device)
     clock.check()
-    tr = _prepare(trial, cfg, task, device, shuffle_gen, metrics, clock)
+    tr = _prepare(trial, cfg, task, device, shuffle_gen, metrics, clock, ranks)
     ident = ckpt.identity(cfg, len(tr.loaders.train))
     clock.where = "while reading the checkpoint"
     resumed, notes = _resume(cfg, ident, tr.parts(), history)
@@ -272,6 +287,8 @@ def _run(trial, on_epoch, model_path, weights_path, checkpoint_path, clock: _Clo
 
     status, trained, train_seconds, seen = _epochs(tr, resumed, history, on_epoch)
     metrics["epochsTrained"] = trained
+    if not tr.reports:  # another rank: rank 0 measures, saves and reports
+        return trial_result(status, metrics=metrics, history=history, device=state["device"])
     last = history[-1]
     saved_to = None
     if cfg.checkpoint["save"]:  # the state after the last epoch, before anything else touches an RNG
@@ -318,7 +335,7 @@ def _build(task: TrialTask, cfg: TrialConfig, metrics: dict) -> nn.Module:
 
 
 def _prepare(trial: dict, cfg: TrialConfig, task: TrialTask, device: torch.device, shuffle_gen: torch.Generator,
-             metrics: dict, clock: _Clock) -> _Training:
+             metrics: dict, clock: _Clock, ranks: ddp.Ranks | None = None) -> _Training:
     """Build the model on the device (refused over its latency limit), the loaders, the
     optimizer, the learning-rate schedule and mixed precision."""
     t = cfg.training
@@ -335,12 +352,15 @@ def _prepare(trial: dict, cfg: TrialConfig, task: TrialTask, device: torch.devic
     autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if amp_dtype else contextlib.nullcontext
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     loaders = task.loaders(t, device, shuffle_gen, memory_format)
+    if ranks is not None:  # each rank trains on its part of every global batch; DDP averages the gradients
+        loaders = loaders._replace(train=ddp.shard(loaders.train, ranks, f"task {cfg.task}"))
     steps_per_epoch = len(loaders.train)
     optimizer = _make_optimizer(model, t)
     # The schedule runs over scheduleEpochs (default epochs): a trial may train its first epochs.
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(
         t["schedule"], t["scheduleEpochs"] * steps_per_epoch, int(round(t["warmupEpochs"] * steps_per_epoch))))
-    return _Training(cfg, task, model, device, loaders, optimizer, scheduler, scaler, autocast, shuffle_gen, clock)
+    return _Training(cfg, task, model, device, loaders, optimizer, scheduler, scaler, autocast, shuffle_gen, clock,
+                     ranks, ddp.wrap(model, ranks, device) if ranks is not None else model)
 
 
 def _epochs(tr: _Training, resumed: int, history: list, on_epoch: OnEpoch | None) -> tuple[str, int, float, int]:
@@ -351,21 +371,28 @@ def _epochs(tr: _Training, resumed: int, history: list, on_epoch: OnEpoch | None
     tr.model.train()
     for epoch in range(resumed + 1, tr.cfg.training["epochs"] + 1):
         epoch_start = time.monotonic()
+        if tr.ranks is not None:
+            ddp.seed_epoch(tr.ranks, tr.cfg.training["seed"], epoch)
         train_record, seen = _train_epoch(tr, epoch)
         if tr.cuda:
             torch.cuda.synchronize(tr.device)
         train_seconds += time.monotonic() - epoch_start
         seen_total += seen
         trained += 1
-        tr.clock.where = f"while validating epoch {epoch}"
-        values = _evaluate(tr, tr.loaders.val)
-        for name, value in values.items():
-            if not math.isfinite(value):
-                raise Diverged(f"validation {name} is {value} after epoch {epoch}")
-        record = {"epoch": epoch, **values, **train_record, "learningRate": tr.optimizer.param_groups[0]["lr"],
-                  "seconds": round(time.monotonic() - epoch_start, 4)}
-        history.append(record)
-        if on_epoch is not None and _ask(on_epoch, record, epoch) == "stop":
+        stop = False
+        if tr.reports:
+            tr.clock.where = f"while validating epoch {epoch}"
+            values = _evaluate(tr, tr.loaders.val)
+            for name, value in values.items():
+                if not math.isfinite(value):
+                    raise Diverged(f"validation {name} is {value} after epoch {epoch}")
+            record = {"epoch": epoch, **values, **train_record, "learningRate": tr.optimizer.param_groups[0]["lr"],
+                      "seconds": round(time.monotonic() - epoch_start, 4)}
+            history.append(record)
+            stop = on_epoch is not None and _ask(on_epoch, record, epoch) == "stop"
+        if tr.ranks is not None:  # every rank stops after the epoch rank 0 stops after
+            stop = ddp.from_main(tr.ranks, stop)
+        if stop:
             status = errors.EARLY_STOPPED
             break
     return status, trained, train_seconds, seen_total
@@ -392,7 +419,7 @@ def _train_epoch(tr: _Training, epoch: int) -> tuple[dict, int]:
         tr.clock.where = f"in epoch {epoch}, batch {step} of {steps_per_epoch}"
         tr.clock.check()
         with tr.autocast():
-            out = tr.task.train_step(tr.model, batch, t)
+            out = tr.task.train_step(tr.model if tr.forward is None else tr.forward, batch, t)
         _optimise(tr, out.loss)
         seen += out.count
         for name, value in out.sums.items():
@@ -407,6 +434,10 @@ def _train_epoch(tr: _Training, epoch: int) -> tuple[dict, int]:
         if not finite:
             raise Diverged(f"training loss became {out.loss.item()} in epoch {epoch}, batch {step} "
                            f"(learningRate={t['learningRate']:g}, optimizer={t['optimizer']})")
+    if tr.ranks is not None:  # the whole epoch's sums: every rank's part added up
+        total = ddp.sum_across({"\0loss": loss_sum, "\0seen": seen, **sums}, device)
+        loss_sum, seen = total.pop("\0loss"), int(total.pop("\0seen"))
+        sums = total
     running = {name: (value.item() if isinstance(value, torch.Tensor) else value) / seen for name, value in sums.items()}
     return {"trainLoss": float(loss_sum) / seen, **running}, seen
 
