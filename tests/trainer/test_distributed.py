@@ -190,3 +190,16 @@ def test_the_supernet_trains_under_two_processes_and_resumes(tmp_path):
     assert done.returncode == 0 and again["metrics"]["resumedFromEpoch"] == 1, (again, done.stdout[-2000:],
                                                                               done.stderr[-3000:])
     assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 2
+
+
+def test_a_failed_peer_records_its_result_and_leaves_the_report_to_rank_0(tmp_path):
+    import argparse
+    import time
+
+    env = {launch.DIR_ENV: str(tmp_path), "RANK": "1"}
+    (tmp_path / launch.EXIT_FILE).write_text("2")  # rank 0 has ended (it met the same failure)
+    started = time.monotonic()
+    assert launch.run_peer(argparse.Namespace(from_cluster=False, trial=tmp_path / "missing.json"), env) == 2
+    assert time.monotonic() - started < launch.PEER_GRACE_SECONDS
+    recorded = launch.peer_failure(str(tmp_path))
+    assert recorded["reason"] == "InvalidTrial" and recorded["message"].startswith("rank 1 of the trial's processes")

@@ -13,11 +13,13 @@ The ranks share a folder (``$KUBENAS_DISTRIBUTED_DIR``, made by the launcher):
 
 * rank 0 reports, exactly as a single-process trainer does, and writes its exit code
   there (``exit-code``) before it exits;
-* a rank other than 0 reports nothing; when its own run fails (out of memory, a loss
-  that became NaN on its shard, its deadline a batch before rank 0's) it writes its
-  result there (``rank-R.json``) and exits 0, so that torchrun does not tear rank 0
-  down before it has reported. Rank 0 then fails at its next collective (the peer is
-  gone) and reports the peer's result instead of that symptom (``settle``);
+* a rank other than 0 reports nothing; when its run fails it writes its result there
+  (``rank-R.json``), gives rank 0 ``PEER_GRACE_SECONDS`` to end (a failure every rank
+  meets, a bad setting or missing data, is then rank 0's report, as for one process)
+  and exits with its code, which makes torchrun stop the others. A failure of that rank
+  alone (out of memory, a loss that became NaN on its shard, its deadline a batch
+  before rank 0's) thus ends the trial at once; if rank 0 noticed first (its collective
+  failed) it reports the peer's recorded result instead of that symptom (``settle``);
 * if rank 0 ends without an exit code (killed), the launcher reports a peer's result,
   or an InternalError naming torchrun's exit status, through ``on_no_result`` (the
   result file locally, the termination message in a pod).
@@ -44,6 +46,9 @@ from kubenas.contract.result import TrialResult, failed_result, read_result
 DIR_ENV = "KUBENAS_DISTRIBUTED_DIR"
 BACKEND_ENV = "KUBENAS_DISTRIBUTED_BACKEND"
 EXIT_FILE = "exit-code"
+# How long a failed rank other than 0 waits for rank 0 to end before it exits (and torchrun
+# stops the others): a failure every rank meets (a bad setting, no data) is rank 0's to report.
+PEER_GRACE_SECONDS = 10.0
 
 
 def in_worker(env=os.environ) -> bool:
@@ -137,8 +142,10 @@ def _no_result_reporter(args) -> Callable[[TrialResult], None]:
 
 def run_peer(args, env=os.environ) -> int:
     """A rank other than 0: read the same trial, train its shard with no reporter and no
-    outputs (rank 0 writes them), then exit 0; a failure of its own is recorded for rank
-    0 and the launcher, and exits with its code, which makes torchrun stop the others."""
+    outputs (rank 0 writes them), then exit 0. A failure is recorded for rank 0 and the
+    launcher; the rank then waits up to PEER_GRACE_SECONDS for rank 0 to end (a failure
+    every rank meets is rank 0's to report) and exits with its code, which makes torchrun
+    stop the others."""
     from kubenas_trainer import errors
 
     try:
@@ -160,8 +167,18 @@ def run_peer(args, env=os.environ) -> int:
         result = failed_result(INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
     if result.get("status") == FAILED:
         record_failure(result, env)
+        _wait_for_rank_0(env)
         return errors.exit_code(result)
     return 0
+
+
+def _wait_for_rank_0(env, seconds: float = PEER_GRACE_SECONDS) -> None:
+    import time
+
+    exit_file = Path(env.get(DIR_ENV, "")) / EXIT_FILE
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not exit_file.exists():
+        time.sleep(0.1)
 
 
 def _peer_trial(args, env) -> dict | None:
