@@ -306,7 +306,6 @@ def run_experiments(cluster, exps: list[Experiment], timeout: float, audit_log: 
                for e in exps]
     all_jobs = sorted(t for ts in facts.job_creates.values() for t in ts)
     all_finishes = sorted(t for ts in facts.finishes.values() for t in ts)
-    total = sum(e.trials for e in exps)
     return {
         "wall_seconds": round(wall, 1),
         "timed_out": timed_out,
@@ -315,8 +314,10 @@ def run_experiments(cluster, exps: list[Experiment], timeout: float, audit_log: 
         "trials_per_second": round(len(all_finishes) / (all_finishes[-1] - all_jobs[0]), 2)
         if all_finishes and all_jobs else None,
         "peak_rss_mib": {k: round(v / 1024, 1) for k, v in sampler.peak.items()},
-        "etcd_bytes_per_trial": round((db_after - db_before) / total) if db_after and db_before else None,
-        "requests_per_trial": {who: {k: round(n / total, 2) for k, n in c.items()}
+        # per trial that finished (a run stopped by its timeout finished fewer than planned)
+        "etcd_bytes_per_trial": round((db_after - db_before) / max(len(all_finishes), 1))
+        if db_after and db_before else None,
+        "requests_per_trial": {who: {k: round(n / max(len(all_finishes), 1), 2) for k, n in c.items()}
                                for who, c in facts.requests.items()},
         "summary": summarise(reports),
         "per_experiment": reports,
