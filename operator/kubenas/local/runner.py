@@ -33,8 +33,7 @@ from kubenas.contract.distributed import distributed_for
 from kubenas.contract.genotype import genotype_hash
 from kubenas.contract.result import timestamp
 from kubenas.early_stopping import median_stop
-from kubenas.experiment import (Outcome, answered_by, best_reward, can_answer, candidate, counts_by_phase, from_row,
-                                strategy_reward, twin_key)
+from kubenas.experiment import Outcome, answered_by, best_reward, can_answer, counts_by_phase, from_row, twin_key
 from kubenas.experiment.plan import plan_for, row_marks
 from kubenas.space import SearchSpace, constraints_from_spec
 from kubenas.strategies import make_strategy, rebuild
@@ -99,22 +98,19 @@ class LocalRunner:
         finished = self.run_dir.finished()
         proposed = self.run_dir.proposed()
         # The strategy knows the trials the plan shows it, under the plan's index.
-        searched = self._strategy_rows(proposed)
-        observed = self._strategy_rows(finished)
+        searched = self._proposals(proposed)
+        observed = self._observations(finished)
         if not self._load_checkpoint(strategy, len(searched), len(observed)):
-            rebuild(strategy,
-                    proposed=[(self._strategy_index(t), candidate(t)) for t in searched],
-                    finished=[(self._strategy_index(r), candidate(r), _strategy_reward(r), r.get("metrics"))
-                              for r in observed])
+            rebuild(strategy, proposed=searched, finished=observed)
         return strategy, proposed, finished
 
-    def _strategy_rows(self, rows: list) -> list:
-        """The trials (specs or rows) the strategy proposed and learns from."""
-        return [r for r in rows if self._strategy_index(r) is not None]
+    def _proposals(self, rows: list) -> list:
+        """The strategy's proposals the trials (specs or rows) hold, as (index, candidate)."""
+        return [p for r in rows for p in self.plan.proposals(from_row(r, details=False), r)]
 
-    def _strategy_index(self, row: dict) -> int | None:
-        """The strategy's index of a trial (spec or row); None: the strategy never sees it."""
-        return self.plan.strategy_index(from_row(row, details=False))
+    def _observations(self, rows: list) -> list:
+        """What the strategy observes of the finished trials (rows), in order."""
+        return [o for r in rows for o in self.plan.observations(from_row(r, details=False), r, r.get("metrics"))]
 
     def _load_checkpoint(self, strategy, proposed: int, finished: int) -> bool:
         """Use the checkpoint when it matches the history exactly; else replay history."""
@@ -149,7 +145,7 @@ class LocalRunner:
 
         finished_indices = {r["index"] for r in records}
         unfinished = [t for t in proposed if t["index"] not in finished_indices]
-        proposed_count = len(self._strategy_rows(proposed))  # as the strategy's checkpoint counts them
+        proposed_count = len(self._proposals(proposed))  # as the strategy's checkpoint counts them
         # Succeeded trials by (candidate hash, rung): a repeated candidate is not retrained.
         hashes: dict = {}
         for row in records:
@@ -220,27 +216,30 @@ class LocalRunner:
         """Every trial's record, finished or in flight: what the plan decides on."""
         return self.trial_records + self._active_records()
 
-    def _next_trial(self, strategy) -> tuple[dict | None, bool]:
+    def _next_trial(self, strategy) -> tuple[dict | None, int]:
         """The next trial the plan asks for, written to its trial.json (None: none is due
-        now), and whether the strategy proposed it."""
+        now), and how many of the strategy's proposals it holds."""
         due = self.plan.next_trials(self._records(), 1)
         if not due:
-            return None, False
+            return None, 0
         nxt = due[0]
         source, resume_from = None, None
+        proposals = [strategy.propose(i) for i in nxt.batch]
         if nxt.proposes is not None:
             proposal = strategy.propose(nxt.proposes)
+        elif nxt.given is not None:
+            proposal = nxt.given
         else:
             # Another run of a trial's network, as that trial encoded it (a checkpoint's
             # identity holds the encoding): its trial.json.
             source = json.loads((self.run_dir.trial_dir(nxt.copies) / "trial.json").read_text())
-            proposal = candidate(source)
+            proposal = self.plan.copied_candidate(nxt, source)
         if nxt.resume is not None:
             resume_from = str(self.run_dir.trial_dir(nxt.resume) / art.CHECKPOINT_FILE)
         trial = self.plan.trial_spec(nxt, build_trial_spec(self.name, self.spec, nxt.index, proposal), source,
-                                     resume_from)
+                                     resume_from, proposals)
         self.run_dir.write_trial(trial_name(self.name, nxt.index), trial)
-        return trial, nxt.proposes is not None
+        return trial, len(proposals) + (nxt.proposes is not None)
 
     def _launch(self, trial: dict) -> None:
         name = trial_name(self.name, trial["index"])
@@ -280,10 +279,11 @@ class LocalRunner:
 
     def _finish(self, strategy, record: dict, records: list, proposed_count: int) -> None:
         self.run_dir.append_finished(record)
-        if self._strategy_rows([record]):
-            strategy.observe(self._strategy_index(record), candidate(record), _strategy_reward(record),
-                             record.get("metrics"))
-            self._checkpoint(strategy, proposed_count, len(self._strategy_rows(records)))
+        observed = self._observations([record])
+        for observation in observed:
+            strategy.observe(*observation)
+        if observed:
+            self._checkpoint(strategy, proposed_count, len(self._observations(records)))
         self.trial_records.append(from_row(record, details=False))
         best = best_reward(self.trial_records, self.goal)
         failed = counts_by_phase(self.trial_records).get(FAILED, 0)
@@ -340,6 +340,8 @@ def _record(trial: dict, proc: TrialProcess, experiment: str) -> dict:
         "history": result.get("history") or [],
         **({"split": result["split"]} if result.get("split") else {}),  # the validation split the trainer used
         "exitCode": result.get("exitCode"),
+        # one result per candidate of a trial that scores several (a one-shot score trial)
+        **({"scores": result["scores"]} if isinstance(result.get("scores"), list) else {}),
         **row_marks(trial),
         "startTime": timestamp(proc.started_at),
         "completionTime": _now(),
@@ -354,10 +356,6 @@ def _duplicate_record(trial: dict, twin: dict, experiment: str) -> dict:
             "architecture": trial["architecture"], "hyperparameters": trial.get("hyperparameters") or {},
             **answered_by(twin["name"]), "exitCode": None, "startTime": now, "completionTime": now,
             **row_marks(trial)}
-
-
-def _strategy_reward(record: dict) -> float | None:
-    return strategy_reward(record.get("status"), record.get("reward"))
 
 
 def _now() -> str:
