@@ -23,7 +23,8 @@ def line(verb, resource, name, ns, user, t, code=201, subresource=None):
         ref["subresource"] = subresource
     stamp = datetime.fromtimestamp(T0 + t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     return json.dumps({"verb": verb, "objectRef": ref, "user": {"username": user},
-                       "responseStatus": {"code": code}, "stageTimestamp": stamp})
+                       "responseStatus": {"code": code}, "stageTimestamp": stamp},
+                      separators=(",", ":"))  # as the API server writes it
 
 
 def sa(ns, who):
