@@ -199,7 +199,10 @@ def test_a_failed_peer_records_its_result_and_leaves_the_report_to_rank_0(tmp_pa
     env = {launch.DIR_ENV: str(tmp_path), "RANK": "1"}
     (tmp_path / launch.EXIT_FILE).write_text("2")  # rank 0 has ended (it met the same failure)
     started = time.monotonic()
-    assert launch.run_peer(argparse.Namespace(from_cluster=False, trial=tmp_path / "missing.json"), env) == 2
+    from kubenas_trainer.cli import train_quietly
+
+    assert launch.run_peer(argparse.Namespace(from_cluster=False, trial=tmp_path / "missing.json"), train_quietly,
+                           env) == 2
     assert time.monotonic() - started < launch.PEER_GRACE_SECONDS
     recorded = launch.peer_failure(str(tmp_path))
     assert recorded["reason"] == "InvalidTrial" and recorded["message"].startswith("rank 1 of the trial's processes")

@@ -72,10 +72,22 @@ def make_reporter(args: argparse.Namespace) -> Reporter:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    launched = launch.entry(args, list(sys.argv[1:] if argv is None else argv))  # torchrun, or a rank but 0
+    launched = launch.entry(args, list(sys.argv[1:] if argv is None else argv), train_quietly)  # torchrun, rank>0
     if launched is not None:
         return launched
     return launch.record_exit(_main(args))
+
+
+def train_quietly(trial: dict, checkpoint_path: Path) -> dict:
+    """A rank other than 0 of a trial of several processes (training/launch.py): the same
+    training as rank 0's, with no reporter and no outputs."""
+    if is_weight_sharing(trial):
+        from kubenas_trainer.models.supernet import run_oneshot_trial
+
+        return run_oneshot_trial(trial, checkpoint_path)
+    from kubenas_trainer.training.loop import run_trial
+
+    return run_trial(trial, checkpoint_path=checkpoint_path)
 
 
 def _main(args: argparse.Namespace) -> int:

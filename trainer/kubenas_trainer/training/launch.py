@@ -40,7 +40,6 @@ from typing import Callable
 from kubenas.contract import FAILED, INTERNAL_ERROR
 from kubenas.contract.artifacts import CHECKPOINT_FILE
 from kubenas.contract.distributed import BACKEND_FLAG, NPROC_FLAG, Distributed
-from kubenas.contract import oneshot
 from kubenas.contract.result import TrialResult, failed_result, read_result
 
 DIR_ENV = "KUBENAS_DISTRIBUTED_DIR"
@@ -114,14 +113,15 @@ def launch(dist: Distributed, argv: list[str], on_no_result: Callable[[TrialResu
     return errors.exit_code(result)
 
 
-def entry(args, argv: list[str]) -> int | None:
+def entry(args, argv: list[str], train: Callable[[dict, Path], TrialResult]) -> int | None:
     """What ``kubenas-train`` does before anything else: launch the ranks under torchrun
-    (``--nproc-per-node`` of 2 or more, not yet in a worker), or run a rank other than 0;
-    None: this process is the trial's only one, or its rank 0, and goes on as always."""
+    (``--nproc-per-node`` of 2 or more, not yet in a worker), or run a rank other than 0
+    (``train(trial, checkpoint_path)``: the entry's training, without reporting); None:
+    this process is the trial's only one, or its rank 0, and goes on as always."""
     if (args.nproc_per_node or 1) > 1 and not in_worker():
         return launch(Distributed(args.nproc_per_node, args.backend or ""), argv, _no_result_reporter(args))
     if in_worker() and rank() != 0:
-        return run_peer(args)
+        return run_peer(args, train)
     return None
 
 
@@ -140,7 +140,7 @@ def _no_result_reporter(args) -> Callable[[TrialResult], None]:
 # --------------------------------------------------------------------------- in a worker
 
 
-def run_peer(args, env=os.environ) -> int:
+def run_peer(args, train: Callable[[dict, Path], TrialResult], env=os.environ) -> int:
     """A rank other than 0: read the same trial, train its shard with no reporter and no
     outputs (rank 0 writes them), then exit 0. A failure is recorded for rank 0 and the
     launcher; the rank then waits up to PEER_GRACE_SECONDS for rank 0 to end (a failure
@@ -152,15 +152,7 @@ def run_peer(args, env=os.environ) -> int:
         trial = _peer_trial(args, env)
         if trial is None:  # the trial was stopped before it started: rank 0 does not start either
             return 0
-        folder = Path(tempfile.mkdtemp(prefix=f"kubenas-rank{rank(env)}-"))
-        if (trial.get(oneshot.TRIAL_FIELD) or {}).get("kind") in (oneshot.SUPERNET, oneshot.SCORE):
-            from kubenas_trainer.models.supernet import run_oneshot_trial
-
-            result = run_oneshot_trial(trial, folder / CHECKPOINT_FILE)
-        else:
-            from kubenas_trainer.training.loop import run_trial
-
-            result = run_trial(trial, checkpoint_path=folder / CHECKPOINT_FILE)
+        result = train(trial, Path(tempfile.mkdtemp(prefix=f"kubenas-rank{rank(env)}-")) / CHECKPOINT_FILE)
     except errors.TrialFailure as exc:
         result = failed_result(exc.reason, exc.message)
     except Exception as exc:  # noqa: BLE001 - reported by rank 0 or the launcher, as any failure
