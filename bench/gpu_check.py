@@ -1,7 +1,7 @@
 """The GPU check (issue 26 item 3): what the trainer does on one CUDA device, in one table.
 
     python bench/gpu_check.py                      # one GPU, under 8 minutes (CIFAR-10-sized synthetic data)
-    python bench/gpu_check.py --device cpu --quick # the same code paths on a CPU in about a minute (tests/bench)
+    python bench/gpu_check.py --device cpu --quick # the same code paths on a small network on a CPU (tests/bench)
 
 Every number comes from the trainer's own entry points (``run_trial``, ``train_supernet``),
 never from a hand-written loop:
@@ -50,6 +50,9 @@ CELL = {"type": "cell", "nodes": 4, "channels": 16, "stages": 3, "cellsPerStage"
         "edges": [["conv_3x3"], ["conv_3x3", "skip_connect"], ["conv_1x1", "sep_conv_3x3", "avg_pool_3x3"]]}
 SPACE = {"nodes": 4, "operations": ["none", "skip_connect", "conv_1x1", "conv_3x3", "avg_pool_3x3"],
          "channels": 16, "stages": 3, "cellsPerStage": 2}
+# --quick (the CPU test): the same code paths on a network of 8 channels, 2 stages of 1 cell.
+QUICK = {"channels": 8, "stages": 2, "cellsPerStage": 1}
+CELL_IN_USE = CELL
 
 
 def synthetic_cifar(path: Path, train: int, test: int, seed: int = 0) -> Path:
@@ -108,7 +111,7 @@ def _trial(dataset: dict, device: str, epochs: int, batch: int, limit_batches: i
         t["maxTrainBatches"] = limit_batches
     if device == "cpu":  # one thread: on a busy machine a second one stalls every parallel region
         t["numThreads"] = 1
-    return {"name": "gpu-check", "architecture": CELL, "dataset": dataset, "training": t}
+    return {"name": "gpu-check", "architecture": CELL_IN_USE, "dataset": dataset, "training": t}
 
 
 def _require(result: dict, what: str) -> dict:
@@ -198,7 +201,7 @@ def supernet(table: Table, dataset: dict, device: str, args) -> None:
     dev = torch.device(device)
     torch.manual_seed(0)
     task = open_task(cfg.task, cfg.dataset, 0, dev)
-    net = task.build_supernet(SPACE).to(dev)
+    net = task.build_supernet({**SPACE, **(QUICK if args.quick else {})}).to(dev)
     start = time.monotonic()
     info = train_supernet(task, net, cfg.training, epochs=1, seed=0)
     if dev.type == "cuda":
@@ -220,8 +223,10 @@ def main(argv=None) -> int:
         return 2
     if args.device == "cpu":
         torch.set_num_threads(1)
+    global CELL_IN_USE
+    CELL_IN_USE = {**CELL, **(QUICK if args.quick else {})}
     args.batch = 32 if args.quick else 256
-    args.limit_batches = 3 if args.quick else None
+    args.limit_batches = 2 if args.quick else None
     started = time.monotonic()
     table = Table()
     with tempfile.TemporaryDirectory(prefix="kubenas-gpu-check-") as tmp:
@@ -229,10 +234,10 @@ def main(argv=None) -> int:
         if args.cifar:
             dataset = {"name": "cifar10", "path": str(args.cifar)}
         else:
-            train, test = (400, 200) if args.quick else (50_000, 10_000)
+            train, test = (250, 100) if args.quick else (50_000, 10_000)
             dataset = {"name": "npz", "path": str(synthetic_cifar(work / "cifar-sized.npz", train, test))}
         if args.quick:
-            dataset["limit"] = 300
+            dataset["limit"] = 200
         for name, step in (("epoch times", lambda: epoch_times(table, dataset, args.device, args)),
                            ("checkpoint/resume", lambda: checkpoint_resume(table, dataset, args.device, args, work)),
                            ("export", lambda: export(table, dataset, args.device, args, work)),
