@@ -189,27 +189,11 @@ def train_supernet(task, supernet: CellSupernet, training: dict, *, epochs: int,
     loaders = task.loaders(training, device, gen, memory_format(training, device))
     train = loaders.train if ranks is None else ddp.shard(loaders.train, ranks, "the supernet")
     optimizer = _make_optimizer(supernet, training)
-    amp_dtype = None
-    if cuda and training.get("mixedPrecision"):
-        amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    amp_dtype, scaler = _mixed_precision(training, cuda)
     clip = float(training.get("gradientClipNorm") or 0.0)
     base_lr = training["learningRate"]
     rng = random.Random(seed)
-    start = 0
-    state = None
-    if checkpoint_path and os.path.exists(checkpoint_path) and main:
-        state = torch.load(checkpoint_path, map_location=device if ranks is None else "cpu", weights_only=True)
-    if ranks is not None:  # the other ranks resume from what rank 0 read
-        state = ddp.from_main(ranks, state)
-    if state is not None:
-        supernet.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        rng.setstate(state["pathRng"])
-        gen.set_state(state["shuffleGen"])
-        start = int(state["epoch"])
+    start = _resume(checkpoint_path, main, ranks, device, supernet, optimizer, scaler, rng, gen)
     forward = supernet if ranks is None else ddp.wrap(supernet, ranks, device, find_unused_parameters=True)
     per_epoch = len(train)
     factor = _lr_lambda(training.get("schedule", "cosine"), max(1, epochs * per_epoch),
@@ -222,36 +206,78 @@ def train_supernet(task, supernet: CellSupernet, training: dict, *, epochs: int,
         for b, batch in enumerate(train):
             _set_lr(optimizer, base_lr, factor((epoch - 1) * per_epoch + b))
             supernet.path = supernet.sample_path(rng)
-            with torch.autocast("cuda", dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
-                out = task.train_step(forward, batch, training)
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(out.loss).backward()
-                if clip:
-                    scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(supernet.parameters(), clip)
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                out.loss.backward()
-                if clip:
-                    nn.utils.clip_grad_norm_(supernet.parameters(), clip)
-                optimizer.step()
+            out = _step(task, supernet, forward, batch, training, optimizer, scaler, amp_dtype, clip)
             loss_sum += float(out.loss.detach()) * out.count
             count += out.count
         if ranks is not None:  # the epoch's loss over every rank's part
             total = ddp.sum_across({"loss": loss_sum, "count": count}, device)
             loss_sum, count = total["loss"], int(total["count"])
         if checkpoint_path and main:
-            tmp = f"{checkpoint_path}.tmp"
-            torch.save({"model": supernet.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-                        "scaler": scaler.state_dict() if scaler is not None else None,
-                        "pathRng": rng.getstate(), "shuffleGen": gen.get_state()}, tmp)
-            os.replace(tmp, checkpoint_path)
+            _save(checkpoint_path, {"model": supernet.state_dict(), "optimizer": optimizer.state_dict(),
+                                    "epoch": epoch, "scaler": scaler.state_dict() if scaler is not None else None,
+                                    "pathRng": rng.getstate(), "shuffleGen": gen.get_state()})
         if on_epoch is not None and main:  # after the checkpoint: a callback may keep it elsewhere
             on_epoch(epoch, {"trainLoss": loss_sum / max(1, count)})
     return {"epochs": epochs, "resumedFromEpoch": start, "trainSeconds": round(time.monotonic() - t0, 3),
             "trainLoss": loss_sum / max(1, count) if count else None}
+
+
+def _mixed_precision(training: dict, cuda: bool):
+    """The autocast dtype (None: full precision) and the gradient scaler (float16 only)."""
+    amp_dtype = None
+    if cuda and training.get("mixedPrecision"):
+        amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return amp_dtype, (torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None)
+
+
+def _resume(checkpoint_path, main: bool, ranks, device, supernet: nn.Module, optimizer, scaler,
+            rng: random.Random, gen: torch.Generator) -> int:
+    """Load the checkpoint into the supernet, optimizer, scaler and both RNGs (rank 0 reads
+    it; the other ranks get what it read); the epoch it ends, 0 without one."""
+    from kubenas_trainer.training import distributed as ddp
+
+    state = None
+    if checkpoint_path and os.path.exists(checkpoint_path) and main:
+        state = torch.load(checkpoint_path, map_location=device if ranks is None else "cpu", weights_only=True)
+    if ranks is not None:  # the other ranks resume from what rank 0 read
+        state = ddp.from_main(ranks, state)
+    if state is None:
+        return 0
+    supernet.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if scaler is not None and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    rng.setstate(state["pathRng"])
+    gen.set_state(state["shuffleGen"])
+    return int(state["epoch"])
+
+
+def _step(task, supernet: nn.Module, forward: nn.Module, batch, training: dict, optimizer, scaler, amp_dtype,
+          clip: float):
+    """One optimizer step on the current path (autocast, scaler and clipping as set)."""
+    with torch.autocast("cuda", dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
+        out = task.train_step(forward, batch, training)
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(out.loss).backward()
+        if clip:
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(supernet.parameters(), clip)
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        out.loss.backward()
+        if clip:
+            nn.utils.clip_grad_norm_(supernet.parameters(), clip)
+        optimizer.step()
+    return out
+
+
+def _save(checkpoint_path, state: dict) -> None:
+    """Write the checkpoint atomically (a killed pod leaves the previous one whole)."""
+    tmp = f"{checkpoint_path}.tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, checkpoint_path)
 
 
 def recalibrate_bn(model: nn.Module, batches: Sequence, forward: Callable[[nn.Module, object], None]) -> None:
