@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from kubenas.api.policy import Policy, policy_issues
+from kubenas.api.policy import TenancyPolicy, policy_issues
 from tests.api.policy_cases import ARGPARSE_HERE, CASES, CODE_CONFIGMAP, over_module, over_module_from_configmap
 from tests.e2e.test_admission import EXPERIMENTS, POLICY, accepted, grant, refused, with_template
 from tests.e2e.test_cluster import apply
@@ -131,7 +131,7 @@ def test_admission_and_the_operator_agree_on_the_shared_table(installed, tenant)
     """tests/api/policy_cases.py through the real admission policy (alice, no pod rights)
     and through the operator's check enforcing the lists: the same verdict, naming the
     same field."""
-    policy = Policy.from_data({**installed.get_json("configmap", POLICY, "-n", OPERATOR_NS)["data"],
+    policy = TenancyPolicy.from_data({**installed.get_json("configmap", POLICY, "-n", OPERATOR_NS)["data"],
                                "operatorEnforcesLists": "true", "userCode": "false"})
     disagree = []
     for case, (template, field) in sorted(CASES.items()):
