@@ -6,7 +6,7 @@ serving pod answers V2 infer requests whose predictions over the digits test spl
 the best trial's reported test accuracy, and it writes nothing to the store."""
 from __future__ import annotations
 
-from tests.e2e.test_artifacts import BUCKET, finish, s3_endpoint, small  # noqa: F401 - a fixture
+from tests.e2e.test_artifacts import finish, s3_endpoint, small  # noqa: F401 - a fixture
 from tests.e2e.test_cluster import apply
 from tests.e2e.test_deploy import SERVE_PORT, digits_test_split, http, serving_pod
 from tests.waiting import wait_until
@@ -22,16 +22,19 @@ def test_deploy_serves_the_best_model_from_an_object_store(installed, namespace,
         monkeypatch.setenv(var, value)
     s3fs.S3FileSystem.clear_instance_cache()
     fs = s3fs.S3FileSystem()
-    fs.mkdir(BUCKET)
+    # A bucket of this test's own: moto's store is one per process, so the artifacts tests'
+    # bucket is still there when this test runs after them in the same session.
+    bucket = f"serve-{namespace}"
+    fs.mkdir(bucket)
     installed.kubectl("create", "secret", "generic", "s3-creds", "-n", namespace,
                       *[f"--from-literal={k}={v}" for k, v in creds.items()])
-    body = small("e2e-store", {"url": f"s3://{BUCKET}/serve", "credentialsSecret": "s3-creds"})
+    body = small("e2e-store", {"url": f"s3://{bucket}/serve", "credentialsSecret": "s3-creds"})
     body["spec"]["trial"]["export"] = {"formats": ["torchscript", "onnx"]}
     body["spec"]["deploy"] = {"kind": "Deployment"}
     apply(installed, namespace, body)
     exp = finish(installed, namespace, "e2e-store")
     best = exp["status"]["bestTrial"]
-    assert best["model"].startswith(f"s3://{BUCKET}/serve/e2e-store_"), best
+    assert best["model"].startswith(f"s3://{bucket}/serve/e2e-store_"), best
 
     def deployed():
         status = installed.get_json("nasexperiment", "e2e-store", "-n", namespace).get("status") or {}
@@ -50,7 +53,7 @@ def test_deploy_serves_the_best_model_from_an_object_store(installed, namespace,
         .get("AWS_SECRET_ACCESS_KEY") == "s3-creds", container["env"]
     assert [v["name"] for v in pod_spec["volumes"]] == ["tmp"], pod_spec["volumes"]
     assert pod_spec["automountServiceAccountToken"] is False
-    stored = sorted(fs.find(f"{BUCKET}/serve"))
+    stored = sorted(fs.find(f"{bucket}/serve"))
 
     pod = wait_until(lambda: serving_pod(installed, namespace, "e2e-store"), 180, "a running serving pod",
                      interval=2)
@@ -66,4 +69,4 @@ def test_deploy_serves_the_best_model_from_an_object_store(installed, namespace,
     accuracy = sum(int(p) == int(t) for p, t in zip(predicted, y)) / len(y)
     assert abs(accuracy - best["metrics"]["testAccuracy"]) <= 0.005, (accuracy, best["metrics"])
     fs.invalidate_cache()
-    assert sorted(fs.find(f"{BUCKET}/serve")) == stored, "the serving pod wrote to the store"
+    assert sorted(fs.find(f"{bucket}/serve")) == stored, "the serving pod wrote to the store"
