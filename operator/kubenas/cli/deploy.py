@@ -7,6 +7,7 @@ models: the right to create the serving kind was checked on ``spec.deploy``.
 """
 from __future__ import annotations
 
+from .arguments import cluster_command
 from .sources import CliError
 
 
@@ -39,13 +40,10 @@ def cmd_deploy(args) -> int:
 
 
 def add_commands(sub) -> None:
-    from .results import add_cluster_arguments
-
-    p = sub.add_parser("deploy", help="serve a finished experiment's model on the cluster (spec.deploy)",
-                       description="Have the operator serve the experiment's best model, or --trial NAME's, as "
-                                   "spec.deploy says (a KServe InferenceService, or a Deployment running kubenas "
-                                   "serve); a newer model replaces the served one with a rolling update.")
-    p.add_argument("experiment", help="a NASExperiment with spec.deploy")
-    p.add_argument("--trial", help="serve this trial's model (one of the experiment's, kept in spec.artifacts)")
-    add_cluster_arguments(p)
-    p.set_defaults(func=cmd_deploy)
+    with cluster_command(sub, "deploy", cmd_deploy,
+                         help="serve a finished experiment's model on the cluster (spec.deploy)",
+                         description="Have the operator serve the experiment's best model, or --trial NAME's, as "
+                                     "spec.deploy says (a KServe InferenceService, or a Deployment running kubenas "
+                                     "serve); a newer model replaces the served one with a rolling update.") as p:
+        p.add_argument("experiment", help="a NASExperiment with spec.deploy")
+        p.add_argument("--trial", help="serve this trial's model (one of the experiment's, kept in spec.artifacts)")

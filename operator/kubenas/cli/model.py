@@ -6,6 +6,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from .arguments import cluster_command
+
 
 def cmd_model(args) -> int:
     from kubenas.artifacts.model import HOW_TO_LOAD, RUN_DIR_MODEL, ModelUnavailable, fetch
@@ -25,17 +27,15 @@ def cmd_model(args) -> int:
 def add_commands(sub) -> None:
     from kubenas.contract.settings import EXPORT_FORMATS
 
-    from .results import add_cluster_arguments
-
-    p = sub.add_parser("model", help="download the best model of an experiment (cluster) or a run directory",
-                       description="Copy the best trial's exported model (TorchScript: loads with torch.jit.load; "
-                                   "ONNX: loads with onnxruntime) out of where the experiment's spec.artifacts put it, "
-                                   "or out of a local run directory.")
-    p.add_argument("experiment", help="NASExperiment name, or a local run directory (kubenas run --run-dir)")
-    p.add_argument("-o", "--output", help="file to write (default best_model.pt, or best_model.onnx for --format onnx)")
-    p.add_argument("--format", choices=EXPORT_FORMATS, default="torchscript",
-                   help="which exported file (trial.export.formats; default torchscript)")
-    p.add_argument("--volume-dir", help="local folder where the artifacts PersistentVolumeClaim is mounted "
-                                        "(for a pvc:// model)")
-    add_cluster_arguments(p)
-    p.set_defaults(func=cmd_model)
+    with cluster_command(sub, "model", cmd_model,
+                         help="download the best model of an experiment (cluster) or a run directory",
+                         description="Copy the best trial's exported model (TorchScript: loads with torch.jit.load; "
+                                     "ONNX: loads with onnxruntime) out of where the experiment's spec.artifacts put "
+                                     "it, or out of a local run directory.") as p:
+        p.add_argument("experiment", help="NASExperiment name, or a local run directory (kubenas run --run-dir)")
+        p.add_argument("-o", "--output",
+                       help="file to write (default best_model.pt, or best_model.onnx for --format onnx)")
+        p.add_argument("--format", choices=EXPORT_FORMATS, default="torchscript",
+                       help="which exported file (trial.export.formats; default torchscript)")
+        p.add_argument("--volume-dir", help="local folder where the artifacts PersistentVolumeClaim is mounted "
+                                            "(for a pvc:// model)")

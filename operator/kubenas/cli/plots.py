@@ -6,7 +6,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
-from .results import add_cluster_arguments
+from .arguments import cluster_command
 from .sources import CliError, LocalRun, open_source
 
 
@@ -34,11 +34,10 @@ def cmd_plot(args) -> int:
 
 
 def add_commands(sub) -> None:
-    plot = sub.add_parser("plot", help="plot a search: progress, reward against cost (Pareto front), "
-                                       "per-epoch curves of the top trials, operations chosen over time; "
-                                       "for a Pareto search (objective.pareto) its front over every objective")
-    plot.add_argument("target", help="an experiment on the cluster, or a local run directory (e.g. runs/demo)")
-    plot.add_argument("--out", help="directory for the PNG files (default: the run directory, or "
-                                    "<experiment>-plots for a cluster experiment)")
-    add_cluster_arguments(plot)
-    plot.set_defaults(func=cmd_plot)
+    with cluster_command(sub, "plot", cmd_plot,
+                         help="plot a search: progress, reward against cost (Pareto front), "
+                              "per-epoch curves of the top trials, operations chosen over time; "
+                              "for a Pareto search (objective.pareto) its front over every objective") as plot:
+        plot.add_argument("target", help="an experiment on the cluster, or a local run directory (e.g. runs/demo)")
+        plot.add_argument("--out", help="directory for the PNG files (default: the run directory, or "
+                                        "<experiment>-plots for a cluster experiment)")

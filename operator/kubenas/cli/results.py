@@ -18,6 +18,7 @@ from rich.text import Text
 
 from kubenas.contract import FAILED, SUCCEEDED, TRIAL_ACTIVE, TRIAL_TERMINAL
 
+from .arguments import cluster_command
 from .sources import CliError, connect, list_experiments, open_source
 
 EXPORT_FORMATS = ("csv", "jsonl")
@@ -247,47 +248,32 @@ def cmd_logs(args) -> int:
 # ---------------------------------------------------------------------------- parser
 
 
-def add_cluster_arguments(parser) -> None:
-    """kubectl's flags for where the cluster is."""
-    parser.add_argument("--kubeconfig", help="kubeconfig file (default $KUBECONFIG, else ~/.kube/config)")
-    parser.add_argument("--context", help="kubeconfig context (default the current one)")
-    parser.add_argument("-n", "--namespace", help="namespace (default the context's, else default)")
-
-
 TARGET_HELP = "an experiment on the cluster, or a local run directory (e.g. runs/demo)"
 
 
 def add_commands(sub) -> None:
-    get = sub.add_parser("get", help="list experiments: phase, trials, best reward")
-    get.add_argument("target", nargs="?", help="one experiment, or a local run directory")
-    get.add_argument("-A", "--all-namespaces", action="store_true", help="experiments of every namespace")
-    add_cluster_arguments(get)
-    get.set_defaults(func=cmd_get)
+    with cluster_command(sub, "get", cmd_get, help="list experiments: phase, trials, best reward") as get:
+        get.add_argument("target", nargs="?", help="one experiment, or a local run directory")
+        get.add_argument("-A", "--all-namespaces", action="store_true", help="experiments of every namespace")
 
-    top = sub.add_parser("top", help="leaderboard of an experiment's best trials")
-    top.add_argument("target", help=TARGET_HELP)
-    top.add_argument("-k", "--limit", type=_positive, default=10, help="how many trials (default 10)")
-    add_cluster_arguments(top)
-    top.set_defaults(func=cmd_top)
+    with cluster_command(sub, "top", cmd_top, help="leaderboard of an experiment's best trials") as top:
+        top.add_argument("target", help=TARGET_HELP)
+        top.add_argument("-k", "--limit", type=_positive, default=10, help="how many trials (default 10)")
 
-    watch = sub.add_parser("watch", help="live progress of an experiment until it ends")
-    watch.add_argument("target", help=TARGET_HELP)
-    watch.add_argument("-k", "--limit", type=_positive, default=10, help="trials in the final leaderboard")
-    add_cluster_arguments(watch)
-    watch.set_defaults(func=cmd_watch)
+    with cluster_command(sub, "watch", cmd_watch, help="live progress of an experiment until it ends") as watch:
+        watch.add_argument("target", help=TARGET_HELP)
+        watch.add_argument("-k", "--limit", type=_positive, default=10, help="trials in the final leaderboard")
 
-    export = sub.add_parser("export", help="every trial (architecture, hyperparameters, metrics) as CSV or JSON lines")
-    export.add_argument("target", help=TARGET_HELP)
-    export.add_argument("--format", choices=EXPORT_FORMATS, default="csv")
-    export.add_argument("-o", "--output", help="file to write (default standard output)")
-    add_cluster_arguments(export)
-    export.set_defaults(func=cmd_export)
+    with cluster_command(sub, "export", cmd_export,
+                         help="every trial (architecture, hyperparameters, metrics) as CSV or JSON lines") as export:
+        export.add_argument("target", help=TARGET_HELP)
+        export.add_argument("--format", choices=EXPORT_FORMATS, default="csv")
+        export.add_argument("-o", "--output", help="file to write (default standard output)")
 
-    logs = sub.add_parser("logs", help="the log of a trial (its Job's pod, or its log.txt in a run directory)")
-    logs.add_argument("trial", help="trial name, e.g. digits-3")
-    logs.add_argument("--run-dir", help="read the trial of this local run directory instead of the cluster")
-    add_cluster_arguments(logs)
-    logs.set_defaults(func=cmd_logs)
+    with cluster_command(sub, "logs", cmd_logs,
+                         help="the log of a trial (its Job's pod, or its log.txt in a run directory)") as logs:
+        logs.add_argument("trial", help="trial name, e.g. digits-3")
+        logs.add_argument("--run-dir", help="read the trial of this local run directory instead of the cluster")
 
 
 def _positive(text: str) -> int:

@@ -16,6 +16,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
+from .arguments import cluster_command
 from .sources import CliError
 
 DEFAULT_PORT = 8080  # KServe's and the V2 servers' HTTP port
@@ -113,45 +114,42 @@ def _draining_server(base):
 def add_commands(sub) -> None:
     from kubenas.contract.settings import EXPORT_FORMATS
 
-    from .results import add_cluster_arguments
-
-    p = sub.add_parser("serve", help="serve the best model (or a trial's) over the Open Inference Protocol (V2)",
-                       description="Serve a run's best model, a trial's, or a model folder over HTTP with the Open "
-                                   "Inference Protocol (KServe / Triton V2 REST): /v2/health/live, /v2/health/ready, "
-                                   "/v2/models/NAME, /v2/models/NAME/infer; Prometheus metrics on /metrics. ONNX "
-                                   "through onnxruntime when the trial exported it, TorchScript otherwise.")
-    p.add_argument("target", nargs="?", help="a local run directory (kubenas run --run-dir), or a NASExperiment on "
-                                             "the cluster (its best model, read from spec.artifacts)")
-    p.add_argument("--trial", help="serve this trial's model instead of the best (a run directory's trials/NAME)")
-    p.add_argument("--model-dir", help="serve the model in this folder (model.onnx or model.pt, e.g. a trial's "
-                                       "artifacts mounted read-only) or this model file; no TARGET then")
-    p.add_argument("--model-url", help="serve the model file at this object-store URL (s3://, gs://, az://; "
-                                       "model.onnx or model.pt), read with this environment's credentials, e.g. "
-                                       "AWS_ACCESS_KEY_ID and AWS_ENDPOINT_URL; no TARGET then")
-    p.add_argument("--format", choices=EXPORT_FORMATS, help="which exported file (default: onnx when there, "
-                                                             "else torchscript)")
-    p.add_argument("--model-name", help="the model's name in the URLs (default: the experiment's name)")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 in a pod)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"HTTP port (default {DEFAULT_PORT})")
-    p.add_argument("--max-batch-size", type=int, default=32,
-                   help="most rows run through the model at once; 1 turns dynamic batching off (default 32)")
-    p.add_argument("--max-batch-wait-ms", type=float, default=0.0,
-                   help="how long the oldest waiting request waits for others to batch with (default 0: batches "
-                        "are the requests that arrived while the previous batch ran)")
-    p.add_argument("--max-body-bytes", type=int, default=32 << 20,
-                   help="larger request bodies get 413 (default 32 MiB)")
-    p.add_argument("--max-elements", type=int, default=8 << 20,
-                   help="larger input tensors (elements) get 413 (default 8 Mi)")
-    p.add_argument("--threads", type=int, default=0, help="the runtime's intra-op threads (default 0: its own)")
-    p.add_argument("--graceful-timeout", type=float, default=30.0,
-                   help="seconds SIGTERM waits for requests in flight (default 30)")
-    p.add_argument("--drain-seconds", type=float, default=0.0,
-                   help="on SIGTERM, answer requests but report not ready (503 on /v2/health/ready) for this "
-                        "long before shutting down, so a load balancer stops sending first (default 0; a "
-                        "spec.deploy Deployment passes 5)")
-    p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
-    p.add_argument("--access-log", action="store_true", help="log every request (off by default: it costs)")
-    p.add_argument("--volume-dir", help="for a cluster experiment whose artifacts are on a PersistentVolumeClaim: "
-                                        "the local folder where that claim is mounted")
-    add_cluster_arguments(p)
-    p.set_defaults(func=cmd_serve)
+    with cluster_command(sub, "serve", cmd_serve,
+                         help="serve the best model (or a trial's) over the Open Inference Protocol (V2)",
+                         description="Serve a run's best model, a trial's, or a model folder over HTTP with the Open "
+                                     "Inference Protocol (KServe / Triton V2 REST): /v2/health/live, /v2/health/ready, "
+                                     "/v2/models/NAME, /v2/models/NAME/infer; Prometheus metrics on /metrics. ONNX "
+                                     "through onnxruntime when the trial exported it, TorchScript otherwise.") as p:
+        p.add_argument("target", nargs="?", help="a local run directory (kubenas run --run-dir), or a NASExperiment on "
+                                                 "the cluster (its best model, read from spec.artifacts)")
+        p.add_argument("--trial", help="serve this trial's model instead of the best (a run directory's trials/NAME)")
+        p.add_argument("--model-dir", help="serve the model in this folder (model.onnx or model.pt, e.g. a trial's "
+                                           "artifacts mounted read-only) or this model file; no TARGET then")
+        p.add_argument("--model-url", help="serve the model file at this object-store URL (s3://, gs://, az://; "
+                                           "model.onnx or model.pt), read with this environment's credentials, e.g. "
+                                           "AWS_ACCESS_KEY_ID and AWS_ENDPOINT_URL; no TARGET then")
+        p.add_argument("--format", choices=EXPORT_FORMATS, help="which exported file (default: onnx when there, "
+                                                                 "else torchscript)")
+        p.add_argument("--model-name", help="the model's name in the URLs (default: the experiment's name)")
+        p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 in a pod)")
+        p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"HTTP port (default {DEFAULT_PORT})")
+        p.add_argument("--max-batch-size", type=int, default=32,
+                       help="most rows run through the model at once; 1 turns dynamic batching off (default 32)")
+        p.add_argument("--max-batch-wait-ms", type=float, default=0.0,
+                       help="how long the oldest waiting request waits for others to batch with (default 0: batches "
+                            "are the requests that arrived while the previous batch ran)")
+        p.add_argument("--max-body-bytes", type=int, default=32 << 20,
+                       help="larger request bodies get 413 (default 32 MiB)")
+        p.add_argument("--max-elements", type=int, default=8 << 20,
+                       help="larger input tensors (elements) get 413 (default 8 Mi)")
+        p.add_argument("--threads", type=int, default=0, help="the runtime's intra-op threads (default 0: its own)")
+        p.add_argument("--graceful-timeout", type=float, default=30.0,
+                       help="seconds SIGTERM waits for requests in flight (default 30)")
+        p.add_argument("--drain-seconds", type=float, default=0.0,
+                       help="on SIGTERM, answer requests but report not ready (503 on /v2/health/ready) for this "
+                            "long before shutting down, so a load balancer stops sending first (default 0; a "
+                            "spec.deploy Deployment passes 5)")
+        p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+        p.add_argument("--access-log", action="store_true", help="log every request (off by default: it costs)")
+        p.add_argument("--volume-dir", help="for a cluster experiment whose artifacts are on a PersistentVolumeClaim: "
+                                            "the local folder where that claim is mounted")
