@@ -70,6 +70,8 @@ from kubernetes import config as k8s_config
 from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
+from kubenas_trainer.reporting.wrapper import terminate_group
+
 from tests.realtier import probes
 
 log = logging.getLogger("kubenas.testnode")
@@ -105,6 +107,14 @@ def console_script(name: str) -> list[str] | None:
 
 def now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _kill_group(pid: int) -> None:
+    """SIGKILL to the process group ``pid`` leads, if it is still there."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        pass
 
 
 def pod_log(state: Path, namespace: str, pod: str, container: str | None = None) -> str:
@@ -360,40 +370,20 @@ class PodRunner(threading.Thread):
         proc = self.proc
         if proc is None or proc.poll() is not None:
             return
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except OSError:
-            return
-        threading.Thread(target=self._kill_after, args=(proc, self.grace), daemon=True).start()
+        threading.Thread(target=terminate_group, args=(proc, self.grace), daemon=True).start()
 
     def kill(self) -> None:
         self.deleting.set()
         proc = self.proc
         if proc is not None and proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except OSError:
-                pass
-
-    @staticmethod
-    def _kill_after(proc: subprocess.Popen, grace: float) -> None:
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except OSError:
-                pass
+            _kill_group(proc.pid)
 
     def _wait(self, deadline, start):
         while True:
             try:
                 code = self.proc.wait(0.5)
                 # podinit is gone; anything it left in its process group goes too.
-                try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                except OSError:
-                    pass
+                _kill_group(self.proc.pid)
                 return code
             except subprocess.TimeoutExpired:
                 if deadline is not None and time.monotonic() - start > float(deadline):

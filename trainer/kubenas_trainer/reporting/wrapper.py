@@ -95,8 +95,9 @@ class _Collector:
         return out
 
 
-def _terminate(popen: subprocess.Popen, grace: float) -> None:
-    """SIGTERM to the program's process group, SIGKILL after ``grace`` seconds."""
+def terminate_group(popen: subprocess.Popen, grace: float) -> None:
+    """SIGTERM to the process group that ``popen`` leads, SIGKILL after ``grace`` seconds
+    (a kubelet's graceful deletion); returns once the leader has exited."""
     if popen.poll() is not None:
         return
     try:
@@ -276,7 +277,7 @@ class _Watch:
 
     def _stop(self, outcome: str) -> None:
         self.outcome = outcome
-        _terminate(self.popen, self.grace_seconds)
+        terminate_group(self.popen, self.grace_seconds)
 
     def tail(self, room: int) -> str:
         """The program's last output lines, at most ``room`` characters (its end kept: the error is last)."""
