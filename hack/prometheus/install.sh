@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Puts prometheus and promtool for the monitoring tests (tests/observability/test_rules.py,
 # tests/e2e/test_prometheus.py) into a cache folder outside the repository keyed by the
-# Debian package's version and by the hash of this script, once. Prints the folder
-# holding bin/prometheus and bin/promtool on its last line.
+# Debian package's version and by the hash of this script and hack/lib.sh, once. Prints
+# the folder holding bin/prometheus and bin/promtool on its last line.
 #
 #   hack/prometheus/install.sh                 # fetch if missing, print the folder
 #   KUBENAS_KUBE_CACHE=/some/dir hack/prometheus/install.sh
@@ -27,12 +27,9 @@ if [ -n "${KUBENAS_PROMETHEUS_BIN:-}" ]; then
   echo "$dir"; exit 0
 fi
 
-key="$(sha256sum < "$here/install.sh" | cut -c1-12)"
-root="${KUBENAS_KUBE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kubenas}"
-dest="$root/prometheus-${version%%+*}-$key"
-mkdir -p "$root"
-exec 9>"$root/.install-prometheus.lock"
-flock 9   # one fetch at a time; a second caller waits and then finds the binaries
+. "$here/../lib.sh"
+dest="$cache_root/prometheus-${version%%+*}-$(hash12 "$here/install.sh" "$here/../lib.sh")"
+cache_lock install-prometheus
 if [ -x "$dest/bin/prometheus" ] && [ -x "$dest/bin/promtool" ]; then echo "$dest"; exit 0; fi
 
 command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null || {
@@ -46,9 +43,8 @@ if ! apt-cache show "prometheus=$version" >/dev/null 2>&1; then
     echo "install.sh: apt knows no prometheus=$version (Debian 12 bookworm and bookworm-updates or" \
          "-security); run apt-get update as root, or set KUBENAS_PROMETHEUS_BIN" >&2; exit 2; }
 fi
-tmp="$dest.tmp.$$"
+stage_begin "$dest"
 deb="$(mktemp -d)"
-rm -rf "$tmp"; mkdir -p "$tmp/bin"
 trap 'rm -rf "$tmp" "$deb"' EXIT
 echo "install.sh: fetching prometheus $version into $dest" >&2
 # apt-get download writes into the current folder; as root it drops to the _apt user,
@@ -69,5 +65,5 @@ done
 rm -rf "$tmp/root" "$deb"
 "$tmp/bin/prometheus" --version >&2
 "$tmp/bin/promtool" --version >&2
-rm -rf "$dest"; mv "$tmp" "$dest"; trap - EXIT
+stage_commit "$dest"
 echo "$dest"
