@@ -37,7 +37,7 @@ from kubenas.experiment import TrialRecord
 from kubenas.experiment.plan import MultiFidelity
 from kubenas.strategies import make_strategy
 
-from tabular import Table
+from tabular import Table, encoding_string
 
 logging.getLogger("kubenas.strategies.base").setLevel(logging.ERROR)  # repeats after exhaustion are expected
 
@@ -230,4 +230,105 @@ def run_peer(table: Table, label: str, peer_class, seed: int, cache: bool, max_t
         known[key] = reward
         peer.tell(encoding, reward)
         trace.charge(full_seconds(row), _better(trace.best, reward), trial=True)
+    return trace
+
+
+# -- one-shot (issue 26): the product's plan over a supernet's recorded scores -------------
+
+@dataclass(frozen=True)
+class SupernetScores:
+    """One trained supernet's inherited-weight score of every architecture of a table
+    (``bench/oneshot_rank.py --scores-out``) and what it cost, measured in its process.
+
+    Charged in the table's training-seconds: the supernet's training as
+    ``supernetEpochs / table epochs`` stand-alone trainings of a mean architecture
+    (uniform path sampling trains one uniformly drawn path per batch, so a supernet step
+    costs a uniformly drawn architecture's step on average, and the supernet's epoch has
+    the trial's batches); candidate scoring by the same measured-to-table conversion
+    (``seconds_per_candidate`` measured x the table-seconds the supernet is charged per
+    second it measured), so the ratio scoring : supernet training is the one measured in
+    the same process."""
+
+    seed: int
+    scores: dict  # encoding -> inherited-weight validation accuracy (None: unscored)
+    supernet_seconds: float  # in the table's training-seconds
+    seconds_per_candidate: float  # in the table's training-seconds
+
+    @classmethod
+    def from_dump(cls, dump: dict, table: Table) -> "SupernetScores":
+        """``dump``: an ``oneshot_rank.py --scores-out`` file's content for ``table``."""
+        missing = [e for e in table.rows if e not in dump["scores"]]
+        if missing:
+            raise ValueError(f"the supernet scores (seed {dump['seed']}) lack {len(missing)} of the table's "
+                             f"{len(table.rows)} architectures (e.g. {missing[0]}): made for another table?")
+        mean_trial = sum(full_seconds(r) for r in table.rows.values()) / len(table.rows)
+        charged = mean_trial * dump["supernetEpochs"] / table.meta["training"]["epochs"]
+        per_measured = charged / dump["supernetTrainSeconds"]
+        return cls(int(dump["seed"]), dict(dump["scores"]), charged, dump["secondsPerCandidate"] * per_measured)
+
+
+def run_oneshot(table: Table, label: str, spec: dict, supernet: SupernetScores, oneshot: dict | None = None) -> Trace:
+    """A one-shot experiment (``spec.oneShot``, default settings unless ``oneshot`` says
+    otherwise) driven by the product's own plan, ``kubenas.experiment.plan.OneShot``, over
+    trial records as an experiment keeps them, one trial at a time (parallel 1), with
+    the strategy ``spec`` (make_strategy) proposing each score trial's candidates as the
+    local runner does and observing their scores (``plan.observations``).
+
+    The supernet trial and the score trials are looked up, not run: the supernet is
+    ``supernet``'s (trained once by ``bench/oneshot_rank.py``, whatever the bench seed),
+    a candidate's score is its inherited-weight accuracy there. Charges: the supernet
+    trial ``supernet.supernet_seconds``, a score trial ``supernet.seconds_per_candidate``
+    per candidate, a retrain its table row's training seconds (a network a succeeded
+    retrain already trained is answered by that twin at no charge, as the product does).
+    The incumbent is the best retrained trial's validation accuracy (the table's
+    full-training result), None until a retrain succeeded; the run ends with the plan's
+    outcome, so the trace stays flat after it."""
+    from kubenas.experiment import oneshot as plan_oneshot
+    from kubenas.experiment.plan import OneShot
+
+    settings = plan_oneshot.settings(oneshot)
+    max_trials = plan_oneshot.planned_trials(settings)
+    plan = OneShot({"oneShot": settings, "searchSpace": table.meta["searchSpace"], "objective": {"goal": "maximize"},
+                    "strategy": spec, "budget": {"maxTrials": max_trials, "parallelTrials": 1,
+                                                 "maxFailedTrials": max_trials}})
+    strategy = make_strategy(spec, table.space, "maximize")
+    trace = Trace(label, spec.get("seed", 0))
+    records: list[TrialRecord] = []
+    specs: dict[str, dict] = {}  # trial name -> its one-shot spec, as trial.json keeps it
+    twins: dict[str, float] = {}
+    while True:
+        due = plan.next_trials(records, 1)
+        if not due:
+            break
+        nxt = due[0]
+        name, kind = f"t-{nxt.index}", nxt.detail.kind
+        proposals = [strategy.propose(i) for i in nxt.batch]
+        specs[name] = plan.trial_spec(nxt, {}, None, nxt.resume, proposals)
+        if kind == plan_oneshot.SUPERNET:
+            record = TrialRecord(name=name, index=nxt.index, phase=SUCCEEDED, oneshot=kind)
+            trace.charge(supernet.supernet_seconds, trace.best, trial=True)
+        elif kind == plan_oneshot.SCORE:
+            scores = [supernet.scores.get(encoding_string(table.space.encode(p))) for p in proposals]
+            record = TrialRecord(name=name, index=nxt.index, phase=SUCCEEDED, oneshot=kind, batch=nxt.batch,
+                                 scores=[float("nan") if s is None else float(s) for s in scores])
+            for index, candidate, score, _ in plan.observations(record, specs[name], None):
+                strategy.observe(index, candidate, score)
+            trace.charge(len(nxt.batch) * supernet.seconds_per_candidate, trace.best, trial=True)
+        else:  # a retrain: the candidate of the score trial that scored it, trained stand-alone
+            candidate = plan.copied_candidate(nxt, specs[nxt.copies])
+            key = table.space.candidate_hash(candidate)
+            row = table.row(candidate)
+            answered = key in twins
+            reward = twins[key] if answered else row["valAccuracy"]
+            if reward is not None and not answered:
+                twins[key] = reward
+            trace.answered += answered
+            record = TrialRecord(name=name, index=nxt.index, phase=FAILED if reward is None else SUCCEEDED,
+                                 reward=reward, oneshot=kind, candidate=nxt.candidate)
+            trace.charge(0.0 if answered else full_seconds(row), _better(trace.best, reward), trial=True)
+        records.append(record)
+    outcome = plan.outcome(records, 0.0)
+    if outcome is None or outcome.phase != SUCCEEDED:
+        logging.getLogger(__name__).warning("one-shot %s seed %s ended %s", label, trace.seed,
+                                            outcome and outcome.message)
     return trace

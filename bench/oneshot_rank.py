@@ -1,8 +1,9 @@
-"""How well a weight-sharing supernet ranks the 4096 architectures of the cell table.
+"""How well a weight-sharing supernet ranks the architectures of a cell table.
 
-Trains one supernet of the table's cell space (bench/generate_table.py SPACE) on the
-table's digits split (DATASET) with the table's optimizer settings (TRAINING: Adam,
-lr 0.01, weight decay 5e-4, batch 128, cosine), uniform path sampling per batch
+Trains one supernet of the table's cell space (its .meta.json's ``searchSpace``; by
+default the 4096-architecture table of bench/generate_table.py) on the table's digits
+split (``dataset``) with the table's optimizer settings (``training``: Adam, lr 0.01,
+weight decay 5e-4, batch 128, cosine), uniform path sampling per batch
 (single-path one-shot), for ``--epochs`` epochs; then scores every architecture of
 the table with inherited weights (batch-norm recalibrated on ``--calibration`` fixed
 training batches) on the validation split, and compares with the table's stand-alone
@@ -12,6 +13,10 @@ same live edges (the table's ``trainedAs``) are the same network, so each class 
 scored once and the score copied to its members, as the table itself was built.
 
     nice -n 10 .venv/bin/python bench/oneshot_rank.py --epochs 100 [--subset 512]
+
+``--scores-out FILE`` also writes the inherited-weight score of every scored row,
+``{"scores": {encoding: accuracy}, ...}`` with the supernet's seed, epochs, steps and
+measured seconds (bench/budgeted.py's one-shot searcher reads it, issue 26).
 """
 from __future__ import annotations
 
@@ -27,7 +32,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from generate_table import DATASET, SPACE, TRAINING  # noqa: E402
+DEFAULT_TABLE = HERE / "data" / "cell4x4_digits.csv"
 
 
 def ranks(values: list[float]) -> list[float]:
@@ -50,7 +55,10 @@ def main() -> int:
     parser.add_argument("--calibration", type=int, default=4, help="training batches for BN recalibration")
     parser.add_argument("--subset", type=int, default=0, help="score a uniformly random subset of this many rows")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--table", type=Path, default=DEFAULT_TABLE, help="a cell table with its .meta.json")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "oneshot_rank.json")
+    parser.add_argument("--scores-out", type=Path, default=None,
+                        help="also write {encoding: inherited-weight accuracy} of every scored row here")
     args = parser.parse_args()
 
     import torch
@@ -62,20 +70,24 @@ def main() -> int:
     from kubenas_trainer.models.supernet import calibration_batches, score_candidates, train_supernet
     from kubenas_trainer.tasks import open_task
 
+    meta = json.loads(args.table.with_suffix(".meta.json").read_text())
+    SPACE, DATASET, TRAINING = meta["searchSpace"], meta["dataset"], meta["training"]
     space = SearchSpace.from_spec(SPACE)
-    rows = list(csv.DictReader((HERE / "data" / "cell4x4_digits.csv").open()))
+    rows = list(csv.DictReader(args.table.open()))
     rows = [r for r in rows if r["status"] == "Succeeded"]
     if args.subset:
         rows = random.Random(f"oneshot/{args.seed}").sample(rows, args.subset)
     torch.manual_seed(args.seed)
     training = {**TRAINING, "seed": args.seed}
-    representative = space.decode([3] * 6)["architecture"]
+    representative = space.decode([len(SPACE["cell"]["operations"]) - 1] * len(space.decisions()))["architecture"]
     cfg = resolve_trial({"architecture": representative, "dataset": DATASET, "training": training})
     task = open_task(cfg.task, cfg.dataset, cfg.training["seed"], torch.device("cpu"))
     supernet = task.build_supernet(SPACE["cell"])
     t0 = time.monotonic()
     info = train_supernet(task, supernet, cfg.training, epochs=args.epochs, seed=args.seed)
     train_seconds = time.monotonic() - t0
+    steps_per_epoch = len(task.loaders(cfg.training, torch.device("cpu"), torch.Generator().manual_seed(0),
+                                      torch.contiguous_format).train)
     print(f"supernet trained: {args.epochs} epochs, {train_seconds:.1f} s, last train loss {info['trainLoss']:.3f}",
           flush=True)
     calibration = calibration_batches(task, cfg.training, args.calibration, seed=args.seed)
@@ -97,7 +109,7 @@ def main() -> int:
     recall = sum(i in top_shot for i in top_table) / 10
     best_pick = max(range(len(rows)), key=lambda i: (oneshot[i], -int(rows[i]["encoding"])))
     result = {
-        "architectures": len(rows), "classesScored": len(keys), "subset": args.subset or None,
+        "table": args.table.name, "architectures": len(rows), "classesScored": len(keys), "subset": args.subset or None,
         "supernetEpochs": args.epochs, "calibrationBatches": args.calibration, "seed": args.seed,
         "kendallTau": round(tau, 4), "spearmanRho": round(rho, 4), "top10RecallInTop50": recall,
         "supernetTrainSeconds": round(train_seconds, 1), "scoringSeconds": round(score_seconds, 1),
@@ -110,6 +122,14 @@ def main() -> int:
     print(json.dumps(result, indent=2), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
+    if args.scores_out is not None:
+        dump = {key: result[key] for key in ("table", "seed", "supernetEpochs", "calibrationBatches", "architectures",
+                                             "classesScored", "supernetTrainSeconds", "scoringSeconds",
+                                             "secondsPerCandidate", "kendallTau", "machine", "date")}
+        dump["supernetSteps"] = args.epochs * steps_per_epoch
+        dump["scores"] = {r["encoding"]: round(s, 6) for r, s in zip(rows, oneshot)}
+        args.scores_out.parent.mkdir(parents=True, exist_ok=True)
+        args.scores_out.write_text(json.dumps(dump, separators=(",", ":")) + "\n")
     return 0
 
 

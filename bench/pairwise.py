@@ -24,7 +24,9 @@ def main() -> int:
     for table, data in json.loads(args.results.read_text())["tables"].items():
         per_seed = data["perSeed"]
         print(f"{table}: compute {data['compute']:.0f} s, target (random@200) {data['target']:.2f}")
-        fractions = [f"{int(100 * f)} % compute" for f in COMPUTE_FRACTIONS]
+        columns = next(iter(per_seed.values()))  # a run before 10 % was a column has 25/50/100 only
+        fractions = [f"{int(100 * f)} % compute" for f in COMPUTE_FRACTIONS if f"{int(100 * f)} % compute" in columns]
+        print("  row - column: " + " | ".join(fractions))
         for row in args.rows:
             for column in args.columns:
                 if column == row or row not in per_seed or column not in per_seed:

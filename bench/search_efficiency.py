@@ -217,17 +217,38 @@ def machine() -> str:
 # -- peers and compute budgets (--peers) ------------------------------------------------------
 
 PEER_BUDGETS = (25, 50, 100, 200)
-COMPUTE_FRACTIONS = (0.25, 0.5, 1.0)
+COMPUTE_FRACTIONS = (0.1, 0.25, 0.5, 1.0)
 # kubenas strategies also run with repeats="observe" (bench/budgeted.py), as "<type>+observe-repeats".
 OBSERVE_REPEATS = ("evolution", "tpe")
 # The experiments' defaults (kubenas.contract.fidelity.FIDELITY_DEFAULTS) over the table's
 # 9 epochs: rungs 1, 3, 9, eta 3.
 FIDELITIES = {"asha": {"type": "asha"}, "hyperband": {"type": "hyperband"}}
+# One-shot (issue 26, bench/budgeted.py run_oneshot): the product's plan with spec.oneShot's
+# defaults (candidates 500, 100 to a score trial, topK 3) over kubenas' default strategy, and
+# the same with topK 20 (the most spec.oneShot allows: more of the budget goes to retraining).
+# Bench seed s uses the supernet of the (s mod n)-th --oneshot-scores file.
+ONESHOT_STRATEGY = "evolution"  # regularized evolution: what SPOS searches its supernet with, and the one-shot examples use
+ONESHOT = {f"oneshot+{ONESHOT_STRATEGY}": {}, f"oneshot+{ONESHOT_STRATEGY}+top20": {"topK": 20}}
+ONESHOT_SCORES = sorted((HERE / "results").glob("oneshot_scores*.json"))
+# Searchers whose trials are not each one whole training: no regret-after-n-trials columns.
+NOT_WHOLE_TRIALS = tuple(FIDELITIES) + ("oneshot",)
 
 
-def peer_searchers(table: Table) -> list[tuple[str, object]]:
-    """(label, run(seed, max_seconds) -> Trace) for every searcher of the comparison."""
-    from budgeted import run_asha, run_peer, run_strategy
+def load_supernets(table: Table, paths: list[Path]) -> list:
+    """The supernets' scores of ``table`` among ``paths`` (``bench/oneshot_rank.py
+    --scores-out``; those of another table are left out), by supernet seed; [] when there
+    are none (one-shot then is not run on it)."""
+    from budgeted import SupernetScores
+
+    dumps = [json.loads(p.read_text()) for p in paths]
+    mine = sorted((d for d in dumps if set(d["scores"]) == set(table.rows)), key=lambda d: d["seed"])
+    return [SupernetScores.from_dump(d, table) for d in mine]
+
+
+def peer_searchers(table: Table, supernets: list = ()) -> list[tuple[str, object]]:
+    """(label, run(seed, max_seconds) -> Trace) for every searcher of the comparison;
+    one-shot with ``supernets`` (load_supernets) only."""
+    from budgeted import run_asha, run_oneshot, run_peer, run_strategy
     from peers import PEERS
 
     out = []
@@ -241,6 +262,9 @@ def peer_searchers(table: Table) -> list[tuple[str, object]]:
             for kind in STRATEGIES + ("tpe",):
                 out.append((f"{name}+{kind}", lambda seed, c, kind=kind, name=name, fidelity=fidelity: run_asha(
                     table, f"{name}+{kind}", {"type": kind, "seed": seed}, fidelity, c)))
+    for name, settings in ONESHOT.items() if supernets else ():  # the one-shot run ignores the budget: it ends
+        out.append((name, lambda seed, c, name=name, settings=settings: run_oneshot(
+            table, name, {"type": ONESHOT_STRATEGY, "seed": seed}, supernets[seed % len(supernets)], settings)))
     for name, peer in PEERS.items():
         out.append((name, lambda seed, c, name=name, peer=peer: run_peer(table, name, peer, seed, False, 200, c)))
         if name == "optuna-tpe":
@@ -250,7 +274,7 @@ def peer_searchers(table: Table) -> list[tuple[str, object]]:
 
 
 def peers_section(table: Table, table_path: Path, seeds: range, reference: str,
-                  only: list[str] | None = None) -> tuple[str, dict]:
+                  only: list[str] | None = None, supernets: list = ()) -> tuple[str, dict]:
     """Run every searcher on ``seeds``; markdown of regret vs trials and vs training-seconds."""
     from budgeted import run_strategy
 
@@ -258,7 +282,7 @@ def peers_section(table: Table, table_path: Path, seeds: range, reference: str,
     compute = sum(t.points[199][1] for t in randoms) / len(randoms)  # random's mean 200-trial seconds
     worst = table._sorted_rewards[0]
     traces: dict[str, list] = {}
-    for label, run in peer_searchers(table):
+    for label, run in peer_searchers(table, supernets):
         if only and label not in only and label != "random":
             continue
         started = time.monotonic()
@@ -271,7 +295,7 @@ def peers_section(table: Table, table_path: Path, seeds: range, reference: str,
     per_seed: dict[str, dict[str, list]] = {}
     for label, runs in traces.items():
         cols = {}
-        if not label.startswith(tuple(FIDELITIES)):  # a multi-fidelity trial is not a whole training
+        if not label.startswith(NOT_WHOLE_TRIALS):  # a multi-fidelity or one-shot trial is not a whole training
             for n in PEER_BUDGETS:
                 cols[f"trials {n}"] = [regret(t.after_trials(n)) for t in runs]
         for f in COMPUTE_FRACTIONS:
@@ -319,7 +343,9 @@ def peers_section(table: Table, table_path: Path, seeds: range, reference: str,
                "answeredByTwin": {label: [t.answered for t in runs] for label, runs in traces.items()},
                "curves": {label: [sum(regret(t.after_seconds(x)) for t in runs) / len(runs)
                                                        for x in grid] for label, runs in traces.items()},
-               "grid": grid}
+               "grid": grid,
+               "supernets": [{"seed": s.seed, "supernetSeconds": s.supernet_seconds,
+                              "secondsPerCandidate": s.seconds_per_candidate} for s in supernets]}
     return "\n".join(lines) + "\n", summary
 
 
@@ -346,7 +372,8 @@ def plot_compute(summaries: dict[str, dict], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def run_peers(tables: list[Path], seeds: range, reference: str, name: str, only: list[str] | None = None) -> int:
+def run_peers(tables: list[Path], seeds: range, reference: str, name: str, only: list[str] | None = None,
+              oneshot_scores: list[Path] = ()) -> int:
     header = (f"machine: {machine()}\ndate: {time.strftime('%Y-%m-%d %H:%M %Z')}\n"
               f"command: {' '.join([Path(sys.executable).name] + sys.argv)}\n")
     print(header, flush=True)
@@ -359,7 +386,8 @@ def run_peers(tables: list[Path], seeds: range, reference: str, name: str, only:
             print(note, flush=True)
             text.append(note)
             continue
-        section, summary = peers_section(table, path, seeds, reference, only)
+        supernets = load_supernets(table, list(oneshot_scores))
+        section, summary = peers_section(table, path, seeds, reference, only, supernets)
         print(section, flush=True)
         text.append(f"### {path.stem}\n\n{section}")
         summaries[path.stem] = summary
@@ -390,10 +418,13 @@ def main() -> int:
     parser.add_argument("--reference", default="evolution", help="--peers: the searcher Δ columns compare to")
     parser.add_argument("--only", nargs="+", default=None,
                         help="--peers: run only these searchers (random always runs: it sets the compute budget)")
+    parser.add_argument("--oneshot-scores", type=Path, nargs="*", default=ONESHOT_SCORES,
+                        help="--peers: supernet score files (bench/oneshot_rank.py --scores-out) for the one-shot "
+                             "searchers, on the table they were made for; bench seed s uses file s mod their number")
     args = parser.parse_args()
     if args.peers:
         return run_peers(args.tables, range(args.first_seed, args.first_seed + args.seeds), args.reference,
-                         args.name or "peers", args.only)
+                         args.name or "peers", args.only, args.oneshot_scores)
 
     import torch
 
