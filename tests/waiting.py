@@ -1,11 +1,15 @@
-"""Waiting on a condition with a timeout (never sleep-and-hope), for synchronous tests."""
+"""Waiting on a condition with a timeout (never sleep-and-hope): ``wait_until`` for
+synchronous tests, ``wait_for`` inside an event loop (the emulated cluster's tests, whose
+predicates read memory only, never HTTP)."""
 from __future__ import annotations
 
+import asyncio
 import time
 
 
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.5):
-    """Poll ``predicate`` until it returns something true (returned); fail naming
+def _polls(predicate, timeout: float, what: str):
+    """The loop both waits share: calls ``predicate``, yields (the caller sleeps its own way)
+    after each false value, returns the first true one; at the deadline fails naming
     ``what`` and the last value seen."""
     deadline = time.monotonic() + timeout
     last = None
@@ -13,5 +17,28 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.5):
         last = predicate()
         if last:
             return last
-        time.sleep(interval)
+        yield
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.5):
+    """Poll ``predicate`` until it returns something true (returned); fail naming
+    ``what`` and the last value seen."""
+    polls = _polls(predicate, timeout, what)
+    while True:
+        try:
+            next(polls)
+        except StopIteration as done:
+            return done.value
+        time.sleep(interval)
+
+
+async def wait_for(predicate, timeout: float = 30.0, what: str = "condition", interval: float = 0.05):
+    """``wait_until`` for a coroutine: the event loop runs on between polls."""
+    polls = _polls(predicate, timeout, what)
+    while True:
+        try:
+            next(polls)
+        except StopIteration as done:
+            return done.value
+        await asyncio.sleep(interval)

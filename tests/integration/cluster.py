@@ -9,6 +9,7 @@ patched through the API exactly as in a cluster.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
 import tempfile
@@ -27,6 +28,8 @@ from kubenas.cluster import kube
 from kubenas.operator.handlers import Options
 from kubenas.operator.main import operator as run_operator
 from kubenas.operator.manifests import Settings
+
+from tests.waiting import wait_for  # noqa: F401 - the tests here import it from this module
 
 from .emulator import RealisticEmulator
 
@@ -68,6 +71,19 @@ def client(conf: k8s.Configuration, agent: str) -> k8s.ApiClient:
     api = k8s.ApiClient(conf)
     api.user_agent = agent
     return api
+
+
+@contextlib.asynccontextmanager
+async def running(emulator: RealisticEmulator, **options):
+    """A started FakeCluster on ``emulator`` (``options`` as FakeCluster takes them), closed
+    afterwards; errors its threads or the operator kept fail the test."""
+    cluster = FakeCluster(emulator, emulator.conf, **options)
+    await cluster.start()
+    try:
+        yield cluster
+    finally:
+        await cluster.close()
+    assert not cluster.errors, cluster.errors
 
 
 class FakeCluster:
@@ -153,6 +169,10 @@ class FakeCluster:
         """In-memory read (no HTTP): safe from the event loop."""
         found = [o for o in self.objects("nasexperiments") if o["metadata"]["name"] == name]
         return found[0] if found else None
+
+    def status(self, name: str) -> dict:
+        """Experiment ``name``'s status ({} while it has none, or no such experiment)."""
+        return (self.experiment(name) or {}).get("status") or {}
 
     def trials(self, experiment: str | None = None) -> list[dict]:
         return [t for t in self.objects("nastrials") if experiment is None or t["spec"]["experiment"] == experiment]
@@ -366,18 +386,6 @@ def _now() -> str:
     import datetime
 
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-async def wait_for(predicate: Callable[[], object], timeout: float = 30.0, what: str = "condition"):
-    """Poll ``predicate`` (in-memory reads only, never HTTP) until truthy or time out."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 def digits_experiment(name: str = "digits", **budget) -> dict:

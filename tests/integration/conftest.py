@@ -7,7 +7,7 @@ from kubernetes import client as k8s
 from kubenas.cluster import kube
 
 from . import rbac
-from .cluster import FakeCluster
+from .cluster import running
 from .emulator import RealisticEmulator
 
 # Permissions used by the code across the whole integration run (see test_zz_rbac.py).
@@ -32,13 +32,8 @@ async def emulator():
 
 @pytest.fixture()
 async def cluster(emulator):
-    c = FakeCluster(emulator, emulator.conf)
-    await c.start()
-    try:
+    async with running(emulator) as c:
         yield c
-    finally:
-        await c.close()
-    assert not c.errors, c.errors
 
 
 def pytest_collection_modifyitems(items):

@@ -6,19 +6,17 @@ from __future__ import annotations
 
 from kubenas.contract.genotype import genotype_hash
 
-from .cluster import FakeCluster, digits_experiment, wait_for
+from .cluster import digits_experiment, running, wait_for
 
 
 async def test_repeats_get_their_twins_result_and_no_job(emulator):
-    cluster = FakeCluster(emulator, emulator.conf)
-    await cluster.start()
-    try:
+    async with running(emulator) as cluster:
         exp = digits_experiment("twins", maxTrials=5, parallelTrials=1)  # one at a time: every twin is done
         exp["spec"]["searchSpace"] = {"type": "chain", "chain": {"layers": 1, "operations": ["conv", "identity"],
                                                                  "filters": [8], "kernelSizes": [3],
                                                                  "strides": [1]}}
         await cluster.create_experiment(exp)
-        await wait_for(lambda: ((cluster.experiment("twins") or {}).get("status") or {}).get("phase")
+        await wait_for(lambda: cluster.status("twins").get("phase")
                        in ("Succeeded", "Failed"), 90, "the experiment to end")
         status = cluster.experiment("twins")["status"]
         assert status["phase"] == "Succeeded" and status["trials"]["succeeded"] == 5, status
@@ -37,6 +35,3 @@ async def test_repeats_get_their_twins_result_and_no_job(emulator):
             assert "jobName" not in t["status"]
         events = [e for e in cluster.events() if e.get("reason") == "Duplicate"]
         assert len(events) == 3
-    finally:
-        await cluster.close()
-    assert not cluster.errors, cluster.errors

@@ -9,7 +9,7 @@ import random
 
 from kubenas.contract.fidelity import rungs
 
-from .cluster import FakeCluster, Script, digits_experiment, wait_for
+from .cluster import Script, digits_experiment, running, wait_for
 
 EPOCHS = 9
 
@@ -27,15 +27,13 @@ def script(index: int) -> Script:
 
 
 async def test_asha_promotes_through_nastrials_and_ends_when_nothing_is_promotable(emulator):
-    cluster = FakeCluster(emulator, emulator.conf, script=script)
-    await cluster.start()
-    try:
+    async with running(emulator, script=script) as cluster:
         exp = digits_experiment("asha", maxTrials=9, parallelTrials=2)
         exp["spec"]["strategy"]["fidelity"] = {"minResource": 1, "reductionFactor": 3}
         exp["spec"]["trial"]["training"]["epochs"] = EPOCHS
         exp["spec"]["artifacts"] = {"url": "s3://models/nas", "credentialsSecret": "s3-creds"}
         await cluster.create_experiment(exp)
-        await wait_for(lambda: ((cluster.experiment("asha") or {}).get("status") or {}).get("phase") == "Succeeded",
+        await wait_for(lambda: cluster.status("asha").get("phase") == "Succeeded",
                        90, "Succeeded")
         status = cluster.experiment("asha")["status"]
         status_uid = cluster.experiment("asha")["metadata"]["uid"]  # the experiment's folder: asha_<uid>
@@ -71,21 +69,16 @@ async def test_asha_promotes_through_nastrials_and_ends_when_nothing_is_promotab
         # The controller's strategy saw the 9 candidates' first results, nothing else.
         strategy = cluster.controller_incarnations[-1].strategy
         assert strategy._observed == set(range(9))
-    finally:
-        await cluster.close()
-    assert not cluster.errors, cluster.errors
 
 
 async def test_hyperband_starts_each_bracket_at_its_rung_and_promotes_within_it(emulator):
-    cluster = FakeCluster(emulator, emulator.conf, script=script)
-    await cluster.start()
-    try:
+    async with running(emulator, script=script) as cluster:
         exp = digits_experiment("hb", maxTrials=6, parallelTrials=2)
         exp["spec"]["strategy"]["fidelity"] = {"type": "hyperband", "minResource": 1, "reductionFactor": 3}
         exp["spec"]["trial"]["training"]["epochs"] = EPOCHS
         exp["spec"]["artifacts"] = {"url": "s3://models/nas", "credentialsSecret": "s3-creds"}
         await cluster.create_experiment(exp)
-        await wait_for(lambda: ((cluster.experiment("hb") or {}).get("status") or {}).get("phase") == "Succeeded",
+        await wait_for(lambda: cluster.status("hb").get("phase") == "Succeeded",
                        90, "Succeeded")
         complete = [c for c in cluster.experiment("hb")["status"]["conditions"] if c["type"] == "Complete"][0]
         assert complete["reason"] == "MaxTrialsReached"
@@ -110,6 +103,3 @@ async def test_hyperband_starts_each_bracket_at_its_rung_and_promotes_within_it(
         assert promotions == [{"candidate": best0, "rung": 1}]
         strategy = cluster.controller_incarnations[-1].strategy
         assert strategy._observed == set(range(6))
-    finally:
-        await cluster.close()
-    assert not cluster.errors, cluster.errors

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 
-from .cluster import NS, FakeCluster, Script, default_script, digits_experiment, wait_for
+from .cluster import NS, FakeCluster, Script, default_script, digits_experiment, running, wait_for
 
 
 def trial(cluster, name):
@@ -17,7 +17,7 @@ async def test_evicted_pod_is_retried_not_a_failed_trial(emulator):
     await cluster.start()
     try:
         await cluster.create_experiment(digits_experiment("evict", maxTrials=2, parallelTrials=2, maxFailedTrials=0))
-        await wait_for(lambda: ((cluster.experiment("evict") or {}).get("status") or {}).get("phase") == "Succeeded",
+        await wait_for(lambda: cluster.status("evict").get("phase") == "Succeeded",
                        60, "Succeeded")
         st = cluster.experiment("evict")["status"]
         assert st["trials"]["failed"] == 0 and st["trials"]["succeeded"] == 2
@@ -45,9 +45,7 @@ async def test_evictions_beyond_max_retries_fail_the_trial(emulator):
 
 
 async def test_kueue_queue_name_creates_suspended_jobs(emulator):
-    cluster = FakeCluster(emulator, emulator.conf)
-    await cluster.start()
-    try:
+    async with running(emulator) as cluster:
         body = digits_experiment("kueue", maxTrials=1, parallelTrials=1)
         body["spec"]["trial"]["template"]["queueName"] = "gpu-queue"
         await cluster.create_experiment(body)
@@ -60,8 +58,5 @@ async def test_kueue_queue_name_creates_suspended_jobs(emulator):
         assert trial(cluster, "kueue-0")["status"]["phase"] == "Pending"
         # Kueue admits the workload: it unsuspends the Job.
         await asyncio.to_thread(cluster.batch.patch_namespaced_job, "kueue-0", NS, {"spec": {"suspend": False}})
-        await wait_for(lambda: ((cluster.experiment("kueue") or {}).get("status") or {}).get("phase") == "Succeeded",
+        await wait_for(lambda: cluster.status("kueue").get("phase") == "Succeeded",
                        60, "Succeeded")
-    finally:
-        await cluster.close()
-    assert not cluster.errors, cluster.errors

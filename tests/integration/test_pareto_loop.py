@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from .cluster import FakeCluster, digits_experiment, final_rewards, wait_for
+from .cluster import digits_experiment, final_rewards, running, wait_for
 
 # The scripted trainer reports parameters = 1000 + index; rewards 0.6 + 0.03 * index by
 # default. Trials 2 and 4 score lower: 1 (cheaper, better) and 0 (cheaper, as good) dominate them.
@@ -15,14 +15,12 @@ script = final_rewards(LOW)
 
 
 async def test_the_operator_lists_the_front_and_the_controller_learns_vectors(emulator):
-    cluster = FakeCluster(emulator, emulator.conf, script=script)
-    await cluster.start()
-    try:
+    async with running(emulator, script=script) as cluster:
         exp = digits_experiment("pareto", maxTrials=6, parallelTrials=1)
         exp["spec"]["objective"]["pareto"] = ["parameters"]
         exp["spec"]["strategy"] = {"type": "evolution", "seed": 1, "evolution": {"populationSize": 3, "sampleSize": 2}}
         await cluster.create_experiment(exp)
-        await wait_for(lambda: ((cluster.experiment("pareto") or {}).get("status") or {}).get("phase") == "Succeeded",
+        await wait_for(lambda: cluster.status("pareto").get("phase") == "Succeeded",
                        60, "Succeeded")
         status = cluster.experiment("pareto")["status"]
         front = [(t["name"], t["metrics"]["parameters"]) for t in status["paretoFront"]]
@@ -36,6 +34,3 @@ async def test_the_operator_lists_the_front_and_the_controller_learns_vectors(em
         assert len(indices) == 3 and indices == list(range(indices[0], indices[0] + 3))
         for index, _, fitness in population:
             assert fitness == pytest.approx((LOW.get(index, 0.6 + 0.03 * index), -(1000.0 + index)))
-    finally:
-        await cluster.close()
-    assert not cluster.errors, cluster.errors

@@ -4,11 +4,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
-from .cluster import FakeCluster, Script, digits_experiment, wait_for
-
-
-def status(cluster, name):
-    return (cluster.experiment(name) or {}).get("status") or {}
+from .cluster import Script, digits_experiment, running, wait_for
 
 
 def slow(index):
@@ -21,9 +17,7 @@ def created_names(emulator, plural):
 
 
 async def test_operator_restart_mid_experiment(emulator):
-    cluster = FakeCluster(emulator, emulator.conf, script=slow)
-    await cluster.start()
-    try:
+    async with running(emulator, script=slow) as cluster:
         await cluster.create_experiment(digits_experiment("op", maxTrials=6, parallelTrials=2))
         await wait_for(lambda: len(cluster.objects("jobs")) >= 2, 20, "first Jobs")
         await cluster.stop_operator()
@@ -31,23 +25,18 @@ async def test_operator_restart_mid_experiment(emulator):
         await wait_for(lambda: len(cluster.trials("op")) >= 3, 20, "trials created while the operator is down")
         await asyncio.sleep(0.5)
         await cluster.start_operator()
-        await wait_for(lambda: status(cluster, "op").get("phase") == "Succeeded", 60, "Succeeded")
-        st = status(cluster, "op")
+        await wait_for(lambda: cluster.status("op").get("phase") == "Succeeded", 60, "Succeeded")
+        st = cluster.status("op")
         assert st["trials"]["succeeded"] == 6 and st["trials"]["created"] == 6
         jobs = created_names(emulator, "jobs")
         assert sorted(jobs) == [f"op-{i}" for i in range(6)]  # one Job per trial, never two
         assert all(t["status"].get("reward") is not None for t in cluster.trials("op"))
         job_posts = [c for c in emulator.calls if c[1] == "POST" and c[2].endswith("/jobs")]
         assert len(job_posts) >= 6
-    finally:
-        await cluster.close()
-    assert not cluster.errors, cluster.errors
 
 
 async def test_controller_restart_restores_strategy(emulator):
-    cluster = FakeCluster(emulator, emulator.conf, script=slow)
-    await cluster.start()
-    try:
+    async with running(emulator, script=slow) as cluster:
         body = digits_experiment("ctl", maxTrials=6, parallelTrials=2)
         body["spec"]["strategy"] = {"type": "evolution", "seed": 1,
                                     "evolution": {"populationSize": 2, "sampleSize": 2}}
@@ -67,11 +56,8 @@ async def test_controller_restart_restores_strategy(emulator):
         # new pod has read it); the trials bring the rest.
         await wait_for(lambda: set(saved["observed"]) <= set(second.strategy.state_dict()["observed"]), 10,
                        "the new controller to know every trial the first had observed")
-        await wait_for(lambda: status(cluster, "ctl").get("phase") == "Succeeded", 60, "Succeeded")
+        await wait_for(lambda: cluster.status("ctl").get("phase") == "Succeeded", 60, "Succeeded")
         names = created_names(emulator, "nastrials")
         assert sorted(names) == [f"ctl-{i}" for i in range(6)]
         assert Counter(names).most_common(1)[0][1] == 1
-        assert status(cluster, "ctl")["trials"]["succeeded"] == 6
-    finally:
-        await cluster.close()
-    assert not cluster.errors, cluster.errors
+        assert cluster.status("ctl")["trials"]["succeeded"] == 6

@@ -13,17 +13,14 @@ from kubenas.operator.manifests import job_for_trial
 from kubenas.operator.trial_state import pod_failure
 from kubenas_trainer.reporting.cluster import RETRIES, main_from_cluster
 
-from .cluster import NS, TRAINER_RETRY_DELAY, FakeCluster, Script, client, default_script, digits_experiment, wait_for
+from .cluster import (NS, TRAINER_RETRY_DELAY, FakeCluster, Script, client,
+                       default_script, digits_experiment, running, wait_for)
 
 NO_CUDA = "training.device: cuda requested but no CUDA device is available here; set training.device: auto (or cpu)"
 
 
-def status(cluster, name):
-    return (cluster.experiment(name) or {}).get("status") or {}
-
-
 def complete(cluster, name):
-    return next(c for c in status(cluster, name)["conditions"] if c["type"] == "Complete")
+    return next(c for c in cluster.status(name)["conditions"] if c["type"] == "Complete")
 
 
 def program(code: str) -> list[str]:
@@ -31,12 +28,10 @@ def program(code: str) -> list[str]:
 
 
 async def test_a_program_exiting_7_counts_against_max_failed_trials(emulator):
-    cluster = FakeCluster(emulator, emulator.conf, script=lambda i: Script(command=program("raise SystemExit(7)")))
-    await cluster.start()
-    try:
+    async with running(emulator, script=lambda i: Script(command=program("raise SystemExit(7)"))) as cluster:
         await cluster.create_experiment(digits_experiment("seven", maxTrials=4, parallelTrials=1, maxFailedTrials=1))
-        await wait_for(lambda: status(cluster, "seven").get("phase") in ("Failed", "Succeeded"), 60, "the end")
-        assert (status(cluster, "seven")["phase"], complete(cluster, "seven")["reason"]) == \
+        await wait_for(lambda: cluster.status("seven").get("phase") in ("Failed", "Succeeded"), 60, "the end")
+        assert (cluster.status("seven")["phase"], complete(cluster, "seven")["reason"]) == \
             ("Failed", "TooManyFailedTrials")
         trials = cluster.trials("seven")
         assert len(trials) == 2 and all(t["status"]["reason"] == "InternalError" for t in trials)
@@ -45,9 +40,6 @@ async def test_a_program_exiting_7_counts_against_max_failed_trials(emulator):
         codes = {cs["state"]["terminated"]["exitCode"] for p in cluster.objects("pods")
                  for cs in p["status"]["containerStatuses"]}
         assert codes == {1}
-    finally:
-        await cluster.close()
-    assert not cluster.errors, cluster.errors
 
 
 async def test_a_nan_reported_mid_run_ends_the_trial_diverged(emulator):
@@ -58,11 +50,11 @@ async def test_a_nan_reported_mid_run_ends_the_trial_diverged(emulator):
     await cluster.start()
     try:
         await cluster.create_experiment(digits_experiment("nan", maxTrials=2, parallelTrials=1))
-        await wait_for(lambda: status(cluster, "nan").get("phase") == "Succeeded", 60, "Succeeded")
+        await wait_for(lambda: cluster.status("nan").get("phase") == "Succeeded", 60, "Succeeded")
         first = next(t for t in cluster.trials("nan") if t["spec"]["index"] == 0)["status"]
         assert (first["phase"], first["reason"]) == ("Failed", "Diverged"), first
         assert "accuracy=nan at epoch 2" in first["message"]
-        assert status(cluster, "nan")["bestTrial"]["name"] == "nan-1"
+        assert cluster.status("nan")["bestTrial"]["name"] == "nan-1"
     finally:
         await cluster.close()
     assert not cluster.errors, cluster.errors
@@ -82,18 +74,13 @@ async def test_the_result_reaches_the_trial_through_an_api_outage_at_the_trainer
         return None
 
     emulator.faults.append(outage)
-    cluster = FakeCluster(emulator, emulator.conf, script=lambda i: Script(values=[0.4, 0.6, 0.8]))
-    await cluster.start()
-    try:
+    async with running(emulator, script=lambda i: Script(values=[0.4, 0.6, 0.8])) as cluster:
         await cluster.create_experiment(digits_experiment("outage", maxTrials=1, parallelTrials=1))
-        await wait_for(lambda: status(cluster, "outage").get("phase") == "Succeeded", 60, "Succeeded")
+        await wait_for(lambda: cluster.status("outage").get("phase") == "Succeeded", 60, "Succeeded")
         trial = cluster.trials("outage")[0]["status"]
         assert (trial["phase"], trial["reward"]) == ("Succeeded", 0.8), trial
         assert [h["epoch"] for h in trial["history"]] == [1, 2, 3] and not trial.get("reason")
         assert len(refused) == RETRIES + 2  # the start's write and its retries, and the first epoch's once
-    finally:
-        await cluster.close()
-    assert not cluster.errors, cluster.errors
 
 
 async def test_a_trial_the_trainer_cannot_read_for_an_outage_is_retried_not_failed(emulator, tmp_path):
@@ -129,8 +116,8 @@ async def test_a_failure_every_trial_would_repeat_ends_the_experiment_at_once(em
     await cluster.start()
     try:
         await cluster.create_experiment(digits_experiment("nogpu", maxTrials=20, parallelTrials=2, maxFailedTrials=10))
-        await wait_for(lambda: status(cluster, "nogpu").get("phase") in ("Failed", "Succeeded"), 60, "the end")
-        assert (status(cluster, "nogpu")["phase"], complete(cluster, "nogpu")["reason"]) == ("Failed", "Unsatisfiable")
+        await wait_for(lambda: cluster.status("nogpu").get("phase") in ("Failed", "Succeeded"), 60, "the end")
+        assert (cluster.status("nogpu")["phase"], complete(cluster, "nogpu")["reason"]) == ("Failed", "Unsatisfiable")
         assert "training.device: cuda requested" in complete(cluster, "nogpu")["message"]
         assert len(cluster.trials("nogpu")) <= 2  # no trial started after the first such failure
     finally:
@@ -144,8 +131,8 @@ async def test_an_experiment_without_a_succeeded_trial_ends_failed(emulator):
     await cluster.start()
     try:
         await cluster.create_experiment(digits_experiment("none", maxTrials=2, parallelTrials=2, maxFailedTrials=4))
-        await wait_for(lambda: status(cluster, "none").get("phase") in ("Failed", "Succeeded"), 60, "the end")
-        assert (status(cluster, "none")["phase"], complete(cluster, "none")["reason"]) == ("Failed", "NoTrialSucceeded")
+        await wait_for(lambda: cluster.status("none").get("phase") in ("Failed", "Succeeded"), 60, "the end")
+        assert (cluster.status("none")["phase"], complete(cluster, "none")["reason"]) == ("Failed", "NoTrialSucceeded")
         assert "none succeeded" in complete(cluster, "none")["message"]
         assert "DataError: dataset: no such file" in complete(cluster, "none")["message"]
     finally:
