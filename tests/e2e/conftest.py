@@ -13,9 +13,12 @@ never pass by skipping it. ``pytest -m "not e2e"`` leaves the tier out on purpos
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+
 import pytest
 
-from tests.realtier.cluster import ExternalCluster, LocalCluster
+from tests.realtier.cluster import REPO, ExternalCluster, LocalCluster
 
 
 def pytest_collection_modifyitems(items):
@@ -60,6 +63,49 @@ def local_only(cluster):
     if not isinstance(cluster, LocalCluster):
         pytest.skip("needs the local real-API-server tier (node stand-in, audit log)")
     return cluster
+
+
+@pytest.fixture()
+def run_folder(local_only, namespace):
+    """A folder of the test's own under the checkout's ``runs/``, which the node stand-in's
+    pods see (a real cluster would mount a volume): data the test writes, models its
+    trials export. Removed afterwards."""
+    folder = REPO / "runs" / f"e2e-{namespace}"
+    folder.mkdir(parents=True, exist_ok=True)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture()
+def s3_endpoint(local_only):
+    """moto's S3 server on this machine's loopback, which pods reach at the same address."""
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    local_only.expose_host_port(port)  # pods reach it at the same address
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture()
+def s3_store(installed, namespace, s3_endpoint, monkeypatch):
+    """The S3 server as an s3fs filesystem with this machine's credentials (the user's own
+    machine has the same ones), which the Secret ``s3-creds`` in the test's namespace holds
+    for its pods. moto's store is one per process: a test makes a bucket of its own."""
+    import s3fs
+
+    creds = {"AWS_ACCESS_KEY_ID": "e2e", "AWS_SECRET_ACCESS_KEY": "e2e-secret", "AWS_DEFAULT_REGION": "us-east-1",
+             "AWS_ENDPOINT_URL": s3_endpoint}
+    for var, value in creds.items():
+        monkeypatch.setenv(var, value)
+    s3fs.S3FileSystem.clear_instance_cache()
+    installed.kubectl("create", "secret", "generic", "s3-creds", "-n", namespace,
+                      *[f"--from-literal={k}={v}" for k, v in creds.items()])
+    return s3fs.S3FileSystem()
 
 
 @pytest.fixture(scope="module")

@@ -10,33 +10,28 @@ the credentials Secret against the author."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 
-import pytest
-
 from kubenas.cli import main as kubenas
 from tests.e2e.test_admission import EXPERIMENTS, accepted, grant, refused
-from tests.e2e.test_cluster import apply, experiment, phase
+from tests.e2e.test_cluster import apply, experiment, finish
 from tests.waiting import wait_until
 
 BUCKET = "kubenas-e2e"
 
 
-def small(name: str, artifacts: dict) -> dict:
+def small(name: str, artifacts: dict, formats: list[str] | None = None) -> dict:
+    """2 trials of 4 epochs that keep their outputs in ``artifacts`` (and export ``formats``)."""
     body = experiment(name, maxTrials=2, parallelTrials=2)
     body["spec"]["trial"]["training"]["epochs"] = 4
     body["spec"]["artifacts"] = artifacts
+    if formats:
+        body["spec"]["trial"]["export"] = {"formats": formats}
     return body
 
 
-def finish(cluster, namespace: str, name: str) -> dict:
-    wait_until(lambda: phase(cluster, namespace, name) in ("Succeeded", "Failed"), 900,
-               f"experiment {name} to finish", interval=2)
-    exp = cluster.get_json("nasexperiment", name, "-n", namespace)
-    assert exp["status"]["phase"] == "Succeeded" and exp["status"].get("bestTrial"), exp["status"]
-    return exp
+BOTH_FORMATS = ["torchscript", "onnx"]
 
 
 def digits_images():
@@ -75,7 +70,8 @@ def onnx_agrees_with_torchscript(onnx_path, torchscript_path) -> None:
 
 
 def claim(cluster, namespace: str, name: str, folder) -> None:
-    """A PersistentVolumeClaim bound to a hostPath PersistentVolume on ``folder``."""
+    """A PersistentVolumeClaim bound to a hostPath PersistentVolume on ``folder`` (made if missing)."""
+    folder.mkdir(parents=True, exist_ok=True)
     pv = f"{namespace}-{name}"
     cluster.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [
         {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv},
@@ -89,11 +85,9 @@ def claim(cluster, namespace: str, name: str, folder) -> None:
 
 def test_artifacts_on_a_volume_and_kubenas_model(local_only, installed, namespace, tmp_path):
     folder = tmp_path / "volume"
-    folder.mkdir()
     claim(installed, namespace, "results", folder)
-    body = small("e2e-pvc", {"persistentVolumeClaim": {"claimName": "results", "path": "nas"}})
-    body["spec"]["trial"]["export"] = {"formats": ["torchscript", "onnx"]}
-    apply(installed, namespace, body)
+    apply(installed, namespace, small("e2e-pvc", {"persistentVolumeClaim": {"claimName": "results", "path": "nas"}},
+                                      BOTH_FORMATS))
     exp = finish(installed, namespace, "e2e-pvc")
     best = exp["status"]["bestTrial"]
     own = f"e2e-pvc_{exp['metadata']['uid']}"  # the experiment's folder: its name and uid
@@ -121,35 +115,11 @@ def test_artifacts_on_a_volume_and_kubenas_model(local_only, installed, namespac
     assert f"kubenas-train: {namespace}/{best['name']} Succeeded" in logs.stdout, logs.stdout[-2000:]
 
 
-@pytest.fixture
-def s3_endpoint(local_only):
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    local_only.expose_host_port(port)  # pods reach it at the same address
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
-
-
-def test_artifacts_in_an_object_store_keep_the_top_model(installed, namespace, s3_endpoint, tmp_path, monkeypatch):
-    import s3fs
-
-    creds = {"AWS_ACCESS_KEY_ID": "e2e", "AWS_SECRET_ACCESS_KEY": "e2e-secret", "AWS_DEFAULT_REGION": "us-east-1",
-             "AWS_ENDPOINT_URL": s3_endpoint}
-    for var, value in creds.items():  # the user's own machine has the same credentials
-        monkeypatch.setenv(var, value)
-    s3fs.S3FileSystem.clear_instance_cache()
-    fs = s3fs.S3FileSystem()
+def test_artifacts_in_an_object_store_keep_the_top_model(installed, namespace, s3_store, tmp_path):
+    fs = s3_store
     fs.mkdir(BUCKET)
-    installed.kubectl("create", "secret", "generic", "s3-creds", "-n", namespace,
-                      *[f"--from-literal={k}={v}" for k, v in creds.items()])
-    body = small("e2e-s3", {"url": f"s3://{BUCKET}/runs", "credentialsSecret": "s3-creds", "models": "top", "topK": 1})
-    body["spec"]["trial"]["export"] = {"formats": ["torchscript", "onnx"]}
-    apply(installed, namespace, body)
+    apply(installed, namespace, small("e2e-s3", {"url": f"s3://{BUCKET}/runs", "credentialsSecret": "s3-creds",
+                                                 "models": "top", "topK": 1}, BOTH_FORMATS))
     exp = finish(installed, namespace, "e2e-s3")
     best = exp["status"]["bestTrial"]
     own = f"{BUCKET}/runs/e2e-s3_{exp['metadata']['uid']}"  # the experiment's folder: its name and uid
@@ -201,7 +171,6 @@ def test_nested_experiment_folders_stay_apart(local_only, installed, namespace, 
     q's trial's folder, could write the model.pt the operator believes for q, and q's
     results became q-0's. Each experiment's folder is now <name>_<uid>: disjoint."""
     folder = tmp_path / "volume"
-    folder.mkdir()
     claim(installed, namespace, "shared", folder)
     bodies = {"q": small("q", {"persistentVolumeClaim": {"claimName": "shared", "path": "p"}}),
               "q-0": small("q-0", {"persistentVolumeClaim": {"claimName": "shared", "path": "p/q"}})}

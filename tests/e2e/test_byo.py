@@ -9,9 +9,8 @@ import json
 import yaml
 
 from tests.e2e.test_admission import EXPERIMENTS, accepted, grant, refused
-from tests.e2e.test_cluster import apply, phase
+from tests.e2e.test_cluster import apply, finish
 from tests.realtier.cluster import REPO
-from tests.waiting import wait_until
 
 EXAMPLE = REPO / "deploy" / "examples" / "byo-script-digits.yaml"
 
@@ -28,10 +27,7 @@ def script_experiment(name: str) -> dict:
 
 def test_a_script_that_never_imports_kubenas_reports_into_trial_status(installed, namespace):
     apply(installed, namespace, script_experiment("byo-script"))
-    wait_until(lambda: phase(installed, namespace, "byo-script") in ("Succeeded", "Failed"), 900,
-               "the experiment to finish", interval=2)
-    exp = installed.get_json("nasexperiment", "byo-script", "-n", namespace)
-    assert exp["status"]["phase"] == "Succeeded", exp["status"]
+    exp = finish(installed, namespace, "byo-script")
     trials = installed.get_json("nastrials", "-n", namespace)["items"]
     assert len(trials) == 4
     for trial in trials:

@@ -24,12 +24,39 @@ def experiment(name: str, **budget) -> dict:
     return body
 
 
+def example(file: str, name: str, data, models) -> dict:
+    """The shipped example ``deploy/examples/<file>.yaml`` as NASExperiment ``name``, on the
+    dataset at ``data``, its trials exporting their models into ``models`` (folders the node
+    stand-in's pods see: the run_folder fixture's), each trial pod asking for half a CPU."""
+    body = yaml.safe_load((REPO / "deploy" / "examples" / f"{file}.yaml").read_text())
+    body["metadata"]["name"] = name
+    trial = body["spec"]["trial"]
+    trial["dataset"]["path"] = str(data)
+    trial["template"] = {"env": [{"name": "KUBENAS_MODEL_DIR", "value": str(models)}],
+                         "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}}}
+    return body
+
+
 def apply(cluster, namespace: str, body: dict, user: str | None = None, check: bool = True):
     return cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(body), user=user, check=check)
 
 
 def phase(cluster, namespace: str, name: str) -> str | None:
     return (cluster.get_json("nasexperiment", name, "-n", namespace).get("status") or {}).get("phase")
+
+
+def ended(cluster, namespace: str, name: str, timeout: float = 900, interval: float = 2) -> dict:
+    """NASExperiment ``name`` once it has ended (Succeeded or Failed)."""
+    wait_until(lambda: phase(cluster, namespace, name) in ("Succeeded", "Failed"), timeout,
+               f"experiment {name} to finish", interval=interval)
+    return cluster.get_json("nasexperiment", name, "-n", namespace)
+
+
+def finish(cluster, namespace: str, name: str, timeout: float = 900, interval: float = 2) -> dict:
+    """NASExperiment ``name`` once it has ended, which must be Succeeded with a best trial."""
+    exp = ended(cluster, namespace, name, timeout, interval)
+    assert exp["status"]["phase"] == "Succeeded" and exp["status"].get("bestTrial"), exp["status"]
+    return exp
 
 
 ERROR_LINE = re.compile(r"^\S+ \S+ (ERROR|CRITICAL) |^Traceback ", re.M)

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import yaml
 
-from tests.e2e.test_cluster import apply, phase
+from tests.e2e.test_cluster import apply, ended
 from tests.realtier.cluster import REPO
-from tests.waiting import wait_until
 
 
 def ddp_experiment(name: str) -> dict:
@@ -29,9 +28,7 @@ def ddp_experiment(name: str) -> dict:
 
 def test_a_two_process_ddp_trial_succeeds(installed, namespace):
     apply(installed, namespace, ddp_experiment("ddp"))
-    wait_until(lambda: phase(installed, namespace, "ddp") in ("Succeeded", "Failed"), 600,
-               "the experiment to finish", interval=2)
-    exp = installed.get_json("nasexperiment", "ddp", "-n", namespace)
+    exp = ended(installed, namespace, "ddp", 600)
     [trial] = installed.get_json("nastrials", "-n", namespace)["items"]
     assert exp["status"]["phase"] == "Succeeded", (exp["status"], trial.get("status"))
     status = trial["status"]

@@ -15,8 +15,8 @@ import time
 import urllib.error
 import urllib.request
 
-from tests.e2e.test_artifacts import claim, finish, small
-from tests.e2e.test_cluster import apply
+from tests.e2e.test_artifacts import BOTH_FORMATS, claim, small
+from tests.e2e.test_cluster import apply, finish
 from tests.waiting import wait_until
 
 SERVE_PORT = 8080
@@ -54,6 +54,37 @@ def serving_pod(cluster, namespace: str, experiment: str) -> dict | None:
     running = [p for p in pods if (p.get("status") or {}).get("phase") == "Running" and p["status"].get("podIP")
                and not p["metadata"].get("deletionTimestamp")]
     return running[0] if running else None
+
+
+def deployed(cluster, namespace: str, experiment: str, reasons=("Deployed",), trial: str | None = None) -> dict:
+    """``experiment``'s status.deployment once its reason is one of ``reasons`` (and it
+    serves ``trial``, when given)."""
+    def shown():
+        status = cluster.get_json("nasexperiment", experiment, "-n", namespace).get("status") or {}
+        deployment = status.get("deployment") or {}
+        return deployment if deployment.get("reason") in reasons and trial in (None, deployment.get("trial")) else None
+
+    return wait_until(shown, 120, f"status.deployment of {experiment} ({'/'.join(reasons)}"
+                      f"{f', serving {trial}' if trial else ''})", interval=2)
+
+
+def serves_best(cluster, namespace: str, experiment: str, best: dict) -> tuple[dict, dict]:
+    """The running serving pod of ``experiment`` and its model's metadata, once the pod is
+    ready and serves ``best``: its predictions over the digits test split score the best
+    trial's reported test accuracy."""
+    pod = wait_until(lambda: serving_pod(cluster, namespace, experiment), 180, "a running serving pod", interval=2)
+    base = f"http://{pod['status']['podIP']}:{SERVE_PORT}"
+    wait_until(lambda: http(f"{base}/v2/health/ready")[0] == 200, 180, "the serving pod to be ready", interval=2)
+    code, meta = http(f"{base}/v2/models/{experiment}")
+    assert code == 200 and meta["versions"] == [best["name"]], meta
+    x, y = digits_test_split()
+    code, answer = http(f"{base}/v2/models/{experiment}/infer", {"inputs": [
+        {"name": meta["inputs"][0]["name"], "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}]})
+    assert code == 200, answer
+    predicted = next(o for o in answer["outputs"] if o["name"] == "predicted_class")["data"]
+    accuracy = sum(int(p) == int(t) for p, t in zip(predicted, y)) / len(y)
+    assert abs(accuracy - best["metrics"]["testAccuracy"]) <= 0.005, (accuracy, best["metrics"])
+    return pod, meta
 
 
 class ServiceRouter:
@@ -129,21 +160,13 @@ class ServiceRouter:
 
 
 def test_deploy_serves_the_best_model_from_the_volume(local_only, installed, namespace, tmp_path):
-    folder = tmp_path / "volume"
-    folder.mkdir()
-    claim(installed, namespace, "models", folder)
-    body = small("e2e-deploy", {"persistentVolumeClaim": {"claimName": "models", "path": "nas"}})
-    body["spec"]["trial"]["export"] = {"formats": ["torchscript", "onnx"]}
+    claim(installed, namespace, "models", tmp_path / "volume")
+    body = small("e2e-deploy", {"persistentVolumeClaim": {"claimName": "models", "path": "nas"}}, BOTH_FORMATS)
     body["spec"]["deploy"] = {"maxBatchSize": 64}  # auto: no KServe here, so a Deployment
     apply(installed, namespace, body)
     exp = finish(installed, namespace, "e2e-deploy")
     best = exp["status"]["bestTrial"]
-
-    def deployed():
-        status = installed.get_json("nasexperiment", "e2e-deploy", "-n", namespace).get("status") or {}
-        return status.get("deployment") if (status.get("deployment") or {}).get("reason") == "Deployed" else None
-
-    shown = wait_until(deployed, 120, "status.deployment to say Deployed", interval=2)
+    shown = deployed(installed, namespace, "e2e-deploy")
     assert shown["kind"] == "Deployment" and shown["name"] == "e2e-deploy-serve", shown
     assert shown["trial"] == best["name"] and shown["model"] == best["model"], shown
     assert shown["url"] == f"http://e2e-deploy-serve.{namespace}.svc.cluster.local:{SERVE_PORT}", shown
@@ -152,21 +175,7 @@ def test_deploy_serves_the_best_model_from_the_volume(local_only, installed, nam
     assert pod_spec["automountServiceAccountToken"] is False
     assert dep["metadata"].get("ownerReferences") in (None, []), "deleteWithExperiment unset: not owned"
     installed.get_json("service", "e2e-deploy-serve", "-n", namespace)
-
-    pod = wait_until(lambda: serving_pod(installed, namespace, "e2e-deploy"), 180, "a running serving pod",
-                     interval=2)
-    base = f"http://{pod['status']['podIP']}:{SERVE_PORT}"
-    wait_until(lambda: http(f"{base}/v2/health/ready")[0] == 200, 180, "the serving pod to be ready", interval=2)
-    code, meta = http(f"{base}/v2/models/e2e-deploy")
-    assert code == 200 and meta["versions"] == [best["name"]], meta
-
-    x, y = digits_test_split()
-    code, answer = http(f"{base}/v2/models/e2e-deploy/infer", {"inputs": [
-        {"name": meta["inputs"][0]["name"], "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}]})
-    assert code == 200, answer
-    predicted = next(o for o in answer["outputs"] if o["name"] == "predicted_class")["data"]
-    accuracy = sum(int(p) == int(t) for p, t in zip(predicted, y)) / len(y)
-    assert abs(accuracy - best["metrics"]["testAccuracy"]) <= 0.005, (accuracy, best["metrics"])
+    pod, _ = serves_best(installed, namespace, "e2e-deploy", best)
 
     # kubenas deploy --trial: another of the experiment's models replaces the served one
     # with a rolling update of the same Deployment (a new pod template), while a client keeps
@@ -179,12 +188,11 @@ def test_deploy_serves_the_best_model_from_the_volume(local_only, installed, nam
 
     other = next(t for t in ("e2e-deploy-0", "e2e-deploy-1") if t != best["name"])
     old_ip = pod["status"]["podIP"]
-    with ServiceRouter(installed, namespace, "e2e-deploy", x[0]) as client:
+    with ServiceRouter(installed, namespace, "e2e-deploy", digits_test_split()[0][0]) as client:
         wait_until(lambda: len(client.answers) >= 5, 60, "the client's first answers", interval=0.2)
         assert kubenas(["deploy", "e2e-deploy", "--trial", other, "-n", namespace,
                         "--kubeconfig", str(installed.kubeconfig)]) == 0
-        shown = wait_until(lambda: (deployed() or {}).get("trial") == other and deployed(), 120,
-                           f"status.deployment to serve {other}", interval=2)
+        shown = deployed(installed, namespace, "e2e-deploy", trial=other)
         # the roll is over when the old pod is gone and the client has been answered by the new one since
         wait_until(lambda: serving_pod(installed, namespace, "e2e-deploy") is not None and
                    old_ip not in {p["status"].get("podIP") for p in installed.get_json(
@@ -223,22 +231,14 @@ def install_kserve_crd(cluster) -> None:
 def test_deploy_creates_an_inference_service_that_kserves_crd_accepts(installed, namespace, tmp_path):
     install_kserve_crd(installed)
     try:
-        folder = tmp_path / "volume"
-        folder.mkdir()
-        claim(installed, namespace, "models", folder)
-        body = small("e2e-isvc", {"persistentVolumeClaim": {"claimName": "models", "path": "nas"}})
-        body["spec"]["trial"]["export"] = {"formats": ["torchscript", "onnx"]}
+        claim(installed, namespace, "models", tmp_path / "volume")
+        body = small("e2e-isvc", {"persistentVolumeClaim": {"claimName": "models", "path": "nas"}}, BOTH_FORMATS)
         body["spec"]["deploy"] = {"replicas": 2, "resources": {"limits": {"nvidia.com/gpu": 1, "memory": "2Gi"}}}
         apply(installed, namespace, body)
         exp = finish(installed, namespace, "e2e-isvc")
         best = exp["status"]["bestTrial"]
-
-        def shown():
-            status = installed.get_json("nasexperiment", "e2e-isvc", "-n", namespace).get("status") or {}
-            return (status.get("deployment") or {}).get("reason") in ("Deployed", "DeployRefused") and \
-                status["deployment"]
         # DeployRefused carries the API server's message when KServe's schema refuses the object
-        deployment = wait_until(shown, 120, "status.deployment")
+        deployment = deployed(installed, namespace, "e2e-isvc", ("Deployed", "DeployRefused"))
         assert deployment["reason"] == "Deployed" and deployment["kind"] == "InferenceService", deployment
         isvc = installed.get_json("inferenceservices.serving.kserve.io", "e2e-isvc", "-n", namespace)
         model = isvc["spec"]["predictor"]["model"]

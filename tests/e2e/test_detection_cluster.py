@@ -8,58 +8,37 @@ The data and the exported models live under the checkout's ``runs/`` folder, whi
 node stand-in's pods see."""
 from __future__ import annotations
 
-import json
-import shutil
 import warnings
 
-import yaml
-
-from tests.realtier.cluster import REPO
-from tests.waiting import wait_until
+from tests.e2e.test_cluster import apply, example, finish
 
 
-def test_detection_example_searches_on_the_cluster_and_ranks_map(local_only, namespace):
+def test_detection_example_searches_on_the_cluster_and_ranks_map(local_only, namespace, run_folder):
     import torch
     import torchvision  # noqa: F401 - registers torchvision::nms for the exported detector
 
     from kubenas_trainer.tasks.coco import read_coco, write_shapes
 
-    work = REPO / "runs" / f"e2e-{namespace}"
-    work.mkdir(parents=True, exist_ok=True)
-    try:
-        data = write_shapes(work / "shapes", train=48, test=12, size=48, seed=4)
-        body = yaml.safe_load((REPO / "deploy" / "examples" / "detection-shapes.yaml").read_text())
-        body["metadata"]["name"] = "e2e-detect"
-        body["spec"]["budget"].update(maxTrials=2, parallelTrials=2)
-        trial = body["spec"]["trial"]
-        trial["dataset"]["path"] = str(data)
-        trial["training"].update(epochs=2, batchSize=8, device="cpu")
-        trial["template"] = {"env": [{"name": "KUBENAS_MODEL_DIR", "value": str(work / "models")}],
-                             "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}}}
-        local_only.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(body))
-
-        def phase():
-            return (local_only.get_json("nasexperiment", "e2e-detect", "-n", namespace).get("status") or {}).get("phase")
-
-        wait_until(lambda: phase() in ("Succeeded", "Failed"), 900, "e2e-detect to finish", interval=3)
-        status = local_only.get_json("nasexperiment", "e2e-detect", "-n", namespace)["status"]
-        assert status["phase"] == "Succeeded", status
-        assert status["trials"]["succeeded"] == 2
-        maps = {}
-        for t in local_only.get_json("nastrials", "-n", namespace)["items"]:
-            st = t["status"]
-            assert st["phase"] == "Succeeded", st
-            assert 0 <= st["metrics"]["mAP"] <= st["metrics"]["mAP50"] <= 1 and "testMAP" in st["metrics"]
-            assert all("mAP" in h and "mAP50" in h for h in st["history"])  # the CRD keeps them
-            maps[t["metadata"]["name"]] = st["metrics"]["mAP"]
-        best = status["bestTrial"]
-        assert best["reward"] == max(maps.values()) and maps[best["name"]] == best["reward"]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model = torch.jit.load(str(work / "models" / best["name"] / "model.pt"))
-            images = torch.from_numpy(read_coco(str(data), None).test.images[:2]).float() / 255
-            boxes, scores, labels, counts = model(images)
-        assert boxes.shape[0] == 2 and boxes.shape[-1] == 4 and counts.shape == (2,)
-        assert labels.dtype == torch.int64 and scores.shape == labels.shape
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    data = write_shapes(run_folder / "shapes", train=48, test=12, size=48, seed=4)
+    body = example("detection-shapes", "e2e-detect", data, run_folder / "models")
+    body["spec"]["budget"].update(maxTrials=2, parallelTrials=2)
+    body["spec"]["trial"]["training"].update(epochs=2, batchSize=8, device="cpu")
+    apply(local_only, namespace, body)
+    status = finish(local_only, namespace, "e2e-detect", 900, interval=3)["status"]
+    assert status["trials"]["succeeded"] == 2
+    maps = {}
+    for t in local_only.get_json("nastrials", "-n", namespace)["items"]:
+        st = t["status"]
+        assert st["phase"] == "Succeeded", st
+        assert 0 <= st["metrics"]["mAP"] <= st["metrics"]["mAP50"] <= 1 and "testMAP" in st["metrics"]
+        assert all("mAP" in h and "mAP50" in h for h in st["history"])  # the CRD keeps them
+        maps[t["metadata"]["name"]] = st["metrics"]["mAP"]
+    best = status["bestTrial"]
+    assert best["reward"] == max(maps.values()) and maps[best["name"]] == best["reward"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = torch.jit.load(str(run_folder / "models" / best["name"] / "model.pt"))
+        images = torch.from_numpy(read_coco(str(data), None).test.images[:2]).float() / 255
+        boxes, scores, labels, counts = model(images)
+    assert boxes.shape[0] == 2 and boxes.shape[-1] == 4 and counts.shape == (2,)
+    assert labels.dtype == torch.int64 and scores.shape == labels.shape
