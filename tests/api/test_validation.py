@@ -67,7 +67,6 @@ def test_strategy_fidelity_is_validated_with_named_fields(experiment):
 @pytest.mark.parametrize("other, path", [
     ({"earlyStopping": {"type": "median"}}, "spec.earlyStopping.type"),
     ({"objective": {"metric": "accuracy", "pareto": ["parameters"]}}, "spec.strategy.fidelity"),
-    ({"final": {"topK": 2, "seeds": 3}}, "spec.final"),
 ])
 def test_strategy_fidelity_refuses_what_it_would_contradict(experiment, other, path):
     experiment["spec"]["trial"]["training"]["epochs"] = 9

@@ -5,8 +5,14 @@ from datetime import datetime, timezone
 
 from kubenas.api.defaults import with_defaults
 from kubenas.experiment import (TrialRecord, best, elapsed_seconds, experiment_outcome, from_row, from_trial_object,
-                                ranked, strategy_reward, trials_to_start)
+                                ranked, strategy_reward)
 from kubenas.operator.status import trial_details
+from kubenas.experiment.plan import plan_for
+
+
+def starts(spec, records):
+    """The indices of the trials the experiment plan starts now."""
+    return [t.index for t in plan_for(spec).next_trials(records)]
 
 SPEC = with_defaults({"objective": {"metric": "accuracy"}, "searchSpace": {"type": "chain"},
                       "strategy": {"type": "random"}, "budget": {"maxTrials": 6, "parallelTrials": 2,
@@ -30,15 +36,15 @@ def test_outcomes():
     assert experiment_outcome(deadline, [], 61).phase == "Stopped"
 
 
-def test_trials_to_start_keeps_parallel_in_flight_within_budget():
-    assert trials_to_start(SPEC, []) == [0, 1]
-    assert trials_to_start(SPEC, [s(0, "Running"), s(1, "Pending")]) == []
-    assert trials_to_start(SPEC, [s(0, "Succeeded", 0.1), s(1, "Running")]) == [2]
+def test_the_plan_keeps_parallel_in_flight_within_budget():
+    assert starts(SPEC, []) == [0, 1]
+    assert starts(SPEC, [s(0, "Running"), s(1, "Pending")]) == []
+    assert starts(SPEC, [s(0, "Succeeded", 0.1), s(1, "Running")]) == [2]
     five_done = [s(i, "Succeeded", 0.1) for i in range(5)]
-    assert trials_to_start(SPEC, five_done) == [5]  # only one left in the budget
-    assert trials_to_start(SPEC, five_done + [s(5, "Running")]) == []
-    assert trials_to_start(SPEC, [s(0, "Failed"), s(1, "Failed")]) == []  # failures exhausted it
-    assert trials_to_start(SPEC, [s(3, "Succeeded", 0.1)]) == [4, 5]  # after the highest index
+    assert starts(SPEC, five_done) == [5]  # only one left in the budget
+    assert starts(SPEC, five_done + [s(5, "Running")]) == []
+    assert starts(SPEC, [s(0, "Failed"), s(1, "Failed")]) == []  # failures exhausted it
+    assert starts(SPEC, [s(3, "Succeeded", 0.1)]) == [4, 5]  # after the highest index
 
 
 def test_elapsed():

@@ -4,8 +4,14 @@ a spent budget without a succeeded trial is no result."""
 from __future__ import annotations
 
 from kubenas.api.defaults import with_defaults
-from kubenas.experiment import experiment_outcome, failure_line, from_row, from_trial_object, trials_to_start
+from kubenas.experiment import experiment_outcome, failure_line, from_row, from_trial_object
 from kubenas.experiment import final as final_phase
+from kubenas.experiment.plan import plan_for
+
+
+def starts(spec, records):
+    """The indices of the trials the experiment plan starts now."""
+    return [t.index for t in plan_for(spec).next_trials(records)]
 
 SPEC = with_defaults({"objective": {"metric": "accuracy"}, "searchSpace": {"type": "chain"},
                       "strategy": {"type": "random"}, "budget": {"maxTrials": 2, "parallelTrials": 2,
@@ -38,7 +44,7 @@ def test_a_failure_every_trial_would_repeat_ends_the_experiment_at_once():
     outcome = experiment_outcome(dict(SPEC, budget={**SPEC["budget"], "maxTrials": 50}), records, 0)
     assert (outcome.phase, outcome.reason) == ("Failed", "Unsatisfiable")
     assert outcome.message.startswith("trial e-0 failed Unsatisfiable: training.device: cuda requested")
-    assert trials_to_start(dict(SPEC, budget={**SPEC["budget"], "maxTrials": 50}), records) == []
+    assert starts(dict(SPEC, budget={**SPEC["budget"], "maxTrials": 50}), records) == []
     # Any other single failure leaves the experiment running (maxFailedTrials decides).
     assert experiment_outcome(SPEC, [row(0, "Failed", reason="InvalidTrial", message="x")], 0) is None
 

@@ -6,7 +6,13 @@ import pytest
 
 from kubenas.api.defaults import with_defaults
 from kubenas.contract import FAILED, MAX_TRIALS_REACHED, RUNNING, SUCCEEDED
-from kubenas.experiment import experiment_outcome, fidelity, from_row, trials_to_start
+from kubenas.experiment import experiment_outcome, fidelity, from_row
+from kubenas.experiment.plan import plan_for
+
+
+def starts(spec, records):
+    """The indices of the trials the experiment plan starts now."""
+    return [t.index for t in plan_for(spec).next_trials(records)]
 
 SPACE = {"type": "cell", "cell": {"nodes": 4, "operations": ["none", "skip_connect", "conv_1x1", "conv_3x3"],
                                   "channels": 8, "cellsPerStage": 1, "stages": 2}}
@@ -72,7 +78,7 @@ def simulate(spec, stop_after=None):
     rows = []
     while experiment_outcome(spec, [from_row(r, details=False) for r in rows], 0.0) is None:
         records = [from_row(r, details=False) for r in rows]
-        indices = trials_to_start(spec, records)
+        indices = starts(spec, records)
         jobs = fidelity.next_rungs(spec, records, len(indices))
         assert len(jobs) == len(indices) == 1
         rows.append(row(indices[0], jobs[0], reward=reward_of(jobs[0].candidate, jobs[0].epochs)))
@@ -113,7 +119,7 @@ def test_the_budget_is_spent_only_when_nothing_is_in_flight_or_promotable():
     last = dict(rows[-1], status=RUNNING, reward=None)
     pending = [from_row(r, details=False) for r in rows[:-1] + [last]]
     assert experiment_outcome(spec, pending, 0.0) is None
-    assert trials_to_start(spec, pending) == []
+    assert starts(spec, pending) == []
     # without the last trial: its promotion is due again (decided from the trials alone)
     before = [from_row(r, details=False) for r in rows[:-1]]
     nxt = fidelity.next_rungs(spec, before, 1)
@@ -128,7 +134,7 @@ def test_a_restart_from_the_trials_continues_exactly():
     while experiment_outcome(spec, [from_row(r, details=False) for r in rows], 0.0) is None:
         records = [from_row(r, details=False) for r in rows]
         job = fidelity.next_rungs(spec, records, 1)[0]
-        rows.append(row(trials_to_start(spec, records)[0], job, reward=reward_of(job.candidate, job.epochs)))
+        rows.append(row(starts(spec, records)[0], job, reward=reward_of(job.candidate, job.epochs)))
     assert rows == whole
 
 

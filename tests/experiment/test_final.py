@@ -7,6 +7,7 @@ from kubenas.api.trials import build_trial_spec
 from kubenas.api.defaults import with_defaults
 from kubenas.api.validation import validate_experiment
 from kubenas.experiment import final, from_row
+from kubenas.experiment.plan import plan_for
 
 SPEC = with_defaults({"objective": {"metric": "accuracy"}, "searchSpace": {"type": "chain"},
                       "strategy": {"type": "random"},
@@ -45,7 +46,7 @@ def test_plan_top_k_distinct_candidates_other_seeds_indices_after_the_search():
     # e-1 best, e-3 is the same candidate (skipped), then e-2; seeds 10+1, 10+2
     assert [(p.index, p.of, p.seed) for p in plan] == [(4, "e-1", 11), (5, "e-1", 12), (6, "e-2", 11), (7, "e-2", 12)]
     assert [p.offset for p in plan] == [1, 2, 1, 2]
-    assert final.planned_trials(SPEC) == 4 + 2 * 2
+    assert plan_for(SPEC).planned_trials() == 4 + 2 * 2
     # the same plan from records (what the operator and the controller keep), with a
     # running trial among them that is not finished yet
     running = {"name": "e-4", "index": 4, "status": "Running", "reevaluationOf": "e-1", "architecture": arch(1)}

@@ -5,6 +5,7 @@ experiment once they have all finished, with the best mean's candidate as bestTr
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 
 import pytest
@@ -119,3 +120,74 @@ async def test_final_with_median_stopping_reevaluates_alike_locally_and_in_a_clu
                                                                 ("fm-3", 12)]
     assert set(cluster_runs) == set(local_runs)
     assert set(local_runs.values()) == set(cluster_runs.values()) == {"Succeeded"}
+
+
+# A candidate's accuracy: its quality (from its architecture and hyperparameters) shows
+# with the epochs it trained; another seed shifts it a little. No checkpoint is read: a
+# promotion trains again from scratch, which changes none of the decisions.
+FIDELITY_PROGRAM = [sys.executable, "-c", """
+import json, os, random, zlib
+from kubenas import report
+trial = json.load(open(os.environ["KUBENAS_TRIAL_FILE"]))
+key = json.dumps([trial["architecture"], trial["hyperparameters"]], sort_keys=True).encode()
+quality, noise = random.Random(zlib.crc32(key)).random(), random.Random(zlib.crc32(key) + 1).random()
+epochs, seed = int(os.environ["KUBENAS_EPOCHS"]), int(os.environ["KUBENAS_SEED"])
+for epoch in range(1, epochs + 1):
+    share = epoch / 9
+    report.report(epoch=epoch, accuracy=round(0.1 + 0.8 * (quality * share + (1 - share) * noise) + 0.002 * (seed - 10), 6))
+"""]
+
+
+def _fidelity_final_experiment() -> dict:
+    exp = digits_experiment("ff", maxTrials=9, parallelTrials=1)
+    exp["spec"]["strategy"]["fidelity"] = {"type": "hyperband", "minResource": 1, "reductionFactor": 3}
+    exp["spec"]["final"] = {"topK": 2, "seeds": 2}
+    exp["spec"]["trial"]["training"].update(epochs=9, seed=10)
+    exp["spec"]["trial"]["command"] = FIDELITY_PROGRAM
+    return exp
+
+
+async def test_final_after_hyperband_reevaluates_alike_locally_and_in_a_cluster(emulator, tmp_path):
+    """spec.final composes with strategy.fidelity: after the Hyperband search is spent, the
+    two best candidates trained the full 9 epochs are trained again with seed 11, from
+    scratch, as trials after the search's last one; the local runner and the cluster make
+    the same trials (one at a time, so in the same order) and pick the same best mean."""
+    local = await asyncio.to_thread(LocalRunner(_fidelity_final_experiment(), str(tmp_path / "run")).run)
+    assert local.phase == "Succeeded", local.message
+    local_rows = {r["index"]: r for r in local.records}
+
+    cluster = FakeCluster(emulator, emulator.conf, script=lambda i: Script(command=FIDELITY_PROGRAM))
+    await cluster.start()
+    try:
+        await cluster.create_experiment(_fidelity_final_experiment())
+        await wait_for(lambda: ((cluster.experiment("ff") or {}).get("status") or {}).get("phase")
+                       in ("Succeeded", "Failed"), 120, "the experiment to end")
+        status = cluster.experiment("ff")["status"]
+        assert status["phase"] == "Succeeded", status
+        trials = {t["spec"]["index"]: t for t in cluster.trials("ff")}
+    finally:
+        await cluster.close()
+    assert not cluster.errors, cluster.errors
+
+    search = [i for i, t in trials.items() if not t["spec"].get("reevaluationOf")]
+    extra = sorted(i for i, t in trials.items() if t["spec"].get("reevaluationOf"))
+    assert extra == [max(search) + 1, max(search) + 2]
+    full = sorted((i for i in search if trials[i]["spec"]["training"]["epochs"] == 9),
+                  key=lambda i: (-trials[i]["status"]["reward"], i))
+    for index, original in zip(extra, full[:2]):
+        spec = trials[index]["spec"]
+        assert spec["reevaluationOf"] == trials[original]["metadata"]["name"]
+        assert spec["training"]["seed"] == 11 and spec["training"]["epochs"] == 9
+        assert "fidelity" not in spec and not (spec.get("checkpoint") or {}).get("resumeFrom")
+        assert spec["architecture"] == trials[original]["spec"]["architecture"]
+
+    # The same trials, rewards and re-evaluations as `kubenas run`.
+    assert sorted(local_rows) == sorted(trials)
+    for index, trial in trials.items():
+        row = local_rows[index]
+        assert row["architecture"] == trial["spec"]["architecture"], index
+        assert row.get("reevaluationOf") == trial["spec"].get("reevaluationOf"), index
+        assert row["reward"] == pytest.approx(trial["status"]["reward"]), index
+    best = status["bestTrial"]
+    assert best["final"]["n"] == 2 and best["name"] in {trials[i]["metadata"]["name"] for i in full[:2]}
+    assert json.loads((tmp_path / "run" / "best.json").read_text())["name"] == best["name"]

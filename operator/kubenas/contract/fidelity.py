@@ -77,6 +77,18 @@ def brackets(kind: str, n_rungs: int, eta: int) -> list[int]:
     return bracket_cycle(n_rungs, eta) if kind == "hyperband" else [0]
 
 
+def full_runs(kind: str, max_candidates: int, n_rungs: int, eta: int) -> int:
+    """How many of ``max_candidates`` candidates successive halving trains to the last
+    rung when every trial succeeds: of the ``n`` candidates of a bracket starting at rung
+    ``b``, the top ``n // eta**(n_rungs - 1 - b)``."""
+    cycle = brackets(kind, n_rungs, eta)
+    per_bracket: dict[int, int] = {}
+    for candidate in range(max_candidates):
+        first = cycle[candidate % len(cycle)]
+        per_bracket[first] = per_bracket.get(first, 0) + 1
+    return sum(n // eta ** (n_rungs - 1 - b) for b, n in per_bracket.items())
+
+
 def fitness(reward: float | None, goal: str) -> float | None:
     """Larger is better whatever the goal; None (a failed trial, or a reward that is not a
     finite number) is never promoted."""
@@ -137,4 +149,4 @@ def best_unpromoted(results: Mapping[int, float | None], promoted: set, goal: st
 
 
 __all__ = ["FIDELITY_DEFAULTS", "FIDELITY_TYPES", "best_unpromoted", "bracket_cycle", "brackets", "fitness",
-           "next_promotion", "promotable", "rungs"]
+           "full_runs", "next_promotion", "promotable", "rungs"]

@@ -1,6 +1,6 @@
 """What an experiment is, whatever runs it: the trial record, the ending rule, ranking and counts.
 Owns the decisions local mode, the operator and the controller share; imports kubenas.contract only (no API calls, no torch)."""
-from .outcome import Outcome, experiment_outcome, is_better, target_reached, trials_to_start
+from .outcome import Outcome, experiment_outcome, is_better, target_reached
 from .ranking import best, best_reward, counts_by_phase, finished_counts, pareto_front, ranked
 from .record import (TrialRecord, acknowledged, candidate, failure_line, from_row, from_trial_object,
                      row_from_trial_object, strategy_reward)
@@ -33,6 +33,5 @@ __all__ = [
     "seconds_between",
     "strategy_reward",
     "target_reached",
-    "trials_to_start",
     "twin_key",
 ]

@@ -1,14 +1,23 @@
 """Re-evaluating the best candidates with more training seeds (``spec.final``): pure decisions.
 
 One trial's reward is one draw of a noisy number (the training seed decides the initial
-weights and the batch order). With ``final: {topK, seeds}``, once the search's
-``budget.maxTrials`` trials have finished, each of the ``topK`` best distinct candidates
-of the search (architecture + hyperparameters, by the objective) is trained ``seeds - 1``
-more times, with training seeds ``s + 1 .. s + seeds - 1`` (``s``: the original trial's
-seed). Those re-evaluation trials come on top of ``maxTrials``, with the indices after
-the search's: candidate of rank ``k`` (0 = best), seed offset ``j`` (1..seeds-1) gets
-``maxTrials + k * (seeds - 1) + j - 1``. They are ordinary trials of the same candidate
-marked ``reevaluationOf: <original trial>``; a strategy never observes them.
+weights and the batch order). With ``final: {topK, seeds}``, once the search is over
+(its ``budget.maxTrials`` trials have finished; with ``strategy.fidelity``, its budget is
+spent: every candidate proposed and nothing left to promote), each of the ``topK`` best
+distinct candidates of the search (architecture + hyperparameters, by the objective) is
+trained ``seeds - 1`` more times, with training seeds ``s + 1 .. s + seeds - 1`` (``s``:
+the original trial's seed). Those re-evaluation trials come on top of the search's, with
+the indices after its last trial (``start``, which is ``maxTrials`` for a plain search):
+candidate of rank ``k`` (0 = best), seed offset ``j`` (1..seeds-1) gets ``start + k *
+(seeds - 1) + j - 1``. They are ordinary trials of the same candidate marked
+``reevaluationOf: <original trial>`` (the mark, not the index, tells them from the
+search's); a strategy never observes them.
+
+After a multi-fidelity search the candidates are those trained to the last rung (the full
+``trial.training.epochs``): a result at a lower rung is a shorter training, not comparable
+with a re-evaluation's full one. The original run of such a candidate is its last-rung
+trial (continued from the rungs below on one schedule, the same run as one trained
+straight through), and its re-evaluations train the full epochs from scratch.
 
 Each candidate is then summarised as the mean and sample standard deviation of the
 rewards of its original and its re-evaluation trials that succeeded; the best candidate
@@ -20,14 +29,15 @@ from __future__ import annotations
 import copy
 import statistics
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 from kubenas.contract import MAX_TRIALS_REACHED, STOPPED, SUCCEEDED, DEADLINE_EXCEEDED
 from kubenas.contract.genotype import genotype_hash
 
+from . import fidelity
 from .outcome import Outcome, experiment_outcome, failed_outcome
 from .ranking import ranked
-from .record import REEVALUATION_OF, TrialRecord, from_row
+from .record import DUPLICATE_OF, REEVALUATION_OF, TrialRecord, from_row
 
 
 
@@ -68,17 +78,28 @@ class Aggregate:
                 "rewards": list(self.rewards), "mean": self.mean, "std": self.std, "n": self.n}
 
 
-def is_search(spec: dict, index: int | None) -> bool:
-    """A trial of the search (not a re-evaluation): its index is below ``maxTrials``."""
-    return index is None or index < spec["budget"]["maxTrials"]
+def is_search(record: TrialRecord) -> bool:
+    """A trial of the search, not a re-evaluation (which carries the mark)."""
+    return not record.reevaluation_of
 
 
 def search_rows(spec: dict, rows: Sequence[dict]) -> list[dict]:
-    return [r for r in rows if is_search(spec, r.get("index")) and not r.get(REEVALUATION_OF)]
+    return [r for r in rows if not r.get(REEVALUATION_OF)]
 
 
 def reevaluation_rows(spec: dict, rows: Sequence[dict]) -> list[dict]:
-    return [r for r in rows if not is_search(spec, r.get("index")) or r.get(REEVALUATION_OF)]
+    return [r for r in rows if r.get(REEVALUATION_OF)]
+
+
+def _full_runs(spec: dict, rows: Sequence[dict]) -> list[dict]:
+    """The search rows that trained a candidate the full ``trial.training.epochs``: every
+    one for a plain search, the last rung's after a multi-fidelity one."""
+    rows = search_rows(spec, rows)
+    ladder = fidelity.plan(spec)
+    if ladder is None:
+        return rows
+    last = len(ladder.rungs) - 1
+    return [r for r in rows if from_row(r, details=False).rung == last]
 
 
 def trial_seed(spec: dict, row: dict) -> int:
@@ -94,7 +115,7 @@ def top_candidates(spec: dict, rows: Sequence[dict]) -> list[dict]:
     final = spec.get("final")
     if not final:
         return []
-    search = search_rows(spec, rows)
+    search = _full_runs(spec, rows)
     by_name = {r["name"]: r for r in search}
     out, seen = [], set()
     for record in ranked([from_row(r, details=False) for r in search], spec["objective"]["goal"]):
@@ -118,8 +139,20 @@ def _candidate_key(row: dict) -> str:
 
 
 def search_finished(spec: dict, rows: Sequence[dict]) -> bool:
-    """All ``maxTrials`` trials of the search have finished (rows are finished trials)."""
-    return len(search_rows(spec, rows)) >= spec["budget"]["maxTrials"]
+    """The search is over (rows are finished trials): all its ``maxTrials`` trials have
+    finished, or with ``strategy.fidelity`` its budget is spent. A trial in flight has no
+    row, which reads as a candidate not yet proposed or a promotion not yet made: not over."""
+    search = search_rows(spec, rows)
+    if fidelity.plan(spec) is not None:
+        return fidelity.budget_spent(spec, [from_row(r, details=False) for r in search])
+    return len(search) >= spec["budget"]["maxTrials"]
+
+
+def first_index(spec: dict, rows: Sequence[dict]) -> int:
+    """The index of the first re-evaluation: after the search's last trial (``maxTrials``
+    for a plain search, whose trials are 0 .. maxTrials - 1)."""
+    indices = [r["index"] for r in search_rows(spec, rows) if isinstance(r.get("index"), int)]
+    return max(indices, default=spec["budget"]["maxTrials"] - 1) + 1
 
 
 def reevaluation_plan(spec: dict, rows: Sequence[dict]) -> list[Reevaluation]:
@@ -129,7 +162,7 @@ def reevaluation_plan(spec: dict, rows: Sequence[dict]) -> list[Reevaluation]:
     if not final or not search_finished(spec, rows):
         return []
     extra = final["seeds"] - 1
-    start = spec["budget"]["maxTrials"]
+    start = first_index(spec, rows)
     return [Reevaluation(index=start + rank * extra + j - 1, of=row["name"], seed=trial_seed(spec, row) + j, offset=j)
             for rank, row in enumerate(top_candidates(spec, rows)) for j in range(1, extra + 1)]
 
@@ -172,13 +205,17 @@ def rows_of(records: Sequence[TrialRecord]) -> list[dict]:
     a plan made from these has the seeds of ``trial.training.seed``; the controller
     computes a re-evaluation's seed from its original trial (``trial_seed``)."""
     return [{"name": r.name, "index": r.index, "status": r.phase, "reward": r.reward, "hash": r.hash,
-             **({REEVALUATION_OF: r.reevaluation_of} if r.reevaluation_of else {})}
+             **({REEVALUATION_OF: r.reevaluation_of} if r.reevaluation_of else {}),
+             **({fidelity.FIDELITY: {"candidate": r.candidate, "rung": r.rung}} if r.candidate is not None else {}),
+             **({DUPLICATE_OF: r.duplicate_of} if r.duplicate_of else {})}
             for r in records if r.finished]
 
 
-def outcome(spec: dict, records: Sequence[TrialRecord], elapsed_seconds: float) -> Outcome | None:
+def outcome(spec: dict, records: Sequence[TrialRecord], elapsed_seconds: float,
+            searched: Callable[[Sequence[TrialRecord], float], Outcome | None] | None = None) -> Outcome | None:
     """:func:`kubenas.experiment.experiment_outcome` with ``spec.final``: the search part
-    decides as without it, over the search's trials; after ``maxTrials``, the experiment
+    decides as without it, over the search's trials (``searched``: the search plan's
+    ending rule, default ``experiment_outcome``); once it is over, the experiment
     succeeds once every re-evaluation trial has finished. Failed trials of both parts
     count against ``maxFailedTrials``; ``deadlineSeconds`` stops the re-evaluation too.
     ``records`` are every trial's (the local runner's finished rows, the operator's book)."""
@@ -191,13 +228,13 @@ def outcome(spec: dict, records: Sequence[TrialRecord], elapsed_seconds: float) 
     failed = failed_outcome(spec, records)
     if failed is not None:
         return failed
-    decided = experiment_outcome(spec, [r for r in records if is_search(spec, r.index) and not r.reevaluation_of],
-                                 elapsed_seconds)
+    searched = searched or (lambda search, elapsed: experiment_outcome(spec, search, elapsed))
+    decided = searched([r for r in records if is_search(r)], elapsed_seconds)
     if decided is None or decided.reason != MAX_TRIALS_REACHED:
         return decided
     plan = reevaluation_plan(spec, rows)
     done = {r.index for r in records if r.finished}
-    if all(p.index in done for p in plan):
+    if plan and all(p.index in done for p in plan):
         return Outcome(SUCCEEDED, MAX_TRIALS_REACHED,
                        f"{decided.message}; the top {len(plan) // (final['seeds'] - 1)} re-evaluated with "
                        f"{final['seeds']} seeds each ({len(plan)} more trial{'s' * (len(plan) != 1)}, spec.final)")
@@ -208,12 +245,5 @@ def outcome(spec: dict, records: Sequence[TrialRecord], elapsed_seconds: float) 
     return None
 
 
-def planned_trials(spec: dict) -> int:
-    """The most trials the experiment runs: ``maxTrials`` plus ``topK * (seeds - 1)``."""
-    final = spec.get("final")
-    extra = final["topK"] * (final["seeds"] - 1) if final else 0
-    return spec["budget"]["maxTrials"] + extra
-
-
-__all__ = ["REEVALUATION_OF", "Aggregate", "Reevaluation", "aggregates", "is_search", "outcome", "planned_trials",
+__all__ = ["REEVALUATION_OF", "Aggregate", "Reevaluation", "aggregates", "first_index", "is_search", "outcome",
            "reevaluation_plan", "reevaluation_trial", "rows_of", "search_finished", "top_candidates", "trial_seed"]

@@ -1,4 +1,4 @@
-"""When an experiment ends, and how many trials to start: pure decisions over trial records.
+"""When an experiment ends: pure decisions over trial records (what to start is the plan's, kubenas.experiment.plan).
 
 The same rule in both modes: every finished trial, whatever its outcome, uses one unit
 of ``budget.maxTrials``; more than ``maxFailedTrials`` failures fail the experiment, and
@@ -19,7 +19,6 @@ from kubenas.contract import (
     SUCCEEDED,
     TARGET_REACHED,
     TOO_MANY_FAILED_TRIALS,
-    TRIAL_ACTIVE,
     DEADLINE_EXCEEDED,
     UNSATISFIABLE,
 )
@@ -95,25 +94,3 @@ def budget_spent(records: Sequence[TrialRecord], goal: str, message: str) -> Out
     last = max(failed, key=lambda r: r.index or 0) if failed else None
     why = f"; the last failure: trial {last.name} {last.reason}: {last.failure}" if last is not None else ""
     return Outcome(FAILED, NO_TRIAL_SUCCEEDED, f"{message}, none succeeded{why}")
-
-
-def trials_to_start(spec: dict, records: Sequence[TrialRecord], elapsed: float = 0.0) -> list[int]:
-    """The indices of the trials to create now, given the records of the existing trials.
-
-    Keeps ``parallelTrials`` in flight without ever exceeding ``maxTrials`` finished plus
-    in flight; stops once the experiment's outcome is decided. New indices follow the
-    highest existing one, so a retried create hits the same deterministic name.
-    """
-    budget = spec["budget"]
-    in_flight = sum(1 for r in records if r.phase in TRIAL_ACTIVE)
-    finished = len(records) - in_flight
-    room = min(int(budget["parallelTrials"]) - in_flight, int(budget["maxTrials"]) - finished - in_flight)
-    if fidelity.plan(spec) is not None:  # promotions come on top of maxTrials (kubenas.experiment.fidelity)
-        room = int(budget["parallelTrials"]) - in_flight
-        if room > 0 and experiment_outcome(spec, records, elapsed) is None:
-            room = len(fidelity.next_rungs(spec, records, room))
-    if room <= 0 or experiment_outcome(spec, records, elapsed) is not None:
-        return []
-    indices = [int(r.index) for r in records if r.index is not None]
-    start = max(indices) + 1 if indices else 0
-    return list(range(start, start + room))

@@ -173,20 +173,20 @@ class MultiFidelity(ExperimentPlan):
 
 
 class Reevaluation(ExperimentPlan):
-    """``spec.final``: the search plan ``search`` first; once its ``maxTrials`` have
-    finished, the ``topK`` best candidates again with ``seeds - 1`` more training seeds.
-    The strategy never sees a re-evaluation, and the median rule never stops one: its
-    full run is what the candidate's mean needs."""
+    """``spec.final``: the search plan ``search`` first (one trial per candidate, or
+    multi-fidelity); once it is over, the ``topK`` best candidates trained the full epochs
+    again with ``seeds - 1`` more training seeds (kubenas.experiment.final). The strategy
+    never sees a re-evaluation, and the median rule never stops one: its full run is what
+    the candidate's mean needs."""
 
     def __init__(self, spec: dict, search: ExperimentPlan):
         super().__init__(spec)
         self.search = search
 
-    def _is_search(self, record: TrialRecord) -> bool:
-        return final.is_search(self.spec, record.index) and not record.reevaluation_of
+    _is_search = staticmethod(final.is_search)
 
     def outcome(self, records, elapsed_seconds):
-        return final.outcome(self.spec, records, elapsed_seconds)
+        return final.outcome(self.spec, records, elapsed_seconds, searched=self.search.outcome)
 
     def next_trials(self, records, slots=None, elapsed_seconds=0.0):
         records = list(records)

@@ -115,10 +115,31 @@ def fidelity_issues(spec: dict) -> list[Issue]:
     if spec["objective"].get("pareto"):
         return [Issue("spec.strategy.fidelity", "promotes by one scalar reward and cannot rank several "
                       "objectives (objective.pareto); remove objective.pareto or strategy.fidelity")]
-    if spec.get("final"):
-        return [Issue("spec.final", "cannot be combined with strategy.fidelity yet: re-evaluate the best "
-                      "candidates in a separate experiment, or remove one of them")]
-    return []
+    return _final_after_fidelity(spec)
+
+
+def _final_after_fidelity(spec: dict) -> list[Issue]:
+    """spec.final after a multi-fidelity search re-evaluates candidates trained to the last
+    rung (kubenas.experiment.final): topK cannot ask for more than successive halving
+    trains that far."""
+    from kubenas.contract import fidelity as fidelity_contract
+    from kubenas.strategies import resolve_fidelity
+
+    final = spec.get("final")
+    if not final:
+        return []
+    settings = resolve_fidelity(spec["strategy"], spec["trial"]["training"]["epochs"])
+    rungs = settings["rungs"]
+    full = fidelity_contract.full_runs(settings["type"], spec["budget"]["maxTrials"], len(rungs),
+                                       settings["reductionFactor"])
+    if final["topK"] <= full:
+        return []
+    return [Issue("spec.final.topK", f"{final['topK']} is more than the {full} candidate{'s' * (full != 1)} "
+                  f"strategy.fidelity ({settings['type']}, rungs {rungs} epochs, reductionFactor "
+                  f"{settings['reductionFactor']}) trains to the full {rungs[-1]} epochs out of "
+                  f"budget.maxTrials {spec['budget']['maxTrials']}; only those are re-evaluated: "
+                  + (f"lower final.topK to at most {full} or raise budget.maxTrials" if full
+                     else "raise budget.maxTrials or lower strategy.fidelity.reductionFactor"))]
 
 
 def final_issues(spec: dict) -> list[Issue]:
