@@ -3,6 +3,7 @@ plays the controller (k trials in flight, results in a shuffled order, some fail
 from __future__ import annotations
 
 import copy
+import json
 import math
 import random
 
@@ -167,6 +168,16 @@ class AsyncRun:
         twin.proposed = list(self.proposed)
         twin.finished = list(self.finished)
         return twin
+
+    def restored(self, make) -> "AsyncRun":
+        """The same controller state driving a new strategy, ``make()``, that loaded this
+        run's state_dict through JSON (as the controller's ConfigMap stores it)."""
+        strategy = make()
+        strategy.load_state_dict(json.loads(json.dumps(self.strategy.state_dict())))
+        return self.fork(strategy)
+
+    def state_json(self) -> str:
+        return json.dumps(self.strategy.state_dict(), sort_keys=True)
 
 
 @pytest.fixture

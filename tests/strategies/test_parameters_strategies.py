@@ -42,15 +42,10 @@ def test_on_the_finite_space_no_duplicates_until_it_is_exhausted(kind, finite_pa
 @pytest.mark.parametrize("kind", KINDS)
 def test_restoring_a_json_state_dict_continues_exactly(kind, parameters_space, async_run):
     uninterrupted = async_run(make_strategy(SPECS[kind], parameters_space), parallel=3, fail={4}).run(14)
-    state = json.loads(json.dumps(uninterrupted.strategy.state_dict()))  # as stored in a ConfigMap
-    restored = make_strategy(SPECS[kind], parameters_space)
-    restored.load_state_dict(state)
-    resumed = uninterrupted.fork(restored)
+    resumed = uninterrupted.restored(lambda: make_strategy(SPECS[kind], parameters_space))
     uninterrupted.run(10)
     resumed.run(10)
-    assert resumed.proposed == uninterrupted.proposed
-    assert json.dumps(restored.state_dict(), sort_keys=True) == json.dumps(
-        uninterrupted.strategy.state_dict(), sort_keys=True)
+    assert resumed.proposed == uninterrupted.proposed and resumed.state_json() == uninterrupted.state_json()
 
 
 def test_reinforce_replayed_from_trials_proposes_what_it_would_have(parameters_space, async_run):
