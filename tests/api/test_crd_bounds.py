@@ -2,47 +2,34 @@
 Python twins kubenas.api.validation applies locally."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import yaml
 
 from kubenas.api.structure import MAX_EXPERIMENT_NAME
 from kubenas.api.validation import validate_experiment
 
-ROOT = Path(__file__).resolve().parents[2]
-CRDS = {"NASExperiment": "kubenas.io_nasexperiments.yaml", "NASTrial": "kubenas.io_nastrials.yaml"}
+from .crds import CRDS, ROOT, nodes, schema
+
 QUANTITY_PATTERN = (r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|"
                     r"([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$")
 
 
-def schema(kind: str) -> dict:
-    crd = yaml.safe_load((ROOT / "crds" / CRDS[kind]).read_text())
-    return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+def is_unbounded(node: dict) -> bool:
+    """A string without maxLength (or enum/format... a pattern alone does not bound length),
+    a list without maxItems, a map without maxProperties, an int-or-string without pattern."""
+    kind = node.get("type")
+    return ((kind == "string" and not {"maxLength", "enum", "format"} & node.keys())
+            or (kind == "array" and "maxItems" not in node)
+            or (kind == "object" and isinstance(node.get("additionalProperties"), dict)
+                and "maxProperties" not in node)
+            or bool(node.get("x-kubernetes-int-or-string") and "pattern" not in node))
 
 
 def unbounded(node: dict, path: str) -> list[str]:
-    """Paths of strings without maxLength (or enum/pattern... a pattern alone does not bound
-    length, so only enum counts), lists without maxItems, maps without maxProperties."""
-    if node.get("x-kubernetes-preserve-unknown-fields"):
-        return []
-    found = []
-    kind = node.get("type")
-    if kind == "string" and "maxLength" not in node and "enum" not in node and "format" not in node:
-        found.append(path)
-    if kind == "array" and "maxItems" not in node:
-        found.append(path)
-    if kind == "object" and isinstance(node.get("additionalProperties"), dict) and "maxProperties" not in node:
-        found.append(path)
-    if node.get("x-kubernetes-int-or-string") and "pattern" not in node:
-        found.append(path)
-    for name, child in (node.get("properties") or {}).items():
-        found += unbounded(child, f"{path}.{name}")
-    if isinstance(node.get("additionalProperties"), dict):
-        found += unbounded(node["additionalProperties"], f"{path}[*]")
-    if isinstance(node.get("items"), dict):
-        found += unbounded(node["items"], f"{path}[]")
-    return found
+    """Paths of the unbounded nodes at and below ``node``; schemaless ones (checked by
+    tests/api/test_parse_bounds.py) and what is below them are left out."""
+    return [where for where, below in nodes(node, path, prune=lambda n: n.get("x-kubernetes-preserve-unknown-fields"))
+            if is_unbounded(below)]
 
 
 @pytest.mark.parametrize("kind", CRDS)

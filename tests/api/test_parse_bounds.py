@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy
 import json
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
@@ -15,7 +14,7 @@ import yaml
 from kubenas.api.bounds import MAX_NESTING, max_spec_bytes, nesting_issue
 from kubenas.api.validation import validate_experiment
 
-ROOT = Path(__file__).resolve().parents[2]
+from .crds import CRDS, ROOT, nodes, schema
 
 
 def smoke() -> dict:
@@ -83,8 +82,7 @@ def test_a_spec_just_under_the_bound_is_accepted():
 
 
 def test_the_size_bound_is_the_crds():
-    crd = yaml.safe_load((ROOT / "crds/kubenas.io_nasexperiments.yaml").read_text())
-    status = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+    status = schema("NASExperiment")["properties"]["status"]["properties"]
     assert max_spec_bytes() == status["acceptedSpec"]["maxLength"]
 
 
@@ -119,14 +117,7 @@ def test_search_space_values_are_plain_values():
 
 def schemaless(node: dict, path: str) -> list[tuple[str, dict]]:
     """Every node that keeps unknown fields (x-kubernetes-preserve-unknown-fields)."""
-    found = [(path, node)] if node.get("x-kubernetes-preserve-unknown-fields") else []
-    for name, child in (node.get("properties") or {}).items():
-        found += schemaless(child, f"{path}.{name}")
-    if isinstance(node.get("additionalProperties"), dict):
-        found += schemaless(node["additionalProperties"], f"{path}[*]")
-    if isinstance(node.get("items"), dict):
-        found += schemaless(node["items"], f"{path}[]")
-    return found
+    return [(where, below) for where, below in nodes(node, path) if below.get("x-kubernetes-preserve-unknown-fields")]
 
 
 # The one free-form map left: written only by the experiment's controller (admission lets
@@ -134,11 +125,9 @@ def schemaless(node: dict, path: str) -> list[tuple[str, dict]]:
 CONTROLLER_WRITTEN = {"NASTrial": {"spec.architecture.parameters"}}
 
 
-@pytest.mark.parametrize("kind, file", [("NASExperiment", "kubenas.io_nasexperiments.yaml"),
-                                        ("NASTrial", "kubenas.io_nastrials.yaml")])
-def test_every_schemaless_field_is_a_plain_value_or_bounded(kind, file):
-    crd = yaml.safe_load((ROOT / "crds" / file).read_text())
-    root = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+@pytest.mark.parametrize("kind", sorted(CRDS))
+def test_every_schemaless_field_is_a_plain_value_or_bounded(kind):
+    root = schema(kind)
     assert "kopf" not in root["properties"]["status"]["properties"]  # kubenas keeps no kopf progress
     for path, node in schemaless(root, kind):
         where = path.removeprefix(f"{kind}.")
