@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -24,6 +23,8 @@ from functools import cache
 from pathlib import Path
 
 import yaml
+
+from tests.realtier.controlplane import stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 INSTALL = REPO / "hack" / "prometheus" / "install.sh"
@@ -217,13 +218,8 @@ class Prometheus:
         return self.api("targets", state="active")["activeTargets"]
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        if self.proc:
+            stop_process(self.proc, 20)
         shutil.rmtree(self.workdir / "data", ignore_errors=True)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import uuid
@@ -13,7 +12,7 @@ from pathlib import Path
 
 from tests.waiting import wait_until
 
-from .controlplane import ControlPlane, ControlPlaneError
+from .controlplane import ControlPlane, ControlPlaneError, stop_process
 from .node import pod_log
 
 REPO = Path(__file__).resolve().parents[2]
@@ -172,12 +171,8 @@ class LocalCluster(_Cluster):
             raise ControlPlaneError(f"the node stand-in exited: {(self.state / 'node.log').read_text()[-3000:]}")
 
     def stop(self) -> None:
-        if self.node and self.node.poll() is None:
-            self.node.send_signal(signal.SIGTERM)
-            try:
-                self.node.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.node.pid, signal.SIGKILL)
+        if self.node:
+            stop_process(self.node, 20, group=True)
         if self.proxy:
             self.proxy.stop()
         self.plane.stop()

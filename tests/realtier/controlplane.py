@@ -198,14 +198,8 @@ class ControlPlane:
     def stop(self) -> None:
         for name in ("kube-controller-manager", "kube-apiserver", "etcd"):
             proc = self.procs.pop(name, None)
-            if proc is None or proc.poll() is not None:
-                continue
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+            if proc is not None:
+                stop_process(proc, 15)
 
     def __enter__(self) -> "ControlPlane":
         return self.start()
@@ -299,6 +293,22 @@ class ControlPlane:
             time.sleep(0.25)
         raise ControlPlaneError(f"no default ServiceAccount in {name} after {timeout:.0f} s: the controller "
                                 f"manager is not working\n" + _tail(self.log("kube-controller-manager")))
+
+
+def stop_process(proc: subprocess.Popen, grace: float, group: bool = False) -> None:
+    """SIGTERM to ``proc``; SIGKILL to it (to its whole process group with ``group``) if it
+    has not exited within ``grace`` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        if group:
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.kill()
+        proc.wait(5)
 
 
 def _tail(path: Path, lines: int = 30) -> str:

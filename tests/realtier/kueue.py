@@ -29,7 +29,6 @@ import base64
 import copy
 import json
 import os
-import signal
 import socket
 import ssl
 import subprocess
@@ -39,7 +38,7 @@ from pathlib import Path
 
 import yaml
 
-from .controlplane import ControlPlaneError, _tail, free_port
+from .controlplane import ControlPlaneError, _tail, free_port, stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "hack" / "kueue" / "build.sh"
@@ -248,10 +247,5 @@ class Kueue:
         for conf in self.webhooks:
             self.cluster.kubectl("delete", conf["kind"].lower(), conf["metadata"]["name"], "--ignore-not-found",
                                  check=False)
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        if self.proc is not None:
+            stop_process(self.proc, 20)
