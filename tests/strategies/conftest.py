@@ -169,15 +169,18 @@ class AsyncRun:
         twin.finished = list(self.finished)
         return twin
 
-    def restored(self, make) -> "AsyncRun":
-        """The same controller state driving a new strategy, ``make()``, that loaded this
-        run's state_dict through JSON (as the controller's ConfigMap stores it)."""
+    def assert_restores_exactly(self, make, steps: int = 10) -> None:
+        """A new strategy, ``make()``, that loads this run's state_dict through JSON (as the
+        controller's ConfigMap stores it) and takes over the same controller state proposes
+        what this run goes on to propose over ``steps`` more trials, and ends in its state."""
         strategy = make()
         strategy.load_state_dict(json.loads(json.dumps(self.strategy.state_dict())))
-        return self.fork(strategy)
-
-    def state_json(self) -> str:
-        return json.dumps(self.strategy.state_dict(), sort_keys=True)
+        resumed = self.fork(strategy)
+        self.run(steps)
+        resumed.run(steps)
+        assert resumed.proposed == self.proposed
+        assert json.dumps(strategy.state_dict(), sort_keys=True) == json.dumps(self.strategy.state_dict(),
+                                                                               sort_keys=True)
 
 
 @pytest.fixture

@@ -41,11 +41,8 @@ def test_on_the_finite_space_no_duplicates_until_it_is_exhausted(kind, finite_pa
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_restoring_a_json_state_dict_continues_exactly(kind, parameters_space, async_run):
-    uninterrupted = async_run(make_strategy(SPECS[kind], parameters_space), parallel=3, fail={4}).run(14)
-    resumed = uninterrupted.restored(lambda: make_strategy(SPECS[kind], parameters_space))
-    uninterrupted.run(10)
-    resumed.run(10)
-    assert resumed.proposed == uninterrupted.proposed and resumed.state_json() == uninterrupted.state_json()
+    run = async_run(make_strategy(SPECS[kind], parameters_space), parallel=3, fail={4}).run(14)
+    run.assert_restores_exactly(lambda: make_strategy(SPECS[kind], parameters_space))
 
 
 def test_reinforce_replayed_from_trials_proposes_what_it_would_have(parameters_space, async_run):

@@ -67,11 +67,8 @@ def test_rebuild_on_every_pass_applies_only_what_is_new(kind, chain_space, async
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_restoring_a_json_state_dict_continues_like_an_uninterrupted_run(kind, cell_space, async_run):
-    uninterrupted = async_run(make_strategy(SPECS[kind], cell_space), parallel=3, fail={5}).run(12)
-    resumed = uninterrupted.restored(lambda: make_strategy(SPECS[kind], cell_space))
-    uninterrupted.run(10)
-    resumed.run(10)
-    assert resumed.proposed == uninterrupted.proposed and resumed.state_json() == uninterrupted.state_json()
+    run = async_run(make_strategy(SPECS[kind], cell_space), parallel=3, fail={5}).run(12)
+    run.assert_restores_exactly(lambda: make_strategy(SPECS[kind], cell_space))
 
 
 def test_a_state_dict_from_another_experiment_is_refused(chain_space, cell_space):
