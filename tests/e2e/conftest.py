@@ -53,9 +53,8 @@ def installed(cluster):
 
 @pytest.fixture()
 def namespace(installed):
-    name = installed.new_namespace()
-    yield name
-    installed.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    with installed.own_namespace() as name:
+        yield name
 
 
 @pytest.fixture()

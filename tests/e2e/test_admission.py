@@ -7,6 +7,7 @@ ServiceAccount tokens of real trainer pods (TokenRequest bound to the pod, as th
 kubelet mints them)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 
@@ -35,6 +36,15 @@ def grant(cluster, namespace: str, name: str, user: str, rules: list[dict]) -> N
 
 
 EXPERIMENTS = {"apiGroups": [GROUP], "resources": ["nasexperiments"], "verbs": ["create", "get", "list"]}
+
+
+@contextlib.contextmanager
+def tenant_namespace(cluster, prefix: str, user: str = "alice"):
+    """A namespace of its own for the ``with`` block where ``user`` may only create, get and
+    list NASExperiments."""
+    with cluster.own_namespace(prefix) as namespace:
+        grant(cluster, namespace, "experiments", user, [EXPERIMENTS])
+        yield namespace
 
 
 def with_template(name: str, **template) -> dict:
@@ -101,23 +111,20 @@ def stand_in_pod(cluster, namespace: str, name: str, service_account: str) -> di
 @pytest.fixture(scope="module")
 def tenant(installed):
     """A namespace where alice may only create, get and list NASExperiments."""
-    namespace = installed.new_namespace("kubenas-adm")
-    grant(installed, namespace, "experiments", "alice", [EXPERIMENTS])
-    yield namespace
-    installed.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+    with tenant_namespace(installed, "kubenas-adm") as namespace:
+        yield namespace
 
 
 @pytest.fixture(scope="module")
 def ran(installed):
     """A namespace where two one-trial experiments, ea and eb, ran to the end: real
     trainer pods (kept by the node after they finish) and real NASTrials."""
-    namespace = installed.new_namespace("kubenas-adm-run")
-    for name in ("ea", "eb"):
-        apply(installed, namespace, experiment(name, maxTrials=1, parallelTrials=1))
-    wait_until(lambda: all(finished(installed, namespace, n) for n in ("ea", "eb")),
-               600, "experiments ea and eb to finish", interval=2)
-    yield namespace
-    installed.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+    with installed.own_namespace("kubenas-adm-run") as namespace:
+        for name in ("ea", "eb"):
+            apply(installed, namespace, experiment(name, maxTrials=1, parallelTrials=1))
+        wait_until(lambda: all(finished(installed, namespace, n) for n in ("ea", "eb")),
+                   600, "experiments ea and eb to finish", interval=2)
+        yield namespace
 
 
 def finished(cluster, namespace: str, name: str) -> bool:

@@ -8,7 +8,7 @@ import json
 
 import yaml
 
-from tests.e2e.test_admission import EXPERIMENTS, accepted, grant, refused
+from tests.e2e.test_admission import EXPERIMENTS, accepted, grant, refused, tenant_namespace
 from tests.e2e.test_cluster import apply, finish
 from tests.realtier.cluster import REPO
 
@@ -44,9 +44,7 @@ def test_a_script_that_never_imports_kubenas_reports_into_trial_status(installed
 
 
 def test_user_code_is_admitted_only_from_who_may_create_pods(installed):
-    namespace = installed.new_namespace("kubenas-byo-adm")
-    grant(installed, namespace, "experiments", "alice", [EXPERIMENTS])
-    try:
+    with tenant_namespace(installed, "kubenas-byo-adm") as namespace:
         def dry_run(body):
             return installed.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", user="alice",
                                      check=False, input=json.dumps(body))
@@ -63,5 +61,3 @@ def test_user_code_is_admitted_only_from_who_may_create_pods(installed):
         other_image = script_experiment("no-image")
         other_image["spec"]["trial"]["template"]["image"] = "docker.io/library/python:3.12"
         refused(dry_run(other_image), "trainerImagePrefixes")
-    finally:
-        installed.kubectl("delete", "namespace", namespace, "--wait=false", check=False)

@@ -25,7 +25,7 @@ import time
 
 import pytest
 
-from tests.e2e.test_admission import (EXPERIMENTS, GROUP, VERSION, bound_token, grant, refused, stand_in_pod,
+from tests.e2e.test_admission import (GROUP, VERSION, bound_token, refused, stand_in_pod, tenant_namespace,
                                       with_template)
 from tests.e2e.test_cluster import experiment
 from tests.realtier.cluster import OPERATOR_NS
@@ -100,21 +100,17 @@ def alice(installed):
     trainer token exists before any experiment ran there)."""
     from kubenas.operator.manifests import namespace_role_bindings, namespace_service_accounts
 
-    namespace = installed.new_namespace("kubenas-deep")
-    grant(installed, namespace, "experiments", "alice", [EXPERIMENTS])
-    installed.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps({
-        "apiVersion": "v1", "kind": "List",
-        "items": namespace_service_accounts(namespace) + namespace_role_bindings(namespace)}))
-    yield namespace
-    installed.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+    with tenant_namespace(installed, "kubenas-deep") as namespace:
+        installed.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps({
+            "apiVersion": "v1", "kind": "List",
+            "items": namespace_service_accounts(namespace) + namespace_role_bindings(namespace)}))
+        yield namespace
 
 
 @pytest.fixture(scope="module")
 def bob(installed):
-    namespace = installed.new_namespace("kubenas-bob")
-    grant(installed, namespace, "experiments", "bob", [EXPERIMENTS])
-    yield namespace
-    installed.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+    with tenant_namespace(installed, "kubenas-bob", "bob") as namespace:
+        yield namespace
 
 
 @pytest.mark.parametrize("case", sorted(ATTACKS))

@@ -3,6 +3,7 @@
 with the same methods (kubectl, install, namespaces, pod logs, restarts)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -41,6 +42,15 @@ class _Cluster:
         name = f"{prefix}-{uuid.uuid4().hex[:6]}"
         self.kubectl("create", "namespace", name)
         return name
+
+    @contextlib.contextmanager
+    def own_namespace(self, prefix: str = "kubenas-e2e"):
+        """A new namespace for the ``with`` block, deleted (without waiting) after it."""
+        name = self.new_namespace(prefix)
+        try:
+            yield name
+        finally:
+            self.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
     def install(self) -> None:
         self.kubectl("apply", "--dry-run=server", "-f", str(REPO / "crds"))
