@@ -34,6 +34,7 @@ from kubenas.cluster import kube
 from kubenas.cluster.intervals import OPERATOR_RESYNC_SECONDS
 from kubenas.cluster.objects import LABEL_COMPONENT, LABEL_EXPERIMENT, LABEL_MANAGED_BY, MANAGED_BY
 from kubenas.contract import EARLY_STOPPED, EXPERIMENT_PLURAL, EXPERIMENT_TERMINAL, GROUP, TRIAL_KIND, TRIAL_PLURAL
+from kubenas.contract import RUNNING
 from kubenas.contract import TRIAL_ACTIVE as ACTIVE
 from kubenas.contract import VERSION
 from kubenas.experiment import TrialRecord, acknowledged
@@ -208,6 +209,22 @@ def trial_needs_reconcile(event_type: str | None, body: dict) -> bool:
     return status.get("phase") == EARLY_STOPPED and event_type is not None
 
 
+def experiment_needs_reconcile(body: dict) -> bool:
+    """False for an event that brings only status news of a running experiment whose
+    current spec the operator has seen (status.observedGeneration is its generation):
+    the operator's own status writes and the trial counts they fold. Those are folded by
+    the resync loop, debounced (App.mark): any number of them cost one fold. Reconciling
+    each at once cost a read and a write per event, and each write is an event again:
+    kopf hands an object's events to its handler one at a time, so at a few trials/s the
+    experiment's backlog in kopf grew without end, every queued event holding a full
+    body (bench/RESULTS.md, "Scale": the operator's memory per trial). A new or changed
+    spec, and every phase but Running (judging, waiting for room, ending), is reconciled
+    at once."""
+    status = body.get("status") or {}
+    generation = (body.get("metadata") or {}).get("generation")
+    return status.get("phase") != RUNNING or generation is None or status.get("observedGeneration") != generation
+
+
 def job_needs_reconcile(event_type: str | None, body: dict) -> bool:
     """False for a finished Job seen by a (re-)listing (event type None): its trial has
     either recorded the outcome, or is still active and then reconciled by the resync
@@ -237,6 +254,9 @@ def experiment_event(type, namespace, name, body, memo: kopf.Memo, **_):
         return
     held = name in app.book.holders(tenancy.EXPERIMENT, namespace)
     app.book.put_experiment(dict(body))
+    if not experiment_needs_reconcile(body):
+        app.mark(namespace, name)  # folded soon, once for a burst of such events
+        return
     _guard("experiment", app.reconciler.experiment, namespace, name, app.book.summaries(namespace, name))
     if held and name not in app.book.holders(tenancy.EXPERIMENT, namespace):
         _room_freed(app, namespace)
