@@ -59,6 +59,21 @@ def finish(cluster, namespace: str, name: str, timeout: float = 900, interval: f
     return exp
 
 
+def every_trial_succeeds(cluster, namespace: str, body: dict, timeout: float, history=()) -> tuple[dict, dict]:
+    """Applies experiment ``body`` and waits until it Succeeded with all its budget.maxTrials
+    trials Succeeded, each keeping the ``history`` metrics in every epoch of its history
+    (the CRD keeps them). Returns the experiment's status and each trial's, by name."""
+    name = body["metadata"]["name"]
+    apply(cluster, namespace, body)
+    status = finish(cluster, namespace, name, timeout, interval=3)["status"]
+    assert status["trials"]["succeeded"] == body["spec"]["budget"]["maxTrials"], status["trials"]
+    trials = {t["metadata"]["name"]: t["status"] for t in cluster.get_json("nastrials", "-n", namespace)["items"]}
+    for trial in trials.values():
+        assert trial["phase"] == "Succeeded", trial
+        assert all(m in epoch for epoch in trial["history"] for m in history), trial["history"]
+    return status, trials
+
+
 ERROR_LINE = re.compile(r"^\S+ \S+ (ERROR|CRITICAL) |^Traceback ", re.M)
 
 

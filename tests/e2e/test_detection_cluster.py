@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import warnings
 
-from tests.e2e.test_cluster import apply, example, finish
+from tests.e2e.test_cluster import every_trial_succeeds, example
 
 
 def test_detection_example_searches_on_the_cluster_and_ranks_map(local_only, namespace, run_folder):
@@ -23,16 +23,10 @@ def test_detection_example_searches_on_the_cluster_and_ranks_map(local_only, nam
     body = example("detection-shapes", "e2e-detect", data, run_folder / "models")
     body["spec"]["budget"].update(maxTrials=2, parallelTrials=2)
     body["spec"]["trial"]["training"].update(epochs=2, batchSize=8, device="cpu")
-    apply(local_only, namespace, body)
-    status = finish(local_only, namespace, "e2e-detect", 900, interval=3)["status"]
-    assert status["trials"]["succeeded"] == 2
-    maps = {}
-    for t in local_only.get_json("nastrials", "-n", namespace)["items"]:
-        st = t["status"]
-        assert st["phase"] == "Succeeded", st
+    status, trials = every_trial_succeeds(local_only, namespace, body, 900, history=("mAP", "mAP50"))
+    for st in trials.values():
         assert 0 <= st["metrics"]["mAP"] <= st["metrics"]["mAP50"] <= 1 and "testMAP" in st["metrics"]
-        assert all("mAP" in h and "mAP50" in h for h in st["history"])  # the CRD keeps them
-        maps[t["metadata"]["name"]] = st["metrics"]["mAP"]
+    maps = {name: st["metrics"]["mAP"] for name, st in trials.items()}
     best = status["bestTrial"]
     assert best["reward"] == max(maps.values()) and maps[best["name"]] == best["reward"]
     with warnings.catch_warnings():

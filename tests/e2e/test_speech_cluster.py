@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import warnings
 
-from tests.e2e.test_cluster import apply, example, finish
+from tests.e2e.test_cluster import every_trial_succeeds, example
 
 
 def test_speech_example_searches_on_the_cluster_and_ranks_wer_ascending(local_only, namespace, run_folder):
@@ -25,16 +25,10 @@ def test_speech_example_searches_on_the_cluster_and_ranks_wer_ascending(local_on
     body["spec"]["budget"].update(maxTrials=2, parallelTrials=2)
     body["spec"]["strategy"] = {"type": "random", "seed": 3}  # evolution needs more than 2 trials
     body["spec"]["trial"]["training"].update(epochs=8, device="cpu", mixedPrecision=False)
-    apply(local_only, namespace, body)
-    status = finish(local_only, namespace, "e2e-speech", 900, interval=3)["status"]
-    assert status["trials"]["succeeded"] == 2
-    wers = {}
-    for t in local_only.get_json("nastrials", "-n", namespace)["items"]:
-        st = t["status"]
-        assert st["phase"] == "Succeeded", st
+    status, trials = every_trial_succeeds(local_only, namespace, body, 900, history=("wer", "cer"))
+    for st in trials.values():
         assert 0 <= st["metrics"]["wer"] <= 1 and "testCer" in st["metrics"]
-        assert all("wer" in h and "cer" in h for h in st["history"])  # the CRD keeps them
-        wers[t["metadata"]["name"]] = st["metrics"]["wer"]
+    wers = {name: st["metrics"]["wer"] for name, st in trials.items()}
     best = status["bestTrial"]
     assert best["reward"] == min(wers.values()) and wers[best["name"]] == best["reward"]  # lowest WER best
     with warnings.catch_warnings():
