@@ -83,3 +83,21 @@ def test_a_deleted_experiment_leaves_the_book_without_a_reconcile():
     send(app, experiment(), event_type="DELETED")
     assert app.reconciler.calls == []
     assert app.book.experiment("ns", "exp") is None
+
+
+def test_the_job_watch_asks_the_api_server_for_trainer_jobs_only():
+    import kopf
+    from kopf._cogs.structs.references import Resource
+
+    settings = kopf.OperatorSettings()
+    handlers.select_on_the_server(settings)
+
+    def selector(group, version, plural, kind):
+        resource = Resource(group=group, version=version, plural=plural, kind=kind, namespaced=True)
+        return sorted(settings.watching.label_selectors.collect(resource))
+
+    assert selector("batch", "v1", "jobs", "Job") == [
+        "app.kubernetes.io/component=trainer,app.kubernetes.io/managed-by=kubenas-operator"]
+    # the same labels the Job handler filters on, so no trainer Job is left out
+    assert selector("batch", "v1", "jobs", "Job") == [handlers.label_selector(handlers.TRAINER_JOBS["labels"])]
+    assert selector("kubenas.io", "v1alpha1", "nastrials", "NASTrial") == []  # trials and experiments: all
