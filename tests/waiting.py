@@ -7,38 +7,29 @@ import asyncio
 import time
 
 
-def _polls(predicate, timeout: float, what: str):
-    """The loop both waits share: calls ``predicate``, yields (the caller sleeps its own way)
-    after each false value, returns the first true one; at the deadline fails naming
-    ``what`` and the last value seen."""
+def _values(predicate, timeout: float, what: str):
+    """``predicate()``, again each time the caller (having slept its own way) asks for the
+    next value; at the deadline fails naming ``what`` and the last value seen."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
         last = predicate()
-        if last:
-            return last
-        yield
+        yield last
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
 
 
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.5):
     """Poll ``predicate`` until it returns something true (returned); fail naming
     ``what`` and the last value seen."""
-    polls = _polls(predicate, timeout, what)
-    while True:
-        try:
-            next(polls)
-        except StopIteration as done:
-            return done.value
+    for value in _values(predicate, timeout, what):
+        if value:
+            return value
         time.sleep(interval)
 
 
 async def wait_for(predicate, timeout: float = 30.0, what: str = "condition", interval: float = 0.05):
     """``wait_until`` for a coroutine: the event loop runs on between polls."""
-    polls = _polls(predicate, timeout, what)
-    while True:
-        try:
-            next(polls)
-        except StopIteration as done:
-            return done.value
+    for value in _values(predicate, timeout, what):
+        if value:
+            return value
         await asyncio.sleep(interval)

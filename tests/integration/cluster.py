@@ -322,17 +322,10 @@ class FakeCluster:
         Returns whether the Job goes on."""
         name = job["metadata"]["name"]
         now = _now()
-        self.core.create_namespaced_pod(NS, {
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": f"{name}-ev{attempt}", "namespace": NS,
-                         "labels": {"job-name": name, **job["spec"]["template"]["metadata"]["labels"]},
-                         "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": name,
-                                              "uid": job["metadata"]["uid"], "controller": True}]},
-            "spec": copy.deepcopy(job["spec"]["template"]["spec"]),
-            "status": {"phase": "Failed", "reason": "Evicted", "message": "The node was low on resource: memory.",
-                       "conditions": [{"type": "DisruptionTarget", "status": "True", "reason": "TerminationByKubelet",
-                                       "lastTransitionTime": now}]},
-        })
+        self.core.create_namespaced_pod(NS, _job_pod(job, f"ev{attempt}", {
+            "phase": "Failed", "reason": "Evicted", "message": "The node was low on resource: memory.",
+            "conditions": [{"type": "DisruptionTarget", "status": "True", "reason": "TerminationByKubelet",
+                            "lastTransitionTime": now}]}))
         failed = attempt + 1
         if failed > int(job["spec"].get("backoffLimit", 6)):
             status = {"active": 0, "failed": failed, "conditions": [{
@@ -346,18 +339,10 @@ class FakeCluster:
 
     def _finish_job(self, job: dict, code: int, termination: str, terminated_reason: str | None) -> None:
         name = job["metadata"]["name"]
-        pod = {
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": f"{name}-abcde", "namespace": NS,
-                         "labels": {"job-name": name, **job["spec"]["template"]["metadata"]["labels"]},
-                         "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": name,
-                                              "uid": job["metadata"]["uid"], "controller": True}]},
-            "spec": copy.deepcopy(job["spec"]["template"]["spec"]),
-            "status": {"phase": "Succeeded" if code == 0 else "Failed", "containerStatuses": [{
-                "name": "trainer", "ready": False, "restartCount": 0, "image": "x", "imageID": "x",
-                "state": {"terminated": {"exitCode": code, "reason": terminated_reason or ("Completed" if code == 0 else "Error"),
-                                         "message": termination}}}]},
-        }
+        pod = _job_pod(job, "abcde", {"phase": "Succeeded" if code == 0 else "Failed", "containerStatuses": [{
+            "name": "trainer", "ready": False, "restartCount": 0, "image": "x", "imageID": "x",
+            "state": {"terminated": {"exitCode": code, "reason": terminated_reason or ("Completed" if code == 0 else "Error"),
+                                     "message": termination}}}]})
         self.core.create_namespaced_pod(NS, pod)
         now = _now()
         if code == 0:
@@ -380,6 +365,21 @@ def _server_task(task: asyncio.Task) -> bool:
     code = getattr(task.get_coro(), "cr_code", None)
     filename = code.co_filename if code else ""
     return any(part in filename for part in ("aiohttp", "kmock", "/tests/", "pytest_asyncio", "asyncio/"))
+
+
+def _job_pod(job: dict, suffix: str, status: dict) -> dict:
+    """A pod of ``job`` (named <job>-<suffix>, labelled and owned as the Job controller
+    makes it) in ``status``."""
+    name = job["metadata"]["name"]
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": f"{name}-{suffix}", "namespace": NS,
+                     "labels": {"job-name": name, **job["spec"]["template"]["metadata"]["labels"]},
+                     "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": name,
+                                          "uid": job["metadata"]["uid"], "controller": True}]},
+        "spec": copy.deepcopy(job["spec"]["template"]["spec"]),
+        "status": status,
+    }
 
 
 def _now() -> str:
