@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import itertools
 import json
-import threading
 import time
 import urllib.error
 import urllib.request
 
 from tests.e2e.test_artifacts import BOTH_FORMATS, claim, small
 from tests.e2e.test_cluster import apply, finish
+from tests.background import Background
 from tests.waiting import wait_until
 
 SERVE_PORT = 8080
@@ -87,7 +87,7 @@ def serves_best(cluster, namespace: str, experiment: str, best: dict) -> tuple[d
     return pod, meta
 
 
-class ServiceRouter:
+class ServiceRouter(Background):
     """A client that sends to a Service as kube-proxy would route it, from the API server's
     view of the pods (the node stand-in routes no Service: loopback pod IPs are refused in
     EndpointSlices): each request goes, on a new connection, to the next of the serving
@@ -103,9 +103,7 @@ class ServiceRouter:
         self.failures: list[tuple[float, str, str]] = []  # (time, pod IP, what)
         self.no_endpoint = 0.0                           # seconds with no ready endpoint
         self._endpoints: list[str] = []
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._watch, daemon=True),
-                         threading.Thread(target=self._send, daemon=True)]
+        super().__init__(self._watch, self._send)
 
     def ready_endpoints(self) -> list[str]:
         pods = self.cluster.get_json("pods", "-n", self.namespace, "-l",
@@ -119,18 +117,18 @@ class ServiceRouter:
         return sorted(ready)
 
     def _watch(self):
-        while not self._stop.is_set():
+        while not self.stopping.is_set():
             try:
                 self._endpoints = self.ready_endpoints()
             except Exception:  # noqa: BLE001 - a slow API server: keep the last view, as kube-proxy does
                 pass
-            self._stop.wait(self.refresh)
+            self.stopping.wait(self.refresh)
 
     def _send(self):
         body = {"inputs": [{"name": "images", "shape": [1, 1, 8, 8], "datatype": "FP32",
                             "data": self.image.ravel().tolist()}], "outputs": [{"name": "predicted_class"}]}
         turn = itertools.count()
-        while not self._stop.is_set():
+        while not self.stopping.is_set():
             endpoints = self._endpoints
             if not endpoints:
                 self.no_endpoint += 0.05
@@ -143,16 +141,11 @@ class ServiceRouter:
             else:
                 self.failures.append((time.monotonic(), ip, f"{code}: {answer}"))
 
+    join_seconds = 60.0
+
     def __enter__(self):
         self._endpoints = self.ready_endpoints()
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(60)
+        return super().__enter__()
 
     def versions(self) -> list[str]:
         """The model versions answered, each run of equal ones once (in order)."""

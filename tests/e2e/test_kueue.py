@@ -12,8 +12,8 @@ condition, in resourceVersion order), not by sampling.
 """
 from __future__ import annotations
 
+import functools
 import json
-import threading
 from collections import defaultdict
 
 import pytest
@@ -22,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.e2e.test_cluster import apply, experiment, phase
 from tests.e2e.test_metrics_auth import OPERATOR_METRICS, running_pod, service_account_token
 from tests.realtier.cluster import OPERATOR_NS
+from tests.background import Background
 from tests.realtier.kueue import Kueue
 from tests.waiting import wait_until
 
@@ -64,7 +65,7 @@ def kueue_namespace(local_only, installed, tmp_path_factory):
         kueue.stop()
 
 
-class Recorder:
+class Recorder(Background):
     """Every change to the namespace's Jobs and Workloads, in the API server's order,
     from a watch started before anything exists (a thread per kind)."""
 
@@ -75,9 +76,7 @@ class Recorder:
         self.batch, self.custom = k8s.BatchV1Api(api), k8s.CustomObjectsApi(api)
         self.namespace = namespace
         self.events: dict[str, list[tuple[str, dict]]] = {"jobs": [], "workloads": []}
-        self.stopping = threading.Event()
-        self.errors: list[BaseException] = []
-        self.threads = [threading.Thread(target=self._run, args=(kind,), daemon=True) for kind in self.events]
+        super().__init__(*(functools.partial(self._run, kind) for kind in self.events))
 
     def _list(self, kind: str, **kw):
         if kind == "jobs":
@@ -104,19 +103,8 @@ class Recorder:
                         obj = self.batch.api_client.sanitize_for_serialization(obj)
                     version = obj["metadata"]["resourceVersion"]
                     self.events[kind].append((event["type"], obj))
-        except BaseException as err:  # noqa: BLE001 - reported by stop()
+        except BaseException as err:  # noqa: BLE001 - the with block fails on it
             self.errors.append(err)
-
-    def __enter__(self):
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stopping.set()
-        for t in self.threads:
-            t.join(30)
-        assert not self.errors, self.errors
 
 
 def _true(obj: dict, kind: str) -> bool:
