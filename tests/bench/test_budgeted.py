@@ -167,3 +167,22 @@ def test_the_peers_bench_runs_one_shot_on_the_table_its_supernets_scored(table, 
     assert set(summary["perSeed"]["oneshot+evolution"]) == {"10 % compute", "25 % compute", "50 % compute",
                                                             "100 % compute"}  # no per-trial columns
     assert "| oneshot+evolution |" in text
+
+
+def test_pairwise_merges_runs_split_for_cpu_and_refuses_unpaired_ones(tmp_path):
+    import json
+
+    from pairwise import merged
+
+    def run(name, per_seed):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"tables": {"t": {"compute": 10.0, "target": 0.5, "perSeed": per_seed}}}))
+        return path
+
+    random = {"25 % compute": [1.0, 2.0]}
+    a = run("a", {"random": random, "evolution": {"25 % compute": [0.5, 1.0]}})
+    b = run("b", {"random": random, "oneshot+evolution": {"25 % compute": [3.0, 3.0]}})
+    assert set(merged([a, b])["t"]["perSeed"]) == {"random", "evolution", "oneshot+evolution"}
+    c = run("c", {"random": {"25 % compute": [1.0, 2.5]}})
+    with pytest.raises(ValueError, match="t random differs from an earlier run's"):
+        merged([a, c])
