@@ -33,6 +33,12 @@ def test_a_one_shot_experiment_is_valid():
     assert validate_experiment(copy.deepcopy(VALID)) == []
 
 
+def test_a_one_shot_experiment_over_a_chain_space_is_valid():
+    chain = issues(_set("searchSpace", {"type": "chain", "chain": {"layers": 3, "filters": [8, 16],
+                                                                   "kernelSizes": [3, 5], "strides": [1, 2]}}))
+    assert chain == []
+
+
 def _set(path, value):
     def change(spec):
         *parents, last = path.split(".")
@@ -44,8 +50,11 @@ def _set(path, value):
 
 
 @pytest.mark.parametrize("change, path, fragment", [
-    (_set("searchSpace", {"type": "chain", "chain": {"layers": 2, "filters": [8], "kernelSizes": [3],
-                                                     "strides": [1]}}), "spec.searchSpace.type", "no weight-sharing"),
+    (_set("searchSpace", {"type": "parameters", "parameters": [{"name": "width", "type": "categorical",
+                                                                "values": [8, 16]}]}),
+     "spec.searchSpace.type", "no weight-sharing"),
+    (_set("searchSpace", {"type": "chain", "chain": {"layers": 2, "operations": ["conv", "attention"]}}),
+     "spec.searchSpace.chain.operations", "attention cannot share weights"),
     (_set("searchSpace.hyperparameters", [{"name": "learningRate", "type": "logUniform", "min": 0.01, "max": 0.1}]),
      "spec.searchSpace.hyperparameters", "one set of training settings"),
     (_set("strategy.fidelity", {"minResource": 1, "reductionFactor": 3}), "spec.strategy.fidelity", "remove one"),

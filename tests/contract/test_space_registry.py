@@ -59,7 +59,7 @@ def test_every_entry_loads_its_space_class():
 
 def test_capabilities_come_from_the_registry():
     assert trainer_built_spaces() == ("chain", "cell")
-    assert supernet_spaces() == ("cell",)
+    assert supernet_spaces() == ("chain", "cell")
     spec = with_defaults({"searchSpace": {"type": "parameters", "parameters": [
         {"name": "width", "type": "int", "min": 8, "max": 64}]}, "budget": {"maxTrials": 4}})
     (issue,) = user_code_issues(spec)

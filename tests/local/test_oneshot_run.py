@@ -57,3 +57,24 @@ def test_a_killed_one_shot_run_resumes_the_supernet_and_scores_every_candidate_o
     # the strategy's checkpoint counts the 6 proposals and 6 observations, not trials
     state = json.loads((run_dir / "strategy.json").read_text())
     assert (state["proposed"], state["finished"]) == (6, 6)
+
+
+def test_a_one_shot_run_over_a_chain_space(tmp_path, tiny):
+    """The chain space's supernet (kubenas_trainer.models.supernet.ChainSupernet): its
+    candidates are scored with inherited weights and the best is retrained as a chain."""
+    shot = oneshot(tiny)
+    shot["spec"]["searchSpace"] = {"type": "chain", "chain": {"layers": 2, "filters": [4, 8], "kernelSizes": [3],
+                                                              "strides": [1, 2]}}
+    run_dir = tmp_path / "run"
+    out, err = kubenas("run", write(tmp_path, shot), "--run-dir", run_dir).communicate(timeout=600)
+    assert "Succeeded" in out, (out, err)
+    rows = sorted(finished_lines(run_dir), key=lambda r: r["index"])
+    assert [r["oneshot"]["kind"] for r in rows] == ["supernet", "score", "score", "retrain"]
+    space = json.loads((run_dir / "trials" / rows[0]["name"] / "trial.json").read_text())["oneshot"]["space"]
+    assert space == {"type": "chain", "layers": 2, "operations": ["conv", "dw_conv", "max_pool", "avg_pool", "identity"],
+                     "filters": [4, 8], "kernelSizes": [3], "strides": [1, 2], "dilations": [1]}  # defaults filled
+    scores = [s for r in rows[1:3] for s in r["scores"]]
+    assert len(scores) == 6 and all(0 <= s <= 1 for s in scores)
+    retrain = rows[-1]
+    assert retrain["architecture"]["type"] == "chain" and len(retrain["architecture"]["layers"]) == 2
+    assert 0 < retrain["reward"] <= 1

@@ -260,7 +260,7 @@ register(SpaceEntry(
     "chain", "kubenas.space.chain:ChainSpace",
     "a sequence of layers, each an op with its filters, kernel and stride (REINFORCE NAS, Zoph & Le 2017)",
     check=_validate_chain, canonical=_canonical_chain, describe=_describe_chain, ops=_chain_ops,
-    built_by_trainer=True))
+    built_by_trainer=True, supernet=True))
 register(SpaceEntry(
     "cell", "kubenas.space.cell:CellSpace",
     "a NAS-Bench-201-style cell (an op per edge of a small DAG) stacked into stages",

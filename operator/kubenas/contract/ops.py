@@ -43,6 +43,29 @@ CHAIN_OPS: dict[str, ChainOp] = {
 }
 # The ops a chain space searches when searchSpace.chain.operations is not given (the 2-D ones).
 DEFAULT_CHAIN_OPS = ("conv", "dw_conv", "max_pool", "avg_pool", "identity")
+# The rest of searchSpace.chain's defaults (kubenas.space.chain reads them; so does a
+# one-shot supernet's space, kubenas.experiment.oneshot).
+DEFAULT_CHAIN_LAYERS = 6
+DEFAULT_CHAIN_FILTERS = (16, 32, 64)
+DEFAULT_CHAIN_KERNEL_SIZES = (3, 5)
+DEFAULT_CHAIN_STRIDES = (1, 2)
+DEFAULT_CHAIN_DILATIONS = (1,)
+# Chain ops a one-shot supernet shares weights over (kubenas_trainer.models.supernet.ChainSupernet):
+# attention normalises over all channels, so a narrower layer before it is not a slice of a wider one.
+CHAIN_SUPERNET_OPS = ("conv", "dw_conv", "max_pool", "avg_pool", "identity", "tconv", "sep_tconv")
+
+
+def chain_space_block(block: dict | None) -> dict:
+    """``searchSpace.chain`` with its defaults filled, in the supernet's form: ``layers``,
+    ``operations``, ``filters``, ``kernelSizes``, ``strides``, ``dilations`` (validated by
+    kubenas.space.chain)."""
+    block = dict(block or {})
+    return {"layers": int(block.get("layers", DEFAULT_CHAIN_LAYERS)),
+            "operations": list(block.get("operations") or DEFAULT_CHAIN_OPS),
+            "filters": list(block.get("filters") or DEFAULT_CHAIN_FILTERS),
+            "kernelSizes": list(block.get("kernelSizes") or DEFAULT_CHAIN_KERNEL_SIZES),
+            "strides": list(block.get("strides") or DEFAULT_CHAIN_STRIDES),
+            "dilations": list(block.get("dilations") or DEFAULT_CHAIN_DILATIONS)}
 KERNEL_SIZES = (1, 3, 5, 7)
 STRIDES = (1, 2)
 DILATIONS = (1, 2, 4, 8)

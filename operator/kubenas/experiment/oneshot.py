@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from kubenas.contract import FAILED, SUCCEEDED, TRIAL_TERMINAL
+from kubenas.contract.ops import CHAIN_OPS, chain_space_block
 
 from kubenas.contract.oneshot import (DEFAULTS, FIELD, KINDS, RETRAIN, SAMPLING, SCORE, SPEC_KEY, SUPERNET,
                                      TRIAL_FIELD, OneShotError, planned_trials, settings)
@@ -34,7 +35,7 @@ from kubenas.contract.oneshot import (DEFAULTS, FIELD, KINDS, RETRAIN, SAMPLING,
 __all__ = ["DEFAULTS", "FIELD", "KINDS", "RETRAIN", "SAMPLING", "SCORE", "SPEC_KEY", "SUPERNET", "OneShotError",
            "OneShotTrial", "Start", "batches", "candidate_of", "next_trials", "observations", "outcome",
            "planned_trials", "representative", "retrain_fields", "score_fields", "scored_in", "settings",
-           "supernet_fields", "supernet_trial", "top_candidates", "view"]
+           "supernet_fields", "supernet_space", "supernet_trial", "top_candidates", "view"]
 
 
 @dataclass(frozen=True)
@@ -185,27 +186,43 @@ def outcome(s: dict, records: Sequence[OneShotTrial], goal: str = "maximize",
 # --------------------------------------------------------------------------- trial specs
 
 
-def representative(cell_space: dict) -> dict:
-    """A genotype of the cell space (every edge its last op): the ``architecture`` of a
-    supernet or score trial, which trains or scores no candidate of its own (the trainer
-    reads its skeleton; twins and ranking ignore it)."""
-    nodes = int(cell_space["nodes"])
-    op = list(cell_space["operations"])[-1]
+def supernet_space(search_space: dict) -> dict:
+    """The space a one-shot trial's supernet is built over (``oneshot.space``): its
+    ``type`` and block, a chain's with its defaults filled. A cell space's is its block as
+    given, without ``type`` (the form trials carried before chain supernets)."""
+    if search_space.get("type") == "chain":
+        return {"type": "chain", **chain_space_block(search_space.get("chain"))}
+    return dict(search_space["cell"])
+
+
+def representative(space: dict) -> dict:
+    """A genotype of the supernet's space (``supernet_space``): a cell with every edge its
+    last op; a chain with each layer the first op, filters, kernel, stride and dilation.
+    The ``architecture`` of a supernet or score trial, which trains or scores no candidate
+    of its own (the trainer reads its skeleton; twins and ranking ignore it)."""
+    if space.get("type") == "chain":
+        op = space["operations"][0]
+        first = {"filters": space["filters"][0], "kernel": space["kernelSizes"][0], "stride": space["strides"][0],
+                 "dilation": space["dilations"][0]}
+        layer = {"op": op, **{k: v for k, v in first.items() if CHAIN_OPS[op].takes(k)}}
+        return {"type": "chain", "layers": [dict(layer) for _ in range(space["layers"])]}
+    nodes = int(space["nodes"])
+    op = list(space["operations"])[-1]
     return {"type": "cell", "nodes": nodes, "edges": [[op] * i for i in range(1, nodes)],
-            **{k: cell_space[k] for k in ("channels", "cellsPerStage", "stages") if k in cell_space}}
+            **{k: space[k] for k in ("channels", "cellsPerStage", "stages") if k in space}}
 
 
-def supernet_fields(s: dict, cell_space: dict) -> dict:
-    """The ``oneshot`` field of the supernet trial's spec."""
-    return {"kind": SUPERNET, "space": dict(cell_space), "epochs": s["supernetEpochs"], "sampling": s["sampling"]}
+def supernet_fields(s: dict, space: dict) -> dict:
+    """The ``oneshot`` field of the supernet trial's spec (``space``: ``supernet_space``)."""
+    return {"kind": SUPERNET, "space": dict(space), "epochs": s["supernetEpochs"], "sampling": s["sampling"]}
 
 
-def score_fields(s: dict, cell_space: dict, indices: Sequence[int], architectures: Sequence[dict],
+def score_fields(s: dict, space: dict, indices: Sequence[int], architectures: Sequence[dict],
                  supernet_checkpoint: str | None) -> dict:
     """The ``oneshot`` field of a score trial: its candidates (strategy indices and their
     genotypes, in order) and where the supernet's weights are (None: nowhere kept, the
     trainer says so)."""
-    return {"kind": SCORE, "space": dict(cell_space), "indices": list(indices), "candidates": list(architectures),
+    return {"kind": SCORE, "space": dict(space), "indices": list(indices), "candidates": list(architectures),
             "bnRecalibrationBatches": s["bnRecalibrationBatches"],
             **({"supernetCheckpoint": supernet_checkpoint} if supernet_checkpoint else {})}
 

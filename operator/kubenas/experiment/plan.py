@@ -224,7 +224,7 @@ class Reevaluation(ExperimentPlan):
 
 class OneShot(ExperimentPlan):
     """``spec.oneShot`` (kubenas.experiment.oneshot, docs/oneshot.md): one trial trains a
-    weight-sharing supernet of the cell space; then the strategy's candidates ``0 ..
+    weight-sharing supernet of the cell or chain space; then the strategy's candidates ``0 ..
     candidates-1`` are scored with its inherited weights, ``candidatesPerTrial`` to a
     trial (each score is what the strategy observes of that candidate, kept in the score
     trial's ``status.scores``); then the ``topK`` best-scored are retrained stand-alone as
@@ -234,7 +234,7 @@ class OneShot(ExperimentPlan):
     def __init__(self, spec: dict):
         super().__init__(spec)
         self.settings = oneshot.settings(spec[oneshot.SPEC_KEY])
-        self.cell = spec["searchSpace"]["cell"]
+        self.space = oneshot.supernet_space(spec["searchSpace"])
         self.goal = spec["objective"]["goal"]
 
     def _views(self, records: Sequence[TrialRecord]) -> list[oneshot.OneShotTrial]:
@@ -263,7 +263,7 @@ class OneShot(ExperimentPlan):
             return []
         views = self._views(records)
         supernet = oneshot.supernet_trial(views)
-        skeleton = {"architecture": oneshot.representative(self.cell), "hyperparameters": {}}
+        skeleton = {"architecture": oneshot.representative(self.space), "hyperparameters": {}}
         due = []
         for start in oneshot.next_trials(self.settings, views, room, self.goal, int(budget["maxTrials"])):
             if start.kind == oneshot.SUPERNET:
@@ -303,9 +303,9 @@ class OneShot(ExperimentPlan):
     def trial_spec(self, trial, base, source, resume_from, proposals=()):
         start = trial.detail
         if start.kind == oneshot.SUPERNET:
-            fields = oneshot.supernet_fields(self.settings, self.cell)
+            fields = oneshot.supernet_fields(self.settings, self.space)
         elif start.kind == oneshot.SCORE:
-            fields = oneshot.score_fields(self.settings, self.cell, start.candidates,
+            fields = oneshot.score_fields(self.settings, self.space, start.candidates,
                                           [p["architecture"] for p in proposals], resume_from)
         else:
             fields = oneshot.retrain_fields(start.candidates[0])

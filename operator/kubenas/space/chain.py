@@ -8,6 +8,7 @@ nothing more to decide.
 """
 from __future__ import annotations
 
+from kubenas.contract import ops as ops_contract
 from kubenas.contract.ops import (
     CHAIN_LAYER_FIELDS,
     CHAIN_OPS,
@@ -24,11 +25,11 @@ from .errors import CandidateError
 from .hyperparameters import Hyperparameter
 from .spec import check_int, expect_mapping, one_of, read_int, read_list, reject_unknown_keys
 
-DEFAULT_LAYERS = 6
-DEFAULT_FILTERS = (16, 32, 64)
-DEFAULT_KERNEL_SIZES = (3, 5)
-DEFAULT_STRIDES = (1, 2)
-DEFAULT_DILATIONS = (1,)
+DEFAULT_LAYERS = ops_contract.DEFAULT_CHAIN_LAYERS
+DEFAULT_FILTERS = ops_contract.DEFAULT_CHAIN_FILTERS
+DEFAULT_KERNEL_SIZES = ops_contract.DEFAULT_CHAIN_KERNEL_SIZES
+DEFAULT_STRIDES = ops_contract.DEFAULT_CHAIN_STRIDES
+DEFAULT_DILATIONS = ops_contract.DEFAULT_CHAIN_DILATIONS
 
 
 class ChainSpace(SearchSpace):

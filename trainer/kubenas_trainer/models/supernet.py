@@ -1,5 +1,12 @@
-"""Weight sharing: the cell space's supernet, its training by uniform path sampling and
-the inherited-weight scoring of candidates (single-path one-shot, Guo et al. 2020).
+"""Weight sharing: the supernets of the cell and chain spaces, their training by uniform
+path sampling and the inherited-weight scoring of candidates (single-path one-shot, Guo
+et al. 2020).
+
+A supernet is a module with ``select(architecture)`` (the candidate that runs next),
+``sample(rng)`` (a uniformly drawn candidate of its space) and ``extract(architecture,
+standalone)`` (that candidate's weights copied into its stand-alone network, whose
+forward then equals the supernet's with it selected: the weight-sharing invariant,
+tests/trainer/test_supernet.py). ``build_supernet`` makes the one of a space.
 
 The supernet has the skeleton of ``models.CellNet`` (stem, stages of cells with the
 residual reduction between them, BN-ReLU, the task's head), but every edge of every
@@ -30,6 +37,7 @@ from typing import Callable, Sequence
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from kubenas.contract import SUCCEEDED
 from kubenas.contract import oneshot as oneshot_contract
@@ -112,6 +120,15 @@ class CellSupernet(nn.Module):
         """A uniformly random path: each edge's op drawn independently and uniformly."""
         return tuple(tuple(rng.choice(self.operations) for _ in range(i)) for i in range(1, self.num_nodes))
 
+    def select(self, architecture: dict) -> None:
+        self.path = architecture["edges"]
+
+    def sample(self, rng: random.Random) -> dict:
+        return {"type": "cell", "nodes": self.num_nodes, "edges": [list(row) for row in self.sample_path(rng)]}
+
+    def extract(self, architecture: dict, standalone: nn.Module) -> nn.Module:
+        return _extract_cell(self, architecture, standalone)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._live is None:
             raise RuntimeError("CellSupernet: set .path (a cell genotype's edges) before the forward pass")
@@ -121,7 +138,13 @@ class CellSupernet(nn.Module):
         return self.head(self.last_act(x))
 
 
-def extract(supernet: CellSupernet, architecture: dict, standalone: nn.Module) -> nn.Module:
+def extract(supernet: nn.Module, architecture: dict, standalone: nn.Module) -> nn.Module:
+    """Copy the weights ``architecture`` uses in ``supernet`` into ``standalone``, its
+    stand-alone network (``build_model``'s, or a task's network around one)."""
+    return supernet.extract(architecture, standalone)
+
+
+def _extract_cell(supernet: CellSupernet, architecture: dict, standalone: nn.Module) -> nn.Module:
     """Copy the weights of ``architecture``'s path into ``standalone`` (a ``CellNet`` of
     the same genotype, or a task's network around one, built by ``build_model``): its
     ``cells.B.nodes.K.ops.I`` is the I-th live edge (source j, op) of node K+1, which is
@@ -143,6 +166,147 @@ def extract(supernet: CellSupernet, architecture: dict, standalone: nn.Module) -
         copied[key] = source[src].clone()
     standalone.load_state_dict(copied)
     return standalone
+
+
+class ChainSupernet(nn.Module):
+    """Every candidate of the chain space ``space`` (``chain_space_block``'s form: layers,
+    operations, filters, kernelSizes, strides, dilations) in one network, as SPOS's choice
+    blocks with channel search: at each layer one block per weighted op and kernel (and
+    dilation, for the temporal ops), built at the widest ``filters`` and stride 1; a
+    candidate's layer runs its block at its stride, and its ``filters`` are the block's
+    first output channels (the rest are zeroed after the block's ReLU, so the next layer,
+    and the head, see exactly the candidate's channels). Pooling and identity hold no
+    weights. The input is zero-padded to the supernet's width, so a layer's weights for
+    the candidate are the first rows and columns of the block's (``extract``)."""
+
+    WEIGHTED = {"conv": False, "dw_conv": False, "tconv": True, "sep_tconv": True}  # op -> takes a dilation
+
+    def __init__(self, space: dict, in_channels: int, head: HeadFactory):
+        super().__init__()
+        from kubenas.contract.ops import CHAIN_SUPERNET_OPS
+
+        self.space = dict(space)
+        self.operations = list(space["operations"])
+        unsupported = [op for op in self.operations if op not in CHAIN_SUPERNET_OPS]
+        if unsupported:
+            raise ValueError(f"space.operations: {', '.join(unsupported)} has no weight-sharing supernet "
+                             f"(supernet ops: {', '.join(CHAIN_SUPERNET_OPS)})")
+        self.choices_of = {"filters": list(space["filters"]), "kernel": list(space["kernelSizes"]),
+                           "stride": list(space["strides"]), "dilation": list(space.get("dilations") or [1])}
+        self.in_channels = int(in_channels)
+        self.width = max(self.in_channels, *self.choices_of["filters"])
+        self.blocks = nn.ModuleList(self._layer_blocks() for _ in range(int(space["layers"])))
+        self.head = head(self.width)
+        self._path: list | None = None
+        init_weights(self)
+
+    def _layer_blocks(self) -> nn.ModuleDict:
+        from kubenas_trainer.models.ops import chain_op
+
+        blocks = nn.ModuleDict()
+        for op in self.operations:
+            if op not in self.WEIGHTED:
+                continue
+            for kernel in self.choices_of["kernel"]:
+                for dilation in self.choices_of["dilation"] if self.WEIGHTED[op] else [1]:
+                    layer = {"op": op, "filters": self.width, "kernel": kernel, "stride": 1, "dilation": dilation}
+                    blocks[self._key(layer)] = chain_op(layer, self.width)[0]
+        return blocks
+
+    def _key(self, layer: dict) -> str:
+        dilation = f"_d{layer.get('dilation', 1)}" if self.WEIGHTED[layer["op"]] else ""
+        return f"{layer['op']}_k{layer['kernel']}{dilation}"
+
+    @property
+    def path(self) -> list | None:
+        return self._path
+
+    def select(self, architecture: dict) -> None:
+        from kubenas.contract.ops import CHAIN_OPS
+
+        layers = list(architecture["layers"])
+        if len(layers) != len(self.blocks):
+            raise ValueError(f"architecture.layers: the supernet has {len(self.blocks)} layers, got {len(layers)}")
+        for i, layer in enumerate(layers):
+            if layer.get("op") not in self.operations:
+                raise ValueError(f"architecture.layers[{i}].op: {layer.get('op')!r} is not one of the supernet's "
+                                 f"operations {self.operations}")
+            for field in ("filters", "kernel", "stride", "dilation"):
+                if CHAIN_OPS[layer["op"]].takes(field) and layer.get(field, 1) not in self.choices_of[field]:
+                    raise ValueError(f"architecture.layers[{i}].{field}: {layer.get(field)!r} is not one of the "
+                                     f"supernet's {self.choices_of[field]}")
+        self._path = layers
+
+    def sample(self, rng: random.Random) -> dict:
+        """A uniformly random candidate: each layer's op, then each field it takes."""
+        from kubenas.contract.ops import CHAIN_OPS
+
+        layers = []
+        for _ in self.blocks:
+            op = rng.choice(self.operations)
+            layer = {"op": op}
+            for field in ("filters", "kernel", "stride", "dilation"):
+                if CHAIN_OPS[op].takes(field):
+                    layer[field] = rng.choice(self.choices_of[field])
+            layers.append(layer)
+        return {"type": "chain", "layers": layers}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._path is None:
+            raise RuntimeError("ChainSupernet: select(architecture) before the forward pass")
+        if x.shape[1] < self.width:
+            x = torch.cat([x, x.new_zeros(x.shape[0], self.width - x.shape[1], *x.shape[2:])], 1)
+        for blocks, layer in zip(self.blocks, self._path):
+            x = self._layer(blocks, layer, x)
+        return self.head(x)
+
+    def _layer(self, blocks: nn.ModuleDict, layer: dict, x: torch.Tensor) -> torch.Tensor:
+        from kubenas_trainer.models.ops import avg_pool, max_pool
+
+        op = layer["op"]
+        if op == "identity":
+            return x
+        if op in ("max_pool", "avg_pool"):
+            return (max_pool if op == "max_pool" else avg_pool)(layer["kernel"], layer["stride"])(x)
+        block = blocks[self._key(layer)]
+        first = block[0]
+        stride = (1, layer["stride"]) if self.WEIGHTED[op] else layer["stride"]
+        y = F.conv2d(x, first.weight, None, stride, first.padding, first.dilation, first.groups)
+        for module in list(block)[1:]:
+            y = module(y)
+        keep = torch.zeros(self.width, device=y.device, dtype=y.dtype)
+        keep[: layer["filters"]] = 1
+        return y * keep.view(1, -1, 1, 1)
+
+    def extract(self, architecture: dict, standalone: nn.Module) -> nn.Module:
+        """``standalone``'s ``features.L.*`` is layer L's block for the candidate's op and
+        kernel (``blocks.L.<key>.*``), its ``head.*`` the supernet's head; each tensor the
+        leading part of the supernet's (first output channels, first input channels)."""
+        layers = list(architecture["layers"])
+        source = self.state_dict()
+        copied = {}
+        for key, value in standalone.state_dict().items():
+            parts = key.split(".")
+            if parts[0] == "features":
+                src = ".".join(["blocks", parts[1], self._key(layers[int(parts[1])]), *parts[2:]])
+            else:
+                src = key
+            tensor = source[src]
+            copied[key] = tensor[tuple(slice(0, n) for n in value.shape)].clone() if value.dim() else tensor.clone()
+        standalone.load_state_dict(copied)
+        return standalone
+
+
+def build_supernet(space: dict, in_channels: int, head: HeadFactory) -> nn.Module:
+    """The supernet of a one-shot trial's ``space`` (``type`` cell or chain; a space without
+    ``type`` is a cell's, as trials made before chain supernets carry it)."""
+    kind = space.get("type", "cell")
+    block = {k: v for k, v in space.items() if k != "type"}
+    if kind == "cell":
+        return CellSupernet(block, in_channels, head)
+    if kind == "chain":
+        return ChainSupernet(block, in_channels, head)
+    raise ValueError(f"space.type: {kind!r} has no weight-sharing supernet (cell, chain)")
 
 
 # --------------------------------------------------------------------------- training
@@ -205,7 +369,7 @@ def train_supernet(task, supernet: CellSupernet, training: dict, *, epochs: int,
         loss_sum, count = 0.0, 0
         for b, batch in enumerate(train):
             _set_lr(optimizer, base_lr, factor((epoch - 1) * per_epoch + b))
-            supernet.path = supernet.sample_path(rng)
+            supernet.select(supernet.sample(rng))
             out = _step(task, supernet, forward, batch, training, optimizer, scaler, amp_dtype, clip)
             loss_sum += float(out.loss.detach()) * out.count
             count += out.count
@@ -311,7 +475,7 @@ def score_candidates(task, supernet: CellSupernet, architectures: Sequence[dict]
 
     scores = []
     for arch in architectures:
-        supernet.path = arch["edges"]
+        supernet.select(arch)
         recalibrate_bn(supernet, calibration, forward)
         scores.append(task.evaluate(supernet, val))
     return scores
@@ -398,7 +562,7 @@ def _run_oneshot(trial: dict, checkpoint_path: str | os.PathLike, store: str | N
     """One trial of a one-shot experiment (kubenas.experiment.oneshot), on the task
     interface. ``trial`` is an ordinary trial (its ``architecture`` any genotype of the
     space, used for the settings' validation) plus ``oneshot``: ``{"kind": "supernet",
-    "space": <cell space>, "epochs": N}`` trains the supernet into ``checkpoint_path``
+    "space": <the space: type cell or chain, and its block>, "epochs": N}`` trains the supernet into ``checkpoint_path``
     (resuming from it, or from ``store`` where it is kept, and keeping it there after every
     epoch); its reward is the mean objective of :data:`HEALTH_PATHS` uniformly sampled
     paths scored as candidates are (how well the supernet's weights serve a path).
@@ -417,14 +581,19 @@ def _run_oneshot(trial: dict, checkpoint_path: str | os.PathLike, store: str | N
     if kind not in (SUPERNET_KIND, SCORE_KIND):
         raise InvalidTrial(f"oneshot.kind: must be {SUPERNET_KIND} or {SCORE_KIND}, got {kind!r}")
     if not isinstance(spec.get("space"), dict):
-        raise InvalidTrial("oneshot.space: required, the cell space's skeleton and operations "
-                           "(nodes, operations, channels, stages, cellsPerStage)")
+        raise InvalidTrial("oneshot.space: required, the space's type and block (a cell's nodes, operations, "
+                           "channels, stages, cellsPerStage; a chain's layers, operations, filters, kernelSizes, "
+                           "strides, dilations)")
     cfg = resolve_trial(trial)
     t = cfg.training
     torch.manual_seed(t["seed"])
     device = _select_device(t["device"])
     task = open_task(cfg.task, cfg.dataset, t["seed"], device)
-    net = task.build_supernet(spec["space"]).to(device, memory_format=memory_format(t, device))
+    try:
+        net = task.build_supernet(spec["space"])
+    except (KeyError, ValueError) as exc:
+        raise InvalidTrial(f"oneshot.space: {exc}") from None
+    net = net.to(device, memory_format=memory_format(t, device))
     pick = max if cfg.goal == "maximize" else min
     if kind == SUPERNET_KIND:
         if store is not None and not os.path.exists(checkpoint_path):
@@ -439,7 +608,7 @@ def _run_oneshot(trial: dict, checkpoint_path: str | os.PathLike, store: str | N
         info = train_supernet(task, net, t, epochs=int(spec["epochs"]), seed=t["seed"],
                               checkpoint_path=checkpoint_path, on_epoch=epoch_done)
         rng = random.Random(f"health/{t['seed']}")
-        paths = [{"edges": [list(row) for row in net.sample_path(rng)]} for _ in range(HEALTH_PATHS)]
+        paths = [net.sample(rng) for _ in range(HEALTH_PATHS)]
         calibration = calibration_batches(task, t, int(spec.get("bnRecalibrationBatches", 4)), seed=t["seed"],
                                           device=device)
         health = [s[cfg.metric] for s in score_candidates(task, net, paths, calibration=calibration, training=t)]

@@ -117,14 +117,14 @@ class ClassificationTask(TrialTask):
         return body if stem is None else StemmedNet(stem, body)
 
     def build_supernet(self, space: dict) -> nn.Module:
-        """The supernet of the cell space as the body, under this task's stem and head.
-        The stem (if any) stays outside: ``model.path`` is set on the returned module."""
+        """The supernet of the space (cell or chain) as the body, with this task's head
+        (``supernet.build_supernet``); ``select`` is called on the returned module."""
         if self.stem() is not None:
             raise NotImplementedError("a one-shot supernet under a trainable stem (sequence data) is not built yet")
-        from kubenas_trainer.models.supernet import CellSupernet
+        from kubenas_trainer.models.supernet import build_supernet
 
         data = self.dataset
-        return CellSupernet(space, data.input_shape[0], lambda channels: ClassifierHead(channels, data.num_classes))
+        return build_supernet(space, data.input_shape[0], lambda channels: ClassifierHead(channels, data.num_classes))
 
     # ------------------------------------------------------------------ loss and metrics
     def train_step(self, model: nn.Module, batch, training: dict) -> Step:

@@ -135,9 +135,10 @@ class TrialTask(ABC):
         GenotypeError for a bad architecture, ValueError for data it cannot take."""
 
     def build_supernet(self, space: dict) -> nn.Module:
-        """The whole network with a weight-sharing supernet of the cell space ``space`` as
-        its body (``supernet.CellSupernet``: ``.path`` picks the genotype that runs), for
-        one-shot search. A task that cannot wrap one keeps this refusal."""
+        """The whole network with a weight-sharing supernet of ``space`` (a cell or chain
+        space, ``supernet.build_supernet``: ``select(architecture)`` picks the candidate
+        that runs) as its body, for one-shot search. A task that cannot wrap one keeps this
+        refusal."""
         raise NotImplementedError(f"{type(self).__name__}: this task has no one-shot supernet")
 
     @abstractmethod

@@ -3,11 +3,12 @@ combinations that make no sense with it, each refused naming the field and the f
 from __future__ import annotations
 
 from kubenas.contract import oneshot
+from kubenas.contract.ops import CHAIN_SUPERNET_OPS, chain_space_block
 from kubenas.contract.spaces import supernet_spaces
 
 from ..issues import Issue
 
-# The tasks whose trainer builds a supernet of the cell space (TrialTask.build_supernet).
+# The tasks whose trainer builds a supernet (TrialTask.build_supernet).
 SUPERNET_TASKS = ("image-classification",)
 
 
@@ -26,6 +27,12 @@ def oneshot_issues(spec: dict) -> list[Issue]:
         issues.append(Issue("spec.searchSpace.type", f"{space.get('type')} has no weight-sharing supernet: "
                             f"spec.oneShot searches a {' or '.join(shared)} space (searchSpace.type: "
                             f"{' or '.join(shared)}) only; use such a space or remove spec.oneShot"))
+    if space.get("type") == "chain":
+        unshared = [op for op in chain_space_block(space.get("chain"))["operations"] if op not in CHAIN_SUPERNET_OPS]
+        if unshared:
+            issues.append(Issue("spec.searchSpace.chain.operations", f"{', '.join(unshared)} cannot share weights in "
+                                f"a chain supernet (the ops that can: {', '.join(CHAIN_SUPERNET_OPS)}); remove "
+                                f"{'it' if len(unshared) == 1 else 'them'} or spec.oneShot"))
     if space.get("hyperparameters"):
         issues.append(Issue("spec.searchSpace.hyperparameters", "cannot be searched with spec.oneShot: the "
                             "supernet is trained with one set of training settings, so inherited-weight scores "
@@ -40,7 +47,7 @@ def oneshot_issues(spec: dict) -> list[Issue]:
                             "remove trial.command or spec.oneShot"))
     if (trial.get("model") or {}).get("builder"):
         issues.append(Issue("spec.trial.model.builder", "a user's model builder has no supernet (the one-shot "
-                            "supernet is the built-in cell network's); remove model.builder or spec.oneShot"))
+                            "supernet is the built-in cell or chain network's); remove model.builder or spec.oneShot"))
     if trial["training"].get("scheduleEpochs") is not None:
         issues.append(Issue("spec.trial.training.scheduleEpochs", "cannot be set with spec.oneShot: the supernet's "
                             "schedule runs over oneShot.supernetEpochs and a retrain's over training.epochs; "
