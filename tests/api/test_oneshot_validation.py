@@ -77,3 +77,33 @@ def test_what_makes_no_sense_with_one_shot_is_refused_naming_the_field(change, p
 def test_sampling_by_the_strategy_is_refused_by_the_schema():
     found = issues(_set("oneShot.sampling", "reinforce"))
     assert any(i.path == "spec.oneShot.sampling" for i in found), found
+
+
+def test_your_own_network_takes_part_in_one_shot_search_with_its_supernet():
+    from kubenas.api.policy import user_code_fields
+
+    chain = {"type": "chain", "chain": {"layers": 2, "operations": ["conv", "identity"], "filters": [8],
+                                        "kernelSizes": [1, 3], "strides": [1]}}
+
+    def both(spec):
+        spec["searchSpace"] = chain
+        spec["trial"]["model"] = {"builder": "mine:build", "supernet": "mine:build_supernet"}
+
+    assert issues(both) == []
+
+    def builder_only(spec):
+        spec["searchSpace"] = chain
+        spec["trial"]["model"] = {"builder": "mine:build"}
+
+    [issue] = issues(builder_only)
+    assert issue.path == "spec.trial.model.supernet" and "select(architecture)" in issue.message
+
+    def supernet_without_one_shot(spec):
+        both(spec)
+        del spec["oneShot"]
+
+    [found] = [i for i in issues(supernet_without_one_shot) if i.path == "spec.trial.model.supernet"]
+    assert "spec.oneShot only" in found.message
+    spec = copy.deepcopy(VALID["spec"])
+    both(spec)
+    assert "spec.trial.model.supernet" in user_code_fields(spec)  # gated as user code, as builder is

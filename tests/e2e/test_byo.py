@@ -4,6 +4,7 @@ the node stand-in's image holds deploy/examples at /opt/kubenas/examples) and it
 land in NASTrial status; user code is admitted only from who could run a pod themselves."""
 from __future__ import annotations
 
+import copy
 import json
 
 import yaml
@@ -53,6 +54,9 @@ def test_user_code_is_admitted_only_from_who_may_create_pods(installed):
         refused(dry_run(script_experiment("no-command")), "spec.trial.command: runs code of your choosing",
                 "(alice) may not create pods", "userCode")
         refused(dry_run(builder), "spec.trial.model.builder: runs code of your choosing")
+        with_supernet = copy.deepcopy(builder)  # trial.model.supernet (spec.oneShot) is user code as well
+        with_supernet["spec"]["trial"]["model"]["supernet"] = "byo_digits.models:build_supernet"
+        refused(dry_run(with_supernet), "spec.trial.model.builder: runs code of your choosing")
         grant(installed, namespace, "pods", "alice", [EXPERIMENTS,
                                                        {"apiGroups": [""], "resources": ["pods"], "verbs": ["create"]}])
         accepted(dry_run(script_experiment("yes-command")))

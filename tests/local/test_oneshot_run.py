@@ -78,3 +78,20 @@ def test_a_one_shot_run_over_a_chain_space(tmp_path, tiny):
     retrain = rows[-1]
     assert retrain["architecture"]["type"] == "chain" and len(retrain["architecture"]["layers"]) == 2
     assert 0 < retrain["reward"] <= 1
+
+
+def test_a_one_shot_run_with_your_own_network_and_its_supernet(tmp_path, tiny):
+    """trial.model.builder + trial.model.supernet (tests/byo/user_supernet.py): the user's
+    supernet scores the candidates and the user's builder retrains the best."""
+    shot = oneshot(tiny)
+    shot["spec"]["searchSpace"] = {"type": "chain", "chain": {"layers": 2, "operations": ["conv", "identity"],
+                                                              "filters": [8], "kernelSizes": [1, 3], "strides": [1]}}
+    shot["spec"]["trial"]["model"] = {"builder": "tests.byo.user_supernet:build",
+                                      "supernet": "tests.byo.user_supernet:build_supernet"}
+    run_dir = tmp_path / "run"
+    out, err = kubenas("run", write(tmp_path, shot), "--run-dir", run_dir).communicate(timeout=600)
+    assert "Succeeded" in out, (out, err)
+    rows = sorted(finished_lines(run_dir), key=lambda r: r["index"])
+    assert [r["oneshot"]["kind"] for r in rows] == ["supernet", "score", "score", "retrain"]
+    assert all(0 <= s <= 1 for r in rows[1:3] for s in r["scores"])
+    assert 0 < rows[-1]["reward"] <= 1 and rows[-1]["architecture"]["type"] == "chain"

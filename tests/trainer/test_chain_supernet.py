@@ -100,3 +100,29 @@ def test_a_chain_supernet_trial_then_a_score_trial(tmp_path):
     bad = run_oneshot_trial({**base, "oneshot": {"kind": "supernet", "space": {**space, "operations": ["attention"]},
                                                  "epochs": 1}}, tmp_path / "bad.pt")
     assert bad["status"] == "Failed" and "oneshot.space" in bad["message"] and "attention" in bad["message"]
+
+
+def test_your_own_supernet_trains_and_scores_through_model_supernet(tmp_path):
+    from tests.byo import user_supernet
+
+    space = {"type": "chain", "layers": 2, "operations": ["conv", "identity"], "filters": [8], "kernelSizes": [1, 3],
+             "strides": [1], "dilations": [1]}
+    model = {"builder": "tests.byo.user_supernet:build", "supernet": "tests.byo.user_supernet:build_supernet"}
+    base = {"architecture": {"type": "chain", "layers": [{"op": "identity"}] * 2}, "model": model,
+            "dataset": {"name": "digits"}, "training": {"batchSize": 64, "maxTrainBatches": 3, "device": "cpu"}}
+    ckpt = tmp_path / "supernet.pt"
+    before = len(user_supernet.BUILT)
+    trained = run_oneshot_trial({**base, "oneshot": {"kind": "supernet", "space": space, "epochs": 1}}, ckpt)
+    assert trained["status"] == "Succeeded", trained
+    net = user_supernet.Supernet(space, (1, 8, 8), 10)
+    candidates = [net.sample(random.Random(i)) for i in range(3)]
+    scored = run_oneshot_trial({**base, "oneshot": {"kind": "score", "space": space, "candidates": candidates,
+                                                    "bnRecalibrationBatches": 1}}, ckpt)
+    assert scored["status"] == "Succeeded", scored
+    assert len(scored["scores"]) == 3 and all(0 <= v <= 1 for v in scored["scores"])
+    assert user_supernet.BUILT[before:] == [space, space]  # the user's supernet, not the built-in one
+
+    no_select = run_oneshot_trial({**base, "model": {**model, "supernet": "tests.byo.user_supernet:build_no_select"},
+                                   "oneshot": {"kind": "supernet", "space": space, "epochs": 1}}, tmp_path / "x.pt")
+    assert no_select["status"] == "Failed" and "trial.model.supernet" in no_select["message"]
+    assert "select(architecture)" in no_select["message"]

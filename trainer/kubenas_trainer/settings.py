@@ -31,7 +31,7 @@ class TrialConfig:
     name: str = ""
     hyperparameters: dict = field(default_factory=dict)
     penalties: list = field(default_factory=list)  # objective.penalties (kubenas.contract.reward)
-    model: dict = field(default_factory=dict)  # {"builder": "module:function"} (user_code.py), or {}
+    model: dict = field(default_factory=dict)  # {"builder": "module:function", "supernet": ...} (user_code.py), or {}
     export: dict = field(default_factory=lambda: resolved_export(None))  # formats, opset (contract.settings)
     task: str = "image-classification"
     checkpoint: dict = field(default_factory=lambda: resolved_checkpoint(None))  # save, resumeFrom
@@ -140,11 +140,13 @@ def resolve_trial(trial: Any) -> TrialConfig:
     if dataset is not None and not isinstance(dataset, dict):
         raise InvalidTrial(f"dataset: must be an object, got {dataset!r}")
     model = _object(trial, "model")
-    unknown = sorted(set(model) - {"builder"})
+    unknown = sorted(set(model) - {"builder", "supernet"})
     if unknown:
-        raise InvalidTrial(f"model.{unknown[0]}: unknown field (known: builder)")
+        raise InvalidTrial(f"model.{unknown[0]}: unknown field (known: builder, supernet)")
     if model and not isinstance(model.get("builder"), str):
         raise InvalidTrial(f"model.builder: must be 'module:function', got {model.get('builder')!r}")
+    if "supernet" in model and not isinstance(model["supernet"], str):
+        raise InvalidTrial(f"model.supernet: must be 'module:function', got {model['supernet']!r}")
     problem = export_problem(trial.get("export"), trial.get("task") or "image-classification")
     if problem:
         raise InvalidTrial(f"export{'.' + problem[0] if problem[0] else ''}: {problem[1]}")

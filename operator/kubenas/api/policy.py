@@ -396,6 +396,7 @@ def user_code_fields(spec: dict) -> list[str]:
     trial = spec.get("trial") or {}
     fields = [("spec.trial.command", trial.get("command")),
               ("spec.trial.model.builder", (trial.get("model") or {}).get("builder")),
+              ("spec.trial.model.supernet", (trial.get("model") or {}).get("supernet")),
               ("spec.trial.dataset.loader", (trial.get("dataset") or {}).get("loader"))]
     return [path for path, value in fields if value]
 

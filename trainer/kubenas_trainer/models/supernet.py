@@ -590,7 +590,7 @@ def _run_oneshot(trial: dict, checkpoint_path: str | os.PathLike, store: str | N
     device = _select_device(t["device"])
     task = open_task(cfg.task, cfg.dataset, t["seed"], device)
     try:
-        net = task.build_supernet(spec["space"])
+        net = task.build_supernet(spec["space"], cfg.model.get("supernet"))
     except (KeyError, ValueError) as exc:
         raise InvalidTrial(f"oneshot.space: {exc}") from None
     net = net.to(device, memory_format=memory_format(t, device))

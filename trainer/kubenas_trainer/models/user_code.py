@@ -6,7 +6,10 @@ decisions: the assignment of a ``parameters`` space, else the chain/cell genotyp
 must return a ``torch.nn.Module`` mapping ``N x C x H x W`` inputs to ``N x num_classes``
 logits. ``trial.dataset.loader: "mypkg.data:load"`` is called as ``load()`` (or
 ``load(seed=...)`` if it takes a ``seed``) and returns the splits (see
-:func:`dataset_from_loader`). Import paths are resolved in the trial's environment (the
+:func:`dataset_from_loader`). With ``spec.oneShot``, ``trial.model.supernet:
+"mypkg.models:build_supernet"`` is called as ``build_supernet(space, input_shape,
+num_classes)`` and returns the weight-sharing supernet of the same network
+(:func:`build_user_supernet`, docs/oneshot.md). Import paths are resolved in the trial's environment (the
 experiment file's folder is on the path of a local trial); every error names the field.
 """
 from __future__ import annotations
@@ -56,6 +59,29 @@ def build_user_model(builder: str, trial_architecture, input_shape, num_classes:
         raise InvalidArchitecture(f"trial.model.builder {builder} failed: {type(exc).__name__}: {exc}") from None
     if not isinstance(model, nn.Module):
         raise InvalidTrial(f"trial.model.builder: {builder} returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+SUPERNET_METHODS = ("select", "sample")
+
+
+def build_user_supernet(target: str, space: dict, input_shape, num_classes: int) -> nn.Module:
+    """``trial.model.supernet``'s module: a ``torch.nn.Module`` whose ``select(architecture)``
+    picks the candidate (a genotype of ``space``, as ``model.builder`` receives it) that the
+    next forward runs and whose ``sample(rng)`` returns a uniformly drawn one
+    (``rng``: a ``random.Random``); InvalidTrial naming the field otherwise."""
+    build = resolve(target, "trial.model.supernet")
+    try:
+        model = build(dict(space), tuple(input_shape), num_classes)
+    except Exception as exc:  # noqa: BLE001 - the user's code refused this space
+        raise InvalidTrial(f"trial.model.supernet {target} failed: {type(exc).__name__}: {exc}") from None
+    if not isinstance(model, nn.Module):
+        raise InvalidTrial(f"trial.model.supernet: {target} returned {type(model).__name__}, not a torch.nn.Module")
+    missing = [m for m in SUPERNET_METHODS if not callable(getattr(model, m, None))]
+    if missing:
+        raise InvalidTrial(f"trial.model.supernet: {target} returned a {type(model).__name__} without "
+                           f"{' and '.join(m + '()' for m in missing)}: a supernet has select(architecture) and "
+                           "sample(rng) (docs/oneshot.md)")
     return model
 
 

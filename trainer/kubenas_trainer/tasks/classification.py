@@ -116,14 +116,19 @@ class ClassificationTask(TrialTask):
                                head=lambda channels: ClassifierHead(channels, data.num_classes))
         return body if stem is None else StemmedNet(stem, body)
 
-    def build_supernet(self, space: dict) -> nn.Module:
+    def build_supernet(self, space: dict, user_supernet: str | None = None) -> nn.Module:
         """The supernet of the space (cell or chain) as the body, with this task's head
-        (``supernet.build_supernet``); ``select`` is called on the returned module."""
+        (``supernet.build_supernet``), or the user's ``model.supernet`` (which brings its
+        own head, as ``model.builder`` does); ``select`` is called on the returned module."""
         if self.stem() is not None:
             raise NotImplementedError("a one-shot supernet under a trainable stem (sequence data) is not built yet")
+        data = self.dataset
+        if user_supernet:
+            from kubenas_trainer.models.user_code import build_user_supernet
+
+            return build_user_supernet(user_supernet, space, data.input_shape, data.num_classes)
         from kubenas_trainer.models.supernet import build_supernet
 
-        data = self.dataset
         return build_supernet(space, data.input_shape[0], lambda channels: ClassifierHead(channels, data.num_classes))
 
     # ------------------------------------------------------------------ loss and metrics

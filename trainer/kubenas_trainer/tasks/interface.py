@@ -134,11 +134,12 @@ class TrialTask(ABC):
         (``architecture``, or the user's ``model.builder``) and the task's head.
         GenotypeError for a bad architecture, ValueError for data it cannot take."""
 
-    def build_supernet(self, space: dict) -> nn.Module:
+    def build_supernet(self, space: dict, user_supernet: str | None = None) -> nn.Module:
         """The whole network with a weight-sharing supernet of ``space`` (a cell or chain
         space, ``supernet.build_supernet``: ``select(architecture)`` picks the candidate
-        that runs) as its body, for one-shot search. A task that cannot wrap one keeps this
-        refusal."""
+        that runs) as its body, or the user's ``model.supernet`` (``user_supernet``,
+        user_code.build_user_supernet), for one-shot search. A task that cannot wrap one
+        keeps this refusal."""
         raise NotImplementedError(f"{type(self).__name__}: this task has no one-shot supernet")
 
     @abstractmethod

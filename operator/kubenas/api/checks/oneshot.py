@@ -14,7 +14,11 @@ SUPERNET_TASKS = ("image-classification",)
 
 def oneshot_issues(spec: dict) -> list[Issue]:
     raw = spec.get(oneshot.SPEC_KEY)
+    model = spec["trial"].get("model") or {}
     if raw is None:
+        if model.get("supernet"):
+            return [Issue("spec.trial.model.supernet", "is read by spec.oneShot only (a supernet to score "
+                          "candidates with); remove it or add spec.oneShot")]
         return []
     try:
         s = oneshot.settings(raw)
@@ -45,9 +49,11 @@ def oneshot_issues(spec: dict) -> list[Issue]:
     if trial.get("command"):
         issues.append(Issue("spec.trial.command", "a user's training program cannot train or score a supernet; "
                             "remove trial.command or spec.oneShot"))
-    if (trial.get("model") or {}).get("builder"):
-        issues.append(Issue("spec.trial.model.builder", "a user's model builder has no supernet (the one-shot "
-                            "supernet is the built-in cell or chain network's); remove model.builder or spec.oneShot"))
+    if model.get("builder") and not model.get("supernet"):
+        issues.append(Issue("spec.trial.model.supernet", "required with trial.model.builder and spec.oneShot: "
+                            "your network's weight-sharing supernet (module:function returning a module with "
+                            "select(architecture) and sample(rng), docs/oneshot.md), which scores the candidates "
+                            "your builder then retrains; add it, or remove model.builder or spec.oneShot"))
     if trial["training"].get("scheduleEpochs") is not None:
         issues.append(Issue("spec.trial.training.scheduleEpochs", "cannot be set with spec.oneShot: the supernet's "
                             "schedule runs over oneShot.supernetEpochs and a retrain's over training.epochs; "
