@@ -227,7 +227,7 @@ FIDELITIES = {"asha": {"type": "asha"}, "hyperband": {"type": "hyperband"}}
 # defaults (candidates 500, 100 to a score trial, topK 3) over kubenas' default strategy, and
 # the same with topK 20 (the most spec.oneShot allows: more of the budget goes to retraining).
 # Bench seed s uses the supernet of the (s mod n)-th --oneshot-scores file.
-ONESHOT_STRATEGY = "evolution"  # regularized evolution: what SPOS searches its supernet with, and the one-shot examples use
+ONESHOT_STRATEGY = "evolution"  # regularized evolution: what SPOS searches its supernet with; the examples use it
 ONESHOT = {f"oneshot+{ONESHOT_STRATEGY}": {}, f"oneshot+{ONESHOT_STRATEGY}+top20": {"topK": 20}}
 ONESHOT_SCORES = sorted((HERE / "results").glob("oneshot_scores*.json"))
 # Searchers whose trials are not each one whole training: no regret-after-n-trials columns.
