@@ -226,7 +226,7 @@ FIDELITIES = {"asha": {"type": "asha"}, "hyperband": {"type": "hyperband"}}
 # One-shot (issue 26, bench/budgeted.py run_oneshot): the product's plan with spec.oneShot's
 # defaults (candidates 500, 100 to a score trial, topK 3) over kubenas' default strategy, and
 # the same with topK 20 (the most spec.oneShot allows: more of the budget goes to retraining).
-# Bench seed s uses the supernet of the (s mod n)-th --oneshot-scores file.
+# Bench seed s uses the (s mod n)-th of the n supernets that scored the table (by supernet seed).
 ONESHOT_STRATEGY = "evolution"  # regularized evolution: what SPOS searches its supernet with; the examples use it
 ONESHOT = {f"oneshot+{ONESHOT_STRATEGY}": {}, f"oneshot+{ONESHOT_STRATEGY}+top20": {"topK": 20}}
 ONESHOT_SCORES = sorted((HERE / "results").glob("oneshot_scores*.json"))
