@@ -82,8 +82,8 @@ def test_sampling_by_the_strategy_is_refused_by_the_schema():
 def test_your_own_network_takes_part_in_one_shot_search_with_its_supernet():
     from kubenas.api.policy import user_code_fields
 
-    chain = {"type": "chain", "chain": {"layers": 2, "operations": ["conv", "identity"], "filters": [8],
-                                        "kernelSizes": [1, 3], "strides": [1]}}
+    chain = {"type": "chain", "chain": {"layers": 4, "operations": ["conv", "identity"], "filters": [8],
+                                        "kernelSizes": [1, 3, 5], "strides": [1]}}
 
     def both(spec):
         spec["searchSpace"] = chain
@@ -107,3 +107,19 @@ def test_your_own_network_takes_part_in_one_shot_search_with_its_supernet():
     spec = copy.deepcopy(VALID["spec"])
     both(spec)
     assert "spec.trial.model.supernet" in user_code_fields(spec)  # gated as user code, as builder is
+
+
+def test_more_candidates_than_the_space_has_networks_is_refused():
+    def small(spec):  # 3 ops on 6 edges: 729 genotypes, 471 distinct networks
+        spec["oneShot"].update(candidates=500, candidatesPerTrial=100)
+        spec["budget"]["maxTrials"] = 10
+
+    [issue] = issues(small)
+    assert issue.path == "spec.oneShot.candidates"
+    assert "more than the 471 distinct networks" in issue.message and "at most 471" in issue.message
+
+    def fits(spec):
+        spec["oneShot"].update(candidates=471, candidatesPerTrial=100)
+        spec["budget"]["maxTrials"] = 10
+
+    assert issues(fits) == []

@@ -75,6 +75,7 @@ def oneshot_issues(spec: dict) -> list[Issue]:
     if objective.get("target") is not None:
         issues.append(Issue("spec.objective.target", "cannot end a one-shot search early: its best is known only "
                             "once the top candidates are retrained; remove objective.target"))
+    issues += _candidates_issues(spec, s)
     planned = oneshot.planned_trials(s)
     if spec["budget"]["maxTrials"] < planned:
         issues.append(Issue("spec.budget.maxTrials", f"a one-shot experiment runs 1 supernet trial, "
@@ -82,3 +83,22 @@ def oneshot_issues(spec: dict) -> list[Issue]:
                             f"{s['candidatesPerTrial']} per trial) and {s['topK']} retrains: {planned} trials; set "
                             f"maxTrials to at least {planned} (more leaves room for retried score trials)"))
     return issues
+
+
+NETWORK_COUNT_LIMIT = 5000  # spaces up to this many candidates are enumerated (a fraction of a second)
+
+
+def _candidates_issues(spec: dict, s: dict) -> list[Issue]:
+    """oneShot.candidates no more than the space's distinct networks: past them a strategy
+    can only propose repeats (each found after many redraws) and scores them again."""
+    from kubenas.space import SearchSpace, SpaceError
+
+    try:
+        networks = SearchSpace.from_spec(spec["searchSpace"]).network_count(NETWORK_COUNT_LIMIT)
+    except SpaceError:
+        return []  # the search-space check names what is wrong
+    if s["candidates"] <= networks:
+        return []
+    return [Issue("spec.oneShot.candidates", f"{s['candidates']} is more than the {networks} distinct networks of "
+                  f"the search space (candidates whose live operations differ); lower it to at most {networks}, "
+                  "or widen the space")]
