@@ -120,6 +120,15 @@ def _split_trial(name: str) -> tuple[str, int] | None:
     return (experiment, int(index)) if experiment and index.isdigit() else None
 
 
+def audit_lines(path: Path):
+    """Every line of the API server's audit log, oldest first: its rotated backups
+    (``audit-<time>.log``, one per ``--audit-log-maxsize``, 100 MB by default: a
+    10,000-trial run writes ~280 MB) before the current file."""
+    for part in sorted(path.parent.glob(f"{path.stem}-*{path.suffix}")) + [path]:
+        with open(part) as f:
+            yield from f
+
+
 def read_audit(lines, namespaces: set[str]) -> AuditFacts:
     """Fold audit log lines (JSON text) into :class:`AuditFacts`, for ``namespaces`` only."""
     facts = AuditFacts()
@@ -300,8 +309,7 @@ def run_experiments(cluster, exps: list[Experiment], timeout: float, audit_log: 
     for ns in namespaces:
         for t in _list(cluster, "nastrials", ns):
             trials_by_exp[(ns, (t.get("spec") or {}).get("experiment"))].append(t)
-    with open(audit_log) as f:
-        facts = read_audit(f, set(namespaces))
+    facts = read_audit(audit_lines(audit_log), set(namespaces))
     reports = [experiment_report(e, facts, found[(e.namespace, e.name)], trials_by_exp[(e.namespace, e.name)])
                for e in exps]
     all_jobs = sorted(t for ts in facts.job_creates.values() for t in ts)
