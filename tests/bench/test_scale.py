@@ -101,3 +101,21 @@ def test_summary_names_the_starved_experiment_and_the_slowest_first_job():
     assert s["starved"] == ["e2"]
     assert s["slowest_first_job_seconds"] == 3.5
     assert s["trials_per_second_per_experiment"] == {"min": 0.3, "median": 2.0, "max": 2.2}
+
+
+def test_the_rotated_audit_log_files_are_read_too_oldest_first(tmp_path):
+    """The API server rotates its audit log every 100 MB (audit-<time>.log); a run that
+    read only audit.log counted every trial of the rotated files as missing."""
+    from bench.scale import audit_lines
+
+    e = Experiment("ns-a", "exp", 3, 1)
+    lives = [trial_lines("ns-a", "exp", i, 1.0 + i) for i in range(3)]
+    (tmp_path / "audit-2026-12-06T23-59-02.085.log").write_text(
+        line("create", "nasexperiments", "exp", "ns-a", "admin", 0.0) + "\n" + "\n".join(lives[0]) + "\n")
+    (tmp_path / "audit-2026-12-07T00-10-13.279.log").write_text("\n".join(lives[1]) + "\n")
+    (tmp_path / "audit.log").write_text("\n".join(lives[2]) + "\n")
+    (tmp_path / "audit-policy.yaml").write_text("not: a log\n")
+    facts = read_audit(audit_lines(tmp_path / "audit.log"), {"ns-a"})
+    report = experiment_report(e, facts, {"status": {"phase": "Succeeded"}}, [trial_object("exp", i) for i in range(3)])
+    assert report["violations"] == []
+    assert report["first_job_seconds"] == pytest.approx(1.1, abs=1e-3)  # the creation is in the oldest file
