@@ -83,6 +83,20 @@ def _object(trial: dict, key: str) -> dict:
     return value
 
 
+def _user_model(trial: dict) -> dict:
+    """``trial.model``: ``builder`` (and, for one-shot trials, ``supernet``), each
+    'module:function' (models/user_code.py); {} without it."""
+    model = _object(trial, "model")
+    unknown = sorted(set(model) - {"builder", "supernet"})
+    if unknown:
+        raise InvalidTrial(f"model.{unknown[0]}: unknown field (known: builder, supernet)")
+    if model and not isinstance(model.get("builder"), str):
+        raise InvalidTrial(f"model.builder: must be 'module:function', got {model.get('builder')!r}")
+    if "supernet" in model and not isinstance(model["supernet"], str):
+        raise InvalidTrial(f"model.supernet: must be 'module:function', got {model['supernet']!r}")
+    return model
+
+
 def resolve_trial(trial: Any) -> TrialConfig:
     """Validate a Trial object and fill the documented defaults."""
     if not isinstance(trial, dict):
@@ -139,14 +153,7 @@ def resolve_trial(trial: Any) -> TrialConfig:
     dataset = trial.get("dataset")
     if dataset is not None and not isinstance(dataset, dict):
         raise InvalidTrial(f"dataset: must be an object, got {dataset!r}")
-    model = _object(trial, "model")
-    unknown = sorted(set(model) - {"builder", "supernet"})
-    if unknown:
-        raise InvalidTrial(f"model.{unknown[0]}: unknown field (known: builder, supernet)")
-    if model and not isinstance(model.get("builder"), str):
-        raise InvalidTrial(f"model.builder: must be 'module:function', got {model.get('builder')!r}")
-    if "supernet" in model and not isinstance(model["supernet"], str):
-        raise InvalidTrial(f"model.supernet: must be 'module:function', got {model['supernet']!r}")
+    model = _user_model(trial)
     problem = export_problem(trial.get("export"), trial.get("task") or "image-classification")
     if problem:
         raise InvalidTrial(f"export{'.' + problem[0] if problem[0] else ''}: {problem[1]}")
