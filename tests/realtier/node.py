@@ -705,6 +705,9 @@ class Agent:
         self.path = path
         self.max_backoff = max_backoff
         self.runners: dict[str, PodRunner] = {}
+        # Pods whose runner ended: a watch event that still shows one Running (delivered
+        # after the runner's last status write) must not run it again, as a kubelet would not.
+        self.ran: set[str] = set()
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.socket_path = str(state / "apiserver.sock")
@@ -855,7 +858,7 @@ class Agent:
         if spec["nodeName"] != NODE or runner is not None or phase in ("Succeeded", "Failed"):
             return
         with self.lock:
-            if uid in self.runners or self.stopping.is_set():
+            if uid in self.runners or uid in self.ran or self.stopping.is_set():
                 return
             runner = self.runners[uid] = PodRunner(self, pod)
         runner.start()
@@ -884,6 +887,7 @@ class Agent:
     def runner_done(self, runner: PodRunner) -> None:
         with self.lock:
             self.runners.pop(runner.uid, None)
+            self.ran.add(runner.uid)
         for server in runner.listeners.values():
             server.shutdown()
             server.server_close()
