@@ -179,7 +179,19 @@ class ChainSupernet(nn.Module):
     weights. The input is zero-padded to the supernet's width, so a layer's weights for
     the candidate are the first rows and columns of the block's (``extract``)."""
 
-    WEIGHTED = {"conv": False, "dw_conv": False, "tconv": True, "sep_tconv": True}  # op -> takes a dilation
+    @staticmethod
+    def _weighted(op: str) -> bool:
+        """An op with weights: it takes ``filters`` (kubenas.contract.ops.CHAIN_OPS)."""
+        from kubenas.contract.ops import CHAIN_OPS
+
+        return CHAIN_OPS[op].takes("filters")
+
+    @staticmethod
+    def _temporal(op: str) -> bool:
+        """A temporal op (1 x k along time): it takes a ``dilation``."""
+        from kubenas.contract.ops import CHAIN_OPS
+
+        return CHAIN_OPS[op].takes("dilation")
 
     def __init__(self, space: dict, in_channels: int, head: HeadFactory):
         super().__init__()
@@ -205,16 +217,16 @@ class ChainSupernet(nn.Module):
 
         blocks = nn.ModuleDict()
         for op in self.operations:
-            if op not in self.WEIGHTED:
+            if not self._weighted(op):
                 continue
             for kernel in self.choices_of["kernel"]:
-                for dilation in self.choices_of["dilation"] if self.WEIGHTED[op] else [1]:
+                for dilation in self.choices_of["dilation"] if self._temporal(op) else [1]:
                     layer = {"op": op, "filters": self.width, "kernel": kernel, "stride": 1, "dilation": dilation}
                     blocks[self._key(layer)] = chain_op(layer, self.width)[0]
         return blocks
 
     def _key(self, layer: dict) -> str:
-        dilation = f"_d{layer.get('dilation', 1)}" if self.WEIGHTED[layer["op"]] else ""
+        dilation = f"_d{layer.get('dilation', 1)}" if self._temporal(layer["op"]) else ""
         return f"{layer['op']}_k{layer['kernel']}{dilation}"
 
     @property
@@ -270,7 +282,7 @@ class ChainSupernet(nn.Module):
             return (max_pool if op == "max_pool" else avg_pool)(layer["kernel"], layer["stride"])(x)
         block = blocks[self._key(layer)]
         first = block[0]
-        stride = (1, layer["stride"]) if self.WEIGHTED[op] else layer["stride"]
+        stride = (1, layer["stride"]) if self._temporal(op) else layer["stride"]
         y = F.conv2d(x, first.weight, None, stride, first.padding, first.dilation, first.groups)
         for module in list(block)[1:]:
             y = module(y)
